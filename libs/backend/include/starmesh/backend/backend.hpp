@@ -1,0 +1,60 @@
+#pragma once
+// backend_i: every op the transformer and the Star Attention engine need, on one device.
+// The CPU backend is the reference; the CUDA backend must agree with it (tests/backend).
+// Tensors passed to an op live on the backend's device; outputs are written in place
+// (a Tensor is a handle, so `const Tensor& out` still lets the op write its elements).
+#include <string>
+
+#include "starmesh/core/expected.hpp"
+#include "starmesh/core/tensor.hpp"
+
+namespace starmesh {
+
+// Which keys a query sees: key j is visible to query i iff !causal || j <= i + diagonal.
+// diagonal = nk - nq aligns the last query with the last key (a query appended to a cache).
+struct AttentionMask {
+  bool causal = false;
+  int64_t diagonal = 0;
+  static AttentionMask none() { return {}; }
+  static AttentionMask causal_from(int64_t diagonal) { return {true, diagonal}; }
+};
+
+class backend_i {
+ public:
+  virtual ~backend_i() = default;
+  virtual std::string name() const = 0;
+  virtual Device device() const = 0;
+  // The dtype activations and the KV cache use on this backend.
+  virtual DType activation_dtype() const = 0;
+
+  // Memory. alloc returns zero-filled storage; upload copies a host tensor to the device
+  // in `as` dtype (weights: the backend's compute form); download returns a host copy.
+  virtual Expected<Tensor> alloc(DType t, const Shape& shape) = 0;
+  virtual Expected<Tensor> upload(const Tensor& host, DType as) = 0;
+  virtual Expected<Tensor> download(const Tensor& t) = 0;
+  // dst = src; same dtype and element count, both on this device.
+  virtual Status copy(const Tensor& src, const Tensor& dst) = 0;
+
+  // out[n, d] = table[ids[n], :]. ids i32 [n] (host or device), table [V, d].
+  virtual Status embedding(const Tensor& ids, const Tensor& table, const Tensor& out) = 0;
+  // out[n, d] = x / sqrt(mean(x^2) + eps) * w. x [n, d], w [d].
+  virtual Status rms_norm(const Tensor& x, const Tensor& w, float eps, const Tensor& out) = 0;
+  // out[n, m] = x[n, k] * w[m, k]^T (HF Linear layout).
+  virtual Status matmul(const Tensor& x, const Tensor& w, const Tensor& out) = 0;
+  // In place, HF rotate-half RoPE: x [n, heads, d], positions i32 [n], inv_freq f32 [d/2].
+  virtual Status rope(const Tensor& x, const Tensor& positions, const Tensor& inv_freq) = 0;
+  // out = silu(gate) * up, all [n, f].
+  virtual Status swiglu(const Tensor& gate, const Tensor& up, const Tensor& out) = 0;
+  // out = a + b, same shapes (out may alias a).
+  virtual Status add(const Tensor& a, const Tensor& b, const Tensor& out) = 0;
+  // Attention with its log-sum-exp. q [nq, hq, d], k and v [nk, hkv, d] (hq % hkv == 0),
+  // o [nq, hq, d], lse f32 [nq, hq] (natural log of the sum of exp(scale * q.k) over the
+  // visible keys; -inf and o = 0 for a query that sees no key).
+  virtual Status attention(const Tensor& q, const Tensor& k, const Tensor& v, AttentionMask mask,
+                           float scale, const Tensor& o, const Tensor& lse) = 0;
+
+  // Waits for all queued work (a no-op on the CPU).
+  virtual Status synchronize() = 0;
+};
+
+}  // namespace starmesh

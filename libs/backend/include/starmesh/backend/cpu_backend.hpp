@@ -1,0 +1,36 @@
+#pragma once
+// The CPU reference backend: float32 activations, GEMMs through OpenBLAS, the rest plain
+// C++ split over a thread pool.
+#include "starmesh/backend/backend.hpp"
+#include "starmesh/core/thread_pool.hpp"
+
+namespace starmesh {
+
+class CpuBackend final : public backend_i {
+ public:
+  explicit CpuBackend(ThreadPool& pool) : pool_(pool) {}
+
+  std::string name() const override { return "cpu"; }
+  Device device() const override { return Device::cpu(); }
+  DType activation_dtype() const override { return DType::f32; }
+
+  Expected<Tensor> alloc(DType t, const Shape& shape) override;
+  Expected<Tensor> upload(const Tensor& host, DType as) override;
+  Expected<Tensor> download(const Tensor& t) override;
+  Status copy(const Tensor& src, const Tensor& dst) override;
+
+  Status embedding(const Tensor& ids, const Tensor& table, const Tensor& out) override;
+  Status rms_norm(const Tensor& x, const Tensor& w, float eps, const Tensor& out) override;
+  Status matmul(const Tensor& x, const Tensor& w, const Tensor& out) override;
+  Status rope(const Tensor& x, const Tensor& positions, const Tensor& inv_freq) override;
+  Status swiglu(const Tensor& gate, const Tensor& up, const Tensor& out) override;
+  Status add(const Tensor& a, const Tensor& b, const Tensor& out) override;
+  Status attention(const Tensor& q, const Tensor& k, const Tensor& v, AttentionMask mask,
+                   float scale, const Tensor& o, const Tensor& lse) override;
+  Status synchronize() override { return {}; }
+
+ private:
+  ThreadPool& pool_;
+};
+
+}  // namespace starmesh

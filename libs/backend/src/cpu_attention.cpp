@@ -1,0 +1,92 @@
+// CPU reference attention with log-sum-exp: per head and chunk of queries, scores through
+// BLAS, an exact softmax in float32 with the max subtracted, then P V through BLAS.
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "starmesh/backend/cpu_backend.hpp"
+
+namespace starmesh {
+namespace {
+// Queries per BLAS call: bounds the score buffer at kQueryChunk x nk floats.
+constexpr int64_t kQueryChunk = 256;
+}  // namespace
+
+Status CpuBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, AttentionMask mask,
+                             float scale, const Tensor& o, const Tensor& lse) {
+  for (auto [t, what] : {std::pair{&q, "attention q"}, {&k, "attention k"}, {&v, "attention v"},
+                         {&o, "attention o"}, {&lse, "attention lse"}}) {
+    if (t->dtype() != DType::f32 || t->device().kind != DeviceKind::cpu)
+      return make_error(what, ": the CPU backend wants f32 host tensors, got ", dtype_name(t->dtype()));
+  }
+  if (q.rank() != 3 || k.rank() != 3) return make_error("attention: q and k must be [n, heads, d]");
+  const int64_t nq = q.dim(0), hq = q.dim(1), d = q.dim(2), nk = k.dim(0), hkv = k.dim(1);
+  if (hkv == 0 || hq % hkv) return make_error("attention: ", hq, " query heads do not split into ", hkv, " kv heads");
+  SM_TRY(expect_tensor(k, DType::f32, {nk, hkv, d}, "attention k"));
+  SM_TRY(expect_tensor(v, DType::f32, {nk, hkv, d}, "attention v"));
+  SM_TRY(expect_tensor(o, DType::f32, {nq, hq, d}, "attention o"));
+  SM_TRY(expect_tensor(lse, DType::f32, {nq, hq}, "attention lse"));
+  const int64_t group = hq / hkv;
+  const float* qs = q.data_as<float>();
+  const float* ks = k.data_as<float>();
+  const float* vs = v.data_as<float>();
+  float* os = o.data_as<float>();
+  float* ls = lse.data_as<float>();
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+
+  // Keys visible to query i: [0, visible(i)).
+  auto visible = [&](int64_t i) -> int64_t {
+    if (!mask.causal) return nk;
+    return std::clamp<int64_t>(i + mask.diagonal + 1, 0, nk);
+  };
+  const int64_t chunks = (nq + kQueryChunk - 1) / kQueryChunk;
+  std::vector<float> scores;
+  for (int64_t h = 0; h < hq; ++h) {
+    const int64_t kvh = h / group;
+    for (int64_t c = 0; c < chunks; ++c) {
+      const int64_t q0 = c * kQueryChunk, q1 = std::min(nq, q0 + kQueryChunk), rows = q1 - q0;
+      const int64_t cols = visible(q1 - 1);  // the widest row of the chunk
+      if (cols == 0) {
+        for (int64_t i = q0; i < q1; ++i) {
+          std::fill_n(os + (i * hq + h) * d, d, 0.0f);
+          ls[i * hq + h] = neg_inf;
+        }
+        continue;
+      }
+      scores.assign(size_t(rows * cols), 0.0f);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rows), int(cols), int(d), scale,
+                  qs + (q0 * hq + h) * d, int(hq * d), ks + kvh * d, int(hkv * d), 0.0f,
+                  scores.data(), int(cols));
+      pool_.parallel_for(rows, [&](int64_t b, int64_t e) {
+        for (int64_t r = b; r < e; ++r) {
+          float* row = scores.data() + r * cols;
+          const int64_t vis = visible(q0 + r);
+          if (vis == 0) {
+            std::fill_n(row, cols, 0.0f);
+            ls[(q0 + r) * hq + h] = neg_inf;
+            continue;
+          }
+          const float m = *std::max_element(row, row + vis);
+          double sum = 0;
+          for (int64_t j = 0; j < vis; ++j) {
+            row[j] = std::exp(row[j] - m);
+            sum += row[j];
+          }
+          const float inv = float(1.0 / sum);
+          for (int64_t j = 0; j < vis; ++j) row[j] *= inv;
+          std::fill(row + vis, row + cols, 0.0f);
+          ls[(q0 + r) * hq + h] = m + float(std::log(sum));
+        }
+      });
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(rows), int(d), int(cols), 1.0f,
+                  scores.data(), int(cols), vs + kvh * d, int(hkv * d), 0.0f,
+                  os + (q0 * hq + h) * d, int(hq * d));
+    }
+  }
+  return {};
+}
+
+}  // namespace starmesh

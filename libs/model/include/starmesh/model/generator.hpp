@@ -1,0 +1,31 @@
+#pragma once
+// The plain generation loop over global attention: prefill the prompt, then one token at a
+// time until max_new_tokens, a stop id, or the callback says stop.
+#include <functional>
+#include <span>
+#include <vector>
+
+#include "starmesh/model/sampler.hpp"
+#include "starmesh/model/transformer.hpp"
+
+namespace starmesh {
+
+struct GenerationParams {
+  int max_new_tokens = 32;
+  SamplingParams sampling;
+  std::vector<int32_t> stop_ids;  // generation ends after emitting one of these
+};
+
+struct GenerationStats {
+  int64_t prompt_tokens = 0;
+  int64_t generated_tokens = 0;
+  double prefill_seconds = 0;
+  double decode_seconds = 0;  // after the first token
+};
+
+// on_token(id) is called for every generated token; returning false stops generation.
+Expected<GenerationStats> generate(const Transformer& model, KvCache& cache, std::span<const int32_t> prompt,
+                                   const GenerationParams& params,
+                                   const std::function<bool(int32_t)>& on_token);
+
+}  // namespace starmesh

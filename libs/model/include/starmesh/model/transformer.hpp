@@ -1,0 +1,62 @@
+#pragma once
+// The Llama-family decoder, written once against backend_i. Engines drive it layer by layer:
+// embed -> for each layer (project_qkv, attention of their choosing, finish_layer) -> logits.
+// forward() is the plain global-attention engine over a KvCache.
+#include <filesystem>
+#include <span>
+#include <vector>
+
+#include "starmesh/backend/backend.hpp"
+#include "starmesh/model/kv_cache.hpp"
+#include "starmesh/model/llama_config.hpp"
+
+namespace starmesh {
+
+struct LayerWeights {
+  Tensor attn_norm;             // [hidden]
+  Tensor wq, wk, wv, wo;        // [hq*d, hidden], [hkv*d, hidden], [hkv*d, hidden], [hidden, hq*d]
+  Tensor mlp_norm;              // [hidden]
+  Tensor w_gate, w_up, w_down;  // [ffn, hidden], [ffn, hidden], [hidden, ffn]
+};
+
+// Q after RoPE [n, hq, d]; K after RoPE and V [n, hkv, d]; activation dtype.
+struct QkvProjection {
+  Tensor q, k, v;
+};
+
+class Transformer {
+ public:
+  // Reads config.json and the safetensors checkpoint in `dir`; weights go to `backend`.
+  static Expected<Transformer> load(backend_i& backend, const std::filesystem::path& dir);
+
+  const LlamaConfig& config() const { return config_; }
+  backend_i& backend() const { return *backend_; }
+  int layers() const { return int(layers_.size()); }
+  float attention_scale() const { return scale_; }
+
+  // Token ids -> hidden states [n, hidden]. An id outside the vocabulary is an error.
+  Expected<Tensor> embed(std::span<const int32_t> ids) const;
+  // RMSNorm + Q/K/V projections + RoPE at `positions` (one per row of hidden).
+  Expected<QkvProjection> project_qkv(int layer, const Tensor& hidden, std::span<const int32_t> positions) const;
+  // hidden += o_proj(attn); hidden += mlp(rms_norm(hidden)). attn [n, hq, d].
+  Status finish_layer(int layer, const Tensor& hidden, const Tensor& attn) const;
+  // Final norm + LM head over every row of hidden: [n, vocab].
+  Expected<Tensor> logits(const Tensor& hidden) const;
+
+  // Global attention over `cache` (+ the new tokens, causal): appends their KV and returns
+  // logits for every new token (all_rows) or the last one only ([1, vocab]).
+  Expected<Tensor> forward(std::span<const int32_t> ids, KvCache& cache, bool all_rows = false) const;
+
+  // A cache shaped for this model.
+  Expected<KvCache> make_cache(int64_t capacity) const;
+
+ private:
+  backend_i* backend_ = nullptr;
+  LlamaConfig config_;
+  float scale_ = 1.0f;
+  Tensor embed_, final_norm_, lm_head_;  // [vocab, hidden], [hidden], [vocab, hidden]
+  Tensor inv_freq_;                      // f32 [d/2], llama3 scaling applied
+  std::vector<LayerWeights> layers_;
+};
+
+}  // namespace starmesh

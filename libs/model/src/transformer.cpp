@@ -1,0 +1,161 @@
+#include "starmesh/model/transformer.hpp"
+
+#include <cmath>
+#include <numeric>
+#include <string>
+
+#include "starmesh/model/safetensors.hpp"
+
+namespace starmesh {
+namespace {
+
+Expected<Tensor> load_weight(backend_i& backend, const Checkpoint& ckpt, const std::string& name,
+                             const Shape& shape) {
+  SM_ASSIGN(host, ckpt.get(name, shape));
+  return backend.upload(host, backend.activation_dtype());
+}
+
+}  // namespace
+
+Expected<Transformer> Transformer::load(backend_i& backend, const std::filesystem::path& dir) {
+  SM_ASSIGN(config, load_llama_config(dir));
+  SM_ASSIGN(ckpt, Checkpoint::open(dir));
+  Transformer m;
+  m.backend_ = &backend;
+  m.config_ = config;
+  const int64_t hidden = config.hidden_size, d = config.head_dim;
+  const int64_t hq = config.num_attention_heads, hkv = config.num_key_value_heads;
+  const int64_t ffn = config.intermediate_size, vocab = config.vocab_size;
+  m.scale_ = float(1.0 / std::sqrt(double(d)));
+
+  SM_ASSIGN(embed, load_weight(backend, ckpt, "model.embed_tokens.weight", {vocab, hidden}));
+  SM_ASSIGN(norm, load_weight(backend, ckpt, "model.norm.weight", {hidden}));
+  m.embed_ = embed;
+  m.final_norm_ = norm;
+  if (config.tie_word_embeddings) {
+    m.lm_head_ = m.embed_;
+  } else {
+    SM_ASSIGN(head, load_weight(backend, ckpt, "lm_head.weight", {vocab, hidden}));
+    m.lm_head_ = head;
+  }
+  for (int l = 0; l < config.num_hidden_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    LayerWeights w;
+    struct Item { Tensor* dst; std::string name; Shape shape; };
+    const Item items[] = {
+        {&w.attn_norm, p + "input_layernorm.weight", {hidden}},
+        {&w.wq, p + "self_attn.q_proj.weight", {hq * d, hidden}},
+        {&w.wk, p + "self_attn.k_proj.weight", {hkv * d, hidden}},
+        {&w.wv, p + "self_attn.v_proj.weight", {hkv * d, hidden}},
+        {&w.wo, p + "self_attn.o_proj.weight", {hidden, hq * d}},
+        {&w.mlp_norm, p + "post_attention_layernorm.weight", {hidden}},
+        {&w.w_gate, p + "mlp.gate_proj.weight", {ffn, hidden}},
+        {&w.w_up, p + "mlp.up_proj.weight", {ffn, hidden}},
+        {&w.w_down, p + "mlp.down_proj.weight", {hidden, ffn}},
+    };
+    for (const Item& it : items) {
+      SM_ASSIGN(t, load_weight(backend, ckpt, it.name, it.shape));
+      *it.dst = t;
+    }
+    m.layers_.push_back(std::move(w));
+  }
+  const std::vector<float> inv_freq = rope_inv_freq(config);
+  SM_ASSIGN(freq, backend.upload(Tensor::from_f32(inv_freq, {int64_t(inv_freq.size())}), DType::f32));
+  m.inv_freq_ = freq;
+  return m;
+}
+
+Expected<Tensor> Transformer::embed(std::span<const int32_t> ids) const {
+  const int64_t n = int64_t(ids.size());
+  for (size_t i = 0; i < ids.size(); ++i)
+    if (ids[i] < 0 || ids[i] >= config_.vocab_size)
+      return make_error("token id ", ids[i], " at position ", i, " is outside the vocabulary [0, ",
+                        config_.vocab_size, ")");
+  SM_ASSIGN(dev_ids, backend_->upload(Tensor::from_i32(ids, {n}), DType::i32));
+  SM_ASSIGN(hidden, backend_->alloc(backend_->activation_dtype(), {n, config_.hidden_size}));
+  SM_TRY(backend_->embedding(dev_ids, embed_, hidden));
+  return hidden;
+}
+
+Expected<QkvProjection> Transformer::project_qkv(int layer, const Tensor& hidden,
+                                                 std::span<const int32_t> positions) const {
+  const LayerWeights& w = layers_.at(size_t(layer));
+  const int64_t n = hidden.dim(0), d = config_.head_dim;
+  const int64_t hq = config_.num_attention_heads, hkv = config_.num_key_value_heads;
+  if (int64_t(positions.size()) != n)
+    return make_error("project_qkv: ", positions.size(), " positions for ", n, " tokens");
+  const DType act = backend_->activation_dtype();
+  SM_ASSIGN(normed, backend_->alloc(act, {n, config_.hidden_size}));
+  SM_TRY(backend_->rms_norm(hidden, w.attn_norm, config_.rms_norm_eps, normed));
+  QkvProjection out;
+  SM_ASSIGN(q, backend_->alloc(act, {n, hq * d}));
+  SM_ASSIGN(k, backend_->alloc(act, {n, hkv * d}));
+  SM_ASSIGN(v, backend_->alloc(act, {n, hkv * d}));
+  SM_TRY(backend_->matmul(normed, w.wq, q));
+  SM_TRY(backend_->matmul(normed, w.wk, k));
+  SM_TRY(backend_->matmul(normed, w.wv, v));
+  out.q = q.reshape({n, hq, d});
+  out.k = k.reshape({n, hkv, d});
+  out.v = v.reshape({n, hkv, d});
+  SM_ASSIGN(pos, backend_->upload(Tensor::from_i32(positions, {n}), DType::i32));
+  SM_TRY(backend_->rope(out.q, pos, inv_freq_));
+  SM_TRY(backend_->rope(out.k, pos, inv_freq_));
+  return out;
+}
+
+Status Transformer::finish_layer(int layer, const Tensor& hidden, const Tensor& attn) const {
+  const LayerWeights& w = layers_.at(size_t(layer));
+  const int64_t n = hidden.dim(0), h = config_.hidden_size, ffn = config_.intermediate_size;
+  const DType act = backend_->activation_dtype();
+  SM_ASSIGN(proj, backend_->alloc(act, {n, h}));
+  SM_TRY(backend_->matmul(attn.reshape({n, attn.numel() / std::max<int64_t>(n, 1)}), w.wo, proj));
+  SM_TRY(backend_->add(hidden, proj, hidden));
+  SM_ASSIGN(normed, backend_->alloc(act, {n, h}));
+  SM_TRY(backend_->rms_norm(hidden, w.mlp_norm, config_.rms_norm_eps, normed));
+  SM_ASSIGN(gate, backend_->alloc(act, {n, ffn}));
+  SM_ASSIGN(up, backend_->alloc(act, {n, ffn}));
+  SM_TRY(backend_->matmul(normed, w.w_gate, gate));
+  SM_TRY(backend_->matmul(normed, w.w_up, up));
+  SM_TRY(backend_->swiglu(gate, up, gate));
+  SM_TRY(backend_->matmul(gate, w.w_down, proj));
+  return backend_->add(hidden, proj, hidden);
+}
+
+Expected<Tensor> Transformer::logits(const Tensor& hidden) const {
+  const int64_t n = hidden.dim(0);
+  const DType act = backend_->activation_dtype();
+  SM_ASSIGN(normed, backend_->alloc(act, {n, config_.hidden_size}));
+  SM_TRY(backend_->rms_norm(hidden, final_norm_, config_.rms_norm_eps, normed));
+  SM_ASSIGN(out, backend_->alloc(act, {n, config_.vocab_size}));
+  SM_TRY(backend_->matmul(normed, lm_head_, out));
+  return out;
+}
+
+Expected<KvCache> Transformer::make_cache(int64_t capacity) const {
+  return KvCache::create(*backend_, config_.num_hidden_layers, capacity, config_.num_key_value_heads,
+                         config_.head_dim);
+}
+
+Expected<Tensor> Transformer::forward(std::span<const int32_t> ids, KvCache& cache, bool all_rows) const {
+  const int64_t n = int64_t(ids.size()), past = cache.length();
+  if (n == 0) return make_error("forward: no tokens");
+  if (past + n > cache.capacity())
+    return make_error("sequence of ", past + n, " tokens exceeds the KV cache capacity of ", cache.capacity());
+  std::vector<int32_t> positions(size_t(n));
+  std::iota(positions.begin(), positions.end(), int32_t(past));
+  SM_ASSIGN(hidden, embed(ids));
+  const int64_t hq = config_.num_attention_heads, d = config_.head_dim;
+  SM_ASSIGN(attn, backend_->alloc(backend_->activation_dtype(), {n, hq, d}));
+  SM_ASSIGN(lse, backend_->alloc(DType::f32, {n, hq}));
+  for (int l = 0; l < layers(); ++l) {
+    SM_ASSIGN(qkv, project_qkv(l, hidden, positions));
+    SM_TRY(cache.write(l, qkv.k, qkv.v));
+    SM_TRY(backend_->attention(qkv.q, cache.keys(l, n), cache.values(l, n), AttentionMask::causal_from(past),
+                               scale_, attn, lse));
+    SM_TRY(finish_layer(l, hidden, attn));
+  }
+  SM_TRY(cache.commit(n));
+  return logits(all_rows ? hidden : hidden.rows(n - 1, n));
+}
+
+}  // namespace starmesh

