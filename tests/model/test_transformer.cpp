@@ -83,6 +83,7 @@ TEST_CASE_FIXTURE(Golden, "bad requests are refused with a clear message") {
   REQUIRE_FALSE(r2);
   CHECK(r2.error().message.find("capacity") != std::string::npos);
   GenerationParams p;
+  p.max_new_tokens = 2;
   p.sampling.top_p = 0;
   std::vector<int32_t> one = {1};
   auto g = generate(model, cache, one, p, [](int32_t) { return true; });

@@ -10,35 +10,43 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 }
 }  // namespace
 
-Expected<GenerationStats> generate(const Transformer& model, KvCache& cache, std::span<const int32_t> prompt,
-                                   const GenerationParams& params,
-                                   const std::function<bool(int32_t)>& on_token) {
+Expected<GenerationStats> generate_with(backend_i& backend, const StepFn& step, std::span<const int32_t> prompt,
+                                        const GenerationParams& params,
+                                        const std::function<bool(int32_t)>& on_token) {
   SM_TRY(validate(params.sampling));
   if (prompt.empty()) return make_error("the prompt is empty: give at least one token");
   if (params.max_new_tokens < 0) return make_error("max_new_tokens must be >= 0");
-  const int64_t needed = cache.length() + int64_t(prompt.size()) + params.max_new_tokens;
-  if (needed > cache.capacity())
-    return make_error("prompt (", prompt.size(), " tokens) + max_new_tokens (", params.max_new_tokens,
-                      ") exceed the KV cache capacity of ", cache.capacity(), " tokens");
   Sampler sampler(params.sampling);
   GenerationStats stats;
   stats.prompt_tokens = int64_t(prompt.size());
   auto t0 = std::chrono::steady_clock::now();
-  SM_ASSIGN(logits_dev, model.forward(prompt, cache));
-  SM_ASSIGN(logits, model.backend().download(logits_dev));
+  SM_ASSIGN(logits_dev, step(prompt));
+  SM_ASSIGN(logits, backend.download(logits_dev));
   stats.prefill_seconds = seconds_since(t0);
   t0 = std::chrono::steady_clock::now();
-  for (int step = 0; step < params.max_new_tokens; ++step) {
+  for (int i = 0; i < params.max_new_tokens; ++i) {
     const int32_t next = sampler.sample({logits.data_as<float>(), size_t(logits.numel())});
     ++stats.generated_tokens;
     const bool stop = std::find(params.stop_ids.begin(), params.stop_ids.end(), next) != params.stop_ids.end();
-    if (!on_token(next) || stop || step + 1 == params.max_new_tokens) break;
-    SM_ASSIGN(step_dev, model.forward(std::span<const int32_t>(&next, 1), cache));
-    SM_ASSIGN(step_host, model.backend().download(step_dev));
+    if (!on_token(next) || stop || i + 1 == params.max_new_tokens) break;
+    SM_ASSIGN(step_dev, step(std::span<const int32_t>(&next, 1)));
+    SM_ASSIGN(step_host, backend.download(step_dev));
     logits = step_host;
   }
   stats.decode_seconds = seconds_since(t0);
   return stats;
+}
+
+Expected<GenerationStats> generate(const Transformer& model, KvCache& cache, std::span<const int32_t> prompt,
+                                   const GenerationParams& params,
+                                   const std::function<bool(int32_t)>& on_token) {
+  const int64_t needed = cache.length() + int64_t(prompt.size()) + params.max_new_tokens;
+  if (needed > cache.capacity())
+    return make_error("prompt (", prompt.size(), " tokens) + max_new_tokens (", params.max_new_tokens,
+                      ") exceed the KV cache capacity of ", cache.capacity(), " tokens");
+  return generate_with(
+      model.backend(), [&](std::span<const int32_t> ids) { return model.forward(ids, cache); }, prompt, params,
+      on_token);
 }
 
 }  // namespace starmesh

@@ -141,7 +141,7 @@ Expected<Tensor> Transformer::forward(std::span<const int32_t> ids, KvCache& cac
   if (n == 0) return make_error("forward: no tokens");
   if (past + n > cache.capacity())
     return make_error("sequence of ", past + n, " tokens exceeds the KV cache capacity of ", cache.capacity());
-  std::vector<int32_t> positions(size_t(n));
+  std::vector<int32_t> positions(static_cast<size_t>(n));
   std::iota(positions.begin(), positions.end(), int32_t(past));
   SM_ASSIGN(hidden, embed(ids));
   const int64_t hq = config_.num_attention_heads, d = config_.head_dim;

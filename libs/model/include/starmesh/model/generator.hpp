@@ -23,7 +23,17 @@ struct GenerationStats {
   double decode_seconds = 0;  // after the first token
 };
 
-// on_token(id) is called for every generated token; returning false stops generation.
+// Runs the model on some tokens and returns the logits of the last one, [1, vocab], on the
+// model's backend: the engine (global attention, the Star Attention query host, ...).
+using StepFn = std::function<Expected<Tensor>(std::span<const int32_t> ids)>;
+
+// The loop over any engine. on_token(id) is called for every generated token; returning false
+// stops generation.
+Expected<GenerationStats> generate_with(backend_i& backend, const StepFn& step, std::span<const int32_t> prompt,
+                                        const GenerationParams& params,
+                                        const std::function<bool(int32_t)>& on_token);
+
+// Global attention over `cache`.
 Expected<GenerationStats> generate(const Transformer& model, KvCache& cache, std::span<const int32_t> prompt,
                                    const GenerationParams& params,
                                    const std::function<bool(int32_t)>& on_token);

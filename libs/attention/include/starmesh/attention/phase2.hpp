@@ -1,0 +1,63 @@
+#pragma once
+// Phase 2 of Star Attention: the query and each generated token attend to every cached
+// token exactly. Per layer, the query host sends Q to the other hosts, each returns its
+// partial state (o, lse) over its shard (no mask: every shard token precedes the query),
+// and the query host merges them with its own partials over its shard and over the query /
+// generated tokens (causal among themselves).
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "starmesh/attention/attention_state.hpp"
+#include "starmesh/attention/phase1.hpp"
+
+namespace starmesh {
+
+// Shard side: the partial state of q [n, hq, d] over layer `layer` of `shard`, no mask.
+// Returned on the host (f32), ready for the wire or the merge.
+Expected<AttentionState> shard_partial(const Transformer& model, const KvCache& shard, int layer, const Tensor& q);
+
+// Where the query host gets the other hosts' partials for one layer: in one process, direct
+// calls (InProcessShards); in the mesh, the data plane.
+class remote_partials_i {
+ public:
+  virtual ~remote_partials_i() = default;
+  virtual Expected<std::vector<AttentionState>> gather(int layer, const Tensor& q) = 0;
+};
+
+// The other hosts' shards, held in this process (tests, `--mode star` in one process).
+class InProcessShards final : public remote_partials_i {
+ public:
+  InProcessShards(const Transformer& model, std::vector<const KvShard*> shards) : model_(model), shards_(std::move(shards)) {}
+  Expected<std::vector<AttentionState>> gather(int layer, const Tensor& q) override;
+
+ private:
+  const Transformer& model_;
+  std::vector<const KvShard*> shards_;
+};
+
+// The host with the last block: its shard, the KV of query and generated tokens, and the
+// per-layer merge. Positions of new tokens follow the whole context.
+class QueryHost {
+ public:
+  // capacity: how many query + generated tokens the local cache can hold.
+  static Expected<QueryHost> create(const Transformer& model, KvShard shard, int64_t context_tokens, int64_t capacity);
+
+  // Runs `ids` (the query, or one generated token) through every layer; returns the logits
+  // of the last one [1, vocab] (all_rows: of every one) on the model's backend.
+  Expected<Tensor> step(std::span<const int32_t> ids, remote_partials_i& remotes, bool all_rows = false);
+
+  int64_t local_tokens() const { return local_.length(); }
+  const KvShard& shard() const { return shard_; }
+
+ private:
+  QueryHost(const Transformer& model, KvShard shard, KvCache local, int64_t context_tokens)
+      : model_(&model), shard_(std::move(shard)), local_(std::move(local)), context_tokens_(context_tokens) {}
+
+  const Transformer* model_;
+  KvShard shard_;
+  KvCache local_;  // query and generated tokens
+  int64_t context_tokens_;
+};
+
+}  // namespace starmesh

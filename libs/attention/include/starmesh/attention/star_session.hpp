@@ -1,0 +1,42 @@
+#pragma once
+// Star Attention with every host simulated in one process: phase 1 for each host, then a
+// query host that gathers the other shards' partials by direct calls. This is the
+// single-process truth that the distributed mesh is compared with.
+#include <memory>
+#include <span>
+
+#include "starmesh/attention/phase2.hpp"
+
+namespace starmesh {
+
+struct StarOptions {
+  int64_t block_size = 0;
+  int64_t anchor_size = -1;  // -1: anchor = block (the default); 0: no anchor (ablation)
+  int hosts = 1;
+};
+
+class StarSession {
+ public:
+  // Plans the blocks and runs phase 1 on every host. `capacity`: query + generated tokens.
+  static Expected<std::unique_ptr<StarSession>> encode(const Transformer& model, std::span<const int32_t> context,
+                                                       const StarOptions& options, int64_t capacity);
+
+  // Phase 2: runs ids through the query host; logits of the last token [1, vocab].
+  Expected<Tensor> step(std::span<const int32_t> ids, bool all_rows = false) {
+    return query_host_.step(ids, remotes_, all_rows);
+  }
+
+  const BlockPlan& plan() const { return plan_; }
+  double phase1_seconds() const { return phase1_seconds_; }
+
+ private:
+  StarSession(BlockPlan plan, std::vector<KvShard> others, QueryHost qh, const Transformer& model);
+
+  BlockPlan plan_;
+  std::vector<KvShard> others_;  // shards of hosts 0 .. query_host - 1
+  QueryHost query_host_;
+  InProcessShards remotes_;
+  double phase1_seconds_ = 0;
+};
+
+}  // namespace starmesh

@@ -1,0 +1,79 @@
+#include "starmesh/attention/phase1.hpp"
+
+namespace starmesh {
+namespace {
+
+// Encodes one block: its tokens attend causally to themselves and, before them, to the
+// anchor KV (if any). Writes the block's KV at the end of `shard` and commits it.
+Status encode_block(const Transformer& model, const BlockPlan& plan, int b, std::span<const int32_t> context,
+                    const KvCache* anchor, KvCache& shard) {
+  backend_i& be = model.backend();
+  const Block& blk = plan.blocks[size_t(b)];
+  const int64_t n = blk.end - blk.begin;
+  const auto tokens = context.subspan(size_t(blk.begin), size_t(n));
+  std::vector<int32_t> positions = plan.encoding_positions(b);
+  const int64_t a = plan.uses_anchor(b) ? plan.anchor_size : 0;
+  positions.erase(positions.begin(), positions.begin() + a);  // the block's own positions
+
+  const LlamaConfig& cfg = model.config();
+  const int64_t hq = cfg.num_attention_heads, hkv = cfg.num_key_value_heads, d = cfg.head_dim;
+  const DType act = be.activation_dtype();
+  SM_ASSIGN(hidden, model.embed(tokens));
+  SM_ASSIGN(out, be.alloc(act, {n, hq, d}));
+  SM_ASSIGN(lse, be.alloc(DType::f32, {n, hq}));
+  Tensor keys, values;  // [a + n, hkv, d]: the anchor's rows, then the block's
+  if (a > 0) {
+    SM_ASSIGN(k, be.alloc(act, {a + n, hkv, d}));
+    SM_ASSIGN(v, be.alloc(act, {a + n, hkv, d}));
+    keys = k;
+    values = v;
+  }
+  for (int l = 0; l < model.layers(); ++l) {
+    SM_ASSIGN(qkv, model.project_qkv(l, hidden, positions));
+    SM_TRY(shard.write(l, qkv.k, qkv.v));
+    if (a > 0) {
+      SM_TRY(be.copy(anchor->keys(l), keys.rows(0, a)));
+      SM_TRY(be.copy(anchor->values(l), values.rows(0, a)));
+      SM_TRY(be.copy(qkv.k, keys.rows(a, a + n)));
+      SM_TRY(be.copy(qkv.v, values.rows(a, a + n)));
+      SM_TRY(be.attention(qkv.q, keys, values, AttentionMask::causal_from(a), model.attention_scale(), out, lse));
+    } else {
+      SM_TRY(be.attention(qkv.q, qkv.k, qkv.v, AttentionMask::causal_from(0), model.attention_scale(), out, lse));
+    }
+    SM_TRY(model.finish_layer(l, hidden, out));
+  }
+  return shard.commit(n);
+}
+
+}  // namespace
+
+bool host_needs_anchor(const BlockPlan& plan, int host) {
+  const HostRange& r = plan.hosts.at(size_t(host));
+  for (int b = r.first_block; b < r.end_block; ++b)
+    if (plan.uses_anchor(b)) return true;
+  return false;
+}
+
+Expected<KvCache> encode_anchor(const Transformer& model, const BlockPlan& plan, std::span<const int32_t> context) {
+  if (plan.anchor_size <= 0) return make_error("encode_anchor: the plan has no anchor");
+  SM_ASSIGN(cache, model.make_cache(plan.anchor_size));
+  SM_TRY(model.forward(context.first(size_t(plan.anchor_size)), cache).status());
+  return cache;
+}
+
+Expected<KvShard> encode_shard(const Transformer& model, const BlockPlan& plan, int host,
+                               std::span<const int32_t> context, const KvCache* anchor) {
+  if (host < 0 || host >= int(plan.hosts.size()))
+    return make_error("encode_shard: host ", host, " holds no blocks in a plan of ", plan.hosts.size(), " hosts");
+  if (int64_t(context.size()) != plan.context_tokens)
+    return make_error("encode_shard: the plan is for ", plan.context_tokens, " context tokens, got ", context.size());
+  if (host_needs_anchor(plan, host) && (!anchor || anchor->length() != plan.anchor_size))
+    return make_error("encode_shard: host ", host, " needs the anchor KV of ", plan.anchor_size, " tokens");
+  const HostRange& r = plan.hosts[size_t(host)];
+  SM_ASSIGN(cache, model.make_cache(r.end - r.begin));
+  KvShard shard{r.begin, r.end, std::move(cache)};
+  for (int b = r.first_block; b < r.end_block; ++b) SM_TRY(encode_block(model, plan, b, context, anchor, shard.cache));
+  return shard;
+}
+
+}  // namespace starmesh
