@@ -1,11 +1,15 @@
 #include <fmt/core.h>
 
 #include <cstdio>
+#include <fstream>
+#include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "commands.hpp"
+#include "starmesh/attention/star_session.hpp"
 #include "starmesh/backend/cpu_backend.hpp"
 #include "starmesh/model/generator.hpp"
 #include "starmesh/model/tokenizer.hpp"
@@ -16,8 +20,12 @@ namespace {
 
 struct GenerateOptions {
   std::string model_dir = STARMESH_DEFAULT_MODEL_DIR;
-  std::string prompt;
+  std::string prompt;  // the query when there is no context
   std::string prompt_ids;
+  std::string context, context_file, query;
+  std::string mode = "global";
+  StarOptions star{4096, -1, 4};
+  bool no_anchor = false;
   int max_new_tokens = 32;
   SamplingParams sampling;
   int threads = 0;
@@ -41,6 +49,30 @@ Expected<std::vector<int32_t>> parse_ids(const std::string& text) {
   return ids;
 }
 
+Expected<std::string> read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return make_error("cannot read --context-file '", path, "'");
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// The request as two token sequences: context (may be empty in global mode) and query.
+Expected<std::pair<std::vector<int32_t>, std::vector<int32_t>>> request_tokens(const GenerateOptions& o,
+                                                                               const Tokenizer& tok) {
+  if (!o.prompt_ids.empty()) {
+    SM_ASSIGN(ids, parse_ids(o.prompt_ids));
+    return std::pair{std::vector<int32_t>{}, ids};
+  }
+  std::string context = o.context;
+  if (!o.context_file.empty()) {
+    SM_ASSIGN(text, read_file(o.context_file));
+    context = text;
+  }
+  const std::string& query = o.query.empty() ? o.prompt : o.query;
+  if (context.empty()) return std::pair{std::vector<int32_t>{}, tok.encode(query, o.add_bos)};
+  // Tokenized apart, so both modes see the same tokens: in global mode they are concatenated.
+  return std::pair{tok.encode(context, o.add_bos), tok.encode(query, false)};
+}
+
 int run_generate(const GenerateOptions& o) {
   ThreadPool pool(o.threads);
   CpuBackend backend(pool);
@@ -48,29 +80,48 @@ int run_generate(const GenerateOptions& o) {
     fmt::print(stderr, "error: {}\n", what);
     return 1;
   };
+  if (o.mode != "global" && o.mode != "star") return fail("--mode must be 'global' or 'star', got '" + o.mode + "'");
   auto model = Transformer::load(backend, o.model_dir);
   if (!model) return fail(model.error().message);
   auto tokenizer = Tokenizer::load(o.model_dir + "/tokenizer.json");
   if (!tokenizer) return fail(tokenizer.error().message);
+  auto tokens = request_tokens(o, *tokenizer);
+  if (!tokens) return fail(tokens.error().message);
+  auto& [context, query] = *tokens;
+  if (query.empty()) return fail("the query is empty: give --query (or --prompt) text");
 
-  std::vector<int32_t> prompt;
-  if (!o.prompt_ids.empty()) {
-    auto ids = parse_ids(o.prompt_ids);
-    if (!ids) return fail(ids.error().message);
-    prompt = *ids;
-  } else {
-    prompt = tokenizer->encode(o.prompt, o.add_bos);
-  }
   GenerationParams params;
   params.max_new_tokens = o.max_new_tokens;
   params.sampling = o.sampling;
   params.stop_ids = model->config().eos_token_ids;
-  auto cache = model->make_cache(int64_t(prompt.size()) + o.max_new_tokens);
-  if (!cache) return fail(cache.error().message);
+  const int64_t capacity = int64_t(query.size()) + o.max_new_tokens;
+
+  StepFn step;
+  std::unique_ptr<StarSession> star;
+  std::optional<KvCache> cache;
+  std::vector<int32_t> prompt = query;
+  double phase1_seconds = 0;
+  if (o.mode == "star") {
+    if (context.empty()) return fail("--mode star needs a context (--context or --context-file)");
+    StarOptions so = o.star;
+    if (o.no_anchor) so.anchor_size = 0;
+    auto s = StarSession::encode(*model, context, so, capacity);
+    if (!s) return fail(s.error().message);
+    star = std::move(*s);
+    phase1_seconds = star->phase1_seconds();
+    fmt::print(stderr, "star plan: {}\n", star->plan().describe());
+    step = [&](std::span<const int32_t> ids) { return star->step(ids); };
+  } else {
+    prompt.insert(prompt.begin(), context.begin(), context.end());
+    auto c = model->make_cache(int64_t(context.size()) + capacity);
+    if (!c) return fail(c.error().message);
+    cache.emplace(std::move(*c));
+    step = [&](std::span<const int32_t> ids) { return model->forward(ids, *cache); };
+  }
 
   Utf8Stream text;
   std::string error;
-  auto stats = generate(*model, *cache, prompt, params, [&](int32_t id) {
+  auto stats = generate_with(backend, step, prompt, params, [&](int32_t id) {
     auto bytes = tokenizer->token_bytes(id);
     if (!bytes) {
       error = bytes.error().message;
@@ -84,10 +135,15 @@ int run_generate(const GenerateOptions& o) {
   std::fputs("\n", stdout);
   if (!stats) return fail(stats.error().message);
   if (!error.empty()) return fail(error);
-  const double decode_tps = stats->generated_tokens > 1 ? double(stats->generated_tokens - 1) / stats->decode_seconds : 0;
-  fmt::print(stderr, "prompt {} tokens, prefill {:.1f} ms ({:.0f} tok/s); generated {} tokens, {:.1f} tok/s\n",
-             stats->prompt_tokens, stats->prefill_seconds * 1e3, double(stats->prompt_tokens) / stats->prefill_seconds,
-             stats->generated_tokens, decode_tps);
+  const double decode_tps =
+      stats->generated_tokens > 1 ? double(stats->generated_tokens - 1) / stats->decode_seconds : 0;
+  if (o.mode == "star")
+    fmt::print(stderr, "mode star: context {} tokens, phase 1 {:.1f} ms; query {} tokens, phase 2 prefill {:.1f} ms; ",
+               context.size(), phase1_seconds * 1e3, query.size(), stats->prefill_seconds * 1e3);
+  else
+    fmt::print(stderr, "mode global: prompt {} tokens, prefill {:.1f} ms ({:.0f} tok/s); ", stats->prompt_tokens,
+               stats->prefill_seconds * 1e3, double(stats->prompt_tokens) / stats->prefill_seconds);
+  fmt::print(stderr, "generated {} tokens, {:.1f} tok/s\n", stats->generated_tokens, decode_tps);
   return 0;
 }
 
@@ -95,12 +151,22 @@ int run_generate(const GenerateOptions& o) {
 
 void add_generate_command(CLI::App& app, int& exit_code) {
   auto opts = std::make_shared<GenerateOptions>();
-  CLI::App* cmd = app.add_subcommand("generate", "Generate text with one model on the CPU backend");
+  CLI::App* cmd = app.add_subcommand("generate", "Generate text in one process on the CPU backend (global or Star Attention)");
   cmd->add_option("--model", opts->model_dir, "HF Llama checkpoint folder (config.json, safetensors, tokenizer.json)")
       ->capture_default_str();
-  auto* prompt = cmd->add_option("--prompt", opts->prompt, "Prompt text");
+  auto* prompt = cmd->add_option("--prompt", opts->prompt, "Prompt text (a query without context)");
   auto* ids = cmd->add_option("--prompt-ids", opts->prompt_ids, "Prompt as comma-separated token ids");
-  prompt->excludes(ids);
+  auto* context = cmd->add_option("--context", opts->context, "Context text (the long document)");
+  auto* context_file = cmd->add_option("--context-file", opts->context_file, "Read the context from a file");
+  auto* query = cmd->add_option("--query", opts->query, "Query text, asked after the context");
+  prompt->excludes(ids)->excludes(query);
+  context->excludes(context_file)->excludes(ids);
+  context_file->excludes(ids);
+  cmd->add_option("--mode", opts->mode, "global (exact attention) or star (Star Attention)")->capture_default_str();
+  cmd->add_option("--hosts", opts->star.hosts, "Star: simulated hosts")->capture_default_str();
+  cmd->add_option("--block-size", opts->star.block_size, "Star: context block size in tokens")->capture_default_str();
+  cmd->add_option("--anchor-size", opts->star.anchor_size, "Star: anchor tokens (default: the block size)");
+  cmd->add_flag("--no-anchor", opts->no_anchor, "Star: encode blocks without the anchor (ablation)");
   cmd->add_option("--max-tokens", opts->max_new_tokens, "Tokens to generate")->capture_default_str();
   cmd->add_option("--temperature", opts->sampling.temperature, "0 = greedy")->capture_default_str();
   cmd->add_option("--top-k", opts->sampling.top_k, "0 = no limit")->capture_default_str();
@@ -109,8 +175,8 @@ void add_generate_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--threads", opts->threads, "CPU threads (0 = all cores)")->capture_default_str();
   cmd->add_flag("!--no-bos", opts->add_bos, "Do not prepend the BOS token to --prompt");
   cmd->callback([opts, cmd, &exit_code] {
-    if (cmd->count("--prompt") + cmd->count("--prompt-ids") == 0)
-      throw CLI::RequiredError("--prompt or --prompt-ids");
+    if (cmd->count("--prompt") + cmd->count("--prompt-ids") + cmd->count("--query") == 0)
+      throw CLI::RequiredError("--prompt, --prompt-ids or --query");
     exit_code = run_generate(*opts);
   });
 }
