@@ -25,29 +25,106 @@ size_t utf8_lead_length(unsigned char c) {
 
 }  // namespace
 
+namespace {
+
+// Code points that HF tokenizers 0.23's Oniguruma (Unicode 16) counts as \p{L} / \p{N} and
+// PCRE2 10.42 (Unicode 14) does not: the letters and digits added by Unicode 15 and 16.
+// Measured by classifying every code point with both engines; none differ the other way,
+// and \s (as White_Space) agrees everywhere.
+constexpr std::string_view kLettersAfterUnicode14 =
+    R"(\x{1C89}-\x{1C8A}\x{A7CB}-\x{A7CD}\x{A7DA}-\x{A7DC}\x{105C0}-\x{105F3})"
+    R"(\x{10D4A}-\x{10D65}\x{10D6F}-\x{10D85}\x{10EC2}-\x{10EC4}\x{1123F}-\x{11240})"
+    R"(\x{11380}-\x{11389}\x{1138B}\x{1138E}\x{11390}-\x{113B5}\x{113B7}\x{113D1})"
+    R"(\x{113D3}\x{11BC0}-\x{11BE0}\x{11F02}\x{11F04}-\x{11F10}\x{11F12}-\x{11F33})"
+    R"(\x{1342F}\x{13441}-\x{13446}\x{13460}-\x{143FA}\x{16100}-\x{1611D})"
+    R"(\x{16D40}-\x{16D6C}\x{18CFF}\x{1B132}\x{1B155}\x{1DF25}-\x{1DF2A})"
+    R"(\x{1E030}-\x{1E06D}\x{1E4D0}-\x{1E4EB}\x{1E5D0}-\x{1E5ED}\x{1E5F0}\x{2B739})"
+    R"(\x{2EBF0}-\x{2EE5D}\x{31350}-\x{323AF})";
+constexpr std::string_view kNumbersAfterUnicode14 =
+    R"(\x{10D40}-\x{10D49}\x{116D0}-\x{116E3}\x{11BF0}-\x{11BF9}\x{11F50}-\x{11F59})"
+    R"(\x{16130}-\x{16139}\x{16D70}-\x{16D79}\x{1CCF0}-\x{1CCF9}\x{1D2C0}-\x{1D2D3})"
+    R"(\x{1E4F0}-\x{1E4F9}\x{1E5F1}-\x{1E5FA})";
+
+Error unsupported(std::string_view what, std::string_view pattern) {
+  return make_error("tokenizer regex: ", what, " is not supported (Oniguruma, which HF uses, "
+                    "and PCRE2 read it differently); pattern: ", pattern);
+}
+
+}  // namespace
+
 Expected<std::string> oniguruma_to_pcre2(std::string_view pattern) {
   std::string out;
   out.reserve(pattern.size() + 64);
-  for (size_t i = 0; i < pattern.size(); ++i) {
+  bool in_class = false;
+  const size_t n = pattern.size();
+  for (size_t i = 0; i < n; ++i) {
     const char c = pattern[i];
-    if (c != '\\' || i + 1 == pattern.size()) {
+    if (c == '[') {
+      if (!in_class) {  // open a class; a ']' right after '[' or '[^' is a literal
+        in_class = true;
+        out += c;
+        if (i + 1 < n && pattern[i + 1] == '^') out += pattern[++i];
+        if (i + 1 < n && pattern[i + 1] == ']') out += pattern[++i];
+      } else if (i + 1 < n && pattern[i + 1] == ':') {  // POSIX [:name:] inside a class
+        const size_t end = pattern.find(":]", i + 2);
+        if (end == std::string_view::npos) return unsupported("an unclosed [:", pattern);
+        out.append(pattern.substr(i, end + 2 - i));
+        i = end + 1;
+      } else {
+        return unsupported("a nested character class", pattern);
+      }
+      continue;
+    }
+    if (in_class && c == ']') in_class = false;
+    if (in_class && c == '&' && i + 1 < n && pattern[i + 1] == '&') {
+      return unsupported("class intersection &&", pattern);
+    }
+    if (c != '\\' || i + 1 == n) {
       out += c;
       continue;
     }
     const char d = pattern[++i];
     switch (d) {
-      // Oniguruma's \s is exactly White_Space; PCRE2's (UCP) adds U+180E.
+      // Oniguruma's \s is exactly White_Space; PCRE2's (with UCP) also takes U+180E.
       case 's': out += "\\p{White_Space}"; break;
       case 'S': out += "\\P{White_Space}"; break;
       // \w and \b follow different word definitions in the two engines; \h is a hex digit
       // in Oniguruma and horizontal space in PCRE2.
       case 'w': case 'W': case 'b': case 'B': case 'h': case 'H':
-        return make_error("tokenizer regex escape \\", std::string(1, d),
-                          " is not supported (it means different things in Oniguruma, which "
-                          "HF uses, and PCRE2); pattern: ", pattern);
+        return unsupported(std::string("the escape \\") + d, pattern);
+      case 'p': case 'P': {  // \p{L}, \pL, \P{N}, \p{^N}...: L and N get Unicode 16's additions
+        size_t name_end = i + 1;
+        std::string_view name;
+        if (i + 1 < n && pattern[i + 1] == '{') {
+          name_end = pattern.find('}', i + 2);
+          if (name_end == std::string_view::npos) return unsupported("an unclosed \\p{", pattern);
+          name = pattern.substr(i + 2, name_end - (i + 2));
+        } else if (i + 1 < n) {
+          name = pattern.substr(i + 1, 1);
+        }
+        bool negated = d == 'P';
+        if (!name.empty() && name.front() == '^') {
+          negated = !negated;
+          name.remove_prefix(1);
+        }
+        if (name != "L" && name != "N") {
+          out.append(pattern.substr(i - 1, name_end + 1 - (i - 1)));  // as written
+        } else {
+          const std::string set = std::string("\\p{") + std::string(name) + "}" +
+                                  std::string(name == "L" ? kLettersAfterUnicode14
+                                                          : kNumbersAfterUnicode14);
+          if (in_class && negated) {
+            return unsupported(std::string("\\P{") + std::string(name) + "} inside a class",
+                               pattern);
+          }
+          out += in_class ? set : (negated ? "[^" : "[") + set + "]";
+        }
+        i = name_end;
+        break;
+      }
       case 'Q': {  // \Q...\E quotes literally: copy through unchanged
         const size_t end = pattern.find("\\E", i + 1);
-        const size_t stop = end == std::string_view::npos ? pattern.size() : end + 2;
+        const size_t stop = end == std::string_view::npos ? n : end + 2;
         out += "\\Q";
         out.append(pattern.substr(i + 1, stop - (i + 1)));
         i = stop - 1;

@@ -126,7 +126,8 @@ Expected<Tensor> Transformer::logits(const Tensor& hidden) const {
   const DType act = backend_->activation_dtype();
   SM_ASSIGN(normed, backend_->alloc(act, {n, config_.hidden_size}));
   SM_TRY(backend_->rms_norm(hidden, final_norm_, config_.rms_norm_eps, normed));
-  SM_ASSIGN(out, backend_->alloc(act, {n, config_.vocab_size}));
+  // Logits in f32 on every backend: sampling and comparisons want the full precision.
+  SM_ASSIGN(out, backend_->alloc(DType::f32, {n, config_.vocab_size}));
   SM_TRY(backend_->matmul(normed, lm_head_, out));
   return out;
 }

@@ -21,9 +21,8 @@ inline constexpr std::string_view kGpt2SplitPattern =
 // invert false: every match, and every non-empty stretch between matches, in order.
 class RegexSplitter {
  public:
-  // A regex in Oniguruma syntax (as tokenizer.json holds it). `\s` / `\S` are mapped to
-  // Unicode White_Space as Oniguruma has them (PCRE2's `\s` also takes U+180E); escapes
-  // whose meaning differs between the engines (`\w \W \b \B \h \H`) are refused.
+  // A regex in Oniguruma syntax (as tokenizer.json holds it), rewritten for PCRE2 by
+  // oniguruma_to_pcre2.
   static Expected<RegexSplitter> compile_regex(std::string_view pattern);
   // An exact string (tokenizer.json's {"String": ...} pattern).
   static RegexSplitter literal(std::string_view text);
@@ -38,7 +37,11 @@ class RegexSplitter {
   std::string literal_;
 };
 
-// Rewrites an Oniguruma pattern for PCRE2 (see compile_regex); an error names the escape.
+// Rewrites an Oniguruma pattern so PCRE2 matches what HF's Oniguruma matches: `\s` / `\S`
+// become Unicode White_Space (PCRE2's `\s` also takes U+180E); \p{L} and \p{N} gain the
+// letters and digits of Unicode 15-16 (PCRE2 10.42 knows Unicode 14). Constructs the two
+// engines read differently (`\w \W \b \B \h \H`, nested classes, `&&`, \P{L} inside a
+// class) are refused with an error naming them.
 Expected<std::string> oniguruma_to_pcre2(std::string_view pattern);
 
 // ByteLevel's alphabet: the UTF-8 of the printable character that stands for byte `b`.

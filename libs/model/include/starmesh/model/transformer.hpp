@@ -40,7 +40,7 @@ class Transformer {
   Expected<QkvProjection> project_qkv(int layer, const Tensor& hidden, std::span<const int32_t> positions) const;
   // hidden += o_proj(attn); hidden += mlp(rms_norm(hidden)). attn [n, hq, d].
   Status finish_layer(int layer, const Tensor& hidden, const Tensor& attn) const;
-  // Final norm + LM head over every row of hidden: [n, vocab].
+  // Final norm + LM head over every row of hidden: f32 [n, vocab].
   Expected<Tensor> logits(const Tensor& hidden) const;
 
   // Global attention over `cache` (+ the new tokens, causal): appends their KV and returns

@@ -1,0 +1,65 @@
+#!/usr/bin/env python3
+"""The anchor for bench/attention_bench: PyTorch SDPA (flash and cuDNN backends) on the same
+shapes, plus the device-copy bandwidth. Prints "anchor <backend> <shape> <ms> <rate>" lines."""
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+HQ, HKV, D = 32, 8, 128
+PREFILL = [("prefill_causal_4k", 4096), ("prefill_causal_16k", 16384), ("prefill_causal_64k", 65536)]
+PARTIAL = [(f"partial_q{nq}_{name}", nq, nk) for nq in (1, 16)
+           for name, nk in (("32k", 32768), ("128k", 131072), ("1m", 1048576))]
+
+
+def median_ms(fn, reps):
+    for _ in range(3):
+        fn()
+    times = []
+    for _ in range(reps):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn()
+        b.record()
+        b.synchronize()
+        times.append(a.elapsed_time(b))
+    times.sort()
+    return times[len(times) // 2]
+
+
+def main():
+    dev = "cuda"
+    x = torch.randn(1 << 30, device=dev, dtype=torch.bfloat16)  # 2 GiB
+    y = torch.empty_like(x)
+    ms = median_ms(lambda: y.copy_(x), 20)
+    print(f"anchor copy device_copy_2GiB {ms:.3f} {2 * x.numel() * 2 / ms / 1e6:.1f} GB/s")
+    del x, y
+    for backend, name in ((SDPBackend.CUDNN_ATTENTION, "cudnn"), (SDPBackend.FLASH_ATTENTION, "flash")):
+        for shape, n in PREFILL:
+            q = torch.randn(1, HQ, n, D, device=dev, dtype=torch.bfloat16)
+            k = torch.randn(1, HKV, n, D, device=dev, dtype=torch.bfloat16)
+            v = torch.randn(1, HKV, n, D, device=dev, dtype=torch.bfloat16)
+            try:
+                with sdpa_kernel(backend):
+                    ms = median_ms(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True),
+                                   5 if n >= 16384 else 20)
+                flops = 4.0 * n * n * D * HQ / 2
+                print(f"anchor {name} {shape} {ms:.3f} {flops / ms / 1e9:.1f} TFLOP/s")
+            except RuntimeError as e:
+                print(f"anchor {name} {shape} n/a ({str(e).splitlines()[0][:80]})")
+            del q, k, v
+        for shape, nq, nk in PARTIAL:
+            q = torch.randn(1, HQ, nq, D, device=dev, dtype=torch.bfloat16)
+            k = torch.randn(1, HKV, nk, D, device=dev, dtype=torch.bfloat16)
+            v = torch.randn(1, HKV, nk, D, device=dev, dtype=torch.bfloat16)
+            try:
+                with sdpa_kernel(backend):
+                    ms = median_ms(lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=True), 30)
+                print(f"anchor {name} {shape} {ms:.3f} {2 * k.numel() * 2 / ms / 1e6:.1f} GB/s")
+            except RuntimeError as e:
+                print(f"anchor {name} {shape} n/a ({str(e).splitlines()[0][:80]})")
+            del q, k, v
+    torch.cuda.synchronize()
+
+
+if __name__ == "__main__":
+    main()

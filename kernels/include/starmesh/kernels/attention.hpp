@@ -1,0 +1,50 @@
+#pragma once
+// Attention kernels with log-sum-exp (bf16 in, f32 accumulate), for Hopper (sm_90a).
+// Raw pointers and a stream; no framework types. Shapes (row-major, contiguous):
+//   q   bf16 [nq, hq, d]       k, v bf16 [nk, hkv, d]      (hq % hkv == 0)
+//   o   bf16 [nq, hq, d]       lse  f32  [nq, hq] (natural log; -inf and o = 0 when a
+//                                                   query sees no key)
+// Key j is visible to query i iff !causal || j <= i + diagonal.
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace starmesh::kernels {
+
+struct AttentionArgs {
+  const void* q = nullptr;  // bf16 [nq, hq, d]
+  const void* k = nullptr;  // bf16 [nk, hkv, d]
+  const void* v = nullptr;  // bf16 [nk, hkv, d]
+  void* o = nullptr;        // bf16 [nq, hq, d]
+  float* lse = nullptr;     // f32 [nq, hq]
+  int nq = 0, nk = 0, hq = 0, hkv = 0, d = 0;
+  bool causal = false;
+  int64_t diagonal = 0;
+  float scale = 1.0f;
+};
+
+// How the work is cut: query rows per tile, whether the q heads of one kv head share a tile
+// (few queries: every K/V byte is read once for the whole group), and the split of the keys
+// across CTAs (split-KV; partials merged by a second kernel).
+struct AttentionPlan {
+  bool pack_heads = false;
+  int splits = 1;
+  int keys_per_split = 0;
+  size_t workspace_bytes = 0;  // f32 partial (o, lse) when splits > 1
+};
+
+// Chooses the plan for `num_sms` multiprocessors.
+AttentionPlan plan_attention(const AttentionArgs& a, int num_sms);
+
+// Runs the plan. workspace: at least plan.workspace_bytes of device memory (or null when 0).
+// Returns cudaErrorNotSupported for a head dim other than 64 or 128, cudaErrorInvalidValue
+// for inconsistent shapes, else the launch status.
+cudaError_t attention_forward(const AttentionArgs& a, const AttentionPlan& plan, void* workspace, cudaStream_t stream);
+
+// Merges n partial states per (row, head): o_parts f32 [n, rows, heads, d], lse_parts f32
+// [n, rows, heads] -> o (bf16 or f32, as o_is_f32 says) [rows, heads, d], lse f32 [rows, heads].
+cudaError_t merge_attention_states(const float* o_parts, const float* lse_parts, int n, int rows, int heads, int d,
+                                   void* o, bool o_is_f32, float* lse, cudaStream_t stream);
+
+}  // namespace starmesh::kernels

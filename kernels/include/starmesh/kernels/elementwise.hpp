@@ -1,0 +1,22 @@
+#pragma once
+// The transformer's non-GEMM ops on bf16 activations (f32 arithmetic inside). Raw pointers
+// and a stream; each returns the launch status.
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace starmesh::kernels {
+
+// out[n, d] = x / sqrt(mean(x^2) + eps) * w. x, w, out bf16; w [d].
+cudaError_t rms_norm_bf16(const void* x, const void* w, void* out, int n, int d, float eps, cudaStream_t stream);
+// In place, HF rotate-half RoPE: x bf16 [n, heads, d], positions i32 [n], inv_freq f32 [d/2].
+cudaError_t rope_bf16(void* x, const int32_t* positions, const float* inv_freq, int n, int heads, int d,
+                      cudaStream_t stream);
+// out = silu(gate) * up, bf16, count elements.
+cudaError_t swiglu_bf16(const void* gate, const void* up, void* out, int64_t count, cudaStream_t stream);
+// out = a + b, bf16, count elements (out may alias a).
+cudaError_t add_bf16(const void* a, const void* b, void* out, int64_t count, cudaStream_t stream);
+// out[i, :] = table[ids[i], :]; table bf16 [vocab, d]. Ids must be checked by the caller.
+cudaError_t embedding_bf16(const int32_t* ids, const void* table, void* out, int n, int d, cudaStream_t stream);
+
+}  // namespace starmesh::kernels

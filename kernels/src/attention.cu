@@ -1,0 +1,325 @@
+// Tiled attention with log-sum-exp on tensor cores (FlashAttention-2 scheme): each warp owns
+// 16 query rows; K/V tiles stream through shared memory with cp.async; S = Q K^T and O += P V
+// on mma.sync m16n8k16 (bf16 in, f32 accumulate); online softmax in the log2 domain.
+// Optional split over keys writes f32 partial states that merge_attention_states combines.
+#include <cuda_bf16.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "attention_tile.cuh"
+#include "starmesh/kernels/attention.hpp"
+
+namespace starmesh::kernels {
+namespace {
+
+using namespace tile;
+
+template <int D_>
+struct AttnConfig {
+  static constexpr int D = D_;
+  static constexpr int kWarps = 4;
+  static constexpr int kThreads = kWarps * 32;
+  static constexpr int kBlockM = kWarps * 16;  // query rows per CTA
+  static constexpr int kBlockN = 64;           // keys per tile
+  static constexpr int kStages = 2;            // K/V tiles in flight
+  static constexpr int kTileElems = kBlockN * D;
+  static constexpr size_t kSmemBytes = size_t(kBlockM * D + kStages * 2 * kTileElems) * sizeof(__nv_bfloat16);
+};
+
+struct KernelArgs {
+  const __nv_bfloat16* q;
+  const __nv_bfloat16* k;
+  const __nv_bfloat16* v;
+  void* o;       // bf16 [nq, hq, d], or f32 [splits, nq, hq, d] when partial
+  float* lse;    // f32 [nq, hq], or [splits, nq, hq]
+  int nq, nk, hq, hkv, group;
+  int rows;      // query rows per head slot: nq, or nq * group when packing heads
+  bool causal;
+  int64_t diagonal;
+  float scale_log2;  // scale * log2(e)
+  bool pack_heads;
+  int keys_per_split;
+  bool partial;  // write f32 partial states at blockIdx.z
+};
+
+// Row r of the CTA's head slot -> (query index, q head).
+__device__ __forceinline__ void row_to_query(const KernelArgs& a, int slot, int r, int& qi, int& h) {
+  if (a.pack_heads) {
+    qi = r / a.group;
+    h = slot * a.group + r % a.group;
+  } else {
+    qi = r;
+    h = slot;
+  }
+}
+
+template <class Cfg>
+__global__ void __launch_bounds__(Cfg::kThreads) attention_kernel(const KernelArgs a) {
+  constexpr int D = Cfg::D, BM = Cfg::kBlockM, BN = Cfg::kBlockN, DC = D / 8;  // 16-byte chunks per row
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  __nv_bfloat16* sq = reinterpret_cast<__nv_bfloat16*>(smem_raw);
+  __nv_bfloat16* skv = sq + BM * D;  // stage s: K at s * 2 * tile, V right after
+
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int slot = blockIdx.y;  // q head (or kv head when packing)
+  const int kvh = a.pack_heads ? slot : slot / a.group;
+  const int row0 = blockIdx.x * BM;
+  const int split = blockIdx.z;
+  const int k_begin = split * a.keys_per_split;
+  const int k_end = min(a.nk, k_begin + a.keys_per_split);
+
+  // The highest key any row of this CTA may see.
+  int k_limit = k_end;
+  int qi_first = 0;
+  {
+    int qi, h;
+    row_to_query(a, slot, min(row0 + BM, a.rows) - 1, qi, h);
+    if (a.causal) {
+      const int64_t last_visible = int64_t(qi) + a.diagonal + 1;  // exclusive
+      k_limit = last_visible < k_begin ? k_begin : (last_visible < k_end ? int(last_visible) : k_end);
+    }
+    row_to_query(a, slot, row0, qi_first, h);
+  }
+  const int n_tiles = k_limit > k_begin ? (k_limit - k_begin + BN - 1) / BN : 0;
+
+  // Q tile -> shared (rows past the end are zero).
+  for (int c = tid; c < BM * DC; c += Cfg::kThreads) {
+    const int r = c / DC, ch = c % DC;
+    int qi, h;
+    row_to_query(a, slot, row0 + r, qi, h);
+    const bool ok = row0 + r < a.rows;
+    const __nv_bfloat16* src = a.q + (ok ? (size_t(qi) * a.hq + h) * D + ch * 8 : 0);
+    cp_async_16(smem_addr(sq + swizzled_offset<D>(r, ch * 8)), src, ok ? 16 : 0);
+  }
+  auto load_kv = [&](int t, int stage) {
+    __nv_bfloat16* sk = skv + stage * 2 * Cfg::kTileElems;
+    __nv_bfloat16* sv = sk + Cfg::kTileElems;
+    const int base = k_begin + t * BN;
+    for (int c = tid; c < BN * DC; c += Cfg::kThreads) {
+      const int r = c / DC, ch = c % DC;
+      const int key = base + r;
+      const bool ok = key < k_limit;
+      const size_t off = ok ? (size_t(key) * a.hkv + kvh) * D + ch * 8 : 0;
+      const uint32_t dst = swizzled_offset<D>(r, ch * 8);
+      cp_async_16(smem_addr(sk + dst), a.k + off, ok ? 16 : 0);
+      cp_async_16(smem_addr(sv + dst), a.v + off, ok ? 16 : 0);
+    }
+  };
+  if (n_tiles > 0) load_kv(0, 0);
+  cp_async_commit();
+
+  float acc[D / 8][4];  // O: 16 rows x D per warp
+#pragma unroll
+  for (int j = 0; j < D / 8; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
+  float m_run[2] = {-INFINITY, -INFINITY};  // rows g and g + 8, log2 domain
+  float l_run[2] = {0.0f, 0.0f};
+  uint32_t qf[D / 16][4];
+
+  const int g = lane / 4, t4 = lane % 4;
+  // This thread's two rows and their query indices (for the causal mask).
+  int row_qi[2];
+  {
+    int h;
+    row_to_query(a, slot, row0 + warp * 16 + g, row_qi[0], h);
+    row_to_query(a, slot, row0 + warp * 16 + g + 8, row_qi[1], h);
+  }
+
+  for (int t = 0; t < n_tiles; ++t) {
+    if (t + 1 < n_tiles) load_kv(t + 1, (t + 1) % Cfg::kStages);
+    cp_async_commit();
+    cp_async_wait<1>();
+    __syncthreads();
+    if (t == 0) {
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk) {
+        const int r = warp * 16 + (lane % 8) + 8 * ((lane / 8) % 2);
+        const int col = kk * 16 + 8 * (lane / 16);
+        ldmatrix_x4(smem_addr(sq + swizzled_offset<D>(r, col)), qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3]);
+      }
+    }
+    const __nv_bfloat16* sk = skv + (t % Cfg::kStages) * 2 * Cfg::kTileElems;
+    const __nv_bfloat16* sv = sk + Cfg::kTileElems;
+
+    // S = Q K^T for 16 rows x BN keys.
+    float s[BN / 8][4];
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+#pragma unroll
+      for (int j = 0; j < BN / 8; j += 2) {
+        const int key = 8 * j + (lane % 8) + 8 * (lane / 16);
+        const int col = kk * 16 + 8 * ((lane / 8) % 2);
+        uint32_t b0, b1, b2, b3;
+        ldmatrix_x4(smem_addr(sk + swizzled_offset<D>(key, col)), b0, b1, b2, b3);
+        mma_bf16(s[j], qf[kk], b0, b1);
+        mma_bf16(s[j + 1], qf[kk], b2, b3);
+      }
+    }
+
+    // Scale into the log2 domain and mask where the tile crosses the end or the diagonal.
+    const int base = k_begin + t * BN;
+    const bool edge = base + BN > k_end || (a.causal && int64_t(base + BN - 1) > int64_t(qi_first) + a.diagonal);
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        float x = s[j][e] * a.scale_log2;
+        if (edge) {
+          const int key = base + 8 * j + 2 * t4 + (e & 1);
+          const int qi = row_qi[e >> 1];
+          if (key >= k_end || (a.causal && int64_t(key) > int64_t(qi) + a.diagonal)) x = -INFINITY;
+        }
+        s[j][e] = x;
+      }
+
+    // Online softmax per row (the 4 threads of a quad share a row).
+#pragma unroll
+    for (int hr = 0; hr < 2; ++hr) {
+      float mx = m_run[hr];
+#pragma unroll
+      for (int j = 0; j < BN / 8; ++j) mx = fmaxf(mx, fmaxf(s[j][2 * hr], s[j][2 * hr + 1]));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      const float m_use = mx == -INFINITY ? 0.0f : mx;  // a row that saw nothing yet stays at 0
+      const float alpha = exp2f(m_run[hr] - m_use);
+      m_run[hr] = mx;
+      float sum = 0.0f;
+#pragma unroll
+      for (int j = 0; j < BN / 8; ++j) {
+        s[j][2 * hr] = exp2f(s[j][2 * hr] - m_use);
+        s[j][2 * hr + 1] = exp2f(s[j][2 * hr + 1] - m_use);
+        sum += s[j][2 * hr] + s[j][2 * hr + 1];
+      }
+      l_run[hr] = l_run[hr] * alpha + sum;
+#pragma unroll
+      for (int j = 0; j < D / 8; ++j) {
+        acc[j][2 * hr] *= alpha;
+        acc[j][2 * hr + 1] *= alpha;
+      }
+    }
+
+    // O += P V: P from the S accumulators (their layout is the A operand's), V via ldmatrix.trans.
+#pragma unroll
+    for (int kk = 0; kk < BN / 16; ++kk) {
+      const uint32_t p[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]), pack_bf16(s[2 * kk][2], s[2 * kk][3]),
+                             pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                             pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+#pragma unroll
+      for (int n0 = 0; n0 < D / 8; n0 += 2) {
+        const int key = kk * 16 + (lane % 8) + 8 * ((lane / 8) % 2);
+        const int col = n0 * 8 + 8 * (lane / 16);
+        uint32_t b0, b1, b2, b3;
+        ldmatrix_x4_trans(smem_addr(sv + swizzled_offset<D>(key, col)), b0, b1, b2, b3);
+        mma_bf16(acc[n0], p, b0, b1);
+        mma_bf16(acc[n0 + 1], p, b2, b3);
+      }
+    }
+    __syncthreads();  // this stage is refilled two iterations on
+  }
+  cp_async_wait<0>();
+
+  // Finish: full row sums across the quad, then O / l and lse = (m + log2 l) * ln 2.
+#pragma unroll
+  for (int hr = 0; hr < 2; ++hr) {
+    float l = l_run[hr];
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    const int r = row0 + warp * 16 + g + 8 * hr;
+    if (r >= a.rows) continue;
+    int qi, h;
+    row_to_query(a, slot, r, qi, h);
+    const bool empty = l == 0.0f;
+    const float inv = empty ? 0.0f : 1.0f / l;
+    const float lse = empty ? -INFINITY : (m_run[hr] + log2f(l)) * 0.69314718055994531f;
+    const size_t row_index = (size_t(a.partial ? split : 0) * a.nq + qi) * a.hq + h;
+    if (t4 == 0) a.lse[row_index] = lse;
+#pragma unroll
+    for (int j = 0; j < D / 8; ++j) {
+      const int col = 8 * j + 2 * t4;
+      const float x0 = acc[j][2 * hr] * inv, x1 = acc[j][2 * hr + 1] * inv;
+      if (a.partial) {
+        float2* dst = reinterpret_cast<float2*>(static_cast<float*>(a.o) + row_index * D + col);
+        *dst = make_float2(x0, x1);
+      } else {
+        __nv_bfloat162* dst = reinterpret_cast<__nv_bfloat162*>(static_cast<__nv_bfloat16*>(a.o) + row_index * D + col);
+        *dst = __floats2bfloat162_rn(x0, x1);
+      }
+    }
+  }
+}
+
+template <int D>
+cudaError_t launch(const KernelArgs& ka, dim3 grid, cudaStream_t stream) {
+  using Cfg = AttnConfig<D>;
+  // Above 48 KB of dynamic shared memory needs the opt-in (cheap; done every launch).
+  const cudaError_t e = cudaFuncSetAttribute(attention_kernel<Cfg>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             int(Cfg::kSmemBytes));
+  if (e != cudaSuccess) return e;
+  attention_kernel<Cfg><<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(ka);
+  return cudaGetLastError();
+}
+
+constexpr int kRowsPerCta = 64;  // AttnConfig<D>::kBlockM for every supported D
+
+}  // namespace
+
+AttentionPlan plan_attention(const AttentionArgs& a, int num_sms) {
+  AttentionPlan p;
+  const int group = a.hkv > 0 ? a.hq / a.hkv : 1;
+  // Few queries: one tile holds every q head of a kv head, so K/V are read once per group.
+  p.pack_heads = int64_t(a.nq) * group <= kRowsPerCta;
+  const int rows = p.pack_heads ? a.nq * group : a.nq;
+  const int slots = p.pack_heads ? a.hkv : a.hq;
+  const int64_t ctas = int64_t((rows + kRowsPerCta - 1) / kRowsPerCta) * slots;
+  const int64_t target = 2 * int64_t(std::max(num_sms, 1));  // two CTAs per SM fit in shared memory
+  int splits = 1;
+  if (ctas < target) {
+    const int64_t max_splits = std::max<int64_t>(1, (a.nk + 255) / 256);  // at least 256 keys a split
+    splits = int(std::min<int64_t>((target + ctas - 1) / ctas, max_splits));
+  }
+  const int per = (a.nk + splits - 1) / std::max(splits, 1);
+  p.keys_per_split = std::max(64, (per + 63) / 64 * 64);
+  p.splits = std::max(1, (a.nk + p.keys_per_split - 1) / p.keys_per_split);
+  if (a.nk == 0) p.splits = 1;
+  p.workspace_bytes = p.splits > 1 ? size_t(p.splits) * a.nq * a.hq * (size_t(a.d) + 1) * sizeof(float) : 0;
+  return p;
+}
+
+cudaError_t attention_forward(const AttentionArgs& a, const AttentionPlan& plan, void* workspace, cudaStream_t stream) {
+  if (a.hkv <= 0 || a.hq % a.hkv || a.nq < 0 || a.nk < 0) return cudaErrorInvalidValue;
+  if (a.nq == 0) return cudaSuccess;
+  if (plan.splits > 1 && (!workspace || plan.workspace_bytes == 0)) return cudaErrorInvalidValue;
+  KernelArgs ka{};
+  ka.q = static_cast<const __nv_bfloat16*>(a.q);
+  ka.k = static_cast<const __nv_bfloat16*>(a.k);
+  ka.v = static_cast<const __nv_bfloat16*>(a.v);
+  ka.nq = a.nq;
+  ka.nk = a.nk;
+  ka.hq = a.hq;
+  ka.hkv = a.hkv;
+  ka.group = a.hq / a.hkv;
+  ka.pack_heads = plan.pack_heads;
+  ka.rows = plan.pack_heads ? a.nq * ka.group : a.nq;
+  ka.causal = a.causal;
+  ka.diagonal = a.diagonal;
+  ka.scale_log2 = a.scale * 1.4426950408889634f;
+  ka.keys_per_split = plan.keys_per_split;
+  ka.partial = plan.splits > 1;
+  float* o_parts = static_cast<float*>(workspace);
+  float* lse_parts = o_parts ? o_parts + size_t(plan.splits) * a.nq * a.hq * a.d : nullptr;
+  ka.o = ka.partial ? static_cast<void*>(o_parts) : a.o;
+  ka.lse = ka.partial ? lse_parts : a.lse;
+  const dim3 grid((ka.rows + kRowsPerCta - 1) / kRowsPerCta, plan.pack_heads ? a.hkv : a.hq, plan.splits);
+  cudaError_t e;
+  switch (a.d) {  // compile-time head dims; anything else is refused
+    case 64: e = launch<64>(ka, grid, stream); break;
+    case 128: e = launch<128>(ka, grid, stream); break;
+    default: return cudaErrorNotSupported;
+  }
+  if (e != cudaSuccess || !ka.partial) return e;
+  return merge_attention_states(o_parts, lse_parts, plan.splits, a.nq, a.hq, a.d, a.o, false, a.lse, stream);
+}
+
+}  // namespace starmesh::kernels

@@ -1,0 +1,116 @@
+// RMSNorm, RoPE, SwiGLU, residual add and embedding gather on bf16, f32 inside.
+#include <cuda_bf16.h>
+
+#include "starmesh/kernels/elementwise.hpp"
+
+namespace starmesh::kernels {
+namespace {
+
+constexpr int kNormThreads = 256;
+constexpr int kElementThreads = 256;
+
+__global__ void rms_norm_kernel(const __nv_bfloat16* __restrict__ x, const __nv_bfloat16* __restrict__ w,
+                                __nv_bfloat16* __restrict__ out, int d, float eps) {
+  const __nv_bfloat16* row = x + size_t(blockIdx.x) * d;
+  float ss = 0.0f;
+  for (int c = threadIdx.x; c < d; c += blockDim.x) {
+    const float v = __bfloat162float(row[c]);
+    ss += v * v;
+  }
+  __shared__ float warp_sums[kNormThreads / 32];
+  for (int o = 16; o > 0; o /= 2) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+  if (threadIdx.x % 32 == 0) warp_sums[threadIdx.x / 32] = ss;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    ss = threadIdx.x < blockDim.x / 32 ? warp_sums[threadIdx.x] : 0.0f;
+    for (int o = 16; o > 0; o /= 2) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    if (threadIdx.x == 0) warp_sums[0] = ss;
+  }
+  __syncthreads();
+  const float r = rsqrtf(warp_sums[0] / float(d) + eps);
+  for (int c = threadIdx.x; c < d; c += blockDim.x)
+    out[size_t(blockIdx.x) * d + c] = __float2bfloat16(__bfloat162float(row[c]) * r * __bfloat162float(w[c]));
+}
+
+// One thread per (token, head, frequency): rotates the pair (f, f + d/2).
+__global__ void rope_kernel(__nv_bfloat16* x, const int32_t* __restrict__ pos, const float* __restrict__ inv_freq,
+                            int n, int heads, int half) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= int64_t(n) * heads * half) return;
+  const int f = int(i % half);
+  const int64_t row = i / half;  // token * heads + head
+  const int token = int(row / heads);
+  const float angle = float(pos[token]) * inv_freq[f];  // float32 product, as HF
+  float s, c;
+  sincosf(angle, &s, &c);
+  __nv_bfloat16* p = x + row * 2 * half;
+  const float a = __bfloat162float(p[f]), b = __bfloat162float(p[f + half]);
+  p[f] = __float2bfloat16(a * c - b * s);
+  p[f + half] = __float2bfloat16(b * c + a * s);
+}
+
+__global__ void swiglu_kernel(const __nv_bfloat16* __restrict__ g, const __nv_bfloat16* __restrict__ u,
+                              __nv_bfloat16* out, int64_t count) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= count) return;
+  const float gv = __bfloat162float(g[i]);
+  out[i] = __float2bfloat16(gv / (1.0f + expf(-gv)) * __bfloat162float(u[i]));
+}
+
+__global__ void add_kernel(const __nv_bfloat16* a, const __nv_bfloat16* b, __nv_bfloat16* out, int64_t count) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= count) return;
+  out[i] = __float2bfloat16(__bfloat162float(a[i]) + __bfloat162float(b[i]));
+}
+
+__global__ void embedding_kernel(const int32_t* __restrict__ ids, const __nv_bfloat16* __restrict__ table,
+                                 __nv_bfloat16* __restrict__ out, int d) {
+  const __nv_bfloat16* src = table + size_t(ids[blockIdx.x]) * d;
+  for (int c = threadIdx.x; c < d; c += blockDim.x) out[size_t(blockIdx.x) * d + c] = src[c];
+}
+
+unsigned blocks_for(int64_t count) { return unsigned((count + kElementThreads - 1) / kElementThreads); }
+
+}  // namespace
+
+cudaError_t rms_norm_bf16(const void* x, const void* w, void* out, int n, int d, float eps, cudaStream_t stream) {
+  if (n == 0) return cudaSuccess;
+  rms_norm_kernel<<<n, kNormThreads, 0, stream>>>(static_cast<const __nv_bfloat16*>(x),
+                                                  static_cast<const __nv_bfloat16*>(w),
+                                                  static_cast<__nv_bfloat16*>(out), d, eps);
+  return cudaGetLastError();
+}
+
+cudaError_t rope_bf16(void* x, const int32_t* positions, const float* inv_freq, int n, int heads, int d,
+                      cudaStream_t stream) {
+  const int64_t count = int64_t(n) * heads * (d / 2);
+  if (count == 0) return cudaSuccess;
+  rope_kernel<<<blocks_for(count), kElementThreads, 0, stream>>>(static_cast<__nv_bfloat16*>(x), positions, inv_freq,
+                                                                 n, heads, d / 2);
+  return cudaGetLastError();
+}
+
+cudaError_t swiglu_bf16(const void* gate, const void* up, void* out, int64_t count, cudaStream_t stream) {
+  if (count == 0) return cudaSuccess;
+  swiglu_kernel<<<blocks_for(count), kElementThreads, 0, stream>>>(
+      static_cast<const __nv_bfloat16*>(gate), static_cast<const __nv_bfloat16*>(up), static_cast<__nv_bfloat16*>(out),
+      count);
+  return cudaGetLastError();
+}
+
+cudaError_t add_bf16(const void* a, const void* b, void* out, int64_t count, cudaStream_t stream) {
+  if (count == 0) return cudaSuccess;
+  add_kernel<<<blocks_for(count), kElementThreads, 0, stream>>>(static_cast<const __nv_bfloat16*>(a),
+                                                                static_cast<const __nv_bfloat16*>(b),
+                                                                static_cast<__nv_bfloat16*>(out), count);
+  return cudaGetLastError();
+}
+
+cudaError_t embedding_bf16(const int32_t* ids, const void* table, void* out, int n, int d, cudaStream_t stream) {
+  if (n == 0) return cudaSuccess;
+  embedding_kernel<<<n, 128, 0, stream>>>(ids, static_cast<const __nv_bfloat16*>(table),
+                                          static_cast<__nv_bfloat16*>(out), d);
+  return cudaGetLastError();
+}
+
+}  // namespace starmesh::kernels

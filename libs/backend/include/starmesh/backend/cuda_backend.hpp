@@ -1,0 +1,46 @@
+#pragma once
+// The CUDA backend: bf16 activations and KV cache, f32 log-sum-exp and logits, GEMMs through
+// cuBLASLt, everything else in kernels/. All work goes onto one stream; memory comes from the
+// stream-ordered allocator, so a forward pass makes no host round trip except to upload ids
+// and positions and to download what the caller asks for.
+#include <memory>
+
+#include "starmesh/backend/backend.hpp"
+
+namespace starmesh {
+
+class CudaBackend final : public backend_i {
+ public:
+  // Opens `device`; an error names the device and what CUDA said (no GPU, bad index, ...).
+  static Expected<std::unique_ptr<CudaBackend>> create(int device);
+  ~CudaBackend() override;
+
+  std::string name() const override;
+  Device device() const override;
+  DType activation_dtype() const override { return DType::bf16; }
+
+  Expected<Tensor> alloc(DType t, const Shape& shape) override;
+  Expected<Tensor> upload(const Tensor& host, DType as) override;
+  Expected<Tensor> download(const Tensor& t) override;
+  Status copy(const Tensor& src, const Tensor& dst) override;
+
+  Status embedding(const Tensor& ids, const Tensor& table, const Tensor& out) override;
+  Status rms_norm(const Tensor& x, const Tensor& w, float eps, const Tensor& out) override;
+  Status matmul(const Tensor& x, const Tensor& w, const Tensor& out) override;
+  Status rope(const Tensor& x, const Tensor& positions, const Tensor& inv_freq) override;
+  Status swiglu(const Tensor& gate, const Tensor& up, const Tensor& out) override;
+  Status add(const Tensor& a, const Tensor& b, const Tensor& out) override;
+  Status attention(const Tensor& q, const Tensor& k, const Tensor& v, AttentionMask mask, float scale,
+                   const Tensor& o, const Tensor& lse) override;
+  Status synchronize() override;
+
+  // The raw stream (a cudaStream_t), for benchmarks and the NCCL data plane.
+  void* stream() const;
+
+ private:
+  struct Impl;
+  explicit CudaBackend(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace starmesh

@@ -1,0 +1,286 @@
+#include "starmesh/backend/cuda_backend.hpp"
+
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+
+#include <cstring>
+#include <map>
+#include <tuple>
+#include <vector>
+
+#include "starmesh/kernels/attention.hpp"
+#include "starmesh/kernels/elementwise.hpp"
+
+namespace starmesh {
+namespace {
+
+constexpr size_t kCublasWorkspaceBytes = size_t(32) << 20;
+
+Status cuda_status(cudaError_t e, const char* what) {
+  if (e == cudaSuccess) return {};
+  return make_error(what, ": ", cudaGetErrorString(e));
+}
+
+Status cublas_status(cublasStatus_t s, const char* what) {
+  if (s == CUBLAS_STATUS_SUCCESS) return {};
+  return make_error(what, ": cuBLASLt status ", int(s));
+}
+
+// Every CUDA op takes tensors on this backend's device with the given dtype.
+Status expect_device(const Tensor& t, Device dev, DType dtype, const char* what) {
+  if (!t.defined()) return make_error(what, ": tensor is empty");
+  if (t.device() != dev) return make_error(what, ": tensor is on ", to_string(t.device()), ", not ", to_string(dev));
+  if (t.dtype() != dtype)
+    return make_error(what, ": expected ", dtype_name(dtype), ", got ", dtype_name(t.dtype()));
+  return {};
+}
+
+cudaDataType_t cuda_type(DType t) { return t == DType::f32 ? CUDA_R_32F : CUDA_R_16BF; }
+
+}  // namespace
+
+struct CudaBackend::Impl {
+  int device = 0;
+  int num_sms = 0;
+  cudaStream_t stream = nullptr;
+  cublasLtHandle_t lt = nullptr;
+  void* lt_workspace = nullptr;
+  // The heuristic's choice per GEMM shape and output type, asked once.
+  std::map<std::tuple<int64_t, int64_t, int64_t, int>, cublasLtMatmulAlgo_t> algos;
+
+  Expected<Tensor> alloc_raw(DType t, const Shape& shape, bool zero) {
+    const size_t bytes = std::max<size_t>(size_t(numel(shape)) * dtype_size(t), 1);
+    void* p = nullptr;
+    SM_TRY(cuda_status(cudaMallocAsync(&p, bytes, stream), "cudaMallocAsync"));
+    if (zero) SM_TRY(cuda_status(cudaMemsetAsync(p, 0, bytes, stream), "cudaMemsetAsync"));
+    cudaStream_t s = stream;
+    std::shared_ptr<void> owner(p, [s](void* q) { cudaFreeAsync(q, s); });
+    return Tensor::wrap(p, t, shape, Device::cuda(device), std::move(owner));
+  }
+};
+
+CudaBackend::CudaBackend(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+CudaBackend::~CudaBackend() {
+  if (!impl_) return;
+  cudaStreamSynchronize(impl_->stream);
+  if (impl_->lt_workspace) cudaFree(impl_->lt_workspace);
+  if (impl_->lt) cublasLtDestroy(impl_->lt);
+  if (impl_->stream) cudaStreamDestroy(impl_->stream);
+}
+
+Expected<std::unique_ptr<CudaBackend>> CudaBackend::create(int device) {
+  int count = 0;
+  const cudaError_t e = cudaGetDeviceCount(&count);
+  if (e != cudaSuccess) return make_error("CUDA backend: no usable GPU (", cudaGetErrorString(e), ")");
+  if (device < 0 || device >= count)
+    return make_error("CUDA backend: device ", device, " does not exist (", count, " visible)");
+  auto impl = std::make_unique<Impl>();
+  impl->device = device;
+  SM_TRY(cuda_status(cudaSetDevice(device), "cudaSetDevice"));
+  SM_TRY(cuda_status(cudaDeviceGetAttribute(&impl->num_sms, cudaDevAttrMultiProcessorCount, device),
+                     "cudaDeviceGetAttribute"));
+  SM_TRY(cuda_status(cudaStreamCreateWithFlags(&impl->stream, cudaStreamNonBlocking), "cudaStreamCreate"));
+  // Keep freed blocks in the pool: a forward pass allocates and frees its scratch every layer.
+  cudaMemPool_t pool;
+  SM_TRY(cuda_status(cudaDeviceGetDefaultMemPool(&pool, device), "cudaDeviceGetDefaultMemPool"));
+  uint64_t keep = UINT64_MAX;
+  SM_TRY(cuda_status(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep), "cudaMemPoolSetAttribute"));
+  SM_TRY(cublas_status(cublasLtCreate(&impl->lt), "cublasLtCreate"));
+  SM_TRY(cuda_status(cudaMalloc(&impl->lt_workspace, kCublasWorkspaceBytes), "cudaMalloc (cuBLASLt workspace)"));
+  return std::unique_ptr<CudaBackend>(new CudaBackend(std::move(impl)));
+}
+
+std::string CudaBackend::name() const { return "cuda:" + std::to_string(impl_->device); }
+Device CudaBackend::device() const { return Device::cuda(impl_->device); }
+void* CudaBackend::stream() const { return impl_->stream; }
+
+Expected<Tensor> CudaBackend::alloc(DType t, const Shape& shape) {
+  for (int64_t d : shape)
+    if (d < 0) return make_error("alloc: negative extent in shape ", to_string(shape));
+  return impl_->alloc_raw(t, shape, true);
+}
+
+Expected<Tensor> CudaBackend::upload(const Tensor& host, DType as) {
+  if (host.device().kind != DeviceKind::cpu) return make_error("upload: source is not on the host");
+  Tensor src = host;
+  if (host.dtype() != as) {
+    if (as == DType::i32 || host.dtype() == DType::i32)
+      return make_error("upload: cannot convert ", dtype_name(host.dtype()), " to ", dtype_name(as));
+    const std::vector<float> f = host.to_f32_vector();
+    src = Tensor::from_f32(f, host.shape(), as);
+  }
+  SM_ASSIGN(dst, impl_->alloc_raw(as, host.shape(), false));
+  SM_TRY(cuda_status(cudaMemcpyAsync(dst.data(), src.data(), src.nbytes(), cudaMemcpyHostToDevice, impl_->stream),
+                     "upload"));
+  // The host buffer may die when we return: wait until the copy has read it.
+  SM_TRY(cuda_status(cudaStreamSynchronize(impl_->stream), "upload"));
+  return dst;
+}
+
+Expected<Tensor> CudaBackend::download(const Tensor& t) {
+  if (t.device().kind == DeviceKind::cpu) return t;
+  SM_TRY(expect_device(t, device(), t.dtype(), "download"));
+  Tensor out = Tensor::zeros(t.dtype(), t.shape());
+  SM_TRY(cuda_status(cudaMemcpyAsync(out.data(), t.data(), t.nbytes(), cudaMemcpyDeviceToHost, impl_->stream),
+                     "download"));
+  SM_TRY(cuda_status(cudaStreamSynchronize(impl_->stream), "download"));
+  return out;
+}
+
+Status CudaBackend::copy(const Tensor& src, const Tensor& dst) {
+  if (src.dtype() != dst.dtype() || src.numel() != dst.numel())
+    return make_error("copy: ", dtype_name(src.dtype()), " ", to_string(src.shape()), " into ",
+                      dtype_name(dst.dtype()), " ", to_string(dst.shape()));
+  SM_TRY(expect_device(src, device(), src.dtype(), "copy source"));
+  SM_TRY(expect_device(dst, device(), dst.dtype(), "copy destination"));
+  return cuda_status(cudaMemcpyAsync(dst.data(), src.data(), src.nbytes(), cudaMemcpyDeviceToDevice, impl_->stream),
+                     "copy");
+}
+
+Status CudaBackend::embedding(const Tensor& ids, const Tensor& table, const Tensor& out) {
+  SM_TRY(expect_device(ids, device(), DType::i32, "embedding ids"));
+  SM_TRY(expect_device(table, device(), DType::bf16, "embedding table"));
+  const int64_t n = ids.dim(0), d = table.dim(1);
+  SM_TRY(expect_device(out, device(), DType::bf16, "embedding out"));
+  SM_TRY(expect_tensor(out, DType::bf16, {n, d}, "embedding out"));
+  return cuda_status(kernels::embedding_bf16(ids.data_as<int32_t>(), table.data(), out.data(), int(n), int(d),
+                                             impl_->stream),
+                     "embedding kernel");
+}
+
+Status CudaBackend::rms_norm(const Tensor& x, const Tensor& w, float eps, const Tensor& out) {
+  for (auto [t, what] : {std::pair{&x, "rms_norm x"}, {&w, "rms_norm weight"}, {&out, "rms_norm out"}})
+    SM_TRY(expect_device(*t, device(), DType::bf16, what));
+  if (x.rank() != 2) return make_error("rms_norm x: expected [n, d], got ", to_string(x.shape()));
+  SM_TRY(expect_tensor(w, DType::bf16, {x.dim(1)}, "rms_norm weight"));
+  SM_TRY(expect_tensor(out, DType::bf16, x.shape(), "rms_norm out"));
+  return cuda_status(kernels::rms_norm_bf16(x.data(), w.data(), out.data(), int(x.dim(0)), int(x.dim(1)), eps,
+                                            impl_->stream),
+                     "rms_norm kernel");
+}
+
+Status CudaBackend::matmul(const Tensor& x, const Tensor& w, const Tensor& out) {
+  SM_TRY(expect_device(x, device(), DType::bf16, "matmul x"));
+  SM_TRY(expect_device(w, device(), DType::bf16, "matmul weight"));
+  if (out.dtype() != DType::bf16 && out.dtype() != DType::f32)
+    return make_error("matmul out: expected bf16 or f32, got ", dtype_name(out.dtype()));
+  SM_TRY(expect_device(out, device(), out.dtype(), "matmul out"));
+  if (x.rank() != 2 || w.rank() != 2 || x.dim(1) != w.dim(1))
+    return make_error("matmul: x ", to_string(x.shape()), " and weight ", to_string(w.shape()),
+                      " do not fit (want [n, k] and [m, k])");
+  const int64_t n = x.dim(0), k = x.dim(1), m = w.dim(0);
+  SM_TRY(expect_tensor(out, out.dtype(), {n, m}, "matmul out"));
+  if (n == 0) return {};
+  // Row-major out[n, m] = x w^T is column-major out^T[m, n] = (w as [k, m])^T x^T.
+  cublasLtMatmulDesc_t op = nullptr;
+  cublasLtMatrixLayout_t la = nullptr, lb = nullptr, lc = nullptr;
+  auto cleanup = [&] {
+    if (op) cublasLtMatmulDescDestroy(op);
+    if (la) cublasLtMatrixLayoutDestroy(la);
+    if (lb) cublasLtMatrixLayoutDestroy(lb);
+    if (lc) cublasLtMatrixLayoutDestroy(lc);
+  };
+  const cublasOperation_t transa = CUBLAS_OP_T, transb = CUBLAS_OP_N;
+  Status st = cublas_status(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F), "matmul desc");
+  if (st) st = cublas_status(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &transa, sizeof(transa)), "transa");
+  if (st) st = cublas_status(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &transb, sizeof(transb)), "transb");
+  if (st) st = cublas_status(cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, uint64_t(k), uint64_t(m), k), "layout w");
+  if (st) st = cublas_status(cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, uint64_t(k), uint64_t(n), k), "layout x");
+  if (st) st = cublas_status(cublasLtMatrixLayoutCreate(&lc, cuda_type(out.dtype()), uint64_t(m), uint64_t(n), m), "layout out");
+  const auto key = std::make_tuple(n, k, m, int(out.dtype()));
+  auto it = impl_->algos.find(key);
+  if (st && it == impl_->algos.end()) {
+    cublasLtMatmulPreference_t pref = nullptr;
+    cublasLtMatmulHeuristicResult_t result{};
+    int found = 0;
+    st = cublas_status(cublasLtMatmulPreferenceCreate(&pref), "matmul preference");
+    if (st) st = cublas_status(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                                    &kCublasWorkspaceBytes, sizeof(kCublasWorkspaceBytes)),
+                               "matmul preference");
+    if (st) st = cublas_status(cublasLtMatmulAlgoGetHeuristic(impl_->lt, op, la, lb, lc, lc, pref, 1, &result, &found),
+                               "matmul heuristic");
+    if (pref) cublasLtMatmulPreferenceDestroy(pref);
+    if (st && found == 0) st = make_error("matmul: cuBLASLt has no algorithm for [", n, ", ", k, "] x [", m, ", ", k, "]^T");
+    if (st) it = impl_->algos.emplace(key, result.algo).first;
+  }
+  const float alpha = 1.0f, beta = 0.0f;
+  if (st)
+    st = cublas_status(cublasLtMatmul(impl_->lt, op, &alpha, w.data(), la, x.data(), lb, &beta, out.data(), lc,
+                                      out.data(), lc, &it->second, impl_->lt_workspace, kCublasWorkspaceBytes,
+                                      impl_->stream),
+                       "cublasLtMatmul");
+  cleanup();
+  return st;
+}
+
+Status CudaBackend::rope(const Tensor& x, const Tensor& positions, const Tensor& inv_freq) {
+  SM_TRY(expect_device(x, device(), DType::bf16, "rope x"));
+  SM_TRY(expect_device(positions, device(), DType::i32, "rope positions"));
+  SM_TRY(expect_device(inv_freq, device(), DType::f32, "rope inv_freq"));
+  if (x.rank() != 3 || x.dim(2) % 2) return make_error("rope x: expected [n, heads, even d], got ", to_string(x.shape()));
+  SM_TRY(expect_tensor(positions, DType::i32, {x.dim(0)}, "rope positions"));
+  SM_TRY(expect_tensor(inv_freq, DType::f32, {x.dim(2) / 2}, "rope inv_freq"));
+  return cuda_status(kernels::rope_bf16(x.data(), positions.data_as<int32_t>(), inv_freq.data_as<float>(),
+                                        int(x.dim(0)), int(x.dim(1)), int(x.dim(2)), impl_->stream),
+                     "rope kernel");
+}
+
+Status CudaBackend::swiglu(const Tensor& gate, const Tensor& up, const Tensor& out) {
+  for (auto [t, what] : {std::pair{&gate, "swiglu gate"}, {&up, "swiglu up"}, {&out, "swiglu out"}})
+    SM_TRY(expect_device(*t, device(), DType::bf16, what));
+  if (gate.shape() != up.shape() || gate.shape() != out.shape())
+    return make_error("swiglu: shapes differ: gate ", to_string(gate.shape()), ", up ", to_string(up.shape()),
+                      ", out ", to_string(out.shape()));
+  return cuda_status(kernels::swiglu_bf16(gate.data(), up.data(), out.data(), gate.numel(), impl_->stream),
+                     "swiglu kernel");
+}
+
+Status CudaBackend::add(const Tensor& a, const Tensor& b, const Tensor& out) {
+  for (auto [t, what] : {std::pair{&a, "add a"}, {&b, "add b"}, {&out, "add out"}})
+    SM_TRY(expect_device(*t, device(), DType::bf16, what));
+  if (a.shape() != b.shape() || a.shape() != out.shape())
+    return make_error("add: shapes differ: ", to_string(a.shape()), ", ", to_string(b.shape()), ", out ",
+                      to_string(out.shape()));
+  return cuda_status(kernels::add_bf16(a.data(), b.data(), out.data(), a.numel(), impl_->stream), "add kernel");
+}
+
+Status CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, AttentionMask mask, float scale,
+                              const Tensor& o, const Tensor& lse) {
+  for (auto [t, what] : {std::pair{&q, "attention q"}, {&k, "attention k"}, {&v, "attention v"}, {&o, "attention o"}})
+    SM_TRY(expect_device(*t, device(), DType::bf16, what));
+  SM_TRY(expect_device(lse, device(), DType::f32, "attention lse"));
+  if (q.rank() != 3 || k.rank() != 3) return make_error("attention: q and k must be [n, heads, d]");
+  const int64_t nq = q.dim(0), hq = q.dim(1), d = q.dim(2), nk = k.dim(0), hkv = k.dim(1);
+  if (hkv == 0 || hq % hkv) return make_error("attention: ", hq, " query heads do not split into ", hkv, " kv heads");
+  SM_TRY(expect_tensor(k, DType::bf16, {nk, hkv, d}, "attention k"));
+  SM_TRY(expect_tensor(v, DType::bf16, {nk, hkv, d}, "attention v"));
+  SM_TRY(expect_tensor(o, DType::bf16, {nq, hq, d}, "attention o"));
+  SM_TRY(expect_tensor(lse, DType::f32, {nq, hq}, "attention lse"));
+  if (d != 64 && d != 128) return make_error("attention: head dim ", d, " is not supported by the CUDA kernels (64, 128)");
+  kernels::AttentionArgs args;
+  args.q = q.data();
+  args.k = k.data();
+  args.v = v.data();
+  args.o = o.data();
+  args.lse = lse.data_as<float>();
+  args.nq = int(nq);
+  args.nk = int(nk);
+  args.hq = int(hq);
+  args.hkv = int(hkv);
+  args.d = int(d);
+  args.causal = mask.causal;
+  args.diagonal = mask.diagonal;
+  args.scale = scale;
+  const kernels::AttentionPlan plan = kernels::plan_attention(args, impl_->num_sms);
+  Tensor workspace;
+  if (plan.workspace_bytes) {
+    SM_ASSIGN(ws, impl_->alloc_raw(DType::f32, {int64_t(plan.workspace_bytes / sizeof(float))}, false));
+    workspace = ws;
+  }
+  return cuda_status(kernels::attention_forward(args, plan, workspace.data(), impl_->stream), "attention kernel");
+}
+
+Status CudaBackend::synchronize() { return cuda_status(cudaStreamSynchronize(impl_->stream), "synchronize"); }
+
+}  // namespace starmesh

@@ -1,0 +1,165 @@
+// Every backend op on the CUDA backend against the CPU reference, on random inputs (rounded
+// to bf16 so both see the same numbers), with poisoned outputs to catch unwritten elements;
+// then the golden model on CUDA against HF transformers and the Star Attention engine on CUDA
+// against the CPU one. Needs a GPU: run on the GPU machine (bench/run_h200.sh).
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <limits>
+
+#include "starmesh/attention/star_session.hpp"
+#include "starmesh/backend/cpu_backend.hpp"
+#include "starmesh/backend/cuda_backend.hpp"
+#include "starmesh/model/safetensors.hpp"
+#include "support/reference.hpp"
+
+using namespace starmesh;
+using test::random_vector;
+
+namespace {
+
+struct Backends {
+  ThreadPool pool{4};
+  CpuBackend cpu{pool};
+  std::unique_ptr<CudaBackend> gpu = CudaBackend::create(0).value();
+
+  // Random values rounded to bf16, as an f32 host tensor.
+  static Tensor rand(Shape s, uint64_t seed, float lo = -1, float hi = 1) {
+    auto v = random_vector(size_t(numel(s)), seed, lo, hi);
+    for (float& x : v) x = bf16_to_f32(f32_to_bf16(x));
+    return Tensor::from_f32(v, std::move(s));
+  }
+  Tensor to_gpu(const Tensor& host, DType as = DType::bf16) { return gpu->upload(host, as).value(); }
+  // A device output filled with NaN: every element the op forgets stays NaN.
+  Tensor poisoned(Shape s, DType t = DType::bf16) {
+    std::vector<float> nan(size_t(numel(s)), std::numeric_limits<float>::quiet_NaN());
+    return gpu->upload(Tensor::from_f32(nan, std::move(s)), t).value();
+  }
+  std::vector<float> back(const Tensor& t) { return gpu->download(t).value().to_f32_vector(); }
+};
+
+// Normalized mean squared error, infinite if anything is not finite.
+double nmse(const std::vector<float>& got, const std::vector<float>& want) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (!std::isfinite(got[i]) && !(std::isinf(got[i]) && got[i] == want[i])) return INFINITY;
+    if (std::isinf(want[i])) continue;
+    num += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
+    den += double(want[i]) * want[i];
+  }
+  return num / std::max(den, 1e-30);
+}
+
+}  // namespace
+
+TEST_CASE_FIXTURE(Backends, "cuda elementwise ops equal the cpu reference") {
+  const int64_t n = 37, d = 256;
+  Tensor x = rand({n, d}, 1, -3, 3), w = rand({d}, 2, 0.5f, 1.5f);
+  Tensor ref = Tensor::zeros(DType::f32, {n, d});
+  REQUIRE(cpu.rms_norm(x, w, 1e-5f, ref));
+  Tensor out = poisoned({n, d});
+  REQUIRE(gpu->rms_norm(to_gpu(x), to_gpu(w), 1e-5f, out));
+  CHECK(nmse(back(out), ref.to_f32_vector()) < 1e-5);
+
+  Tensor g = rand({n, d}, 3, -6, 6), u = rand({n, d}, 4);
+  REQUIRE(cpu.swiglu(g, u, ref));
+  out = poisoned({n, d});
+  REQUIRE(gpu->swiglu(to_gpu(g), to_gpu(u), out));
+  CHECK(nmse(back(out), ref.to_f32_vector()) < 1e-5);
+
+  REQUIRE(cpu.add(g, u, ref));
+  out = poisoned({n, d});
+  REQUIRE(gpu->add(to_gpu(g), to_gpu(u), out));
+  CHECK(nmse(back(out), ref.to_f32_vector()) < 1e-5);
+
+  for (int64_t hd : {64, 128}) {
+    Tensor r = rand({n, 8, hd}, 5 + hd);
+    std::vector<int32_t> pos(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) pos[size_t(i)] = int32_t(i * 977 % 131072);
+    Tensor freq = Tensor::from_f32(random_vector(size_t(hd / 2), 6, 1e-5f, 1.0f), {hd / 2});
+    Tensor rg = to_gpu(r);
+    Tensor rc = r.clone();
+    REQUIRE(cpu.rope(rc, Tensor::from_i32(pos, {n}), freq));
+    REQUIRE(gpu->rope(rg, to_gpu(Tensor::from_i32(pos, {n}), DType::i32), to_gpu(freq, DType::f32)));
+    CHECK(nmse(back(rg), rc.to_f32_vector()) < 1e-5);
+  }
+
+  Tensor table = rand({100, 64}, 7);
+  std::vector<int32_t> ids = {5, 99, 0, 42};
+  Tensor eref = Tensor::zeros(DType::f32, {4, 64});
+  REQUIRE(cpu.embedding(Tensor::from_i32(ids, {4}), table, eref));
+  out = poisoned({4, 64});
+  REQUIRE(gpu->embedding(to_gpu(Tensor::from_i32(ids, {4}), DType::i32), to_gpu(table), out));
+  CHECK(nmse(back(out), eref.to_f32_vector()) == 0.0);
+}
+
+TEST_CASE_FIXTURE(Backends, "cuda matmul (cuBLASLt) equals the cpu reference, bf16 and f32 out") {
+  for (auto [n, k, m] : {std::tuple<int64_t, int64_t, int64_t>{1, 128, 512}, {33, 384, 128}, {300, 4096, 1000}}) {
+    Tensor x = rand({n, k}, 10 + n), w = rand({m, k}, 20 + m, -0.1f, 0.1f);
+    Tensor ref = Tensor::zeros(DType::f32, {n, m});
+    REQUIRE(cpu.matmul(x, w, ref));
+    for (DType t : {DType::bf16, DType::f32}) {
+      Tensor out = poisoned({n, m}, t);
+      REQUIRE(gpu->matmul(to_gpu(x), to_gpu(w), out));
+      CAPTURE(n);
+      CHECK(nmse(back(out), ref.to_f32_vector()) < (t == DType::f32 ? 1e-6 : 2e-5));
+    }
+  }
+}
+
+TEST_CASE_FIXTURE(Backends, "cuda attention with lse equals the cpu reference (masks, GQA, split-KV)") {
+  struct Case { int64_t nq, nk, hq, hkv, d; bool causal; int64_t diag; };
+  const Case cases[] = {
+      {1, 1, 8, 2, 64, false, 0},         {1, 4000, 32, 8, 128, false, 0},   {16, 9000, 32, 8, 128, false, 0},
+      {200, 200, 8, 2, 64, true, 0},      {130, 700, 8, 8, 128, true, 570},  {7, 50, 4, 2, 64, true, -3},
+      {64, 64, 2, 1, 128, true, 0},       {3, 100000, 8, 2, 128, false, 0},  {16, 2048, 32, 8, 128, true, 2032},
+      {1000, 1000, 4, 1, 128, true, 0},
+  };
+  uint64_t seed = 1000;
+  for (const Case& c : cases) {
+    Tensor q = rand({c.nq, c.hq, c.d}, ++seed, -2, 2), k = rand({c.nk, c.hkv, c.d}, ++seed, -2, 2),
+           v = rand({c.nk, c.hkv, c.d}, ++seed);
+    const float scale = float(1 / std::sqrt(double(c.d)));
+    Tensor o = Tensor::zeros(DType::f32, {c.nq, c.hq, c.d}), lse = Tensor::zeros(DType::f32, {c.nq, c.hq});
+    REQUIRE(cpu.attention(q, k, v, {c.causal, c.diag}, scale, o, lse));
+    Tensor og = poisoned({c.nq, c.hq, c.d}), lg = poisoned({c.nq, c.hq}, DType::f32);
+    REQUIRE(gpu->attention(to_gpu(q), to_gpu(k), to_gpu(v), {c.causal, c.diag}, scale, og, lg));
+    CAPTURE(c.nq);
+    CAPTURE(c.nk);
+    CAPTURE(c.d);
+    CHECK(nmse(back(og), o.to_f32_vector()) < 1e-4);
+    CHECK(nmse(back(lg), lse.to_f32_vector()) < 1e-8);
+  }
+  Tensor q = Tensor::zeros(DType::f32, {1, 2, 96});
+  auto st = gpu->attention(to_gpu(q), to_gpu(q), to_gpu(q), {}, 1.0f, poisoned({1, 2, 96}), poisoned({1, 2}, DType::f32));
+  REQUIRE_FALSE(st);
+  CHECK(st.message().find("head dim 96") != std::string::npos);
+}
+
+TEST_CASE_FIXTURE(Backends, "golden model on cuda equals HF transformers within bf16 tolerance") {
+  auto model = Transformer::load(*gpu, STARMESH_DEFAULT_MODEL_DIR).value();
+  auto ref = SafetensorsFile::open(STARMESH_FIXTURES_DIR "/golden/reference.safetensors").value();
+  for (int i = 0; i < 4; ++i) {
+    const Tensor ids_t = ref.get("input_" + std::to_string(i)).value();
+    std::vector<int32_t> ids(ids_t.data_as<int32_t>(), ids_t.data_as<int32_t>() + ids_t.numel());
+    auto cache = model.make_cache(int64_t(ids.size())).value();
+    auto got = back(model.forward(ids, cache, true).value());
+    const double err = test::relative_error(got, ref.get("logits_" + std::to_string(i)).value().to_f32_vector());
+    MESSAGE("golden input " << i << " (" << ids.size() << " tokens): relative logit error on CUDA " << err);
+    CHECK(err < 2e-2);
+  }
+}
+
+TEST_CASE_FIXTURE(Backends, "star attention engine on cuda agrees with the cpu engine") {
+  auto mg = Transformer::load(*gpu, STARMESH_DEFAULT_MODEL_DIR).value();
+  auto mc = Transformer::load(cpu, STARMESH_DEFAULT_MODEL_DIR).value();
+  std::vector<int32_t> ctx(3000), query = {5, 17, 99, 1000, 3};
+  for (size_t i = 0; i < ctx.size(); ++i) ctx[i] = int32_t((i * 7919) % 2000);
+  auto sg = StarSession::encode(mg, ctx, {512, -1, 4}, 16).value();
+  auto sc = StarSession::encode(mc, ctx, {512, -1, 4}, 16).value();
+  const auto lg = back(sg->step(query, true).value());
+  const auto lc = sc->step(query, true).value().to_f32_vector();
+  const double err = test::relative_error(lg, lc);
+  MESSAGE("star engine, 3000-token context, 4 hosts: CUDA vs CPU relative logit error " << err);
+  CHECK(err < 3e-2);
+}
