@@ -9,6 +9,7 @@
 #include "starmesh/attention/star_session.hpp"
 #include "starmesh/model/generator.hpp"
 #include "starmesh/backend/cpu_backend.hpp"
+#include "star_reference.hpp"
 #include "support/reference.hpp"
 
 using namespace starmesh;
@@ -131,5 +132,23 @@ TEST_CASE_FIXTURE(Golden, "star attention on a long context: distance from globa
     // all of block 1 at its own positions). More blocks are an approximation.
     if (block >= 1024) CHECK(err < 1e-5);
     else CHECK(err > 1e-2);
+  }
+}
+
+TEST_CASE_FIXTURE(Golden, "the engine agrees with an independent float64 Star Attention from the definitions") {
+  // star_reference.hpp shares no code with the engine: plain loops over the definitions.
+  static const auto naive = test::NaiveLlama::load(STARMESH_DEFAULT_MODEL_DIR);
+  const auto ctx = random_ids(100, 9), query = random_ids(6, 10);
+  struct Variant { int64_t block, anchor; int hosts; bool use_anchor; };
+  for (const Variant& v : {Variant{24, 24, 3, true}, Variant{24, 8, 2, true}, Variant{24, 0, 4, false},
+                           Variant{40, 40, 5, true}}) {
+    auto star = StarSession::encode(model, ctx, {v.block, v.anchor, v.hosts}, 16).value();
+    const auto got = star->step(query, true).value().to_f32_vector();
+    const auto want_rows = test::star_reference_logits(naive, ctx, query, int(v.block), int(v.anchor), v.use_anchor);
+    std::vector<double> want;
+    for (const auto& row : want_rows) want.insert(want.end(), row.begin(), row.end());
+    CAPTURE(v.block);
+    CAPTURE(v.anchor);
+    CHECK(test::relative_error(got, want) < 1e-5);
   }
 }
