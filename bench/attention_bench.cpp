@@ -7,10 +7,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <random>
-#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -76,14 +76,10 @@ int main(int argc, char** argv) {
   int num_sms = 0;
   check(cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount, 0), "attribute");
   std::vector<Shape> shapes = {
-      {"prefill_causal_4k", 4096, 4096, 32, 8, 128, true},
-      {"prefill_causal_16k", 16384, 16384, 32, 8, 128, true},
-      {"prefill_causal_64k", 65536, 65536, 32, 8, 128, true},
-      {"partial_q1_32k", 1, 32768, 32, 8, 128, false},
-      {"partial_q1_128k", 1, 131072, 32, 8, 128, false},
-      {"partial_q1_1m", 1, 1048576, 32, 8, 128, false},
-      {"partial_q16_32k", 16, 32768, 32, 8, 128, false},
-      {"partial_q16_128k", 16, 131072, 32, 8, 128, false},
+      {"prefill_causal_4k", 4096, 4096, 32, 8, 128, true},    {"prefill_causal_16k", 16384, 16384, 32, 8, 128, true},
+      {"prefill_causal_64k", 65536, 65536, 32, 8, 128, true}, {"partial_q1_32k", 1, 32768, 32, 8, 128, false},
+      {"partial_q1_128k", 1, 131072, 32, 8, 128, false},      {"partial_q1_1m", 1, 1048576, 32, 8, 128, false},
+      {"partial_q16_32k", 16, 32768, 32, 8, 128, false},      {"partial_q16_128k", 16, 131072, 32, 8, 128, false},
       {"partial_q16_1m", 16, 1048576, 32, 8, 128, false},
   };
   if (quick) shapes.resize(2);
@@ -120,68 +116,74 @@ int main(int argc, char** argv) {
     a.causal = s.causal;
     a.diagonal = s.causal ? s.nk - s.nq : 0;
     a.scale = 1.0f / std::sqrt(float(s.d));
-    const auto plan = starmesh::kernels::plan_attention(a, num_sms);
-    void* ws = nullptr;
-    if (plan.workspace_bytes) check(cudaMalloc(&ws, plan.workspace_bytes), "malloc workspace");
-    check(cudaMemset(doo, 0xff, nq_el * 2), "poison");  // NaN in bf16
-    check(starmesh::kernels::attention_forward(a, plan, ws, stream), "attention");
-    check(cudaStreamSynchronize(stream), "sync");
-    // Spot check 6 rows against float64.
-    std::vector<__nv_bfloat16> ho(nq_el);
-    std::vector<float> hl(size_t(s.nq) * s.hq);
-    check(cudaMemcpy(ho.data(), doo, nq_el * 2, cudaMemcpyDeviceToHost), "copy o");
-    check(cudaMemcpy(hl.data(), dl, hl.size() * 4, cudaMemcpyDeviceToHost), "copy lse");
-    double worst = 0;
-    std::mt19937 rng(7);
-    for (int t = 0; t < 6; ++t) {
-      const int qi = int(rng() % uint32_t(s.nq)), h = int(rng() % uint32_t(s.hq));
-      std::vector<double> ro;
-      double rl;
-      row_reference(s, hq, hk, hv, qi, h, a.diagonal, ro, rl);
-      double num = 0, den = 0;
-      for (int c = 0; c < s.d; ++c) {
-        const double got = __bfloat162float(ho[(size_t(qi) * s.hq + h) * s.d + c]);
-        num += (got - ro[size_t(c)]) * (got - ro[size_t(c)]);
-        den += ro[size_t(c)] * ro[size_t(c)];
-      }
-      worst = std::max(worst, std::sqrt(num / den));
-      worst = std::max(worst, std::fabs(hl[size_t(qi) * s.hq + h] - rl) / std::max(1.0, std::fabs(rl)));
-    }
-    bool all_finite = true;
-    for (auto x : ho) all_finite = all_finite && std::isfinite(__bfloat162float(x));
-    // Time: warm up, then the median of repeated launches.
-    const int reps = s.nq >= 16384 ? 5 : 30;
-    for (int i = 0; i < 3; ++i) check(starmesh::kernels::attention_forward(a, plan, ws, stream), "warmup");
-    std::vector<float> times;
-    for (int i = 0; i < reps; ++i) {
-      check(cudaEventRecord(e0, stream), "record");
+    const auto chosen = starmesh::kernels::plan_attention(a, num_sms);
+    // The chosen plan, then the same plan with the idle-warp skip flipped (predict, change, measure).
+    for (int variant = 0; variant < 2; ++variant) {
+      auto plan = chosen;
+      if (variant == 1) plan.skip_idle_warps = !chosen.skip_idle_warps;
+      void* ws = nullptr;
+      if (plan.workspace_bytes) check(cudaMalloc(&ws, plan.workspace_bytes), "malloc workspace");
+      check(cudaMemset(doo, 0xff, nq_el * 2), "poison");  // NaN in bf16
       check(starmesh::kernels::attention_forward(a, plan, ws, stream), "attention");
-      check(cudaEventRecord(e1, stream), "record");
-      check(cudaEventSynchronize(e1), "sync");
-      float ms;
-      check(cudaEventElapsedTime(&ms, e0, e1), "elapsed");
-      times.push_back(ms);
+      check(cudaStreamSynchronize(stream), "sync");
+      // Spot check 6 rows against float64.
+      std::vector<__nv_bfloat16> ho(nq_el);
+      std::vector<float> hl(size_t(s.nq) * s.hq);
+      check(cudaMemcpy(ho.data(), doo, nq_el * 2, cudaMemcpyDeviceToHost), "copy o");
+      check(cudaMemcpy(hl.data(), dl, hl.size() * 4, cudaMemcpyDeviceToHost), "copy lse");
+      double worst = 0;
+      std::mt19937 rng(7);
+      for (int t = 0; t < 6; ++t) {
+        const int qi = int(rng() % uint32_t(s.nq)), h = int(rng() % uint32_t(s.hq));
+        std::vector<double> ro;
+        double rl;
+        row_reference(s, hq, hk, hv, qi, h, a.diagonal, ro, rl);
+        double num = 0, den = 0;
+        for (int c = 0; c < s.d; ++c) {
+          const double got = __bfloat162float(ho[(size_t(qi) * s.hq + h) * s.d + c]);
+          num += (got - ro[size_t(c)]) * (got - ro[size_t(c)]);
+          den += ro[size_t(c)] * ro[size_t(c)];
+        }
+        worst = std::max(worst, std::sqrt(num / den));
+        worst = std::max(worst, std::fabs(hl[size_t(qi) * s.hq + h] - rl) / std::max(1.0, std::fabs(rl)));
+      }
+      bool all_finite = true;
+      for (auto x : ho) all_finite = all_finite && std::isfinite(__bfloat162float(x));
+      // Time: warm up, then the median of repeated launches.
+      const int reps = s.nq >= 16384 ? 5 : 30;
+      for (int i = 0; i < 3; ++i) check(starmesh::kernels::attention_forward(a, plan, ws, stream), "warmup");
+      std::vector<float> times;
+      for (int i = 0; i < reps; ++i) {
+        check(cudaEventRecord(e0, stream), "record");
+        check(starmesh::kernels::attention_forward(a, plan, ws, stream), "attention");
+        check(cudaEventRecord(e1, stream), "record");
+        check(cudaEventSynchronize(e1), "sync");
+        float ms;
+        check(cudaEventElapsedTime(&ms, e0, e1), "elapsed");
+        times.push_back(ms);
+      }
+      std::sort(times.begin(), times.end());
+      const double ms = times[times.size() / 2];
+      double rate;
+      const char* unit;
+      if (s.nq >= 1024) {  // causal prefill: 4 n^2 d h / 2 flops
+        rate = 4.0 * double(s.nq) * s.nk * s.d * s.hq / (s.causal ? 2.0 : 1.0) / (ms * 1e-3) / 1e12;
+        unit = "TFLOP/s";
+      } else {  // partial: K and V read once
+        rate = 2.0 * double(nk_el) * 2 / (ms * 1e-3) / 1e12;
+        unit = "TB/s";
+      }
+      std::printf("%-22s %10.3f %12.1f %10s err=%.2e %s splits=%d pack=%d skip=%d%s\n", s.name.c_str(), ms,
+                  unit[1] == 'B' ? rate * 1000 : rate, unit[1] == 'B' ? "GB/s" : unit, worst,
+                  all_finite && worst < 2e-2 ? "ok" : "FAIL", plan.splits, int(plan.pack_heads), int(plan.skip_idle_warps),
+                  variant == 0 ? " (chosen)" : "");
+      if (ws) cudaFree(ws);
     }
-    std::sort(times.begin(), times.end());
-    const double ms = times[times.size() / 2];
-    double rate;
-    const char* unit;
-    if (s.nq >= 1024) {  // causal prefill: 4 n^2 d h / 2 flops
-      rate = 4.0 * double(s.nq) * s.nk * s.d * s.hq / (s.causal ? 2.0 : 1.0) / (ms * 1e-3) / 1e12;
-      unit = "TFLOP/s";
-    } else {  // partial: K and V read once
-      rate = 2.0 * double(nk_el) * 2 / (ms * 1e-3) / 1e12;
-      unit = "TB/s";
-    }
-    std::printf("%-22s %10.3f %12.1f %10s err=%.2e %s splits=%d pack=%d\n", s.name.c_str(), ms,
-                unit[1] == 'B' ? rate * 1000 : rate, unit[1] == 'B' ? "GB/s" : unit, worst,
-                all_finite && worst < 2e-2 ? "ok" : "FAIL", plan.splits, int(plan.pack_heads));
     cudaFree(dq);
     cudaFree(dk);
     cudaFree(dv);
     cudaFree(doo);
     cudaFree(dl);
-    if (ws) cudaFree(ws);
   }
   return 0;
 }

@@ -15,14 +15,17 @@ namespace {
 
 using namespace tile;
 
-template <int D_>
+template <int D_, bool SkipIdleWarps_>
 struct AttnConfig {
   static constexpr int D = D_;
+  // Few query rows: warps whose 16 rows are all past the end skip the math and only load.
+  // A compile-time switch: the branch costs the full tiles ~15% (measured, bench/NOTES.md).
+  static constexpr bool kSkipIdleWarps = SkipIdleWarps_;
   static constexpr int kWarps = 4;
   static constexpr int kThreads = kWarps * 32;
   static constexpr int kBlockM = kWarps * 16;  // query rows per CTA
   static constexpr int kBlockN = 64;           // keys per tile
-  static constexpr int kStages = 2;            // K/V tiles in flight
+  static constexpr int kStages = 2;            // K/V tiles in flight (3 measured no faster)
   static constexpr int kTileElems = kBlockN * D;
   static constexpr size_t kSmemBytes = size_t(kBlockM * D + kStages * 2 * kTileElems) * sizeof(__nv_bfloat16);
 };
@@ -106,8 +109,12 @@ __global__ void __launch_bounds__(Cfg::kThreads) attention_kernel(const KernelAr
       cp_async_16(smem_addr(sv + dst), a.v + off, ok ? 16 : 0);
     }
   };
-  if (n_tiles > 0) load_kv(0, 0);
-  cp_async_commit();
+  // Prologue: Q and the first kStages - 1 tiles in flight, one commit group each.
+#pragma unroll
+  for (int t = 0; t < Cfg::kStages - 1; ++t) {
+    if (t < n_tiles) load_kv(t, t);
+    cp_async_commit();
+  }
 
   float acc[D / 8][4];  // O: 16 rows x D per warp
 #pragma unroll
@@ -125,11 +132,17 @@ __global__ void __launch_bounds__(Cfg::kThreads) attention_kernel(const KernelAr
     row_to_query(a, slot, row0 + warp * 16 + g + 8, row_qi[1], h);
   }
 
+  const bool warp_active = !Cfg::kSkipIdleWarps || row0 + warp * 16 < a.rows;
   for (int t = 0; t < n_tiles; ++t) {
-    if (t + 1 < n_tiles) load_kv(t + 1, (t + 1) % Cfg::kStages);
-    cp_async_commit();
-    cp_async_wait<1>();
+    const int ahead = t + Cfg::kStages - 1;
+    if (ahead < n_tiles) load_kv(ahead, ahead % Cfg::kStages);
+    cp_async_commit();  // possibly empty: keeps one group per tile for the wait below
+    cp_async_wait<Cfg::kStages - 1>();
     __syncthreads();
+    if (Cfg::kSkipIdleWarps && !warp_active) {
+      __syncthreads();
+      continue;
+    }
     if (t == 0) {
 #pragma unroll
       for (int kk = 0; kk < D / 16; ++kk) {
@@ -216,7 +229,7 @@ __global__ void __launch_bounds__(Cfg::kThreads) attention_kernel(const KernelAr
         mma_bf16(acc[n0 + 1], p, b2, b3);
       }
     }
-    __syncthreads();  // this stage is refilled two iterations on
+    __syncthreads();  // this stage is refilled kStages - 1 iterations on
   }
   cp_async_wait<0>();
 
@@ -250,9 +263,9 @@ __global__ void __launch_bounds__(Cfg::kThreads) attention_kernel(const KernelAr
   }
 }
 
-template <int D>
+template <int D, bool SkipIdle>
 cudaError_t launch(const KernelArgs& ka, dim3 grid, cudaStream_t stream) {
-  using Cfg = AttnConfig<D>;
+  using Cfg = AttnConfig<D, SkipIdle>;
   // Above 48 KB of dynamic shared memory needs the opt-in (cheap; done every launch).
   const cudaError_t e = cudaFuncSetAttribute(attention_kernel<Cfg>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                              int(Cfg::kSmemBytes));
@@ -283,6 +296,7 @@ AttentionPlan plan_attention(const AttentionArgs& a, int num_sms) {
   p.keys_per_split = std::max(64, (per + 63) / 64 * 64);
   p.splits = std::max(1, (a.nk + p.keys_per_split - 1) / p.keys_per_split);
   if (a.nk == 0) p.splits = 1;
+  p.skip_idle_warps = rows < kRowsPerCta;
   p.workspace_bytes = p.splits > 1 ? size_t(p.splits) * a.nq * a.hq * (size_t(a.d) + 1) * sizeof(float) : 0;
   return p;
 }
@@ -313,11 +327,13 @@ cudaError_t attention_forward(const AttentionArgs& a, const AttentionPlan& plan,
   ka.lse = ka.partial ? lse_parts : a.lse;
   const dim3 grid((ka.rows + kRowsPerCta - 1) / kRowsPerCta, plan.pack_heads ? a.hkv : a.hq, plan.splits);
   cudaError_t e;
+  const bool skip = plan.skip_idle_warps;
   switch (a.d) {  // compile-time head dims; anything else is refused
-    case 64: e = launch<64>(ka, grid, stream); break;
-    case 128: e = launch<128>(ka, grid, stream); break;
+    case 64: e = skip ? launch<64, true>(ka, grid, stream) : launch<64, false>(ka, grid, stream); break;
+    case 128: e = skip ? launch<128, true>(ka, grid, stream) : launch<128, false>(ka, grid, stream); break;
     default: return cudaErrorNotSupported;
   }
+
   if (e != cudaSuccess || !ka.partial) return e;
   return merge_attention_states(o_parts, lse_parts, plan.splits, a.nq, a.hq, a.d, a.o, false, a.lse, stream);
 }

@@ -31,6 +31,7 @@ struct AttentionPlan {
   bool pack_heads = false;
   int splits = 1;
   int keys_per_split = 0;
+  bool skip_idle_warps = false;  // fewer rows than a tile: idle warps skip the math
   size_t workspace_bytes = 0;  // f32 partial (o, lse) when splits > 1
 };
 
