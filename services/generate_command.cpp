@@ -1,6 +1,7 @@
 #include <fmt/core.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <memory>
 #include <optional>
@@ -11,6 +12,9 @@
 #include "commands.hpp"
 #include "starmesh/attention/star_session.hpp"
 #include "starmesh/backend/cpu_backend.hpp"
+#ifdef STARMESH_HAVE_CUDA
+#include "starmesh/backend/cuda_backend.hpp"
+#endif
 #include "starmesh/model/generator.hpp"
 #include "starmesh/model/tokenizer.hpp"
 #include "starmesh/model/utf8_stream.hpp"
@@ -29,6 +33,7 @@ struct GenerateOptions {
   int max_new_tokens = 32;
   SamplingParams sampling;
   int threads = 0;
+  std::string device = "cpu";
   bool add_bos = true;
 };
 
@@ -74,12 +79,27 @@ Expected<std::pair<std::vector<int32_t>, std::vector<int32_t>>> request_tokens(c
 }
 
 int run_generate(const GenerateOptions& o) {
-  ThreadPool pool(o.threads);
-  CpuBackend backend(pool);
   auto fail = [](const std::string& what) {
     fmt::print(stderr, "error: {}\n", what);
     return 1;
   };
+  ThreadPool pool(o.threads);
+  std::unique_ptr<backend_i> owned;
+  if (o.device == "cpu") {
+    owned = std::make_unique<CpuBackend>(pool);
+  } else if (o.device.rfind("cuda", 0) == 0) {
+#ifdef STARMESH_HAVE_CUDA
+    const int index = o.device.size() > 5 ? std::atoi(o.device.c_str() + 5) : 0;
+    auto cuda = CudaBackend::create(index);
+    if (!cuda) return fail(cuda.error().message);
+    owned = std::move(*cuda);
+#else
+    return fail("--device " + o.device + ": this build has no CUDA backend (configure with nvcc present)");
+#endif
+  } else {
+    return fail("--device must be cpu, cuda or cuda:N, got '" + o.device + "'");
+  }
+  backend_i& backend = *owned;
   if (o.mode != "global" && o.mode != "star") return fail("--mode must be 'global' or 'star', got '" + o.mode + "'");
   auto model = Transformer::load(backend, o.model_dir);
   if (!model) return fail(model.error().message);
@@ -151,7 +171,7 @@ int run_generate(const GenerateOptions& o) {
 
 void add_generate_command(CLI::App& app, int& exit_code) {
   auto opts = std::make_shared<GenerateOptions>();
-  CLI::App* cmd = app.add_subcommand("generate", "Generate text in one process on the CPU backend (global or Star Attention)");
+  CLI::App* cmd = app.add_subcommand("generate", "Generate text in one process (global or Star Attention, CPU or CUDA)");
   cmd->add_option("--model", opts->model_dir, "HF Llama checkpoint folder (config.json, safetensors, tokenizer.json)")
       ->capture_default_str();
   auto* prompt = cmd->add_option("--prompt", opts->prompt, "Prompt text (a query without context)");
@@ -173,6 +193,7 @@ void add_generate_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--top-p", opts->sampling.top_p, "Nucleus mass in (0, 1]")->capture_default_str();
   cmd->add_option("--seed", opts->sampling.seed, "Sampling seed")->capture_default_str();
   cmd->add_option("--threads", opts->threads, "CPU threads (0 = all cores)")->capture_default_str();
+  cmd->add_option("--device", opts->device, "cpu, cuda or cuda:N")->capture_default_str();
   cmd->add_flag("!--no-bos", opts->add_bos, "Do not prepend the BOS token to --prompt");
   cmd->callback([opts, cmd, &exit_code] {
     if (cmd->count("--prompt") + cmd->count("--prompt-ids") + cmd->count("--query") == 0)
