@@ -26,7 +26,7 @@ struct Golden {
 
 Golden golden_input_2() {
   auto f = SafetensorsFile::open(STARMESH_FIXTURES_DIR "/golden/reference.safetensors");
-  REQUIRE_MESSAGE(f.has_value(), f.error().message);
+  if (!f) FAIL(f.error().message);
   auto ids = f->get("input_2");
   auto logits = f->get("logits_2");
   REQUIRE(ids.has_value());

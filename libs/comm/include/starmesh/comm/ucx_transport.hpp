@@ -1,0 +1,95 @@
+#pragma once
+// The UCX data plane (Debian's UCX 1.13: host memory only; TCP, shared memory, RDMA where
+// present). One UcxContext per process owns the UCP context and worker; its address goes
+// to the other ranks through the control plane (the actors), and connect() turns everyone's
+// addresses into a group: one UcxTransport with an endpoint to every rank.
+//
+//   auto ctx = UcxContext::create({.transports = "shm"});       // once per process
+//   send_to_everyone(ctx->local_address());                    // caller's business
+//   auto group = ctx->connect(rank, size, all_addresses);      // addresses[r]: rank r's
+//   group.value()->exchange(...);
+//
+// Messages use the UCP tag API: the 64-bit UCP tag packs (group id: 16 bits, source rank:
+// 16 bits, user tag: 32 bits) and receives match all 64, so groups sharing a worker never
+// see each other's messages. Device tensors are an error: stage them through pinned host
+// memory first. Every wait polls the worker (lowest latency), and after a while without
+// events yields the CPU between polls, so more ranks than cores still make progress.
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "starmesh/comm/transport.hpp"
+
+namespace starmesh {
+
+struct UcxOptions {
+  // "tcp": TCP sockets only; "shm": shared memory only (ranks on one machine); "auto": what
+  // UCX picks (shared memory inside a machine, a network between machines).
+  std::string transports = "auto";
+  // The network devices UCX may use (UCX_NET_DEVICES): "lo" keeps every byte on loopback;
+  // "all" lets UCX use every device; or a list such as "eth0,mlx5_0:1".
+  std::string net_devices = "lo";
+  // How long a wait polls the worker flat out after the last event before it yields the
+  // CPU between polls. 0 (yield whenever a poll finds nothing) is right when ranks share
+  // cores: two ranks on one core then take turns at once, where a spin of S makes every
+  // round trip cost about 2 S, and pure spinning costs milliseconds. A rank with cores of
+  // its own may spin (bench/comm_latency --spin-us measures both).
+  std::chrono::microseconds spin_before_yield{0};
+};
+
+namespace detail {
+struct UcxWorker;
+}
+class UcxTransport;
+
+class UcxContext {
+ public:
+  static Expected<UcxContext> create(const UcxOptions& options = {});
+
+  // This worker's address (an opaque blob of a few hundred bytes) for the other ranks.
+  const std::vector<uint8_t>& local_address() const;
+  // What UCX was told to use, e.g. "UCX_TLS=tcp,self UCX_NET_DEVICES=lo".
+  std::string describe() const;
+
+  // A group in which this process is `rank` of `size`; addresses[r] is rank r's
+  // local_address() (this one's included). `group` tells concurrent groups on one context
+  // apart; at most one live group per id. Connections are made lazily by the first message.
+  Expected<std::unique_ptr<UcxTransport>> connect(int rank, int size, const std::vector<std::vector<uint8_t>>& addresses,
+                                                  uint16_t group = 0);
+
+ private:
+  explicit UcxContext(std::shared_ptr<detail::UcxWorker> worker) : worker_(std::move(worker)) {}
+  std::shared_ptr<detail::UcxWorker> worker_;  // shared with the groups, which may outlive this handle
+};
+
+class UcxTransport final : public transport_i {
+ public:
+  ~UcxTransport() override;
+  UcxTransport(const UcxTransport&) = delete;
+  UcxTransport& operator=(const UcxTransport&) = delete;
+
+  std::string name() const override { return "ucx"; }
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  uint16_t group() const { return group_; }
+
+  // A receive that times out before its message arrives is cancelled and the group stays
+  // usable. A transfer that cannot be cancelled (a send the peer never takes, a receive
+  // whose data is on its way) closes the endpoint to that peer: later transfers with that
+  // peer fail at once, naming why, and the group must be rebuilt to talk to it again.
+  Status exchange(std::span<const Transfer> transfers, Deadline deadline) override;
+
+ private:
+  friend class UcxContext;
+  struct Peer;
+  UcxTransport(std::shared_ptr<detail::UcxWorker> worker, int rank, int size, uint16_t group);
+
+  std::shared_ptr<detail::UcxWorker> worker_;
+  int rank_, size_;
+  uint16_t group_;
+  std::vector<std::unique_ptr<Peer>> peers_;  // one per rank, self included
+};
+
+}  // namespace starmesh

@@ -1,0 +1,388 @@
+#include "starmesh/comm/ucx_transport.hpp"
+
+#include <sched.h>
+#include <ucp/api/ucp.h>
+
+#include <algorithm>
+#include <mutex>
+#include <set>
+#include <utility>
+
+namespace starmesh {
+
+using Clock = std::chrono::steady_clock;
+
+namespace detail {
+// The UCP context and worker of one process, shared by its groups.
+struct UcxWorker {
+  ucp_context_h context = nullptr;
+  ucp_worker_h worker = nullptr;
+  std::mutex mu;  // the worker is SERIALIZED: every UCP call on it holds this lock
+  std::vector<uint8_t> address;
+  std::string config;
+  bool peer_failure_mode = false;  // endpoints to others use UCP_ERR_HANDLING_MODE_PEER
+  Clock::duration spin_before_yield{};
+  std::set<uint16_t> groups;  // live group ids, under mu
+  // Buffers of transfers abandoned at a deadline that UCX may still touch: kept alive until
+  // the worker is gone (released after the destructor body, so after ucp_worker_destroy).
+  std::vector<Tensor> parked_tensors;
+  std::vector<std::vector<uint8_t>> parked_scratch;
+
+  ~UcxWorker() {
+    if (worker) ucp_worker_destroy(worker);
+    if (context) ucp_cleanup(context);
+  }
+};
+}  // namespace detail
+
+namespace {
+
+constexpr uint64_t kMaxUserTag = 0xffffffffull;  // 32 bits; the rest of the UCP tag is group and rank
+constexpr uint64_t kFullMask = ~uint64_t(0);
+constexpr int kMaxRanks = 1 << 16;
+constexpr auto kFinishGrace = std::chrono::milliseconds(50);   // for transfers caught mid-way at a deadline
+constexpr auto kCloseGrace = std::chrono::milliseconds(2000);  // for closed endpoints to release requests
+
+uint64_t wire_tag(uint16_t group, int source, uint64_t tag) {
+  return (uint64_t(group) << 48) | (uint64_t(uint16_t(source)) << 32) | tag;
+}
+
+int64_t ms_since(Clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count();
+}
+
+// One transfer of an exchange. A receive first waits for its message to be probed (nothing
+// is posted, so nothing needs cancelling), then is matched with its size known: a message
+// of another size goes into `scratch`, so its sender completes and the error names both.
+struct Op {
+  enum State : uint8_t { probing, in_flight, done } state = in_flight;
+  void* request = nullptr;
+  ucs_status_t status = UCS_OK;
+  size_t length = 0;  // receives: the size of the matched message
+  std::vector<uint8_t> scratch;
+};
+
+void on_send(void*, ucs_status_t status, void* user) {
+  auto* op = static_cast<Op*>(user);
+  op->state = Op::done;
+  op->status = status;
+}
+
+void on_recv(void*, ucs_status_t status, const ucp_tag_recv_info_t*, void* user) {
+  auto* op = static_cast<Op*>(user);
+  op->state = Op::done;
+  op->status = status;
+}
+
+ucp_request_param_t request_param(Op& op) {
+  ucp_request_param_t p{};
+  p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_MEMORY_TYPE;
+  p.user_data = &op;
+  p.memory_type = UCS_MEMORY_TYPE_HOST;
+  return p;
+}
+
+// Records what nbx returned: a request to wait for, or an immediate completion / failure.
+void started(Op& op, ucs_status_ptr_t r) {
+  if (UCS_PTR_IS_PTR(r)) {
+    op.request = r;
+    op.state = Op::in_flight;
+  } else {
+    op.state = Op::done;
+    op.status = UCS_PTR_STATUS(r);
+  }
+}
+
+// If the message for `op` has arrived, matches it and starts receiving it.
+void try_match(ucp_worker_h worker, Op& op, const Transfer& t, uint64_t tag) {
+  ucp_tag_recv_info_t info{};
+  ucp_tag_message_h msg = ucp_tag_probe_nb(worker, tag, kFullMask, 1, &info);
+  if (msg == nullptr) return;
+  op.length = info.length;
+  void* into = t.tensor.data();
+  if (info.length != t.tensor.nbytes()) {
+    op.scratch.resize(std::max<size_t>(info.length, 1));
+    into = op.scratch.data();
+  }
+  ucp_request_param_t p = request_param(op);
+  p.cb.recv = on_recv;
+  started(op, ucp_tag_msg_recv_nbx(worker, into, info.length, msg, &p));
+}
+
+// Progresses until every op in `ops` is done or `until` passes.
+void progress_while_in_flight(ucp_worker_h worker, std::span<Op> ops, Clock::time_point until) {
+  for (;;) {
+    if (std::none_of(ops.begin(), ops.end(), [](const Op& op) { return op.state == Op::in_flight; })) return;
+    if (Clock::now() >= until) return;
+    ucp_worker_progress(worker);
+  }
+}
+
+}  // namespace
+
+struct UcxTransport::Peer {
+  int rank = 0;
+  ucp_ep_h ep = nullptr;
+  bool peer_failure_mode = false;  // failures reach on_error, the endpoint can be force-closed
+  std::string broken;              // why this peer is unusable; empty while it is fine (under the worker lock)
+
+  static void on_error(void* arg, ucp_ep_h, ucs_status_t status) {
+    auto* peer = static_cast<Peer*>(arg);
+    if (peer->broken.empty()) peer->broken = std::string("UCX reported the connection failed: ") + ucs_status_string(status);
+  }
+};
+
+// ---------------------------------------------------------------------------------------
+// Context
+
+Expected<UcxContext> UcxContext::create(const UcxOptions& options) {
+  std::string tls;
+  if (options.transports == "tcp") tls = "tcp,self";
+  else if (options.transports == "shm") tls = "sm,self";  // posix, sysv, cma (cma alone cannot carry tags)
+  else if (options.transports != "auto")
+    return make_error("UCX transports '", options.transports, "' is not one of tcp, shm, auto");
+  if (options.net_devices.empty()) return make_error("UCX net_devices is empty: use \"lo\", \"all\" or device names");
+
+  ucp_config_t* config = nullptr;
+  ucs_status_t s = ucp_config_read(nullptr, nullptr, &config);
+  if (s != UCS_OK) return make_error("UCX: reading the configuration failed: ", ucs_status_string(s));
+  auto w = std::make_shared<detail::UcxWorker>();
+  w->spin_before_yield = std::max(options.spin_before_yield, std::chrono::microseconds(0));
+  // UCX 1.13's shared-memory and self transports cannot report a failed peer; asking for
+  // that mode would rule them out. TCP can: there a dead or stuck peer is detected and its
+  // endpoint force-closed.
+  w->peer_failure_mode = options.transports == "tcp";
+  auto modify = [&](const char* key, const std::string& value) -> Status {
+    ucs_status_t st = ucp_config_modify(config, key, value.c_str());
+    if (st != UCS_OK) return make_error("UCX: setting ", key, "=", value, " failed: ", ucs_status_string(st));
+    w->config += std::string(w->config.empty() ? "" : " ") + "UCX_" + key + "=" + value;
+    return {};
+  };
+  Status st = tls.empty() ? Status{} : modify("TLS", tls);
+  if (st) st = modify("NET_DEVICES", options.net_devices);
+  if (st) {
+    ucp_params_t params{};
+    params.field_mask = UCP_PARAM_FIELD_FEATURES;
+    params.features = UCP_FEATURE_TAG;
+    s = ucp_init(&params, config, &w->context);
+    if (s != UCS_OK)
+      st = make_error("UCX: ucp_init with ", w->config, " failed: ", ucs_status_string(s),
+                      " (are the transports and devices present on this machine?)");
+  }
+  ucp_config_release(config);
+  if (!st) return Error{st.message()};
+
+  ucp_worker_params_t wp{};
+  wp.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
+  wp.thread_mode = UCS_THREAD_MODE_SERIALIZED;
+  s = ucp_worker_create(w->context, &wp, &w->worker);
+  if (s != UCS_OK) return make_error("UCX: creating the worker (", w->config, ") failed: ", ucs_status_string(s));
+
+  ucp_address_t* address = nullptr;
+  size_t length = 0;
+  s = ucp_worker_get_address(w->worker, &address, &length);
+  if (s != UCS_OK) return make_error("UCX: getting the worker address failed: ", ucs_status_string(s));
+  const auto* bytes = reinterpret_cast<const uint8_t*>(address);
+  w->address.assign(bytes, bytes + length);
+  ucp_worker_release_address(w->worker, address);
+  return UcxContext(std::move(w));
+}
+
+const std::vector<uint8_t>& UcxContext::local_address() const { return worker_->address; }
+
+std::string UcxContext::describe() const { return worker_->config; }
+
+Expected<std::unique_ptr<UcxTransport>> UcxContext::connect(int rank, int size,
+                                                            const std::vector<std::vector<uint8_t>>& addresses,
+                                                            uint16_t group) {
+  if (size < 1 || size > kMaxRanks) return make_error("UCX connect: group size ", size, " is not in 1..", kMaxRanks);
+  if (rank < 0 || rank >= size) return make_error("UCX connect: rank ", rank, " is not in 0..", size - 1);
+  if (addresses.size() != size_t(size))
+    return make_error("UCX connect: ", addresses.size(), " addresses for a group of ", size, " (one per rank)");
+  for (int r = 0; r < size; ++r)
+    if (addresses[size_t(r)].empty()) return make_error("UCX connect: the address of rank ", r, " is empty");
+
+  std::unique_ptr<UcxTransport> t;
+  Status st;
+  {
+    std::lock_guard lock(worker_->mu);
+    if (!worker_->groups.insert(group).second)
+      return make_error("UCX connect: group ", group, " is already live on this context: close it or pick another id");
+    t.reset(new UcxTransport(worker_, rank, size, group));
+    for (int r = 0; r < size && st; ++r) {
+      auto& peer = *t->peers_.emplace_back(std::make_unique<UcxTransport::Peer>());
+      peer.rank = r;
+      peer.peer_failure_mode = worker_->peer_failure_mode && r != rank;
+      ucp_ep_params_t ep{};
+      ep.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE;
+      ep.address = reinterpret_cast<const ucp_address_t*>(addresses[size_t(r)].data());
+      ep.err_mode = peer.peer_failure_mode ? UCP_ERR_HANDLING_MODE_PEER : UCP_ERR_HANDLING_MODE_NONE;
+      if (peer.peer_failure_mode) {
+        ep.field_mask |= UCP_EP_PARAM_FIELD_ERR_HANDLER;
+        ep.err_handler.cb = &UcxTransport::Peer::on_error;
+        ep.err_handler.arg = &peer;
+      }
+      ucs_status_t s = ucp_ep_create(worker_->worker, &ep, &peer.ep);
+      if (s != UCS_OK) {
+        peer.ep = nullptr;
+        st = make_error("UCX connect: rank ", rank, " could not make an endpoint to rank ", r, ": ",
+                        ucs_status_string(s), " (", worker_->config, ")");
+      }
+    }
+  }
+  if (!st) return Error{st.message()};  // t's destructor closes what was made
+  return t;
+}
+
+// ---------------------------------------------------------------------------------------
+// Transport
+
+UcxTransport::UcxTransport(std::shared_ptr<detail::UcxWorker> worker, int rank, int size, uint16_t group)
+    : worker_(std::move(worker)), rank_(rank), size_(size), group_(group) {}
+
+UcxTransport::~UcxTransport() {
+  std::lock_guard lock(worker_->mu);
+  std::vector<void*> closing;
+  for (auto& peer : peers_) {
+    if (!peer->ep) continue;
+    ucp_request_param_t p{};
+    p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+    // Flush what is queued to a healthy peer; a failed one cannot take it.
+    p.flags = peer->broken.empty() || !peer->peer_failure_mode ? 0 : UCP_EP_CLOSE_FLAG_FORCE;
+    void* r = ucp_ep_close_nbx(peer->ep, &p);
+    peer->ep = nullptr;
+    if (UCS_PTR_IS_PTR(r)) closing.push_back(r);
+  }
+  const auto until = Clock::now() + kCloseGrace;
+  while (Clock::now() < until &&
+         std::any_of(closing.begin(), closing.end(), [](void* r) { return ucp_request_check_status(r) == UCS_INPROGRESS; }))
+    ucp_worker_progress(worker_->worker);
+  for (void* r : closing) ucp_request_free(r);  // an unfinished close is released when it completes
+  worker_->groups.erase(group_);
+}
+
+Status UcxTransport::exchange(std::span<const Transfer> transfers, Deadline deadline) {
+  const auto start = Clock::now();
+  auto where = [&](const Transfer& t) {
+    return "ucx rank " + std::to_string(rank_) + " (group " + std::to_string(group_) + ") " + describe(t);
+  };
+  for (const Transfer& t : transfers) {
+    if (t.peer < 0 || t.peer >= size_) return make_error(where(t), ": no such rank (group of ", size_, ")");
+    if (t.tag > kMaxUserTag) return make_error(where(t), ": tags have 32 bits here, this one is larger");
+    if (t.tensor.nbytes() > 0 && !t.tensor.defined()) return make_error(where(t), ": the tensor has no storage");
+    if (t.tensor.device().kind != DeviceKind::cpu)
+      return make_error(where(t), ": UCX moves host memory only (Debian's UCX has no CUDA); the tensor is on ",
+                        to_string(t.tensor.device()), ": stage it through pinned host memory or use NCCL");
+  }
+
+  std::vector<Op> ops(transfers.size());
+  std::unique_lock lock(worker_->mu);
+  ucp_worker_h worker = worker_->worker;
+  for (const Transfer& t : transfers) {
+    const Peer& peer = *peers_[size_t(t.peer)];
+    if (!peer.broken.empty() || !peer.ep) return make_error(where(t), ": peer ", t.peer, " is unusable: ", peer.broken);
+  }
+
+  // Start everything, then wait for everything.
+  for (size_t i = 0; i < transfers.size(); ++i) {
+    const Transfer& t = transfers[i];
+    Op& op = ops[i];
+    if (t.kind == TransferKind::send) {
+      ucp_request_param_t p = request_param(op);
+      p.cb.send = on_send;
+      started(op, ucp_tag_send_nbx(peers_[size_t(t.peer)]->ep, t.tensor.data(), t.tensor.nbytes(),
+                                   wire_tag(group_, rank_, t.tag), &p));
+    } else {
+      op.state = Op::probing;
+      try_match(worker, op, t, wire_tag(group_, t.peer, t.tag));
+    }
+  }
+
+  bool timed_out = false;
+  auto last_event = Clock::now();
+  for (;;) {
+    bool all_done = true;
+    for (size_t i = 0; i < ops.size(); ++i) {
+      if (ops[i].state == Op::probing)
+        try_match(worker, ops[i], transfers[i], wire_tag(group_, transfers[i].peer, transfers[i].tag));
+      all_done = all_done && ops[i].state == Op::done;
+    }
+    if (all_done) break;
+    const auto now = Clock::now();
+    if (now >= deadline) {
+      timed_out = true;
+      break;
+    }
+    const bool progressed = ucp_worker_progress(worker) != 0;
+    // Between polls other threads of this process may reach the worker.
+    lock.unlock();
+    if (progressed) last_event = now;
+    else if (now - last_event > worker_->spin_before_yield) sched_yield();
+    lock.lock();
+  }
+
+  if (timed_out) {
+    std::vector<size_t> late;
+    std::vector<std::string> notes(ops.size());
+    for (size_t i = 0; i < ops.size(); ++i) {
+      if (ops[i].state == Op::done) continue;
+      late.push_back(i);
+      if (ops[i].state == Op::probing) {  // nothing was posted: nothing to cancel
+        ops[i].state = Op::done;
+        notes[i] = "nothing arrived";
+      } else {
+        notes[i] = transfers[i].kind == TransferKind::send ? "the peer did not take it" : "its data was still arriving";
+      }
+    }
+    // Transfers caught mid-way get a moment to finish; then their peers are given up on.
+    progress_while_in_flight(worker, ops, Clock::now() + kFinishGrace);
+    bool closed_any = false;
+    for (size_t i : late) {
+      if (ops[i].state != Op::in_flight) continue;
+      Peer& peer = *peers_[size_t(transfers[i].peer)];
+      if (peer.broken.empty())
+        peer.broken = "an earlier " + describe(transfers[i]) + " missed its deadline and could not be withdrawn";
+      if (peer.peer_failure_mode && peer.ep) {  // completes its requests with UCS_ERR_CANCELED
+        ucp_request_param_t p{};
+        p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+        p.flags = UCP_EP_CLOSE_FLAG_FORCE;
+        void* r = ucp_ep_close_nbx(peer.ep, &p);
+        peer.ep = nullptr;
+        if (UCS_PTR_IS_PTR(r)) ucp_request_free(r);
+        closed_any = true;
+      }
+      notes[i] += "; peer " + std::to_string(peer.rank) + " is now unusable in this group";
+    }
+    if (closed_any) progress_while_in_flight(worker, ops, Clock::now() + kCloseGrace);
+    for (size_t i : late) {
+      if (ops[i].state != Op::in_flight) continue;
+      // UCX may still touch these buffers: keep them alive as long as the worker.
+      ucp_request_free(std::exchange(ops[i].request, nullptr));
+      worker_->parked_tensors.push_back(transfers[i].tensor);
+      if (!ops[i].scratch.empty()) worker_->parked_scratch.push_back(std::move(ops[i].scratch));
+    }
+    for (Op& op : ops)
+      if (op.request) ucp_request_free(op.request);
+    std::string list;
+    for (size_t i : late) list += (list.empty() ? "" : "; ") + describe(transfers[i]) + " (" + notes[i] + ")";
+    return make_error("ucx rank ", rank_, " (group ", group_, "): deadline passed after ", ms_since(start), " ms with ",
+                      late.size(), " of ", transfers.size(), " transfers unfinished: ", list);
+  }
+  for (Op& op : ops)
+    if (op.request) ucp_request_free(op.request);
+
+  for (size_t i = 0; i < ops.size(); ++i) {
+    const Transfer& t = transfers[i];
+    const Op& op = ops[i];
+    if (t.kind == TransferKind::recv && op.length != t.tensor.nbytes())
+      return make_error(where(t), ": the message has ", op.length, " B but the receive expects ", t.tensor.nbytes(),
+                        " B");
+    if (op.status != UCS_OK) {
+      const std::string& why = peers_[size_t(t.peer)]->broken;
+      return make_error(where(t), ": ", ucs_status_string(op.status), why.empty() ? "" : " (" + why + ")");
+    }
+  }
+  return {};
+}
+
+}  // namespace starmesh

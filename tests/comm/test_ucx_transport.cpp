@@ -1,0 +1,223 @@
+// The UCX transport between real processes on 127.0.0.1, over TCP and over shared memory:
+// every test forks its ranks (run_local_group), which exchange worker addresses through
+// the parent and check every byte themselves; the parent checks every rank's verdict.
+#include <doctest/doctest.h>
+
+#include <chrono>
+
+#include "comm/comm_test_support.hpp"
+#include "starmesh/comm/local_group.hpp"
+#include "starmesh/comm/ucx_transport.hpp"
+
+using namespace starmesh;
+using namespace std::chrono_literals;
+using test::expect_bytes;
+using test::expect_error;
+using test::payload_seed;
+using test::random_payload;
+using test::receive_buffer;
+
+namespace {
+
+const char* const kTransports[] = {"tcp", "shm"};
+
+void run_ucx_group(int size, const std::string& transports,
+                   const std::function<Status(UcxTransport&, LocalBootstrap&)>& body) {
+  auto results = run_local_group(
+      size,
+      [&](LocalBootstrap& b) -> Status {
+        SM_ASSIGN(t, connect_ucx(b, UcxOptions{.transports = transports, .net_devices = "lo"}));
+        Status s = body(*t, b);
+        // Nobody tears down while a peer may still be talking to it.
+        Status done = b.barrier();
+        return s ? done : s;
+      },
+      15s);
+  for (size_t r = 0; r < results.size(); ++r)
+    CHECK_MESSAGE(results[r].is_ok(), transports, " rank ", r, ": ", results[r].message());
+}
+
+}  // namespace
+
+TEST_CASE("ucx: 4 processes, send/recv of 8 B .. 4 MB around a ring and all-to-all, every byte") {
+  for (const char* tls : kTransports) {
+    CAPTURE(tls);
+    run_ucx_group(4, tls, [](UcxTransport& t, LocalBootstrap&) -> Status {
+      const int next = (t.rank() + 1) % t.size(), prev = (t.rank() + t.size() - 1) % t.size();
+      for (size_t bytes : test::kPayloadSizes) {
+        const Transfer ring[] = {Transfer::send(next, 1, random_payload(bytes, payload_seed(t.rank(), next, bytes))),
+                                 Transfer::recv(prev, 1, receive_buffer(bytes))};
+        SM_TRY(t.exchange(ring, deadline_in(10s)));
+        SM_TRY(expect_bytes(ring[1].tensor, random_payload(bytes, payload_seed(prev, t.rank(), bytes)),
+                            "ring " + describe(ring[1])));
+      }
+      for (size_t bytes : {size_t(8), size_t(65536), size_t(1) << 20}) {
+        std::vector<Transfer> batch;  // to and from every rank, self included, at once
+        for (int p = 0; p < t.size(); ++p) {
+          batch.push_back(Transfer::send(p, 2, random_payload(bytes, payload_seed(t.rank(), p, bytes, 1))));
+          batch.push_back(Transfer::recv(p, 2, receive_buffer(bytes)));
+        }
+        SM_TRY(t.exchange(batch, deadline_in(10s)));
+        for (const Transfer& x : batch)
+          if (x.kind == TransferKind::recv)
+            SM_TRY(expect_bytes(x.tensor, random_payload(bytes, payload_seed(x.peer, t.rank(), bytes, 1)),
+                                "all-to-all " + describe(x)));
+      }
+      return {};
+    });
+  }
+}
+
+TEST_CASE("ucx: 4 processes, broadcast and gather from every root, every byte") {
+  for (const char* tls : kTransports) {
+    CAPTURE(tls);
+    run_ucx_group(4, tls, [](UcxTransport& t, LocalBootstrap&) -> Status {
+      for (size_t bytes : {size_t(8), size_t(16384), size_t(4) << 20}) {
+        for (int root = 0; root < t.size(); ++root) {
+          const Tensor want = random_payload(bytes, payload_seed(root, 99, bytes));
+          Tensor b = t.rank() == root ? want.clone() : receive_buffer(bytes);
+          SM_TRY(t.broadcast(root, 3, b, deadline_in(10s)));
+          SM_TRY(expect_bytes(b, want, "broadcast from " + std::to_string(root)));
+
+          std::vector<Tensor> out;
+          for (int r = 0; r < t.size(); ++r) out.push_back(receive_buffer(bytes));
+          SM_TRY(t.gather(root, 4, random_payload(bytes, payload_seed(t.rank(), root, bytes, 2)), out, deadline_in(10s)));
+          if (t.rank() == root)
+            for (int r = 0; r < t.size(); ++r)
+              SM_TRY(expect_bytes(out[size_t(r)], random_payload(bytes, payload_seed(r, root, bytes, 2)),
+                                  "gather from rank " + std::to_string(r)));
+        }
+      }
+      return {};
+    });
+  }
+}
+
+TEST_CASE("ucx: a receive nobody answers fails at its deadline and the group goes on") {
+  for (const char* tls : kTransports) {
+    CAPTURE(tls);
+    run_ucx_group(2, tls, [](UcxTransport& t, LocalBootstrap& b) -> Status {
+      if (t.rank() == 0) {
+        Tensor into = receive_buffer(4096);
+        const auto start = std::chrono::steady_clock::now();
+        Status s = t.recv(1, 77, into, deadline_in(300ms));
+        const auto waited = std::chrono::steady_clock::now() - start;
+        SM_TRY(expect_error(s, {"deadline", "peer 1", "tag 77", "nothing arrived"}, "unanswered receive"));
+        if (waited < 300ms || waited > 3s) return make_error("the receive gave up after ", waited.count() / 1000000, " ms");
+      }
+      SM_TRY(b.barrier());
+      // The cancelled receive must not swallow the next message under the same tag.
+      const Tensor want = random_payload(4096, 5);
+      if (t.rank() == 1) return t.send(0, 77, want, deadline_in(5s));
+      Tensor into = receive_buffer(4096);
+      SM_TRY(t.recv(1, 77, into, deadline_in(5s)));
+      return expect_bytes(into, want, "message after the cancelled receive");
+    });
+  }
+}
+
+TEST_CASE("ucx: a 4 MB send nobody takes fails at its deadline and closes that peer only") {
+  for (const char* tls : kTransports) {
+    CAPTURE(tls);
+    run_ucx_group(3, tls, [](UcxTransport& t, LocalBootstrap& b) -> Status {
+      if (t.rank() == 0) {
+        Status s = t.send(1, 8, random_payload(4 << 20, 6), deadline_in(300ms));
+        SM_TRY(expect_error(s, {"deadline", "send to peer 1", "tag 8"}, "untaken send"));
+        // That peer is now closed, loudly; the others still work.
+        SM_TRY(expect_error(t.send(1, 9, random_payload(8, 7), deadline_in(1s)), {"peer 1 is unusable"},
+                            "send after the timeout"));
+        SM_TRY(t.send(2, 9, random_payload(64, 8), deadline_in(5s)));
+      } else if (t.rank() == 2) {
+        Tensor into = receive_buffer(64);
+        SM_TRY(t.recv(0, 9, into, deadline_in(5s)));
+        SM_TRY(expect_bytes(into, random_payload(64, 8), "message to the healthy peer"));
+      }
+      return b.barrier();
+    });
+  }
+}
+
+TEST_CASE("ucx: a message of the wrong size is an error naming both sizes and the group goes on") {
+  for (const char* tls : kTransports) {
+    CAPTURE(tls);
+    run_ucx_group(2, tls, [](UcxTransport& t, LocalBootstrap&) -> Status {
+      struct Case {
+        size_t sent, expected;
+      };
+      const Case cases[] = {{1000, 800}, {600, 800}, {size_t(1) << 20, size_t(512) << 10}, {65536, size_t(1) << 20}};
+      uint64_t tag = 20;
+      for (const Case& c : cases) {
+        ++tag;
+        if (t.rank() == 1) {
+          SM_TRY(t.send(0, tag, random_payload(c.sent, tag), deadline_in(5s)));
+        } else {
+          Tensor into = receive_buffer(c.expected);
+          Status s = t.recv(1, tag, into, deadline_in(5s));
+          const std::string sent = std::to_string(c.sent) + " B", want = std::to_string(c.expected) + " B";
+          SM_TRY(expect_error(s, {"the message has " + sent, "expects " + want, "peer 1"}, "wrong size"));
+        }
+      }
+      // Still usable both ways.
+      const Tensor want = random_payload(4096, 11);
+      if (t.rank() == 1) return t.send(0, 30, want, deadline_in(5s));
+      Tensor into = receive_buffer(4096);
+      SM_TRY(t.recv(1, 30, into, deadline_in(5s)));
+      return expect_bytes(into, want, "message after the size errors");
+    });
+  }
+}
+
+TEST_CASE("ucx: two groups on one context keep their messages apart and bad input is refused") {
+  auto results = run_local_group(
+      2,
+      [](LocalBootstrap& b) -> Status {
+        SM_ASSIGN(context, UcxContext::create({.transports = "shm"}));
+        SM_ASSIGN(addresses, b.allgather(context.local_address()));
+        SM_ASSIGN(g1, context.connect(b.rank(), 2, addresses, 1));
+        SM_ASSIGN(g2, context.connect(b.rank(), 2, addresses, 2));
+        SM_TRY(expect_error(context.connect(b.rank(), 2, addresses, 2).status(), {"group 2 is already live"},
+                            "duplicate group"));
+        SM_TRY(expect_error(g1->send(1 - b.rank(), uint64_t(1) << 33, random_payload(8, 1), deadline_in(1s)),
+                            {"32 bits"}, "tag too large"));
+        float host[2] = {1, 2};
+        SM_TRY(expect_error(g1->send(1 - b.rank(), 1, Tensor::wrap(host, DType::f32, {2}, Device::cuda(0), nullptr),
+                                     deadline_in(1s)),
+                            {"host memory only", "cuda:0"}, "device tensor"));
+        if (b.rank() == 0) {  // same tag on both groups; the receiver takes group 2 first
+          SM_TRY(g1->send(1, 5, random_payload(256, 1), deadline_in(5s)));
+          SM_TRY(g2->send(1, 5, random_payload(256, 2), deadline_in(5s)));
+        } else {
+          Tensor x = receive_buffer(256), y = receive_buffer(256);
+          SM_TRY(g2->recv(0, 5, y, deadline_in(5s)));
+          SM_TRY(g1->recv(0, 5, x, deadline_in(5s)));
+          SM_TRY(expect_bytes(x, random_payload(256, 1), "group 1"));
+          SM_TRY(expect_bytes(y, random_payload(256, 2), "group 2"));
+        }
+        return b.barrier();
+      },
+      15s);
+  for (auto& s : results) CHECK_MESSAGE(s.is_ok(), s.message());
+}
+
+TEST_CASE("ucx: options are checked") {
+  auto results = run_local_group(
+      1,
+      [](LocalBootstrap&) -> Status {
+        SM_TRY(expect_error(UcxContext::create({.transports = "carrier-pigeon"}).status(), {"tcp, shm, auto"},
+                            "unknown transports"));
+        SM_ASSIGN(context, UcxContext::create({.transports = "tcp"}));
+        if (context.describe() != "UCX_TLS=tcp,self UCX_NET_DEVICES=lo")
+          return make_error("describe() says ", context.describe());
+        SM_TRY(expect_error(context.connect(0, 2, {context.local_address()}).status(), {"1 addresses for a group of 2"},
+                            "address count"));
+        // A group of one talks to itself.
+        SM_ASSIGN(solo, context.connect(0, 1, {context.local_address()}));
+        Tensor b = random_payload(1024, 3);
+        SM_TRY(solo->broadcast(0, 1, b, deadline_in(1s)));
+        std::vector<Tensor> out = {receive_buffer(1024)};
+        SM_TRY(solo->gather(0, 1, b, out, deadline_in(1s)));
+        return expect_bytes(out[0], b, "gather of one");
+      },
+      15s);
+  for (auto& s : results) CHECK_MESSAGE(s.is_ok(), s.message());
+}
