@@ -1,0 +1,42 @@
+#pragma once
+// The client side of the public API (schemas/starmesh.capnp) over Cap'n Proto RPC.
+//
+// Threads: an ApiClient runs a kj event loop on the thread that connected it, and must be used
+// and destroyed on that thread (calls from another thread are refused with an error). Each
+// thread may hold its own clients. Calls block the calling thread; on_tokens runs on it too.
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "starmesh/api/server_info.hpp"
+#include "starmesh/core/expected.hpp"
+#include "starmesh/runtime/generate_service.hpp"
+
+namespace starmesh {
+
+class ApiClient {
+ public:
+  // Connects to "host:port" and checks that a starmesh endpoint answers there.
+  static Expected<std::unique_ptr<ApiClient>> connect(const std::string& address);
+  ~ApiClient();
+  ApiClient(const ApiClient&) = delete;
+  ApiClient& operator=(const ApiClient&) = delete;
+
+  // Runs one request; on_tokens gets the generated tokens in order, in chunks. Returning false
+  // cancels: the server stops the request and the summary says "cancelled" (unless it had
+  // already finished). A refusal or a failure comes back as the server's message.
+  Expected<GenerateSummary> generate(const GenerateRequest& request,
+                                     const std::function<bool(const TokenChunk&)>& on_tokens);
+
+  Expected<ServerInfo> info();
+
+  const std::string& address() const;
+
+  struct Impl;
+
+ private:
+  explicit ApiClient(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace starmesh

@@ -1,0 +1,52 @@
+#pragma once
+// The public API endpoint: serves a generate_service_i over Cap'n Proto RPC
+// (schemas/starmesh.capnp) on a thread of its own that runs the kj event loop.
+//
+// Threads: the service's generate() is called on the loop thread and must not block; its
+// callbacks may come from any thread. They never wait for the loop: tokens go into a mailbox
+// per request and a cross-thread fulfiller wakes the loop, which pushes them to the client's
+// sink. While a push is held back by the stream's flow control, newer tokens are batched into
+// the next push (backpressure costs no memory beyond the tokens themselves and never stalls the
+// generator). on_tokens returns false once the client has cancelled, disconnected, or the
+// server is stopping. A service that drops its callbacks without calling on_done fails the
+// request with a message rather than leaving the client waiting.
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "starmesh/api/server_info.hpp"
+#include "starmesh/core/expected.hpp"
+#include "starmesh/runtime/generate_service.hpp"
+
+namespace starmesh {
+
+class ApiServer {
+ public:
+  // Called on the loop thread for every `info` request: must be quick and thread-safe.
+  using InfoFn = std::function<ServerInfo()>;
+
+  // Listens on `address` ("host:port"; port 0 picks a free one) and serves `service`, which
+  // must outlive the server. Returns once listening, or the reason it cannot listen.
+  static Expected<std::unique_ptr<ApiServer>> start(generate_service_i& service, const std::string& address,
+                                                    InfoFn info = {});
+  ~ApiServer();  // stop()
+  ApiServer(const ApiServer&) = delete;
+  ApiServer& operator=(const ApiServer&) = delete;
+
+  uint16_t port() const;
+  // Closes every connection (requests in flight are cancelled: their clients get an error, the
+  // service sees on_tokens return false) and joins the loop thread. Idempotent. Not from the
+  // loop thread itself (the service's generate() or the info function).
+  void stop();
+  // Generate calls being served now (for tests and metrics).
+  int64_t active_requests() const;
+
+  struct Impl;
+
+ private:
+  explicit ApiServer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace starmesh

@@ -1,0 +1,40 @@
+#include "starmesh_server.hpp"
+
+#include "generate_call.hpp"
+#include "wire.hpp"
+
+namespace starmesh::api {
+
+kj::Promise<void> StarmeshServer::generate(GenerateContext context) {
+  // A generation holds workers and KV memory: when the client goes away, stop it.
+  context.allowCancellation();
+  auto params = context.getParams();
+  auto request = from_wire(params.getRequest());
+  if (!request) return to_exception(request.error());
+  auto call = kj::heap<GenerateCall>(params.getSink(), context, active_);
+  context.releaseParams();  // the context text may be large; the request holds its own copy
+
+  // The callbacks hold only the mailbox: they may run on any thread, after the call is gone.
+  // Should the service drop them without calling on_done, the guard answers for it.
+  struct AnswerGuard {
+    explicit AnswerGuard(std::shared_ptr<Mailbox> m) : mailbox(std::move(m)) {}
+    AnswerGuard(const AnswerGuard&) = delete;
+    ~AnswerGuard() { mailbox->finish(make_error("the server dropped the request without an answer")); }
+    std::shared_ptr<Mailbox> mailbox;
+  };
+  auto guard = std::make_shared<AnswerGuard>(call->mailbox());
+  service_.generate(
+      std::move(*request), [guard](const TokenChunk& chunk) { return guard->mailbox->add(chunk); },
+      [guard](Expected<GenerateSummary> result) { guard->mailbox->finish(std::move(result)); });
+  auto done = call->run();
+  return done.attach(kj::mv(call));
+}
+
+kj::Promise<void> StarmeshServer::info(InfoContext context) {
+  ServerInfo info = info_ ? info_() : ServerInfo{};
+  if (info.version.empty()) info.version = STARMESH_VERSION;
+  to_wire(info, context.getResults().initInfo());
+  return kj::READY_NOW;
+}
+
+}  // namespace starmesh::api

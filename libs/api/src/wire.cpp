@@ -1,0 +1,122 @@
+#include "wire.hpp"
+
+#include <kj/debug.h>
+
+namespace starmesh::api {
+namespace {
+
+void input_to_wire(const std::string& text, const std::vector<int32_t>& ids, wire::Input::Builder out) {
+  if (!ids.empty()) {  // ids win when given, as in GenerateRequest
+    auto list = out.initIds(unsigned(ids.size()));
+    for (size_t i = 0; i < ids.size(); ++i) list.set(unsigned(i), ids[i]);
+  } else {
+    out.setText(kj::StringPtr(text.data(), text.size()));
+  }
+}
+
+void input_from_wire(wire::Input::Reader in, std::string& text, std::vector<int32_t>& ids) {
+  if (in.isIds()) {
+    ids.clear();
+    for (int32_t id : in.getIds()) ids.push_back(id);
+  } else {
+    auto t = in.getText();
+    text.assign(t.begin(), t.end());
+  }
+}
+
+std::string str(capnp::Text::Reader t) { return std::string(t.begin(), t.end()); }
+kj::StringPtr ptr(const std::string& s) { return kj::StringPtr(s.data(), s.size()); }
+
+}  // namespace
+
+Status to_wire(const GenerateRequest& r, wire::GenerateRequest::Builder out) {
+  if (r.mode == "star") out.setMode(wire::Mode::STAR);
+  else if (r.mode == "global") out.setMode(wire::Mode::GLOBAL);
+  else return make_error("mode must be 'star' or 'global', got '", r.mode, "'");
+  input_to_wire(r.context_text, r.context_ids, out.initContext());
+  input_to_wire(r.query_text, r.query_ids, out.initQuery());
+  out.setAddBos(r.add_bos);
+  out.setBlockSize(r.block_size);
+  out.setAnchorSize(r.anchor_size);
+  out.setMaxHosts(r.max_hosts);
+  out.setMaxNewTokens(r.max_new_tokens);
+  auto s = out.initSampling();
+  s.setTemperature(r.sampling.temperature);
+  s.setTopK(r.sampling.top_k);
+  s.setTopP(r.sampling.top_p);
+  s.setSeed(r.sampling.seed);
+  return Status::ok();
+}
+
+Expected<GenerateRequest> from_wire(wire::GenerateRequest::Reader in) {
+  GenerateRequest r;
+  switch (in.getMode()) {
+    case wire::Mode::STAR: r.mode = "star"; break;
+    case wire::Mode::GLOBAL: r.mode = "global"; break;
+    default:
+      return make_error("unknown mode (enum value ", int(in.getMode()),
+                        "): this server knows 'star' and 'global'");
+  }
+  input_from_wire(in.getContext(), r.context_text, r.context_ids);
+  input_from_wire(in.getQuery(), r.query_text, r.query_ids);
+  r.add_bos = in.getAddBos();
+  r.block_size = in.getBlockSize();
+  r.anchor_size = in.getAnchorSize();
+  r.max_hosts = in.getMaxHosts();
+  r.max_new_tokens = in.getMaxNewTokens();
+  auto s = in.getSampling();
+  r.sampling.temperature = s.getTemperature();
+  r.sampling.top_k = s.getTopK();
+  r.sampling.top_p = s.getTopP();
+  r.sampling.seed = s.getSeed();
+  return r;
+}
+
+void to_wire(const GenerateSummary& s, wire::GenerateSummary::Builder out) {
+  out.setContextTokens(s.context_tokens);
+  out.setQueryTokens(s.query_tokens);
+  out.setGeneratedTokens(s.generated_tokens);
+  out.setHosts(s.hosts);
+  out.setPhase1Seconds(s.phase1_seconds);
+  out.setPhase2PrefillSeconds(s.phase2_prefill_seconds);
+  out.setDecodeSeconds(s.decode_seconds);
+  out.setStopReason(ptr(s.stop_reason));
+}
+
+GenerateSummary from_wire(wire::GenerateSummary::Reader in) {
+  GenerateSummary s;
+  s.context_tokens = in.getContextTokens();
+  s.query_tokens = in.getQueryTokens();
+  s.generated_tokens = in.getGeneratedTokens();
+  s.hosts = in.getHosts();
+  s.phase1_seconds = in.getPhase1Seconds();
+  s.phase2_prefill_seconds = in.getPhase2PrefillSeconds();
+  s.decode_seconds = in.getDecodeSeconds();
+  s.stop_reason = str(in.getStopReason());
+  return s;
+}
+
+void to_wire(const ServerInfo& info, wire::ServerInfo::Builder out) {
+  out.setModel(ptr(info.model));
+  out.setWorkers(info.workers);
+  out.setVersion(ptr(info.version));
+  out.setMaxContextTokens(info.max_context_tokens);
+}
+
+ServerInfo from_wire(wire::ServerInfo::Reader in) {
+  return ServerInfo{str(in.getModel()), in.getWorkers(), str(in.getVersion()), in.getMaxContextTokens()};
+}
+
+kj::Exception to_exception(const Error& error) {
+  return kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__, kj::heapString(ptr(error.message)));
+}
+
+std::string message_of(const kj::Exception& e) {
+  std::string text(e.getDescription().cStr());
+  constexpr std::string_view remote = "remote exception: ";
+  if (text.rfind(remote, 0) == 0) text.erase(0, remote.size());
+  if (e.getType() == kj::Exception::Type::DISCONNECTED) return "the connection to the server was lost (" + text + ")";
+  return text;
+}
+
+}  // namespace starmesh::api

@@ -1,0 +1,33 @@
+#pragma once
+// Translation between the generated Cap'n Proto types (schemas/starmesh.capnp) and the
+// starmesh C++ structs. Private to libs/api: nothing outside it sees generated types.
+#include <kj/exception.h>
+
+#include <string>
+
+#include "starmesh.capnp.h"
+#include "starmesh/api/server_info.hpp"
+#include "starmesh/core/expected.hpp"
+#include "starmesh/runtime/generate_service.hpp"
+
+namespace starmesh::api {
+
+// Refuses what the wire cannot say (a mode other than "star" or "global").
+Status to_wire(const GenerateRequest& request, wire::GenerateRequest::Builder out);
+// Refuses what this server does not know (an enum value from a newer client).
+Expected<GenerateRequest> from_wire(wire::GenerateRequest::Reader in);
+
+void to_wire(const GenerateSummary& summary, wire::GenerateSummary::Builder out);
+GenerateSummary from_wire(wire::GenerateSummary::Reader in);
+
+void to_wire(const ServerInfo& info, wire::ServerInfo::Builder out);
+ServerInfo from_wire(wire::ServerInfo::Reader in);
+
+// A refusal or failure as the exception that carries it to the client: its description is the
+// message, word for word.
+kj::Exception to_exception(const Error& error);
+// The message of an exception from the RPC system, without the "remote exception: " prefix;
+// a lost connection is said in words.
+std::string message_of(const kj::Exception& e);
+
+}  // namespace starmesh::api

@@ -1,0 +1,85 @@
+@0xf01ef99eae9a1240;
+# The public API of starmesh: what a client speaks to the router over Cap'n Proto RPC.
+#
+# The router's bootstrap capability is `Starmesh`. Auth (later, not built yet): the bootstrap
+# becomes a `Gateway` with `login @0 (credentials :Text) -> (starmesh :Starmesh)`, and `Starmesh`
+# is only reachable through it; the methods and ordinals below stay as they are.
+#
+# Errors: a request that cannot be served is refused with an exception whose message says what
+# to change (the client library returns it as an error value). Evolve by adding fields and
+# methods with new ordinals only; never renumber.
+
+using Cxx = import "/capnp/c++.capnp";
+$Cxx.namespace("starmesh::api::wire");
+
+interface Starmesh {
+  generate @0 (request :GenerateRequest, sink :TokenSink) -> (summary :GenerateSummary);
+  # Runs one request: generated tokens are streamed to `sink` (several per push when the client
+  # is slower than generation), then `sink.done()` is called and the summary returned.
+  # The client cancels by throwing from `push` or by dropping the call (disconnecting too):
+  # the request then stops at the next token.
+
+  info @1 () -> (info :ServerInfo);
+  # What this endpoint serves; cheap, also a reachability check.
+}
+
+interface TokenSink {
+  push @0 (ids :List(Int32), text :Text) -> stream;
+  # The next generated token ids, in order, and their decoded text (complete UTF-8: a character
+  # split across tokens arrives whole with the push that completes it).
+
+  done @1 ();
+  # The stream ended cleanly (sent before `generate` returns its summary).
+}
+
+struct Input {
+  # A context or a query: text, tokenized by the server, or token ids.
+  union {
+    text @0 :Text;
+    ids @1 :List(Int32);
+  }
+}
+
+enum Mode {
+  star @0;    # Star Attention: blockwise context encoding, exact attention for query and output
+  global @1;  # plain global attention over context + query (reference, short contexts)
+}
+
+struct Sampling {
+  temperature @0 :Float32 = 0;  # 0: greedy
+  topK @1 :Int32 = 0;           # 0: no limit
+  topP @2 :Float32 = 1.0;       # (0, 1]
+  seed @3 :UInt64 = 0;
+}
+
+struct GenerateRequest {
+  # Mirrors starmesh::GenerateRequest (libs/runtime/include/starmesh/runtime/generate_service.hpp).
+  context @0 :Input;            # may be empty in global mode
+  query @1 :Input;
+  addBos @2 :Bool = true;       # prepend BOS when tokenizing text
+  mode @3 :Mode = star;
+  blockSize @4 :Int64 = 0;      # 0: the server's default
+  anchorSize @5 :Int64 = -1;    # -1: = blockSize; 0: no anchor
+  maxHosts @6 :Int32 = 0;       # 0: every available worker
+  maxNewTokens @7 :Int32 = 64;
+  sampling @8 :Sampling;
+}
+
+struct GenerateSummary {
+  # Mirrors starmesh::GenerateSummary.
+  contextTokens @0 :Int64;
+  queryTokens @1 :Int64;
+  generatedTokens @2 :Int64;
+  hosts @3 :Int32;
+  phase1Seconds @4 :Float64;
+  phase2PrefillSeconds @5 :Float64;
+  decodeSeconds @6 :Float64;
+  stopReason @7 :Text;          # "eos", "max_tokens", "cancelled"
+}
+
+struct ServerInfo {
+  model @0 :Text;               # the served checkpoint's name
+  workers @1 :UInt32;           # context workers available now
+  version @2 :Text;             # starmesh version
+  maxContextTokens @3 :Int64;   # 0: not known
+}

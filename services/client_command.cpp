@@ -1,0 +1,167 @@
+// `starmesh client`: the public API from the command line (generate, info).
+#include <fmt/core.h>
+
+#include <chrono>
+#include <climits>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "commands.hpp"
+#include "starmesh/api/api_client.hpp"
+
+namespace starmesh::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct ClientOptions {
+  std::string connect;
+  std::string context, context_file, context_ids;
+  std::string query, prompt_ids;
+  std::string mode;  // empty: star with a context, global without
+  bool no_anchor = false;
+  GenerateRequest request;
+};
+
+Expected<std::vector<int32_t>> parse_ids(const std::string& flag, const std::string& text) {
+  std::vector<int32_t> ids;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    try {
+      size_t used = 0;
+      const long v = std::stol(item, &used);
+      if (used != item.size() || v < INT32_MIN || v > INT32_MAX) throw std::invalid_argument(item);
+      ids.push_back(int32_t(v));
+    } catch (const std::exception&) {
+      return make_error(flag, ": '", item, "' is not a token id (want e.g. 1,42,7)");
+    }
+  }
+  return ids;
+}
+
+Expected<GenerateRequest> build_request(const ClientOptions& o) {
+  GenerateRequest r = o.request;
+  r.query_text = o.query;
+  if (!o.prompt_ids.empty()) {
+    SM_ASSIGN(ids, parse_ids("--prompt-ids", o.prompt_ids));
+    r.query_ids = ids;
+  }
+  r.context_text = o.context;
+  if (!o.context_file.empty()) {
+    std::ifstream in(o.context_file, std::ios::binary);
+    if (!in) return make_error("cannot read --context-file '", o.context_file, "'");
+    r.context_text.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  if (!o.context_ids.empty()) {
+    SM_ASSIGN(ids, parse_ids("--context-ids", o.context_ids));
+    r.context_ids = ids;
+  }
+  const bool has_context = !r.context_text.empty() || !r.context_ids.empty();
+  r.mode = !o.mode.empty() ? o.mode : has_context ? "star" : "global";
+  if (o.no_anchor) r.anchor_size = 0;
+  return r;
+}
+
+double ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+
+int fail(const std::string& what) {
+  fmt::print(stderr, "error: {}\n", what);
+  return 1;
+}
+
+int run_generate(const ClientOptions& o) {
+  auto request = build_request(o);
+  if (!request) return fail(request.error().message);
+  const auto t0 = Clock::now();
+  auto client = ApiClient::connect(o.connect);
+  if (!client) return fail(client.error().message);
+  const auto t_connected = Clock::now();
+  Clock::time_point t_first{};
+  int64_t received = 0;
+  auto summary = (*client)->generate(*request, [&](const TokenChunk& chunk) {
+    if (received == 0) t_first = Clock::now();
+    received += int64_t(chunk.ids.size());
+    std::fputs(chunk.text.c_str(), stdout);
+    std::fflush(stdout);
+    return true;
+  });
+  const auto t_end = Clock::now();
+  std::fputs("\n", stdout);
+  std::fflush(stdout);
+  if (!summary) return fail(summary.error().message);
+  const auto& s = *summary;
+  fmt::print(stderr, "connected in {:.1f} ms; ", ms(t_connected - t0));
+  if (received > 0)
+    fmt::print(stderr, "first token after {:.1f} ms; {} tokens in {:.1f} ms ({:.1f} tok/s after the first)\n",
+               ms(t_first - t_connected), received, ms(t_end - t_connected),
+               received > 1 ? double(received - 1) * 1e3 / ms(t_end - t_first) : 0.0);
+  else
+    fmt::print(stderr, "no tokens in {:.1f} ms\n", ms(t_end - t_connected));
+  fmt::print(stderr,
+             "server: mode {}, context {} tokens on {} hosts, phase 1 {:.1f} ms; query {} tokens, phase 2 prefill "
+             "{:.1f} ms; generated {} tokens, decode {:.1f} ms; stop: {}\n",
+             request->mode, s.context_tokens, s.hosts, s.phase1_seconds * 1e3, s.query_tokens,
+             s.phase2_prefill_seconds * 1e3, s.generated_tokens, s.decode_seconds * 1e3, s.stop_reason);
+  return 0;
+}
+
+int run_info(const std::string& address) {
+  auto client = ApiClient::connect(address);
+  if (!client) return fail(client.error().message);
+  auto info = (*client)->info();
+  if (!info) return fail(info.error().message);
+  fmt::print("model: {}\nworkers: {}\nversion: {}\nmax context tokens: {}\n", info->model, info->workers,
+             info->version, info->max_context_tokens);
+  return 0;
+}
+
+void add_generate(CLI::App& client, int& exit_code) {
+  auto o = std::make_shared<ClientOptions>();
+  auto& r = o->request;
+  CLI::App* cmd = client.add_subcommand("generate", "Generate on a starmesh server, streaming the text to stdout");
+  cmd->add_option("--connect", o->connect, "Server address, host:port")->required();
+  auto* context = cmd->add_option("--context", o->context, "Context text (the long document)");
+  auto* context_file = cmd->add_option("--context-file", o->context_file, "Read the context from a file");
+  auto* context_ids = cmd->add_option("--context-ids", o->context_ids, "Context as comma-separated token ids");
+  auto* query = cmd->add_option("--query,--prompt", o->query, "Query text, asked after the context");
+  auto* ids = cmd->add_option("--prompt-ids,--query-ids", o->prompt_ids, "Query as comma-separated token ids");
+  context->excludes(context_file)->excludes(context_ids);
+  context_file->excludes(context_ids);
+  query->excludes(ids);
+  cmd->add_option("--mode", o->mode, "star or global (default: star with a context, global without)");
+  cmd->add_option("--block-size", r.block_size, "Star: context block size in tokens (0: the server's default)")
+      ->capture_default_str();
+  cmd->add_option("--anchor-size", r.anchor_size, "Star: anchor tokens (-1: the block size)")->capture_default_str();
+  cmd->add_flag("--no-anchor", o->no_anchor, "Star: encode blocks without the anchor (ablation)");
+  cmd->add_option("--max-hosts", r.max_hosts, "Star: at most this many workers (0: all)")->capture_default_str();
+  cmd->add_option("--max-tokens", r.max_new_tokens, "Tokens to generate")->capture_default_str();
+  cmd->add_option("--temperature", r.sampling.temperature, "0 = greedy")->capture_default_str();
+  cmd->add_option("--top-k", r.sampling.top_k, "0 = no limit")->capture_default_str();
+  cmd->add_option("--top-p", r.sampling.top_p, "Nucleus mass in (0, 1]")->capture_default_str();
+  cmd->add_option("--seed", r.sampling.seed, "Sampling seed")->capture_default_str();
+  cmd->add_flag("!--no-bos", r.add_bos, "Do not prepend BOS when the server tokenizes text");
+  cmd->callback([o, cmd, &exit_code] {
+    if (cmd->count("--query") + cmd->count("--prompt-ids") == 0)
+      throw CLI::RequiredError("--query (or --prompt) or --prompt-ids");
+    exit_code = run_generate(*o);
+  });
+}
+
+}  // namespace
+
+void add_client_command(CLI::App& app, int& exit_code) {
+  CLI::App* client = app.add_subcommand("client", "Talk to a starmesh server over the public API");
+  client->require_subcommand(1);
+  add_generate(*client, exit_code);
+  auto address = std::make_shared<std::string>();
+  CLI::App* info = client->add_subcommand("info", "What a starmesh server serves");
+  info->add_option("--connect", *address, "Server address, host:port")->required();
+  info->callback([address, &exit_code] { exit_code = run_info(*address); });
+}
+
+}  // namespace starmesh::cli
