@@ -116,11 +116,14 @@ int main(int argc, char** argv) {
     a.causal = s.causal;
     a.diagonal = s.causal ? s.nk - s.nq : 0;
     a.scale = 1.0f / std::sqrt(float(s.d));
-    const auto chosen = starmesh::kernels::plan_attention(a, num_sms);
-    // The chosen plan, then the same plan with the idle-warp skip flipped (predict, change, measure).
+    const auto chosen = starmesh::kernels::plan_attention(a, num_sms, true);
+    // The chosen plan, then one variant of it (predict, change, measure).
     for (int variant = 0; variant < 2; ++variant) {
       auto plan = chosen;
-      if (variant == 1) plan.skip_idle_warps = !chosen.skip_idle_warps;
+      if (variant == 1) {  // the other kernel for prefill, the other idle-warp choice for partials
+        if (chosen.pack_heads) plan.skip_idle_warps = !chosen.skip_idle_warps;
+        else plan.wgmma_pingpong = !chosen.wgmma_pingpong;
+      }
       void* ws = nullptr;
       if (plan.workspace_bytes) check(cudaMalloc(&ws, plan.workspace_bytes), "malloc workspace");
       check(cudaMemset(doo, 0xff, nq_el * 2), "poison");  // NaN in bf16
@@ -173,9 +176,9 @@ int main(int argc, char** argv) {
         rate = 2.0 * double(nk_el) * 2 / (ms * 1e-3) / 1e12;
         unit = "TB/s";
       }
-      std::printf("%-22s %10.3f %12.1f %10s err=%.2e %s splits=%d pack=%d skip=%d%s\n", s.name.c_str(), ms,
+      std::printf("%-22s %10.3f %12.1f %10s err=%.2e %s splits=%d pack=%d skip=%d wgmma=%d pingpong=%d%s\n", s.name.c_str(), ms,
                   unit[1] == 'B' ? rate * 1000 : rate, unit[1] == 'B' ? "GB/s" : unit, worst,
-                  all_finite && worst < 2e-2 ? "ok" : "FAIL", plan.splits, int(plan.pack_heads), int(plan.skip_idle_warps),
+                  all_finite && worst < 2e-2 ? "ok" : "FAIL", plan.splits, int(plan.pack_heads), int(plan.skip_idle_warps), int(plan.use_wgmma), int(plan.wgmma_pingpong),
                   variant == 0 ? " (chosen)" : "");
       if (ws) cudaFree(ws);
     }

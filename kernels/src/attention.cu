@@ -7,7 +7,9 @@
 #include <algorithm>
 #include <cmath>
 
+#include "attention_common.cuh"
 #include "attention_tile.cuh"
+#include "attention_wgmma.cuh"
 #include "starmesh/kernels/attention.hpp"
 
 namespace starmesh::kernels {
@@ -29,33 +31,6 @@ struct AttnConfig {
   static constexpr int kTileElems = kBlockN * D;
   static constexpr size_t kSmemBytes = size_t(kBlockM * D + kStages * 2 * kTileElems) * sizeof(__nv_bfloat16);
 };
-
-struct KernelArgs {
-  const __nv_bfloat16* q;
-  const __nv_bfloat16* k;
-  const __nv_bfloat16* v;
-  void* o;       // bf16 [nq, hq, d], or f32 [splits, nq, hq, d] when partial
-  float* lse;    // f32 [nq, hq], or [splits, nq, hq]
-  int nq, nk, hq, hkv, group;
-  int rows;      // query rows per head slot: nq, or nq * group when packing heads
-  bool causal;
-  int64_t diagonal;
-  float scale_log2;  // scale * log2(e)
-  bool pack_heads;
-  int keys_per_split;
-  bool partial;  // write f32 partial states at blockIdx.z
-};
-
-// Row r of the CTA's head slot -> (query index, q head).
-__device__ __forceinline__ void row_to_query(const KernelArgs& a, int slot, int r, int& qi, int& h) {
-  if (a.pack_heads) {
-    qi = r / a.group;
-    h = slot * a.group + r % a.group;
-  } else {
-    qi = r;
-    h = slot;
-  }
-}
 
 template <class Cfg>
 __global__ void __launch_bounds__(Cfg::kThreads) attention_kernel(const KernelArgs a) {
@@ -171,47 +146,11 @@ __global__ void __launch_bounds__(Cfg::kThreads) attention_kernel(const KernelAr
       }
     }
 
-    // Scale into the log2 domain and mask where the tile crosses the end or the diagonal.
+    // Scale into the log2 domain, mask where the tile crosses the end or the diagonal, and
+    // fold the tile into the running softmax.
     const int base = k_begin + t * BN;
-    const bool edge = base + BN > k_end || (a.causal && int64_t(base + BN - 1) > int64_t(qi_first) + a.diagonal);
-#pragma unroll
-    for (int j = 0; j < BN / 8; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        float x = s[j][e] * a.scale_log2;
-        if (edge) {
-          const int key = base + 8 * j + 2 * t4 + (e & 1);
-          const int qi = row_qi[e >> 1];
-          if (key >= k_end || (a.causal && int64_t(key) > int64_t(qi) + a.diagonal)) x = -INFINITY;
-        }
-        s[j][e] = x;
-      }
-
-    // Online softmax per row (the 4 threads of a quad share a row).
-#pragma unroll
-    for (int hr = 0; hr < 2; ++hr) {
-      float mx = m_run[hr];
-#pragma unroll
-      for (int j = 0; j < BN / 8; ++j) mx = fmaxf(mx, fmaxf(s[j][2 * hr], s[j][2 * hr + 1]));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-      const float m_use = mx == -INFINITY ? 0.0f : mx;  // a row that saw nothing yet stays at 0
-      const float alpha = exp2f(m_run[hr] - m_use);
-      m_run[hr] = mx;
-      float sum = 0.0f;
-#pragma unroll
-      for (int j = 0; j < BN / 8; ++j) {
-        s[j][2 * hr] = exp2f(s[j][2 * hr] - m_use);
-        s[j][2 * hr + 1] = exp2f(s[j][2 * hr + 1] - m_use);
-        sum += s[j][2 * hr] + s[j][2 * hr + 1];
-      }
-      l_run[hr] = l_run[hr] * alpha + sum;
-#pragma unroll
-      for (int j = 0; j < D / 8; ++j) {
-        acc[j][2 * hr] *= alpha;
-        acc[j][2 * hr + 1] *= alpha;
-      }
-    }
+    scale_and_mask(a, s, base, k_end, qi_first, row_qi, t4);
+    online_softmax(s, acc, m_run, l_run);
 
     // O += P V: P from the S accumulators (their layout is the A operand's), V via ldmatrix.trans.
 #pragma unroll
@@ -233,34 +172,7 @@ __global__ void __launch_bounds__(Cfg::kThreads) attention_kernel(const KernelAr
   }
   cp_async_wait<0>();
 
-  // Finish: full row sums across the quad, then O / l and lse = (m + log2 l) * ln 2.
-#pragma unroll
-  for (int hr = 0; hr < 2; ++hr) {
-    float l = l_run[hr];
-    l += __shfl_xor_sync(0xffffffffu, l, 1);
-    l += __shfl_xor_sync(0xffffffffu, l, 2);
-    const int r = row0 + warp * 16 + g + 8 * hr;
-    if (r >= a.rows) continue;
-    int qi, h;
-    row_to_query(a, slot, r, qi, h);
-    const bool empty = l == 0.0f;
-    const float inv = empty ? 0.0f : 1.0f / l;
-    const float lse = empty ? -INFINITY : (m_run[hr] + log2f(l)) * 0.69314718055994531f;
-    const size_t row_index = (size_t(a.partial ? split : 0) * a.nq + qi) * a.hq + h;
-    if (t4 == 0) a.lse[row_index] = lse;
-#pragma unroll
-    for (int j = 0; j < D / 8; ++j) {
-      const int col = 8 * j + 2 * t4;
-      const float x0 = acc[j][2 * hr] * inv, x1 = acc[j][2 * hr + 1] * inv;
-      if (a.partial) {
-        float2* dst = reinterpret_cast<float2*>(static_cast<float*>(a.o) + row_index * D + col);
-        *dst = make_float2(x0, x1);
-      } else {
-        __nv_bfloat162* dst = reinterpret_cast<__nv_bfloat162*>(static_cast<__nv_bfloat16*>(a.o) + row_index * D + col);
-        *dst = __floats2bfloat162_rn(x0, x1);
-      }
-    }
-  }
+  store_rows(a, slot, row0 + warp * 16 + g, t4, split, acc, m_run, l_run);
 }
 
 template <int D, bool SkipIdle>
@@ -278,7 +190,7 @@ constexpr int kRowsPerCta = 64;  // AttnConfig<D>::kBlockM for every supported D
 
 }  // namespace
 
-AttentionPlan plan_attention(const AttentionArgs& a, int num_sms) {
+AttentionPlan plan_attention(const AttentionArgs& a, int num_sms, bool hopper) {
   AttentionPlan p;
   const int group = a.hkv > 0 ? a.hq / a.hkv : 1;
   // Few queries: one tile holds every q head of a kv head, so K/V are read once per group.
@@ -297,6 +209,9 @@ AttentionPlan plan_attention(const AttentionArgs& a, int num_sms) {
   p.splits = std::max(1, (a.nk + p.keys_per_split - 1) / p.keys_per_split);
   if (a.nk == 0) p.splits = 1;
   p.skip_idle_warps = rows < kRowsPerCta;
+  // Many query rows of one head: the wgmma kernel (Hopper only), whole key range per CTA.
+  p.use_wgmma = hopper && !p.pack_heads && p.splits == 1;
+  p.wgmma_pingpong = p.use_wgmma;
   p.workspace_bytes = p.splits > 1 ? size_t(p.splits) * a.nq * a.hq * (size_t(a.d) + 1) * sizeof(float) : 0;
   return p;
 }
@@ -327,6 +242,10 @@ cudaError_t attention_forward(const AttentionArgs& a, const AttentionPlan& plan,
   ka.lse = ka.partial ? lse_parts : a.lse;
   const dim3 grid((ka.rows + kRowsPerCta - 1) / kRowsPerCta, plan.pack_heads ? a.hkv : a.hq, plan.splits);
   cudaError_t e;
+  if (plan.use_wgmma) {
+    if (ka.pack_heads || ka.partial) return cudaErrorInvalidValue;
+    return attention_wgmma(ka, a.d, plan.wgmma_pingpong, stream);
+  }
   const bool skip = plan.skip_idle_warps;
   switch (a.d) {  // compile-time head dims; anything else is refused
     case 64: e = skip ? launch<64, true>(ka, grid, stream) : launch<64, false>(ka, grid, stream); break;

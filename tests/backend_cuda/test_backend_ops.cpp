@@ -114,6 +114,8 @@ TEST_CASE_FIXTURE(Backends, "cuda attention with lse equals the cpu reference (m
       {200, 200, 8, 2, 64, true, 0},      {130, 700, 8, 8, 128, true, 570},  {7, 50, 4, 2, 64, true, -3},
       {64, 64, 2, 1, 128, true, 0},       {3, 100000, 8, 2, 128, false, 0},  {16, 2048, 32, 8, 128, true, 2032},
       {1000, 1000, 4, 1, 128, true, 0},
+      // Enough CTAs for no split: these take the wgmma prefill kernel on Hopper.
+      {2048, 2048, 32, 8, 128, true, 0},  {1500, 1700, 16, 4, 64, true, 200}, {1024, 3000, 32, 8, 128, false, 0},
   };
   uint64_t seed = 1000;
   for (const Case& c : cases) {

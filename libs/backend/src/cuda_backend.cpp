@@ -42,6 +42,7 @@ cudaDataType_t cuda_type(DType t) { return t == DType::f32 ? CUDA_R_32F : CUDA_R
 struct CudaBackend::Impl {
   int device = 0;
   int num_sms = 0;
+  bool hopper = false;  // compute capability 9.0: the wgmma kernels run
   cudaStream_t stream = nullptr;
   cublasLtHandle_t lt = nullptr;
   void* lt_workspace = nullptr;
@@ -80,6 +81,10 @@ Expected<std::unique_ptr<CudaBackend>> CudaBackend::create(int device) {
   SM_TRY(cuda_status(cudaSetDevice(device), "cudaSetDevice"));
   SM_TRY(cuda_status(cudaDeviceGetAttribute(&impl->num_sms, cudaDevAttrMultiProcessorCount, device),
                      "cudaDeviceGetAttribute"));
+  int major = 0, minor = 0;
+  SM_TRY(cuda_status(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device), "compute capability"));
+  SM_TRY(cuda_status(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device), "compute capability"));
+  impl->hopper = major == 9 && minor == 0;
   SM_TRY(cuda_status(cudaStreamCreateWithFlags(&impl->stream, cudaStreamNonBlocking), "cudaStreamCreate"));
   // Keep freed blocks in the pool: a forward pass allocates and frees its scratch every layer.
   cudaMemPool_t pool;
@@ -272,7 +277,7 @@ Status CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v,
   args.causal = mask.causal;
   args.diagonal = mask.diagonal;
   args.scale = scale;
-  const kernels::AttentionPlan plan = kernels::plan_attention(args, impl_->num_sms);
+  const kernels::AttentionPlan plan = kernels::plan_attention(args, impl_->num_sms, impl_->hopper);
   Tensor workspace;
   if (plan.workspace_bytes) {
     SM_ASSIGN(ws, impl_->alloc_raw(DType::f32, {int64_t(plan.workspace_bytes / sizeof(float))}, false));

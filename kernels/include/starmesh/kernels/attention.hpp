@@ -32,11 +32,14 @@ struct AttentionPlan {
   int splits = 1;
   int keys_per_split = 0;
   bool skip_idle_warps = false;  // fewer rows than a tile: idle warps skip the math
+  bool use_wgmma = false;        // Hopper warpgroup-MMA prefill kernel (no split, no packing)
+  bool wgmma_pingpong = false;   // its two warpgroups alternate on the tensor cores
   size_t workspace_bytes = 0;  // f32 partial (o, lse) when splits > 1
 };
 
-// Chooses the plan for `num_sms` multiprocessors.
-AttentionPlan plan_attention(const AttentionArgs& a, int num_sms);
+// Chooses the plan for `num_sms` multiprocessors; `hopper`: compute capability 9.0, where the
+// wgmma kernel runs.
+AttentionPlan plan_attention(const AttentionArgs& a, int num_sms, bool hopper);
 
 // Runs the plan. workspace: at least plan.workspace_bytes of device memory (or null when 0).
 // Returns cudaErrorNotSupported for a head dim other than 64 or 128, cudaErrorInvalidValue

@@ -1,0 +1,124 @@
+#pragma once
+// What the attention kernels share: their arguments, the row -> (query, head) map, masking,
+// the online softmax over one tile, and the final store of (o, lse). Every thread holds two
+// rows (g and g + 8 of its warp's 16) in the m16n8 accumulator order, for mma.sync and wgmma.
+#include <cuda_bf16.h>
+
+#include <cmath>
+#include <cstdint>
+
+namespace starmesh::kernels {
+
+struct KernelArgs {
+  const __nv_bfloat16* q;
+  const __nv_bfloat16* k;
+  const __nv_bfloat16* v;
+  void* o;       // bf16 [nq, hq, d], or f32 [splits, nq, hq, d] when partial
+  float* lse;    // f32 [nq, hq], or [splits, nq, hq]
+  int nq, nk, hq, hkv, group;
+  int rows;      // query rows per head slot: nq, or nq * group when packing heads
+  bool causal;
+  int64_t diagonal;
+  float scale_log2;  // scale * log2(e)
+  bool pack_heads;
+  int keys_per_split;
+  bool partial;  // write f32 partial states at blockIdx.z
+};
+
+// Row r of the CTA's head slot -> (query index, q head).
+__device__ __forceinline__ void row_to_query(const KernelArgs& a, int slot, int r, int& qi, int& h) {
+  if (a.pack_heads) {
+    qi = r / a.group;
+    h = slot * a.group + r % a.group;
+  } else {
+    qi = r;
+    h = slot;
+  }
+}
+
+// Scales scores into the log2 domain and masks keys past k_end or past the causal diagonal.
+// s[j][e]: key base + 8j + 2*t4 + (e & 1), row (e >> 1) of the thread's two.
+template <int NB>
+__device__ __forceinline__ void scale_and_mask(const KernelArgs& a, float (&s)[NB][4], int base, int k_end,
+                                               int qi_first, const int (&row_qi)[2], int t4) {
+  const bool edge = base + NB * 8 > k_end || (a.causal && int64_t(base + NB * 8 - 1) > int64_t(qi_first) + a.diagonal);
+#pragma unroll
+  for (int j = 0; j < NB; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      float x = s[j][e] * a.scale_log2;
+      if (edge) {
+        const int key = base + 8 * j + 2 * t4 + (e & 1);
+        if (key >= k_end || (a.causal && int64_t(key) > int64_t(row_qi[e >> 1]) + a.diagonal)) x = -INFINITY;
+      }
+      s[j][e] = x;
+    }
+}
+
+// Folds one tile of log2-domain scores into the running max m, sum l and output acc; leaves
+// exp2(s - m) in s. The 4 threads of a quad share a row.
+template <int NB_S, int NB_O>
+__device__ __forceinline__ void online_softmax(float (&s)[NB_S][4], float (&acc)[NB_O][4], float (&m_run)[2],
+                                               float (&l_run)[2]) {
+#pragma unroll
+  for (int hr = 0; hr < 2; ++hr) {
+    float mx = m_run[hr];
+#pragma unroll
+    for (int j = 0; j < NB_S; ++j) mx = fmaxf(mx, fmaxf(s[j][2 * hr], s[j][2 * hr + 1]));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    const float m_use = mx == -INFINITY ? 0.0f : mx;  // a row that saw nothing yet stays at 0
+    const float alpha = exp2f(m_run[hr] - m_use);
+    m_run[hr] = mx;
+    float sum = 0.0f;
+#pragma unroll
+    for (int j = 0; j < NB_S; ++j) {
+      s[j][2 * hr] = exp2f(s[j][2 * hr] - m_use);
+      s[j][2 * hr + 1] = exp2f(s[j][2 * hr + 1] - m_use);
+      sum += s[j][2 * hr] + s[j][2 * hr + 1];
+    }
+    l_run[hr] = l_run[hr] * alpha + sum;
+#pragma unroll
+    for (int j = 0; j < NB_O; ++j) {
+      acc[j][2 * hr] *= alpha;
+      acc[j][2 * hr + 1] *= alpha;
+    }
+  }
+}
+
+// Writes the thread's two rows (first_row and first_row + 8 of the head slot): o = acc / l,
+// lse = (m + log2 l) ln 2; empty rows get o = 0, lse = -inf.
+template <int NB_O>
+__device__ __forceinline__ void store_rows(const KernelArgs& a, int slot, int first_row, int t4, int split,
+                                           const float (&acc)[NB_O][4], const float (&m_run)[2],
+                                           const float (&l_run)[2]) {
+  constexpr int D = NB_O * 8;
+#pragma unroll
+  for (int hr = 0; hr < 2; ++hr) {
+    float l = l_run[hr];
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    const int r = first_row + 8 * hr;
+    if (r >= a.rows) continue;
+    int qi, h;
+    row_to_query(a, slot, r, qi, h);
+    const bool empty = l == 0.0f;
+    const float inv = empty ? 0.0f : 1.0f / l;
+    const float lse = empty ? -INFINITY : (m_run[hr] + log2f(l)) * 0.69314718055994531f;
+    const size_t row_index = (size_t(a.partial ? split : 0) * a.nq + qi) * a.hq + h;
+    if (t4 == 0) a.lse[row_index] = lse;
+#pragma unroll
+    for (int j = 0; j < NB_O; ++j) {
+      const int col = 8 * j + 2 * t4;
+      const float x0 = acc[j][2 * hr] * inv, x1 = acc[j][2 * hr + 1] * inv;
+      if (a.partial) {
+        *reinterpret_cast<float2*>(static_cast<float*>(a.o) + row_index * D + col) = make_float2(x0, x1);
+      } else {
+        *reinterpret_cast<__nv_bfloat162*>(static_cast<__nv_bfloat16*>(a.o) + row_index * D + col) =
+            __floats2bfloat162_rn(x0, x1);
+      }
+    }
+  }
+}
+
+}  // namespace starmesh::kernels
