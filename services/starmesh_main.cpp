@@ -6,7 +6,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   // Flags from a file: a [router] or [worker] section, keys as the long flags (`starmesh worker
   // --config mesh.toml`; the subcommands fall through to this option).
-  app.set_config("--config", "", "Read flags from a TOML/INI file ([router], [worker] sections)");
+  app.set_config("--config", "", "Read flags from a TOML/INI file: a section per subcommand, e.g. [worker]");
   int exit_code = 0;
   starmesh::cli::add_generate_command(app, exit_code);
 #ifdef STARMESH_WITH_API

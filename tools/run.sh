@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds, and runs the main job: generation with the embedded
-# default model (models/starmesh-tiny) on the CPU backend. Extra arguments go to
-# `starmesh generate`.
+# Installs what is missing, builds, and runs the main job: `starmesh demo`, a router and 4
+# context workers on 127.0.0.1 answering one long-context request with the embedded default
+# model (models/starmesh-tiny). Extra arguments go to `starmesh demo`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh
 bash tools/build.sh
-if [ "$#" -eq 0 ]; then set -- --prompt "Star Attention splits a long context into blocks" --max-tokens 48; fi
-build/bin/starmesh generate "$@"
+build/bin/starmesh demo "$@"

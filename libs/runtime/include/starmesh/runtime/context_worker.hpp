@@ -1,0 +1,54 @@
+#pragma once
+// The context worker: owns one backend (a CPU slot or one GPU) through the model it is
+// given, a KV pool with a capacity in tokens, and the shards of the requests placed on it.
+// On `encode` it reserves KV (or refuses), runs phase 1 for its blocks on a thread of its
+// own, and answers with an EncodeReport. A shard host then serves phase 2 on the data plane
+// in a tight loop (serve_shard) until the coordinator is done; the query host instead spawns
+// the request's query_coordinator on `phase2`. `free` ends a request and returns its KV.
+// The worker watches each request's driver: a driver that goes away frees its requests.
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "starmesh/model/transformer.hpp"
+#include "starmesh/runtime/data_plane.hpp"
+#include "starmesh/runtime/messages.hpp"
+#include "starmesh/runtime/shard_server.hpp"
+
+namespace starmesh {
+
+// What the worker's compute threads and its coordinators share: one model on one backend,
+// used by one computation at a time.
+struct WorkerEngine {
+  explicit WorkerEngine(const Transformer& m) : model(m) {}
+  const Transformer& model;
+  std::mutex compute;
+};
+
+struct WorkerSetup {
+  const Transformer* model = nullptr;  // outlives the worker (main owns it)
+  data_plane_i* data_plane = nullptr;  // outlives the worker
+  std::string endpoint;                // "127.0.0.1:PORT": names this worker in messages
+  std::string device = "cpu";
+  int64_t kv_capacity = 0;             // tokens
+  ShardServerOptions shard_server;     // spin and nap of idle shard loops (step_timeout comes per request)
+};
+
+// "llama layers=4 hidden=128 heads=8/2 head_dim=64 vocab=2048": the router and every worker
+// must serve the same model.
+std::string model_signature(const LlamaConfig& config);
+
+// Spawns a worker. Its actor and threads use setup.model and setup.data_plane until it has
+// terminated (await it before destroying them).
+WorkerActor spawn_context_worker(caf::actor_system& sys, WorkerSetup setup);
+
+// What the worker tells the router about itself (status reply, registration).
+WorkerInfo describe_worker(const WorkerSetup& setup, int64_t kv_free);
+
+// Registers `worker` with `router` and waits for its id (at most `timeout`). `endpoint`,
+// when given, replaces the setup's (the port is known only once the worker is published).
+Expected<uint32_t> register_worker(caf::actor_system& sys, const RouterActor& router, const WorkerActor& worker,
+                                   std::chrono::milliseconds timeout, const std::string& endpoint = {});
+
+}  // namespace starmesh

@@ -1,0 +1,78 @@
+#pragma once
+// The data-plane glue of a worker: its address (bytes the router hands to the other
+// workers of a request) and, per request, a transport over the request's star group, in
+// which the worker's rank is its host index in the block plan (the query host is the last).
+// Implementations: UCX (one UcxContext per process; TCP or shared memory) and in-process
+// (one InProcessFabric per request, for tests and a mesh inside one process).
+//
+// Phase 2 on the wire (phase2_tag): per step, the coordinator sends each shard host a
+// header, then per layer Q; each shard host answers every Q with its (o, lse).
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "starmesh/comm/transport.hpp"
+#include "starmesh/comm/ucx_transport.hpp"
+
+namespace starmesh {
+
+class data_plane_i {
+ public:
+  virtual ~data_plane_i() = default;
+  // "ucx-tcp", "ucx-shm", "ucx-auto", "in-process": every worker of a mesh uses the same.
+  virtual std::string name() const = 0;
+  virtual std::vector<uint8_t> address() const = 0;
+  // The group of request `request_id`: addresses[r] is rank r's address(), this worker is
+  // `rank`. At most one live group per request on a worker.
+  virtual Expected<std::unique_ptr<transport_i>> join(uint64_t request_id, int rank,
+                                                      const std::vector<std::vector<uint8_t>>& addresses) = 0;
+};
+
+// UCX over host memory. transports: "tcp", "shm" or "auto" (UcxOptions); net_devices "lo"
+// keeps every byte on loopback.
+Expected<std::unique_ptr<data_plane_i>> make_ucx_data_plane(const UcxOptions& options);
+
+// Data planes for workers that live in one process: each plane() is one worker's; the
+// planes of one hub reach each other through an InProcessFabric per request.
+class InProcessHub : public std::enable_shared_from_this<InProcessHub> {
+ public:
+  static std::shared_ptr<InProcessHub> create() { return std::shared_ptr<InProcessHub>(new InProcessHub()); }
+  std::unique_ptr<data_plane_i> plane();
+
+  struct Group;
+  std::shared_ptr<Group> group(uint64_t request_id, int size);
+
+ private:
+  InProcessHub() = default;
+  std::mutex mu_;
+  uint32_t next_address_ = 0;
+  std::map<uint64_t, std::weak_ptr<Group>> groups_;
+};
+
+// -- phase 2 on the wire -------------------------------------------------------------------------
+
+enum class Phase2Kind : uint32_t { header = 1, query = 2, partial = 3 };
+
+// The 32-bit user tag of one phase-2 message: step (20 bits), layer (8), kind (4). The
+// request is the group (UCX puts the group id in the upper bits of the UCP tag; in-process
+// groups are separate fabrics), so concurrent requests never mix.
+constexpr uint64_t phase2_tag(uint32_t step, int layer, Phase2Kind kind) {
+  return (uint64_t(step & 0xfffffu) << 12) | (uint64_t(uint32_t(layer) & 0xffu) << 4) | uint64_t(kind);
+}
+constexpr int kMaxPhase2Layers = 256;
+
+// The header of one step, i32 [4].
+enum class Phase2Op : int32_t { step = 1, done = 2 };
+struct Phase2Header {
+  Phase2Op op = Phase2Op::step;
+  int32_t step = 0;
+  int32_t rows = 0;    // query rows of this step (the query, then 1 per generated token)
+  int32_t layers = 0;  // sanity: both sides run the same model
+};
+Tensor encode_header(const Phase2Header& h);
+Phase2Header decode_header(const Tensor& t);
+
+}  // namespace starmesh

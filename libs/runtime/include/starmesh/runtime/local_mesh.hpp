@@ -1,0 +1,60 @@
+#pragma once
+// A whole mesh on this machine, as real processes: a `starmesh router` and N `starmesh
+// worker` children of this program, on 127.0.0.1 with free ports, and a MeshClient to the
+// router. `starmesh demo` and the integration tests use it. Children get SIGTERM (then
+// SIGKILL after a grace period) on stop() or destruction.
+#include <sys/types.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "starmesh/runtime/mesh_client.hpp"
+
+namespace starmesh {
+
+struct LocalMeshOptions {
+  std::string program;             // the `starmesh` executable
+  std::string model_dir;
+  int workers = 4;
+  std::string transport = "ucx-shm";  // worker --transport
+  std::string device = "cpu";         // worker --device
+  int64_t capacity = 65536;           // worker --capacity (KV tokens), for every worker
+  std::vector<int64_t> capacities;    // per worker, overrides `capacity` where given
+  int threads_per_worker = 1;         // worker --threads
+  int64_t block_size = 1024;          // router --block-size
+  std::vector<std::string> router_args, worker_args;  // extra flags
+  std::string log_dir;  // children's stdout/stderr go to LOG_DIR/router.log, worker-N.log; empty: inherited
+  std::chrono::milliseconds start_timeout{30000};
+};
+
+class LocalMesh {
+ public:
+  // Starts the router, then the workers, and waits until every worker has registered.
+  static Expected<std::unique_ptr<LocalMesh>> start(caf::actor_system& sys, const LocalMeshOptions& options);
+  ~LocalMesh();
+  LocalMesh(const LocalMesh&) = delete;
+  LocalMesh& operator=(const LocalMesh&) = delete;
+
+  uint16_t router_port() const { return router_port_; }
+  MeshClient& client() { return *client_; }
+  const std::vector<pid_t>& worker_pids() const { return workers_; }
+  // Sends `signal` to worker i (tests: a worker that dies, or stops answering with SIGSTOP).
+  Status signal_worker(size_t i, int signal);
+  // The last lines of the children's logs (when log_dir is set), for failure messages.
+  std::string log_tail(size_t lines = 20) const;
+  // Stops every child: SIGTERM, then SIGKILL after `grace`. Idempotent.
+  void stop(std::chrono::milliseconds grace = std::chrono::milliseconds(5000));
+
+ private:
+  LocalMesh() = default;
+  std::string dir_;  // port files
+  LocalMeshOptions options_;
+  pid_t router_ = -1;
+  std::vector<pid_t> workers_;
+  uint16_t router_port_ = 0;
+  std::unique_ptr<MeshClient> client_;
+};
+
+}  // namespace starmesh

@@ -1,0 +1,46 @@
+#pragma once
+// The query coordinator's side of phase 2 on the data plane: remote_partials_i over a
+// request's transport. The coordinator is the last rank (the query host); ranks 0 .. size-2
+// are the shard hosts, which run serve_shard. Per layer, one exchange sends Q to every shard
+// host (after the step's header on layer 0) and receives every (o, lse), all in flight at once.
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "starmesh/attention/phase2.hpp"
+#include "starmesh/comm/transport.hpp"
+
+namespace starmesh {
+
+class RemoteShards final : public remote_partials_i {
+ public:
+  // host_names[r]: "worker 3 at 127.0.0.1:PORT" for rank r (error messages).
+  RemoteShards(const Transformer& model, transport_i& transport, std::vector<std::string> host_names,
+               std::chrono::milliseconds timeout);
+
+  // The partials of ranks 0 .. size-2, in rank order (so the merge order, hence the rounding,
+  // is that of InProcessShards over the same hosts).
+  Expected<std::vector<AttentionState>> gather(int layer, const Tensor& q) override;
+
+  // Tells every shard host that the request is over (best effort: a host that is gone is skipped).
+  Status finish();
+
+  // While gather waits on the network it releases `lock` (the worker's compute lock), so the
+  // worker's shard loops of other requests can compute meanwhile. Null: nothing to release.
+  void release_while_waiting(std::unique_lock<std::mutex>* lock) { lock_ = lock; }
+
+  int64_t steps() const { return step_; }
+
+ private:
+  const Transformer& model_;
+  transport_i& transport_;
+  std::vector<std::string> names_;
+  std::chrono::milliseconds timeout_;
+  std::unique_lock<std::mutex>* lock_ = nullptr;
+  uint32_t step_ = 0;
+  bool finished_ = false;
+};
+
+}  // namespace starmesh

@@ -1,0 +1,60 @@
+#pragma once
+// The router-side driver of one request (spawned by the router, one per request): tokenize,
+// place, phase 1 on every host, phase 2 on the query host, relay the tokens to the client's
+// sink with their text, then free the shards everywhere, release the placement and tell the
+// client the summary or the error. Every step has a timeout and every worker involved is
+// monitored, so a worker that dies or does not answer ends the request with an error that
+// names it ("worker 3 at 127.0.0.1:PORT did not answer within 10 s"), never a hang.
+#include <chrono>
+#include <map>
+#include <memory>
+
+#include "starmesh/model/utf8_stream.hpp"
+#include "starmesh/runtime/messages.hpp"
+#include "starmesh/runtime/router.hpp"
+
+namespace starmesh {
+
+struct DriverSetup {
+  std::shared_ptr<const RouterContext> context;
+  RouterActor router;
+  uint64_t request_id = 0;
+  GenerateOrder order;
+  ClientSinkActor client;
+};
+
+// The context and query tokens of a request, validated (request_tokens below).
+struct RequestTokens {
+  std::vector<int32_t> context, query;
+  int64_t block_size = 0, anchor_size = -1;
+  int max_hosts = 0;
+};
+
+// The driver's state (here because spawning a stateful actor needs the complete type).
+struct DriverState {
+  static inline const char* name = "request_driver";
+  std::shared_ptr<DriverSetup> setup;
+  RequestTokens tokens;
+  Placement placement;
+  bool placed = false;
+  size_t encoded = 0;
+  std::chrono::steady_clock::time_point phase1_start;
+  CoordinatorActor coordinator;
+  uint64_t tick = 0;  // the armed step timer
+  bool finished = false;
+  bool cancel_requested = false;
+  Utf8Stream text;
+  GenerateSummary summary;
+  std::map<caf::actor_addr, size_t> host_of;  // monitored workers
+
+  std::string host_name(size_t h) const;  // "worker 3 at 127.0.0.1:PORT"
+};
+
+RequestActor::behavior_type request_driver(RequestActor::stateful_pointer<DriverState> self,
+                                           std::shared_ptr<DriverSetup> setup);
+
+// The context and query tokens of a request, validated ("global" mode folds into one
+// block); an error says what to change.
+Expected<RequestTokens> request_tokens(const RouterContext& ctx, const GenerateRequest& r);
+
+}  // namespace starmesh

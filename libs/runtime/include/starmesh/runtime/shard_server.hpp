@@ -1,0 +1,35 @@
+#pragma once
+// A shard host's side of phase 2: a loop on a thread of its own (one per active request on
+// the worker), not one actor message per layer. Per step it receives the coordinator's
+// header, then per layer Q, answers with shard_partial's (o, lse), until the coordinator
+// sends "done", `stop` is set (the request was freed), or something fails.
+#include <atomic>
+#include <chrono>
+#include <mutex>
+
+#include "starmesh/attention/phase2.hpp"
+#include "starmesh/comm/transport.hpp"
+
+namespace starmesh {
+
+struct ShardServerOptions {
+  // The longest wait for Q once a step has begun, and for the answer to be taken.
+  std::chrono::milliseconds step_timeout{60000};
+  // Between steps the loop polls the network for this long, then sleeps between short
+  // polls (an idle request must not hold a core while other requests compute).
+  std::chrono::milliseconds spin{5};
+  std::chrono::microseconds max_nap{2000};
+};
+
+struct ShardServerStats {
+  int64_t steps = 0;
+  double compute_seconds = 0;  // inside shard_partial
+};
+
+// Serves `shard` to the coordinator at rank transport.size() - 1. `compute` is the worker's
+// compute lock (one backend, many requests), held only while computing.
+Expected<ShardServerStats> serve_shard(const Transformer& model, const KvCache& shard, transport_i& transport,
+                                       std::mutex& compute, const std::atomic<bool>& stop,
+                                       const ShardServerOptions& options);
+
+}  // namespace starmesh

@@ -1,0 +1,175 @@
+#include "starmesh/runtime/local_mesh.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+extern char** environ;
+
+namespace starmesh {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+Expected<pid_t> spawn_child(const std::vector<std::string>& args, const std::string& log) {
+  std::vector<char*> argv;
+  for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  if (!log.empty()) {
+    posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  }
+  // A clean signal mask: the child must see the SIGTERM that stops it.
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none;
+  sigemptyset(&none);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+  pid_t pid = -1;
+  const int rc = posix_spawn(&pid, args[0].c_str(), &fa, &attr, argv.data(), environ);
+  posix_spawnattr_destroy(&attr);
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc != 0) return make_error("cannot start ", args[0], ": ", std::strerror(rc));
+  return pid;
+}
+
+// Whether `pid` has exited (reaps it); fills `how`.
+bool exited(pid_t pid, std::string& how) {
+  int status = 0;
+  if (waitpid(pid, &status, WNOHANG) != pid) return false;
+  how = WIFEXITED(status) ? "exited with code " + std::to_string(WEXITSTATUS(status))
+        : WIFSIGNALED(status) ? "was killed by signal " + std::to_string(WTERMSIG(status))
+                              : "ended";
+  return true;
+}
+
+Expected<uint16_t> wait_port_file(const std::string& path, pid_t pid, const std::string& who, Clock::time_point until) {
+  for (;;) {
+    std::ifstream in(path);
+    int port = 0;
+    if (in >> port && port > 0 && port < 65536) return uint16_t(port);
+    std::string how;
+    if (exited(pid, how)) return make_error("the ", who, " ", how, " before it was listening");
+    if (Clock::now() >= until) return make_error("the ", who, " was not listening in time");
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+}  // namespace
+
+Expected<std::unique_ptr<LocalMesh>> LocalMesh::start(caf::actor_system& sys, const LocalMeshOptions& o) {
+  std::unique_ptr<LocalMesh> m(new LocalMesh());
+  m->options_ = o;
+  char tmpl[] = "/tmp/starmesh-mesh-XXXXXX";
+  if (!mkdtemp(tmpl)) return make_error("cannot make a temporary folder: ", std::strerror(errno));
+  m->dir_ = tmpl;
+  const auto until = Clock::now() + o.start_timeout;
+  auto log = [&](const std::string& name) { return o.log_dir.empty() ? std::string() : o.log_dir + "/" + name + ".log"; };
+
+  std::vector<std::string> router = {o.program, "router", "--listen", "127.0.0.1:0", "--port-file",
+                                     m->dir_ + "/router.port", "--model", o.model_dir, "--block-size",
+                                     std::to_string(o.block_size)};
+  router.insert(router.end(), o.router_args.begin(), o.router_args.end());
+  SM_ASSIGN(rpid, spawn_child(router, log("router")));
+  m->router_ = rpid;
+  SM_ASSIGN(port, wait_port_file(m->dir_ + "/router.port", rpid, "router", until));
+  m->router_port_ = port;
+
+  for (int i = 0; i < o.workers; ++i) {
+    const int64_t cap = size_t(i) < o.capacities.size() ? o.capacities[size_t(i)] : o.capacity;
+    std::vector<std::string> w = {o.program, "worker", "--router", "127.0.0.1:" + std::to_string(port),
+                                  "--listen", "127.0.0.1:0", "--model", o.model_dir, "--transport", o.transport,
+                                  "--device", o.device,
+                                  "--capacity", std::to_string(cap), "--threads",
+                                  std::to_string(o.threads_per_worker)};
+    w.insert(w.end(), o.worker_args.begin(), o.worker_args.end());
+    SM_ASSIGN(wpid, spawn_child(w, log("worker-" + std::to_string(i + 1))));
+    m->workers_.push_back(wpid);
+  }
+  SM_ASSIGN(router_actor, connect_router(sys, "127.0.0.1", port));
+  m->client_ = std::make_unique<MeshClient>(sys, router_actor);
+  for (;;) {
+    auto members = m->client_->members();
+    if (members && int(members->size()) >= o.workers) break;
+    for (size_t i = 0; i < m->workers_.size(); ++i) {
+      std::string how;
+      if (m->workers_[i] > 0 && exited(m->workers_[i], how)) {
+        m->workers_[i] = -1;
+        return make_error("worker ", i + 1, " ", how, " before it registered", m->log_tail().empty() ? "" : ":\n" + m->log_tail());
+      }
+    }
+    if (Clock::now() >= until)
+      return make_error("only ", members ? members->size() : 0, " of ", o.workers, " workers registered within ",
+                        format_seconds(o.start_timeout));
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return m;
+}
+
+Status LocalMesh::signal_worker(size_t i, int sig) {
+  if (i >= workers_.size() || workers_[i] <= 0) return make_error("no worker ", i);
+  if (::kill(workers_[i], sig) != 0) return make_error("kill(", workers_[i], "): ", std::strerror(errno));
+  return {};
+}
+
+std::string LocalMesh::log_tail(size_t lines) const {
+  if (options_.log_dir.empty()) return {};
+  std::string out;
+  for (const auto& entry : std::filesystem::directory_iterator(options_.log_dir)) {
+    std::ifstream in(entry.path());
+    std::vector<std::string> all;
+    for (std::string line; std::getline(in, line);) all.push_back(line);
+    if (all.empty()) continue;
+    out += "--- " + entry.path().filename().string() + "\n";
+    for (size_t k = all.size() > lines ? all.size() - lines : 0; k < all.size(); ++k) out += all[k] + "\n";
+  }
+  return out;
+}
+
+void LocalMesh::stop(std::chrono::milliseconds grace) {
+  std::vector<pid_t> all = workers_;
+  all.push_back(router_);
+  for (pid_t p : all)
+    if (p > 0) {
+      ::kill(p, SIGCONT);  // a stopped child cannot handle SIGTERM
+      ::kill(p, SIGTERM);
+    }
+  const auto until = Clock::now() + grace;
+  for (pid_t& p : all) {
+    if (p <= 0) continue;
+    std::string how;
+    while (!exited(p, how)) {
+      if (Clock::now() >= until) {
+        ::kill(p, SIGKILL);
+        waitpid(p, nullptr, 0);
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    p = -1;
+  }
+  for (pid_t& p : workers_) p = -1;
+  router_ = -1;
+  if (!dir_.empty()) {
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+    dir_.clear();
+  }
+}
+
+LocalMesh::~LocalMesh() { stop(); }
+
+}  // namespace starmesh

@@ -1,0 +1,131 @@
+#include "starmesh/runtime/membership.hpp"
+
+#include <algorithm>
+
+#include "starmesh/attention/block_plan.hpp"
+
+namespace starmesh {
+
+std::string worker_name(uint32_t id, const std::string& endpoint) {
+  return "worker " + std::to_string(id) + " at " + endpoint;
+}
+
+Expected<uint32_t> Membership::add(WorkerActor handle, WorkerInfo info) {
+  if (info.kv_capacity <= 0)
+    return make_error("worker at ", info.endpoint, " offers no KV capacity: start it with --capacity > 0");
+  if (!model_.empty() && info.model != model_)
+    return make_error("worker at ", info.endpoint, " serves model '", info.model, "' but this mesh serves '", model_,
+                      "': start it with the router's --model");
+  if (!data_plane_.empty() && info.data_plane != data_plane_)
+    return make_error("worker at ", info.endpoint, " speaks data plane '", info.data_plane, "' but the mesh uses '",
+                      data_plane_, "': start every worker with the same --transport");
+  if (model_.empty()) model_ = info.model;
+  if (data_plane_.empty()) data_plane_ = info.data_plane;
+  const uint32_t id = next_id_++;
+  Entry e;
+  e.view.id = id;
+  e.view.info = std::move(info);
+  e.handle = std::move(handle);
+  workers_.emplace(id, std::move(e));
+  return id;
+}
+
+std::optional<WorkerView> Membership::remove(const caf::actor_addr& who) {
+  for (auto it = workers_.begin(); it != workers_.end(); ++it) {
+    if (it->second.handle.address() != who) continue;
+    WorkerView v = it->second.view;
+    workers_.erase(it);
+    if (workers_.empty()) data_plane_.clear();
+    return v;
+  }
+  return std::nullopt;
+}
+
+Expected<Placement> Membership::place(uint64_t request_id, const PlacementAsk& ask) {
+  if (workers_.empty())
+    return make_error("no worker has registered with the router yet: start `starmesh worker --router HOST:PORT`");
+  if (reservations_.count(request_id)) return make_error("request ", request_id, " is already placed");
+  std::vector<const Entry*> candidates;
+  for (const auto& [id, e] : workers_)
+    if (e.free() > 0) candidates.push_back(&e);
+  // Most free first; ties by id, so placement is deterministic.
+  std::stable_sort(candidates.begin(), candidates.end(),
+                   [](const Entry* a, const Entry* b) { return a->free() > b->free(); });
+  int max_hosts = int(candidates.size());
+  if (ask.max_hosts > 0) max_hosts = std::min(max_hosts, int(ask.max_hosts));
+  for (int hosts = max_hosts; hosts >= 1; --hosts) {
+    SM_ASSIGN(plan, plan_blocks(ask.context_tokens, ask.block_size, ask.anchor_size, hosts));
+    const size_t used = plan.hosts.size();
+    // The query host (the last plan host) on the worker with the most free KV; the other
+    // hosts on the next ones, in worker id order.
+    std::vector<const Entry*> chosen(candidates.begin() + 1, candidates.begin() + long(used));
+    std::sort(chosen.begin(), chosen.end(), [](const Entry* a, const Entry* b) { return a->view.id < b->view.id; });
+    chosen.push_back(candidates.front());
+    bool fits = true;
+    Placement p;
+    p.plan = {plan.context_tokens, plan.block_size, plan.anchor_size, int32_t(used)};
+    for (size_t h = 0; h < used; ++h) {
+      const HostRange& r = plan.hosts[h];
+      PlacedHost ph;
+      ph.worker_id = chosen[h]->view.id;
+      ph.worker = chosen[h]->handle;
+      ph.endpoint = chosen[h]->view.info.endpoint;
+      ph.address = chosen[h]->view.info.address;
+      ph.begin = r.begin;
+      ph.end = r.end;
+      ph.reserve = (r.end - r.begin) + (h + 1 == used ? ask.local_tokens : 0);
+      fits = fits && ph.reserve <= chosen[h]->free();
+      p.hosts.push_back(std::move(ph));
+    }
+    if (!fits) continue;
+    auto& booked = reservations_[request_id];
+    for (const PlacedHost& ph : p.hosts) {
+      Entry& e = workers_.at(ph.worker_id);
+      e.view.reserved += ph.reserve;
+      e.view.requests += 1;
+      booked.emplace_back(ph.worker_id, ph.reserve);
+    }
+    return p;
+  }
+  int64_t total_free = 0;
+  std::string per_worker;
+  for (const auto& [id, e] : workers_) {
+    total_free += std::max<int64_t>(0, e.free());
+    per_worker += (per_worker.empty() ? "" : ", ") + name(id) + ": " + std::to_string(std::max<int64_t>(0, e.free()));
+  }
+  return make_error("not enough free KV capacity: the request needs ", ask.context_tokens, " context tokens spread over ",
+                    "the workers plus ", ask.local_tokens, " query and generated tokens on one of them, but the ",
+                    workers_.size(), " workers have ", total_free, " free tokens (", per_worker,
+                    "); add workers, start them with a larger --capacity, or shorten the context");
+}
+
+void Membership::release(uint64_t request_id) {
+  auto it = reservations_.find(request_id);
+  if (it == reservations_.end()) return;
+  for (const auto& [id, tokens] : it->second) {
+    auto w = workers_.find(id);
+    if (w == workers_.end()) continue;  // went away meanwhile
+    w->second.view.reserved -= tokens;
+    w->second.view.requests -= 1;
+  }
+  reservations_.erase(it);
+}
+
+std::vector<WorkerView> Membership::view() const {
+  std::vector<WorkerView> out;
+  for (const auto& [id, e] : workers_) out.push_back(e.view);
+  return out;
+}
+
+std::optional<WorkerView> Membership::find(uint32_t id) const {
+  auto it = workers_.find(id);
+  if (it == workers_.end()) return std::nullopt;
+  return it->second.view;
+}
+
+std::string Membership::name(uint32_t id) const {
+  auto it = workers_.find(id);
+  return worker_name(id, it == workers_.end() ? std::string("(gone)") : it->second.view.info.endpoint);
+}
+
+}  // namespace starmesh

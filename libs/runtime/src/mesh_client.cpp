@@ -1,0 +1,151 @@
+#include "starmesh/runtime/mesh_client.hpp"
+
+#include <caf/io/all.hpp>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+namespace starmesh {
+
+namespace {
+
+struct SinkState {
+  static inline const char* name = "client_sink";
+  std::function<bool(const ClientChunk&)> on_chunk;
+  std::function<void(Expected<GenerateSummary>)> on_done;
+  RequestActor driver;
+  uint64_t request_id = 0;
+  bool cancelled = false;
+  bool done = false;
+};
+
+using SinkPtr = ClientSinkActor::stateful_pointer<SinkState>;
+
+void end(SinkPtr self, Expected<GenerateSummary> r) {
+  if (self->state.done) return;
+  self->state.done = true;
+  self->state.on_done(std::move(r));
+  self->quit();
+}
+
+ClientSinkActor::behavior_type client_sink(SinkPtr self, RouterActor router, GenerateOrder order,
+                                           std::function<bool(const ClientChunk&)> on_chunk,
+                                           std::function<void(Expected<GenerateSummary>)> on_done,
+                                           std::chrono::milliseconds timeout) {
+  self->state.on_chunk = std::move(on_chunk);
+  self->state.on_done = std::move(on_done);
+  self->monitor(router);
+  self->set_down_handler([=](caf::down_msg& dm) {
+    if (dm.source == router.address())
+      end(self, make_error("the router went away before the request finished"));
+    else if (self->state.driver && dm.source == self->state.driver.address())
+      end(self, make_error("the router's driver of request ", self->state.request_id, " ended without a result"));
+  });
+  ClientSinkActor me = self;
+  self->request(router, timeout, generate_atom::value, std::move(order), me)
+      .then(
+          [=](Ticket& t) {
+            self->state.driver = t.driver;
+            self->state.request_id = t.request_id;
+            self->monitor(t.driver);
+            if (self->state.cancelled) self->send(t.driver, cancel_atom::value, t.request_id);
+          },
+          [=](caf::error& e) {
+            end(self, e == caf::sec::request_timeout
+                          ? make_error("the router did not answer within ", format_seconds(timeout))
+                          : Error{describe(e)});
+          });
+  return {
+      [=](tokens_atom, uint64_t, ClientChunk& c) {
+        auto& s = self->state;
+        if (s.done || s.cancelled) return;
+        if (!s.on_chunk(c)) {
+          s.cancelled = true;
+          if (s.driver) self->send(s.driver, cancel_atom::value, s.request_id);
+        }
+      },
+      [=](done_atom, uint64_t, GenerateSummary& sum) { end(self, std::move(sum)); },
+      [=](failed_atom, uint64_t, std::string& why) { end(self, Error{std::move(why)}); },
+  };
+}
+
+}  // namespace
+
+void MeshClient::submit(GenerateOrder order, std::function<bool(const ClientChunk&)> on_chunk,
+                        std::function<void(Expected<GenerateSummary>)> on_done) {
+  sys_.spawn(client_sink, router_, std::move(order), std::move(on_chunk), std::move(on_done), timeout_);
+}
+
+void MeshClient::generate(GenerateRequest request, std::function<bool(const TokenChunk&)> on_tokens,
+                          std::function<void(Expected<GenerateSummary>)> on_done) {
+  GenerateOrder order{std::move(request), false};
+  submit(
+      std::move(order),
+      [on_tokens = std::move(on_tokens)](const ClientChunk& c) { return on_tokens(TokenChunk{c.ids, c.text}); },
+      std::move(on_done));
+}
+
+Expected<std::vector<WorkerView>> MeshClient::members() {
+  caf::scoped_actor self{sys_};
+  std::optional<std::vector<WorkerView>> out;
+  std::string error;
+  self->request(router_, timeout_, members_atom::value)
+      .receive([&](std::vector<WorkerView>& v) { out = std::move(v); }, [&](caf::error& e) { error = describe(e); });
+  if (!out) return make_error("asking the router for its workers: ", error);
+  return *out;
+}
+
+Status MeshClient::wait_for_workers(size_t n, std::chrono::milliseconds timeout) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  size_t have = 0;
+  for (;;) {
+    SM_ASSIGN(v, members());
+    have = v.size();
+    if (have >= n) return {};
+    if (std::chrono::steady_clock::now() >= until) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return make_error("only ", have, " of ", n, " workers registered with the router within ", format_seconds(timeout));
+}
+
+Expected<MeshClient::Result> MeshClient::run(GenerateOrder order) {
+  struct Shared {
+    std::mutex mu;
+    std::condition_variable cv;
+    Result result;
+    std::optional<Expected<GenerateSummary>> done;
+  };
+  auto sh = std::make_shared<Shared>();
+  submit(
+      std::move(order),
+      [sh](const ClientChunk& c) {
+        std::lock_guard lock(sh->mu);
+        sh->result.ids.insert(sh->result.ids.end(), c.ids.begin(), c.ids.end());
+        sh->result.text += c.text;
+        const size_t n = c.logits.size() / sizeof(float);
+        const size_t at = sh->result.logits.size();
+        sh->result.logits.resize(at + n);
+        if (n) std::memcpy(sh->result.logits.data() + at, c.logits.data(), n * sizeof(float));
+        return true;
+      },
+      [sh](Expected<GenerateSummary> s) {
+        std::lock_guard lock(sh->mu);
+        sh->done.emplace(std::move(s));
+        sh->cv.notify_all();
+      });
+  std::unique_lock lock(sh->mu);
+  sh->cv.wait(lock, [&] { return sh->done.has_value(); });
+  if (!*sh->done) return sh->done->error();
+  sh->result.summary = sh->done->value();
+  return std::move(sh->result);
+}
+
+Expected<RouterActor> connect_router(caf::actor_system& sys, const std::string& host, uint16_t port) {
+  auto r = sys.middleman().remote_actor<RouterActor>(host, port);
+  if (!r) return make_error("cannot reach the router at ", host, ":", port, ": ", describe(r.error()));
+  return *r;
+}
+
+}  // namespace starmesh

@@ -1,0 +1,79 @@
+#include "starmesh/runtime/remote_shards.hpp"
+
+#include <cstring>
+#include <memory>
+
+#include "starmesh/runtime/data_plane.hpp"
+#include "starmesh/runtime/messages.hpp"
+
+namespace starmesh {
+
+RemoteShards::RemoteShards(const Transformer& model, transport_i& transport, std::vector<std::string> host_names,
+                           std::chrono::milliseconds timeout)
+    : model_(model), transport_(transport), names_(std::move(host_names)), timeout_(timeout) {}
+
+namespace {
+// A host f32 copy of a backend tensor.
+Expected<Tensor> host_f32(backend_i& be, const Tensor& t) {
+  SM_ASSIGN(h, be.download(t));
+  if (h.dtype() == DType::f32) return h;
+  const std::vector<float> f = h.to_f32_vector();
+  return Tensor::from_f32(f, h.shape());
+}
+}  // namespace
+
+Expected<std::vector<AttentionState>> RemoteShards::gather(int layer, const Tensor& q) {
+  const int root = transport_.rank();
+  const int peers = transport_.size() - 1;
+  if (root != peers) return make_error("phase 2: the coordinator must be the last rank, it is ", root, " of ", peers + 1);
+  if (peers == 0) return std::vector<AttentionState>{};
+  const int64_t n = q.dim(0), hq = q.dim(1), d = q.dim(2);
+  SM_ASSIGN(qh, host_f32(model_.backend(), q));
+
+  std::vector<Transfer> batch;
+  Tensor header;
+  if (layer == 0) {
+    header = encode_header({Phase2Op::step, int32_t(step_), int32_t(n), model_.layers()});
+    for (int r = 0; r < peers; ++r) batch.push_back(Transfer::send(r, phase2_tag(step_, 0, Phase2Kind::header), header));
+  }
+  for (int r = 0; r < peers; ++r) batch.push_back(Transfer::send(r, phase2_tag(step_, layer, Phase2Kind::query), qh));
+  // Each answer is o f32 [n, hq, d] then lse f32 [n, hq], back to back in one message.
+  const int64_t o_elems = n * hq * d, per_host = o_elems + n * hq;
+  auto storage = std::make_shared<std::vector<float>>(size_t(per_host * peers));
+  Tensor all = Tensor::wrap(storage->data(), DType::f32, {peers, per_host}, Device::cpu(), storage);
+  for (int r = 0; r < peers; ++r)
+    batch.push_back(Transfer::recv(r, phase2_tag(step_, layer, Phase2Kind::partial), all.rows(r, r + 1)));
+
+  if (lock_) lock_->unlock();
+  const Status st = transport_.exchange(batch, deadline_in(timeout_));
+  if (lock_) lock_->lock();
+  if (!st) {
+    std::string hosts;
+    for (int r = 0; r < peers; ++r) hosts += (hosts.empty() ? "" : ", ") + (size_t(r) < names_.size() ? names_[size_t(r)] : "rank " + std::to_string(r));
+    return make_error("phase 2 (step ", step_, ", layer ", layer, "): the shard hosts (", hosts,
+                      ") did not all answer within ", format_seconds(timeout_), ": ", st.message());
+  }
+  std::vector<AttentionState> out;
+  out.reserve(size_t(peers));
+  for (int r = 0; r < peers; ++r) {
+    float* base = storage->data() + size_t(r) * size_t(per_host);
+    out.push_back({Tensor::wrap(base, DType::f32, {n, hq, d}, Device::cpu(), storage),
+                   Tensor::wrap(base + o_elems, DType::f32, {n, hq}, Device::cpu(), storage)});
+  }
+  if (layer + 1 == model_.layers()) ++step_;
+  return out;
+}
+
+Status RemoteShards::finish() {
+  if (finished_) return {};
+  finished_ = true;
+  const Tensor done = encode_header({Phase2Op::done, int32_t(step_), 0, model_.layers()});
+  Status first;
+  for (int r = 0; r + 1 < transport_.size(); ++r) {
+    const Status st = transport_.send(r, phase2_tag(step_, 0, Phase2Kind::header), done, deadline_in(std::chrono::milliseconds(1000)));
+    if (!st && first) first = st;
+  }
+  return first;
+}
+
+}  // namespace starmesh

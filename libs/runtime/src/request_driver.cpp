@@ -1,0 +1,286 @@
+#include "starmesh/runtime/request_driver.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <map>
+
+#include "starmesh/attention/block_plan.hpp"
+#include "starmesh/attention/phase1.hpp"
+#include "starmesh/model/utf8_stream.hpp"
+#include "starmesh/runtime/membership.hpp"
+
+namespace starmesh {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+
+}  // namespace
+
+Expected<RequestTokens> request_tokens(const RouterContext& ctx, const GenerateRequest& r) {
+  RequestTokens t;
+  if (r.mode != "star" && r.mode != "global")
+    return make_error("mode must be \"star\" or \"global\", got \"", r.mode, "\"");
+  if (r.max_new_tokens < 0) return make_error("max_new_tokens must be >= 0, got ", r.max_new_tokens);
+  SM_TRY(validate(r.sampling));
+  if (r.max_hosts < 0) return make_error("max_hosts must be >= 0 (0: every worker), got ", r.max_hosts);
+  t.context = !r.context_ids.empty() ? r.context_ids
+              : r.context_text.empty() ? std::vector<int32_t>{}
+                                       : ctx.tokenizer.encode(r.context_text, r.add_bos);
+  const bool bos_on_query = t.context.empty() && r.context_ids.empty();
+  t.query = !r.query_ids.empty() ? r.query_ids : ctx.tokenizer.encode(r.query_text, r.add_bos && bos_on_query);
+  if (t.query.empty()) return make_error("the query is empty: give query text or query ids");
+  const int64_t vocab = ctx.config.vocab_size;
+  for (const auto* ids : {&t.context, &t.query})
+    for (int32_t id : *ids)
+      if (id < 0 || id >= vocab) return make_error("token id ", id, " is outside the model's vocabulary of ", vocab);
+  t.max_hosts = r.max_hosts;
+  if (r.mode == "global") {
+    // Global attention is Star Attention with one block and no anchor. The split between
+    // context and query does not change the result; an empty context takes the query's
+    // first tokens.
+    if (t.context.empty()) {
+      if (t.query.size() < 2) return make_error("global mode needs at least 2 prompt tokens, got 1");
+      t.context.assign(t.query.begin(), t.query.end() - 1);
+      t.query.erase(t.query.begin(), t.query.end() - 1);
+    }
+    t.block_size = int64_t(t.context.size());
+    t.anchor_size = 0;
+    t.max_hosts = 1;
+    return t;
+  }
+  if (t.context.empty()) return make_error("star mode needs a context: give context text or ids (or use mode global)");
+  t.block_size = r.block_size > 0 ? r.block_size : ctx.options.block_size;
+  t.anchor_size = r.anchor_size;
+  return t;
+}
+
+std::string DriverState::host_name(size_t h) const {
+  const PlacedHost& p = placement.hosts.at(h);
+  return worker_name(p.worker_id, p.endpoint);
+}
+
+using DriverPtr = RequestActor::stateful_pointer<DriverState>;
+
+namespace {
+
+// Ends the request: frees the shards, releases the placement, tells the client. Once.
+void finish(DriverPtr self, Expected<GenerateSummary> result) {
+  auto& st = self->state;
+  if (st.finished) return;
+  st.finished = true;
+  const uint64_t id = st.setup->request_id;
+  if (st.coordinator && (!result || result->stop_reason == "cancelled")) self->send(st.coordinator, cancel_atom::value, id);
+  // Fire and forget: the driver does not wait for the answers.
+  for (const PlacedHost& h : st.placement.hosts) caf::anon_send(h.worker, free_atom::value, id);
+  self->send(st.setup->router, release_atom::value, id);  // the placement (if any), and the router's book
+  const std::string tail = st.text.flush();
+  if (!tail.empty()) self->send(st.setup->client, tokens_atom::value, id, ClientChunk{{}, tail, {}});
+  if (result) {
+    spdlog::info("request {}: {} tokens ({}), phase 1 {:.1f} ms, prefill {:.1f} ms, decode {:.1f} ms", id,
+                 result->generated_tokens, result->stop_reason, result->phase1_seconds * 1e3,
+                 result->phase2_prefill_seconds * 1e3, result->decode_seconds * 1e3);
+    self->send(st.setup->client, done_atom::value, id, *result);
+  } else {
+    spdlog::warn("request {} failed: {}", id, result.error().message);
+    self->send(st.setup->client, failed_atom::value, id, result.error().message);
+  }
+  self->quit();
+}
+
+void fail(DriverPtr self, std::string why) { finish(self, Error{std::move(why)}); }
+
+// "did not answer within 10 s" for a timeout, "went away" for a dead receiver, else its words.
+std::string explain(const caf::error& e, const std::string& who, const std::string& doing,
+                    std::chrono::milliseconds timeout) {
+  if (e == caf::sec::request_timeout) return who + " did not " + doing + " within " + format_seconds(timeout);
+  if (e == caf::sec::request_receiver_down)
+    return who + " went away (its process ended or the connection dropped)";
+  return who + ": " + describe(e);
+}
+
+void arm_step_timer(DriverPtr self) {
+  const uint64_t t = ++self->state.tick;
+  self->delayed_send(self, self->state.setup->context->options.step_timeout, tick_atom::value, t);
+}
+
+void start_phase2(DriverPtr self) {
+  auto& st = self->state;
+  const RouterOptions& opt = st.setup->context->options;
+  st.summary.phase1_seconds = std::chrono::duration<double>(Clock::now() - st.phase1_start).count();
+  const size_t q = st.placement.hosts.size() - 1;
+  Phase2Order order;
+  order.request_id = st.setup->request_id;
+  order.query = st.tokens.query;
+  order.max_new_tokens = st.setup->order.request.max_new_tokens;
+  order.sampling = st.setup->order.request.sampling;
+  order.stop_ids = st.setup->context->config.eos_token_ids;
+  order.return_logits = st.setup->order.return_logits;
+  order.sink = self;
+  self->request(st.placement.hosts[q].worker, opt.control_timeout, phase2_atom::value, std::move(order))
+      .then(
+          [=](CoordinatorActor& c) {
+            if (self->state.finished) return;
+            self->state.coordinator = c;
+            self->monitor(c);
+            arm_step_timer(self);
+            if (self->state.cancel_requested) self->send(c, cancel_atom::value, self->state.setup->request_id);
+          },
+          [=](caf::error& e) {
+            fail(self, explain(e, self->state.host_name(q), "answer", opt.control_timeout) + " (starting phase 2)");
+          });
+}
+
+void start_phase1(DriverPtr self) {
+  auto& st = self->state;
+  const RouterOptions& opt = st.setup->context->options;
+  st.phase1_start = Clock::now();
+  std::vector<GroupMember> group;
+  for (const PlacedHost& h : st.placement.hosts) group.push_back({h.worker_id, h.endpoint, h.address});
+  const auto& ctx = st.tokens.context;
+  const int64_t anchor = st.placement.plan.anchor_size;
+  const PlanSpec& spec = st.placement.plan;
+  auto plan = plan_blocks(spec.context_tokens, spec.block_size, spec.anchor_size, spec.hosts);
+  if (!plan) return fail(self, plan.error().message);
+  for (size_t h = 0; h < st.placement.hosts.size(); ++h) {
+    const PlacedHost& ph = st.placement.hosts[h];
+    st.host_of[ph.worker.address()] = h;
+    self->monitor(ph.worker);
+    EncodeOrder o;
+    o.request_id = st.setup->request_id;
+    o.plan = st.placement.plan;
+    o.host = int32_t(h);
+    if (anchor > 0 && host_needs_anchor(*plan, int(h))) o.anchor_ids = pack_ids(std::span<const int32_t>(ctx).first(size_t(anchor)));
+    o.shard_ids = pack_ids(std::span<const int32_t>(ctx).subspan(size_t(ph.begin), size_t(ph.end - ph.begin)));
+    o.local_capacity = h + 1 == st.placement.hosts.size() ? ph.reserve - (ph.end - ph.begin) : 0;
+    o.step_timeout_ms = opt.step_timeout.count();
+    o.group = group;
+    o.driver = self;
+    self->request(ph.worker, opt.phase1_timeout, encode_atom::value, std::move(o))
+        .then(
+            [=](EncodeReport&) {
+              if (self->state.finished) return;
+              if (++self->state.encoded == self->state.placement.hosts.size()) {
+                if (self->state.cancel_requested) {
+                  GenerateSummary s = self->state.summary;
+                  s.stop_reason = "cancelled";
+                  finish(self, s);
+                } else {
+                  start_phase2(self);
+                }
+              }
+            },
+            [=](caf::error& e) {
+              fail(self, explain(e, self->state.host_name(h), "finish phase 1", opt.phase1_timeout));
+            });
+  }
+}
+
+}  // namespace
+
+RequestActor::behavior_type request_driver(DriverPtr self, std::shared_ptr<DriverSetup> setup) {
+  auto& st = self->state;
+  st.setup = setup;
+  const RouterContext& ctx = *setup->context;
+  const uint64_t id = setup->request_id;
+  self->set_down_handler([=](caf::down_msg& dm) {
+    auto& s = self->state;
+    if (s.finished) return;
+    if (s.coordinator && dm.source == s.coordinator.address()) {
+      fail(self, "the query coordinator on " + s.host_name(s.placement.hosts.size() - 1) + " ended without a result");
+      return;
+    }
+    auto it = s.host_of.find(dm.source);
+    if (it != s.host_of.end())
+      fail(self, s.host_name(it->second) + " went away during the request (its process ended or the connection dropped)");
+  });
+  auto tokens = request_tokens(ctx, setup->order.request);
+  if (!tokens) {
+    fail(self, tokens.error().message);
+    return {[](tokens_atom, uint64_t, TokenBatch&) {}, [](done_atom, uint64_t, Phase2Report&) {},
+            [](failed_atom, uint64_t, std::string&) {}, [](cancel_atom, uint64_t) {}, [](tick_atom, uint64_t) {}};
+  }
+  st.tokens = std::move(*tokens);
+  st.summary.context_tokens = int64_t(st.tokens.context.size());
+  st.summary.query_tokens = int64_t(st.tokens.query.size());
+  PlacementAsk ask;
+  ask.context_tokens = int64_t(st.tokens.context.size());
+  ask.local_tokens = int64_t(st.tokens.query.size()) + setup->order.request.max_new_tokens;
+  ask.block_size = st.tokens.block_size;
+  ask.anchor_size = st.tokens.anchor_size;
+  ask.max_hosts = st.tokens.max_hosts;
+  self->request(setup->router, ctx.options.control_timeout, place_atom::value, id, ask)
+      .then(
+          [=](Placement& p) {
+            self->state.placement = std::move(p);
+            self->state.placed = true;
+            self->state.summary.hosts = int(self->state.placement.hosts.size());
+            if (self->state.cancel_requested) {  // cancelled while being placed
+              GenerateSummary sum = self->state.summary;
+              sum.stop_reason = "cancelled";
+              finish(self, sum);
+              return;
+            }
+            start_phase1(self);
+          },
+          [=](caf::error& e) {
+            fail(self, e == caf::sec::request_timeout
+                           ? "the router did not place the request within " + format_seconds(ctx.options.control_timeout)
+                           : describe(e));
+          });
+  return {
+      [=](tokens_atom, uint64_t, TokenBatch& b) {
+        auto& s = self->state;
+        if (s.finished) return;
+        arm_step_timer(self);
+        ClientChunk c;
+        for (int32_t tok : b.ids) {
+          auto bytes = s.setup->context->tokenizer.token_bytes(tok);
+          if (bytes && !s.setup->context->tokenizer.is_special(tok)) c.text += s.text.push(*bytes);
+        }
+        s.summary.generated_tokens += int64_t(b.ids.size());
+        c.ids = std::move(b.ids);
+        c.logits = std::move(b.logits);
+        self->send(s.setup->client, tokens_atom::value, id, std::move(c));
+      },
+      [=](done_atom, uint64_t, Phase2Report& r) {
+        GenerateSummary s = self->state.summary;
+        s.generated_tokens = r.generated_tokens;
+        s.phase2_prefill_seconds = r.prefill_seconds;
+        s.decode_seconds = r.decode_seconds;
+        s.stop_reason = r.stop_reason;
+        finish(self, s);
+      },
+      [=](failed_atom, uint64_t, std::string& why) {
+        auto& s = self->state;
+        // From the coordinator (its error), or from a shard host's loop.
+        const caf::actor_addr from = self->current_sender() ? self->current_sender()->address() : caf::actor_addr{};
+        std::string who = s.placed ? "the query coordinator on " + s.host_name(s.placement.hosts.size() - 1) : "a worker";
+        auto it = s.host_of.find(from);
+        if (it != s.host_of.end()) who = s.host_name(it->second);
+        fail(self, who + ": " + why);
+      },
+      [=](cancel_atom, uint64_t) {
+        auto& s = self->state;
+        if (s.finished || s.cancel_requested) return;
+        s.cancel_requested = true;
+        if (s.coordinator) {
+          self->send(s.coordinator, cancel_atom::value, id);
+        } else if (s.placed && s.encoded < s.placement.hosts.size()) {
+          // During phase 1 there is nothing to stop gracefully: end now (the workers are told
+          // to free). Before placement, the placement's answer ends it; after phase 1, the
+          // coordinator is told as soon as it exists.
+          GenerateSummary sum = s.summary;
+          sum.stop_reason = "cancelled";
+          finish(self, sum);
+        }
+      },
+      [=](tick_atom, uint64_t t) {
+        auto& s = self->state;
+        if (s.finished || t != s.tick) return;
+        fail(self, "the query coordinator on " + s.host_name(s.placement.hosts.size() - 1) + " sent nothing for " +
+                       format_seconds(s.setup->context->options.step_timeout));
+      },
+  };
+}
+
+}  // namespace starmesh

@@ -1,0 +1,97 @@
+#include "starmesh/runtime/shard_server.hpp"
+
+#include <cstring>
+#include <thread>
+
+#include "starmesh/runtime/data_plane.hpp"
+
+namespace starmesh {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr auto kPollSlice = std::chrono::milliseconds(1);
+constexpr auto kStopSlice = std::chrono::milliseconds(50);
+
+enum class Wait { ok, stopped, failed };
+
+// Waits for the header of the next step, in slices so that `stop` is seen: busy polls until
+// `spin_until`, then naps between short polls. A slice whose receive completes while it is
+// being cancelled at its deadline is reported as failed although the header did arrive: the
+// header buffer is cleared first (op 0) and looked at after every failure.
+Wait wait_header(transport_i& t, int peer, uint64_t tag, const Tensor& into, const std::atomic<bool>& stop,
+                 Clock::time_point spin_until, std::chrono::microseconds max_nap, Status& error) {
+  std::chrono::microseconds nap{50};
+  std::memset(into.data(), 0, into.nbytes());
+  for (;;) {
+    if (stop.load()) return Wait::stopped;
+    const auto now = Clock::now();
+    const bool spinning = now < spin_until;
+    const auto slice_end = now + (spinning ? kStopSlice : kPollSlice);
+    const Status st = t.recv(peer, tag, into, slice_end);
+    if (st || into.data_as<int32_t>()[0] != 0) return Wait::ok;
+    if (Clock::now() < slice_end) {  // failed before its deadline: not a timeout
+      error = st;
+      return Wait::failed;
+    }
+    if (!spinning) {
+      std::this_thread::sleep_for(nap);
+      nap = std::min(nap * 2, max_nap);
+    }
+  }
+}
+
+}  // namespace
+
+Expected<ShardServerStats> serve_shard(const Transformer& model, const KvCache& shard, transport_i& transport,
+                                       std::mutex& compute, const std::atomic<bool>& stop,
+                                       const ShardServerOptions& options) {
+  const int root = transport.size() - 1;
+  if (transport.rank() == root) return make_error("serve_shard: rank ", root, " is the coordinator, not a shard host");
+  if (model.layers() > kMaxPhase2Layers)
+    return make_error("phase 2 on the wire supports up to ", kMaxPhase2Layers, " layers, the model has ", model.layers());
+  const LlamaConfig& cfg = model.config();
+  const int64_t hq = cfg.num_attention_heads, d = cfg.head_dim;
+  backend_i& be = model.backend();
+  ShardServerStats stats;
+  Tensor header_buf = Tensor::zeros(DType::i32, {4});
+  auto last_activity = Clock::now();
+  for (uint32_t step = 0;; ++step) {
+    Status err;
+    const Wait w = wait_header(transport, root, phase2_tag(step, 0, Phase2Kind::header), header_buf, stop,
+                               last_activity + options.spin, options.max_nap, err);
+    if (w == Wait::stopped) return stats;
+    if (w == Wait::failed) return make_error("phase 2: waiting for the coordinator's step ", step, ": ", err.message());
+    const Phase2Header h = decode_header(header_buf);
+    if (h.op == Phase2Op::done) return stats;
+    if (h.op != Phase2Op::step || h.step != int32_t(step) || h.layers != model.layers() ||
+        h.rows <= 0)
+      return make_error("phase 2: a bad header from the coordinator (op ", int(h.op), ", step ", h.step, " for ", step,
+                        ", ", h.rows, " rows, ", h.layers, " layers for ", model.layers(), ")");
+    const int64_t n = h.rows;
+    const int64_t o_elems = n * hq * d;
+    Tensor q = Tensor::zeros(DType::f32, {n, hq, d});
+    Tensor answer = Tensor::zeros(DType::f32, {o_elems + n * hq});
+    for (int l = 0; l < model.layers(); ++l) {
+      // Within a step Q comes at compute speed: one receive with the step's deadline.
+      if (stop.load()) return stats;
+      const Status got = transport.recv(root, phase2_tag(step, l, Phase2Kind::query), q, deadline_in(options.step_timeout));
+      if (!got) return make_error("phase 2: Q of step ", step, ", layer ", l, " did not come: ", got.message());
+      AttentionState part;
+      {
+        std::lock_guard lock(compute);
+        const auto t0 = Clock::now();
+        SM_ASSIGN(q_dev, be.upload(q, be.activation_dtype()));
+        SM_ASSIGN(p, shard_partial(model, shard, l, q_dev));
+        part = std::move(p);
+        stats.compute_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
+      }
+      std::memcpy(answer.data(), part.o.data(), size_t(o_elems) * sizeof(float));
+      std::memcpy(answer.data_as<float>() + o_elems, part.lse.data(), size_t(n * hq) * sizeof(float));
+      SM_TRY(transport.send(root, phase2_tag(step, l, Phase2Kind::partial), answer, deadline_in(options.step_timeout)));
+    }
+    ++stats.steps;
+    last_activity = Clock::now();
+  }
+}
+
+}  // namespace starmesh

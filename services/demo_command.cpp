@@ -1,0 +1,257 @@
+// `starmesh demo`: a router and N workers as processes on 127.0.0.1 (CPU backend), one
+// long-context request on the embedded default model, the answer with its phase-1 / phase-2
+// timing, a check against the single-process Star Attention engine, then everything stops.
+#include <fmt/core.h>
+#include <unistd.h>
+
+#include <caf/io/all.hpp>
+#include <chrono>
+#include <condition_variable>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "commands.hpp"
+#include "starmesh/attention/star_session.hpp"
+#include "starmesh/backend/cpu_backend.hpp"
+#ifdef STARMESH_HAVE_CUDA
+#include "starmesh/backend/cuda_backend.hpp"
+#endif
+#include "starmesh/model/generator.hpp"
+#include "starmesh/model/tokenizer.hpp"
+#include "starmesh/runtime/local_mesh.hpp"
+#include "starmesh/runtime/mesh_config.hpp"
+
+namespace starmesh::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct DemoFlags {
+  std::string model_dir = STARMESH_DEFAULT_MODEL_DIR;
+  int workers = 4;
+  int64_t context_tokens = 8192;
+  int64_t block_size = 1024;
+  int max_tokens = 32;
+  std::string transport = "ucx-shm";
+  std::string device = "auto";
+  int threads = 1;
+  std::string context_file;
+  std::string query = "Which lighthouse keeper saw the most ships, and in which year?";
+  bool verify = true;
+  std::string logs;
+};
+
+double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+int fail(const std::string& what) {
+  fmt::print(stderr, "error: {}\n", what);
+  return 1;
+}
+
+// A made-up logbook, grown until it has about `tokens` tokens (the tokenizer decides).
+std::string make_document(const Tokenizer& tok, int64_t tokens) {
+  static const char* seas[] = {"calm", "rough", "grey", "silver", "restless", "still"};
+  std::string doc = "The logbooks of the northern lighthouses, copied out in full.\n";
+  std::vector<size_t> line_ends;
+  for (int i = 1;; ++i) {
+    doc += fmt::format("Entry {}: in the year {}, the keeper of lighthouse {} counted {} ships, kept the lamp lit "
+                       "for {} hours, and wrote that the sea was {}.\n",
+                       i, 1850 + (i * 7) % 90, 1 + (i * 13) % 97, (i * 37) % 211, 6 + (i * 11) % 13, seas[i % 6]);
+    line_ends.push_back(doc.size());
+    if (i % 8 == 0 && int64_t(tok.encode(doc, true).size()) > tokens) break;
+  }
+  // Back off whole lines until it fits.
+  while (line_ends.size() > 1 && int64_t(tok.encode(doc, true).size()) > tokens) {
+    line_ends.pop_back();
+    doc.resize(line_ends.back());
+  }
+  return doc;
+}
+
+// "auto": the GPU when this build has CUDA and the machine has one, else the CPU.
+std::string pick_device(const std::string& asked) {
+  if (asked != "auto") return asked;
+#ifdef STARMESH_HAVE_CUDA
+  if (CudaBackend::create(0)) return "cuda";
+#endif
+  return "cpu";
+}
+
+// The backend the check runs on: the workers' kind, so the arithmetic is the same.
+Expected<std::unique_ptr<backend_i>> make_backend(const std::string& device, ThreadPool& pool) {
+  if (device == "cpu") return std::unique_ptr<backend_i>(std::make_unique<CpuBackend>(pool));
+#ifdef STARMESH_HAVE_CUDA
+  SM_ASSIGN(cuda, CudaBackend::create(0));
+  return std::unique_ptr<backend_i>(std::move(cuda));
+#else
+  return make_error("--device ", device, ": this build has no CUDA backend");
+#endif
+}
+
+std::string self_exe() {
+  std::error_code ec;
+  auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return ec ? std::string("starmesh") : p.string();
+}
+
+int run_demo(const DemoFlags& f) {
+  if (f.workers < 1) return fail("--workers must be >= 1");
+  auto tok = Tokenizer::load(f.model_dir + "/tokenizer.json");
+  if (!tok) return fail(tok.error().message);
+  std::string document;
+  if (!f.context_file.empty()) {
+    std::ifstream in(f.context_file, std::ios::binary);
+    if (!in) return fail("cannot read --context-file '" + f.context_file + "'");
+    document.assign(std::istreambuf_iterator<char>(in), {});
+  } else {
+    document = make_document(*tok, f.context_tokens);
+  }
+  const std::vector<int32_t> context = tok->encode(document, true), query = tok->encode(f.query, false);
+
+  std::string logs = f.logs;
+  bool own_logs = false;
+  if (logs.empty()) {
+    char tmpl[] = "/tmp/starmesh-demo-XXXXXX";
+    if (!mkdtemp(tmpl)) return fail("cannot make a temporary folder for the logs");
+    logs = tmpl;
+    own_logs = true;
+  }
+  std::filesystem::create_directories(logs);
+
+  const std::string device = pick_device(f.device);
+  if (device == "cpu")
+    fmt::print("starmesh demo: a router and {} workers on 127.0.0.1 (CPU backend, {} thread{} each, data plane {})\n",
+               f.workers, f.threads, f.threads == 1 ? "" : "s", f.transport);
+  else
+    fmt::print("starmesh demo: a router and {} workers on 127.0.0.1 (sharing GPU 0, data plane {})\n", f.workers,
+               f.transport);
+  MeshConfig cfg({2});
+  caf::actor_system sys{cfg};
+  LocalMeshOptions mo;
+  mo.program = self_exe();
+  mo.model_dir = f.model_dir;
+  mo.workers = f.workers;
+  mo.transport = f.transport;
+  mo.device = device;
+  mo.threads_per_worker = f.threads;
+  mo.block_size = f.block_size;
+  mo.capacity = int64_t(context.size()) + int64_t(query.size()) + f.max_tokens + 1024;
+  mo.log_dir = logs;
+  const auto t_start = Clock::now();
+  auto mesh = LocalMesh::start(sys, mo);
+  if (!mesh) return fail(mesh.error().message + "\n(logs in " + logs + ")");
+  const double startup = since(t_start);
+  fmt::print("mesh up in {:.2f} s (router on 127.0.0.1:{})\n", startup, (*mesh)->router_port());
+
+  GenerateOrder order;
+  order.request.context_text = document;
+  order.request.query_text = f.query;
+  order.request.mode = "star";
+  order.request.block_size = f.block_size;
+  order.request.max_new_tokens = f.max_tokens;
+  fmt::print("context: {} tokens, blocks of {} (anchor = block); query: \"{}\" ({} tokens)\nanswer: ", context.size(),
+             f.block_size, f.query, query.size());
+  std::fflush(stdout);
+
+  std::mutex mu;
+  std::condition_variable cv;
+  std::optional<Expected<GenerateSummary>> result;
+  std::vector<int32_t> ids;
+  std::optional<double> first_token;
+  const auto t_request = Clock::now();
+  (*mesh)->client().submit(
+      order,
+      [&](const ClientChunk& c) {
+        std::lock_guard lock(mu);
+        if (!first_token) first_token = since(t_request);
+        ids.insert(ids.end(), c.ids.begin(), c.ids.end());
+        std::fputs(c.text.c_str(), stdout);
+        std::fflush(stdout);
+        return true;
+      },
+      [&](Expected<GenerateSummary> s) {
+        std::lock_guard lock(mu);
+        result.emplace(std::move(s));
+        cv.notify_all();
+      });
+  {
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return result.has_value(); });
+  }
+  const double end_to_end = since(t_request);
+  fmt::print("\n");
+  if (!*result) {
+    const std::string tail = (*mesh)->log_tail();
+    (*mesh)->stop();
+    return fail(result->error().message + (tail.empty() ? "" : "\n" + tail));
+  }
+  const GenerateSummary& s = result->value();
+  const double tps = s.generated_tokens > 1 ? double(s.generated_tokens - 1) / s.decode_seconds : 0;
+  fmt::print("\nplan: {} context tokens over {} workers ({} blocks of {})\n", s.context_tokens, s.hosts,
+             (s.context_tokens + f.block_size - 1) / f.block_size, f.block_size);
+  fmt::print("phase 1 (context encoding, all workers in parallel): {:.1f} ms\n", s.phase1_seconds * 1e3);
+  fmt::print("phase 2: query prefill {:.1f} ms; {} tokens generated ({}), {:.1f} tok/s decode\n",
+             s.phase2_prefill_seconds * 1e3, s.generated_tokens, s.stop_reason, tps);
+  fmt::print("end to end: first token after {:.1f} ms, last after {:.1f} ms (mesh startup {:.2f} s not included)\n",
+             first_token.value_or(0) * 1e3, end_to_end * 1e3, startup);
+  (*mesh)->stop();
+  int code = 0;
+
+  if (f.verify) {
+    // The same plan in one process: tokens must be identical.
+    const auto t0 = Clock::now();
+    ThreadPool pool(f.threads);
+    auto be = make_backend(device, pool);
+    if (!be) return fail(be.error().message);
+    backend_i& cpu = **be;
+    auto model = Transformer::load(cpu, f.model_dir);
+    if (!model) return fail(model.error().message);
+    auto star = StarSession::encode(*model, context, {f.block_size, -1, s.hosts},
+                                    int64_t(query.size()) + f.max_tokens);
+    if (!star) return fail(star.error().message);
+    GenerationParams p;
+    p.max_new_tokens = f.max_tokens;
+    p.stop_ids = model->config().eos_token_ids;
+    std::vector<int32_t> want;
+    auto g = generate_with(cpu, [&](std::span<const int32_t> x) { return (*star)->step(x); }, query, p,
+                           [&](int32_t t) { want.push_back(t); return true; });
+    if (!g) return fail(g.error().message);
+    const bool same = want == ids;
+    const double one_tps = g->generated_tokens > 1 ? double(g->generated_tokens - 1) / g->decode_seconds : 0;
+    fmt::print("check: the single-process Star Attention engine (same plan, {} simulated hosts one after the other) "
+               "gives {} tokens; there: phase 1 {:.1f} ms, prefill {:.1f} ms, {:.1f} tok/s decode ({:.2f} s in all)\n",
+               s.hosts, same ? "the same" : "DIFFERENT", (*star)->phase1_seconds() * 1e3, g->prefill_seconds * 1e3,
+               one_tps, since(t0));
+    if (!same) code = 1;
+  }
+  if (own_logs && code == 0) std::filesystem::remove_all(logs);
+  else fmt::print("logs: {}\n", logs);
+  return code;
+}
+
+}  // namespace
+
+void add_demo_command(CLI::App& app, int& exit_code) {
+  auto f = std::make_shared<DemoFlags>();
+  CLI::App* cmd = app.add_subcommand(
+      "demo", "Start a router and N workers on 127.0.0.1, answer one long-context request, stop everything");
+  cmd->add_option("--model", f->model_dir, "Model folder")->capture_default_str();
+  cmd->add_option("--workers", f->workers, "Context workers (processes)")->capture_default_str();
+  cmd->add_option("--context-tokens", f->context_tokens, "Length of the generated document in tokens")
+      ->capture_default_str();
+  cmd->add_option("--context-file", f->context_file, "Use this file as the context instead");
+  cmd->add_option("--query", f->query, "The question")->capture_default_str();
+  cmd->add_option("--block-size", f->block_size, "Context block size in tokens")->capture_default_str();
+  cmd->add_option("--max-tokens", f->max_tokens, "Tokens to generate")->capture_default_str();
+  cmd->add_option("--transport", f->transport, "Data plane: ucx-shm, ucx-tcp or ucx-auto")->capture_default_str();
+  cmd->add_option("--device", f->device, "auto (the GPU if present), cpu or cuda")->capture_default_str();
+  cmd->add_option("--threads", f->threads, "Compute threads per worker")->capture_default_str();
+  cmd->add_flag("!--no-verify", f->verify, "Skip the check against the single-process engine");
+  cmd->add_option("--logs", f->logs, "Keep the router's and workers' logs in this folder");
+  cmd->callback([f, &exit_code] { exit_code = run_demo(*f); });
+}
+
+}  // namespace starmesh::cli

@@ -1,0 +1,31 @@
+#pragma once
+// What `starmesh router`, `worker` and `demo` share: host:port parsing, the port file,
+// logs on stderr, and waiting for SIGINT/SIGTERM.
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include "starmesh/core/expected.hpp"
+
+namespace starmesh::cli {
+
+struct HostPort {
+  std::string host;
+  uint16_t port = 0;
+};
+// "127.0.0.1:7400" (port 0: any free one).
+Expected<HostPort> parse_host_port(const std::string& text, const char* flag);
+
+// Writes `port` to `path` (atomically: a reader never sees half a number).
+Status write_port_file(const std::string& path, uint16_t port);
+
+// spdlog's default logger on stderr (stdout is for answers).
+void log_to_stderr(const std::string& name);
+
+// Blocks SIGINT and SIGTERM in this thread and every thread started after: call first in
+// main, then wait_for_signal() picks them up.
+void block_stop_signals();
+// The signal that arrived within `timeout`, or 0.
+int wait_for_signal(std::chrono::milliseconds timeout);
+
+}  // namespace starmesh::cli

@@ -1,0 +1,125 @@
+// `starmesh router`: the mesh's router. Workers register with it; it places requests on
+// them and serves the public API (with --api-listen, when the API is built).
+#include <fmt/core.h>
+#include <spdlog/spdlog.h>
+
+#include <caf/io/all.hpp>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "commands.hpp"
+#include "mesh_common.hpp"
+#include "starmesh/runtime/mesh_client.hpp"
+#include "starmesh/runtime/mesh_config.hpp"
+#include "starmesh/runtime/router.hpp"
+#ifdef STARMESH_WITH_API
+#include "starmesh/api/api_server.hpp"
+#endif
+
+namespace starmesh::cli {
+namespace {
+
+struct RouterFlags {
+  std::string listen = "127.0.0.1:7400";
+  std::string model_dir = STARMESH_DEFAULT_MODEL_DIR;
+  int64_t block_size = 1024;
+  double control_timeout = 10, phase1_timeout = 600, step_timeout = 60;
+  std::string port_file;
+  std::string api_listen;
+  int actor_threads = 2;
+};
+
+std::chrono::milliseconds ms(double seconds) { return std::chrono::milliseconds(int64_t(seconds * 1000)); }
+
+int fail(const std::string& what) {
+  fmt::print(stderr, "error: {}\n", what);
+  return 1;
+}
+
+int run_router(const RouterFlags& f) {
+  block_stop_signals();
+  log_to_stderr("router");
+  auto listen = parse_host_port(f.listen, "--listen");
+  if (!listen) return fail(listen.error().message);
+  if (f.control_timeout <= 0 || f.phase1_timeout <= 0 || f.step_timeout <= 0)
+    return fail("timeouts must be > 0 seconds");
+  RouterOptions options;
+  options.model_dir = f.model_dir;
+  options.block_size = f.block_size;
+  options.control_timeout = ms(f.control_timeout);
+  options.phase1_timeout = ms(f.phase1_timeout);
+  options.step_timeout = ms(f.step_timeout);
+  auto context = load_router_context(options);
+  if (!context) return fail(context.error().message);
+
+  MeshConfig cfg({f.actor_threads});
+  caf::actor_system sys{cfg};
+  RouterActor router = spawn_router(sys, *context);
+  auto port = sys.middleman().publish(router, listen->port, listen->host.c_str(), true);
+  if (!port) {
+    caf::anon_send_exit(router, caf::exit_reason::user_shutdown);
+    return fail("cannot listen on " + f.listen + ": " + describe(port.error()));
+  }
+  if (!f.port_file.empty())
+    if (Status s = write_port_file(f.port_file, *port); !s) return fail(s.message());
+  spdlog::info("listening on {}:{} for workers (model {}, {})", listen->host, *port, f.model_dir, (*context)->model);
+  fmt::print("starmesh router listening on {}:{}\n", listen->host, *port);
+  std::fflush(stdout);
+
+  MeshClient service(sys, router, options.control_timeout);
+#ifdef STARMESH_WITH_API
+  std::unique_ptr<ApiServer> api;
+  if (!f.api_listen.empty()) {
+    const std::string model_name = std::filesystem::path(f.model_dir).filename().string();
+    auto started = ApiServer::start(service, f.api_listen, [&service, model_name] {
+      ServerInfo info;
+      info.model = model_name;
+      if (auto m = service.members()) {
+        info.workers = uint32_t(m->size());
+        for (const WorkerView& w : *m) info.max_context_tokens += std::max<int64_t>(0, w.info.kv_free - w.reserved);
+      }
+      return info;
+    });
+    if (!started) return fail(started.error().message);
+    api = std::move(*started);
+    spdlog::info("public API on {}", f.api_listen);
+  }
+#else
+  if (!f.api_listen.empty()) return fail("--api-listen: this build has no public API (Cap'n Proto)");
+#endif
+
+  const int sig = [] {
+    for (;;)
+      if (int s = wait_for_signal(std::chrono::milliseconds(500))) return s;
+  }();
+  spdlog::info("signal {}: stopping", sig);
+#ifdef STARMESH_WITH_API
+  if (api) api->stop();
+#endif
+  caf::anon_send_exit(router, caf::exit_reason::user_shutdown);
+  return 0;
+}
+
+}  // namespace
+
+void add_router_command(CLI::App& app, int& exit_code) {
+  auto f = std::make_shared<RouterFlags>();
+  CLI::App* cmd = app.add_subcommand("router", "Run the mesh router: workers register here, requests are placed here");
+  cmd->fallthrough();  // --config (in starmesh_main.cpp) reads a [router] / [worker] section
+  cmd->add_option("--listen", f->listen, "HOST:PORT for workers and clients (port 0: any free one)")->capture_default_str();
+  cmd->add_option("--model", f->model_dir, "Model folder (config.json, tokenizer.json) the workers serve")
+      ->capture_default_str();
+  cmd->add_option("--block-size", f->block_size, "Default context block size in tokens")->capture_default_str();
+  cmd->add_option("--control-timeout", f->control_timeout, "Seconds a worker may take to answer a control message")
+      ->capture_default_str();
+  cmd->add_option("--phase1-timeout", f->phase1_timeout, "Seconds a worker may take for phase 1")->capture_default_str();
+  cmd->add_option("--step-timeout", f->step_timeout, "Seconds between two generated tokens before a request fails")
+      ->capture_default_str();
+  cmd->add_option("--port-file", f->port_file, "Write the port listened on to this file");
+  cmd->add_option("--api-listen", f->api_listen, "HOST:PORT of the public API (Cap'n Proto); empty: off");
+  cmd->add_option("--actor-threads", f->actor_threads, "Threads of the actor scheduler")->capture_default_str();
+  cmd->callback([f, &exit_code] { exit_code = run_router(*f); });
+}
+
+}  // namespace starmesh::cli

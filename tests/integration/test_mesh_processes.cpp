@@ -1,0 +1,205 @@
+// Real processes on 127.0.0.1: `starmesh router` and 4 `starmesh worker`s (CPU, 1 thread
+// each) over UCX (TCP, then shared memory), driven through CAF's middleman from this test.
+// Tokens and logits must equal the single-process Star Attention engine with the same plan
+// (computed here), and global attention when the context fits one block. Then failures: a
+// worker that dies, a worker that stops answering, a mesh that is too small.
+#include <doctest/doctest.h>
+#include <signal.h>
+
+#include <filesystem>
+#include <random>
+
+#include "starmesh/attention/star_session.hpp"
+#include "starmesh/backend/cpu_backend.hpp"
+#include "starmesh/model/generator.hpp"
+#include "starmesh/runtime/local_mesh.hpp"
+#include "starmesh/runtime/mesh_config.hpp"
+
+extern "C" void openblas_set_num_threads(int);
+
+using namespace starmesh;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct Reference {
+  std::vector<int32_t> ids;
+  std::vector<float> logits;
+};
+
+double relative(const std::vector<float>& a, const std::vector<float>& b) {
+  if (a.size() != b.size()) return INFINITY;
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    num += double(a[i] - b[i]) * (a[i] - b[i]);
+    den += double(b[i]) * b[i];
+  }
+  return std::sqrt(num / (den > 0 ? den : 1));
+}
+
+struct ProcessMesh {
+  ThreadPool pool{1};
+  CpuBackend cpu{pool};
+  Transformer model = [this] {
+    openblas_set_num_threads(1);  // as the workers (--threads 1)
+    return Transformer::load(cpu, STARMESH_DEFAULT_MODEL_DIR).value();
+  }();
+  MeshConfig cfg{{2, true, false}};
+  caf::actor_system sys{cfg};
+  std::string logs;
+  std::unique_ptr<LocalMesh> mesh;
+
+  ProcessMesh() {
+    char tmpl[] = "/tmp/starmesh-it-XXXXXX";
+    REQUIRE(mkdtemp(tmpl));
+    logs = tmpl;
+  }
+  ~ProcessMesh() {
+    if (mesh) mesh->stop();
+    mesh.reset();
+    std::filesystem::remove_all(logs);
+  }
+
+  void start(const std::string& transport, int workers, std::vector<int64_t> capacities = {},
+             std::vector<std::string> router_args = {}) {
+    LocalMeshOptions o;
+    o.program = STARMESH_CLI;
+    o.model_dir = STARMESH_DEFAULT_MODEL_DIR;
+    o.workers = workers;
+    o.transport = transport;
+    o.capacity = 8192;
+    o.capacities = std::move(capacities);
+    o.threads_per_worker = 1;
+    o.block_size = 256;
+    o.router_args = std::move(router_args);
+    o.log_dir = logs;
+    auto m = LocalMesh::start(sys, o);
+    REQUIRE_MESSAGE(m, (m ? "" : m.error().message));
+    mesh = std::move(*m);
+  }
+
+  Expected<MeshClient::Result> run(const std::vector<int32_t>& ctx, const std::vector<int32_t>& query, int64_t block,
+                                   int max_new) {
+    GenerateOrder o;
+    o.request.context_ids = ctx;
+    o.request.query_ids = query;
+    o.request.block_size = block;
+    o.request.max_new_tokens = max_new;
+    o.return_logits = true;
+    auto r = mesh->client().run(o);
+    if (!r) MESSAGE("logs:\n" << mesh->log_tail());
+    return r;
+  }
+
+  std::vector<int32_t> random_ids(size_t n, uint32_t seed) const {
+    std::mt19937 rng(seed);
+    std::vector<int32_t> v(n);
+    for (auto& x : v) x = int32_t(rng() % 2000);
+    return v;
+  }
+
+  Reference reference(const std::vector<int32_t>& query, int max_new, const StepFn& step) {
+    Reference r;
+    GenerationParams p;
+    p.max_new_tokens = max_new;
+    p.stop_ids = model.config().eos_token_ids;
+    REQUIRE(generate_with(cpu, [&](std::span<const int32_t> x) {
+              auto out = step(x);
+              if (out) {
+                auto v = out->to_f32_vector();
+                r.logits.insert(r.logits.end(), v.begin(), v.end());
+              }
+              return out;
+            }, query, p, [&](int32_t t) { r.ids.push_back(t); return true; }));
+    return r;
+  }
+  Reference star(const std::vector<int32_t>& ctx, const std::vector<int32_t>& query, int64_t block, int hosts,
+                 int max_new) {
+    auto s = StarSession::encode(model, ctx, {block, -1, hosts}, int64_t(query.size()) + max_new).value();
+    return reference(query, max_new, [&](std::span<const int32_t> x) { return s->step(x); });
+  }
+  Reference global(const std::vector<int32_t>& ctx, const std::vector<int32_t>& query, int max_new) {
+    auto cache = model.make_cache(int64_t(ctx.size() + query.size()) + max_new).value();
+    REQUIRE(model.forward(ctx, cache));
+    return reference(query, max_new, [&](std::span<const int32_t> x) { return model.forward(x, cache); });
+  }
+
+  // The two checks of the issue on a running mesh of 4 workers.
+  void check_star_and_global() {
+    const auto ctx = random_ids(1536, 11), query = random_ids(8, 12);
+    auto got = run(ctx, query, 256, 16);
+    REQUIRE_MESSAGE(got, (got ? "" : got.error().message));
+    CHECK(got->summary.hosts == 4);
+    CHECK(got->summary.generated_tokens == int64_t(got->ids.size()));
+    const Reference want = star(ctx, query, 256, 4, 16);
+    CHECK(got->ids == want.ids);
+    const double err = relative(got->logits, want.logits);
+    const std::string exact = got->logits == want.logits ? " (bit for bit)" : "";
+    MESSAGE("star, 1536 context tokens, 4 workers: logits relative distance " << err << exact);
+    CHECK(err < 1e-6);
+
+    const auto small = random_ids(200, 13);
+    auto one = run(small, query, 256, 16);
+    REQUIRE_MESSAGE(one, (one ? "" : one.error().message));
+    CHECK(one->summary.hosts == 1);
+    const Reference g = global(small, query, 16);
+    CHECK(one->ids == g.ids);
+    CHECK(relative(one->logits, g.logits) < 1e-5);
+  }
+};
+
+}  // namespace
+
+TEST_CASE_FIXTURE(ProcessMesh, "router + 4 worker processes over UCX TCP: equal to the star engine, and to global attention in one block") {
+  start("ucx-tcp", 4);
+  check_star_and_global();
+}
+
+TEST_CASE_FIXTURE(ProcessMesh, "router + 4 worker processes over UCX shared memory: the same") {
+  start("ucx-shm", 4);
+  check_star_and_global();
+}
+
+TEST_CASE_FIXTURE(ProcessMesh, "a worker process that dies: the router forgets it, the next request runs on the others") {
+  start("ucx-shm", 4);
+  REQUIRE(mesh->signal_worker(1, SIGKILL));
+  Status gone = make_error("still 4 workers");
+  for (int i = 0; i < 200 && !gone; ++i) {
+    auto m = mesh->client().members();
+    if (m && m->size() == 3) gone = Status{};
+    else std::this_thread::sleep_for(20ms);
+  }
+  REQUIRE(gone);
+  const auto ctx = random_ids(900, 21), query = random_ids(5, 22);
+  auto got = run(ctx, query, 256, 8);
+  REQUIRE_MESSAGE(got, (got ? "" : got.error().message));
+  CHECK(got->summary.hosts == 3);
+  CHECK(got->ids == star(ctx, query, 256, 3, 8).ids);
+}
+
+TEST_CASE_FIXTURE(ProcessMesh, "a worker process that stops answering: the request fails in time, naming it") {
+  start("ucx-tcp", 2, {}, {"--phase1-timeout", "2", "--control-timeout", "2", "--step-timeout", "2"});
+  auto members = mesh->client().members().value();
+  REQUIRE(members.size() == 2);
+  REQUIRE(mesh->signal_worker(0, SIGSTOP));  // worker 1 (registration order may differ: find it by name below)
+  const auto t0 = std::chrono::steady_clock::now();
+  auto got = run(random_ids(600, 31), random_ids(4, 32), 256, 4);
+  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  REQUIRE_FALSE(got);
+  const std::string& why = got.error().message;
+  MESSAGE(why << " (after " << waited << " s)");
+  CHECK(why.find("did not") != std::string::npos);
+  CHECK(why.find("within 2 s") != std::string::npos);
+  CHECK(why.find("at 127.0.0.1:") != std::string::npos);
+  CHECK(waited < 10);
+  REQUIRE(mesh->signal_worker(0, SIGCONT));
+}
+
+TEST_CASE_FIXTURE(ProcessMesh, "a mesh too small for the context refuses with the numbers") {
+  start("ucx-shm", 2, {600, 600});
+  auto got = run(random_ids(2000, 41), random_ids(4, 42), 256, 4);
+  REQUIRE_FALSE(got);
+  MESSAGE(got.error().message);
+  CHECK(got.error().message.find("not enough free KV capacity") != std::string::npos);
+  CHECK(got.error().message.find("1200 free tokens") != std::string::npos);
+}

@@ -1,0 +1,203 @@
+// The whole mesh in one process: the real router, real context workers (phase 1 threads,
+// shard loops, query coordinators) on CAF's threaded scheduler, the in-process data plane.
+// Tokens and logits must equal the single-process Star Attention engine with the same plan.
+#include <doctest/doctest.h>
+
+#include <random>
+#include <thread>
+
+#include "starmesh/attention/star_session.hpp"
+#include "starmesh/backend/cpu_backend.hpp"
+#include "starmesh/model/generator.hpp"
+#include "starmesh/runtime/context_worker.hpp"
+#include "starmesh/runtime/mesh_client.hpp"
+#include "starmesh/runtime/mesh_config.hpp"
+#include "starmesh/runtime/router.hpp"
+
+extern "C" void openblas_set_num_threads(int);
+
+using namespace starmesh;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct Reference {
+  std::vector<int32_t> ids;
+  std::vector<float> logits;  // [ids.size(), vocab]
+};
+
+struct InProcessMesh {
+  // One model for every worker: a pool of 1 computes inline, so concurrent callers are safe.
+  // OpenBLAS too runs on the caller's thread: its own threads fight over 2 cores otherwise.
+  int blas = (openblas_set_num_threads(1), 1);
+  ThreadPool pool{1};
+  CpuBackend cpu{pool};
+  Transformer model = Transformer::load(cpu, STARMESH_DEFAULT_MODEL_DIR).value();
+  std::shared_ptr<InProcessHub> hub = InProcessHub::create();
+  std::vector<std::unique_ptr<data_plane_i>> planes;
+  MeshConfig cfg{{2, false, false}};
+  caf::actor_system sys{cfg};
+  RouterActor router;
+  std::vector<WorkerActor> workers;
+  std::unique_ptr<MeshClient> client;
+
+  InProcessMesh() {
+    RouterOptions o;
+    o.model_dir = STARMESH_DEFAULT_MODEL_DIR;
+    o.block_size = 128;
+    o.control_timeout = 10s;
+    o.phase1_timeout = 60s;
+    o.step_timeout = 20s;
+    router = spawn_router(sys, load_router_context(o).value());
+    client = std::make_unique<MeshClient>(sys, router);
+  }
+  ~InProcessMesh() {
+    for (auto& w : workers) caf::anon_send_exit(w, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(router, caf::exit_reason::user_shutdown);
+    sys.await_all_actors_done();
+  }
+
+  WorkerActor add_worker(int64_t capacity) {
+    planes.push_back(hub->plane());
+    WorkerSetup s;
+    s.model = &model;
+    s.data_plane = planes.back().get();
+    s.endpoint = "in-process:" + std::to_string(workers.size() + 1);
+    s.kv_capacity = capacity;
+    WorkerActor w = spawn_context_worker(sys, s);
+    REQUIRE(register_worker(sys, router, w, 5s));
+    workers.push_back(w);
+    return w;
+  }
+
+  std::vector<int32_t> random_ids(size_t n, uint32_t seed) const {
+    std::mt19937 rng(seed);
+    std::vector<int32_t> v(n);
+    for (auto& x : v) x = int32_t(rng() % 2000);
+    return v;
+  }
+
+  Reference star(const std::vector<int32_t>& ctx, const std::vector<int32_t>& query, int64_t block, int hosts,
+                 int max_new) {
+    auto s = StarSession::encode(model, ctx, {block, -1, hosts}, int64_t(query.size()) + max_new).value();
+    return run(query, max_new, [&](std::span<const int32_t> x) { return s->step(x); });
+  }
+  Reference global(const std::vector<int32_t>& ctx, const std::vector<int32_t>& query, int max_new) {
+    auto cache = model.make_cache(int64_t(ctx.size() + query.size()) + max_new).value();
+    REQUIRE(model.forward(ctx, cache));
+    return run(query, max_new, [&](std::span<const int32_t> x) { return model.forward(x, cache); });
+  }
+  Reference run(const std::vector<int32_t>& query, int max_new, const StepFn& step) {
+    Reference r;
+    GenerationParams p;
+    p.max_new_tokens = max_new;
+    p.stop_ids = model.config().eos_token_ids;
+    REQUIRE(generate_with(cpu, [&](std::span<const int32_t> x) {
+              auto out = step(x);
+              if (out) {
+                auto v = out->to_f32_vector();
+                r.logits.insert(r.logits.end(), v.begin(), v.end());
+              }
+              return out;
+            }, query, p, [&](int32_t t) { r.ids.push_back(t); return true; }));
+    // The logits after the last token are computed only if generation goes on: drop them.
+    r.logits.resize(r.ids.size() * size_t(model.config().vocab_size));
+    return r;
+  }
+
+  static GenerateOrder order(const std::vector<int32_t>& ctx, const std::vector<int32_t>& query, int64_t block,
+                             int max_new, const std::string& mode = "star") {
+    GenerateOrder o;
+    o.request.context_ids = ctx;
+    o.request.query_ids = query;
+    o.request.block_size = block;
+    o.request.max_new_tokens = max_new;
+    o.request.mode = mode;
+    o.return_logits = true;
+    return o;
+  }
+};
+
+}  // namespace
+
+TEST_CASE_FIXTURE(InProcessMesh, "router + 4 workers: tokens and logits equal the single-process star engine") {
+  for (int i = 0; i < 4; ++i) add_worker(4096);
+  const auto ctx = random_ids(1000, 1), query = random_ids(7, 2);
+  auto got = client->run(order(ctx, query, 128, 12));
+  REQUIRE_MESSAGE(got, (got ? "" : got.error().message));
+  CHECK(got->summary.hosts == 4);
+  CHECK(got->summary.context_tokens == 1000);
+  CHECK(got->summary.generated_tokens == 12);
+  const Reference want = star(ctx, query, 128, 4, 12);
+  CHECK(got->ids == want.ids);
+  CHECK(got->logits == want.logits);  // same arithmetic in the same order: bit for bit
+  CHECK_FALSE(got->text.empty());
+  // Every worker has its KV back.
+  for (const auto& w : client->members().value()) CHECK(w.reserved == 0);
+}
+
+TEST_CASE_FIXTURE(InProcessMesh, "a context that fits one block equals global attention") {
+  for (int i = 0; i < 3; ++i) add_worker(4096);
+  const auto ctx = random_ids(100, 3), query = random_ids(5, 4);
+  auto got = client->run(order(ctx, query, 128, 10));
+  REQUIRE_MESSAGE(got, (got ? "" : got.error().message));
+  CHECK(got->summary.hosts == 1);
+  const Reference want = global(ctx, query, 10);
+  CHECK(got->ids == want.ids);
+  REQUIRE(got->logits.size() == want.logits.size());
+  double num = 0, den = 0;
+  for (size_t i = 0; i < want.logits.size(); ++i) {
+    num += double(got->logits[i] - want.logits[i]) * (got->logits[i] - want.logits[i]);
+    den += double(want.logits[i]) * want.logits[i];
+  }
+  CHECK(std::sqrt(num / den) < 1e-5);
+  // Global mode: the same, whatever the block size.
+  auto g = client->run(order(ctx, query, 16, 10, "global"));
+  REQUIRE(g);
+  CHECK(g->ids == want.ids);
+}
+
+TEST_CASE_FIXTURE(InProcessMesh, "concurrent requests on shared workers do not mix") {
+  for (int i = 0; i < 3; ++i) add_worker(8192);
+  const auto c1 = random_ids(700, 5), q1 = random_ids(6, 6);
+  const auto c2 = random_ids(500, 7), q2 = random_ids(4, 8);
+  std::optional<Expected<MeshClient::Result>> r1, r2;
+  std::thread t1([&] { r1.emplace(client->run(order(c1, q1, 128, 10))); });
+  std::thread t2([&] { r2.emplace(client->run(order(c2, q2, 128, 10))); });
+  t1.join();
+  t2.join();
+  REQUIRE(*r1);
+  REQUIRE(*r2);
+  CHECK((*r1)->ids == star(c1, q1, 128, 3, 10).ids);
+  CHECK((*r2)->ids == star(c2, q2, 128, 3, 10).ids);
+}
+
+TEST_CASE_FIXTURE(InProcessMesh, "a real worker refuses an order beyond its KV capacity, and frees what it held") {
+  WorkerActor w = add_worker(300);
+  caf::scoped_actor self{sys};
+  EncodeOrder o;
+  o.request_id = 42;
+  o.plan = {400, 400, 0, 1};
+  o.host = 0;
+  o.shard_ids = pack_ids(random_ids(400, 9));
+  o.local_capacity = 20;
+  o.group = {{1, "in-process:1", planes.back()->address()}};
+  std::string error;
+  self->request(w, 5s, encode_atom::value, o)
+      .receive([&](EncodeReport&) { error = "accepted"; }, [&](caf::error& e) { error = describe(e); });
+  CHECK(error == "refused: request 42 needs 420 KV tokens here but only 300 of 300 are free (start the worker with "
+                 "a larger --capacity, or add workers)");
+  // A smaller order fits, runs phase 1, and free gives the KV back.
+  o.request_id = 43;
+  o.plan = {200, 200, 0, 1};
+  o.shard_ids = pack_ids(random_ids(200, 10));
+  std::optional<EncodeReport> report;
+  self->request(w, 10s, encode_atom::value, o)
+      .receive([&](EncodeReport& r) { report = r; }, [&](caf::error& e) { FAIL(describe(e)); });
+  REQUIRE(report);
+  CHECK(report->tokens == 200);
+  CHECK(report->kv_free == 80);
+  int64_t free_after = -1;
+  self->request(w, 5s, free_atom::value, uint64_t(43)).receive([&](int64_t f) { free_after = f; }, [](caf::error&) {});
+  CHECK(free_after == 300);
+}
