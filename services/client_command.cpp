@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "commands.hpp"
+#include "token_ids.hpp"
 #include "starmesh/api/api_client.hpp"
 
 namespace starmesh::cli {
@@ -26,23 +27,6 @@ struct ClientOptions {
   bool no_anchor = false;
   GenerateRequest request;
 };
-
-Expected<std::vector<int32_t>> parse_ids(const std::string& flag, const std::string& text) {
-  std::vector<int32_t> ids;
-  std::stringstream in(text);
-  std::string item;
-  while (std::getline(in, item, ',')) {
-    try {
-      size_t used = 0;
-      const long v = std::stol(item, &used);
-      if (used != item.size() || v < INT32_MIN || v > INT32_MAX) throw std::invalid_argument(item);
-      ids.push_back(int32_t(v));
-    } catch (const std::exception&) {
-      return make_error(flag, ": '", item, "' is not a token id (want e.g. 1,42,7)");
-    }
-  }
-  return ids;
-}
 
 Expected<GenerateRequest> build_request(const ClientOptions& o) {
   GenerateRequest r = o.request;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "commands.hpp"
+#include "token_ids.hpp"
 #include "starmesh/attention/star_session.hpp"
 #include "starmesh/backend/cpu_backend.hpp"
 #ifdef STARMESH_HAVE_CUDA
@@ -37,23 +38,6 @@ struct GenerateOptions {
   bool add_bos = true;
 };
 
-Expected<std::vector<int32_t>> parse_ids(const std::string& text) {
-  std::vector<int32_t> ids;
-  std::stringstream in(text);
-  std::string item;
-  while (std::getline(in, item, ',')) {
-    try {
-      size_t used = 0;
-      const long v = std::stol(item, &used);
-      if (used != item.size() || v < INT32_MIN || v > INT32_MAX) throw std::invalid_argument(item);
-      ids.push_back(int32_t(v));
-    } catch (const std::exception&) {
-      return make_error("--prompt-ids: '", item, "' is not a token id (want e.g. 1,42,7)");
-    }
-  }
-  return ids;
-}
-
 Expected<std::string> read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return make_error("cannot read --context-file '", path, "'");
@@ -64,7 +48,7 @@ Expected<std::string> read_file(const std::string& path) {
 Expected<std::pair<std::vector<int32_t>, std::vector<int32_t>>> request_tokens(const GenerateOptions& o,
                                                                                const Tokenizer& tok) {
   if (!o.prompt_ids.empty()) {
-    SM_ASSIGN(ids, parse_ids(o.prompt_ids));
+    SM_ASSIGN(ids, parse_ids("--prompt-ids", o.prompt_ids));
     return std::pair{std::vector<int32_t>{}, ids};
   }
   std::string context = o.context;

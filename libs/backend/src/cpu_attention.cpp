@@ -22,13 +22,8 @@ Status CpuBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, 
     if (t->dtype() != DType::f32 || t->device().kind != DeviceKind::cpu)
       return make_error(what, ": the CPU backend wants f32 host tensors, got ", dtype_name(t->dtype()));
   }
-  if (q.rank() != 3 || k.rank() != 3) return make_error("attention: q and k must be [n, heads, d]");
+  SM_TRY(check_attention_args(q, k, v, o, lse, DType::f32));
   const int64_t nq = q.dim(0), hq = q.dim(1), d = q.dim(2), nk = k.dim(0), hkv = k.dim(1);
-  if (hkv == 0 || hq % hkv) return make_error("attention: ", hq, " query heads do not split into ", hkv, " kv heads");
-  SM_TRY(expect_tensor(k, DType::f32, {nk, hkv, d}, "attention k"));
-  SM_TRY(expect_tensor(v, DType::f32, {nk, hkv, d}, "attention v"));
-  SM_TRY(expect_tensor(o, DType::f32, {nq, hq, d}, "attention o"));
-  SM_TRY(expect_tensor(lse, DType::f32, {nq, hq}, "attention lse"));
   const int64_t group = hq / hkv;
   const float* qs = q.data_as<float>();
   const float* ks = k.data_as<float>();

@@ -255,13 +255,8 @@ Status CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v,
   for (auto [t, what] : {std::pair{&q, "attention q"}, {&k, "attention k"}, {&v, "attention v"}, {&o, "attention o"}})
     SM_TRY(expect_device(*t, device(), DType::bf16, what));
   SM_TRY(expect_device(lse, device(), DType::f32, "attention lse"));
-  if (q.rank() != 3 || k.rank() != 3) return make_error("attention: q and k must be [n, heads, d]");
+  SM_TRY(check_attention_args(q, k, v, o, lse, DType::bf16));
   const int64_t nq = q.dim(0), hq = q.dim(1), d = q.dim(2), nk = k.dim(0), hkv = k.dim(1);
-  if (hkv == 0 || hq % hkv) return make_error("attention: ", hq, " query heads do not split into ", hkv, " kv heads");
-  SM_TRY(expect_tensor(k, DType::bf16, {nk, hkv, d}, "attention k"));
-  SM_TRY(expect_tensor(v, DType::bf16, {nk, hkv, d}, "attention v"));
-  SM_TRY(expect_tensor(o, DType::bf16, {nq, hq, d}, "attention o"));
-  SM_TRY(expect_tensor(lse, DType::f32, {nq, hq}, "attention lse"));
   if (d != 64 && d != 128) return make_error("attention: head dim ", d, " is not supported by the CUDA kernels (64, 128)");
   kernels::AttentionArgs args;
   args.q = q.data();

@@ -57,4 +57,9 @@ class backend_i {
   virtual Status synchronize() = 0;
 };
 
+// The shape and dtype checks of backend_i::attention, shared by every backend: q, k, v, o
+// in `act` ([nq, hq, d], [nk, hkv, d], [nk, hkv, d], [nq, hq, d]), lse f32 [nq, hq].
+Status check_attention_args(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
+                            DType act);
+
 }  // namespace starmesh
