@@ -106,7 +106,7 @@ TEST_CASE_FIXTURE(Golden, "shards keep only their own blocks' KV, at global posi
     // Layer-0 keys depend only on the token and its position: check the global positions.
     std::vector<int32_t> tokens(ctx.begin() + shard.begin, ctx.begin() + shard.end), pos(tokens.size());
     std::iota(pos.begin(), pos.end(), int32_t(shard.begin));
-    auto qkv = model.project_qkv(0, model.embed(tokens).value(), pos).value();
+    auto qkv = model.project_qkv(0, model.embed(tokens).value(), model.positions(pos).value()).value();
     CHECK(test::relative_error(shard.cache.keys(0).to_f32_vector(), qkv.k.to_f32_vector()) < 1e-6);
   }
   // A host holding only block 0 needs no anchor; others do, and refuse to run without it.

@@ -18,6 +18,7 @@ Status encode_block(const Transformer& model, const BlockPlan& plan, int b, std:
   const LlamaConfig& cfg = model.config();
   const int64_t hq = cfg.num_attention_heads, hkv = cfg.num_key_value_heads, d = cfg.head_dim;
   const DType act = be.activation_dtype();
+  SM_ASSIGN(pos, model.positions(positions));
   SM_ASSIGN(hidden, model.embed(tokens));
   SM_ASSIGN(out, be.alloc(act, {n, hq, d}));
   SM_ASSIGN(lse, be.alloc(DType::f32, {n, hq}));
@@ -29,7 +30,7 @@ Status encode_block(const Transformer& model, const BlockPlan& plan, int b, std:
     values = v;
   }
   for (int l = 0; l < model.layers(); ++l) {
-    SM_ASSIGN(qkv, model.project_qkv(l, hidden, positions));
+    SM_ASSIGN(qkv, model.project_qkv(l, hidden, pos));
     SM_TRY(shard.write(l, qkv.k, qkv.v));
     if (a > 0) {
       SM_TRY(be.copy(anchor->keys(l), keys.rows(0, a)));

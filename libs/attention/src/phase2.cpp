@@ -57,9 +57,10 @@ Expected<Tensor> QueryHost::step(std::span<const int32_t> ids, remote_partials_i
                       local_.capacity());
   std::vector<int32_t> positions(static_cast<size_t>(n));
   std::iota(positions.begin(), positions.end(), int32_t(context_tokens_ + past));
+  SM_ASSIGN(pos, model.positions(positions));
   SM_ASSIGN(hidden, model.embed(ids));
   for (int l = 0; l < model.layers(); ++l) {
-    SM_ASSIGN(qkv, model.project_qkv(l, hidden, positions));
+    SM_ASSIGN(qkv, model.project_qkv(l, hidden, pos));
     SM_TRY(local_.write(l, qkv.k, qkv.v));
     SM_ASSIGN(remote, remotes.gather(l, qkv.q));
     std::vector<AttentionState> parts = std::move(remote);

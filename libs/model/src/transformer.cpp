@@ -77,13 +77,16 @@ Expected<Tensor> Transformer::embed(std::span<const int32_t> ids) const {
   return hidden;
 }
 
-Expected<QkvProjection> Transformer::project_qkv(int layer, const Tensor& hidden,
-                                                 std::span<const int32_t> positions) const {
+Expected<Tensor> Transformer::positions(std::span<const int32_t> ids) const {
+  return backend_->upload(Tensor::from_i32(ids, {int64_t(ids.size())}), DType::i32);
+}
+
+Expected<QkvProjection> Transformer::project_qkv(int layer, const Tensor& hidden, const Tensor& positions) const {
   const LayerWeights& w = layers_.at(size_t(layer));
   const int64_t n = hidden.dim(0), d = config_.head_dim;
   const int64_t hq = config_.num_attention_heads, hkv = config_.num_key_value_heads;
-  if (int64_t(positions.size()) != n)
-    return make_error("project_qkv: ", positions.size(), " positions for ", n, " tokens");
+  if (positions.rank() != 1 || positions.dim(0) != n)
+    return make_error("project_qkv: ", to_string(positions.shape()), " positions for ", n, " tokens");
   const DType act = backend_->activation_dtype();
   SM_ASSIGN(normed, backend_->alloc(act, {n, config_.hidden_size}));
   SM_TRY(backend_->rms_norm(hidden, w.attn_norm, config_.rms_norm_eps, normed));
@@ -97,9 +100,8 @@ Expected<QkvProjection> Transformer::project_qkv(int layer, const Tensor& hidden
   out.q = q.reshape({n, hq, d});
   out.k = k.reshape({n, hkv, d});
   out.v = v.reshape({n, hkv, d});
-  SM_ASSIGN(pos, backend_->upload(Tensor::from_i32(positions, {n}), DType::i32));
-  SM_TRY(backend_->rope(out.q, pos, inv_freq_));
-  SM_TRY(backend_->rope(out.k, pos, inv_freq_));
+  SM_TRY(backend_->rope(out.q, positions, inv_freq_));
+  SM_TRY(backend_->rope(out.k, positions, inv_freq_));
   return out;
 }
 
@@ -142,14 +144,15 @@ Expected<Tensor> Transformer::forward(std::span<const int32_t> ids, KvCache& cac
   if (n == 0) return make_error("forward: no tokens");
   if (past + n > cache.capacity())
     return make_error("sequence of ", past + n, " tokens exceeds the KV cache capacity of ", cache.capacity());
-  std::vector<int32_t> positions(static_cast<size_t>(n));
-  std::iota(positions.begin(), positions.end(), int32_t(past));
+  std::vector<int32_t> position_ids(static_cast<size_t>(n));
+  std::iota(position_ids.begin(), position_ids.end(), int32_t(past));
+  SM_ASSIGN(pos, positions(position_ids));
   SM_ASSIGN(hidden, embed(ids));
   const int64_t hq = config_.num_attention_heads, d = config_.head_dim;
   SM_ASSIGN(attn, backend_->alloc(backend_->activation_dtype(), {n, hq, d}));
   SM_ASSIGN(lse, backend_->alloc(DType::f32, {n, hq}));
   for (int l = 0; l < layers(); ++l) {
-    SM_ASSIGN(qkv, project_qkv(l, hidden, positions));
+    SM_ASSIGN(qkv, project_qkv(l, hidden, pos));
     SM_TRY(cache.write(l, qkv.k, qkv.v));
     SM_TRY(backend_->attention(qkv.q, cache.keys(l, n), cache.values(l, n), AttentionMask::causal_from(past),
                                scale_, attn, lse));

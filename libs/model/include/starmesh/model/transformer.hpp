@@ -36,8 +36,10 @@ class Transformer {
 
   // Token ids -> hidden states [n, hidden]. An id outside the vocabulary is an error.
   Expected<Tensor> embed(std::span<const int32_t> ids) const;
-  // RMSNorm + Q/K/V projections + RoPE at `positions` (one per row of hidden).
-  Expected<QkvProjection> project_qkv(int layer, const Tensor& hidden, std::span<const int32_t> positions) const;
+  // Position ids on the backend (i32 [n]): made once per pass, used by every layer.
+  Expected<Tensor> positions(std::span<const int32_t> ids) const;
+  // RMSNorm + Q/K/V projections + RoPE at `positions` (i32 [n] on the backend, one per row).
+  Expected<QkvProjection> project_qkv(int layer, const Tensor& hidden, const Tensor& positions) const;
   // hidden += o_proj(attn); hidden += mlp(rms_norm(hidden)). attn [n, hq, d].
   Status finish_layer(int layer, const Tensor& hidden, const Tensor& attn) const;
   // Final norm + LM head over every row of hidden: f32 [n, vocab].
