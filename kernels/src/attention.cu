@@ -146,11 +146,10 @@ __global__ void __launch_bounds__(Cfg::kThreads) attention_kernel(const KernelAr
       }
     }
 
-    // Scale into the log2 domain, mask where the tile crosses the end or the diagonal, and
-    // fold the tile into the running softmax.
+    // Mask where the tile crosses the end or the diagonal; fold the tile into the softmax.
     const int base = k_begin + t * BN;
-    scale_and_mask(a, s, base, k_end, qi_first, row_qi, t4);
-    online_softmax(s, acc, m_run, l_run);
+    mask_scores(a, s, base, k_end, qi_first, row_qi, t4);
+    online_softmax(s, acc, m_run, l_run, a.scale_log2);
 
     // O += P V: P from the S accumulators (their layout is the A operand's), V via ldmatrix.trans.
 #pragma unroll

@@ -36,45 +36,51 @@ __device__ __forceinline__ void row_to_query(const KernelArgs& a, int slot, int 
   }
 }
 
-// Scales scores into the log2 domain and masks keys past k_end or past the causal diagonal.
-// s[j][e]: key base + 8j + 2*t4 + (e & 1), row (e >> 1) of the thread's two.
+// Masks (sets to -inf) keys past k_end or past the causal diagonal; tiles that cross neither
+// are left alone. s[j][e]: key base + 8j + 2*t4 + (e & 1), row (e >> 1) of the thread's two.
 template <int NB>
-__device__ __forceinline__ void scale_and_mask(const KernelArgs& a, float (&s)[NB][4], int base, int k_end,
-                                               int qi_first, const int (&row_qi)[2], int t4) {
+__device__ __forceinline__ void mask_scores(const KernelArgs& a, float (&s)[NB][4], int base, int k_end, int qi_first,
+                                            const int (&row_qi)[2], int t4) {
   const bool edge = base + NB * 8 > k_end || (a.causal && int64_t(base + NB * 8 - 1) > int64_t(qi_first) + a.diagonal);
+  if (!edge) return;
 #pragma unroll
   for (int j = 0; j < NB; ++j)
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
-      float x = s[j][e] * a.scale_log2;
-      if (edge) {
-        const int key = base + 8 * j + 2 * t4 + (e & 1);
-        if (key >= k_end || (a.causal && int64_t(key) > int64_t(row_qi[e >> 1]) + a.diagonal)) x = -INFINITY;
-      }
-      s[j][e] = x;
+      const int key = base + 8 * j + 2 * t4 + (e & 1);
+      if (key >= k_end || (a.causal && int64_t(key) > int64_t(row_qi[e >> 1]) + a.diagonal)) s[j][e] = -INFINITY;
     }
 }
 
-// Folds one tile of log2-domain scores into the running max m, sum l and output acc; leaves
-// exp2(s - m) in s. The 4 threads of a quad share a row.
+// 2^x on the special-function unit (2^-inf = 0).
+__device__ __forceinline__ float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+// Folds one tile of raw scores into the running max m (log2 domain), sum l and output acc;
+// leaves exp2(s * scale_log2 - m) in s: the scale rides in the same FFMA as the max.
+// The 4 threads of a quad share a row.
 template <int NB_S, int NB_O>
 __device__ __forceinline__ void online_softmax(float (&s)[NB_S][4], float (&acc)[NB_O][4], float (&m_run)[2],
-                                               float (&l_run)[2]) {
+                                               float (&l_run)[2], float scale_log2) {
 #pragma unroll
   for (int hr = 0; hr < 2; ++hr) {
-    float mx = m_run[hr];
+    float mx = -INFINITY;
 #pragma unroll
     for (int j = 0; j < NB_S; ++j) mx = fmaxf(mx, fmaxf(s[j][2 * hr], s[j][2 * hr + 1]));
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-    const float m_use = mx == -INFINITY ? 0.0f : mx;  // a row that saw nothing yet stays at 0
-    const float alpha = exp2f(m_run[hr] - m_use);
-    m_run[hr] = mx;
+    const float m_new = fmaxf(m_run[hr], mx * scale_log2);  // scale > 0: the max commutes
+    const float m_use = m_new == -INFINITY ? 0.0f : m_new;  // a row that saw nothing yet stays at 0
+    const float alpha = fast_exp2(m_run[hr] - m_use);
+    m_run[hr] = m_new;
     float sum = 0.0f;
 #pragma unroll
     for (int j = 0; j < NB_S; ++j) {
-      s[j][2 * hr] = exp2f(s[j][2 * hr] - m_use);
-      s[j][2 * hr + 1] = exp2f(s[j][2 * hr + 1] - m_use);
+      s[j][2 * hr] = fast_exp2(fmaf(s[j][2 * hr], scale_log2, -m_use));
+      s[j][2 * hr + 1] = fast_exp2(fmaf(s[j][2 * hr + 1], scale_log2, -m_use));
       sum += s[j][2 * hr] + s[j][2 * hr + 1];
     }
     l_run[hr] = l_run[hr] * alpha + sum;

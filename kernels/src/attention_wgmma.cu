@@ -117,8 +117,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1) attention_wgmma_kernel(const
     wgmma::wait<0>();
     if (Cfg::kPingpong && wg == 0) asm volatile("bar.arrive 1, 256;\n" ::: "memory");
 
-    scale_and_mask(a, s, t * BN, k_end, qi_first, row_qi, t4);
-    online_softmax(s, acc, m_run, l_run);
+    mask_scores(a, s, t * BN, k_end, qi_first, row_qi, t4);
+    online_softmax(s, acc, m_run, l_run, a.scale_log2);
 
     // O += P V: 16 keys per instruction; V is [keys][dims], MN-major for this product.
     wgmma::fence();
