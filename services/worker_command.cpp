@@ -1,5 +1,7 @@
 // `starmesh worker`: a context worker. Loads the model on its device, opens the data plane,
-// registers with the router, and serves until SIGINT/SIGTERM or until the router goes away.
+// registers with the router, and serves until SIGINT/SIGTERM. When the router goes away the
+// worker registers again as soon as a router answers at the same address (its running
+// requests are freed: their drivers died with the router), unless --exit-with-router.
 #include <fmt/core.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -36,6 +38,7 @@ struct WorkerFlags {
   std::string port_file;
   double register_timeout = 10;
   int actor_threads = 2;
+  bool exit_with_router = false;
 };
 
 int fail(const std::string& what) {
@@ -108,13 +111,13 @@ int run_worker(const WorkerFlags& f) {
         stop_worker();
         return fail(s.message());
       }
+    const auto register_timeout = std::chrono::milliseconds(int64_t(f.register_timeout * 1000));
     auto router = connect_router(sys, router_at->host, router_at->port);
     if (!router) {
       stop_worker();
       return fail(router.error().message);
     }
-    auto id = register_worker(sys, *router, worker,
-                              std::chrono::milliseconds(int64_t(f.register_timeout * 1000)), endpoint);
+    auto id = register_worker(sys, *router, worker, register_timeout, endpoint);
     if (!id) {
       stop_worker();
       return fail(id.error().message);
@@ -124,25 +127,51 @@ int run_worker(const WorkerFlags& f) {
     fmt::print("starmesh worker {} at {} registered with the router at {}\n", *id, endpoint, f.router);
     std::fflush(stdout);
 
-    // Watches the router: a worker without its router has nothing to do.
+    // Watches the router: without it there is nothing to do but wait for the next one.
     auto router_gone = std::make_shared<std::atomic<bool>>(false);
-    auto watcher = sys.spawn([router_gone, r = *router](caf::event_based_actor* self) -> caf::behavior {
-      self->monitor(r);
-      self->set_down_handler([=](caf::down_msg&) {
-        *router_gone = true;
-        self->quit();
+    auto watch = [&](const RouterActor& r) {
+      router_gone->store(false);
+      return sys.spawn([router_gone, r](caf::event_based_actor* self) -> caf::behavior {
+        self->monitor(r);
+        self->set_down_handler([=](caf::down_msg&) {
+          *router_gone = true;
+          self->quit();
+        });
+        return {[](tick_atom, uint64_t) {}};
       });
-      return {[](tick_atom, uint64_t) {}};
-    });
-    while (!router_gone->load()) {
+    };
+    caf::actor watcher = watch(*router);
+    bool stopping = false;
+    while (!stopping) {
       if (int sig = wait_for_signal(std::chrono::milliseconds(200))) {
         spdlog::info("signal {}: stopping", sig);
         break;
       }
-    }
-    if (router_gone->load()) {
-      fmt::print(stderr, "error: the router at {} went away: stopping\n", f.router);
-      exit_code = 1;
+      if (!router_gone->load()) continue;
+      if (f.exit_with_router) {
+        fmt::print(stderr, "error: the router at {} went away: stopping\n", f.router);
+        exit_code = 1;
+        break;
+      }
+      spdlog::warn("the router at {} went away; registering again when one answers there", f.router);
+      for (;;) {  // once a second, until a router takes us or a signal says stop
+        if (int sig = wait_for_signal(std::chrono::milliseconds(1000))) {
+          spdlog::info("signal {}: stopping", sig);
+          stopping = true;
+          break;
+        }
+        auto next = connect_router(sys, router_at->host, router_at->port);
+        if (!next) continue;
+        auto again = register_worker(sys, *next, worker, register_timeout, endpoint);
+        if (!again) {
+          spdlog::warn("registering again: {}", again.error().message);
+          continue;
+        }
+        spdlog::info("registered again with the router at {} as worker {}", f.router, *again);
+        caf::anon_send_exit(watcher, caf::exit_reason::user_shutdown);
+        watcher = watch(*next);
+        break;
+      }
     }
     caf::anon_send_exit(watcher, caf::exit_reason::user_shutdown);
     stop_worker();
@@ -170,6 +199,8 @@ void add_worker_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--port-file", f->port_file, "Write the port listened on to this file");
   cmd->add_option("--register-timeout", f->register_timeout, "Seconds to wait for the router")->capture_default_str();
   cmd->add_option("--actor-threads", f->actor_threads, "Threads of the actor scheduler")->capture_default_str();
+  cmd->add_flag("--exit-with-router", f->exit_with_router,
+                "Stop when the router goes away (default: register again with the next router there)");
   cmd->callback([f, &exit_code] { exit_code = run_worker(*f); });
 }
 

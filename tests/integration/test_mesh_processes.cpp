@@ -203,3 +203,20 @@ TEST_CASE_FIXTURE(ProcessMesh, "a mesh too small for the context refuses with th
   CHECK(got.error().message.find("not enough free KV capacity") != std::string::npos);
   CHECK(got.error().message.find("1200 free tokens") != std::string::npos);
 }
+
+TEST_CASE_FIXTURE(ProcessMesh, "a router that dies and comes back: the workers register again and serve") {
+  start("ucx-shm", 3);
+  const auto ctx = random_ids(700, 31), query = random_ids(6, 32);
+  const auto want = star(ctx, query, 256, 3, 8).ids;
+  auto before = run(ctx, query, 256, 8);
+  REQUIRE_MESSAGE(before, (before ? "" : before.error().message));
+  CHECK(before->ids == want);
+  REQUIRE_MESSAGE(mesh->restart_router(sys), mesh->log_tail());
+  auto members = mesh->client().members();
+  REQUIRE(members);
+  CHECK(members->size() == 3);
+  auto after = run(ctx, query, 256, 8);
+  REQUIRE_MESSAGE(after, (after ? "" : after.error().message));
+  CHECK(after->summary.hosts == 3);
+  CHECK(after->ids == want);
+}

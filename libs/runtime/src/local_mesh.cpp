@@ -79,14 +79,8 @@ Expected<std::unique_ptr<LocalMesh>> LocalMesh::start(caf::actor_system& sys, co
   const auto until = Clock::now() + o.start_timeout;
   auto log = [&](const std::string& name) { return o.log_dir.empty() ? std::string() : o.log_dir + "/" + name + ".log"; };
 
-  std::vector<std::string> router = {o.program, "router", "--listen", "127.0.0.1:0", "--port-file",
-                                     m->dir_ + "/router.port", "--model", o.model_dir, "--block-size",
-                                     std::to_string(o.block_size)};
-  router.insert(router.end(), o.router_args.begin(), o.router_args.end());
-  SM_ASSIGN(rpid, spawn_child(router, log("router")));
-  m->router_ = rpid;
-  SM_ASSIGN(port, wait_port_file(m->dir_ + "/router.port", rpid, "router", until));
-  m->router_port_ = port;
+  SM_TRY(m->spawn_router(0, until));
+  const uint16_t port = m->router_port_;
 
   for (int i = 0; i < o.workers; ++i) {
     const int64_t cap = size_t(i) < o.capacities.size() ? o.capacities[size_t(i)] : o.capacity;
@@ -99,24 +93,58 @@ Expected<std::unique_ptr<LocalMesh>> LocalMesh::start(caf::actor_system& sys, co
     SM_ASSIGN(wpid, spawn_child(w, log("worker-" + std::to_string(i + 1))));
     m->workers_.push_back(wpid);
   }
-  SM_ASSIGN(router_actor, connect_router(sys, "127.0.0.1", port));
-  m->client_ = std::make_unique<MeshClient>(sys, router_actor);
+  SM_TRY(m->connect_and_wait(sys, until));
+  return m;
+}
+
+Status LocalMesh::spawn_router(uint16_t port, Clock::time_point until) {
+  const LocalMeshOptions& o = options_;
+  const std::string port_file = dir_ + "/router.port";
+  std::filesystem::remove(port_file);
+  std::vector<std::string> router = {o.program, "router", "--listen", "127.0.0.1:" + std::to_string(port),
+                                     "--port-file", port_file, "--model", o.model_dir, "--block-size",
+                                     std::to_string(o.block_size)};
+  router.insert(router.end(), o.router_args.begin(), o.router_args.end());
+  const std::string log = o.log_dir.empty() ? std::string() : o.log_dir + "/router.log";
+  SM_ASSIGN(rpid, spawn_child(router, log));
+  router_ = rpid;
+  SM_ASSIGN(bound, wait_port_file(port_file, rpid, "router", until));
+  router_port_ = bound;
+  return {};
+}
+
+Status LocalMesh::connect_and_wait(caf::actor_system& sys, Clock::time_point until) {
+  SM_ASSIGN(router_actor, connect_router(sys, "127.0.0.1", router_port_));
+  client_ = std::make_unique<MeshClient>(sys, router_actor);
   for (;;) {
-    auto members = m->client_->members();
-    if (members && int(members->size()) >= o.workers) break;
-    for (size_t i = 0; i < m->workers_.size(); ++i) {
+    int live = 0;
+    for (size_t i = 0; i < workers_.size(); ++i) {
       std::string how;
-      if (m->workers_[i] > 0 && exited(m->workers_[i], how)) {
-        m->workers_[i] = -1;
-        return make_error("worker ", i + 1, " ", how, " before it registered", m->log_tail().empty() ? "" : ":\n" + m->log_tail());
+      if (workers_[i] > 0 && exited(workers_[i], how)) {
+        workers_[i] = -1;
+        return make_error("worker ", i + 1, " ", how, " before it registered", log_tail().empty() ? "" : ":\n" + log_tail());
       }
+      if (workers_[i] > 0) ++live;
     }
+    auto members = client_->members();
+    if (members && int(members->size()) >= live) return {};
     if (Clock::now() >= until)
-      return make_error("only ", members ? members->size() : 0, " of ", o.workers, " workers registered within ",
-                        format_seconds(o.start_timeout));
+      return make_error("only ", members ? members->size() : 0, " of ", live, " workers registered within ",
+                        format_seconds(options_.start_timeout));
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  return m;
+}
+
+Status LocalMesh::restart_router(caf::actor_system& sys) {
+  if (router_ > 0) {
+    ::kill(router_, SIGKILL);
+    waitpid(router_, nullptr, 0);
+    router_ = -1;
+  }
+  client_.reset();
+  const auto until = Clock::now() + options_.start_timeout;
+  SM_TRY(spawn_router(router_port_, until));
+  return connect_and_wait(sys, until);
 }
 
 Status LocalMesh::signal_worker(size_t i, int sig) {

@@ -42,6 +42,9 @@ class LocalMesh {
   const std::vector<pid_t>& worker_pids() const { return workers_; }
   // Sends `signal` to worker i (tests: a worker that dies, or stops answering with SIGSTOP).
   Status signal_worker(size_t i, int signal);
+  // Kills the router (SIGKILL: no goodbye), starts a new one on the same port, and waits until
+  // every live worker has registered with it again; client() then talks to the new router.
+  Status restart_router(caf::actor_system& sys);
   // The last lines of the children's logs (when log_dir is set), for failure messages.
   std::string log_tail(size_t lines = 20) const;
   // Stops every child: SIGTERM, then SIGKILL after `grace`. Idempotent.
@@ -49,6 +52,8 @@ class LocalMesh {
 
  private:
   LocalMesh() = default;
+  Status spawn_router(uint16_t port, std::chrono::steady_clock::time_point until);  // port 0: any free one
+  Status connect_and_wait(caf::actor_system& sys, std::chrono::steady_clock::time_point until);
   std::string dir_;  // port files
   LocalMeshOptions options_;
   pid_t router_ = -1;
