@@ -14,28 +14,15 @@
 #include "starmesh/model/generator.hpp"
 #include "starmesh/runtime/local_mesh.hpp"
 #include "starmesh/runtime/mesh_config.hpp"
+#include "support/engine_reference.hpp"
 
 extern "C" void openblas_set_num_threads(int);
 
 using namespace starmesh;
 using namespace std::chrono_literals;
+using test::Reference;
 
 namespace {
-
-struct Reference {
-  std::vector<int32_t> ids;
-  std::vector<float> logits;
-};
-
-double relative(const std::vector<float>& a, const std::vector<float>& b) {
-  if (a.size() != b.size()) return INFINITY;
-  double num = 0, den = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    num += double(a[i] - b[i]) * (a[i] - b[i]);
-    den += double(b[i]) * b[i];
-  }
-  return std::sqrt(num / (den > 0 ? den : 1));
-}
 
 struct ProcessMesh {
   ThreadPool pool{1};
@@ -91,37 +78,13 @@ struct ProcessMesh {
     return r;
   }
 
-  std::vector<int32_t> random_ids(size_t n, uint32_t seed) const {
-    std::mt19937 rng(seed);
-    std::vector<int32_t> v(n);
-    for (auto& x : v) x = int32_t(rng() % 2000);
-    return v;
-  }
-
-  Reference reference(const std::vector<int32_t>& query, int max_new, const StepFn& step) {
-    Reference r;
-    GenerationParams p;
-    p.max_new_tokens = max_new;
-    p.stop_ids = model.config().eos_token_ids;
-    REQUIRE(generate_with(cpu, [&](std::span<const int32_t> x) {
-              auto out = step(x);
-              if (out) {
-                auto v = out->to_f32_vector();
-                r.logits.insert(r.logits.end(), v.begin(), v.end());
-              }
-              return out;
-            }, query, p, [&](int32_t t) { r.ids.push_back(t); return true; }));
-    return r;
-  }
+  std::vector<int32_t> random_ids(size_t n, uint32_t seed) const { return test::random_token_ids(n, seed); }
   Reference star(const std::vector<int32_t>& ctx, const std::vector<int32_t>& query, int64_t block, int hosts,
                  int max_new) {
-    auto s = StarSession::encode(model, ctx, {block, -1, hosts}, int64_t(query.size()) + max_new).value();
-    return reference(query, max_new, [&](std::span<const int32_t> x) { return s->step(x); });
+    return test::star_reference(model, ctx, query, block, hosts, max_new);
   }
   Reference global(const std::vector<int32_t>& ctx, const std::vector<int32_t>& query, int max_new) {
-    auto cache = model.make_cache(int64_t(ctx.size() + query.size()) + max_new).value();
-    REQUIRE(model.forward(ctx, cache));
-    return reference(query, max_new, [&](std::span<const int32_t> x) { return model.forward(x, cache); });
+    return test::global_reference(model, ctx, query, max_new);
   }
 
   // The two checks of the issue on a running mesh of 4 workers.
@@ -133,7 +96,7 @@ struct ProcessMesh {
     CHECK(got->summary.generated_tokens == int64_t(got->ids.size()));
     const Reference want = star(ctx, query, 256, 4, 16);
     CHECK(got->ids == want.ids);
-    const double err = relative(got->logits, want.logits);
+    const double err = test::relative_distance(got->logits, want.logits);
     const std::string exact = got->logits == want.logits ? " (bit for bit)" : "";
     MESSAGE("star, 1536 context tokens, 4 workers: logits relative distance " << err << exact);
     CHECK(err < 1e-6);
@@ -144,7 +107,7 @@ struct ProcessMesh {
     CHECK(one->summary.hosts == 1);
     const Reference g = global(small, query, 16);
     CHECK(one->ids == g.ids);
-    CHECK(relative(one->logits, g.logits) < 1e-5);
+    CHECK(test::relative_distance(one->logits, g.logits) < 1e-5);
   }
 };
 

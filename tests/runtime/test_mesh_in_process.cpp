@@ -13,18 +13,15 @@
 #include "starmesh/runtime/mesh_client.hpp"
 #include "starmesh/runtime/mesh_config.hpp"
 #include "starmesh/runtime/router.hpp"
+#include "support/engine_reference.hpp"
 
 extern "C" void openblas_set_num_threads(int);
 
 using namespace starmesh;
 using namespace std::chrono_literals;
+using test::Reference;
 
 namespace {
-
-struct Reference {
-  std::vector<int32_t> ids;
-  std::vector<float> logits;  // [ids.size(), vocab]
-};
 
 struct InProcessMesh {
   // One model for every worker: a pool of 1 computes inline, so concurrent callers are safe.
@@ -70,39 +67,13 @@ struct InProcessMesh {
     return w;
   }
 
-  std::vector<int32_t> random_ids(size_t n, uint32_t seed) const {
-    std::mt19937 rng(seed);
-    std::vector<int32_t> v(n);
-    for (auto& x : v) x = int32_t(rng() % 2000);
-    return v;
-  }
-
+  std::vector<int32_t> random_ids(size_t n, uint32_t seed) const { return test::random_token_ids(n, seed); }
   Reference star(const std::vector<int32_t>& ctx, const std::vector<int32_t>& query, int64_t block, int hosts,
                  int max_new) {
-    auto s = StarSession::encode(model, ctx, {block, -1, hosts}, int64_t(query.size()) + max_new).value();
-    return run(query, max_new, [&](std::span<const int32_t> x) { return s->step(x); });
+    return test::star_reference(model, ctx, query, block, hosts, max_new);
   }
   Reference global(const std::vector<int32_t>& ctx, const std::vector<int32_t>& query, int max_new) {
-    auto cache = model.make_cache(int64_t(ctx.size() + query.size()) + max_new).value();
-    REQUIRE(model.forward(ctx, cache));
-    return run(query, max_new, [&](std::span<const int32_t> x) { return model.forward(x, cache); });
-  }
-  Reference run(const std::vector<int32_t>& query, int max_new, const StepFn& step) {
-    Reference r;
-    GenerationParams p;
-    p.max_new_tokens = max_new;
-    p.stop_ids = model.config().eos_token_ids;
-    REQUIRE(generate_with(cpu, [&](std::span<const int32_t> x) {
-              auto out = step(x);
-              if (out) {
-                auto v = out->to_f32_vector();
-                r.logits.insert(r.logits.end(), v.begin(), v.end());
-              }
-              return out;
-            }, query, p, [&](int32_t t) { r.ids.push_back(t); return true; }));
-    // The logits after the last token are computed only if generation goes on: drop them.
-    r.logits.resize(r.ids.size() * size_t(model.config().vocab_size));
-    return r;
+    return test::global_reference(model, ctx, query, max_new);
   }
 
   static GenerateOrder order(const std::vector<int32_t>& ctx, const std::vector<int32_t>& query, int64_t block,
