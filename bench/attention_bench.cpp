@@ -72,7 +72,8 @@ void row_reference(const Shape& s, const std::vector<__nv_bfloat16>& q, const st
 }  // namespace
 
 int main(int argc, char** argv) {
-  const bool quick = argc > 1 && std::string(argv[1]) == "--quick";
+  // --quick: the first two shapes; --prefill: the three prefill shapes.
+  const std::string mode = argc > 1 ? argv[1] : "";
   int num_sms = 0;
   check(cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount, 0), "attribute");
   std::vector<Shape> shapes = {
@@ -82,7 +83,8 @@ int main(int argc, char** argv) {
       {"partial_q16_32k", 16, 32768, 32, 8, 128, false},      {"partial_q16_128k", 16, 131072, 32, 8, 128, false},
       {"partial_q16_1m", 16, 1048576, 32, 8, 128, false},
   };
-  if (quick) shapes.resize(2);
+  if (mode == "--quick") shapes.resize(2);
+  if (mode == "--prefill") shapes.resize(3);
   cudaStream_t stream;
   check(cudaStreamCreate(&stream), "stream");
   cudaEvent_t e0, e1;
@@ -117,13 +119,22 @@ int main(int argc, char** argv) {
     a.diagonal = s.causal ? s.nk - s.nq : 0;
     a.scale = 1.0f / std::sqrt(float(s.d));
     const auto chosen = starmesh::kernels::plan_attention(a, num_sms, true);
-    // The chosen plan, then one variant of it (predict, change, measure).
-    for (int variant = 0; variant < 2; ++variant) {
-      auto plan = chosen;
-      if (variant == 1) {  // the other kernel for prefill, the other idle-warp choice for partials
-        if (chosen.pack_heads) plan.skip_idle_warps = !chosen.skip_idle_warps;
-        else plan.wgmma_pingpong = !chosen.wgmma_pingpong;
+    // The chosen plan, then its variants (predict, change, measure): for prefill, the wgmma
+    // kernel without ping-pong, without overlap, without both; for partials, the other
+    // idle-warp choice.
+    std::vector<starmesh::kernels::AttentionPlan> plans = {chosen};
+    if (chosen.pack_heads) {
+      plans.push_back(chosen);
+      plans.back().skip_idle_warps = !chosen.skip_idle_warps;
+    } else {
+      for (int v = 1; v < 4; ++v) {
+        plans.push_back(chosen);
+        plans.back().wgmma_pingpong = chosen.wgmma_pingpong && !(v & 1);
+        plans.back().wgmma_overlap = chosen.wgmma_overlap && !(v & 2);
       }
+    }
+    for (size_t variant = 0; variant < plans.size(); ++variant) {
+      const auto& plan = plans[variant];
       void* ws = nullptr;
       if (plan.workspace_bytes) check(cudaMalloc(&ws, plan.workspace_bytes), "malloc workspace");
       check(cudaMemset(doo, 0xff, nq_el * 2), "poison");  // NaN in bf16
@@ -176,9 +187,10 @@ int main(int argc, char** argv) {
         rate = 2.0 * double(nk_el) * 2 / (ms * 1e-3) / 1e12;
         unit = "TB/s";
       }
-      std::printf("%-22s %10.3f %12.1f %10s err=%.2e %s splits=%d pack=%d skip=%d wgmma=%d pingpong=%d%s\n", s.name.c_str(), ms,
-                  unit[1] == 'B' ? rate * 1000 : rate, unit[1] == 'B' ? "GB/s" : unit, worst,
-                  all_finite && worst < 2e-2 ? "ok" : "FAIL", plan.splits, int(plan.pack_heads), int(plan.skip_idle_warps), int(plan.use_wgmma), int(plan.wgmma_pingpong),
+      std::printf("%-22s %10.3f %12.1f %10s err=%.2e %s splits=%d pack=%d skip=%d wgmma=%d pingpong=%d overlap=%d%s\n",
+                  s.name.c_str(), ms, unit[1] == 'B' ? rate * 1000 : rate, unit[1] == 'B' ? "GB/s" : unit, worst,
+                  all_finite && worst < 2e-2 ? "ok" : "FAIL", plan.splits, int(plan.pack_heads),
+                  int(plan.skip_idle_warps), int(plan.use_wgmma), int(plan.wgmma_pingpong), int(plan.wgmma_overlap),
                   variant == 0 ? " (chosen)" : "");
       if (ws) cudaFree(ws);
     }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # On the H200 machine: unpack the compute core's Debian dependencies (carried as .debs in
 # .devdata/debs), build the compute core with CUDA, run the cross-backend tests, time our
-# attention kernels, then PyTorch SDPA on the same shapes. Usage: bench/run_h200.sh [--quick]
+# attention kernels, then PyTorch SDPA on the same shapes. Usage: bench/run_h200.sh [--quick | --prefill]
 set -eo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-/tmp/out}"
@@ -20,4 +20,4 @@ echo "== cross-backend tests"
 echo "== our kernels"
 /tmp/build/bin/attention_bench "$@" 2>&1 | tee "$out/attention_bench.log"
 echo "== PyTorch SDPA anchor"
-python3 bench/sdpa_anchor.py 2>&1 | tee "$out/sdpa_anchor.log"
+python3 bench/sdpa_anchor.py "$@" 2>&1 | tee "$out/sdpa_anchor.log"

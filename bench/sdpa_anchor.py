@@ -27,13 +27,16 @@ def median_ms(fn, reps):
 
 
 def main():
+    import sys
+    prefill_only = "--prefill" in sys.argv  # cuDNN on the prefill shapes only
     dev = "cuda"
     x = torch.randn(1 << 30, device=dev, dtype=torch.bfloat16)  # 2 GiB
     y = torch.empty_like(x)
     ms = median_ms(lambda: y.copy_(x), 20)
     print(f"anchor copy device_copy_2GiB {ms:.3f} {2 * x.numel() * 2 / ms / 1e6:.1f} GB/s")
     del x, y
-    for backend, name in ((SDPBackend.CUDNN_ATTENTION, "cudnn"), (SDPBackend.FLASH_ATTENTION, "flash")):
+    backends = ((SDPBackend.CUDNN_ATTENTION, "cudnn"), (SDPBackend.FLASH_ATTENTION, "flash"))
+    for backend, name in backends[:1] if prefill_only else backends:
         for shape, n in PREFILL:
             q = torch.randn(1, HQ, n, D, device=dev, dtype=torch.bfloat16)
             k = torch.randn(1, HKV, n, D, device=dev, dtype=torch.bfloat16)
@@ -47,7 +50,7 @@ def main():
             except RuntimeError as e:
                 print(f"anchor {name} {shape} n/a ({str(e).splitlines()[0][:80]})")
             del q, k, v
-        for shape, nq, nk in PARTIAL:
+        for shape, nq, nk in [] if prefill_only else PARTIAL:
             q = torch.randn(1, HQ, nq, D, device=dev, dtype=torch.bfloat16)
             k = torch.randn(1, HKV, nk, D, device=dev, dtype=torch.bfloat16)
             v = torch.randn(1, HKV, nk, D, device=dev, dtype=torch.bfloat16)

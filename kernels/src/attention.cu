@@ -211,6 +211,7 @@ AttentionPlan plan_attention(const AttentionArgs& a, int num_sms, bool hopper) {
   // Many query rows of one head: the wgmma kernel (Hopper only), whole key range per CTA.
   p.use_wgmma = hopper && !p.pack_heads && p.splits == 1;
   p.wgmma_pingpong = p.use_wgmma;
+  p.wgmma_overlap = p.use_wgmma;
   p.workspace_bytes = p.splits > 1 ? size_t(p.splits) * a.nq * a.hq * (size_t(a.d) + 1) * sizeof(float) : 0;
   return p;
 }
@@ -243,7 +244,8 @@ cudaError_t attention_forward(const AttentionArgs& a, const AttentionPlan& plan,
   cudaError_t e;
   if (plan.use_wgmma) {
     if (ka.pack_heads || ka.partial) return cudaErrorInvalidValue;
-    return attention_wgmma(ka, a.d, plan.wgmma_pingpong, stream);
+    // Tensors the copy engine cannot address (unaligned views) take the mma.sync kernel.
+    if (attention_wgmma_supports(ka)) return attention_wgmma(ka, a.d, plan.wgmma_pingpong, plan.wgmma_overlap, stream);
   }
   const bool skip = plan.skip_idle_warps;
   switch (a.d) {  // compile-time head dims; anything else is refused

@@ -59,12 +59,12 @@ __device__ __forceinline__ float fast_exp2(float x) {
   return y;
 }
 
-// Folds one tile of raw scores into the running max m (log2 domain), sum l and output acc;
-// leaves exp2(s * scale_log2 - m) in s: the scale rides in the same FFMA as the max.
-// The 4 threads of a quad share a row.
-template <int NB_S, int NB_O>
-__device__ __forceinline__ void online_softmax(float (&s)[NB_S][4], float (&acc)[NB_O][4], float (&m_run)[2],
-                                               float (&l_run)[2], float scale_log2) {
+// Folds one tile of raw scores into the running max m (log2 domain) and sum l; leaves
+// exp2(s * scale_log2 - m) in s (the scale rides in the same FFMA as the max) and the factor
+// the output accumulated so far must be scaled by in alpha. The 4 threads of a quad share a row.
+template <int NB_S>
+__device__ __forceinline__ void softmax_step(float (&s)[NB_S][4], float (&m_run)[2], float (&l_run)[2],
+                                             float scale_log2, float (&alpha)[2]) {
 #pragma unroll
   for (int hr = 0; hr < 2; ++hr) {
     float mx = -INFINITY;
@@ -74,7 +74,7 @@ __device__ __forceinline__ void online_softmax(float (&s)[NB_S][4], float (&acc)
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
     const float m_new = fmaxf(m_run[hr], mx * scale_log2);  // scale > 0: the max commutes
     const float m_use = m_new == -INFINITY ? 0.0f : m_new;  // a row that saw nothing yet stays at 0
-    const float alpha = fast_exp2(m_run[hr] - m_use);
+    alpha[hr] = fast_exp2(m_run[hr] - m_use);
     m_run[hr] = m_new;
     float sum = 0.0f;
 #pragma unroll
@@ -83,13 +83,28 @@ __device__ __forceinline__ void online_softmax(float (&s)[NB_S][4], float (&acc)
       s[j][2 * hr + 1] = fast_exp2(fmaf(s[j][2 * hr + 1], scale_log2, -m_use));
       sum += s[j][2 * hr] + s[j][2 * hr + 1];
     }
-    l_run[hr] = l_run[hr] * alpha + sum;
-#pragma unroll
-    for (int j = 0; j < NB_O; ++j) {
-      acc[j][2 * hr] *= alpha;
-      acc[j][2 * hr + 1] *= alpha;
-    }
+    l_run[hr] = l_run[hr] * alpha[hr] + sum;
   }
+}
+
+template <int NB_O>
+__device__ __forceinline__ void rescale_rows(float (&acc)[NB_O][4], const float (&alpha)[2]) {
+#pragma unroll
+  for (int j = 0; j < NB_O; ++j) {
+    acc[j][0] *= alpha[0];
+    acc[j][1] *= alpha[0];
+    acc[j][2] *= alpha[1];
+    acc[j][3] *= alpha[1];
+  }
+}
+
+// softmax_step, then the output rescaled at once (kernels without an MMA in flight on acc).
+template <int NB_S, int NB_O>
+__device__ __forceinline__ void online_softmax(float (&s)[NB_S][4], float (&acc)[NB_O][4], float (&m_run)[2],
+                                               float (&l_run)[2], float scale_log2) {
+  float alpha[2];
+  softmax_step(s, m_run, l_run, scale_log2, alpha);
+  rescale_rows(acc, alpha);
 }
 
 // Writes the thread's two rows (first_row and first_row + 8 of the head slot): o = acc / l,

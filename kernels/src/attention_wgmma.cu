@@ -1,166 +1,325 @@
-// Prefill attention on Hopper's warpgroup MMA (wgmma, sm_90a): two warpgroups of 64 query
-// rows each share 128-key K/V tiles streamed through shared memory by cp.async (two stages).
-// S = Q K^T reads Q and K straight from shared memory (no ldmatrix through registers, the
-// limit of the mma.sync kernel); O += P V takes P from registers and V from shared memory.
-// Tiles use the 128-byte swizzle the tensor cores expect: 64-column sub-tiles, 128-byte rows,
-// 16-byte chunk index XOR (row % 8), sub-tiles 1024-byte aligned.
+// Prefill attention on Hopper (sm_90a), warp-specialised: one producer warpgroup streams Q
+// once and K/V tiles through the bulk tensor copy engine (TMA) into two shared-memory stages
+// per operand, completing on mbarriers; two consumer warpgroups of 64 query rows each run
+// S = Q K^T and O += P V on warpgroup MMA (wgmma) and the online softmax in registers.
+// - Ping-pong: the consumers take turns issuing their matrix products (named barriers), so
+//   one's softmax (ALU, MUFU) runs while the other's products use the tensor cores.
+// - Overlap: inside a consumer, S of tile t and P V of tile t-1 are in flight together while
+//   the softmax of tile t waits only for S.
+// The producer gives its registers to the consumers (setmaxnreg). Tiles use the 128-byte
+// swizzle both TMA and wgmma understand: 64-column sub-tiles of 128-byte rows, 16-byte chunk
+// index XOR (row % 8), sub-tiles 1024-byte aligned.
+#include <cuda.h>
 #include <cuda_bf16.h>
 
 #include "attention_common.cuh"
 #include "attention_tile.cuh"
 #include "attention_wgmma.cuh"
+#include "hopper_async.cuh"
 #include "wgmma_ops.cuh"
 
 namespace starmesh::kernels {
 namespace {
 
 using namespace tile;
+using namespace hopper;
 
-template <int D_, bool Pingpong_>
+template <int D_, bool Pingpong_, bool Overlap_>
 struct WgmmaConfig {
   static constexpr int D = D_;
-  // Warpgroup 1 starts its S = Q K^T only when warpgroup 0 has finished its own, so one
-  // warpgroup's softmax (ALU, MUFU) runs while the other's matrix products use the tensor cores.
   static constexpr bool kPingpong = Pingpong_;
-  static constexpr int kWarpgroups = 2;
-  static constexpr int kThreads = kWarpgroups * 128;
-  static constexpr int kBlockM = kWarpgroups * 64;  // query rows per CTA
-  static constexpr int kBlockN = 128;               // keys per tile
-  static constexpr int kQElems = kBlockM * D;
-  static constexpr int kTileElems = kBlockN * D;
-  static constexpr size_t kSmemBytes = size_t(kQElems + 2 * 2 * kTileElems) * sizeof(__nv_bfloat16) + 1024;
+  static constexpr bool kOverlap = Overlap_;
+  static constexpr int kThreads = 3 * 128;  // producer warpgroup + 2 consumer warpgroups
+  static constexpr int kBlockM = 128;       // query rows per CTA, 64 per consumer
+  static constexpr int kBlockN = 128;       // keys per tile
+  static constexpr int kStages = 2;
+  static constexpr int kProducerRegs = 24, kConsumerRegs = 240;  // 128 * (24 + 2 * 240) <= 64K
+  static constexpr uint32_t kQBytes = kBlockM * D * 2;
+  static constexpr uint32_t kTileBytes = kBlockN * D * 2;
+  static constexpr int kBarriers = 1 + 4 * kStages;  // Q full; K full/empty, V full/empty per stage
+  static constexpr size_t kSmemBytes = kQBytes + 2 * kStages * size_t(kTileBytes) + 8 * kBarriers + 1024;
 };
 
-// Element offset of (row, col) in a [D / 64][rows][64] tile with the 128-byte swizzle.
-__device__ __forceinline__ uint32_t sw128_offset(int row, int col, int rows) {
-  return uint32_t((col >> 6) * rows * 64 + row * 64 + ((((col & 63) >> 3) ^ (row & 7)) << 3) + (col & 7));
-}
-
 template <class Cfg>
-__global__ void __launch_bounds__(Cfg::kThreads, 1) attention_wgmma_kernel(const KernelArgs a) {
+__global__ void __launch_bounds__(Cfg::kThreads, 1)
+    attention_wgmma_kernel(const KernelArgs a, const __grid_constant__ CUtensorMap tm_q,
+                           const __grid_constant__ CUtensorMap tm_k, const __grid_constant__ CUtensorMap tm_v) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  constexpr int D = Cfg::D, BM = Cfg::kBlockM, BN = Cfg::kBlockN, DC = D / 8;
+  constexpr int D = Cfg::D, BM = Cfg::kBlockM, BN = Cfg::kBlockN, S = Cfg::kStages;
   extern __shared__ unsigned char smem_raw[];
   // The swizzle is applied on address bits: tiles start on 1024-byte boundaries.
-  const uint32_t raw = smem_addr(smem_raw);
-  __nv_bfloat16* sq = reinterpret_cast<__nv_bfloat16*>(smem_raw + (((raw + 1023) & ~1023u) - raw));
-  __nv_bfloat16* skv = sq + Cfg::kQElems;  // stage s: K at s * 2 * tile, V right after
+  const uint32_t sq = (smem_addr(smem_raw) + 1023) & ~1023u;
+  const uint32_t sk = sq + Cfg::kQBytes;                // stage s at sk + s * kTileBytes
+  const uint32_t sv = sk + S * Cfg::kTileBytes;         // likewise
+  const uint32_t bars = sv + S * Cfg::kTileBytes;
+  const uint32_t full_q = bars;
+  auto full_k = [&](int s) { return bars + 8u * uint32_t(1 + s); };
+  auto empty_k = [&](int s) { return bars + 8u * uint32_t(1 + S + s); };
+  auto full_v = [&](int s) { return bars + 8u * uint32_t(1 + 2 * S + s); };
+  auto empty_v = [&](int s) { return bars + 8u * uint32_t(1 + 3 * S + s); };
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, wg = warp / 4;
   const int slot = blockIdx.y, kvh = slot / a.group;
-  const int row0 = blockIdx.x * BM;
+  // Causal rows late in the sequence see the most keys: start those first, so that the last
+  // wave is made of short CTAs.
+  const int row_block = a.causal ? int(gridDim.x) - 1 - int(blockIdx.x) : int(blockIdx.x);
+  const int row0 = row_block * BM;
   const int k_end = a.nk;
   int k_limit = k_end;
-  const int qi_first = row0;
   if (a.causal) {
     const int64_t last_visible = int64_t(min(row0 + BM, a.rows) - 1) + a.diagonal + 1;  // exclusive
     k_limit = last_visible < 0 ? 0 : (last_visible < k_end ? int(last_visible) : k_end);
   }
   const int n_tiles = (k_limit + BN - 1) / BN;
 
-  for (int c = tid; c < BM * DC; c += Cfg::kThreads) {
-    const int r = c / DC, col = (c % DC) * 8;
-    const bool ok = row0 + r < a.rows;
-    const __nv_bfloat16* src = a.q + (ok ? (size_t(row0 + r) * a.hq + slot) * D + col : 0);
-    cp_async_16(smem_addr(sq + sw128_offset(r, col, BM)), src, ok ? 16 : 0);
+  if (tid == 0) {
+    mbar_init(full_q, 1);
+    for (int s = 0; s < S; ++s) {
+      mbar_init(full_k(s), 1);
+      mbar_init(full_v(s), 1);
+      mbar_init(empty_k(s), 8);  // lane 0 of each consumer warp
+      mbar_init(empty_v(s), 8);
+    }
+    mbar_init_fence();
   }
-  auto load_kv = [&](int t, int stage) {
-    __nv_bfloat16* sk = skv + stage * 2 * Cfg::kTileElems;
-    __nv_bfloat16* sv = sk + Cfg::kTileElems;
-    for (int c = tid; c < BN * DC; c += Cfg::kThreads) {
-      const int r = c / DC, col = (c % DC) * 8;
-      const int key = t * BN + r;
-      const bool ok = key < k_limit;
-      const size_t off = ok ? (size_t(key) * a.hkv + kvh) * D + col : 0;
-      const uint32_t dst = sw128_offset(r, col, BN);
-      cp_async_16(smem_addr(sk + dst), a.k + off, ok ? 16 : 0);
-      cp_async_16(smem_addr(sv + dst), a.v + off, ok ? 16 : 0);
+  __syncthreads();
+
+  if (wg == 0) {  // producer
+    regs_decrease<Cfg::kProducerRegs>();
+    if (tid == 0 && n_tiles > 0) {
+      prefetch_tensor_map(&tm_k);
+      prefetch_tensor_map(&tm_v);
+      mbar_arrive_expect_tx(full_q, Cfg::kQBytes);
+      for (int c = 0; c < D / 64; ++c) tma_load_3d(sq + uint32_t(c * BM * 128), &tm_q, full_q, c * 64, slot, row0);
+      for (int t = 0; t < n_tiles; ++t) {
+        const int s = t % S;
+        const uint32_t use = uint32_t(t / S);
+        if (t >= S) mbar_wait(empty_k(s), (use - 1) & 1);
+        mbar_arrive_expect_tx(full_k(s), Cfg::kTileBytes);
+        for (int c = 0; c < D / 64; ++c)
+          tma_load_3d(sk + s * Cfg::kTileBytes + uint32_t(c * BN * 128), &tm_k, full_k(s), c * 64, kvh, t * BN);
+        if (t >= S) mbar_wait(empty_v(s), (use - 1) & 1);
+        mbar_arrive_expect_tx(full_v(s), Cfg::kTileBytes);
+        for (int c = 0; c < D / 64; ++c)
+          tma_load_3d(sv + s * Cfg::kTileBytes + uint32_t(c * BN * 128), &tm_v, full_v(s), c * 64, kvh, t * BN);
+      }
     }
-  };
-  if (n_tiles > 0) load_kv(0, 0);
-  cp_async_commit();
+  } else {  // consumers
+    regs_increase<Cfg::kConsumerRegs>();
+    const int cw = wg - 1, g = lane / 4, t4 = lane % 4;
+    const int first_row = row0 + cw * 64 + (warp % 4) * 16 + g;
+    const int row_qi[2] = {first_row, first_row + 8};
+    const uint32_t q_base = sq + uint32_t(cw * 64 * 128);  // this consumer's 64 rows of Q
 
-  float acc[D / 8][4];
+    float acc[D / 8][4];
 #pragma unroll
-  for (int j = 0; j < D / 8; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
-  float m_run[2] = {-INFINITY, -INFINITY};
-  float l_run[2] = {0.0f, 0.0f};
-  const int g = lane / 4, t4 = lane % 4;
-  const int row_qi[2] = {row0 + warp * 16 + g, row0 + warp * 16 + g + 8};
-  // This warpgroup's 64 rows of Q, per 64-column sub-tile.
-  const uint32_t q_base = smem_addr(sq) + uint32_t(wg * 64 * 128);
+    for (int j = 0; j < D / 8; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
+    float m_run[2] = {-INFINITY, -INFINITY};
+    float l_run[2] = {0.0f, 0.0f};
+    uint32_t p[BN / 16][4];  // P of the last tile, bf16 pairs in the A-fragment order
 
-  for (int t = 0; t < n_tiles; ++t) {
-    if (t + 1 < n_tiles) load_kv(t + 1, (t + 1) % 2);
-    cp_async_commit();
-    cp_async_wait<1>();
-    // cp.async wrote through the generic proxy; the tensor cores read through the async one.
-    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-    __syncthreads();
-    const uint32_t k_base = smem_addr(skv + (t % 2) * 2 * Cfg::kTileElems);
-    const uint32_t v_base = k_base + uint32_t(Cfg::kTileElems * sizeof(__nv_bfloat16));
+    // O += P V for the tile in stage s: 16 keys per instruction; V is [keys][dims], MN-major.
+    auto issue_pv = [&](int s) {
+      const uint32_t v_base = sv + s * Cfg::kTileBytes;
+#pragma unroll
+      for (int kk = 0; kk < BN / 16; ++kk) {
+        // Leading offset: the next 64-dim sub-tile; stride: the next 8 keys.
+        const uint64_t vd = wgmma::descriptor(v_base + uint32_t(kk * 16 * 128), uint32_t(BN * 128), 1024);
+        if constexpr (D == 128) wgmma::mma_rs_n128_tb(acc, p[kk], vd);
+        else wgmma::mma_rs_n64_tb(acc, p[kk], vd);
+      }
+      wgmma::commit();
+    };
+    auto release = [&](uint32_t bar) {
+      if (lane == 0) mbar_arrive(bar);
+    };
 
-    // S = Q K^T: 64 rows x 128 keys per warpgroup, k = 16 dims per instruction.
-    float s[BN / 8][4];
+    // S = Q K^T for the tile in stage s: 64 rows x 128 keys, k = 16 dims per instruction.
+    auto issue_s = [&](float (&sc)[BN / 8][4], int s) {
+      const uint32_t k_base = sk + s * Cfg::kTileBytes;
 #pragma unroll
-    for (int j = 0; j < BN / 8; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
-    if (Cfg::kPingpong && wg == 1) asm volatile("bar.sync 1, 256;\n" ::: "memory");
-    wgmma::fence();
+      for (int kk = 0; kk < D / 16; ++kk) {
+        const uint32_t in_row = uint32_t((kk % 4) * 32);  // 16 dims = 32 bytes along the 128-byte row
+        const uint64_t qd = wgmma::descriptor(q_base + uint32_t((kk / 4) * BM * 128) + in_row, 16, 1024);
+        const uint64_t kd = wgmma::descriptor(k_base + uint32_t((kk / 4) * BN * 128) + in_row, 16, 1024);
+        wgmma::mma_ss_n128(sc, qd, kd, kk > 0);
+      }
+      wgmma::commit();
+    };
+    // Softmax of tile t's scores, in place; alpha: the factor for the output so far.
+    auto softmax = [&](float (&sc)[BN / 8][4], int t, float (&alpha)[2]) {
+      mask_scores(a, sc, t * BN, k_end, row0, row_qi, t4);
+      softmax_step(sc, m_run, l_run, a.scale_log2, alpha);
+    };
+    // P as bf16 pairs in the A-fragment order of the next P V.
+    auto to_p = [&](const float (&sc)[BN / 8][4]) {
 #pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-      const uint32_t in_row = uint32_t((kk % 4) * 32);  // 16 dims = 32 bytes along the 128-byte row
-      const uint64_t qd = wgmma::descriptor(q_base + uint32_t((kk / 4) * BM * 128) + in_row, 16, 1024);
-      const uint64_t kd = wgmma::descriptor(k_base + uint32_t((kk / 4) * BN * 128) + in_row, 16, 1024);
-      wgmma::mma_ss_n128(s, qd, kd, kk > 0);
+      for (int kk = 0; kk < BN / 16; ++kk) {
+        p[kk][0] = pack_bf16(sc[2 * kk][0], sc[2 * kk][1]);
+        p[kk][1] = pack_bf16(sc[2 * kk][2], sc[2 * kk][3]);
+        p[kk][2] = pack_bf16(sc[2 * kk + 1][0], sc[2 * kk + 1][1]);
+        p[kk][3] = pack_bf16(sc[2 * kk + 1][2], sc[2 * kk + 1][3]);
+      }
+    };
+    // Ping-pong turns: consumer cw waits on barrier 1 + cw and hands over on the other's.
+    auto turn_begin = [&]() {
+      if (Cfg::kPingpong) named_sync(1 + cw, 256);
+    };
+    auto turn_end = [&]() {
+      if (Cfg::kPingpong) named_arrive(2 - cw, 256);
+    };
+    auto k_ready = [&](int t) { mbar_wait(full_k(t % S), uint32_t(t / S) & 1); };
+    auto v_ready = [&](int t) { mbar_wait(full_v(t % S), uint32_t(t / S) & 1); };
+
+    if (n_tiles > 0) {
+      mbar_wait(full_q, 0);
+      if (Cfg::kPingpong && cw == 1) named_arrive(1, 256);  // consumer 0 goes first
     }
-    wgmma::commit();
-    wgmma::wait<0>();
-    if (Cfg::kPingpong && wg == 0) asm volatile("bar.arrive 1, 256;\n" ::: "memory");
-
-    mask_scores(a, s, t * BN, k_end, qi_first, row_qi, t4);
-    online_softmax(s, acc, m_run, l_run, a.scale_log2);
-
-    // O += P V: 16 keys per instruction; V is [keys][dims], MN-major for this product.
-    wgmma::fence();
-#pragma unroll
-    for (int kk = 0; kk < BN / 16; ++kk) {
-      const uint32_t p[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]), pack_bf16(s[2 * kk][2], s[2 * kk][3]),
-                             pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                             pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
-      // Leading offset: the next 64-dim sub-tile; stride: the next 8 keys.
-      const uint64_t vd = wgmma::descriptor(v_base + uint32_t(kk * 16 * 128), uint32_t(BN * 128), 1024);
-      if constexpr (D == 128) wgmma::mma_rs_n128_tb(acc, p, vd);
-      else wgmma::mma_rs_n64_tb(acc, p, vd);
+    if constexpr (Cfg::kOverlap) {
+      // Tile 0 alone, then each step issues S of tile t and P V of tile t - 1 together and
+      // runs the softmax of t once S is in; the last P V closes.
+      if (n_tiles > 0) {
+        float sc[BN / 8][4], alpha[2];
+        k_ready(0);
+        turn_begin();
+        wgmma::fence();
+        issue_s(sc, 0);
+        turn_end();
+        wgmma::wait<0>();
+        wgmma::pin(sc);
+        release(empty_k(0));
+        softmax(sc, 0, alpha);
+        to_p(sc);
+      }
+      for (int t = 1; t < n_tiles; ++t) {
+        float sc[BN / 8][4], alpha[2];
+        const int prev = (t - 1) % S;
+        k_ready(t);
+        v_ready(t - 1);
+        turn_begin();
+        wgmma::pin(acc);
+        wgmma::pin(p);
+        wgmma::fence();
+        issue_s(sc, t % S);
+        issue_pv(prev);
+        turn_end();
+        wgmma::wait<1>();
+        wgmma::pin(sc);
+        release(empty_k(t % S));
+        softmax(sc, t, alpha);
+        wgmma::wait<0>();  // P V of tile t - 1 has read p and written acc
+        wgmma::pin(acc);
+        wgmma::pin(p);
+        release(empty_v(prev));
+        rescale_rows(acc, alpha);
+        to_p(sc);
+      }
+      if (n_tiles > 0) {
+        v_ready(n_tiles - 1);
+        wgmma::pin(acc);
+        wgmma::pin(p);
+        wgmma::fence();
+        issue_pv((n_tiles - 1) % S);
+        wgmma::wait<0>();
+        wgmma::pin(acc);
+      }
+    } else {
+      for (int t = 0; t < n_tiles; ++t) {
+        float sc[BN / 8][4], alpha[2];
+        k_ready(t);
+        turn_begin();
+        wgmma::fence();
+        issue_s(sc, t % S);
+        turn_end();
+        wgmma::wait<0>();
+        wgmma::pin(sc);
+        release(empty_k(t % S));
+        softmax(sc, t, alpha);
+        rescale_rows(acc, alpha);
+        to_p(sc);
+        v_ready(t);
+        wgmma::pin(acc);
+        wgmma::pin(p);
+        wgmma::fence();
+        issue_pv(t % S);
+        wgmma::wait<0>();
+        wgmma::pin(acc);
+        release(empty_v(t % S));
+      }
     }
-    wgmma::commit();
-    wgmma::wait<0>();
-    __syncthreads();  // both warpgroups are done with this stage before it is refilled
+    // Consumer 1's last hand-over is still pending: consumer 0 takes it, so both named
+    // barriers end the CTA empty.
+    if (Cfg::kPingpong && cw == 0 && n_tiles > 0) named_sync(1, 256);
+    store_rows(a, slot, first_row, t4, 0, acc, m_run, l_run);
   }
-  cp_async_wait<0>();
-  store_rows(a, slot, row0 + warp * 16 + g, t4, 0, acc, m_run, l_run);
 #else
   __trap();  // built for another architecture: the dispatcher never picks this kernel there
 #endif
 }
 
-template <int D, bool Pingpong>
+using EncodeTiled = decltype(&cuTensorMapEncodeTiled);
+
+// The driver's tensor-map encoder, through the runtime (no link against libcuda).
+EncodeTiled encoder() {
+  static const EncodeTiled fn = [] {
+    void* p = nullptr;
+    cudaDriverEntryPointQueryResult q{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &q) != cudaSuccess ||
+        q != cudaDriverEntryPointSuccess)
+      return EncodeTiled(nullptr);
+    return reinterpret_cast<EncodeTiled>(p);
+  }();
+  return fn;
+}
+
+// bf16 [rows, heads, d] as a 3-d tensor (d, heads, rows); boxes of 64 dims x 1 head x
+// box_rows rows land as one 128-byte-swizzled sub-tile. Rows past the end read as zeros.
+bool make_map(CUtensorMap* map, const void* base, int rows, int heads, int d, int box_rows) {
+  const EncodeTiled encode = encoder();
+  if (!encode) return false;
+  const cuuint64_t dims[3] = {cuuint64_t(d), cuuint64_t(heads), cuuint64_t(rows > 0 ? rows : 1)};
+  const cuuint64_t strides[2] = {cuuint64_t(d) * 2, cuuint64_t(heads) * d * 2};
+  const cuuint32_t box[3] = {64, 1, cuuint32_t(box_rows)};
+  const cuuint32_t elem_strides[3] = {1, 1, 1};
+  return encode(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, const_cast<void*>(base), dims, strides, box, elem_strides,
+                CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+template <int D, bool Pingpong, bool Overlap>
 cudaError_t launch(const KernelArgs& ka, cudaStream_t stream) {
-  using Cfg = WgmmaConfig<D, Pingpong>;
+  using Cfg = WgmmaConfig<D, Pingpong, Overlap>;
+  CUtensorMap tq, tk, tv;
+  if (!make_map(&tq, ka.q, ka.nq, ka.hq, D, Cfg::kBlockM) || !make_map(&tk, ka.k, ka.nk, ka.hkv, D, Cfg::kBlockN) ||
+      !make_map(&tv, ka.v, ka.nk, ka.hkv, D, Cfg::kBlockN))
+    return cudaErrorInvalidValue;
   const cudaError_t e = cudaFuncSetAttribute(attention_wgmma_kernel<Cfg>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                              int(Cfg::kSmemBytes));
   if (e != cudaSuccess) return e;
   const dim3 grid((ka.rows + Cfg::kBlockM - 1) / Cfg::kBlockM, ka.hq, 1);
-  attention_wgmma_kernel<Cfg><<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(ka);
+  attention_wgmma_kernel<Cfg><<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(ka, tq, tk, tv);
   return cudaGetLastError();
+}
+
+template <int D>
+cudaError_t launch_d(const KernelArgs& ka, bool pingpong, bool overlap, cudaStream_t stream) {
+  if (pingpong) return overlap ? launch<D, true, true>(ka, stream) : launch<D, true, false>(ka, stream);
+  return overlap ? launch<D, false, true>(ka, stream) : launch<D, false, false>(ka, stream);
 }
 
 }  // namespace
 
-cudaError_t attention_wgmma(const KernelArgs& ka, int d, bool pingpong, cudaStream_t stream) {
-  if (ka.pack_heads || ka.partial) return cudaErrorInvalidValue;  // one q head per CTA, no split
+bool attention_wgmma_supports(const KernelArgs& ka) {
+  // The copy engine needs 16-byte aligned tensors.
+  auto aligned = [](const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; };
+  return !ka.pack_heads && !ka.partial && aligned(ka.q) && aligned(ka.k) && aligned(ka.v);
+}
+
+cudaError_t attention_wgmma(const KernelArgs& ka, int d, bool pingpong, bool overlap, cudaStream_t stream) {
+  if (!attention_wgmma_supports(ka)) return cudaErrorInvalidValue;
   switch (d) {
-    case 64: return pingpong ? launch<64, true>(ka, stream) : launch<64, false>(ka, stream);
-    case 128: return pingpong ? launch<128, true>(ka, stream) : launch<128, false>(ka, stream);
+    case 64: return launch_d<64>(ka, pingpong, overlap, stream);
+    case 128: return launch_d<128>(ka, pingpong, overlap, stream);
     default: return cudaErrorNotSupported;
   }
 }

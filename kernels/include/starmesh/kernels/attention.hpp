@@ -33,7 +33,8 @@ struct AttentionPlan {
   int keys_per_split = 0;
   bool skip_idle_warps = false;  // fewer rows than a tile: idle warps skip the math
   bool use_wgmma = false;        // Hopper warpgroup-MMA prefill kernel (no split, no packing)
-  bool wgmma_pingpong = false;   // its two warpgroups alternate on the tensor cores
+  bool wgmma_pingpong = false;   // its two consumer warpgroups alternate on the tensor cores
+  bool wgmma_overlap = false;    // each keeps S of tile t and P V of tile t-1 in flight together
   size_t workspace_bytes = 0;  // f32 partial (o, lse) when splits > 1
 };
 
