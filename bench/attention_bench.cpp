@@ -120,17 +120,18 @@ int main(int argc, char** argv) {
     a.scale = 1.0f / std::sqrt(float(s.d));
     const auto chosen = starmesh::kernels::plan_attention(a, num_sms, true);
     // The chosen plan, then its variants (predict, change, measure): for prefill, the wgmma
-    // kernel without ping-pong, without overlap, without both; for partials, the other
-    // idle-warp choice.
+    // kernel with the other CTA order, without ping-pong, without overlap; for partials, the
+    // other idle-warp choice.
     std::vector<starmesh::kernels::AttentionPlan> plans = {chosen};
     if (chosen.pack_heads) {
       plans.push_back(chosen);
       plans.back().skip_idle_warps = !chosen.skip_idle_warps;
     } else {
-      for (int v = 1; v < 4; ++v) {
+      for (int v = 0; v < 3; ++v) {
         plans.push_back(chosen);
-        plans.back().wgmma_pingpong = chosen.wgmma_pingpong && !(v & 1);
-        plans.back().wgmma_overlap = chosen.wgmma_overlap && !(v & 2);
+        if (v == 0) plans.back().wgmma_group_order = !chosen.wgmma_group_order;
+        if (v == 1) plans.back().wgmma_pingpong = !chosen.wgmma_pingpong;
+        if (v == 2) plans.back().wgmma_overlap = !chosen.wgmma_overlap;
       }
     }
     for (size_t variant = 0; variant < plans.size(); ++variant) {
@@ -187,10 +188,10 @@ int main(int argc, char** argv) {
         rate = 2.0 * double(nk_el) * 2 / (ms * 1e-3) / 1e12;
         unit = "TB/s";
       }
-      std::printf("%-22s %10.3f %12.1f %10s err=%.2e %s splits=%d pack=%d skip=%d wgmma=%d pingpong=%d overlap=%d%s\n",
+      std::printf("%-22s %10.3f %12.1f %10s err=%.2e %s splits=%d pack=%d skip=%d wgmma=%d pingpong=%d overlap=%d group_order=%d%s\n",
                   s.name.c_str(), ms, unit[1] == 'B' ? rate * 1000 : rate, unit[1] == 'B' ? "GB/s" : unit, worst,
                   all_finite && worst < 2e-2 ? "ok" : "FAIL", plan.splits, int(plan.pack_heads),
-                  int(plan.skip_idle_warps), int(plan.use_wgmma), int(plan.wgmma_pingpong), int(plan.wgmma_overlap),
+                  int(plan.skip_idle_warps), int(plan.use_wgmma), int(plan.wgmma_pingpong), int(plan.wgmma_overlap), int(plan.wgmma_group_order),
                   variant == 0 ? " (chosen)" : "");
       if (ws) cudaFree(ws);
     }

@@ -23,6 +23,7 @@ struct KernelArgs {
   bool pack_heads;
   int keys_per_split;
   bool partial;  // write f32 partial states at blockIdx.z
+  bool group_order;  // wgmma kernel: blockIdx.x runs over (row block, q head of the group)
 };
 
 // Row r of the CTA's head slot -> (query index, q head).

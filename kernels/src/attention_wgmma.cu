@@ -59,10 +59,15 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
   auto empty_v = [&](int s) { return bars + 8u * uint32_t(1 + 3 * S + s); };
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, wg = warp / 4;
-  const int slot = blockIdx.y, kvh = slot / a.group;
+  // Group order: the q heads sharing a kv head take neighbouring CTAs, so each K/V tile comes
+  // from device memory once and from L2 for the rest of the group.
+  const int row_blocks = a.group_order ? int(gridDim.x) / a.group : int(gridDim.x);
+  const int slot = a.group_order ? int(blockIdx.y) * a.group + int(blockIdx.x) % a.group : int(blockIdx.y);
+  const int kvh = slot / a.group;
+  const int block_index = a.group_order ? int(blockIdx.x) / a.group : int(blockIdx.x);
   // Causal rows late in the sequence see the most keys: start those first, so that the last
   // wave is made of short CTAs.
-  const int row_block = a.causal ? int(gridDim.x) - 1 - int(blockIdx.x) : int(blockIdx.x);
+  const int row_block = a.causal ? row_blocks - 1 - block_index : block_index;
   const int row0 = row_block * BM;
   const int k_end = a.nk;
   int k_limit = k_end;
@@ -296,7 +301,8 @@ cudaError_t launch(const KernelArgs& ka, cudaStream_t stream) {
   const cudaError_t e = cudaFuncSetAttribute(attention_wgmma_kernel<Cfg>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                              int(Cfg::kSmemBytes));
   if (e != cudaSuccess) return e;
-  const dim3 grid((ka.rows + Cfg::kBlockM - 1) / Cfg::kBlockM, ka.hq, 1);
+  const int row_blocks = (ka.rows + Cfg::kBlockM - 1) / Cfg::kBlockM;
+  const dim3 grid = ka.group_order ? dim3(row_blocks * ka.group, ka.hkv, 1) : dim3(row_blocks, ka.hq, 1);
   attention_wgmma_kernel<Cfg><<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(ka, tq, tk, tv);
   return cudaGetLastError();
 }
