@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # On the H200 machine: unpack the compute core's Debian dependencies (carried as .debs in
 # .devdata/debs), build the compute core with CUDA, run the cross-backend tests, time our
-# attention kernels, then PyTorch SDPA on the same shapes. Usage: bench/run_h200.sh [--quick | --prefill]
+# attention kernels, then PyTorch SDPA on the same shapes.
+# Usage: bench/run_h200.sh [--quick | --prefill | --tests] (--tests: stop after the tests)
 set -eo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-/tmp/out}"
@@ -17,6 +18,7 @@ cmake --build /tmp/build -j16 --target test_backend_ops attention_bench test_bac
   || { grep -E "error|FAILED" "$out/build.log" | head -30; exit 1; }
 echo "== cross-backend tests"
 /tmp/build/bin/test_backend_ops 2>&1 | tee "$out/test_backend_ops.log" | grep -E "MESSAGE|ERROR|test cases|assertions|Status|relative" || true
+[ "${1:-}" = "--tests" ] && exit 0
 echo "== our kernels"
 /tmp/build/bin/attention_bench "$@" 2>&1 | tee "$out/attention_bench.log"
 echo "== PyTorch SDPA anchor"

@@ -4,6 +4,7 @@
 // against the CPU one. Needs a GPU: run on the GPU machine (bench/run_h200.sh).
 #include <doctest/doctest.h>
 
+#include <chrono>
 #include <cmath>
 #include <limits>
 
@@ -196,6 +197,54 @@ TEST_CASE_FIXTURE(Backends, "every variant of the wgmma prefill kernel equals th
       CHECK(nmse(back(og), o.to_f32_vector()) < 1e-4);
       CHECK(nmse(back(lg), lse.to_f32_vector()) < 1e-8);
     }
+  }
+}
+
+TEST_CASE_FIXTURE(Backends, "cuda sampling draws the token the cpu reference draws") {
+  struct Spec { float t; int k; float p; };
+  const Spec specs[] = {{0.0f, 0, 1.0f}, {1.0f, 0, 1.0f}, {0.8f, 0, 0.9f}, {1.2f, 50, 1.0f}, {0.7f, 40, 0.95f},
+                        {1.0f, 0, 0.5f}, {2.0f, 1000, 0.99f}};
+  for (int64_t vocab : {int64_t(1), int64_t(7), int64_t(5000), int64_t(128256)}) {
+    // Logits shaped like a model's: a broad floor and a few strong candidates.
+    auto v = random_vector(size_t(vocab), 900 + uint64_t(vocab), -8.0f, 4.0f);
+    for (size_t i = 0; i < v.size(); i += 997) v[i] += 6.0f;
+    const Tensor host = Tensor::from_f32(v, {1, vocab});
+    const Tensor dev = gpu->upload(host, DType::f32).value();
+    int mismatches = 0, draws = 0;
+    for (const Spec& sp : specs) {
+      for (int j = 0; j < 40; ++j) {
+        const SampleSpec spec{sp.t, sp.k, sp.p, (j * 0.6180339887498949 + 0.01) - std::floor(j * 0.6180339887498949 + 0.01)};
+        const int32_t want = cpu.sample(host, spec).value();
+        const int32_t got = gpu->sample(dev, spec).value();
+        ++draws;
+        if (got != want) {
+          ++mismatches;
+          MESSAGE("vocab " << vocab << " t " << sp.t << " k " << sp.k << " p " << sp.p << " u " << spec.u << ": cuda "
+                           << got << ", cpu " << want);
+        }
+      }
+    }
+    CAPTURE(vocab);
+    CHECK(mismatches == 0);
+    CHECK(draws == 280);
+  }
+  // Time one draw over a Llama-3 vocabulary: the device kernel plus the 4-byte copy back,
+  // against the host rule on downloaded logits.
+  auto v = random_vector(128256, 77, -8.0f, 4.0f);
+  const Tensor host = Tensor::from_f32(v, {1, 128256});
+  const Tensor dev = gpu->upload(host, DType::f32).value();
+  for (const SampleSpec spec : {SampleSpec{0.0f}, SampleSpec{0.8f, 0, 0.9f, 0.3}, SampleSpec{0.7f, 40, 0.95f, 0.3}}) {
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < 100; ++i) REQUIRE(gpu->sample(dev, spec));
+    const auto t1 = std::chrono::steady_clock::now();
+    for (int i = 0; i < 10; ++i) REQUIRE(cpu.sample(gpu->download(dev).value(), spec));
+    const auto t2 = std::chrono::steady_clock::now();
+    MESSAGE("sampling over 128256 logits (t " << spec.temperature << ", k " << spec.top_k << ", p " << spec.top_p
+                                              << "): cuda "
+                                              << std::chrono::duration<double, std::micro>(t1 - t0).count() / 100
+                                              << " us per token, download + host rule "
+                                              << std::chrono::duration<double, std::micro>(t2 - t1).count() / 10
+                                              << " us");
   }
 }
 

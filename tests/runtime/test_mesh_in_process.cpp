@@ -104,7 +104,8 @@ TEST_CASE_FIXTURE(InProcessMesh, "router + 4 workers: tokens and logits equal th
   CHECK(got->logits == want.logits);  // same arithmetic in the same order: bit for bit
   CHECK_FALSE(got->text.empty());
   // Every worker has its KV back.
-  for (const auto& w : client->members().value()) CHECK(w.reserved == 0);
+  const auto members = client->members();  // held: a range over a temporary's value() would dangle
+  for (const auto& w : members.value()) CHECK(w.reserved == 0);
 }
 
 TEST_CASE_FIXTURE(InProcessMesh, "a context that fits one block equals global attention") {

@@ -168,3 +168,13 @@ Status CpuBackend::add(const Tensor& a, const Tensor& b, const Tensor& out) {
 }
 
 }  // namespace starmesh
+
+namespace starmesh {
+
+Expected<int32_t> CpuBackend::sample(const Tensor& logits, const SampleSpec& spec) {
+  SM_ASSIGN(vocab, check_sample_args(logits, spec, device()));
+  const float* last_row = logits.data_as<float>() + (logits.numel() - vocab);
+  return sample_reference({last_row, size_t(vocab)}, spec);
+}
+
+}  // namespace starmesh

@@ -10,6 +10,7 @@
 
 #include "starmesh/kernels/attention.hpp"
 #include "starmesh/kernels/elementwise.hpp"
+#include "starmesh/kernels/sampling.hpp"
 
 namespace starmesh {
 namespace {
@@ -48,6 +49,7 @@ struct CudaBackend::Impl {
   void* lt_workspace = nullptr;
   // The heuristic's choice per GEMM shape and output type, asked once.
   std::map<std::tuple<int64_t, int64_t, int64_t, int>, cublasLtMatmulAlgo_t> algos;
+  int32_t* token = nullptr;  // where sample() leaves its draw
 
   Expected<Tensor> alloc_raw(DType t, const Shape& shape, bool zero) {
     const size_t bytes = std::max<size_t>(size_t(numel(shape)) * dtype_size(t), 1);
@@ -66,6 +68,7 @@ CudaBackend::~CudaBackend() {
   if (!impl_) return;
   cudaStreamSynchronize(impl_->stream);
   if (impl_->lt_workspace) cudaFree(impl_->lt_workspace);
+  if (impl_->token) cudaFree(impl_->token);
   if (impl_->lt) cublasLtDestroy(impl_->lt);
   if (impl_->stream) cudaStreamDestroy(impl_->stream);
 }
@@ -93,6 +96,7 @@ Expected<std::unique_ptr<CudaBackend>> CudaBackend::create(int device) {
   SM_TRY(cuda_status(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep), "cudaMemPoolSetAttribute"));
   SM_TRY(cublas_status(cublasLtCreate(&impl->lt), "cublasLtCreate"));
   SM_TRY(cuda_status(cudaMalloc(&impl->lt_workspace, kCublasWorkspaceBytes), "cudaMalloc (cuBLASLt workspace)"));
+  SM_TRY(cuda_status(cudaMalloc(&impl->token, sizeof(int32_t)), "cudaMalloc (sampled token)"));
   return std::unique_ptr<CudaBackend>(new CudaBackend(std::move(impl)));
 }
 
@@ -279,6 +283,19 @@ Status CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v,
     workspace = ws;
   }
   return cuda_status(kernels::attention_forward(args, plan, workspace.data(), impl_->stream), "attention kernel");
+}
+
+Expected<int32_t> CudaBackend::sample(const Tensor& logits, const SampleSpec& spec) {
+  SM_ASSIGN(vocab, check_sample_args(logits, spec, device()));
+  const float* last_row = static_cast<const float*>(logits.data()) + (logits.numel() - vocab);
+  SM_TRY(cuda_status(kernels::sample_token(last_row, int(vocab), spec.temperature, spec.top_k, spec.top_p, spec.u,
+                                           impl_->token, impl_->stream),
+                     "sample"));
+  int32_t id = -1;
+  SM_TRY(cuda_status(cudaMemcpyAsync(&id, impl_->token, sizeof id, cudaMemcpyDeviceToHost, impl_->stream),
+                     "sample"));
+  SM_TRY(cuda_status(cudaStreamSynchronize(impl_->stream), "sample"));
+  return id;
 }
 
 Status CudaBackend::synchronize() { return cuda_status(cudaStreamSynchronize(impl_->stream), "synchronize"); }

@@ -20,18 +20,18 @@ Expected<GenerationStats> generate_with(backend_i& backend, const StepFn& step, 
   GenerationStats stats;
   stats.prompt_tokens = int64_t(prompt.size());
   auto t0 = std::chrono::steady_clock::now();
-  SM_ASSIGN(logits_dev, step(prompt));
-  SM_ASSIGN(logits, backend.download(logits_dev));
+  SM_ASSIGN(first_logits, step(prompt));
+  SM_ASSIGN(first, sampler.next(backend, first_logits));
   stats.prefill_seconds = seconds_since(t0);
   t0 = std::chrono::steady_clock::now();
+  int32_t next = first;
   for (int i = 0; i < params.max_new_tokens; ++i) {
-    const int32_t next = sampler.sample({logits.data_as<float>(), size_t(logits.numel())});
     ++stats.generated_tokens;
     const bool stop = std::find(params.stop_ids.begin(), params.stop_ids.end(), next) != params.stop_ids.end();
     if (!on_token(next) || stop || i + 1 == params.max_new_tokens) break;
-    SM_ASSIGN(step_dev, step(std::span<const int32_t>(&next, 1)));
-    SM_ASSIGN(step_host, backend.download(step_dev));
-    logits = step_host;
+    SM_ASSIGN(logits, step(std::span<const int32_t>(&next, 1)));
+    SM_ASSIGN(sampled, sampler.next(backend, logits));
+    next = sampled;
   }
   stats.decode_seconds = seconds_since(t0);
   return stats;

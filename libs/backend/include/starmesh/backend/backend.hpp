@@ -5,6 +5,7 @@
 // (a Tensor is a handle, so `const Tensor& out` still lets the op write its elements).
 #include <string>
 
+#include "starmesh/backend/sampling.hpp"
 #include "starmesh/core/expected.hpp"
 #include "starmesh/core/tensor.hpp"
 
@@ -53,6 +54,10 @@ class backend_i {
   virtual Status attention(const Tensor& q, const Tensor& k, const Tensor& v, AttentionMask mask,
                            float scale, const Tensor& o, const Tensor& lse) = 0;
 
+  // The next token from f32 logits [vocab] or [rows, vocab] (the last row), by the rule of
+  // sampling.hpp; only the token id leaves the device.
+  virtual Expected<int32_t> sample(const Tensor& logits, const SampleSpec& spec) = 0;
+
   // Waits for all queued work (a no-op on the CPU).
   virtual Status synchronize() = 0;
 };
@@ -61,5 +66,9 @@ class backend_i {
 // in `act` ([nq, hq, d], [nk, hkv, d], [nk, hkv, d], [nq, hq, d]), lse f32 [nq, hq].
 Status check_attention_args(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
                             DType act);
+
+// The checks of backend_i::sample, shared by every backend: f32 logits with at least one
+// element, on `dev`; a valid spec. Returns the vocabulary size (the last dimension).
+Expected<int64_t> check_sample_args(const Tensor& logits, const SampleSpec& spec, Device dev);
 
 }  // namespace starmesh

@@ -32,6 +32,7 @@ class CudaBackend final : public backend_i {
   Status add(const Tensor& a, const Tensor& b, const Tensor& out) override;
   Status attention(const Tensor& q, const Tensor& k, const Tensor& v, AttentionMask mask, float scale,
                    const Tensor& o, const Tensor& lse) override;
+  Expected<int32_t> sample(const Tensor& logits, const SampleSpec& spec) override;
   Status synchronize() override;
 
   // The raw stream (a cudaStream_t), for benchmarks and the NCCL data plane.

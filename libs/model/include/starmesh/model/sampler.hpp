@@ -1,10 +1,10 @@
 #pragma once
-// Next-token choice from host logits: greedy (temperature 0), or temperature with top-k and
-// top-p filtering from a seeded generator, so a seed reproduces a run.
+// Next-token choice: greedy (temperature 0), or temperature with top-k and top-p, drawn on
+// the logits' backend (backend_i::sample, the rule of starmesh/backend/sampling.hpp) with
+// one uniform number per token from a counter-based generator, so a seed reproduces a run.
 #include <cstdint>
-#include <random>
-#include <span>
 
+#include "starmesh/backend/backend.hpp"
 #include "starmesh/core/expected.hpp"
 
 namespace starmesh {
@@ -18,17 +18,18 @@ struct SamplingParams {
 
 Status validate(const SamplingParams& p);
 
+// The index-th uniform number in [0, 1) of a seed's stream (splitmix64, 53 bits).
+double uniform_draw(uint64_t seed, uint64_t index);
+
 class Sampler {
  public:
-  explicit Sampler(const SamplingParams& p) : params_(p), rng_(p.seed) {}
-  // logits f32 [vocab]. Ties in greedy go to the lowest id, as torch.argmax does.
-  int32_t sample(std::span<const float> logits);
+  explicit Sampler(const SamplingParams& p) : params_(p) {}
+  // The next token from logits f32 [vocab] or [rows, vocab] (the last row) on `backend`.
+  Expected<int32_t> next(backend_i& backend, const Tensor& logits);
 
  private:
   SamplingParams params_;
-  std::mt19937_64 rng_;
+  uint64_t draws_ = 0;
 };
-
-int32_t argmax(std::span<const float> logits);
 
 }  // namespace starmesh
