@@ -182,11 +182,7 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(const float* logits, i
     const u64 o = __ldcg(ws->argmax + b);
     best = o > best ? o : best;
   }
-  const int arg = int(0xFFFFFFFFu - uint32_t(best & 0xFFFFFFFFu));
-  if (temperature == 0.0f || top_k == 1) {
-    if (blockIdx.x == 0 && threadIdx.x == 0) *out = arg;
-    return;
-  }
+  const int arg = int(0xFFFFFFFFu - uint32_t(best & 0xFFFFFFFFu));  // greedy went to argmax_kernel
 
   const float top = logits[arg], inv_t = 1.0f / temperature;
   uint32_t floor_key = 0;
@@ -225,6 +221,18 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(const float* logits, i
   }
 }
 
+// Greedy alone needs no grid: one CTA reads the logits coalesced (no workspace, no barrier).
+__global__ void __launch_bounds__(kThreads) argmax_kernel(const float* logits, int n, int32_t* out) {
+  __shared__ Shared sh;
+  u64 best = 0;
+  for (int i = int(threadIdx.x); i < n; i += kThreads) {
+    const u64 packed = (u64(key_of(logits[i])) << 32) | (0xFFFFFFFFu - uint32_t(i));
+    best = packed > best ? packed : best;
+  }
+  best = block_reduce(best, false, sh);
+  if (threadIdx.x == 0) *out = int(0xFFFFFFFFu - uint32_t(best & 0xFFFFFFFFu));
+}
+
 }  // namespace
 
 size_t sample_workspace_bytes() { return sizeof(Workspace); }
@@ -232,6 +240,10 @@ size_t sample_workspace_bytes() { return sizeof(Workspace); }
 cudaError_t sample_token(const float* logits, int n, float temperature, int top_k, float top_p, double u,
                          int32_t* out, void* workspace, int num_sms, cudaStream_t stream) {
   if (n < 1 || !logits || !out || !workspace) return cudaErrorInvalidValue;
+  if (temperature == 0.0f || top_k == 1) {
+    argmax_kernel<<<1, kThreads, 0, stream>>>(logits, n, out);
+    return cudaGetLastError();
+  }
   int blocks = (n + kElemsPerBlock - 1) / kElemsPerBlock;
   blocks = blocks < num_sms ? blocks : num_sms;  // one CTA per SM: all resident, as the barrier needs
   blocks = blocks < kMaxBlocks ? blocks : kMaxBlocks;
