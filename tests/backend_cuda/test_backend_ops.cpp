@@ -204,7 +204,8 @@ TEST_CASE_FIXTURE(Backends, "cuda sampling draws the token the cpu reference dra
   struct Spec { float t; int k; float p; };
   const Spec specs[] = {{0.0f, 0, 1.0f}, {1.0f, 0, 1.0f}, {0.8f, 0, 0.9f}, {1.2f, 50, 1.0f}, {0.7f, 40, 0.95f},
                         {1.0f, 0, 0.5f}, {2.0f, 1000, 0.99f}};
-  for (int64_t vocab : {int64_t(1), int64_t(7), int64_t(5000), int64_t(128256)}) {
+  // 400000: beyond the kernel's shared memory, the backend falls back to the host rule.
+  for (int64_t vocab : {int64_t(1), int64_t(7), int64_t(5000), int64_t(128256), int64_t(400000)}) {
     // Logits shaped like a model's: a broad floor and a few strong candidates.
     auto v = random_vector(size_t(vocab), 900 + uint64_t(vocab), -8.0f, 4.0f);
     for (size_t i = 0; i < v.size(); i += 997) v[i] += 6.0f;

@@ -50,7 +50,6 @@ struct CudaBackend::Impl {
   // The heuristic's choice per GEMM shape and output type, asked once.
   std::map<std::tuple<int64_t, int64_t, int64_t, int>, cublasLtMatmulAlgo_t> algos;
   int32_t* token = nullptr;  // where sample() leaves its draw
-  void* sample_workspace = nullptr;
 
   Expected<Tensor> alloc_raw(DType t, const Shape& shape, bool zero) {
     const size_t bytes = std::max<size_t>(size_t(numel(shape)) * dtype_size(t), 1);
@@ -70,7 +69,6 @@ CudaBackend::~CudaBackend() {
   cudaStreamSynchronize(impl_->stream);
   if (impl_->lt_workspace) cudaFree(impl_->lt_workspace);
   if (impl_->token) cudaFree(impl_->token);
-  if (impl_->sample_workspace) cudaFree(impl_->sample_workspace);
   if (impl_->lt) cublasLtDestroy(impl_->lt);
   if (impl_->stream) cudaStreamDestroy(impl_->stream);
 }
@@ -99,8 +97,6 @@ Expected<std::unique_ptr<CudaBackend>> CudaBackend::create(int device) {
   SM_TRY(cublas_status(cublasLtCreate(&impl->lt), "cublasLtCreate"));
   SM_TRY(cuda_status(cudaMalloc(&impl->lt_workspace, kCublasWorkspaceBytes), "cudaMalloc (cuBLASLt workspace)"));
   SM_TRY(cuda_status(cudaMalloc(&impl->token, sizeof(int32_t)), "cudaMalloc (sampled token)"));
-  SM_TRY(cuda_status(cudaMalloc(&impl->sample_workspace, kernels::sample_workspace_bytes()),
-                     "cudaMalloc (sampling workspace)"));
   return std::unique_ptr<CudaBackend>(new CudaBackend(std::move(impl)));
 }
 
@@ -291,10 +287,15 @@ Status CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v,
 
 Expected<int32_t> CudaBackend::sample(const Tensor& logits, const SampleSpec& spec) {
   SM_ASSIGN(vocab, check_sample_args(logits, spec, device()));
+  const bool greedy = spec.temperature == 0.0f || spec.top_k == 1;
+  if (!greedy && vocab > kernels::sample_max_vocab()) {
+    // Beyond the kernel's shared memory: the same rule on the host.
+    SM_ASSIGN(host, download(logits));
+    return sample_reference({host.data_as<float>() + (host.numel() - vocab), size_t(vocab)}, spec);
+  }
   const float* last_row = static_cast<const float*>(logits.data()) + (logits.numel() - vocab);
   SM_TRY(cuda_status(kernels::sample_token(last_row, int(vocab), spec.temperature, spec.top_k, spec.top_p, spec.u,
-                                           impl_->token, impl_->sample_workspace, impl_->num_sms,
-                                           impl_->stream),
+                                           impl_->token, impl_->stream),
                      "sample"));
   int32_t id = -1;
   SM_TRY(cuda_status(cudaMemcpyAsync(&id, impl_->token, sizeof id, cudaMemcpyDeviceToHost, impl_->stream),
