@@ -120,18 +120,19 @@ int main(int argc, char** argv) {
     a.scale = 1.0f / std::sqrt(float(s.d));
     const auto chosen = starmesh::kernels::plan_attention(a, num_sms, true);
     // The chosen plan, then its variants (predict, change, measure): for prefill, the wgmma
-    // kernel with the other CTA order, without ping-pong, without overlap; for partials, the
-    // other idle-warp choice.
+    // kernel with the other CTA order, without ping-pong, without overlap, with the other
+    // rescale choice; for partials, the other idle-warp choice.
     std::vector<starmesh::kernels::AttentionPlan> plans = {chosen};
     if (chosen.pack_heads) {
       plans.push_back(chosen);
       plans.back().skip_idle_warps = !chosen.skip_idle_warps;
     } else {
-      for (int v = 0; v < 3; ++v) {
+      for (int v = 0; v < 4; ++v) {
         plans.push_back(chosen);
         if (v == 0) plans.back().wgmma_group_order = !chosen.wgmma_group_order;
         if (v == 1) plans.back().wgmma_pingpong = !chosen.wgmma_pingpong;
         if (v == 2) plans.back().wgmma_overlap = !chosen.wgmma_overlap;
+        if (v == 3) plans.back().wgmma_lazy_rescale = !chosen.wgmma_lazy_rescale;
       }
     }
     for (size_t variant = 0; variant < plans.size(); ++variant) {
@@ -188,10 +189,10 @@ int main(int argc, char** argv) {
         rate = 2.0 * double(nk_el) * 2 / (ms * 1e-3) / 1e12;
         unit = "TB/s";
       }
-      std::printf("%-22s %10.3f %12.1f %10s err=%.2e %s splits=%d pack=%d skip=%d wgmma=%d pingpong=%d overlap=%d group_order=%d%s\n",
+      std::printf("%-22s %10.3f %12.1f %10s err=%.2e %s splits=%d pack=%d skip=%d wgmma=%d pingpong=%d overlap=%d group_order=%d lazy=%d%s\n",
                   s.name.c_str(), ms, unit[1] == 'B' ? rate * 1000 : rate, unit[1] == 'B' ? "GB/s" : unit, worst,
                   all_finite && worst < 2e-2 ? "ok" : "FAIL", plan.splits, int(plan.pack_heads),
-                  int(plan.skip_idle_warps), int(plan.use_wgmma), int(plan.wgmma_pingpong), int(plan.wgmma_overlap), int(plan.wgmma_group_order),
+                  int(plan.skip_idle_warps), int(plan.use_wgmma), int(plan.wgmma_pingpong), int(plan.wgmma_overlap), int(plan.wgmma_group_order), int(plan.wgmma_lazy_rescale),
                   variant == 0 ? " (chosen)" : "");
       if (ws) cudaFree(ws);
     }

@@ -213,6 +213,7 @@ AttentionPlan plan_attention(const AttentionArgs& a, int num_sms, bool hopper) {
   p.wgmma_pingpong = p.use_wgmma;
   p.wgmma_overlap = p.use_wgmma;
   p.wgmma_group_order = p.use_wgmma;
+  p.wgmma_lazy_rescale = p.use_wgmma;
   p.workspace_bytes = p.splits > 1 ? size_t(p.splits) * a.nq * a.hq * (size_t(a.d) + 1) * sizeof(float) : 0;
   return p;
 }
@@ -238,6 +239,7 @@ cudaError_t attention_forward(const AttentionArgs& a, const AttentionPlan& plan,
   ka.keys_per_split = plan.keys_per_split;
   ka.partial = plan.splits > 1;
   ka.group_order = plan.wgmma_group_order;
+  ka.lazy_rescale = plan.wgmma_lazy_rescale;
   float* o_parts = static_cast<float*>(workspace);
   float* lse_parts = o_parts ? o_parts + size_t(plan.splits) * a.nq * a.hq * a.d : nullptr;
   ka.o = ka.partial ? static_cast<void*>(o_parts) : a.o;

@@ -24,6 +24,7 @@ struct KernelArgs {
   int keys_per_split;
   bool partial;  // write f32 partial states at blockIdx.z
   bool group_order;  // wgmma kernel: blockIdx.x runs over (row block, q head of the group)
+  bool lazy_rescale;  // wgmma kernel: a warp skips the output rescale when none of its row maxima moved
 };
 
 // Row r of the CTA's head slot -> (query index, q head).
@@ -97,6 +98,13 @@ __device__ __forceinline__ void rescale_rows(float (&acc)[NB_O][4], const float 
     acc[j][2] *= alpha[1];
     acc[j][3] *= alpha[1];
   }
+}
+
+// rescale_rows, skipped when no row of the warp changed its max (alpha == 1 everywhere):
+// once the running maxima settle, most tiles of a long row need no rescale.
+template <int NB_O>
+__device__ __forceinline__ void rescale_rows_if_moved(float (&acc)[NB_O][4], const float (&alpha)[2]) {
+  if (__any_sync(0xffffffffu, alpha[0] != 1.0f || alpha[1] != 1.0f)) rescale_rows(acc, alpha);
 }
 
 // softmax_step, then the output rescaled at once (kernels without an MMA in flight on acc).

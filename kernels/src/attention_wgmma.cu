@@ -216,7 +216,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
         wgmma::pin(acc);
         wgmma::pin(p);
         release(empty_v(prev));
-        rescale_rows(acc, alpha);
+        if (a.lazy_rescale) rescale_rows_if_moved(acc, alpha);
+        else rescale_rows(acc, alpha);
         to_p(sc);
       }
       if (n_tiles > 0) {
@@ -240,7 +241,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
         wgmma::pin(sc);
         release(empty_k(t % S));
         softmax(sc, t, alpha);
-        rescale_rows(acc, alpha);
+        if (a.lazy_rescale) rescale_rows_if_moved(acc, alpha);
+        else rescale_rows(acc, alpha);
         to_p(sc);
         v_ready(t);
         wgmma::pin(acc);

@@ -180,10 +180,11 @@ TEST_CASE_FIXTURE(Backends, "every variant of the wgmma prefill kernel equals th
     plan.splits = 1;
     plan.pack_heads = false;
     plan.workspace_bytes = 0;
-    for (int variant = 0; variant < 8; ++variant) {
+    for (int variant = 0; variant < 16; ++variant) {
       plan.wgmma_pingpong = variant & 1;
       plan.wgmma_overlap = variant & 2;
       plan.wgmma_group_order = variant & 4;
+      plan.wgmma_lazy_rescale = variant & 8;
       Tensor og = poisoned({c.nq, c.hq, c.d}), lg = poisoned({c.nq, c.hq}, DType::f32);
       a.o = og.data();
       a.lse = static_cast<float*>(lg.data());
