@@ -121,11 +121,12 @@ int main(int argc, char** argv) {
     const auto chosen = starmesh::kernels::plan_attention(a, num_sms, true);
     // The chosen plan, then its variants (predict, change, measure): for prefill, the wgmma
     // kernel with the other CTA order, without ping-pong, without overlap, with the other
-    // rescale choice; for partials, the other idle-warp choice.
+    // rescale choice; for partials, the mma.sync kernel with and without the idle-warp skip.
     std::vector<starmesh::kernels::AttentionPlan> plans = {chosen};
-    if (chosen.pack_heads) {
-      plans.push_back(chosen);
-      plans.back().skip_idle_warps = !chosen.skip_idle_warps;
+    if (!chosen.use_wgmma) {  // few rows: the mma.sync kernel's plan, both idle-warp choices
+      plans.push_back(starmesh::kernels::plan_attention(a, num_sms, false));
+      plans.push_back(plans.back());
+      plans.back().skip_idle_warps = !plans.back().skip_idle_warps;
     } else {
       for (int v = 0; v < 4; ++v) {
         plans.push_back(chosen);
@@ -189,10 +190,10 @@ int main(int argc, char** argv) {
         rate = 2.0 * double(nk_el) * 2 / (ms * 1e-3) / 1e12;
         unit = "TB/s";
       }
-      std::printf("%-22s %10.3f %12.1f %10s err=%.2e %s splits=%d pack=%d skip=%d wgmma=%d pingpong=%d overlap=%d group_order=%d lazy=%d%s\n",
+      std::printf("%-22s %10.3f %12.1f %10s err=%.2e %s splits=%d pack=%d skip=%d wgmma=%d partial_wgmma=%d pingpong=%d overlap=%d group_order=%d lazy=%d%s\n",
                   s.name.c_str(), ms, unit[1] == 'B' ? rate * 1000 : rate, unit[1] == 'B' ? "GB/s" : unit, worst,
                   all_finite && worst < 2e-2 ? "ok" : "FAIL", plan.splits, int(plan.pack_heads),
-                  int(plan.skip_idle_warps), int(plan.use_wgmma), int(plan.wgmma_pingpong), int(plan.wgmma_overlap), int(plan.wgmma_group_order), int(plan.wgmma_lazy_rescale),
+                  int(plan.skip_idle_warps), int(plan.use_wgmma), int(plan.use_wgmma_partial), int(plan.wgmma_pingpong), int(plan.wgmma_overlap), int(plan.wgmma_group_order), int(plan.wgmma_lazy_rescale),
                   variant == 0 ? " (chosen)" : "");
       if (ws) cudaFree(ws);
     }

@@ -197,23 +197,31 @@ AttentionPlan plan_attention(const AttentionArgs& a, int num_sms, bool hopper) {
   const int rows = p.pack_heads ? a.nq * group : a.nq;
   const int slots = p.pack_heads ? a.hkv : a.hq;
   const int64_t ctas = int64_t((rows + kRowsPerCta - 1) / kRowsPerCta) * slots;
-  const int64_t target = 2 * int64_t(std::max(num_sms, 1));  // two CTAs per SM fit in shared memory
-  int splits = 1;
-  if (ctas < target) {
-    const int64_t max_splits = std::max<int64_t>(1, (a.nk + 255) / 256);  // at least 256 keys a split
-    splits = int(std::min<int64_t>((target + ctas - 1) / ctas, max_splits));
-  }
-  const int per = (a.nk + splits - 1) / std::max(splits, 1);
-  p.keys_per_split = std::max(64, (per + 63) / 64 * 64);
-  p.splits = std::max(1, (a.nk + p.keys_per_split - 1) / p.keys_per_split);
-  if (a.nk == 0) p.splits = 1;
+  // Split the keys until `per_sm` CTAs per multiprocessor are busy (at least 256 keys a split,
+  // splits aligned to `align` keys).
+  auto split_keys = [&](int per_sm, int align) {
+    const int64_t target = int64_t(per_sm) * std::max(num_sms, 1);
+    int splits = 1;
+    if (ctas < target) {
+      const int64_t max_splits = std::max<int64_t>(1, (a.nk + 255) / 256);
+      splits = int(std::min<int64_t>((target + ctas - 1) / ctas, max_splits));
+    }
+    const int per = (a.nk + splits - 1) / std::max(splits, 1);
+    p.keys_per_split = std::max(align, (per + align - 1) / align * align);
+    p.splits = a.nk == 0 ? 1 : std::max(1, (a.nk + p.keys_per_split - 1) / p.keys_per_split);
+  };
+  split_keys(2, 64);  // the mma.sync kernel: two CTAs per SM fit in shared memory
   p.skip_idle_warps = rows < kRowsPerCta;
-  // Many query rows of one head: the wgmma kernel (Hopper only), whole key range per CTA.
+  // Many query rows of one head: the warp-specialised wgmma kernel (Hopper only), whole key
+  // range per CTA.
   p.use_wgmma = hopper && !p.pack_heads && p.splits == 1;
-  p.wgmma_pingpong = p.use_wgmma;
-  p.wgmma_overlap = p.use_wgmma;
-  p.wgmma_group_order = p.use_wgmma;
-  p.wgmma_lazy_rescale = p.use_wgmma;
+  p.wgmma_pingpong = p.wgmma_overlap = p.wgmma_group_order = p.wgmma_lazy_rescale = p.use_wgmma;
+  // Otherwise, on Hopper, the split-KV wgmma kernel when its 64-row tiles hold whole groups:
+  // one CTA per SM (its three stages fill shared memory), splits aligned to its 128-key tiles.
+  if (!p.use_wgmma && hopper && (!p.pack_heads || (group <= 64 && 64 % group == 0))) {
+    p.use_wgmma_partial = true;
+    split_keys(1, 128);
+  }
   p.workspace_bytes = p.splits > 1 ? size_t(p.splits) * a.nq * a.hq * (size_t(a.d) + 1) * sizeof(float) : 0;
   return p;
 }
@@ -251,13 +259,16 @@ cudaError_t attention_forward(const AttentionArgs& a, const AttentionPlan& plan,
     // Tensors the copy engine cannot address (unaligned views) take the mma.sync kernel.
     if (attention_wgmma_supports(ka)) return attention_wgmma(ka, a.d, plan.wgmma_pingpong, plan.wgmma_overlap, stream);
   }
-  const bool skip = plan.skip_idle_warps;
-  switch (a.d) {  // compile-time head dims; anything else is refused
-    case 64: e = skip ? launch<64, true>(ka, grid, stream) : launch<64, false>(ka, grid, stream); break;
-    case 128: e = skip ? launch<128, true>(ka, grid, stream) : launch<128, false>(ka, grid, stream); break;
-    default: return cudaErrorNotSupported;
+  if (plan.use_wgmma_partial && attention_wgmma_partial_supports(ka)) {
+    e = attention_wgmma_partial(ka, a.d, plan.splits, stream);
+  } else {
+    const bool skip = plan.skip_idle_warps;
+    switch (a.d) {  // compile-time head dims; anything else is refused
+      case 64: e = skip ? launch<64, true>(ka, grid, stream) : launch<64, false>(ka, grid, stream); break;
+      case 128: e = skip ? launch<128, true>(ka, grid, stream) : launch<128, false>(ka, grid, stream); break;
+      default: return cudaErrorNotSupported;
+    }
   }
-
   if (e != cudaSuccess || !ka.partial) return e;
   return merge_attention_states(o_parts, lse_parts, plan.splits, a.nq, a.hq, a.d, a.o, false, a.lse, stream);
 }

@@ -16,6 +16,7 @@
 #include "attention_tile.cuh"
 #include "attention_wgmma.cuh"
 #include "hopper_async.cuh"
+#include "tensor_maps.hpp"
 #include "wgmma_ops.cuh"
 
 namespace starmesh::kernels {
@@ -264,41 +265,13 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
 #endif
 }
 
-using EncodeTiled = decltype(&cuTensorMapEncodeTiled);
-
-// The driver's tensor-map encoder, through the runtime (no link against libcuda).
-EncodeTiled encoder() {
-  static const EncodeTiled fn = [] {
-    void* p = nullptr;
-    cudaDriverEntryPointQueryResult q{};
-    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &q) != cudaSuccess ||
-        q != cudaDriverEntryPointSuccess)
-      return EncodeTiled(nullptr);
-    return reinterpret_cast<EncodeTiled>(p);
-  }();
-  return fn;
-}
-
-// bf16 [rows, heads, d] as a 3-d tensor (d, heads, rows); boxes of 64 dims x 1 head x
-// box_rows rows land as one 128-byte-swizzled sub-tile. Rows past the end read as zeros.
-bool make_map(CUtensorMap* map, const void* base, int rows, int heads, int d, int box_rows) {
-  const EncodeTiled encode = encoder();
-  if (!encode) return false;
-  const cuuint64_t dims[3] = {cuuint64_t(d), cuuint64_t(heads), cuuint64_t(rows > 0 ? rows : 1)};
-  const cuuint64_t strides[2] = {cuuint64_t(d) * 2, cuuint64_t(heads) * d * 2};
-  const cuuint32_t box[3] = {64, 1, cuuint32_t(box_rows)};
-  const cuuint32_t elem_strides[3] = {1, 1, 1};
-  return encode(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, const_cast<void*>(base), dims, strides, box, elem_strides,
-                CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
-}
-
 template <int D, bool Pingpong, bool Overlap>
 cudaError_t launch(const KernelArgs& ka, cudaStream_t stream) {
   using Cfg = WgmmaConfig<D, Pingpong, Overlap>;
   CUtensorMap tq, tk, tv;
-  if (!make_map(&tq, ka.q, ka.nq, ka.hq, D, Cfg::kBlockM) || !make_map(&tk, ka.k, ka.nk, ka.hkv, D, Cfg::kBlockN) ||
-      !make_map(&tv, ka.v, ka.nk, ka.hkv, D, Cfg::kBlockN))
+  if (!make_tile_map(&tq, ka.q, ka.nq, ka.hq, D, 1, Cfg::kBlockM) ||
+      !make_tile_map(&tk, ka.k, ka.nk, ka.hkv, D, 1, Cfg::kBlockN) ||
+      !make_tile_map(&tv, ka.v, ka.nk, ka.hkv, D, 1, Cfg::kBlockN))
     return cudaErrorInvalidValue;
   const cudaError_t e = cudaFuncSetAttribute(attention_wgmma_kernel<Cfg>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                              int(Cfg::kSmemBytes));
@@ -318,9 +291,7 @@ cudaError_t launch_d(const KernelArgs& ka, bool pingpong, bool overlap, cudaStre
 }  // namespace
 
 bool attention_wgmma_supports(const KernelArgs& ka) {
-  // The copy engine needs 16-byte aligned tensors.
-  auto aligned = [](const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; };
-  return !ka.pack_heads && !ka.partial && aligned(ka.q) && aligned(ka.k) && aligned(ka.v);
+  return !ka.pack_heads && !ka.partial && tma_addressable(ka.q) && tma_addressable(ka.k) && tma_addressable(ka.v);
 }
 
 cudaError_t attention_wgmma(const KernelArgs& ka, int d, bool pingpong, bool overlap, cudaStream_t stream) {
