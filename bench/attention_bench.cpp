@@ -72,7 +72,7 @@ void row_reference(const Shape& s, const std::vector<__nv_bfloat16>& q, const st
 }  // namespace
 
 int main(int argc, char** argv) {
-  // --quick: the first two shapes; --prefill: the three prefill shapes.
+  // --quick: the first two shapes; --prefill: the three prefill shapes; --partial: the others.
   const std::string mode = argc > 1 ? argv[1] : "";
   int num_sms = 0;
   check(cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount, 0), "attribute");
@@ -85,6 +85,7 @@ int main(int argc, char** argv) {
   };
   if (mode == "--quick") shapes.resize(2);
   if (mode == "--prefill") shapes.resize(3);
+  if (mode == "--partial") shapes.erase(shapes.begin(), shapes.begin() + 3);
   cudaStream_t stream;
   check(cudaStreamCreate(&stream), "stream");
   cudaEvent_t e0, e1;
@@ -121,12 +122,19 @@ int main(int argc, char** argv) {
     const auto chosen = starmesh::kernels::plan_attention(a, num_sms, true);
     // The chosen plan, then its variants (predict, change, measure): for prefill, the wgmma
     // kernel with the other CTA order, without ping-pong, without overlap, with the other
-    // rescale choice; for partials, the mma.sync kernel with and without the idle-warp skip.
+    // rescale choice; for partials, the wgmma kernel's other tile shape and the mma.sync kernel.
     std::vector<starmesh::kernels::AttentionPlan> plans = {chosen};
-    if (!chosen.use_wgmma) {  // few rows: the mma.sync kernel's plan, both idle-warp choices
+    if (!chosen.use_wgmma) {  // few rows: the other wgmma tile, then the mma.sync kernel's plan
+      if (chosen.use_wgmma_partial) {  // 128-key tiles, one CTA per SM, whole waves of splits
+        auto p = chosen;
+        p.wgmma_partial_tile = 128;
+        const int per_head = std::max(1, num_sms / (chosen.pack_heads ? s.hkv : s.hq));
+        p.keys_per_split = (s.nk / per_head + 127) / 128 * 128;
+        p.splits = (s.nk + p.keys_per_split - 1) / p.keys_per_split;
+        p.workspace_bytes = size_t(p.splits) * s.nq * s.hq * (size_t(s.d) + 1) * sizeof(float);
+        plans.push_back(p);
+      }
       plans.push_back(starmesh::kernels::plan_attention(a, num_sms, false));
-      plans.push_back(plans.back());
-      plans.back().skip_idle_warps = !plans.back().skip_idle_warps;
     } else {
       for (int v = 0; v < 4; ++v) {
         plans.push_back(chosen);
@@ -190,10 +198,10 @@ int main(int argc, char** argv) {
         rate = 2.0 * double(nk_el) * 2 / (ms * 1e-3) / 1e12;
         unit = "TB/s";
       }
-      std::printf("%-22s %10.3f %12.1f %10s err=%.2e %s splits=%d pack=%d skip=%d wgmma=%d partial_wgmma=%d pingpong=%d overlap=%d group_order=%d lazy=%d%s\n",
+      std::printf("%-22s %10.3f %12.1f %10s err=%.2e %s splits=%d pack=%d skip=%d wgmma=%d partial_wgmma=%d tile=%d pingpong=%d overlap=%d group_order=%d lazy=%d%s\n",
                   s.name.c_str(), ms, unit[1] == 'B' ? rate * 1000 : rate, unit[1] == 'B' ? "GB/s" : unit, worst,
                   all_finite && worst < 2e-2 ? "ok" : "FAIL", plan.splits, int(plan.pack_heads),
-                  int(plan.skip_idle_warps), int(plan.use_wgmma), int(plan.use_wgmma_partial), int(plan.wgmma_pingpong), int(plan.wgmma_overlap), int(plan.wgmma_group_order), int(plan.wgmma_lazy_rescale),
+                  int(plan.skip_idle_warps), int(plan.use_wgmma), int(plan.use_wgmma_partial), plan.wgmma_partial_tile, int(plan.wgmma_pingpong), int(plan.wgmma_overlap), int(plan.wgmma_group_order), int(plan.wgmma_lazy_rescale),
                   variant == 0 ? " (chosen)" : "");
       if (ws) cudaFree(ws);
     }

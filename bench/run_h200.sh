@@ -2,7 +2,8 @@
 # On the H200 machine: unpack the compute core's Debian dependencies (carried as .debs in
 # .devdata/debs), build the compute core with CUDA, run the cross-backend tests, time our
 # attention kernels, then PyTorch SDPA on the same shapes.
-# Usage: bench/run_h200.sh [--quick | --prefill | --tests] (--tests: stop after the tests)
+# Usage: bench/run_h200.sh [--quick | --prefill | --partial | --tests] (--tests: stop after
+# the tests; --prefill / --partial: those shapes, cuDNN only as the anchor)
 set -eo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-/tmp/out}"

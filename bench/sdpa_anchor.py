@@ -29,6 +29,7 @@ def median_ms(fn, reps):
 def main():
     import sys
     prefill_only = "--prefill" in sys.argv  # cuDNN on the prefill shapes only
+    partial_only = "--partial" in sys.argv  # cuDNN on the partial shapes only
     dev = "cuda"
     x = torch.randn(1 << 30, device=dev, dtype=torch.bfloat16)  # 2 GiB
     y = torch.empty_like(x)
@@ -36,8 +37,8 @@ def main():
     print(f"anchor copy device_copy_2GiB {ms:.3f} {2 * x.numel() * 2 / ms / 1e6:.1f} GB/s")
     del x, y
     backends = ((SDPBackend.CUDNN_ATTENTION, "cudnn"), (SDPBackend.FLASH_ATTENTION, "flash"))
-    for backend, name in backends[:1] if prefill_only else backends:
-        for shape, n in PREFILL:
+    for backend, name in backends[:1] if prefill_only or partial_only else backends:
+        for shape, n in [] if partial_only else PREFILL:
             q = torch.randn(1, HQ, n, D, device=dev, dtype=torch.bfloat16)
             k = torch.randn(1, HKV, n, D, device=dev, dtype=torch.bfloat16)
             v = torch.randn(1, HKV, n, D, device=dev, dtype=torch.bfloat16)

@@ -1,10 +1,10 @@
 // Phase-2 partial attention on Hopper (sm_90a): a few query rows (the q heads of one kv head
 // packed together) against a long KV shard, split over the keys. One warpgroup per CTA owns
-// 64 rows; thread 0 streams K/V tiles of 128 keys through three shared-memory stages with the
+// 64 rows; thread 0 streams K/V tiles through shared-memory stages with the
 // bulk tensor copy engine (TMA, mbarriers). S = Q K^T and O += P V run on warpgroup MMA, which
 // reads K and V from shared memory once for all 64 rows (the mma.sync kernel reads them once
-// per warp of 16 rows: four times). The kernel is memory-bound: the stages keep ~190 KB of
-// loads in flight per SM while the math of the previous tile runs.
+// per warp of 16 rows: four times). The kernel is memory-bound: the stages keep the next
+// tiles' loads in flight while the math of the current one runs.
 #include <cuda.h>
 #include <cuda_bf16.h>
 
@@ -21,20 +21,23 @@ namespace {
 using namespace tile;
 using namespace hopper;
 
-template <int D_>
+// Two shapes, chosen by measurement (bench/NOTES.md): 128-key tiles in three stages, one CTA
+// per SM; or 64-key tiles in two stages, two CTAs per SM (all SMs busy with 8 kv heads).
+template <int D_, int BlockN_>
 struct PartialConfig {
   static constexpr int D = D_;
   static constexpr int kThreads = 128;  // one warpgroup
   static constexpr int kBlockM = 64;    // packed query rows per CTA
-  static constexpr int kBlockN = 128;   // keys per tile
-  static constexpr int kStages = 3;
+  static constexpr int kBlockN = BlockN_;  // keys per tile
+  static constexpr int kStages = BlockN_ == 128 ? 3 : 2;
+  static constexpr int kCtasPerSm = BlockN_ == 128 ? 1 : 2;
   static constexpr uint32_t kQBytes = kBlockM * D * 2;
   static constexpr uint32_t kTileBytes = kBlockN * D * 2;  // K or V
   static constexpr size_t kSmemBytes = kQBytes + 2 * kStages * size_t(kTileBytes) + 8 * (1 + kStages) + 1024;
 };
 
 template <class Cfg>
-__global__ void __launch_bounds__(Cfg::kThreads, 1)
+__global__ void __launch_bounds__(Cfg::kThreads, Cfg::kCtasPerSm)
     attention_wgmma_partial_kernel(const KernelArgs a, const __grid_constant__ CUtensorMap tm_q,
                                    const __grid_constant__ CUtensorMap tm_k, const __grid_constant__ CUtensorMap tm_v) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -118,7 +121,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
       const uint32_t in_row = uint32_t((kk % 4) * 32);  // 16 dims = 32 bytes along the 128-byte row
       const uint64_t qd = wgmma::descriptor(sq + uint32_t((kk / 4) * BM * 128) + in_row, 16, 1024);
       const uint64_t kd = wgmma::descriptor(k_base + uint32_t((kk / 4) * BN * 128) + in_row, 16, 1024);
-      wgmma::mma_ss_n128(sc, qd, kd, kk > 0);
+      if constexpr (BN == 128) wgmma::mma_ss_n128(sc, qd, kd, kk > 0);
+      else wgmma::mma_ss_n64(sc, qd, kd, kk > 0);
     }
     wgmma::commit();
     wgmma::wait<0>();
@@ -158,9 +162,9 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
 #endif
 }
 
-template <int D>
+template <int D, int BN>
 cudaError_t launch(const KernelArgs& ka, int splits, cudaStream_t stream) {
-  using Cfg = PartialConfig<D>;
+  using Cfg = PartialConfig<D, BN>;
   const int box_heads = ka.pack_heads ? ka.group : 1;
   CUtensorMap tq, tk, tv;
   if (!make_tile_map(&tq, ka.q, ka.nq, ka.hq, D, box_heads, Cfg::kBlockM / box_heads) ||
@@ -183,11 +187,11 @@ bool attention_wgmma_partial_supports(const KernelArgs& ka) {
          tma_addressable(ka.k) && tma_addressable(ka.v);
 }
 
-cudaError_t attention_wgmma_partial(const KernelArgs& ka, int d, int splits, cudaStream_t stream) {
-  if (!attention_wgmma_partial_supports(ka)) return cudaErrorInvalidValue;
+cudaError_t attention_wgmma_partial(const KernelArgs& ka, int d, int tile_keys, int splits, cudaStream_t stream) {
+  if (!attention_wgmma_partial_supports(ka) || (tile_keys != 64 && tile_keys != 128)) return cudaErrorInvalidValue;
   switch (d) {
-    case 64: return launch<64>(ka, splits, stream);
-    case 128: return launch<128>(ka, splits, stream);
+    case 64: return tile_keys == 64 ? launch<64, 64>(ka, splits, stream) : launch<64, 128>(ka, splits, stream);
+    case 128: return tile_keys == 64 ? launch<128, 64>(ka, splits, stream) : launch<128, 128>(ka, splits, stream);
     default: return cudaErrorNotSupported;
   }
 }
