@@ -122,19 +122,17 @@ int main(int argc, char** argv) {
     const auto chosen = starmesh::kernels::plan_attention(a, num_sms, true);
     // The chosen plan, then its variants (predict, change, measure): for prefill, the wgmma
     // kernel with the other CTA order, without ping-pong, without overlap, with the other
-    // rescale choice; for partials, the wgmma kernel's other tile shape and the mma.sync kernel.
+    // rescale choice; for partials, the other split-KV kernel.
     std::vector<starmesh::kernels::AttentionPlan> plans = {chosen};
-    if (!chosen.use_wgmma) {  // few rows: the other wgmma tile, then the mma.sync kernel's plan
-      if (chosen.use_wgmma_partial) {  // 128-key tiles, one CTA per SM, whole waves of splits
-        auto p = chosen;
-        p.wgmma_partial_tile = 128;
-        const int per_head = std::max(1, num_sms / (chosen.pack_heads ? s.hkv : s.hq));
-        p.keys_per_split = (s.nk / per_head + 127) / 128 * 128;
-        p.splits = (s.nk + p.keys_per_split - 1) / p.keys_per_split;
-        p.workspace_bytes = size_t(p.splits) * s.nq * s.hq * (size_t(s.d) + 1) * sizeof(float);
-        plans.push_back(p);
+    if (!chosen.use_wgmma) {  // few rows: the other split-KV kernel
+      auto other = starmesh::kernels::plan_attention(a, num_sms, false);  // mma.sync
+      if (!chosen.use_wgmma_partial) {  // the wgmma one, as the plan would set it up
+        auto forced = a;
+        forced.nq = std::max(a.nq, 17 * a.hkv / a.hq + 1);  // more than 16 rows: the plan picks it
+        other = starmesh::kernels::plan_attention(forced, num_sms, true);
+        other.workspace_bytes = size_t(other.splits) * s.nq * s.hq * (size_t(s.d) + 1) * sizeof(float);
       }
-      plans.push_back(starmesh::kernels::plan_attention(a, num_sms, false));
+      plans.push_back(other);
     } else {
       for (int v = 0; v < 4; ++v) {
         plans.push_back(chosen);
@@ -198,10 +196,10 @@ int main(int argc, char** argv) {
         rate = 2.0 * double(nk_el) * 2 / (ms * 1e-3) / 1e12;
         unit = "TB/s";
       }
-      std::printf("%-22s %10.3f %12.1f %10s err=%.2e %s splits=%d pack=%d skip=%d wgmma=%d partial_wgmma=%d tile=%d pingpong=%d overlap=%d group_order=%d lazy=%d%s\n",
+      std::printf("%-22s %10.3f %12.1f %10s err=%.2e %s splits=%d pack=%d skip=%d wgmma=%d partial_wgmma=%d pingpong=%d overlap=%d group_order=%d lazy=%d%s\n",
                   s.name.c_str(), ms, unit[1] == 'B' ? rate * 1000 : rate, unit[1] == 'B' ? "GB/s" : unit, worst,
                   all_finite && worst < 2e-2 ? "ok" : "FAIL", plan.splits, int(plan.pack_heads),
-                  int(plan.skip_idle_warps), int(plan.use_wgmma), int(plan.use_wgmma_partial), plan.wgmma_partial_tile, int(plan.wgmma_pingpong), int(plan.wgmma_overlap), int(plan.wgmma_group_order), int(plan.wgmma_lazy_rescale),
+                  int(plan.skip_idle_warps), int(plan.use_wgmma), int(plan.use_wgmma_partial), int(plan.wgmma_pingpong), int(plan.wgmma_overlap), int(plan.wgmma_group_order), int(plan.wgmma_lazy_rescale),
                   variant == 0 ? " (chosen)" : "");
       if (ws) cudaFree(ws);
     }

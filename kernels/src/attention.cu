@@ -218,12 +218,12 @@ AttentionPlan plan_attention(const AttentionArgs& a, int num_sms, bool hopper) {
   // range per CTA.
   p.use_wgmma = hopper && !p.pack_heads && p.splits == 1;
   p.wgmma_pingpong = p.wgmma_overlap = p.wgmma_group_order = p.wgmma_lazy_rescale = p.use_wgmma;
-  // Otherwise, on Hopper, the split-KV wgmma kernel when its 64-row tiles hold whole groups,
-  // with 64-key tiles and two CTAs per SM (bench/NOTES.md: the 128-key, one-per-SM shape).
-  if (!p.use_wgmma && hopper && (!p.pack_heads || (group <= 64 && 64 % group == 0))) {
+  // Otherwise, on Hopper, the split-KV wgmma kernel for more than 16 rows whose 64-row tiles
+  // hold whole groups: one CTA per SM, splits aligned to its 128-key tiles. Up to 16 rows the
+  // mma.sync kernel has one active warp that reads K/V once, and measured faster (NOTES.md).
+  if (!p.use_wgmma && hopper && rows > 16 && (!p.pack_heads || (group <= 64 && 64 % group == 0))) {
     p.use_wgmma_partial = true;
-    p.wgmma_partial_tile = 64;
-    split_keys(2, 64);
+    split_keys(1, 128);
   }
   p.workspace_bytes = p.splits > 1 ? size_t(p.splits) * a.nq * a.hq * (size_t(a.d) + 1) * sizeof(float) : 0;
   return p;
@@ -263,7 +263,7 @@ cudaError_t attention_forward(const AttentionArgs& a, const AttentionPlan& plan,
     if (attention_wgmma_supports(ka)) return attention_wgmma(ka, a.d, plan.wgmma_pingpong, plan.wgmma_overlap, stream);
   }
   if (plan.use_wgmma_partial && attention_wgmma_partial_supports(ka)) {
-    e = attention_wgmma_partial(ka, a.d, plan.wgmma_partial_tile, plan.splits, stream);
+    e = attention_wgmma_partial(ka, a.d, plan.splits, stream);
   } else {
     const bool skip = plan.skip_idle_warps;
     switch (a.d) {  // compile-time head dims; anything else is refused

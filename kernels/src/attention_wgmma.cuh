@@ -17,7 +17,6 @@ cudaError_t attention_wgmma(const KernelArgs& ka, int d, bool pingpong, bool ove
 // Few rows (q heads of a kv head packed when the plan says so, 64 % group == 0), keys split
 // over blockIdx.z (f32 partials when ka.partial), 16-byte aligned q, k, v; d = 64 or 128.
 bool attention_wgmma_partial_supports(const KernelArgs& ka);
-// tile_keys: 64 (two stages, two CTAs per SM) or 128 (three stages, one CTA per SM).
-cudaError_t attention_wgmma_partial(const KernelArgs& ka, int d, int tile_keys, int splits, cudaStream_t stream);
+cudaError_t attention_wgmma_partial(const KernelArgs& ka, int d, int splits, cudaStream_t stream);
 
 }  // namespace starmesh::kernels

@@ -21,23 +21,22 @@ namespace {
 using namespace tile;
 using namespace hopper;
 
-// Two shapes, chosen by measurement (bench/NOTES.md): 128-key tiles in three stages, one CTA
-// per SM; or 64-key tiles in two stages, two CTAs per SM (all SMs busy with 8 kv heads).
-template <int D_, int BlockN_>
+// 128-key tiles in three stages fill shared memory: one CTA per SM (measured against 64-key
+// tiles in two stages with two CTAs per SM: 3-7% faster, bench/NOTES.md).
+template <int D_>
 struct PartialConfig {
   static constexpr int D = D_;
   static constexpr int kThreads = 128;  // one warpgroup
   static constexpr int kBlockM = 64;    // packed query rows per CTA
-  static constexpr int kBlockN = BlockN_;  // keys per tile
-  static constexpr int kStages = BlockN_ == 128 ? 3 : 2;
-  static constexpr int kCtasPerSm = BlockN_ == 128 ? 1 : 2;
+  static constexpr int kBlockN = 128;   // keys per tile
+  static constexpr int kStages = 3;
   static constexpr uint32_t kQBytes = kBlockM * D * 2;
   static constexpr uint32_t kTileBytes = kBlockN * D * 2;  // K or V
   static constexpr size_t kSmemBytes = kQBytes + 2 * kStages * size_t(kTileBytes) + 8 * (1 + kStages) + 1024;
 };
 
 template <class Cfg>
-__global__ void __launch_bounds__(Cfg::kThreads, Cfg::kCtasPerSm)
+__global__ void __launch_bounds__(Cfg::kThreads, 1)
     attention_wgmma_partial_kernel(const KernelArgs a, const __grid_constant__ CUtensorMap tm_q,
                                    const __grid_constant__ CUtensorMap tm_k, const __grid_constant__ CUtensorMap tm_v) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -121,8 +120,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kCtasPerSm)
       const uint32_t in_row = uint32_t((kk % 4) * 32);  // 16 dims = 32 bytes along the 128-byte row
       const uint64_t qd = wgmma::descriptor(sq + uint32_t((kk / 4) * BM * 128) + in_row, 16, 1024);
       const uint64_t kd = wgmma::descriptor(k_base + uint32_t((kk / 4) * BN * 128) + in_row, 16, 1024);
-      if constexpr (BN == 128) wgmma::mma_ss_n128(sc, qd, kd, kk > 0);
-      else wgmma::mma_ss_n64(sc, qd, kd, kk > 0);
+      wgmma::mma_ss_n128(sc, qd, kd, kk > 0);
     }
     wgmma::commit();
     wgmma::wait<0>();
@@ -162,9 +160,9 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kCtasPerSm)
 #endif
 }
 
-template <int D, int BN>
+template <int D>
 cudaError_t launch(const KernelArgs& ka, int splits, cudaStream_t stream) {
-  using Cfg = PartialConfig<D, BN>;
+  using Cfg = PartialConfig<D>;
   const int box_heads = ka.pack_heads ? ka.group : 1;
   CUtensorMap tq, tk, tv;
   if (!make_tile_map(&tq, ka.q, ka.nq, ka.hq, D, box_heads, Cfg::kBlockM / box_heads) ||
@@ -187,11 +185,11 @@ bool attention_wgmma_partial_supports(const KernelArgs& ka) {
          tma_addressable(ka.k) && tma_addressable(ka.v);
 }
 
-cudaError_t attention_wgmma_partial(const KernelArgs& ka, int d, int tile_keys, int splits, cudaStream_t stream) {
-  if (!attention_wgmma_partial_supports(ka) || (tile_keys != 64 && tile_keys != 128)) return cudaErrorInvalidValue;
+cudaError_t attention_wgmma_partial(const KernelArgs& ka, int d, int splits, cudaStream_t stream) {
+  if (!attention_wgmma_partial_supports(ka)) return cudaErrorInvalidValue;
   switch (d) {
-    case 64: return tile_keys == 64 ? launch<64, 64>(ka, splits, stream) : launch<64, 128>(ka, splits, stream);
-    case 128: return tile_keys == 64 ? launch<128, 64>(ka, splits, stream) : launch<128, 128>(ka, splits, stream);
+    case 64: return launch<64>(ka, splits, stream);
+    case 128: return launch<128>(ka, splits, stream);
     default: return cudaErrorNotSupported;
   }
 }

@@ -37,8 +37,7 @@ struct AttentionPlan {
   bool wgmma_overlap = false;    // each keeps S of tile t and P V of tile t-1 in flight together
   bool wgmma_group_order = false;  // the q heads of one kv head run side by side (K/V in L2 once)
   bool wgmma_lazy_rescale = false;  // skip the output rescale where no row max moved
-  bool use_wgmma_partial = false;  // Hopper split-KV wgmma kernel for few rows (else mma.sync)
-  int wgmma_partial_tile = 64;     // its keys per tile: 64 (two CTAs per SM) or 128 (one)
+  bool use_wgmma_partial = false;  // Hopper split-KV wgmma kernel for 17-64 rows (else mma.sync)
   size_t workspace_bytes = 0;  // f32 partial (o, lse) when splits > 1
 };
 
