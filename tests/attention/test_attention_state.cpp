@@ -92,7 +92,7 @@ TEST_CASE("hostile log-sum-exps stay finite and exact") {
   }
 }
 
-TEST_CASE("ragged merge equals per-row n-way merges; bad indptr is refused") {
+TEST_CASE("ragged merge equals per-row n-way merges, and bad indptr is refused") {
   const int64_t heads = 2, d = 4;
   const std::vector<int64_t> indptr = {0, 3, 3, 4, 6};  // row 1 has no parts
   const int64_t total = 6, rows = 4;

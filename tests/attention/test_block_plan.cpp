@@ -36,7 +36,7 @@ TEST_CASE("positions: anchor 0..a-1, then the block's global positions") {
   CHECK(no_anchor.encoding_positions(1).front() == 16);
 }
 
-TEST_CASE("hosts beyond the block count are not used; bad plans are refused") {
+TEST_CASE("hosts beyond the block count are not used, and bad plans are refused") {
   auto plan = plan_blocks(100, 64, -1, 8).value();
   CHECK(plan.hosts.size() == 2);
   CHECK(plan.query_host() == 1);

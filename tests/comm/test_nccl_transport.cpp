@@ -124,7 +124,7 @@ Status check_group(NcclTransport& t, int dev) {
 
 }  // namespace
 
-TEST_CASE("nccl: a group of one on one GPU - self transfers, broadcast, gather, abort at a deadline [needs 1 GPU]" *
+TEST_CASE("nccl: a group of one on one GPU - self transfers, broadcast, gather, abort at a deadline (needs 1 GPU)" *
           doctest::skip(cuda_devices() < 1)) {
   auto results = run_local_group(
       1,
@@ -141,7 +141,7 @@ TEST_CASE("nccl: a group of one on one GPU - self transfers, broadcast, gather, 
   for (auto& s : results) CHECK_MESSAGE(s.is_ok(), s.message());
 }
 
-TEST_CASE("nccl: 2 processes on 2 GPUs - send/recv 8 B .. 4 MB, broadcast, gather, deadline [needs 2 GPUs]" *
+TEST_CASE("nccl: 2 processes on 2 GPUs - send/recv 8 B .. 4 MB, broadcast, gather, deadline (needs 2 GPUs)" *
           doctest::skip(cuda_devices() < 2)) {
   auto results = run_local_group(
       2,
@@ -162,7 +162,7 @@ TEST_CASE("nccl: 2 processes on 2 GPUs - send/recv 8 B .. 4 MB, broadcast, gathe
   for (auto& s : results) CHECK_MESSAGE(s.is_ok(), s.message());
 }
 
-TEST_CASE("nccl: two ranks on one GPU are refused with an error, not a hang [needs 1 GPU]" *
+TEST_CASE("nccl: two ranks on one GPU are refused with an error, not a hang (needs 1 GPU)" *
           doctest::skip(cuda_devices() < 1)) {
   auto results = run_local_group(
       2,

@@ -22,7 +22,7 @@ TEST_CASE("bf16 and f16 round trips and rounding") {
   CHECK(f32_to_bf16(1.0f + 3.0f / 256) == 0x3f82);
 }
 
-TEST_CASE("tensor rows and reshape share storage; bad views throw") {
+TEST_CASE("tensor rows and reshape share storage, and bad views throw") {
   Tensor t = Tensor::from_f32(std::vector<float>{0, 1, 2, 3, 4, 5}, {3, 2});
   Tensor r = t.rows(1, 3);
   CHECK(r.shape() == Shape{2, 2});

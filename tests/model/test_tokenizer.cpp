@@ -163,7 +163,7 @@ TEST_CASE("tokenizer: Llama-3.1 follows Oniguruma where PCRE2 reads the regex di
   CHECK(tok->encode("<|eot_id|>x", true) == std::vector<int32_t>{128000, 128009, 87});
 }
 
-TEST_CASE("tokenizer: token_bytes gives raw bytes; decode repairs split UTF-8 as HF") {
+TEST_CASE("tokenizer: token_bytes gives raw bytes, and decode repairs split UTF-8 as HF") {
   auto tok = Tokenizer::load(kLlamaTokenizer);
   REQUIRE_MESSAGE(tok.has_value(), (tok ? "" : tok.error().message));
   CHECK(tok->token_bytes(1917).value() == " world");
