@@ -44,22 +44,9 @@ __global__ void __launch_bounds__(Cfg::kThreads) attention_kernel(const KernelAr
   const int kvh = a.pack_heads ? slot : slot / a.group;
   const int row0 = blockIdx.x * BM;
   const int split = blockIdx.z;
-  const int k_begin = split * a.keys_per_split;
-  const int k_end = min(a.nk, k_begin + a.keys_per_split);
-
-  // The highest key any row of this CTA may see.
-  int k_limit = k_end;
-  int qi_first = 0;
-  {
-    int qi, h;
-    row_to_query(a, slot, min(row0 + BM, a.rows) - 1, qi, h);
-    if (a.causal) {
-      const int64_t last_visible = int64_t(qi) + a.diagonal + 1;  // exclusive
-      k_limit = last_visible < k_begin ? k_begin : (last_visible < k_end ? int(last_visible) : k_end);
-    }
-    row_to_query(a, slot, row0, qi_first, h);
-  }
-  const int n_tiles = k_limit > k_begin ? (k_limit - k_begin + BN - 1) / BN : 0;
+  const KeyWindow win = key_window(a, slot, row0, BM, split);
+  const int k_begin = win.k_begin, k_end = win.k_end, k_limit = win.k_limit, qi_first = win.qi_first;
+  const int n_tiles = win.tiles(BN);
 
   // Q tile -> shared (rows past the end are zero).
   for (int c = tid; c < BM * DC; c += Cfg::kThreads) {

@@ -38,6 +38,30 @@ __device__ __forceinline__ void row_to_query(const KernelArgs& a, int slot, int 
   }
 }
 
+// The keys a CTA of `rows_per_cta` rows starting at row0 works on, for split `split`:
+// [k_begin, k_end) of the split, cut at k_limit by the causal diagonal of its last row;
+// qi_first is the query of its first row (for mask_scores).
+struct KeyWindow {
+  int k_begin, k_end, k_limit, qi_first;
+  __device__ int tiles(int keys_per_tile) const {
+    return k_limit > k_begin ? (k_limit - k_begin + keys_per_tile - 1) / keys_per_tile : 0;
+  }
+};
+__device__ __forceinline__ KeyWindow key_window(const KernelArgs& a, int slot, int row0, int rows_per_cta, int split) {
+  KeyWindow w;
+  w.k_begin = split * a.keys_per_split;
+  w.k_end = min(a.nk, w.k_begin + a.keys_per_split);
+  w.k_limit = w.k_end;
+  int qi, h;
+  row_to_query(a, slot, min(row0 + rows_per_cta, a.rows) - 1, qi, h);
+  if (a.causal) {
+    const int64_t last_visible = int64_t(qi) + a.diagonal + 1;  // exclusive
+    w.k_limit = last_visible < w.k_begin ? w.k_begin : (last_visible < w.k_end ? int(last_visible) : w.k_end);
+  }
+  row_to_query(a, slot, row0, w.qi_first, h);
+  return w;
+}
+
 // Masks (sets to -inf) keys past k_end or past the causal diagonal; tiles that cross neither
 // are left alone. s[j][e]: key base + 8j + 2*t4 + (e & 1), row (e >> 1) of the thread's two.
 template <int NB>

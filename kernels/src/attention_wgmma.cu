@@ -17,6 +17,7 @@
 #include "attention_wgmma.cuh"
 #include "hopper_async.cuh"
 #include "tensor_maps.hpp"
+#include "wgmma_attention_tile.cuh"
 #include "wgmma_ops.cuh"
 
 namespace starmesh::kernels {
@@ -124,49 +125,21 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
     float l_run[2] = {0.0f, 0.0f};
     uint32_t p[BN / 16][4];  // P of the last tile, bf16 pairs in the A-fragment order
 
-    // O += P V for the tile in stage s: 16 keys per instruction; V is [keys][dims], MN-major.
-    auto issue_pv = [&](int s) {
-      const uint32_t v_base = sv + s * Cfg::kTileBytes;
-#pragma unroll
-      for (int kk = 0; kk < BN / 16; ++kk) {
-        // Leading offset: the next 64-dim sub-tile; stride: the next 8 keys.
-        const uint64_t vd = wgmma::descriptor(v_base + uint32_t(kk * 16 * 128), uint32_t(BN * 128), 1024);
-        if constexpr (D == 128) wgmma::mma_rs_n128_tb(acc, p[kk], vd);
-        else wgmma::mma_rs_n64_tb(acc, p[kk], vd);
-      }
-      wgmma::commit();
-    };
+    auto issue_pv = [&](int s) { wgmma::issue_pv<D>(acc, p, sv + s * Cfg::kTileBytes); };
     auto release = [&](uint32_t bar) {
       if (lane == 0) mbar_arrive(bar);
     };
 
-    // S = Q K^T for the tile in stage s: 64 rows x 128 keys, k = 16 dims per instruction.
+    // S = Q K^T for the tile in stage s: this consumer's 64 rows x 128 keys.
     auto issue_s = [&](float (&sc)[BN / 8][4], int s) {
-      const uint32_t k_base = sk + s * Cfg::kTileBytes;
-#pragma unroll
-      for (int kk = 0; kk < D / 16; ++kk) {
-        const uint32_t in_row = uint32_t((kk % 4) * 32);  // 16 dims = 32 bytes along the 128-byte row
-        const uint64_t qd = wgmma::descriptor(q_base + uint32_t((kk / 4) * BM * 128) + in_row, 16, 1024);
-        const uint64_t kd = wgmma::descriptor(k_base + uint32_t((kk / 4) * BN * 128) + in_row, 16, 1024);
-        wgmma::mma_ss_n128(sc, qd, kd, kk > 0);
-      }
-      wgmma::commit();
+      wgmma::issue_qk<D, BM>(sc, q_base, sk + s * Cfg::kTileBytes);
     };
     // Softmax of tile t's scores, in place; alpha: the factor for the output so far.
     auto softmax = [&](float (&sc)[BN / 8][4], int t, float (&alpha)[2]) {
       mask_scores(a, sc, t * BN, k_end, row0, row_qi, t4);
       softmax_step(sc, m_run, l_run, a.scale_log2, alpha);
     };
-    // P as bf16 pairs in the A-fragment order of the next P V.
-    auto to_p = [&](const float (&sc)[BN / 8][4]) {
-#pragma unroll
-      for (int kk = 0; kk < BN / 16; ++kk) {
-        p[kk][0] = pack_bf16(sc[2 * kk][0], sc[2 * kk][1]);
-        p[kk][1] = pack_bf16(sc[2 * kk][2], sc[2 * kk][3]);
-        p[kk][2] = pack_bf16(sc[2 * kk + 1][0], sc[2 * kk + 1][1]);
-        p[kk][3] = pack_bf16(sc[2 * kk + 1][2], sc[2 * kk + 1][3]);
-      }
-    };
+    auto to_p = [&](const float (&sc)[BN / 8][4]) { wgmma::scores_to_p(p, sc); };
     // Ping-pong turns: consumer cw waits on barrier 1 + cw and hands over on the other's.
     auto turn_begin = [&]() {
       if (Cfg::kPingpong) named_sync(1 + cw, 256);

@@ -13,6 +13,7 @@
 #include "attention_wgmma.cuh"
 #include "hopper_async.cuh"
 #include "tensor_maps.hpp"
+#include "wgmma_attention_tile.cuh"
 #include "wgmma_ops.cuh"
 
 namespace starmesh::kernels {
@@ -53,19 +54,9 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
   const int kvh = a.pack_heads ? slot : slot / a.group;
   const int row0 = blockIdx.x * BM;
   const int split = blockIdx.z;
-  const int k_begin = split * a.keys_per_split;
-  const int k_end = min(a.nk, k_begin + a.keys_per_split);
-  int k_limit = k_end, qi_first = 0;
-  {
-    int qi, h;
-    row_to_query(a, slot, min(row0 + BM, a.rows) - 1, qi, h);
-    if (a.causal) {
-      const int64_t last_visible = int64_t(qi) + a.diagonal + 1;  // exclusive
-      k_limit = last_visible < k_begin ? k_begin : (last_visible < k_end ? int(last_visible) : k_end);
-    }
-    row_to_query(a, slot, row0, qi_first, h);
-  }
-  const int n_tiles = k_limit > k_begin ? (k_limit - k_begin + BN - 1) / BN : 0;
+  const KeyWindow win = key_window(a, slot, row0, BM, split);
+  const int k_begin = win.k_begin, k_end = win.k_end, qi_first = win.qi_first;
+  const int n_tiles = win.tiles(BN);
 
   auto load_tile = [&](int t) {
     const int s = t % S;
@@ -115,14 +106,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
     const uint32_t k_base = sk + s * Cfg::kTileBytes, v_base = sv + s * Cfg::kTileBytes;
     float sc[BN / 8][4];
     wgmma::fence();
-#pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-      const uint32_t in_row = uint32_t((kk % 4) * 32);  // 16 dims = 32 bytes along the 128-byte row
-      const uint64_t qd = wgmma::descriptor(sq + uint32_t((kk / 4) * BM * 128) + in_row, 16, 1024);
-      const uint64_t kd = wgmma::descriptor(k_base + uint32_t((kk / 4) * BN * 128) + in_row, 16, 1024);
-      wgmma::mma_ss_n128(sc, qd, kd, kk > 0);
-    }
-    wgmma::commit();
+    wgmma::issue_qk<D, BM>(sc, sq, k_base);
     wgmma::wait<0>();
     wgmma::pin(sc);
 
@@ -130,25 +114,11 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
     float alpha[2];
     softmax_step(sc, m_run, l_run, a.scale_log2, alpha);
     rescale_rows_if_moved(acc, alpha);
-#pragma unroll
-    for (int kk = 0; kk < BN / 16; ++kk) {
-      p[kk][0] = pack_bf16(sc[2 * kk][0], sc[2 * kk][1]);
-      p[kk][1] = pack_bf16(sc[2 * kk][2], sc[2 * kk][3]);
-      p[kk][2] = pack_bf16(sc[2 * kk + 1][0], sc[2 * kk + 1][1]);
-      p[kk][3] = pack_bf16(sc[2 * kk + 1][2], sc[2 * kk + 1][3]);
-    }
+    wgmma::scores_to_p(p, sc);
     wgmma::pin(acc);
     wgmma::pin(p);
     wgmma::fence();
-#pragma unroll
-    for (int kk = 0; kk < BN / 16; ++kk) {
-      // V is [keys][dims], MN-major for this product: leading offset the next 64-dim
-      // sub-tile, stride the next 8 keys.
-      const uint64_t vd = wgmma::descriptor(v_base + uint32_t(kk * 16 * 128), uint32_t(BN * 128), 1024);
-      if constexpr (D == 128) wgmma::mma_rs_n128_tb(acc, p[kk], vd);
-      else wgmma::mma_rs_n64_tb(acc, p[kk], vd);
-    }
-    wgmma::commit();
+    wgmma::issue_pv<D>(acc, p, v_base);
     wgmma::wait<0>();
     wgmma::pin(acc);
     __syncthreads();  // every warp is done with stage s: refill it

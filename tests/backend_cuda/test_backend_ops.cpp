@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <utility>
 
 #include "starmesh/attention/star_session.hpp"
 #include "starmesh/backend/cpu_backend.hpp"
@@ -19,6 +20,18 @@ using namespace starmesh;
 using test::random_vector;
 
 namespace {
+
+// Normalized mean squared error, infinite if anything is not finite.
+double nmse(const std::vector<float>& got, const std::vector<float>& want) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (!std::isfinite(got[i]) && !(std::isinf(got[i]) && got[i] == want[i])) return INFINITY;
+    if (std::isinf(want[i])) continue;
+    num += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
+    den += double(want[i]) * want[i];
+  }
+  return num / std::max(den, 1e-30);
+}
 
 struct Backends {
   ThreadPool pool{4};
@@ -38,19 +51,68 @@ struct Backends {
     return gpu->upload(Tensor::from_f32(nan, std::move(s)), t).value();
   }
   std::vector<float> back(const Tensor& t) { return gpu->download(t).value().to_f32_vector(); }
-};
 
-// Normalized mean squared error, infinite if anything is not finite.
-double nmse(const std::vector<float>& got, const std::vector<float>& want) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < got.size(); ++i) {
-    if (!std::isfinite(got[i]) && !(std::isinf(got[i]) && got[i] == want[i])) return INFINITY;
-    if (std::isinf(want[i])) continue;
-    num += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
-    den += double(want[i]) * want[i];
+  // One attention shape: random q, k, v (bf16-rounded), the CPU reference (o, lse), the
+  // inputs on the GPU and the kernels' arguments for them.
+  struct AttnCase { int64_t nq, nk, hq, hkv, d; bool causal; int64_t diag; };
+  struct AttnRun {
+    Tensor q, k, v, o, lse, qg, kg, vg;
+    float scale = 1;
+    kernels::AttentionArgs args;
+  };
+  AttnRun prepare(const AttnCase& c, uint64_t& seed) {
+    AttnRun r;
+    r.q = rand({c.nq, c.hq, c.d}, ++seed, -2, 2);
+    r.k = rand({c.nk, c.hkv, c.d}, ++seed, -2, 2);
+    r.v = rand({c.nk, c.hkv, c.d}, ++seed);
+    r.scale = float(1 / std::sqrt(double(c.d)));
+    r.o = Tensor::zeros(DType::f32, {c.nq, c.hq, c.d});
+    r.lse = Tensor::zeros(DType::f32, {c.nq, c.hq});
+    REQUIRE(cpu.attention(r.q, r.k, r.v, {c.causal, c.diag}, r.scale, r.o, r.lse));
+    r.qg = to_gpu(r.q);
+    r.kg = to_gpu(r.k);
+    r.vg = to_gpu(r.v);
+    auto& a = r.args;
+    a.q = r.qg.data();
+    a.k = r.kg.data();
+    a.v = r.vg.data();
+    a.nq = int(c.nq);
+    a.nk = int(c.nk);
+    a.hq = int(c.hq);
+    a.hkv = int(c.hkv);
+    a.d = int(c.d);
+    a.causal = c.causal;
+    a.diagonal = c.diag;
+    a.scale = r.scale;
+    return r;
   }
-  return num / std::max(den, 1e-30);
-}
+  // o and lse (device, poisoned before the op) against the reference.
+  void check_against(const AttnRun& r, const Tensor& og, const Tensor& lg) {
+    CHECK(nmse(back(og), r.o.to_f32_vector()) < 1e-4);
+    CHECK(nmse(back(lg), r.lse.to_f32_vector()) < 1e-8);
+  }
+  // Runs the kernels directly with `plan` into poisoned outputs and checks them.
+  void check_plan(AttnRun& r, const AttnCase& c, const kernels::AttentionPlan& plan) {
+    void* ws = nullptr;
+    if (plan.workspace_bytes) REQUIRE(cudaMalloc(&ws, plan.workspace_bytes) == cudaSuccess);
+    Tensor og = poisoned({c.nq, c.hq, c.d}), lg = poisoned({c.nq, c.hq}, DType::f32);
+    r.args.o = og.data();
+    r.args.lse = static_cast<float*>(lg.data());
+    REQUIRE(cudaDeviceSynchronize() == cudaSuccess);  // the uploads ran on the backend's stream
+    REQUIRE(kernels::attention_forward(r.args, plan, ws, nullptr) == cudaSuccess);
+    REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+    if (ws) cudaFree(ws);
+    check_against(r, og, lg);
+  }
+  // Compute capability major and SM count of the current device.
+  static std::pair<int, int> device_info() {
+    int dev = 0, major = 0, sms = 0;
+    REQUIRE(cudaGetDevice(&dev) == cudaSuccess);
+    REQUIRE(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess);
+    REQUIRE(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess);
+    return {major, sms};
+  }
+};
 
 }  // namespace
 
@@ -110,8 +172,7 @@ TEST_CASE_FIXTURE(Backends, "cuda matmul (cuBLASLt) equals the cpu reference, bf
 }
 
 TEST_CASE_FIXTURE(Backends, "cuda attention with lse equals the cpu reference (masks, GQA, split-KV)") {
-  struct Case { int64_t nq, nk, hq, hkv, d; bool causal; int64_t diag; };
-  const Case cases[] = {
+  const AttnCase cases[] = {
       {1, 1, 8, 2, 64, false, 0},         {1, 4000, 32, 8, 128, false, 0},   {16, 9000, 32, 8, 128, false, 0},
       {200, 200, 8, 2, 64, true, 0},      {130, 700, 8, 8, 128, true, 570},  {7, 50, 4, 2, 64, true, -3},
       {64, 64, 2, 1, 128, true, 0},       {3, 100000, 8, 2, 128, false, 0},  {16, 2048, 32, 8, 128, true, 2032},
@@ -120,19 +181,14 @@ TEST_CASE_FIXTURE(Backends, "cuda attention with lse equals the cpu reference (m
       {2048, 2048, 32, 8, 128, true, 0},  {1500, 1700, 16, 4, 64, true, 200}, {1024, 3000, 32, 8, 128, false, 0},
   };
   uint64_t seed = 1000;
-  for (const Case& c : cases) {
-    Tensor q = rand({c.nq, c.hq, c.d}, ++seed, -2, 2), k = rand({c.nk, c.hkv, c.d}, ++seed, -2, 2),
-           v = rand({c.nk, c.hkv, c.d}, ++seed);
-    const float scale = float(1 / std::sqrt(double(c.d)));
-    Tensor o = Tensor::zeros(DType::f32, {c.nq, c.hq, c.d}), lse = Tensor::zeros(DType::f32, {c.nq, c.hq});
-    REQUIRE(cpu.attention(q, k, v, {c.causal, c.diag}, scale, o, lse));
+  for (const AttnCase& c : cases) {
+    AttnRun r = prepare(c, seed);
     Tensor og = poisoned({c.nq, c.hq, c.d}), lg = poisoned({c.nq, c.hq}, DType::f32);
-    REQUIRE(gpu->attention(to_gpu(q), to_gpu(k), to_gpu(v), {c.causal, c.diag}, scale, og, lg));
+    REQUIRE(gpu->attention(r.qg, r.kg, r.vg, {c.causal, c.diag}, r.scale, og, lg));
     CAPTURE(c.nq);
     CAPTURE(c.nk);
     CAPTURE(c.d);
-    CHECK(nmse(back(og), o.to_f32_vector()) < 1e-4);
-    CHECK(nmse(back(lg), lse.to_f32_vector()) < 1e-8);
+    check_against(r, og, lg);
   }
   Tensor q = Tensor::zeros(DType::f32, {1, 2, 96});
   auto st = gpu->attention(to_gpu(q), to_gpu(q), to_gpu(q), {}, 1.0f, poisoned({1, 2, 96}), poisoned({1, 2}, DType::f32));
@@ -141,42 +197,22 @@ TEST_CASE_FIXTURE(Backends, "cuda attention with lse equals the cpu reference (m
 }
 
 TEST_CASE_FIXTURE(Backends, "every variant of the wgmma prefill kernel equals the cpu reference") {
-  int dev = 0, major = 0, sms = 0;
-  REQUIRE(cudaGetDevice(&dev) == cudaSuccess);
-  REQUIRE(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess);
-  REQUIRE(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess);
+  const auto [major, sms] = device_info();
   if (major != 9) {
     MESSAGE("not a Hopper GPU: the wgmma kernel does not run here");
     return;
   }
-  struct Case { int64_t nq, nk, hq, hkv, d; bool causal; int64_t diag; };
   // Ragged tile edges, an [anchor ; block]-like diagonal, rows that see no key at all
   // (whole CTAs with nothing to load), d = 64 and 128.
-  const Case cases[] = {{1500, 1700, 16, 4, 64, true, 200}, {2048, 2048, 32, 8, 128, true, 0},
-                        {1000, 3000, 8, 2, 128, false, 0},  {700, 300, 8, 8, 128, true, -400},
-                        {129, 4100, 4, 1, 64, false, 0}};
+  const AttnCase cases[] = {{1500, 1700, 16, 4, 64, true, 200}, {2048, 2048, 32, 8, 128, true, 0},
+                            {1000, 3000, 8, 2, 128, false, 0},  {700, 300, 8, 8, 128, true, -400},
+                            {129, 4100, 4, 1, 64, false, 0}};
   uint64_t seed = 5000;
-  for (const Case& c : cases) {
-    Tensor q = rand({c.nq, c.hq, c.d}, ++seed, -2, 2), k = rand({c.nk, c.hkv, c.d}, ++seed, -2, 2),
-           v = rand({c.nk, c.hkv, c.d}, ++seed);
-    const float scale = float(1 / std::sqrt(double(c.d)));
-    Tensor o = Tensor::zeros(DType::f32, {c.nq, c.hq, c.d}), lse = Tensor::zeros(DType::f32, {c.nq, c.hq});
-    REQUIRE(cpu.attention(q, k, v, {c.causal, c.diag}, scale, o, lse));
-    Tensor qg = to_gpu(q), kg = to_gpu(k), vg = to_gpu(v);
-    kernels::AttentionArgs a;
-    a.q = qg.data();
-    a.k = kg.data();
-    a.v = vg.data();
-    a.nq = int(c.nq);
-    a.nk = int(c.nk);
-    a.hq = int(c.hq);
-    a.hkv = int(c.hkv);
-    a.d = int(c.d);
-    a.causal = c.causal;
-    a.diagonal = c.diag;
-    a.scale = scale;
-    auto plan = kernels::plan_attention(a, sms, true);
+  for (const AttnCase& c : cases) {
+    AttnRun r = prepare(c, seed);
+    auto plan = kernels::plan_attention(r.args, sms, true);
     plan.use_wgmma = true;  // whatever the plan would pick for this size
+    plan.use_wgmma_partial = false;
     plan.splits = 1;
     plan.pack_heads = false;
     plan.workspace_bytes = 0;
@@ -185,74 +221,37 @@ TEST_CASE_FIXTURE(Backends, "every variant of the wgmma prefill kernel equals th
       plan.wgmma_overlap = variant & 2;
       plan.wgmma_group_order = variant & 4;
       plan.wgmma_lazy_rescale = variant & 8;
-      Tensor og = poisoned({c.nq, c.hq, c.d}), lg = poisoned({c.nq, c.hq}, DType::f32);
-      a.o = og.data();
-      a.lse = static_cast<float*>(lg.data());
-      REQUIRE(cudaDeviceSynchronize() == cudaSuccess);  // the uploads ran on the backend's stream
-      REQUIRE(kernels::attention_forward(a, plan, nullptr, nullptr) == cudaSuccess);
-      REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
       CAPTURE(c.nq);
       CAPTURE(c.nk);
       CAPTURE(c.d);
       CAPTURE(variant);
-      CHECK(nmse(back(og), o.to_f32_vector()) < 1e-4);
-      CHECK(nmse(back(lg), lse.to_f32_vector()) < 1e-8);
+      check_plan(r, c, plan);
     }
   }
 }
 
 TEST_CASE_FIXTURE(Backends, "both split-KV kernels (wgmma and mma.sync) equal the cpu reference") {
-  int dev = 0, sms = 0, major = 0;
-  REQUIRE(cudaGetDevice(&dev) == cudaSuccess);
-  REQUIRE(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess);
-  REQUIRE(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess);
-  struct Case { int64_t nq, nk, hq, hkv, d; bool causal; int64_t diag; };
-  // Packed groups of 4, 8 and 1 (not packed: 20 queries x 4 heads > 64 rows), a group of 7
-  // (does not divide 64: mma.sync only), causal query-host partials, d = 64 and 128.
-  const Case cases[] = {{1, 70000, 32, 8, 128, false, 0}, {16, 40000, 32, 8, 128, false, 0},
-                        {3, 5000, 64, 8, 64, false, 0},   {20, 3000, 8, 2, 128, false, 0},
-                        {9, 9, 32, 8, 128, true, 0},      {5, 777, 28, 4, 128, false, 0},
-                        {2, 1000, 4, 4, 64, true, 900}};
+  const auto [major, sms] = device_info();
+  // Packed groups of 4 and 8 with more than 16 rows (wgmma), 1 or 2 rows and a group of 7
+  // (does not divide 64) on mma.sync, 20 queries x 4 heads (not packed), causal query-host
+  // partials, d = 64 and 128.
+  const AttnCase cases[] = {{1, 70000, 32, 8, 128, false, 0}, {16, 40000, 32, 8, 128, false, 0},
+                            {3, 5000, 64, 8, 64, false, 0},   {20, 3000, 8, 2, 128, false, 0},
+                            {9, 9, 32, 8, 128, true, 0},      {5, 777, 28, 4, 128, false, 0},
+                            {2, 1000, 4, 4, 64, true, 900}};
   uint64_t seed = 8000;
-  for (const Case& c : cases) {
-    Tensor q = rand({c.nq, c.hq, c.d}, ++seed, -2, 2), k = rand({c.nk, c.hkv, c.d}, ++seed, -2, 2),
-           v = rand({c.nk, c.hkv, c.d}, ++seed);
-    const float scale = float(1 / std::sqrt(double(c.d)));
-    Tensor o = Tensor::zeros(DType::f32, {c.nq, c.hq, c.d}), lse = Tensor::zeros(DType::f32, {c.nq, c.hq});
-    REQUIRE(cpu.attention(q, k, v, {c.causal, c.diag}, scale, o, lse));
-    Tensor qg = to_gpu(q), kg = to_gpu(k), vg = to_gpu(v);
-    kernels::AttentionArgs a;
-    a.q = qg.data();
-    a.k = kg.data();
-    a.v = vg.data();
-    a.nq = int(c.nq);
-    a.nk = int(c.nk);
-    a.hq = int(c.hq);
-    a.hkv = int(c.hkv);
-    a.d = int(c.d);
-    a.causal = c.causal;
-    a.diagonal = c.diag;
-    a.scale = scale;
+  for (const AttnCase& c : cases) {
+    AttnRun r = prepare(c, seed);
     for (bool hopper : {true, false}) {
       if (hopper && major != 9) continue;
-      const auto plan = kernels::plan_attention(a, sms, hopper);
-      void* ws = nullptr;
-      if (plan.workspace_bytes) REQUIRE(cudaMalloc(&ws, plan.workspace_bytes) == cudaSuccess);
-      Tensor og = poisoned({c.nq, c.hq, c.d}), lg = poisoned({c.nq, c.hq}, DType::f32);
-      a.o = og.data();
-      a.lse = static_cast<float*>(lg.data());
-      REQUIRE(cudaDeviceSynchronize() == cudaSuccess);  // the uploads ran on the backend's stream
-      REQUIRE(kernels::attention_forward(a, plan, ws, nullptr) == cudaSuccess);
-      REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
-      if (ws) cudaFree(ws);
+      const auto plan = kernels::plan_attention(r.args, sms, hopper);
       CAPTURE(c.nq);
       CAPTURE(c.nk);
       CAPTURE(c.hq);
       CAPTURE(plan.use_wgmma_partial);
       CAPTURE(plan.splits);
       CHECK(plan.use_wgmma == false);
-      CHECK(nmse(back(og), o.to_f32_vector()) < 1e-4);
-      CHECK(nmse(back(lg), lse.to_f32_vector()) < 1e-8);
+      check_plan(r, c, plan);
     }
   }
 }
