@@ -1,0 +1,62 @@
+#pragma once
+// A minimal HTTP/1.0 GET over a TCP socket to 127.0.0.1, for tests that scrape /metrics or
+// ask Prometheus's query API (no client library: the server under test is the subject).
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <string>
+
+namespace starmesh::test {
+
+struct HttpResponse {
+  int status = 0;  // 0: no connection
+  std::string body;
+};
+
+inline HttpResponse http_get(int port, const std::string& path, const std::string& method = "GET") {
+  HttpResponse r;
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return r;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(uint16_t(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  timeval tv{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return r;
+  }
+  const std::string req = method + " " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+  if (::send(fd, req.data(), req.size(), 0) != ssize_t(req.size())) {
+    ::close(fd);
+    return r;
+  }
+  std::string raw;
+  char buf[4096];
+  for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) raw.append(buf, size_t(n));
+  ::close(fd);
+  const auto sp = raw.find(' ');
+  if (raw.rfind("HTTP/", 0) != 0 || sp == std::string::npos) return r;
+  r.status = std::atoi(raw.c_str() + sp + 1);
+  const auto end = raw.find("\r\n\r\n");
+  if (end != std::string::npos) r.body = raw.substr(end + 4);
+  return r;
+}
+
+// A port nobody listens on now (bound and released: a small race, fine on loopback in tests).
+inline int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+}  // namespace starmesh::test
