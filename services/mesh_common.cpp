@@ -26,6 +26,18 @@ Expected<HostPort> parse_host_port(const std::string& text, const char* flag) {
   return hp;
 }
 
+Expected<std::unique_ptr<metrics::HttpEndpoint>> serve_metrics(const metrics::Registry& registry,
+                                                               const std::string& listen, const std::string& port_file) {
+  if (listen.empty()) {
+    if (!port_file.empty()) return make_error("--metrics-port-file needs --metrics-listen");
+    return std::unique_ptr<metrics::HttpEndpoint>();
+  }
+  SM_ASSIGN(ep, metrics::HttpEndpoint::start(registry, listen));
+  if (!port_file.empty()) SM_TRY(write_port_file(port_file, uint16_t(ep->port())));
+  spdlog::info("metrics at http://{}:{}/metrics", listen.substr(0, listen.rfind(':')), ep->port());
+  return ep;
+}
+
 Status write_port_file(const std::string& path, uint16_t port) {
   const std::string tmp = path + ".tmp";
   {

@@ -5,7 +5,10 @@
 #include <cstdint>
 #include <string>
 
+#include <memory>
+
 #include "starmesh/core/expected.hpp"
+#include "starmesh/metrics/http_endpoint.hpp"
 
 namespace starmesh::cli {
 
@@ -18,6 +21,11 @@ Expected<HostPort> parse_host_port(const std::string& text, const char* flag);
 
 // Writes `port` to `path` (atomically: a reader never sees half a number).
 Status write_port_file(const std::string& path, uint16_t port);
+
+// The /metrics endpoint on `listen` (empty: none, null returned); its port goes to
+// `port_file` when one is given.
+Expected<std::unique_ptr<metrics::HttpEndpoint>> serve_metrics(const metrics::Registry& registry,
+                                                               const std::string& listen, const std::string& port_file);
 
 // spdlog's default logger on stderr (stdout is for answers).
 void log_to_stderr(const std::string& name);

@@ -27,6 +27,7 @@ struct RouterFlags {
   double control_timeout = 10, phase1_timeout = 600, step_timeout = 60;
   std::string port_file;
   std::string api_listen;
+  std::string metrics_listen, metrics_port_file;
   int actor_threads = 2;
 };
 
@@ -52,6 +53,8 @@ int run_router(const RouterFlags& f) {
   options.step_timeout = ms(f.step_timeout);
   auto context = load_router_context(options);
   if (!context) return fail(context.error().message);
+  auto metrics_endpoint = serve_metrics((*context)->metrics->registry, f.metrics_listen, f.metrics_port_file);
+  if (!metrics_endpoint) return fail(metrics_endpoint.error().message);
 
   MeshConfig cfg({f.actor_threads});
   caf::actor_system sys{cfg};
@@ -118,6 +121,8 @@ void add_router_command(CLI::App& app, int& exit_code) {
       ->capture_default_str();
   cmd->add_option("--port-file", f->port_file, "Write the port listened on to this file");
   cmd->add_option("--api-listen", f->api_listen, "HOST:PORT of the public API (Cap'n Proto); empty: off");
+  cmd->add_option("--metrics-listen", f->metrics_listen, "HOST:PORT of the Prometheus /metrics endpoint; empty: off");
+  cmd->add_option("--metrics-port-file", f->metrics_port_file, "Write the metrics port to this file");
   cmd->add_option("--actor-threads", f->actor_threads, "Threads of the actor scheduler")->capture_default_str();
   cmd->callback([f, &exit_code] { exit_code = run_router(*f); });
 }

@@ -36,6 +36,7 @@ struct WorkerFlags {
   std::string transport = "ucx-auto";
   std::string net_devices = "lo";
   std::string port_file;
+  std::string metrics_listen, metrics_port_file;
   double register_timeout = 10;
   int actor_threads = 2;
   bool exit_with_router = false;
@@ -87,6 +88,9 @@ int run_worker(const WorkerFlags& f) {
   if (!model) return fail(model.error().message);
   auto plane = make_ucx_data_plane(ucx);
   if (!plane) return fail(plane.error().message);
+  auto worker_metrics = std::make_shared<WorkerMetrics>(f.capacity);
+  auto metrics_endpoint = serve_metrics(worker_metrics->registry, f.metrics_listen, f.metrics_port_file);
+  if (!metrics_endpoint) return fail(metrics_endpoint.error().message);
 
   int exit_code = 0;
   {
@@ -98,6 +102,7 @@ int run_worker(const WorkerFlags& f) {
     setup.endpoint = f.listen + " (pid " + std::to_string(getpid()) + ")";
     setup.device = f.device;
     setup.kv_capacity = f.capacity;
+    setup.metrics = worker_metrics;
     WorkerActor worker = spawn_context_worker(sys, setup);
     auto stop_worker = [&] { caf::anon_send_exit(worker, caf::exit_reason::user_shutdown); };
     auto port = sys.middleman().publish(worker, listen->port, listen->host.c_str(), true);
@@ -197,6 +202,8 @@ void add_worker_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--net-devices", f->net_devices, "Network devices UCX may use (lo: loopback only; all)")
       ->capture_default_str();
   cmd->add_option("--port-file", f->port_file, "Write the port listened on to this file");
+  cmd->add_option("--metrics-listen", f->metrics_listen, "HOST:PORT of the Prometheus /metrics endpoint; empty: off");
+  cmd->add_option("--metrics-port-file", f->metrics_port_file, "Write the metrics port to this file");
   cmd->add_option("--register-timeout", f->register_timeout, "Seconds to wait for the router")->capture_default_str();
   cmd->add_option("--actor-threads", f->actor_threads, "Threads of the actor scheduler")->capture_default_str();
   cmd->add_flag("--exit-with-router", f->exit_with_router,

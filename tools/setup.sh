@@ -10,7 +10,7 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config git
   libopenblas-dev libpcre2-dev
   libcaf-dev libssl-dev capnproto libcapnp-dev libucx-dev ucx-utils
-  libspdlog-dev libfmt-dev doctest-dev libcivetweb-dev civetweb
+  libspdlog-dev libfmt-dev doctest-dev
   nlohmann-json3-dev libcli11-dev
 )
 # npm: the machine's Node.js may already bring it (Debian's npm package conflicts with it).

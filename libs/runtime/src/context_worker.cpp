@@ -156,11 +156,19 @@ Expected<std::shared_ptr<Job>> make_job(const WorkerSetup& setup, EncodeOrder& o
 }
 
 // Ends a job: its KV goes back to the pool now; its thread and coordinator stop soon.
+// The KV gauges, after every reservation or release.
+void publish_pool(const WorkerState& st) {
+  if (!st.setup->metrics) return;
+  st.setup->metrics->kv_reserved.set(double(st.pool->used()));
+  st.setup->metrics->requests.set(double(st.pool->requests()));
+}
+
 void retire(WorkerPtr self, const std::shared_ptr<Job>& job) {
   if (job->freed) return;
   job->freed = true;
   job->stop = true;
   self->state.pool->release(job->id);
+  publish_pool(self->state);
   if (job->coordinator) self->send(job->coordinator, cancel_atom::value, job->id);
   if (!job->thread.joinable()) self->state.jobs.erase(job->id);
   // else: erased when the thread posts `served`
@@ -189,17 +197,21 @@ WorkerActor::behavior_type context_worker(WorkerPtr self, std::shared_ptr<Worker
       std::shared_ptr<Job> job = std::move(*made);
       const HostRange& r = job->plan.hosts[size_t(job->host)];
       const int64_t need = (r.end - r.begin) + job->local_capacity;
-      if (Status s = st.pool->reserve(job->id, need); !s)
+      if (Status s = st.pool->reserve(job->id, need); !s) {
+        if (setup->metrics) setup->metrics->refused.inc();
         return mesh_error("refused: " + s.message() + " (start the worker with a larger --capacity, or add workers)");
+      }
       std::vector<std::vector<uint8_t>> addresses;
       for (const GroupMember& m : o.group) addresses.push_back(m.address);
       auto transport = setup->data_plane->join(job->id, job->host, addresses);
       if (!transport) {
         st.pool->release(job->id);
+        if (setup->metrics) setup->metrics->refused.inc();
         return mesh_error("could not join the data plane of request " + std::to_string(job->id) + ": " +
                           transport.error().message);
       }
       job->transport = std::move(*transport);
+      publish_pool(st);
       if (job->driver) self->monitor(job->driver);
       st.jobs[job->id] = job;
       auto promise = self->make_response_promise<EncodeReport>();
@@ -221,11 +233,17 @@ WorkerActor::behavior_type context_worker(WorkerPtr self, std::shared_ptr<Worker
       }
       Job& job = *j->second;
       if (!job.error.empty()) {
+        if (setup->metrics) setup->metrics->phase1_failed.inc();
         promise.deliver(mesh_error("phase 1 failed: " + job.error));
         retire(self, j->second);
         return;
       }
       job.encoded = true;
+      if (setup->metrics) {
+        setup->metrics->encoded.inc();
+        setup->metrics->encoded_tokens.inc(double(job.shard_tokens));
+        setup->metrics->phase1_seconds.observe(job.phase1_seconds);
+      }
       promise.deliver(EncodeReport{id, int32_t(job.host), job.shard_tokens, job.phase1_seconds, st.pool->free()});
     },
     [=](served_atom, uint64_t id) {

@@ -90,8 +90,15 @@ Expected<std::unique_ptr<LocalMesh>> LocalMesh::start(caf::actor_system& sys, co
                                   "--capacity", std::to_string(cap), "--threads",
                                   std::to_string(o.threads_per_worker)};
     w.insert(w.end(), o.worker_args.begin(), o.worker_args.end());
+    const auto mf = m->metrics_flags("worker-" + std::to_string(i + 1));
+    w.insert(w.end(), mf.begin(), mf.end());
     SM_ASSIGN(wpid, spawn_child(w, log("worker-" + std::to_string(i + 1))));
     m->workers_.push_back(wpid);
+  }
+  for (int i = 0; o.metrics && i < o.workers; ++i) {
+    const std::string name = "worker-" + std::to_string(i + 1);
+    SM_ASSIGN(mport, wait_port_file(m->dir_ + "/" + name + ".metrics", m->workers_[size_t(i)], name, until));
+    m->metrics_ports_.push_back(mport);
   }
   SM_TRY(m->connect_and_wait(sys, until));
   return m;
@@ -105,12 +112,26 @@ Status LocalMesh::spawn_router(uint16_t port, Clock::time_point until) {
                                      "--port-file", port_file, "--model", o.model_dir, "--block-size",
                                      std::to_string(o.block_size)};
   router.insert(router.end(), o.router_args.begin(), o.router_args.end());
+  const auto mf = metrics_flags("router");
+  router.insert(router.end(), mf.begin(), mf.end());
   const std::string log = o.log_dir.empty() ? std::string() : o.log_dir + "/router.log";
   SM_ASSIGN(rpid, spawn_child(router, log));
   router_ = rpid;
   SM_ASSIGN(bound, wait_port_file(port_file, rpid, "router", until));
   router_port_ = bound;
+  if (o.metrics) {
+    SM_ASSIGN(mport, wait_port_file(dir_ + "/router.metrics", rpid, "router", until));
+    if (metrics_ports_.empty()) metrics_ports_.push_back(mport);
+    else metrics_ports_[0] = mport;  // a restarted router
+  }
   return {};
+}
+
+std::vector<std::string> LocalMesh::metrics_flags(const std::string& name) const {
+  if (!options_.metrics) return {};
+  const std::string file = dir_ + "/" + name + ".metrics";
+  std::filesystem::remove(file);
+  return {"--metrics-listen", "127.0.0.1:0", "--metrics-port-file", file};
 }
 
 Status LocalMesh::connect_and_wait(caf::actor_system& sys, Clock::time_point until) {

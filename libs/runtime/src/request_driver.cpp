@@ -75,6 +75,17 @@ void finish(DriverPtr self, Expected<GenerateSummary> result) {
   self->send(st.setup->router, release_atom::value, id);  // the placement (if any), and the router's book
   const std::string tail = st.text.flush();
   if (!tail.empty()) self->send(st.setup->client, tokens_atom::value, id, ClientChunk{{}, tail, {}});
+  RouterMetrics& m = *st.setup->context->metrics;
+  m.in_flight.add(-1);
+  m.request_seconds.observe(seconds_since(st.arrived));
+  if (result) {
+    m.requests_ok.inc();
+    m.context_tokens.inc(double(result->context_tokens));
+    m.generated_tokens.inc(double(result->generated_tokens));
+    if (result->phase1_seconds > 0) m.phase1_seconds.observe(result->phase1_seconds);
+  } else {
+    m.requests_failed.inc();
+  }
   if (result) {
     spdlog::info("request {}: {} tokens ({}), phase 1 {:.1f} ms, prefill {:.1f} ms, decode {:.1f} ms", id,
                  result->generated_tokens, result->stop_reason, result->phase1_seconds * 1e3,
@@ -182,6 +193,7 @@ RequestActor::behavior_type request_driver(DriverPtr self, std::shared_ptr<Drive
   st.setup = setup;
   const RouterContext& ctx = *setup->context;
   const uint64_t id = setup->request_id;
+  ctx.metrics->in_flight.add(1);  // finish() takes it back
   self->set_down_handler([=](caf::down_msg& dm) {
     auto& s = self->state;
     if (s.finished) return;
@@ -238,6 +250,10 @@ RequestActor::behavior_type request_driver(DriverPtr self, std::shared_ptr<Drive
           if (bytes && !s.setup->context->tokenizer.is_special(tok)) c.text += s.text.push(*bytes);
         }
         s.summary.generated_tokens += int64_t(b.ids.size());
+        if (!s.first_token_seen && !b.ids.empty()) {
+          s.first_token_seen = true;
+          s.setup->context->metrics->first_token_seconds.observe(seconds_since(s.arrived));
+        }
         c.ids = std::move(b.ids);
         c.logits = std::move(b.logits);
         self->send(s.setup->client, tokens_atom::value, id, std::move(c));

@@ -20,6 +20,19 @@ Expected<std::shared_ptr<const RouterContext>> load_router_context(const RouterO
 
 namespace {
 
+// The membership gauges, after every change of membership or placement.
+void publish_members(const Membership& m, RouterMetrics& metrics) {
+  int64_t capacity = 0, reserved = 0;
+  const auto view = m.view();
+  for (const WorkerView& w : view) {
+    capacity += w.info.kv_capacity;
+    reserved += w.reserved;
+  }
+  metrics.workers.set(double(view.size()));
+  metrics.kv_capacity.set(double(capacity));
+  metrics.kv_reserved.set(double(reserved));
+}
+
 struct RouterState {
   static inline const char* name = "router";
   std::shared_ptr<const RouterContext> context;
@@ -38,9 +51,11 @@ RouterActor::behavior_type router(RouterActor::stateful_pointer<RouterState> sel
     for (auto& [id, d] : *drivers) caf::anon_send_exit(d, caf::exit_reason::user_shutdown);
   });
   self->set_down_handler([=](caf::down_msg& dm) {
-    if (auto gone = self->state.members->remove(dm.source))
+    if (auto gone = self->state.members->remove(dm.source)) {
       spdlog::warn("router: {} left the mesh ({} workers remain)", worker_name(gone->id, gone->info.endpoint),
                    self->state.members->size());
+      publish_members(*self->state.members, *self->state.context->metrics);
+    }
   });
   return {
       [=](register_atom, WorkerActor& worker, WorkerInfo& info) -> caf::result<uint32_t> {
@@ -54,6 +69,7 @@ RouterActor::behavior_type router(RouterActor::stateful_pointer<RouterState> sel
           return mesh_error(id.error().message);
         }
         self->monitor(worker);
+        publish_members(*self->state.members, *self->state.context->metrics);
         spdlog::info("router: {} joined ({}, {} KV tokens; {} workers)", worker_name(*id, endpoint), device, capacity,
                      self->state.members->size());
         return *id;
@@ -72,11 +88,13 @@ RouterActor::behavior_type router(RouterActor::stateful_pointer<RouterState> sel
       [=](place_atom, uint64_t id, PlacementAsk& ask) -> caf::result<Placement> {
         auto p = self->state.members->place(id, ask);
         if (!p) return mesh_error(p.error().message);
+        publish_members(*self->state.members, *self->state.context->metrics);
         return std::move(*p);
       },
       [=](release_atom, uint64_t id) {
         self->state.members->release(id);
         self->state.drivers->erase(id);
+        publish_members(*self->state.members, *self->state.context->metrics);
       },
       [=](members_atom) -> std::vector<WorkerView> { return self->state.members->view(); },
   };

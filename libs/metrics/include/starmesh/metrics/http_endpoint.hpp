@@ -1,14 +1,16 @@
 #pragma once
-// The HTTP endpoint Prometheus scrapes: GET /metrics renders a registry (civetweb serves it
-// from its own threads); any other path is 404, any other method 405.
+// The HTTP endpoint Prometheus scrapes: GET /metrics renders a registry; any other path is
+// 404, any other method 405. A small HTTP/1.1 server of our own on one thread (one request
+// per connection, "Connection: close"): civetweb could not start its threads in our
+// processes (its fixed 100 KB stacks are smaller than cuBLASLt's and OpenBLAS's static TLS;
+// docs/TRAPS.md).
+#include <atomic>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "starmesh/core/expected.hpp"
 #include "starmesh/metrics/registry.hpp"
-
-struct mg_context;
-struct mg_connection;
 
 namespace starmesh::metrics {
 
@@ -24,10 +26,13 @@ class HttpEndpoint {
 
  private:
   explicit HttpEndpoint(const Registry& registry) : registry_(registry) {}
-  static int handle(::mg_connection* conn, void* self);
+  void serve();
+  void answer(int fd);
   const Registry& registry_;
-  mg_context* ctx_ = nullptr;
+  int listen_fd_ = -1;
   int port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
 };
 
 }  // namespace starmesh::metrics

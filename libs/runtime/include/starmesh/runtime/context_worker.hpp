@@ -13,6 +13,7 @@
 
 #include "starmesh/model/transformer.hpp"
 #include "starmesh/runtime/data_plane.hpp"
+#include "starmesh/runtime/mesh_metrics.hpp"
 #include "starmesh/runtime/messages.hpp"
 #include "starmesh/runtime/shard_server.hpp"
 
@@ -33,6 +34,7 @@ struct WorkerSetup {
   std::string device = "cpu";
   int64_t kv_capacity = 0;             // tokens
   ShardServerOptions shard_server;     // spin and nap of idle shard loops (step_timeout comes per request)
+  std::shared_ptr<WorkerMetrics> metrics;  // null: none kept (the worker command always makes them)
 };
 
 // "llama layers=4 hidden=128 heads=8/2 head_dim=64 vocab=2048": the router and every worker

@@ -23,6 +23,7 @@ class KvPool {
   int64_t used() const { return used_; }
   int64_t free() const { return capacity_ - used_; }
   bool holds(uint64_t request) const { return held_.count(request) > 0; }
+  size_t requests() const { return held_.size(); }
 
  private:
   int64_t capacity_;

@@ -25,6 +25,7 @@ struct LocalMeshOptions {
   int threads_per_worker = 1;         // worker --threads
   int64_t block_size = 1024;          // router --block-size
   std::vector<std::string> router_args, worker_args;  // extra flags
+  bool metrics = false;  // every child serves /metrics on a free 127.0.0.1 port (metrics_ports())
   std::string log_dir;  // children's stdout/stderr go to LOG_DIR/router.log, worker-N.log; empty: inherited
   std::chrono::milliseconds start_timeout{30000};
 };
@@ -38,6 +39,8 @@ class LocalMesh {
   LocalMesh& operator=(const LocalMesh&) = delete;
 
   uint16_t router_port() const { return router_port_; }
+  // With options.metrics: the router's /metrics port, then each worker's.
+  const std::vector<uint16_t>& metrics_ports() const { return metrics_ports_; }
   MeshClient& client() { return *client_; }
   const std::vector<pid_t>& worker_pids() const { return workers_; }
   // Sends `signal` to worker i (tests: a worker that dies, or stops answering with SIGSTOP).
@@ -53,12 +56,15 @@ class LocalMesh {
  private:
   LocalMesh() = default;
   Status spawn_router(uint16_t port, std::chrono::steady_clock::time_point until);  // port 0: any free one
+  // With options.metrics: the flags that make child `name` serve /metrics, its port file.
+  std::vector<std::string> metrics_flags(const std::string& name) const;
   Status connect_and_wait(caf::actor_system& sys, std::chrono::steady_clock::time_point until);
   std::string dir_;  // port files
   LocalMeshOptions options_;
   pid_t router_ = -1;
   std::vector<pid_t> workers_;
   uint16_t router_port_ = 0;
+  std::vector<uint16_t> metrics_ports_;
   std::unique_ptr<MeshClient> client_;
 };
 

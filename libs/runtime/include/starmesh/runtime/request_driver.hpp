@@ -45,6 +45,8 @@ struct DriverState {
   bool cancel_requested = false;
   Utf8Stream text;
   GenerateSummary summary;
+  std::chrono::steady_clock::time_point arrived = std::chrono::steady_clock::now();
+  bool first_token_seen = false;
   std::map<caf::actor_addr, size_t> host_of;  // monitored workers
 
   std::string host_name(size_t h) const;  // "worker 3 at 127.0.0.1:PORT"

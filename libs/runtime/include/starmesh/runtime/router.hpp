@@ -10,6 +10,7 @@
 
 #include "starmesh/model/llama_config.hpp"
 #include "starmesh/model/tokenizer.hpp"
+#include "starmesh/runtime/mesh_metrics.hpp"
 #include "starmesh/runtime/messages.hpp"
 
 namespace starmesh {
@@ -30,6 +31,7 @@ struct RouterContext {
   LlamaConfig config;
   Tokenizer tokenizer;
   std::string model;  // model_signature(config)
+  std::shared_ptr<RouterMetrics> metrics = std::make_shared<RouterMetrics>();  // updated by router and drivers
 };
 
 Expected<std::shared_ptr<const RouterContext>> load_router_context(const RouterOptions& options);

@@ -1,0 +1,35 @@
+#pragma once
+// What the router and the workers tell operators (scraped at /metrics, see
+// libs/metrics): each owns a registry with its metrics looked up once, so the hot paths only
+// touch atomics. deploy/grafana and deploy/prometheus use these names; tests check that
+// every name they use is exported.
+#include <chrono>
+
+#include "starmesh/metrics/registry.hpp"
+
+namespace starmesh {
+
+struct RouterMetrics {
+  RouterMetrics();
+  metrics::Registry registry;
+  metrics::Counter &requests_ok, &requests_failed;
+  metrics::Gauge& in_flight;
+  metrics::Histogram &request_seconds, &first_token_seconds, &phase1_seconds;
+  metrics::Counter &context_tokens, &generated_tokens;
+  metrics::Gauge &workers, &kv_capacity, &kv_reserved;
+};
+
+struct WorkerMetrics {
+  explicit WorkerMetrics(int64_t kv_capacity_tokens);
+  metrics::Registry registry;
+  metrics::Counter &encoded, &refused, &phase1_failed;
+  metrics::Counter& encoded_tokens;
+  metrics::Histogram& phase1_seconds;
+  metrics::Gauge &kv_capacity, &kv_reserved, &requests;
+};
+
+inline double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace starmesh

@@ -1,0 +1,141 @@
+// Operators' view of a real mesh: router and worker processes serve /metrics; after one
+// request that succeeds and one the mesh refuses, the counters, gauges and histograms say so,
+// a real Prometheus server scrapes all of them, and every metric the Grafana dashboard and
+// the Prometheus rules in deploy/k8s/monitoring use is one the binaries export.
+#include <doctest/doctest.h>
+#include <sys/wait.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <set>
+#include <thread>
+
+#include "starmesh/runtime/local_mesh.hpp"
+#include "starmesh/runtime/mesh_config.hpp"
+#include "support/engine_reference.hpp"
+#include "support/http_client.hpp"
+#include "support/prometheus_server.hpp"
+
+using namespace starmesh;
+using namespace std::chrono_literals;
+
+namespace {
+
+// The value of one series ("name{labels}") in an exposition; NaN when absent.
+double sample(const std::string& exposition, const std::string& series) {
+  const std::string key = series + " ";
+  for (size_t at = 0; (at = exposition.find(key, at)) != std::string::npos; ++at)
+    if (at == 0 || exposition[at - 1] == '\n') return std::stod(exposition.substr(at + key.size()));
+  return NAN;
+}
+
+// Every starmesh_* metric name an expression uses, histogram suffixes taken off.
+std::set<std::string> metric_names(const std::string& text) {
+  std::set<std::string> out;
+  static const std::regex name("starmesh_[a-z0-9_]+");
+  for (auto it = std::sregex_iterator(text.begin(), text.end(), name); it != std::sregex_iterator(); ++it) {
+    std::string n = it->str();
+    for (const char* suffix : {"_bucket", "_sum", "_count"})
+      if (n.size() > std::strlen(suffix) && n.compare(n.size() - std::strlen(suffix), std::string::npos, suffix) == 0)
+        n.resize(n.size() - std::strlen(suffix));
+    out.insert(n);
+  }
+  return out;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  REQUIRE_MESSAGE(in, "cannot read " << path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+}  // namespace
+
+TEST_CASE("router and workers export their metrics, and a real Prometheus scrapes them") {
+  MeshConfig cfg{{2, true, false}};
+  caf::actor_system sys{cfg};
+  LocalMeshOptions o;
+  o.program = STARMESH_CLI;
+  o.model_dir = STARMESH_DEFAULT_MODEL_DIR;
+  o.workers = 2;
+  o.transport = "ucx-shm";
+  o.capacity = 2048;
+  o.threads_per_worker = 1;
+  o.block_size = 256;
+  o.metrics = true;
+  auto mesh = LocalMesh::start(sys, o);
+  REQUIRE_MESSAGE(mesh, (mesh ? "" : mesh.error().message));
+  const auto ports = (*mesh)->metrics_ports();
+  REQUIRE(ports.size() == 3);
+
+  GenerateOrder ok;
+  ok.request.context_ids = test::random_token_ids(700, 5);
+  ok.request.query_ids = test::random_token_ids(6, 6);
+  ok.request.block_size = 256;
+  ok.request.max_new_tokens = 8;
+  auto done = (*mesh)->client().run(ok);
+  REQUIRE_MESSAGE(done, (done ? "" : done.error().message + "\n" + (*mesh)->log_tail()));
+  GenerateOrder too_big = ok;
+  too_big.request.context_ids = test::random_token_ids(6000, 7);  // more than 2 x 2048 KV tokens
+  CHECK_FALSE((*mesh)->client().run(too_big));
+
+  const std::string router = test::http_get(ports[0], "/metrics").body;
+  INFO("router /metrics:\n" << router);
+  CHECK(sample(router, "starmesh_requests_total{outcome=\"ok\"}") == 1);
+  CHECK(sample(router, "starmesh_requests_total{outcome=\"failed\"}") == 1);
+  CHECK(sample(router, "starmesh_request_seconds_count") == 2);
+  CHECK(sample(router, "starmesh_first_token_seconds_count") == 1);
+  CHECK(sample(router, "starmesh_phase1_seconds_count") == 1);
+  CHECK(sample(router, "starmesh_context_tokens_total") == 700);
+  CHECK(sample(router, "starmesh_generated_tokens_total") == double(done->ids.size()));
+  CHECK(sample(router, "starmesh_workers") == 2);
+  CHECK(sample(router, "starmesh_kv_capacity_tokens") == 4096);
+  CHECK(sample(router, "starmesh_requests_in_flight") == 0);
+  CHECK(sample(router, "starmesh_kv_reserved_tokens") == 0);
+
+  // Workers free their KV on a fire-and-forget message: give them a moment.
+  double encoded = 0, encoded_tokens = 0, reserved = 1;
+  for (int attempt = 0; attempt < 100 && reserved != 0; ++attempt) {
+    encoded = encoded_tokens = reserved = 0;
+    for (size_t i = 1; i < ports.size(); ++i) {
+      const std::string w = test::http_get(ports[i], "/metrics").body;
+      encoded += sample(w, "starmesh_worker_requests_total{result=\"encoded\"}");
+      encoded_tokens += sample(w, "starmesh_worker_encoded_tokens_total");
+      reserved += sample(w, "starmesh_worker_kv_reserved_tokens");
+      CHECK(sample(w, "starmesh_worker_kv_capacity_tokens") == 2048);
+    }
+    if (reserved != 0) std::this_thread::sleep_for(50ms);
+  }
+  CHECK(encoded == done->summary.hosts);
+  CHECK(encoded_tokens == 700);
+  CHECK(reserved == 0);
+
+  // A real Prometheus server scraping the three endpoints.
+  test::PrometheusServer prom({ports[0], ports[1], ports[2]});
+  const auto up = prom.wait_for("count(up == 1)", [](double v) { return v == 3; }, 30s);
+  INFO("prometheus log:\n" << prom.log());
+  REQUIRE(up == 3);
+  CHECK(prom.wait_for("sum(starmesh_requests_total)", [](double v) { return v == 2; }, 10s) == 2);
+  CHECK(prom.wait_for("sum(starmesh_worker_encoded_tokens_total)", [](double v) { return v == 700; }, 10s) == 700);
+
+  // The dashboard and the rules use only exported names (router's and workers').
+  std::string exported = router;
+  for (size_t i = 1; i < ports.size(); ++i) exported += test::http_get(ports[i], "/metrics").body;
+  const std::set<std::string> have = metric_names(exported);
+  const std::string dir = STARMESH_SOURCE_DIR "/deploy/k8s/monitoring";
+  const auto dashboard = nlohmann::json::parse(read_file(dir + "/starmesh-dashboard.json"));
+  std::string exprs;
+  for (const auto& panel : dashboard["panels"])
+    for (const auto& target : panel["targets"]) exprs += target["expr"].get<std::string>() + "\n";
+  const std::string rules = read_file(dir + "/prometheus-rules.yml");
+  for (const std::string& used : metric_names(exprs + rules)) {
+    CAPTURE(used);
+    CHECK(have.count(used) == 1);
+  }
+  CHECK(metric_names(exprs).size() >= 10);
+  // promtool validates the rules file.
+  const std::string check = "promtool check rules " + dir + "/prometheus-rules.yml > /dev/null 2>&1";
+  CHECK(std::system(check.c_str()) == 0);
+}
