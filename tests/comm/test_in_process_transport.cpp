@@ -124,3 +124,26 @@ TEST_CASE("in-process: device tensors and unknown ranks are refused") {
                    "gather outputs");
   CHECK_MESSAGE(e.is_ok(), e.message());
 }
+
+TEST_CASE("in-process: a cancel ends a receive long before its deadline") {
+  InProcessFabric fabric(2);
+  std::atomic<bool> stop{false};
+  transport_i& t = fabric.endpoint(0);
+  t.cancel_on(&stop);
+  std::thread canceller([&] {
+    std::this_thread::sleep_for(100ms);
+    stop = true;
+  });
+  Tensor into = receive_buffer(64);
+  const auto start = std::chrono::steady_clock::now();
+  Status s = t.recv(1, 9, into, deadline_in(30s));
+  const auto waited = std::chrono::steady_clock::now() - start;
+  canceller.join();
+  CHECK(waited < 2s);
+  Status e = expect_error(s, {"cancelled", "peer 1", "tag 9"}, "cancelled receive");
+  CHECK_MESSAGE(e.is_ok(), e.message());
+  t.cancel_on(nullptr);  // the flag no longer applies: the group goes on
+  REQUIRE(fabric.endpoint(1).send(0, 9, random_payload(64, 3), deadline_in(1s)));
+  CHECK(t.recv(1, 9, into, deadline_in(1s)));
+}
+

@@ -4,6 +4,8 @@
 #include <doctest/doctest.h>
 
 #include <chrono>
+#include <thread>
+#include <atomic>
 
 #include "comm/comm_test_support.hpp"
 #include "starmesh/comm/local_group.hpp"
@@ -112,6 +114,31 @@ TEST_CASE("ucx: a receive nobody answers fails at its deadline and the group goe
       Tensor into = receive_buffer(4096);
       SM_TRY(t.recv(1, 77, into, deadline_in(5s)));
       return expect_bytes(into, want, "message after the cancelled receive");
+    });
+  }
+}
+
+TEST_CASE("ucx: a cancel ends a receive long before its deadline") {
+  for (const char* tls : kTransports) {
+    CAPTURE(tls);
+    run_ucx_group(2, tls, [](UcxTransport& t, LocalBootstrap& b) -> Status {
+      if (t.rank() == 0) {
+        std::atomic<bool> stop{false};
+        t.cancel_on(&stop);
+        std::thread canceller([&] {
+          std::this_thread::sleep_for(200ms);
+          stop = true;
+        });
+        Tensor into = receive_buffer(4096);
+        const auto start = std::chrono::steady_clock::now();
+        Status s = t.recv(1, 78, into, deadline_in(30s));
+        const auto waited = std::chrono::steady_clock::now() - start;
+        canceller.join();
+        t.cancel_on(nullptr);
+        SM_TRY(expect_error(s, {"cancelled", "peer 1", "tag 78"}, "cancelled receive"));
+        if (waited > 3s) return make_error("the cancelled receive waited ", waited.count() / 1000000, " ms");
+      }
+      return b.barrier();
     });
   }
 }

@@ -1,5 +1,6 @@
 #include "starmesh/comm/in_process_transport.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 namespace starmesh {
@@ -26,7 +27,7 @@ class InProcessFabric::Endpoint final : public transport_i {
       if (t.kind == TransferKind::send) fabric_.post(rank_, t.peer, t.tag, t.tensor);
       else recvs.push_back(t);
     }
-    return fabric_.collect(rank_, recvs, deadline);
+    return fabric_.collect(rank_, recvs, deadline, [this] { return cancelled(); });
   }
 
  private:
@@ -55,12 +56,13 @@ void InProcessFabric::post(int src, int dst, uint64_t tag, const Tensor& t) {
   arrived_[size_t(dst)]->notify_all();
 }
 
-Status InProcessFabric::collect(int dst, std::span<const Transfer> recvs, Deadline deadline) {
+Status InProcessFabric::collect(int dst, std::span<const Transfer> recvs, Deadline deadline,
+                                const std::function<bool()>& cancelled) {
   const auto start = std::chrono::steady_clock::now();
   std::vector<bool> done(recvs.size(), false);
   size_t remaining = recvs.size();
   Status first;
-  bool timed_out = false;
+  bool timed_out = false, was_cancelled = false;
   std::unique_lock lock(mu_);
   while (true) {
     for (size_t i = 0; i < recvs.size(); ++i) {
@@ -88,10 +90,15 @@ Status InProcessFabric::collect(int dst, std::span<const Transfer> recvs, Deadli
       std::string missing;
       for (size_t i = 0; i < recvs.size(); ++i)
         if (!done[i]) missing += (missing.empty() ? "" : "; ") + describe(recvs[i]);
-      return make_error("in-process rank ", dst, ": deadline passed after ", waited.count(), " ms with ", remaining,
-                        " of ", recvs.size(), " receives still waiting (", missing, ")");
+      return make_error("in-process rank ", dst, ": ", was_cancelled ? "cancelled" : "deadline passed", " after ",
+                        waited.count(), " ms with ", remaining, " of ", recvs.size(), " receives still waiting (",
+                        missing, ")");
     }
-    timed_out = arrived_[size_t(dst)]->wait_until(lock, deadline) == std::cv_status::timeout;
+    // Wakes at least every 20 ms to notice a cancel.
+    const auto slice = std::min(deadline, std::chrono::steady_clock::now() + std::chrono::milliseconds(20));
+    arrived_[size_t(dst)]->wait_until(lock, slice);
+    was_cancelled = cancelled();
+    timed_out = was_cancelled || std::chrono::steady_clock::now() >= deadline;
   }
   return first;
 }

@@ -142,10 +142,11 @@ Status NcclTransport::wait(Deadline deadline, Clock::time_point start, const std
         return make_error("nccl rank ", rank_, " ", what, ": ", comm_->broken, "; the communicator was aborted");
       }
     }
-    if (Clock::now() >= deadline) {
-      comm_->broken = "an earlier call missed its deadline (" + what + ")";
+    if (Clock::now() >= deadline || cancelled()) {
+      const char* why = Clock::now() >= deadline ? "deadline passed" : "cancelled";
+      comm_->broken = std::string("an earlier call ended unfinished: ") + why + " (" + what + ")";
       ncclCommAbort(comm_->comm);
-      return make_error("nccl rank ", rank_, ": deadline passed after ", ms_since(start), " ms, unfinished: ", what,
+      return make_error("nccl rank ", rank_, ": ", why, " after ", ms_since(start), " ms, unfinished: ", what,
                         "; the communicator was aborted: create a new one");
     }
     sched_yield();

@@ -298,7 +298,7 @@ Status UcxTransport::exchange(std::span<const Transfer> transfers, Deadline dead
     }
   }
 
-  bool timed_out = false;
+  bool timed_out = false, was_cancelled = false;
   auto last_event = Clock::now();
   for (;;) {
     bool all_done = true;
@@ -309,8 +309,9 @@ Status UcxTransport::exchange(std::span<const Transfer> transfers, Deadline dead
     }
     if (all_done) break;
     const auto now = Clock::now();
-    if (now >= deadline) {
+    if (now >= deadline || cancelled()) {
       timed_out = true;
+      was_cancelled = now < deadline;
       break;
     }
     const bool progressed = ucp_worker_progress(worker) != 0;
@@ -365,7 +366,8 @@ Status UcxTransport::exchange(std::span<const Transfer> transfers, Deadline dead
       if (op.request) ucp_request_free(op.request);
     std::string list;
     for (size_t i : late) list += (list.empty() ? "" : "; ") + describe(transfers[i]) + " (" + notes[i] + ")";
-    return make_error("ucx rank ", rank_, " (group ", group_, "): deadline passed after ", ms_since(start), " ms with ",
+    return make_error("ucx rank ", rank_, " (group ", group_, "): ", was_cancelled ? "cancelled" : "deadline passed",
+                      " after ", ms_since(start), " ms with ",
                       late.size(), " of ", transfers.size(), " transfers unfinished: ", list);
   }
   for (Op& op : ops)

@@ -272,7 +272,8 @@ WorkerActor::behavior_type context_worker(WorkerPtr self, std::shared_ptr<Worker
                           std::to_string(job.local_capacity) + " reserved for them");
       auto cs = std::make_shared<CoordinatorSetup>(CoordinatorSetup{st.engine, std::move(*job.shard), job.plan.context_tokens,
                                                                     job.local_capacity, std::move(job.transport),
-                                                                    job.host_names, std::move(o), job.step_timeout});
+                                                                    job.host_names, std::move(o), job.step_timeout,
+                                                                    std::shared_ptr<const std::atomic<bool>>(j->second, &job.stop)});
       job.shard.reset();
       job.coordinator = self->spawn<caf::linked>(query_coordinator, cs);
       return job.coordinator;

@@ -30,6 +30,7 @@ void generation_thread(std::shared_ptr<CoordinatorSetup> setup, std::shared_ptr<
   const Transformer& model = engine.model;
   const Phase2Order& order = setup->order;
   RemoteShards remotes(model, *setup->transport, setup->host_names, setup->step_timeout);
+  setup->transport->cancel_on(setup->freed.get());  // a freed request stops waiting on the network
   Phase2Report report;
   report.query_tokens = int64_t(order.query.size());
   std::string error;
@@ -80,8 +81,10 @@ void generation_thread(std::shared_ptr<CoordinatorSetup> setup, std::shared_ptr<
       report.stop_reason = cancelled ? "cancelled" : eos ? "eos" : "max_tokens";
     }
   }
-  // The shard hosts wait for the next step until told: tell them, whatever happened.
-  remotes.finish();
+  // The shard hosts wait for the next step until told: tell them, whatever happened (when the
+  // request was freed, their workers stop them).
+  setup->transport->cancel_on(nullptr);
+  if (!(setup->freed && setup->freed->load())) remotes.finish();
   {
     std::lock_guard lock(ch->mu);
     ch->error = std::move(error);

@@ -6,6 +6,7 @@
 // arrives or the deadline passes. Host tensors only.
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -32,7 +33,7 @@ class InProcessFabric {
   using Key = std::tuple<int, int, uint64_t>;  // (source, destination, tag)
 
   void post(int src, int dst, uint64_t tag, const Tensor& t);
-  Status collect(int dst, std::span<const Transfer> recvs, Deadline deadline);
+  Status collect(int dst, std::span<const Transfer> recvs, Deadline deadline, const std::function<bool()>& cancelled);
 
   std::mutex mu_;
   std::vector<std::unique_ptr<std::condition_variable>> arrived_;  // one per destination rank

@@ -6,6 +6,7 @@
 // One primitive, `exchange`: a batch of sends and receives all in flight at once (an NCCL
 // group, MPI_Waitall), so a broadcast, a gather or phase 2's (o, lse) replies never wait on
 // one peer before asking the next. send / recv / broadcast / gather are built on it.
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <span>
@@ -62,6 +63,17 @@ class transport_i {
   // Every rank sends `t` to root; root gets out[r] = rank r's tensor (out[root] = its own;
   // `out` has size() entries on root and is ignored elsewhere).
   virtual Status gather(int root, uint64_t tag, const Tensor& t, std::span<const Tensor> out, Deadline deadline);
+
+  // Once *flag is true, the call in progress and every later one end as at their deadline,
+  // with "cancelled" in the error: a request that was stopped does not sit out a step
+  // timeout waiting for a silent peer. The flag must outlive its use; null: none.
+  void cancel_on(const std::atomic<bool>* flag) { cancel_ = flag; }
+
+ protected:
+  bool cancelled() const { return cancel_ && cancel_->load(std::memory_order_relaxed); }
+
+ private:
+  const std::atomic<bool>* cancel_ = nullptr;
 };
 
 }  // namespace starmesh

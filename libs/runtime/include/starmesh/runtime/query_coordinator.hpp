@@ -5,6 +5,7 @@
 // thread of its own; the actor streams each token to the request's driver as it is sampled
 // (TokenBatch), then a Phase2Report or the error, and ends. `cancel` stops generation after
 // the current token.
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -28,6 +29,10 @@ struct CoordinatorSetup {
   std::vector<std::string> host_names;     // per rank, for messages
   Phase2Order order;
   std::chrono::milliseconds step_timeout{60000};
+  // Set when the worker frees the request (the driver ended it, or went away): a step
+  // blocked on a silent shard host stops waiting at once instead of at the step timeout,
+  // so the shard's memory and the thread are let go. Null: only the timeout.
+  std::shared_ptr<const std::atomic<bool>> freed;
 };
 
 // The actor's state: the generation thread and what it shares with the actor.
