@@ -1,9 +1,9 @@
 @0xf01ef99eae9a1240;
 # The public API of starmesh: what a client speaks to the router over Cap'n Proto RPC.
 #
-# The router's bootstrap capability is `Starmesh`. Auth (later, not built yet): the bootstrap
-# becomes a `Gateway` with `login @0 (credentials :Text) -> (starmesh :Starmesh)`, and `Starmesh`
-# is only reachable through it; the methods and ordinals below stay as they are.
+# The router's bootstrap capability is `Gateway`: a client logs in with a token the operator
+# issued and gets the `Starmesh` capability, which is reachable only that way (a capability is
+# the session: whoever holds it may use it; nothing else is checked per call).
 #
 # Errors: a request that cannot be served is refused with an exception whose message says what
 # to change (the client library returns it as an error value). Evolve by adding fields and
@@ -11,6 +11,13 @@
 
 using Cxx = import "/capnp/c++.capnp";
 $Cxx.namespace("starmesh::api::wire");
+
+interface Gateway {
+  login @0 (credentials :Text) -> (starmesh :Starmesh);
+  # `credentials`: one of the tokens in the router's --api-tokens-file. Anything else is refused
+  # with "login refused" (after a short pause, to slow guessing). A router started without a
+  # tokens file is open: any credentials are accepted (for local use only).
+}
 
 interface Starmesh {
   generate @0 (request :GenerateRequest, sink :TokenSink) -> (summary :GenerateSummary);

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <climits>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -13,6 +14,7 @@
 #include "commands.hpp"
 #include "token_ids.hpp"
 #include "starmesh/api/api_client.hpp"
+#include "starmesh/api/api_server.hpp"
 
 namespace starmesh::cli {
 namespace {
@@ -20,7 +22,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 struct ClientOptions {
-  std::string connect;
+  std::string connect, token_file;
   std::string context, context_file, context_ids;
   std::string query, prompt_ids;
   std::string mode;  // empty: star with a context, global without
@@ -51,6 +53,17 @@ Expected<GenerateRequest> build_request(const ClientOptions& o) {
   return r;
 }
 
+// The login token: the first in --token-file, else $STARMESH_API_TOKEN, else none (an open
+// router takes any).
+Expected<std::string> credentials(const std::string& token_file) {
+  if (!token_file.empty()) {
+    SM_ASSIGN(tokens, load_api_tokens(token_file));
+    return tokens.front();
+  }
+  const char* env = std::getenv("STARMESH_API_TOKEN");
+  return std::string(env ? env : "");
+}
+
 double ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
 
 int fail(const std::string& what) {
@@ -61,8 +74,10 @@ int fail(const std::string& what) {
 int run_generate(const ClientOptions& o) {
   auto request = build_request(o);
   if (!request) return fail(request.error().message);
+  auto token = credentials(o.token_file);
+  if (!token) return fail(token.error().message);
   const auto t0 = Clock::now();
-  auto client = ApiClient::connect(o.connect);
+  auto client = ApiClient::connect(o.connect, *token);
   if (!client) return fail(client.error().message);
   const auto t_connected = Clock::now();
   Clock::time_point t_first{};
@@ -94,8 +109,10 @@ int run_generate(const ClientOptions& o) {
   return 0;
 }
 
-int run_info(const std::string& address) {
-  auto client = ApiClient::connect(address);
+int run_info(const std::string& address, const std::string& token_file) {
+  auto token = credentials(token_file);
+  if (!token) return fail(token.error().message);
+  auto client = ApiClient::connect(address, *token);
   if (!client) return fail(client.error().message);
   auto info = (*client)->info();
   if (!info) return fail(info.error().message);
@@ -109,6 +126,7 @@ void add_generate(CLI::App& client, int& exit_code) {
   auto& r = o->request;
   CLI::App* cmd = client.add_subcommand("generate", "Generate on a starmesh server, streaming the text to stdout");
   cmd->add_option("--connect", o->connect, "Server address, host:port")->required();
+  cmd->add_option("--token-file", o->token_file, "Log in with the token in this file (else $STARMESH_API_TOKEN)");
   auto* context = cmd->add_option("--context", o->context, "Context text (the long document)");
   auto* context_file = cmd->add_option("--context-file", o->context_file, "Read the context from a file");
   auto* context_ids = cmd->add_option("--context-ids", o->context_ids, "Context as comma-separated token ids");
@@ -142,10 +160,11 @@ void add_client_command(CLI::App& app, int& exit_code) {
   CLI::App* client = app.add_subcommand("client", "Talk to a starmesh server over the public API");
   client->require_subcommand(1);
   add_generate(*client, exit_code);
-  auto address = std::make_shared<std::string>();
+  auto address = std::make_shared<std::string>(), token_file = std::make_shared<std::string>();
   CLI::App* info = client->add_subcommand("info", "What a starmesh server serves");
   info->add_option("--connect", *address, "Server address, host:port")->required();
-  info->callback([address, &exit_code] { exit_code = run_info(*address); });
+  info->add_option("--token-file", *token_file, "Log in with the token in this file (else $STARMESH_API_TOKEN)");
+  info->callback([address, token_file, &exit_code] { exit_code = run_info(*address, *token_file); });
 }
 
 }  // namespace starmesh::cli

@@ -26,7 +26,7 @@ struct RouterFlags {
   int64_t block_size = 1024;
   double control_timeout = 10, phase1_timeout = 600, step_timeout = 60;
   std::string port_file;
-  std::string api_listen;
+  std::string api_listen, api_tokens_file;
   std::string metrics_listen, metrics_port_file;
   int actor_threads = 2;
 };
@@ -74,6 +74,14 @@ int run_router(const RouterFlags& f) {
 #ifdef STARMESH_WITH_API
   std::unique_ptr<ApiServer> api;
   if (!f.api_listen.empty()) {
+    std::vector<std::string> tokens;
+    if (!f.api_tokens_file.empty()) {
+      auto loaded = load_api_tokens(f.api_tokens_file);
+      if (!loaded) return fail(loaded.error().message);
+      tokens = std::move(*loaded);
+    } else {
+      spdlog::warn("the public API is open: any client may use it (give --api-tokens-file to require a login)");
+    }
     const std::string model_name = std::filesystem::path(f.model_dir).filename().string();
     auto started = ApiServer::start(service, f.api_listen, [&service, model_name] {
       ServerInfo info;
@@ -83,13 +91,14 @@ int run_router(const RouterFlags& f) {
         for (const WorkerView& w : *m) info.max_context_tokens += std::max<int64_t>(0, w.info.kv_free - w.reserved);
       }
       return info;
-    });
+    }, std::move(tokens));
     if (!started) return fail(started.error().message);
     api = std::move(*started);
     spdlog::info("public API on {}", f.api_listen);
   }
 #else
   if (!f.api_listen.empty()) return fail("--api-listen: this build has no public API (Cap'n Proto)");
+  if (!f.api_tokens_file.empty()) return fail("--api-tokens-file: this build has no public API (Cap'n Proto)");
 #endif
 
   const int sig = [] {
@@ -121,6 +130,8 @@ void add_router_command(CLI::App& app, int& exit_code) {
       ->capture_default_str();
   cmd->add_option("--port-file", f->port_file, "Write the port listened on to this file");
   cmd->add_option("--api-listen", f->api_listen, "HOST:PORT of the public API (Cap'n Proto); empty: off");
+  cmd->add_option("--api-tokens-file", f->api_tokens_file,
+                  "Clients log in with one of these tokens (one per line); without it the API is open");
   cmd->add_option("--metrics-listen", f->metrics_listen, "HOST:PORT of the Prometheus /metrics endpoint; empty: off");
   cmd->add_option("--metrics-port-file", f->metrics_port_file, "Write the metrics port to this file");
   cmd->add_option("--actor-threads", f->actor_threads, "Threads of the actor scheduler")->capture_default_str();

@@ -2,6 +2,9 @@
 // ApiServer on 127.0.0.1, ApiClient in process and the `starmesh client` CLI in another process.
 #include <dirent.h>
 #include <doctest/doctest.h>
+#include <cstdlib>
+#include <fstream>
+#include <filesystem>
 
 #include <algorithm>
 #include <atomic>
@@ -480,6 +483,50 @@ TEST_CASE("connecting where no server listens is an error that names the address
   CHECK(c.error().message.find("cannot reach a starmesh server at '" + address + "'") == 0);
   auto bad = ApiServer::start(served.service, "127.0.0.1:99999");
   CHECK_FALSE(bad);
+}
+
+TEST_CASE("a router with API tokens admits only clients that log in with one of them") {
+  char dir_tmpl[] = "/tmp/starmesh-tokens-XXXXXX";
+  REQUIRE(mkdtemp(dir_tmpl));
+  const std::string dir = dir_tmpl, file = dir + "/tokens", empty = dir + "/empty";
+  std::ofstream(file) << "# issued 2026-11-29\n  alpha-7f3c  \n\nbeta-91d2\n";
+  std::ofstream(empty) << "# nothing yet\n\n";
+  auto tokens = load_api_tokens(file);
+  REQUIRE_MESSAGE(tokens, (tokens ? "" : tokens.error().message));
+  CHECK(*tokens == std::vector<std::string>{"alpha-7f3c", "beta-91d2"});
+  CHECK(load_api_tokens(empty).error().message.find("holds no token") != std::string::npos);
+  CHECK(load_api_tokens(dir + "/missing").error().message.find("cannot read") != std::string::npos);
+
+  test::EngineService service{*served_engine().model, *served_engine().tokenizer};
+  auto server = ApiServer::start(service, "127.0.0.1:0", {}, *tokens);
+  REQUIRE(server);
+  const std::string address = "127.0.0.1:" + std::to_string((*server)->port());
+  for (const std::string& t : *tokens) {
+    auto c = ApiClient::connect(address, t);
+    REQUIRE_MESSAGE(c, (c ? "" : c.error().message));
+    CHECK((*c)->info());
+  }
+  for (const std::string bad : {"alpha-7f3", "alpha-7f3cX", "", "beta-91d2 "}) {
+    CAPTURE(bad);
+    const auto t0 = std::chrono::steady_clock::now();
+    auto c = ApiClient::connect(address, bad);
+    REQUIRE_FALSE(c);
+    CHECK(c.error().message.find("login refused") != std::string::npos);
+    CHECK(c.error().message.find(address) == 0);
+    CHECK(std::chrono::steady_clock::now() - t0 >= std::chrono::milliseconds(250));  // guessing is slow
+  }
+  // The CLI: the token from --token-file, or from $STARMESH_API_TOKEN; none is refused.
+  test::ChildProcess with_file({STARMESH_CLI, "client", "info", "--connect", address, "--token-file", file});
+  CHECK(with_file.wait(std::chrono::seconds(20)) == 0);
+  CHECK(with_file.out().find("model:") != std::string::npos);
+  test::ChildProcess without({STARMESH_CLI, "client", "info", "--connect", address});
+  CHECK(without.wait(std::chrono::seconds(20)) != 0);
+  CHECK(without.err().find("login refused") != std::string::npos);
+  setenv("STARMESH_API_TOKEN", "beta-91d2", 1);
+  test::ChildProcess with_env({STARMESH_CLI, "client", "info", "--connect", address});
+  CHECK(with_env.wait(std::chrono::seconds(20)) == 0);
+  unsetenv("STARMESH_API_TOKEN");
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

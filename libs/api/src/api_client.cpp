@@ -60,7 +60,7 @@ struct ApiClient::Impl {
   api::wire::Starmesh::Client main;
   std::thread::id owner = std::this_thread::get_id();
 
-  explicit Impl(const std::string& a) : address(a), rpc(a), main(rpc.getMain<api::wire::Starmesh>()) {}
+  explicit Impl(const std::string& a) : address(a), rpc(a), main(nullptr) {}
 
   Status check_thread() const {
     if (std::this_thread::get_id() == owner) return Status::ok();
@@ -73,16 +73,20 @@ ApiClient::~ApiClient() = default;
 
 const std::string& ApiClient::address() const { return impl_->address; }
 
-Expected<std::unique_ptr<ApiClient>> ApiClient::connect(const std::string& address) {
+Expected<std::unique_ptr<ApiClient>> ApiClient::connect(const std::string& address, const std::string& credentials) {
   try {
     auto impl = std::make_unique<Impl>(address);
     auto& rpc = impl->rpc;
-    // The first call opens the connection: a server that is not there fails it.
-    auto reply = impl->main.infoRequest().send().ignoreResult();
-    rpc.getIoProvider().getTimer().timeoutAfter(kConnectTimeout, kj::mv(reply)).wait(rpc.getWaitScope());
+    // The login opens the connection: a server that is not there fails it.
+    auto login = rpc.getMain<api::wire::Gateway>().loginRequest();
+    login.setCredentials(credentials);
+    auto reply = rpc.getIoProvider().getTimer().timeoutAfter(kConnectTimeout, login.send()).wait(rpc.getWaitScope());
+    impl->main = reply.getStarmesh();
     return std::unique_ptr<ApiClient>(new ApiClient(std::move(impl)));
   } catch (const kj::Exception& e) {
-    return make_error("cannot reach a starmesh server at '", address, "': ", api::message_of(e));
+    const std::string why = api::message_of(e);
+    if (why.find("login refused") != std::string::npos) return make_error(address, ": ", why);
+    return make_error("cannot reach a starmesh server at '", address, "': ", why);
   }
 }
 

@@ -3,7 +3,9 @@
 #include "starmesh/api/api_server.hpp"
 
 #include <capnp/ez-rpc.h>
+#include <kj/async-io.h>
 
+#include <fstream>
 #include <future>
 #include <mutex>
 #include <thread>
@@ -17,6 +19,7 @@ struct ApiServer::Impl {
   generate_service_i& service;
   std::string address;
   InfoFn info;
+  std::vector<std::string> tokens;
   std::atomic<int64_t> active{0};
   uint16_t port = 0;
   std::thread thread;
@@ -27,7 +30,11 @@ struct ApiServer::Impl {
   void run(std::promise<Expected<uint16_t>>& started) {  // set exactly once
     bool listening = false;
     try {
-      capnp::EzRpcServer server(kj::heap<api::StarmeshServer>(service, info, active), address);
+      // The gateway needs the loop's timer, which exists once the server does (before any
+      // call can arrive).
+      auto timer = std::make_shared<kj::Timer*>(nullptr);
+      capnp::EzRpcServer server(kj::heap<api::GatewayServer>(service, info, active, tokens, timer), address);
+      *timer = &server.getIoProvider().getTimer();
       auto& wait_scope = server.getWaitScope();
       const uint bound = server.getPort().wait(wait_scope);
       auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
@@ -49,13 +56,26 @@ struct ApiServer::Impl {
   }
 };
 
+Expected<std::vector<std::string>> load_api_tokens(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return make_error("cannot read the API tokens file '", path, "'");
+  std::vector<std::string> tokens;
+  for (std::string line; std::getline(in, line);) {
+    const auto b = line.find_first_not_of(" \t\r"), e = line.find_last_not_of(" \t\r");
+    if (b == std::string::npos || line[b] == '#') continue;
+    tokens.push_back(line.substr(b, e - b + 1));
+  }
+  if (tokens.empty()) return make_error("the API tokens file '", path, "' holds no token (one per line)");
+  return tokens;
+}
+
 ApiServer::ApiServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 ApiServer::~ApiServer() { stop(); }
 
 Expected<std::unique_ptr<ApiServer>> ApiServer::start(generate_service_i& service, const std::string& address,
-                                                      InfoFn info) {
-  auto impl = std::unique_ptr<Impl>(new Impl{service, address, std::move(info)});
+                                                      InfoFn info, std::vector<std::string> tokens) {
+  auto impl = std::unique_ptr<Impl>(new Impl{service, address, std::move(info), std::move(tokens)});
   // Shared: the loop thread may still be inside set_value() when start() returns.
   auto started = std::make_shared<std::promise<Expected<uint16_t>>>();
   auto port = started->get_future();

@@ -1,5 +1,7 @@
 #include "starmesh_server.hpp"
 
+#include <kj/debug.h>
+
 #include "generate_call.hpp"
 #include "wire.hpp"
 
@@ -35,6 +37,28 @@ kj::Promise<void> StarmeshServer::info(InfoContext context) {
   if (info.version.empty()) info.version = STARMESH_VERSION;
   to_wire(info, context.getResults().initInfo());
   return kj::READY_NOW;
+}
+
+bool GatewayServer::accepts(kj::StringPtr credentials) const {
+  if (tokens_.empty()) return true;
+  bool ok = false;
+  for (const std::string& t : tokens_) {
+    // Compares every byte of every token: the time taken says nothing about near misses.
+    unsigned diff = t.size() != credentials.size();
+    for (size_t i = 0; i < t.size(); ++i) diff |= unsigned(uint8_t(t[i]) ^ uint8_t(i < credentials.size() ? credentials[i] : 0));
+    ok |= diff == 0;
+  }
+  return ok;
+}
+
+kj::Promise<void> GatewayServer::login(LoginContext context) {
+  if (accepts(context.getParams().getCredentials())) {
+    context.getResults().setStarmesh(kj::heap<StarmeshServer>(service_, info_, active_));
+    return kj::READY_NOW;
+  }
+  return (*timer_)->afterDelay(250 * kj::MILLISECONDS).then([]() -> kj::Promise<void> {
+    return KJ_EXCEPTION(FAILED, "login refused: these credentials are not among the router's API tokens");
+  });
 }
 
 }  // namespace starmesh::api

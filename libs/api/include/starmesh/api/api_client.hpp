@@ -16,8 +16,9 @@ namespace starmesh {
 
 class ApiClient {
  public:
-  // Connects to "host:port" and checks that a starmesh endpoint answers there.
-  static Expected<std::unique_ptr<ApiClient>> connect(const std::string& address);
+  // Connects to "host:port" and logs in with `credentials` (an API token of that router;
+  // any text for an open router). Refusals come back as the server's message.
+  static Expected<std::unique_ptr<ApiClient>> connect(const std::string& address, const std::string& credentials = {});
   ~ApiClient();
   ApiClient(const ApiClient&) = delete;
   ApiClient& operator=(const ApiClient&) = delete;

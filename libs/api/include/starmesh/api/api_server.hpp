@@ -14,6 +14,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "starmesh/api/server_info.hpp"
 #include "starmesh/core/expected.hpp"
@@ -21,15 +22,22 @@
 
 namespace starmesh {
 
+// The API tokens of a router: one per line of `path`; blank lines and lines starting with '#'
+// are skipped, surrounding spaces dropped. An unreadable file, or one without a token, is an
+// error naming it.
+Expected<std::vector<std::string>> load_api_tokens(const std::string& path);
+
 class ApiServer {
  public:
   // Called on the loop thread for every `info` request: must be quick and thread-safe.
   using InfoFn = std::function<ServerInfo()>;
 
   // Listens on `address` ("host:port"; port 0 picks a free one) and serves `service`, which
-  // must outlive the server. Returns once listening, or the reason it cannot listen.
+  // must outlive the server, to clients that log in with one of `tokens` (empty: any
+  // credentials; see Gateway in schemas/starmesh.capnp). Returns once listening, or the
+  // reason it cannot listen.
   static Expected<std::unique_ptr<ApiServer>> start(generate_service_i& service, const std::string& address,
-                                                    InfoFn info = {});
+                                                    InfoFn info = {}, std::vector<std::string> tokens = {});
   ~ApiServer();  // stop()
   ApiServer(const ApiServer&) = delete;
   ApiServer& operator=(const ApiServer&) = delete;
