@@ -24,7 +24,8 @@ struct RouterFlags {
   std::string listen = "127.0.0.1:7400";
   std::string model_dir = STARMESH_DEFAULT_MODEL_DIR;
   int64_t block_size = 1024;
-  double control_timeout = 10, phase1_timeout = 600, step_timeout = 60;
+  double control_timeout = 10, phase1_timeout = 600, step_timeout = 60, queue_timeout = 60;
+  size_t max_queued = 256;
   std::string port_file;
   std::string api_listen, api_tokens_file;
   std::string metrics_listen, metrics_port_file;
@@ -45,12 +46,15 @@ int run_router(const RouterFlags& f) {
   if (!listen) return fail(listen.error().message);
   if (f.control_timeout <= 0 || f.phase1_timeout <= 0 || f.step_timeout <= 0)
     return fail("timeouts must be > 0 seconds");
+  if (f.queue_timeout < 0) return fail("--queue-timeout must be >= 0 seconds (0: no queue)");
   RouterOptions options;
   options.model_dir = f.model_dir;
   options.block_size = f.block_size;
   options.control_timeout = ms(f.control_timeout);
   options.phase1_timeout = ms(f.phase1_timeout);
   options.step_timeout = ms(f.step_timeout);
+  options.queue_timeout = ms(f.queue_timeout);
+  options.max_queued = f.max_queued;
   auto context = load_router_context(options);
   if (!context) return fail(context.error().message);
   auto metrics_endpoint = serve_metrics((*context)->metrics->registry, f.metrics_listen, f.metrics_port_file);
@@ -128,6 +132,10 @@ void add_router_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--phase1-timeout", f->phase1_timeout, "Seconds a worker may take for phase 1")->capture_default_str();
   cmd->add_option("--step-timeout", f->step_timeout, "Seconds between two generated tokens before a request fails")
       ->capture_default_str();
+  cmd->add_option("--queue-timeout", f->queue_timeout,
+                  "Seconds a request that must wait for KV capacity may wait (0: refuse it at once)")
+      ->capture_default_str();
+  cmd->add_option("--max-queued", f->max_queued, "Requests that may wait for KV capacity at once")->capture_default_str();
   cmd->add_option("--port-file", f->port_file, "Write the port listened on to this file");
   cmd->add_option("--api-listen", f->api_listen, "HOST:PORT of the public API (Cap'n Proto); empty: off");
   cmd->add_option("--api-tokens-file", f->api_tokens_file,

@@ -109,13 +109,14 @@ struct Deterministic {
   std::vector<WorkerActor> workers;
   std::vector<std::shared_ptr<FakeWorker>> fakes;
 
-  Deterministic() {
+  explicit Deterministic(std::chrono::milliseconds queue_timeout = 60s) {
     RouterOptions o;
     o.model_dir = STARMESH_DEFAULT_MODEL_DIR;
     o.block_size = 64;
     o.control_timeout = 1s;
     o.phase1_timeout = 3s;
     o.step_timeout = 2s;
+    o.queue_timeout = queue_timeout;
     ctx = load_router_context(o).value();
     router = spawn_router(sys, ctx);
     sched.run();
@@ -186,6 +187,15 @@ struct Deterministic {
     return v;
   }
 };
+
+// A router whose queue gives up after 1 s.
+struct ShortQueue : Deterministic {
+  ShortQueue() : Deterministic(1s) {}
+};
+
+size_t count_with(const std::vector<std::string>& lines, const std::string& part) {
+  return size_t(std::count_if(lines.begin(), lines.end(), [&](const std::string& l) { return l.find(part) != std::string::npos; }));
+}
 
 }  // namespace
 
@@ -348,3 +358,53 @@ TEST_CASE_FIXTURE(Deterministic, "global mode runs on one host with one block an
   CHECK(out->done->value().context_tokens == 5);  // the query's first 5 tokens became the context
   CHECK(log->lines.front() == "w1 encode host 0 tokens 5");
 }
+
+TEST_CASE_FIXTURE(Deterministic, "a request that must wait for KV queues, and runs when the request before it frees its KV") {
+  add_worker("w1", 300, Script::silent_coordinator);
+  add_worker("w2", 300, Script::silent_coordinator);
+  auto first = submit(request(400, 4));
+  sched.run();
+  const size_t first_encodes = count_with(log->lines, "encode");
+  REQUIRE(first_encodes == 2);
+  auto second = submit(request(400, 4));  // fits two idle workers, not beside the first
+  sched.run();
+  CHECK(count_with(log->lines, "encode") == first_encodes);  // waiting: not sent to any worker
+  CHECK_FALSE(second->done.has_value());
+  CHECK(ctx->metrics->queued.value() == 1);
+  sched.advance_time(2s + 1ms);  // the first one's coordinator is silent: its step timeout ends it
+  sched.run();
+  REQUIRE(first->done.has_value());
+  CHECK_FALSE(*first->done);
+  CAPTURE(joined(log->lines));
+  // The second one went to the workers only after they freed the first.
+  const auto first_free = std::find(log->lines.begin(), log->lines.end(), "w1 free 1");
+  REQUIRE(first_free != log->lines.end());
+  CHECK(count_with(std::vector<std::string>(first_free, log->lines.end()), "encode") == 2);
+  CHECK(ctx->metrics->queued.value() == 0);
+  CHECK(ctx->metrics->queue_wait_seconds.snapshot().count == 1);
+  sched.advance_time(2s + 1ms);
+  sched.run();
+  REQUIRE(second->done.has_value());
+  for (const auto& w : members()) CHECK(w.reserved == 0);
+}
+
+TEST_CASE_FIXTURE(ShortQueue, "a queued request gives up after the queue timeout, with the numbers") {
+  add_worker("w1", 300, Script::silent_coordinator);
+  add_worker("w2", 300, Script::silent_coordinator);
+  auto first = submit(request(400, 4));
+  sched.run();
+  auto second = submit(request(400, 4));
+  sched.run();
+  CHECK_FALSE(second->done.has_value());
+  sched.advance_time(1s + 1ms);
+  sched.run();
+  REQUIRE(second->done.has_value());
+  REQUIRE_FALSE(*second->done);
+  const std::string& why = second->done->error().message;
+  CAPTURE(why);
+  CHECK(why.find("no KV capacity freed up for this request within 1 s in the queue") != std::string::npos);
+  CHECK(why.find("not enough free KV capacity") != std::string::npos);
+  CHECK(count_with(log->lines, "encode") == 2);  // only the first one's
+  CHECK_FALSE(first->done.has_value());
+}
+

@@ -41,16 +41,16 @@ std::optional<WorkerView> Membership::remove(const caf::actor_addr& who) {
   return std::nullopt;
 }
 
-Expected<Placement> Membership::place(uint64_t request_id, const PlacementAsk& ask) {
-  if (workers_.empty())
-    return make_error("no worker has registered with the router yet: start `starmesh worker --router HOST:PORT`");
-  if (reservations_.count(request_id)) return make_error("request ", request_id, " is already placed");
-  std::vector<const Entry*> candidates;
-  for (const auto& [id, e] : workers_)
-    if (e.free() > 0) candidates.push_back(&e);
+// The placement of `ask` if every worker had `free_of(entry)` tokens free; nothing booked.
+template <class FreeOf>
+Expected<std::optional<Placement>> plan_on(const std::map<uint32_t, Membership::Entry>& workers, const PlacementAsk& ask,
+                                           const FreeOf& free_of) {
+  std::vector<const Membership::Entry*> candidates;
+  for (const auto& [id, e] : workers)
+    if (free_of(e) > 0) candidates.push_back(&e);
   // Most free first; ties by id, so placement is deterministic.
   std::stable_sort(candidates.begin(), candidates.end(),
-                   [](const Entry* a, const Entry* b) { return a->free() > b->free(); });
+                   [&](const Membership::Entry* a, const Membership::Entry* b) { return free_of(*a) > free_of(*b); });
   int max_hosts = int(candidates.size());
   if (ask.max_hosts > 0) max_hosts = std::min(max_hosts, int(ask.max_hosts));
   for (int hosts = max_hosts; hosts >= 1; --hosts) {
@@ -58,8 +58,9 @@ Expected<Placement> Membership::place(uint64_t request_id, const PlacementAsk& a
     const size_t used = plan.hosts.size();
     // The query host (the last plan host) on the worker with the most free KV; the other
     // hosts on the next ones, in worker id order.
-    std::vector<const Entry*> chosen(candidates.begin() + 1, candidates.begin() + long(used));
-    std::sort(chosen.begin(), chosen.end(), [](const Entry* a, const Entry* b) { return a->view.id < b->view.id; });
+    std::vector<const Membership::Entry*> chosen(candidates.begin() + 1, candidates.begin() + long(used));
+    std::sort(chosen.begin(), chosen.end(),
+              [](const Membership::Entry* a, const Membership::Entry* b) { return a->view.id < b->view.id; });
     chosen.push_back(candidates.front());
     bool fits = true;
     Placement p;
@@ -74,18 +75,28 @@ Expected<Placement> Membership::place(uint64_t request_id, const PlacementAsk& a
       ph.begin = r.begin;
       ph.end = r.end;
       ph.reserve = (r.end - r.begin) + (h + 1 == used ? ask.local_tokens : 0);
-      fits = fits && ph.reserve <= chosen[h]->free();
+      fits = fits && ph.reserve <= free_of(*chosen[h]);
       p.hosts.push_back(std::move(ph));
     }
-    if (!fits) continue;
+    if (fits) return std::optional<Placement>(std::move(p));
+  }
+  return std::optional<Placement>();
+}
+
+Expected<Placement> Membership::place(uint64_t request_id, const PlacementAsk& ask) {
+  if (workers_.empty())
+    return make_error("no worker has registered with the router yet: start `starmesh worker --router HOST:PORT`");
+  if (reservations_.count(request_id)) return make_error("request ", request_id, " is already placed");
+  SM_ASSIGN(planned, plan_on(workers_, ask, [](const Entry& e) { return e.free(); }));
+  if (planned) {
     auto& booked = reservations_[request_id];
-    for (const PlacedHost& ph : p.hosts) {
+    for (const PlacedHost& ph : planned->hosts) {
       Entry& e = workers_.at(ph.worker_id);
       e.view.reserved += ph.reserve;
       e.view.requests += 1;
       booked.emplace_back(ph.worker_id, ph.reserve);
     }
-    return p;
+    return std::move(*planned);
   }
   int64_t total_free = 0;
   std::string per_worker;
@@ -97,6 +108,11 @@ Expected<Placement> Membership::place(uint64_t request_id, const PlacementAsk& a
                     "the workers plus ", ask.local_tokens, " query and generated tokens on one of them, but the ",
                     workers_.size(), " workers have ", total_free, " free tokens (", per_worker,
                     "); add workers, start them with a larger --capacity, or shorten the context");
+}
+
+bool Membership::fits_when_idle(const PlacementAsk& ask) const {
+  auto planned = plan_on(workers_, ask, [](const Entry& e) { return e.view.info.kv_free; });
+  return planned && planned->has_value();
 }
 
 void Membership::release(uint64_t request_id) {

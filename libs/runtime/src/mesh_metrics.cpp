@@ -11,6 +11,11 @@ RouterMetrics::RouterMetrics()
                       .with({{"outcome", "ok"}})),
       requests_failed(registry.counter("starmesh_requests_total", "").with({{"outcome", "failed"}})),
       in_flight(registry.gauge("starmesh_requests_in_flight", "Requests the router is running now.").with()),
+      queued(registry.gauge("starmesh_requests_queued", "Requests waiting for KV capacity now.").with()),
+      queue_wait_seconds(registry
+                             .histogram("starmesh_queue_wait_seconds",
+                                        "How long requests that had to wait for KV capacity waited.", duration_buckets())
+                             .with()),
       request_seconds(registry
                           .histogram("starmesh_request_seconds", "From the request's arrival to its last token.",
                                      duration_buckets())

@@ -220,7 +220,8 @@ RequestActor::behavior_type request_driver(DriverPtr self, std::shared_ptr<Drive
   ask.block_size = st.tokens.block_size;
   ask.anchor_size = st.tokens.anchor_size;
   ask.max_hosts = st.tokens.max_hosts;
-  self->request(setup->router, ctx.options.control_timeout, place_atom::value, id, ask)
+  // The router may queue the request for KV capacity: allow for that wait.
+  self->request(setup->router, ctx.options.control_timeout + ctx.options.queue_timeout, place_atom::value, id, ask)
       .then(
           [=](Placement& p) {
             self->state.placement = std::move(p);
@@ -236,7 +237,8 @@ RequestActor::behavior_type request_driver(DriverPtr self, std::shared_ptr<Drive
           },
           [=](caf::error& e) {
             fail(self, e == caf::sec::request_timeout
-                           ? "the router did not place the request within " + format_seconds(ctx.options.control_timeout)
+                           ? "the router did not place the request within " +
+                                 format_seconds(ctx.options.control_timeout + ctx.options.queue_timeout)
                            : describe(e));
           });
   return {

@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <deque>
 #include <map>
 
 #include "starmesh/runtime/context_worker.hpp"
@@ -33,14 +35,47 @@ void publish_members(const Membership& m, RouterMetrics& metrics) {
   metrics.kv_reserved.set(double(reserved));
 }
 
+// A request waiting for KV capacity (first come, first served).
+struct Queued {
+  uint64_t id = 0;
+  PlacementAsk ask;
+  caf::typed_response_promise<Placement> promise;
+  std::chrono::steady_clock::time_point since;
+};
+
 struct RouterState {
   static inline const char* name = "router";
   std::shared_ptr<const RouterContext> context;
   std::unique_ptr<Membership> members;
+  std::deque<Queued> queue;
   uint64_t next_request = 1;
   // Running requests (shared with the exit functor, which runs after the state is gone).
   std::shared_ptr<std::map<uint64_t, RequestActor>> drivers = std::make_shared<std::map<uint64_t, RequestActor>>();
 };
+
+using RouterPtr = RouterActor::stateful_pointer<RouterState>;
+
+// Places queued requests in arrival order while they fit; refuses those that no longer fit
+// even an idle mesh (a worker left). Called whenever KV is freed or a worker comes or goes.
+void drain_queue(RouterPtr self) {
+  auto& st = self->state;
+  RouterMetrics& m = *st.context->metrics;
+  for (auto it = st.queue.begin(); it != st.queue.end();) {
+    if (!st.members->fits_when_idle(it->ask)) {  // cannot fit now either: place() says why
+      it->promise.deliver(mesh_error(st.members->place(it->id, it->ask).error().message));
+      it = st.queue.erase(it);
+      continue;
+    }
+    if (it != st.queue.begin()) break;  // first come, first served
+    auto p = st.members->place(it->id, it->ask);
+    if (!p) break;
+    m.queue_wait_seconds.observe(seconds_since(it->since));
+    it->promise.deliver(std::move(*p));
+    it = st.queue.erase(it);
+  }
+  m.queued.set(double(st.queue.size()));
+  publish_members(*st.members, m);
+}
 
 RouterActor::behavior_type router(RouterActor::stateful_pointer<RouterState> self,
                                   std::shared_ptr<const RouterContext> context) {
@@ -51,10 +86,22 @@ RouterActor::behavior_type router(RouterActor::stateful_pointer<RouterState> sel
     for (auto& [id, d] : *drivers) caf::anon_send_exit(d, caf::exit_reason::user_shutdown);
   });
   self->set_down_handler([=](caf::down_msg& dm) {
-    if (auto gone = self->state.members->remove(dm.source)) {
+    auto& st = self->state;
+    if (auto gone = st.members->remove(dm.source)) {
       spdlog::warn("router: {} left the mesh ({} workers remain)", worker_name(gone->id, gone->info.endpoint),
-                   self->state.members->size());
-      publish_members(*self->state.members, *self->state.context->metrics);
+                   st.members->size());
+      drain_queue(self);
+      return;
+    }
+    // A driver ended: whatever it held or waited for goes (normally it released already).
+    for (auto it = st.drivers->begin(); it != st.drivers->end(); ++it) {
+      if (it->second.address() != dm.source) continue;
+      const uint64_t id = it->first;
+      st.drivers->erase(it);
+      std::erase_if(st.queue, [id](const Queued& q) { return q.id == id; });
+      st.members->release(id);
+      drain_queue(self);
+      return;
     }
   });
   return {
@@ -69,7 +116,7 @@ RouterActor::behavior_type router(RouterActor::stateful_pointer<RouterState> sel
           return mesh_error(id.error().message);
         }
         self->monitor(worker);
-        publish_members(*self->state.members, *self->state.context->metrics);
+        drain_queue(self);  // publishes the membership too
         spdlog::info("router: {} joined ({}, {} KV tokens; {} workers)", worker_name(*id, endpoint), device, capacity,
                      self->state.members->size());
         return *id;
@@ -82,19 +129,56 @@ RouterActor::behavior_type router(RouterActor::stateful_pointer<RouterState> sel
         setup->order = std::move(order);
         setup->client = std::move(client);
         auto driver = self->spawn(request_driver, setup);
+        self->monitor(driver);
         self->state.drivers->emplace(setup->request_id, driver);
         return Ticket{setup->request_id, driver};
       },
       [=](place_atom, uint64_t id, PlacementAsk& ask) -> caf::result<Placement> {
-        auto p = self->state.members->place(id, ask);
-        if (!p) return mesh_error(p.error().message);
-        publish_members(*self->state.members, *self->state.context->metrics);
-        return std::move(*p);
+        auto& st = self->state;
+        const RouterOptions& opt = st.context->options;
+        // Nobody jumps the queue: a request placed now would take KV the head waits for.
+        if (st.queue.empty()) {
+          auto p = st.members->place(id, ask);
+          if (p) {
+            publish_members(*st.members, *st.context->metrics);
+            return std::move(*p);
+          }
+          if (!st.members->fits_when_idle(ask) || opt.queue_timeout.count() == 0) return mesh_error(p.error().message);
+        } else if (!st.members->fits_when_idle(ask)) {
+          return mesh_error(st.members->place(id, ask).error().message);  // never fits: the numbers
+        }
+        if (st.queue.size() >= opt.max_queued)
+          return mesh_error("the router is busy: " + std::to_string(st.queue.size()) +
+                            " requests already wait for KV capacity; try again later or add workers");
+        st.queue.push_back({id, std::move(ask), self->make_response_promise<Placement>(), std::chrono::steady_clock::now()});
+        st.context->metrics->queued.set(double(st.queue.size()));
+        self->delayed_send(self, opt.queue_timeout, tick_atom::value, id);
+        return st.queue.back().promise;
+      },
+      [=](tick_atom, uint64_t id) {  // a queued request's wait is over
+        auto& st = self->state;
+        auto it = std::find_if(st.queue.begin(), st.queue.end(), [id](const Queued& q) { return q.id == id; });
+        if (it == st.queue.end()) return;  // placed meanwhile
+        const bool head = it == st.queue.begin();
+        st.context->metrics->queue_wait_seconds.observe(seconds_since(it->since));
+        // At its deadline a request that fits (behind a head that does not) is placed, not refused.
+        auto p = st.members->place(id, it->ask);
+        if (p)
+          it->promise.deliver(std::move(*p));
+        else
+          it->promise.deliver(mesh_error("no KV capacity freed up for this request within " +
+                                         format_seconds(st.context->options.queue_timeout) + " in the queue (" +
+                                         std::to_string(std::distance(st.queue.begin(), it)) +
+                                         " requests ahead of it): " + p.error().message));
+        st.queue.erase(it);
+        if (head) drain_queue(self);
+        st.context->metrics->queued.set(double(st.queue.size()));
+        publish_members(*st.members, *st.context->metrics);
       },
       [=](release_atom, uint64_t id) {
         self->state.members->release(id);
         self->state.drivers->erase(id);
-        publish_members(*self->state.members, *self->state.context->metrics);
+        drain_queue(self);
       },
       [=](members_atom) -> std::vector<WorkerView> { return self->state.members->view(); },
   };

@@ -30,6 +30,8 @@ class Membership {
   // until release(request_id). Refuses, with the numbers, when the workers cannot hold it.
   Expected<Placement> place(uint64_t request_id, const PlacementAsk& ask);
   void release(uint64_t request_id);
+  // Whether `ask` would be placed if no request held KV: worth queueing for, not refusing.
+  bool fits_when_idle(const PlacementAsk& ask) const;
 
   std::vector<WorkerView> view() const;
   std::optional<WorkerView> find(uint32_t id) const;
@@ -37,12 +39,13 @@ class Membership {
   // "worker 3 at 127.0.0.1:PORT", for messages.
   std::string name(uint32_t id) const;
 
- private:
-  struct Entry {
+ struct Entry {
     WorkerView view;
     WorkerActor handle;
     int64_t free() const { return view.info.kv_free - view.reserved; }
   };
+
+ private:
   std::map<uint32_t, Entry> workers_;
   std::map<uint64_t, std::vector<std::pair<uint32_t, int64_t>>> reservations_;  // request -> (worker, tokens)
   uint32_t next_id_ = 1;

@@ -13,7 +13,8 @@ struct RouterMetrics {
   RouterMetrics();
   metrics::Registry registry;
   metrics::Counter &requests_ok, &requests_failed;
-  metrics::Gauge& in_flight;
+  metrics::Gauge &in_flight, &queued;
+  metrics::Histogram& queue_wait_seconds;
   metrics::Histogram &request_seconds, &first_token_seconds, &phase1_seconds;
   metrics::Counter &context_tokens, &generated_tokens;
   metrics::Gauge &workers, &kv_capacity, &kv_reserved;

@@ -195,7 +195,8 @@ using RouterActor = caf::typed_actor<caf::replies_to<register_atom, WorkerActor,
                                      caf::replies_to<generate_atom, GenerateOrder, ClientSinkActor>::with<Ticket>,
                                      caf::replies_to<place_atom, uint64_t, PlacementAsk>::with<Placement>,
                                      caf::reacts_to<release_atom, uint64_t>,
-                                     caf::replies_to<members_atom>::with<std::vector<WorkerView>>>;
+                                     caf::replies_to<members_atom>::with<std::vector<WorkerView>>,
+                                     caf::reacts_to<tick_atom, uint64_t>>;  // a queued request's wait ends
 
 // -- messages that carry handles ----------------------------------------------------------------
 

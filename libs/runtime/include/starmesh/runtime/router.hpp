@@ -2,8 +2,9 @@
 // The router: workers register with it (address, device, KV capacity) and are monitored;
 // a generate order gets a request id and a request driver (request_driver.hpp), which
 // tokenizes, asks the router to place the blocks (Membership::place reserves KV on workers
-// with free capacity, or refuses with the numbers), runs phase 1 everywhere, phase 2 on
-// the query host, streams the tokens to the client's sink and frees the shards.
+// with free capacity; a request that must wait for KV queues, one that can never fit is
+// refused with the numbers), runs phase 1 everywhere, phase 2 on the query host, streams
+// the tokens to the client's sink and frees the shards.
 #include <chrono>
 #include <memory>
 #include <string>
@@ -23,6 +24,11 @@ struct RouterOptions {
   std::chrono::milliseconds control_timeout{10000};
   std::chrono::milliseconds phase1_timeout{600000};  // one worker's phase 1
   std::chrono::milliseconds step_timeout{60000};     // between two tokens (and for the first)
+  // A request that fits the workers but not their KV free now waits, first come first
+  // served, at most this long for running requests to finish (0: refuse it at once), and
+  // at most `max_queued` wait; a request no idle mesh could hold is refused at once.
+  std::chrono::milliseconds queue_timeout{60000};
+  size_t max_queued = 256;
 };
 
 // What the router and its request drivers read (immutable once loaded).
