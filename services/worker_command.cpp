@@ -38,6 +38,7 @@ struct WorkerFlags {
   std::string port_file;
   std::string metrics_listen, metrics_port_file;
   double register_timeout = 10;
+  double drain_timeout = 30;
   int actor_threads = 2;
   bool exit_with_router = false;
 };
@@ -45,6 +46,36 @@ struct WorkerFlags {
 int fail(const std::string& what) {
   fmt::print(stderr, "error: {}\n", what);
   return 1;
+}
+
+// Leaving gracefully: the router stops placing requests here, the running ones finish (at
+// most `timeout` seconds; a second signal cuts it short), then the worker may stop.
+void drain(caf::actor_system& sys, const RouterActor& router, const WorkerActor& worker, int64_t capacity,
+           double timeout) {
+  caf::scoped_actor self{sys};
+  bool told = false;
+  self->request(router, std::chrono::seconds(2), leave_atom::value, worker)
+      .receive([&](bool known) { told = known; },
+               [&](caf::error& e) { spdlog::warn("could not tell the router that this worker leaves: {}", describe(e)); });
+  if (!told) return;  // nobody will place work here anyway
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(int64_t(timeout * 1000));
+  for (;;) {
+    int64_t held = -1;
+    self->request(worker, std::chrono::seconds(2), status_atom::value)
+        .receive([&](WorkerInfo& info) { held = capacity - info.kv_free; }, [](caf::error&) {});
+    if (held == 0) {
+      spdlog::info("drained: no request holds KV here any more");
+      return;
+    }
+    if (std::chrono::steady_clock::now() >= until) {
+      spdlog::warn("stopping after {} s of draining with {} KV tokens still held by running requests", timeout, held);
+      return;
+    }
+    if (int sig = wait_for_signal(std::chrono::milliseconds(200))) {
+      spdlog::warn("signal {} while draining: stopping now", sig);
+      return;
+    }
+  }
 }
 
 int run_worker(const WorkerFlags& f) {
@@ -146,10 +177,12 @@ int run_worker(const WorkerFlags& f) {
       });
     };
     caf::actor watcher = watch(*router);
+    RouterActor current = *router;
     bool stopping = false;
     while (!stopping) {
       if (int sig = wait_for_signal(std::chrono::milliseconds(200))) {
-        spdlog::info("signal {}: stopping", sig);
+        spdlog::info("signal {}: leaving the mesh", sig);
+        if (!router_gone->load()) drain(sys, current, worker, f.capacity, f.drain_timeout);
         break;
       }
       if (!router_gone->load()) continue;
@@ -175,6 +208,7 @@ int run_worker(const WorkerFlags& f) {
         spdlog::info("registered again with the router at {} as worker {}", f.router, *again);
         caf::anon_send_exit(watcher, caf::exit_reason::user_shutdown);
         watcher = watch(*next);
+        current = *next;
         break;
       }
     }
@@ -204,6 +238,9 @@ void add_worker_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--port-file", f->port_file, "Write the port listened on to this file");
   cmd->add_option("--metrics-listen", f->metrics_listen, "HOST:PORT of the Prometheus /metrics endpoint; empty: off");
   cmd->add_option("--metrics-port-file", f->metrics_port_file, "Write the metrics port to this file");
+  cmd->add_option("--drain-timeout", f->drain_timeout,
+                  "On SIGTERM/SIGINT: seconds to let running requests finish (new ones go elsewhere); a second signal stops at once")
+      ->capture_default_str();
   cmd->add_option("--register-timeout", f->register_timeout, "Seconds to wait for the router")->capture_default_str();
   cmd->add_option("--actor-threads", f->actor_threads, "Threads of the actor scheduler")->capture_default_str();
   cmd->add_flag("--exit-with-router", f->exit_with_router,

@@ -7,6 +7,9 @@
 #include <signal.h>
 
 #include <filesystem>
+#include <algorithm>
+#include <thread>
+#include <atomic>
 #include <random>
 
 #include "starmesh/attention/star_session.hpp"
@@ -156,6 +159,44 @@ TEST_CASE_FIXTURE(ProcessMesh, "a worker process that stops answering: the reque
   CHECK(why.find("at 127.0.0.1:") != std::string::npos);
   CHECK(waited < 10);
   REQUIRE(mesh->signal_worker(0, SIGCONT));
+}
+
+TEST_CASE_FIXTURE(ProcessMesh, "a worker told to stop (SIGTERM) finishes the request it serves, then leaves") {
+  start("ucx-shm", 3);
+  const auto ctx = random_ids(1536, 51), query = random_ids(6, 52);
+  const Reference want = star(ctx, query, 256, 3, 200);
+  Expected<MeshClient::Result> got = Error{"not run"};
+  std::atomic<bool> finished{false};
+  std::thread request([&] {
+    got = run(ctx, query, 256, 200);
+    finished = true;
+  });
+  auto poll = [&](const auto& done, std::chrono::milliseconds limit) {
+    const auto until = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < until) {
+      if (auto m = mesh->client().members(); m && done(*m)) return true;
+      std::this_thread::sleep_for(10ms);
+    }
+    return false;
+  };
+  // Every worker holds the request's KV: then worker 1 is told to stop.
+  CHECK(poll([](const std::vector<WorkerView>& m) {
+    return m.size() == 3 && std::all_of(m.begin(), m.end(), [](const WorkerView& w) { return w.requests == 1; });
+  }, 20000ms));
+  REQUIRE(mesh->signal_worker(0, SIGTERM));
+  const bool draining = poll([](const std::vector<WorkerView>& m) {
+    return std::any_of(m.begin(), m.end(), [](const WorkerView& w) { return w.draining; });
+  }, 5000ms);
+  CHECK(draining);
+  CHECK_FALSE(finished.load());  // it was marked while still serving
+  request.join();
+  REQUIRE_MESSAGE(got, (got ? "" : got.error().message + "\n" + mesh->log_tail()));
+  CHECK(got->ids == want.ids);
+  // Then it leaves; the next request runs on the two that remain.
+  CHECK(poll([](const std::vector<WorkerView>& m) { return m.size() == 2; }, 10000ms));
+  auto after = run(random_ids(700, 53), query, 256, 8);
+  REQUIRE_MESSAGE(after, (after ? "" : after.error().message));
+  CHECK(after->summary.hosts == 2);
 }
 
 TEST_CASE_FIXTURE(ProcessMesh, "a mesh too small for the context refuses with the numbers") {

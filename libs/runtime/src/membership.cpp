@@ -47,7 +47,7 @@ Expected<std::optional<Placement>> plan_on(const std::map<uint32_t, Membership::
                                            const FreeOf& free_of) {
   std::vector<const Membership::Entry*> candidates;
   for (const auto& [id, e] : workers)
-    if (free_of(e) > 0) candidates.push_back(&e);
+    if (free_of(e) > 0 && !e.view.draining) candidates.push_back(&e);
   // Most free first; ties by id, so placement is deterministic.
   std::stable_sort(candidates.begin(), candidates.end(),
                    [&](const Membership::Entry* a, const Membership::Entry* b) { return free_of(*a) > free_of(*b); });
@@ -81,6 +81,15 @@ Expected<std::optional<Placement>> plan_on(const std::map<uint32_t, Membership::
     if (fits) return std::optional<Placement>(std::move(p));
   }
   return std::optional<Placement>();
+}
+
+std::optional<WorkerView> Membership::drain(const caf::actor_addr& who) {
+  for (auto& [id, e] : workers_)
+    if (e.handle.address() == who) {
+      e.view.draining = true;
+      return e.view;
+    }
+  return std::nullopt;
 }
 
 Expected<Placement> Membership::place(uint64_t request_id, const PlacementAsk& ask) {

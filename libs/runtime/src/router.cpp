@@ -181,6 +181,14 @@ RouterActor::behavior_type router(RouterActor::stateful_pointer<RouterState> sel
         drain_queue(self);
       },
       [=](members_atom) -> std::vector<WorkerView> { return self->state.members->view(); },
+      [=](leave_atom, WorkerActor& worker) -> bool {
+        auto w = self->state.members->drain(worker.address());
+        if (!w) return false;
+        spdlog::info("router: {} is leaving: it finishes its {} requests and gets no new ones",
+                     worker_name(w->id, w->info.endpoint), w->requests);
+        drain_queue(self);  // queued requests that needed it may no longer fit
+        return true;
+      },
   };
 }
 

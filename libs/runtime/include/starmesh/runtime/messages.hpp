@@ -46,6 +46,7 @@ using failed_atom = caf::atom_constant<caf::atom("failed")>;
 using cancel_atom = caf::atom_constant<caf::atom("cancel")>;
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
 using finished_atom = caf::atom_constant<caf::atom("finished")>;
+using leave_atom = caf::atom_constant<caf::atom("leave")>;
 
 // -- bulk token ids as bytes ----------------------------------------------------------------
 std::vector<uint8_t> pack_ids(std::span<const int32_t> ids);
@@ -76,11 +77,12 @@ struct WorkerView {
   WorkerInfo info;
   int64_t reserved = 0;  // tokens the router has placed on it for running requests
   int32_t requests = 0;  // running requests that use it
+  bool draining = false;  // leaving: finishes its requests, gets no new ones
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, WorkerView& x) {
-  return f(caf::meta::type_name("WorkerView"), x.id, x.info, x.reserved, x.requests);
+  return f(caf::meta::type_name("WorkerView"), x.id, x.info, x.reserved, x.requests, x.draining);
 }
 
 // -- the public request, as it travels --------------------------------------------------------
@@ -196,7 +198,8 @@ using RouterActor = caf::typed_actor<caf::replies_to<register_atom, WorkerActor,
                                      caf::replies_to<place_atom, uint64_t, PlacementAsk>::with<Placement>,
                                      caf::reacts_to<release_atom, uint64_t>,
                                      caf::replies_to<members_atom>::with<std::vector<WorkerView>>,
-                                     caf::reacts_to<tick_atom, uint64_t>>;  // a queued request's wait ends
+                                     caf::reacts_to<tick_atom, uint64_t>,  // a queued request's wait ends
+                                     caf::replies_to<leave_atom, WorkerActor>::with<bool>>;  // a worker drains
 
 // -- messages that carry handles ----------------------------------------------------------------
 
