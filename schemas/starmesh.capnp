@@ -70,6 +70,9 @@ struct GenerateRequest {
   maxHosts @6 :Int32 = 0;       # 0: every available worker
   maxNewTokens @7 :Int32 = 64;
   sampling @8 :Sampling;
+  keepContext @9 :Bool = false; # keep the context encoded after this request: ask it again with
+                                # contextId (it is dropped when its KV is needed, oldest first)
+  contextId @10 :UInt64 = 0;    # a kept context to ask (give no context then)
 }
 
 struct GenerateSummary {
@@ -82,6 +85,7 @@ struct GenerateSummary {
   phase2PrefillSeconds @5 :Float64;
   decodeSeconds @6 :Float64;
   stopReason @7 :Text;          # "eos", "max_tokens", "cancelled"
+  contextId @8 :UInt64;         # the kept context this request made or asked (0: none)
 }
 
 struct ServerInfo {

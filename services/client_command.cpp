@@ -48,7 +48,7 @@ Expected<GenerateRequest> build_request(const ClientOptions& o) {
     r.context_ids = ids;
   }
   const bool has_context = !r.context_text.empty() || !r.context_ids.empty();
-  r.mode = !o.mode.empty() ? o.mode : has_context ? "star" : "global";
+  r.mode = !o.mode.empty() ? o.mode : has_context || r.context_id != 0 ? "star" : "global";
   if (o.no_anchor) r.anchor_size = 0;
   return r;
 }
@@ -106,6 +106,8 @@ int run_generate(const ClientOptions& o) {
              "{:.1f} ms; generated {} tokens, decode {:.1f} ms; stop: {}\n",
              request->mode, s.context_tokens, s.hosts, s.phase1_seconds * 1e3, s.query_tokens,
              s.phase2_prefill_seconds * 1e3, s.generated_tokens, s.decode_seconds * 1e3, s.stop_reason);
+  if (s.context_id != 0)
+    fmt::print(stderr, "kept context: {} (ask it again with --context-id {})\n", s.context_id, s.context_id);
   return 0;
 }
 
@@ -147,6 +149,9 @@ void add_generate(CLI::App& client, int& exit_code) {
   cmd->add_option("--top-p", r.sampling.top_p, "Nucleus mass in (0, 1]")->capture_default_str();
   cmd->add_option("--seed", r.sampling.seed, "Sampling seed")->capture_default_str();
   cmd->add_flag("!--no-bos", r.add_bos, "Do not prepend BOS when the server tokenizes text");
+  cmd->add_flag("--keep-context", r.keep_context,
+                "Keep the context encoded after this request; the summary prints its id for --context-id");
+  cmd->add_option("--context-id", r.context_id, "Ask a context kept by an earlier request (give no context)");
   cmd->callback([o, cmd, &exit_code] {
     if (cmd->count("--query") + cmd->count("--prompt-ids") == 0)
       throw CLI::RequiredError("--query (or --prompt) or --prompt-ids");

@@ -67,6 +67,10 @@ void EngineService::worker() {
 Expected<GenerateSummary> EngineService::serve(const Job& job) {
   const GenerateRequest& r = job.request;
   if (r.mode != "star" && r.mode != "global") return make_error("mode must be 'star' or 'global'");
+  // The mesh keeps contexts; this one-process service does not (and says so: the API tests
+  // use it to see that the fields arrive).
+  if (r.keep_context) return make_error("this service keeps no contexts (keep_context)");
+  if (r.context_id != 0) return make_error("this service keeps no contexts (context ", r.context_id, ")");
   SM_ASSIGN(tokens, request_tokens(r, tokenizer_));
   auto& [context, query] = tokens;
   if (r.max_new_tokens <= 0) return make_error("max_new_tokens must be > 0, got ", r.max_new_tokens);

@@ -485,6 +485,22 @@ TEST_CASE("connecting where no server listens is an error that names the address
   CHECK_FALSE(bad);
 }
 
+TEST_CASE("keep_context and context_id travel over the wire") {
+  Served served;
+  auto client = served.client();
+  GenerateRequest r = star_request();
+  r.keep_context = true;
+  Generated got;
+  auto keep = stream(*client, r, got);
+  REQUIRE_FALSE(keep);
+  CHECK(keep.error().message.find("keep_context") != std::string::npos);
+  r.keep_context = false;
+  r.context_id = 123456789012ull;
+  auto ask = stream(*client, r, got);
+  REQUIRE_FALSE(ask);
+  CHECK(ask.error().message.find("context 123456789012") != std::string::npos);
+}
+
 TEST_CASE("a router with API tokens admits only clients that log in with one of them") {
   char dir_tmpl[] = "/tmp/starmesh-tokens-XXXXXX";
   REQUIRE(mkdtemp(dir_tmpl));

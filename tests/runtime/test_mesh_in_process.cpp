@@ -173,3 +173,80 @@ TEST_CASE_FIXTURE(InProcessMesh, "a real worker refuses an order beyond its KV c
   self->request(w, 5s, free_atom::value, uint64_t(43)).receive([&](int64_t f) { free_after = f; }, [](caf::error&) {});
   CHECK(free_after == 300);
 }
+
+TEST_CASE_FIXTURE(InProcessMesh, "encode once, ask many times: a kept context answers new queries as a fresh encoding would") {
+  for (int i = 0; i < 3; ++i) add_worker(4096);
+  const auto ctx = random_ids(1000, 61);
+  const auto q1 = random_ids(5, 62), q2 = random_ids(7, 63), q3 = random_ids(3, 64);
+  auto first_order = order(ctx, q1, 128, 10);
+  first_order.request.keep_context = true;
+  auto first = client->run(first_order);
+  REQUIRE_MESSAGE(first, (first ? "" : first.error().message));
+  const uint64_t kept = first->summary.context_id;
+  REQUIRE(kept != 0);
+  CHECK(first->ids == star(ctx, q1, 128, 3, 10).ids);
+  // The context's KV stays booked on its workers, and nothing else.
+  auto total_reserved = [&] {
+    const auto members = client->members();  // held: a range over a temporary's value() would dangle
+    int64_t sum = 0;
+    for (const auto& w : members.value()) sum += w.reserved;
+    return sum;
+  };
+  CHECK(total_reserved() == 1000);
+
+  // New queries over it, one after the other and two at once: the tokens and logits of a
+  // fresh encoding of the same context, without phase 1.
+  for (const auto& q : {q2, q3}) {
+    GenerateOrder again = order({}, q, 128, 10);
+    again.request.context_id = kept;
+    auto got = client->run(again);
+    REQUIRE_MESSAGE(got, (got ? "" : got.error().message));
+    const Reference want = star(ctx, q, 128, 3, 10);
+    CHECK(got->ids == want.ids);
+    CHECK(got->logits == want.logits);
+    CHECK(got->summary.context_id == kept);
+    CHECK(got->summary.context_tokens == 1000);
+    CHECK(got->summary.phase1_seconds < first->summary.phase1_seconds);
+  }
+  std::vector<std::thread> both;
+  std::vector<Expected<MeshClient::Result>> answers(2, Error{"not run"});
+  for (int i = 0; i < 2; ++i)
+    both.emplace_back([&, i] {
+      GenerateOrder o = order({}, i ? q2 : q3, 128, 6);
+      o.request.context_id = kept;
+      answers[size_t(i)] = client->run(o);
+    });
+  for (auto& t : both) t.join();
+  for (int i = 0; i < 2; ++i) {
+    REQUIRE(answers[size_t(i)]);
+    CHECK(answers[size_t(i)]->ids == star(ctx, i ? q2 : q3, 128, 3, 6).ids);
+  }
+  CHECK(total_reserved() == 1000);  // the queries' own KV went back
+}
+
+TEST_CASE_FIXTURE(InProcessMesh, "a kept context gives way when its KV is needed, and asking it again says so") {
+  for (int i = 0; i < 2; ++i) add_worker(1200);
+  auto keep = order(random_ids(1500, 71), random_ids(4, 72), 128, 4);
+  keep.request.keep_context = true;
+  auto first = client->run(keep);
+  REQUIRE_MESSAGE(first, (first ? "" : first.error().message));
+  const uint64_t kept = first->summary.context_id;
+  // A new context that needs most of both workers: the kept one is dropped to make room.
+  const auto big = random_ids(2000, 73), query = random_ids(4, 74);
+  auto second = client->run(order(big, query, 128, 4));
+  REQUIRE_MESSAGE(second, (second ? "" : second.error().message));
+  CHECK(second->ids == star(big, query, 128, 2, 4).ids);
+  GenerateOrder again = order({}, query, 128, 4);
+  again.request.context_id = kept;
+  auto gone = client->run(again);
+  REQUIRE_FALSE(gone);
+  CHECK(gone.error().message.find("context " + std::to_string(kept) + " is not kept") != std::string::npos);
+  const auto members = client->members();
+  for (const auto& w : members.value()) CHECK(w.reserved == 0);
+  // Bad combinations are refused with what to change.
+  GenerateOrder both = order(big, query, 128, 4);
+  both.request.context_id = kept;
+  auto refused = client->run(both);
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error().message.find("not both") != std::string::npos);
+}

@@ -93,6 +93,14 @@ WorkerActor::behavior_type fake_worker(WorkerActor::pointer self, std::shared_pt
         w->log->add(w->name + " free " + std::to_string(id));
         return w->capacity;
       },
+      [=](keep_atom, uint64_t id) -> int64_t {
+        w->log->add(w->name + " keep " + std::to_string(id));
+        return w->capacity;
+      },
+      [=](drop_atom, uint64_t id) -> int64_t {
+        w->log->add(w->name + " drop " + std::to_string(id));
+        return w->capacity;
+      },
       [=](status_atom) -> WorkerInfo { return {}; },
       [](encoded_atom, uint64_t) {},
       [](served_atom, uint64_t) {},

@@ -40,6 +40,8 @@ Status to_wire(const GenerateRequest& r, wire::GenerateRequest::Builder out) {
   out.setAnchorSize(r.anchor_size);
   out.setMaxHosts(r.max_hosts);
   out.setMaxNewTokens(r.max_new_tokens);
+  out.setKeepContext(r.keep_context);
+  out.setContextId(r.context_id);
   auto s = out.initSampling();
   s.setTemperature(r.sampling.temperature);
   s.setTopK(r.sampling.top_k);
@@ -64,6 +66,8 @@ Expected<GenerateRequest> from_wire(wire::GenerateRequest::Reader in) {
   r.anchor_size = in.getAnchorSize();
   r.max_hosts = in.getMaxHosts();
   r.max_new_tokens = in.getMaxNewTokens();
+  r.keep_context = in.getKeepContext();
+  r.context_id = in.getContextId();
   auto s = in.getSampling();
   r.sampling.temperature = s.getTemperature();
   r.sampling.top_k = s.getTopK();
@@ -81,6 +85,7 @@ void to_wire(const GenerateSummary& s, wire::GenerateSummary::Builder out) {
   out.setPhase2PrefillSeconds(s.phase2_prefill_seconds);
   out.setDecodeSeconds(s.decode_seconds);
   out.setStopReason(ptr(s.stop_reason));
+  out.setContextId(s.context_id);
 }
 
 GenerateSummary from_wire(wire::GenerateSummary::Reader in) {
@@ -93,6 +98,7 @@ GenerateSummary from_wire(wire::GenerateSummary::Reader in) {
   s.phase2_prefill_seconds = in.getPhase2PrefillSeconds();
   s.decode_seconds = in.getDecodeSeconds();
   s.stop_reason = str(in.getStopReason());
+  s.context_id = in.getContextId();
   return s;
 }
 

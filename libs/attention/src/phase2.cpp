@@ -38,10 +38,11 @@ Expected<std::vector<AttentionState>> InProcessShards::gather(int layer, const T
   return out;
 }
 
-Expected<QueryHost> QueryHost::create(const Transformer& model, KvShard shard, int64_t context_tokens,
-                                      int64_t capacity) {
-  if (shard.end != context_tokens)
-    return make_error("the query host must hold the last block: its shard ends at ", shard.end, ", the context at ",
+Expected<QueryHost> QueryHost::create(const Transformer& model, std::shared_ptr<const KvShard> shard,
+                                      int64_t context_tokens, int64_t capacity) {
+  if (!shard) return make_error("the query host needs its shard");
+  if (shard->end != context_tokens)
+    return make_error("the query host must hold the last block: its shard ends at ", shard->end, ", the context at ",
                       context_tokens);
   SM_ASSIGN(local, model.make_cache(capacity));
   return QueryHost(model, std::move(shard), std::move(local), context_tokens);
@@ -64,7 +65,7 @@ Expected<Tensor> QueryHost::step(std::span<const int32_t> ids, remote_partials_i
     SM_TRY(local_.write(l, qkv.k, qkv.v));
     SM_ASSIGN(remote, remotes.gather(l, qkv.q));
     std::vector<AttentionState> parts = std::move(remote);
-    SM_ASSIGN(own_shard, partial(model, qkv.q, shard_.cache.keys(l), shard_.cache.values(l), AttentionMask::none()));
+    SM_ASSIGN(own_shard, partial(model, qkv.q, shard_->cache.keys(l), shard_->cache.values(l), AttentionMask::none()));
     SM_ASSIGN(own_local, partial(model, qkv.q, local_.keys(l, n), local_.values(l, n), AttentionMask::causal_from(past)));
     parts.push_back(std::move(own_shard));
     parts.push_back(std::move(own_local));

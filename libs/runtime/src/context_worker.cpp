@@ -34,7 +34,7 @@ struct Job {
   std::thread thread;
 
   // Written by the thread.
-  std::optional<KvShard> shard;  // the query host's, kept for its coordinator
+  std::shared_ptr<const KvShard> shard;  // the query host's, kept for its coordinator (and kept contexts)
   std::string error;             // phase 1 failed
   std::string serve_error;       // the shard loop failed
   double phase1_seconds = 0;
@@ -43,6 +43,8 @@ struct Job {
   // Actor side.
   bool encoded = false;
   bool freed = false;
+  bool keep = false;            // the driver may turn the shard into a kept context (keep)
+  bool phase2_started = false;
   CoordinatorActor coordinator;
 };
 
@@ -53,6 +55,9 @@ struct WorkerState {
   std::unique_ptr<KvPool> pool;
   std::map<uint64_t, std::shared_ptr<Job>> jobs;
   std::map<uint64_t, caf::typed_response_promise<EncodeReport>> pending;
+  // Kept contexts: their shards, read by the requests that attach to them (KV booked in the
+  // pool under context_key(id)).
+  std::map<uint64_t, std::shared_ptr<const KvShard>> contexts;
 
   ~WorkerState() {
     for (auto& [id, job] : jobs) job->stop = true;
@@ -95,12 +100,14 @@ Expected<KvShard> encode_by_block(WorkerEngine& engine, Job& job) {
 void run_job(std::shared_ptr<WorkerEngine> engine, std::shared_ptr<Job> job, ShardServerOptions serve,
              WorkerActor self) {
   const Transformer& model = engine->model;
-  {
+  if (job->shard) {  // a kept context's shard: nothing to encode
+    job->shard_tokens = job->shard->end - job->shard->begin;
+  } else {
     const auto t0 = Clock::now();
     auto s = encode_by_block(*engine, *job);
     if (s) {
       job->shard_tokens = s->end - s->begin;
-      job->shard = std::move(*s);
+      job->shard = std::make_shared<const KvShard>(std::move(*s));
     } else {
       job->error = s.error().message;
     }
@@ -112,7 +119,7 @@ void run_job(std::shared_ptr<WorkerEngine> engine, std::shared_ptr<Job> job, Sha
     serve.step_timeout = job->step_timeout;
     auto served = serve_shard(model, job->shard->cache, *job->transport, engine->compute, job->stop, serve);
     if (!served) job->serve_error = served.error().message;
-    job->shard.reset();  // the KV goes as soon as phase 2 is over
+    if (!job->keep) job->shard.reset();  // the KV goes as soon as phase 2 is over (unless it may be kept)
   }
   caf::anon_send(self, served_atom::value, job->id);
 }
@@ -129,11 +136,12 @@ Expected<std::shared_ptr<Job>> make_job(const WorkerSetup& setup, EncodeOrder& o
     return make_error("request ", o.request_id, ": ", o.group.size(), " group members for ", o.plan.hosts, " hosts");
   const HostRange& r = plan.hosts[size_t(o.host)];
   auto shard_ids = unpack_ids(o.shard_ids);
-  if (int64_t(shard_ids.size()) != r.end - r.begin)
+  const bool reuse = o.reuse_context != 0;  // a kept context's shard: no ids travel
+  if (!reuse && int64_t(shard_ids.size()) != r.end - r.begin)
     return make_error("request ", o.request_id, ": host ", o.host, " holds context tokens [", r.begin, ", ", r.end,
                       ") but the order carries ", shard_ids.size());
   auto anchor_ids = unpack_ids(o.anchor_ids);
-  if (host_needs_anchor(plan, o.host) && int64_t(anchor_ids.size()) != plan.anchor_size)
+  if (!reuse && host_needs_anchor(plan, o.host) && int64_t(anchor_ids.size()) != plan.anchor_size)
     return make_error("request ", o.request_id, ": the anchor has ", plan.anchor_size, " tokens, the order carries ",
                       anchor_ids.size());
   const int64_t vocab = setup.model->config().vocab_size;
@@ -145,9 +153,12 @@ Expected<std::shared_ptr<Job>> make_job(const WorkerSetup& setup, EncodeOrder& o
   job->query_host = o.host == o.plan.hosts - 1;
   job->plan = std::move(plan);
   // The whole context's length, with only what this host reads filled in.
-  job->context.assign(size_t(o.plan.context_tokens), 0);
-  std::copy(anchor_ids.begin(), anchor_ids.end(), job->context.begin());
-  std::copy(shard_ids.begin(), shard_ids.end(), job->context.begin() + r.begin);
+  if (!reuse) {
+    job->context.assign(size_t(o.plan.context_tokens), 0);
+    std::copy(anchor_ids.begin(), anchor_ids.end(), job->context.begin());
+    std::copy(shard_ids.begin(), shard_ids.end(), job->context.begin() + r.begin);
+  }
+  job->keep = o.keep;
   job->local_capacity = job->query_host ? o.local_capacity : 0;
   job->step_timeout = std::chrono::milliseconds(std::max<int64_t>(1, o.step_timeout_ms));
   for (const GroupMember& m : o.group) job->host_names.push_back(worker_name(m.worker_id, m.endpoint));
@@ -192,11 +203,23 @@ WorkerActor::behavior_type context_worker(WorkerPtr self, std::shared_ptr<Worker
     [=](encode_atom, EncodeOrder& o) -> caf::result<EncodeReport> {
       auto& st = self->state;
       if (st.jobs.count(o.request_id)) return mesh_error("request " + std::to_string(o.request_id) + " is already here");
+      std::shared_ptr<const KvShard> kept;
+      if (o.reuse_context != 0) {
+        auto c = st.contexts.find(o.reuse_context);
+        if (c == st.contexts.end())
+          return mesh_error("context " + std::to_string(o.reuse_context) +
+                            " is not kept on this worker any more (dropped to make room, or never kept here)");
+        kept = c->second;
+      }
       auto made = make_job(*setup, o);
       if (!made) return mesh_error(made.error().message);
       std::shared_ptr<Job> job = std::move(*made);
       const HostRange& r = job->plan.hosts[size_t(job->host)];
-      const int64_t need = (r.end - r.begin) + job->local_capacity;
+      if (kept && (kept->begin != r.begin || kept->end != r.end))
+        return mesh_error("context " + std::to_string(o.reuse_context) + " holds tokens [" + std::to_string(kept->begin) +
+                          ", " + std::to_string(kept->end) + ") here, the order asks for another range");
+      job->shard = kept;  // null: phase 1 makes it
+      const int64_t need = (kept ? 0 : r.end - r.begin) + job->local_capacity;
       if (Status s = st.pool->reserve(job->id, need); !s) {
         if (setup->metrics) setup->metrics->refused.inc();
         return mesh_error("refused: " + s.message() + " (start the worker with a larger --capacity, or add workers)");
@@ -265,16 +288,18 @@ WorkerActor::behavior_type context_worker(WorkerPtr self, std::shared_ptr<Worker
       if (j == st.jobs.end() || j->second->freed) return mesh_error(req + " is not on this worker");
       Job& job = *j->second;
       if (!job.query_host) return mesh_error(req + ": this worker is not its query host");
-      if (!job.encoded || !job.shard) return mesh_error(req + ": phase 1 has not finished here, or phase 2 already began");
+      if (!job.encoded || !job.shard || job.phase2_started)
+        return mesh_error(req + ": phase 1 has not finished here, or phase 2 already began");
       const int64_t local = int64_t(o.query.size()) + o.max_new_tokens;
       if (local > job.local_capacity)
         return mesh_error(req + ": " + std::to_string(local) + " query and generated tokens exceed the " +
                           std::to_string(job.local_capacity) + " reserved for them");
-      auto cs = std::make_shared<CoordinatorSetup>(CoordinatorSetup{st.engine, std::move(*job.shard), job.plan.context_tokens,
+      auto cs = std::make_shared<CoordinatorSetup>(CoordinatorSetup{st.engine, job.shard, job.plan.context_tokens,
                                                                     job.local_capacity, std::move(job.transport),
                                                                     job.host_names, std::move(o), job.step_timeout,
                                                                     std::shared_ptr<const std::atomic<bool>>(j->second, &job.stop)});
-      job.shard.reset();
+      job.phase2_started = true;
+      if (!job.keep) job.shard.reset();  // the coordinator holds it (and a kept context, if any)
       job.coordinator = self->spawn<caf::linked>(query_coordinator, cs);
       return job.coordinator;
     },
@@ -282,6 +307,33 @@ WorkerActor::behavior_type context_worker(WorkerPtr self, std::shared_ptr<Worker
       auto j = self->state.jobs.find(id);
       if (j != self->state.jobs.end()) retire(self, j->second);
       return self->state.pool->free();
+    },
+    [=](keep_atom, uint64_t id) -> caf::result<int64_t> {
+      auto& st = self->state;
+      auto j = st.jobs.find(id);
+      if (j == st.jobs.end() || j->second->freed)
+        return mesh_error("request " + std::to_string(id) + " is not on this worker: nothing to keep");
+      std::shared_ptr<Job> job = j->second;
+      if (!job->keep || !job->shard) {
+        retire(self, job);
+        return mesh_error("request " + std::to_string(id) + " has no shard to keep here");
+      }
+      const int64_t tokens = job->shard->end - job->shard->begin;
+      st.contexts[id] = job->shard;
+      retire(self, job);  // the request's KV goes; the context's is booked below (it fits: more was just freed)
+      if (Status s = st.pool->reserve(context_key(id), tokens); !s) {
+        st.contexts.erase(id);
+        return mesh_error("keeping context " + std::to_string(id) + ": " + s.message());
+      }
+      publish_pool(st);
+      return st.pool->free();
+    },
+    [=](drop_atom, uint64_t id) -> int64_t {
+      auto& st = self->state;
+      st.contexts.erase(id);
+      st.pool->release(context_key(id));
+      publish_pool(st);
+      return st.pool->free();
     },
     [=](status_atom) -> WorkerInfo { return describe_worker(*setup, self->state.pool->free()); },
   };

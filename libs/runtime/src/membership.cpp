@@ -124,6 +124,24 @@ bool Membership::fits_when_idle(const PlacementAsk& ask) const {
   return planned && planned->has_value();
 }
 
+Status Membership::reserve_exact(uint64_t key, const std::vector<std::pair<uint32_t, int64_t>>& tokens) {
+  if (reservations_.count(key)) return make_error("KV is already booked under ", key);
+  for (const auto& [id, n] : tokens) {
+    auto w = workers_.find(id);
+    if (w == workers_.end()) return make_error(name(id), " is no longer in the mesh");
+    if (w->second.free() < n)
+      return make_error(name(id), " has ", std::max<int64_t>(0, w->second.free()), " free KV tokens, ", n, " are needed");
+  }
+  auto& booked = reservations_[key];
+  for (const auto& [id, n] : tokens) {
+    Entry& e = workers_.at(id);
+    e.view.reserved += n;
+    e.view.requests += 1;
+    booked.emplace_back(id, n);
+  }
+  return {};
+}
+
 void Membership::release(uint64_t request_id) {
   auto it = reservations_.find(request_id);
   if (it == reservations_.end()) return;

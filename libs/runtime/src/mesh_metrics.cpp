@@ -36,8 +36,12 @@ RouterMetrics::RouterMetrics()
       workers(registry.gauge("starmesh_workers", "Workers registered with the router.").with()),
       kv_capacity(registry.gauge("starmesh_kv_capacity_tokens", "KV capacity of the registered workers, in tokens.")
                       .with()),
-      kv_reserved(
-          registry.gauge("starmesh_kv_reserved_tokens", "KV the router has placed on workers for running requests.")
+      kv_reserved(registry
+                      .gauge("starmesh_kv_reserved_tokens",
+                             "KV the router has placed on workers for running requests and kept contexts.")
+                      .with()),
+      kept_contexts(
+          registry.gauge("starmesh_kept_contexts", "Contexts kept encoded for further questions (encode once, ask many).")
               .with()) {}
 
 WorkerMetrics::WorkerMetrics(int64_t kv_capacity_tokens)

@@ -34,7 +34,7 @@ void generation_thread(std::shared_ptr<CoordinatorSetup> setup, std::shared_ptr<
   Phase2Report report;
   report.query_tokens = int64_t(order.query.size());
   std::string error;
-  auto qh = QueryHost::create(model, std::move(setup->shard), setup->context_tokens, setup->local_capacity);
+  auto qh = QueryHost::create(model, setup->shard, setup->context_tokens, setup->local_capacity);
   if (!qh) {
     error = qh.error().message;
   } else {

@@ -23,6 +23,18 @@ Expected<RequestTokens> request_tokens(const RouterContext& ctx, const GenerateR
   if (r.max_new_tokens < 0) return make_error("max_new_tokens must be >= 0, got ", r.max_new_tokens);
   SM_TRY(validate(r.sampling));
   if (r.max_hosts < 0) return make_error("max_hosts must be >= 0 (0: every worker), got ", r.max_hosts);
+  if (r.context_id != 0) {  // a new query over a kept context: its plan and shards are set
+    if (r.mode != "star") return make_error("context_id asks a query over a kept context: use mode star");
+    if (!r.context_ids.empty() || !r.context_text.empty())
+      return make_error("give either a context or the id of a kept one (context_id), not both");
+    if (r.keep_context) return make_error("keep_context applies to a new context; context ", r.context_id, " is kept already");
+    t.query = !r.query_ids.empty() ? r.query_ids : ctx.tokenizer.encode(r.query_text, false);
+    if (t.query.empty()) return make_error("the query is empty: give query text or query ids");
+    for (int32_t id : t.query)
+      if (id < 0 || id >= ctx.config.vocab_size)
+        return make_error("token id ", id, " is outside the model's vocabulary of ", ctx.config.vocab_size);
+    return t;
+  }
   t.context = !r.context_ids.empty() ? r.context_ids
               : r.context_text.empty() ? std::vector<int32_t>{}
                                        : ctx.tokenizer.encode(r.context_text, r.add_bos);
@@ -34,6 +46,7 @@ Expected<RequestTokens> request_tokens(const RouterContext& ctx, const GenerateR
     for (int32_t id : *ids)
       if (id < 0 || id >= vocab) return make_error("token id ", id, " is outside the model's vocabulary of ", vocab);
   t.max_hosts = r.max_hosts;
+  if (r.keep_context && r.mode != "star") return make_error("keep_context needs mode star");
   if (r.mode == "global") {
     // Global attention is Star Attention with one block and no anchor. The split between
     // context and query does not change the result; an empty context takes the query's
@@ -70,9 +83,18 @@ void finish(DriverPtr self, Expected<GenerateSummary> result) {
   st.finished = true;
   const uint64_t id = st.setup->request_id;
   if (st.coordinator && (!result || result->stop_reason == "cancelled")) self->send(st.coordinator, cancel_atom::value, id);
+  // A request that asked to keep its context and got through phase 1 keeps its shards.
+  const bool keep = st.setup->order.request.keep_context && result && st.placed &&
+                    st.encoded == st.placement.hosts.size();
+  if (keep) result->context_id = id;
   // Fire and forget: the driver does not wait for the answers.
-  for (const PlacedHost& h : st.placement.hosts) caf::anon_send(h.worker, free_atom::value, id);
-  self->send(st.setup->router, release_atom::value, id);  // the placement (if any), and the router's book
+  for (const PlacedHost& h : st.placement.hosts) {
+    if (keep) caf::anon_send(h.worker, keep_atom::value, id);
+    else caf::anon_send(h.worker, free_atom::value, id);
+  }
+  // The router's book: `keep` turns the placement into the kept context's, `release` frees it.
+  if (keep) caf::anon_send(st.setup->router, keep_atom::value, id);
+  else self->send(st.setup->router, release_atom::value, id);
   const std::string tail = st.text.flush();
   if (!tail.empty()) self->send(st.setup->client, tokens_atom::value, id, ClientChunk{{}, tail, {}});
   RouterMetrics& m = *st.setup->context->metrics;
@@ -80,9 +102,11 @@ void finish(DriverPtr self, Expected<GenerateSummary> result) {
   m.request_seconds.observe(seconds_since(st.arrived));
   if (result) {
     m.requests_ok.inc();
-    m.context_tokens.inc(double(result->context_tokens));
     m.generated_tokens.inc(double(result->generated_tokens));
-    if (result->phase1_seconds > 0) m.phase1_seconds.observe(result->phase1_seconds);
+    if (st.setup->order.request.context_id == 0) {  // a kept context was encoded before
+      m.context_tokens.inc(double(result->context_tokens));
+      if (result->phase1_seconds > 0) m.phase1_seconds.observe(result->phase1_seconds);
+    }
   } else {
     m.requests_failed.inc();
   }
@@ -160,8 +184,13 @@ void start_phase1(DriverPtr self) {
     o.request_id = st.setup->request_id;
     o.plan = st.placement.plan;
     o.host = int32_t(h);
-    if (anchor > 0 && host_needs_anchor(*plan, int(h))) o.anchor_ids = pack_ids(std::span<const int32_t>(ctx).first(size_t(anchor)));
-    o.shard_ids = pack_ids(std::span<const int32_t>(ctx).subspan(size_t(ph.begin), size_t(ph.end - ph.begin)));
+    o.keep = st.setup->order.request.keep_context;
+    o.reuse_context = st.setup->order.request.context_id;
+    if (o.reuse_context == 0) {  // a kept context's workers hold its shards: no ids travel
+      if (anchor > 0 && host_needs_anchor(*plan, int(h)))
+        o.anchor_ids = pack_ids(std::span<const int32_t>(ctx).first(size_t(anchor)));
+      o.shard_ids = pack_ids(std::span<const int32_t>(ctx).subspan(size_t(ph.begin), size_t(ph.end - ph.begin)));
+    }
     o.local_capacity = h + 1 == st.placement.hosts.size() ? ph.reserve - (ph.end - ph.begin) : 0;
     o.step_timeout_ms = opt.step_timeout.count();
     o.group = group;
@@ -220,27 +249,33 @@ RequestActor::behavior_type request_driver(DriverPtr self, std::shared_ptr<Drive
   ask.block_size = st.tokens.block_size;
   ask.anchor_size = st.tokens.anchor_size;
   ask.max_hosts = st.tokens.max_hosts;
+  auto placed = [=](Placement& p) {
+    self->state.placement = std::move(p);
+    self->state.placed = true;
+    self->state.summary.hosts = int(self->state.placement.hosts.size());
+    self->state.summary.context_tokens = self->state.placement.plan.context_tokens;
+    if (self->state.cancel_requested) {  // cancelled while being placed
+      GenerateSummary sum = self->state.summary;
+      sum.stop_reason = "cancelled";
+      finish(self, sum);
+      return;
+    }
+    start_phase1(self);
+  };
+  if (const uint64_t kept = setup->order.request.context_id; kept != 0) {
+    st.summary.context_id = kept;
+    self->request(setup->router, ctx.options.control_timeout, attach_atom::value, id, kept, ask.local_tokens)
+        .then(placed, [=](caf::error& e) { fail(self, describe(e)); });
+  } else {
   // The router may queue the request for KV capacity: allow for that wait.
   self->request(setup->router, ctx.options.control_timeout + ctx.options.queue_timeout, place_atom::value, id, ask)
-      .then(
-          [=](Placement& p) {
-            self->state.placement = std::move(p);
-            self->state.placed = true;
-            self->state.summary.hosts = int(self->state.placement.hosts.size());
-            if (self->state.cancel_requested) {  // cancelled while being placed
-              GenerateSummary sum = self->state.summary;
-              sum.stop_reason = "cancelled";
-              finish(self, sum);
-              return;
-            }
-            start_phase1(self);
-          },
-          [=](caf::error& e) {
-            fail(self, e == caf::sec::request_timeout
-                           ? "the router did not place the request within " +
-                                 format_seconds(ctx.options.control_timeout + ctx.options.queue_timeout)
-                           : describe(e));
-          });
+      .then(placed, [=](caf::error& e) {
+        fail(self, e == caf::sec::request_timeout
+                       ? "the router did not place the request within " +
+                             format_seconds(ctx.options.control_timeout + ctx.options.queue_timeout)
+                       : describe(e));
+      });
+  }
   return {
       [=](tokens_atom, uint64_t, TokenBatch& b) {
         auto& s = self->state;

@@ -43,17 +43,65 @@ struct Queued {
   std::chrono::steady_clock::time_point since;
 };
 
+// A kept context: where its shards are, how many requests use it now, when it was last used.
+struct Kept {
+  Placement placement;
+  int in_use = 0;
+  bool drop_when_idle = false;
+  std::chrono::steady_clock::time_point last_used;
+};
+
 struct RouterState {
   static inline const char* name = "router";
   std::shared_ptr<const RouterContext> context;
   std::unique_ptr<Membership> members;
   std::deque<Queued> queue;
+  std::map<uint64_t, Placement> placements;  // running requests placed on fresh shards
+  std::map<uint64_t, Kept> kept;              // by context id
+  std::map<uint64_t, uint64_t> attached;      // request id -> the kept context it uses
   uint64_t next_request = 1;
   // Running requests (shared with the exit functor, which runs after the state is gone).
   std::shared_ptr<std::map<uint64_t, RequestActor>> drivers = std::make_shared<std::map<uint64_t, RequestActor>>();
 };
 
 using RouterPtr = RouterActor::stateful_pointer<RouterState>;
+
+// Forgets a kept context: its KV is released here and on its workers.
+void drop_context(RouterPtr self, uint64_t context_id) {
+  auto& st = self->state;
+  auto k = st.kept.find(context_id);
+  if (k == st.kept.end()) return;
+  st.members->release(context_key(context_id));
+  for (const PlacedHost& h : k->second.placement.hosts) caf::anon_send(h.worker, drop_atom::value, context_id);
+  st.kept.erase(k);
+  st.context->metrics->kept_contexts.set(double(st.kept.size()));
+}
+
+// Drops the least recently used kept context no request uses; false if there is none.
+bool evict_one(RouterPtr self) {
+  auto& st = self->state;
+  auto victim = st.kept.end();
+  for (auto it = st.kept.begin(); it != st.kept.end(); ++it)
+    if (it->second.in_use == 0 && (victim == st.kept.end() || it->second.last_used < victim->second.last_used))
+      victim = it;
+  if (victim == st.kept.end()) return false;
+  spdlog::info("router: dropping kept context {} to make room", victim->first);
+  drop_context(self, victim->first);
+  return true;
+}
+
+// Places a request, dropping idle kept contexts (oldest first) while that is what it takes.
+Expected<Placement> place_evicting(RouterPtr self, uint64_t id, const PlacementAsk& ask) {
+  auto& st = self->state;
+  for (;;) {
+    auto p = st.members->place(id, ask);
+    if (p) {
+      st.placements[id] = *p;
+      return p;
+    }
+    if (!st.members->fits_when_idle(ask) || !evict_one(self)) return p;
+  }
+}
 
 // Places queued requests in arrival order while they fit; refuses those that no longer fit
 // even an idle mesh (a worker left). Called whenever KV is freed or a worker comes or goes.
@@ -67,7 +115,7 @@ void drain_queue(RouterPtr self) {
       continue;
     }
     if (it != st.queue.begin()) break;  // first come, first served
-    auto p = st.members->place(it->id, it->ask);
+    auto p = place_evicting(self, it->id, it->ask);
     if (!p) break;
     m.queue_wait_seconds.observe(seconds_since(it->since));
     it->promise.deliver(std::move(*p));
@@ -90,6 +138,14 @@ RouterActor::behavior_type router(RouterActor::stateful_pointer<RouterState> sel
     if (auto gone = st.members->remove(dm.source)) {
       spdlog::warn("router: {} left the mesh ({} workers remain)", worker_name(gone->id, gone->info.endpoint),
                    st.members->size());
+      std::vector<uint64_t> lost;  // kept contexts with a shard on it
+      for (const auto& [cid, k] : st.kept)
+        for (const PlacedHost& h : k.placement.hosts)
+          if (h.worker_id == gone->id) lost.push_back(cid);
+      for (uint64_t cid : lost) {
+        st.kept[cid].in_use = 0;  // requests on it fail on their own (their worker went away)
+        drop_context(self, cid);
+      }
       drain_queue(self);
       return;
     }
@@ -100,6 +156,11 @@ RouterActor::behavior_type router(RouterActor::stateful_pointer<RouterState> sel
       st.drivers->erase(it);
       std::erase_if(st.queue, [id](const Queued& q) { return q.id == id; });
       st.members->release(id);
+      st.placements.erase(id);
+      if (auto a = st.attached.find(id); a != st.attached.end()) {
+        if (auto k = st.kept.find(a->second); k != st.kept.end()) --k->second.in_use;
+        st.attached.erase(a);
+      }
       drain_queue(self);
       return;
     }
@@ -138,7 +199,7 @@ RouterActor::behavior_type router(RouterActor::stateful_pointer<RouterState> sel
         const RouterOptions& opt = st.context->options;
         // Nobody jumps the queue: a request placed now would take KV the head waits for.
         if (st.queue.empty()) {
-          auto p = st.members->place(id, ask);
+          auto p = place_evicting(self, id, ask);
           if (p) {
             publish_members(*st.members, *st.context->metrics);
             return std::move(*p);
@@ -162,7 +223,7 @@ RouterActor::behavior_type router(RouterActor::stateful_pointer<RouterState> sel
         const bool head = it == st.queue.begin();
         st.context->metrics->queue_wait_seconds.observe(seconds_since(it->since));
         // At its deadline a request that fits (behind a head that does not) is placed, not refused.
-        auto p = st.members->place(id, it->ask);
+        auto p = place_evicting(self, id, it->ask);
         if (p)
           it->promise.deliver(std::move(*p));
         else
@@ -176,8 +237,67 @@ RouterActor::behavior_type router(RouterActor::stateful_pointer<RouterState> sel
         publish_members(*st.members, *st.context->metrics);
       },
       [=](release_atom, uint64_t id) {
-        self->state.members->release(id);
-        self->state.drivers->erase(id);
+        auto& st = self->state;
+        st.members->release(id);
+        st.drivers->erase(id);
+        st.placements.erase(id);
+        if (auto a = st.attached.find(id); a != st.attached.end()) {
+          auto k = st.kept.find(a->second);
+          st.attached.erase(a);
+          if (k != st.kept.end() && --k->second.in_use == 0 && k->second.drop_when_idle) drop_context(self, k->first);
+        }
+        drain_queue(self);
+      },
+      [=](keep_atom, uint64_t id) -> bool {  // the request ends; its shards become kept context `id`
+        auto& st = self->state;
+        st.drivers->erase(id);
+        auto p = st.placements.find(id);
+        st.members->release(id);
+        bool kept = false;
+        if (p != st.placements.end()) {
+          std::vector<std::pair<uint32_t, int64_t>> shards;
+          for (const PlacedHost& h : p->second.hosts) shards.emplace_back(h.worker_id, h.end - h.begin);
+          if (st.members->reserve_exact(context_key(id), shards)) {  // fits: more was just freed
+            st.kept[id] = Kept{std::move(p->second), 0, false, std::chrono::steady_clock::now()};
+            kept = true;
+          }
+          st.placements.erase(p);
+        }
+        st.context->metrics->kept_contexts.set(double(st.kept.size()));
+        drain_queue(self);
+        return kept;
+      },
+      [=](attach_atom, uint64_t id, uint64_t context_id, int64_t local_tokens) -> caf::result<Placement> {
+        auto& st = self->state;
+        auto k = st.kept.find(context_id);
+        if (k == st.kept.end() || k->second.drop_when_idle)
+          return mesh_error("context " + std::to_string(context_id) +
+                            " is not kept (dropped to make room for other work, or never kept): send the context again");
+        const PlacedHost& q = k->second.placement.hosts.back();
+        Status booked;
+        for (;;) {
+          booked = st.members->reserve_exact(id, {{q.worker_id, local_tokens}});
+          if (booked) break;
+          // Make room by dropping other idle contexts; this one is protected while we try.
+          ++k->second.in_use;
+          const bool evicted = evict_one(self);
+          --k->second.in_use;
+          if (!evicted) return mesh_error("context " + std::to_string(context_id) + ": " + booked.message());
+        }
+        ++k->second.in_use;
+        k->second.last_used = std::chrono::steady_clock::now();
+        st.attached[id] = context_id;
+        Placement out = k->second.placement;
+        out.hosts.back().reserve = (q.end - q.begin) + local_tokens;
+        publish_members(*st.members, *st.context->metrics);
+        return out;
+      },
+      [=](drop_atom, uint64_t context_id) {
+        auto& st = self->state;
+        auto k = st.kept.find(context_id);
+        if (k == st.kept.end()) return;
+        if (k->second.in_use > 0) k->second.drop_when_idle = true;
+        else drop_context(self, context_id);
         drain_queue(self);
       },
       [=](members_atom) -> std::vector<WorkerView> { return self->state.members->view(); },

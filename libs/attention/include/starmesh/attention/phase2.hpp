@@ -40,22 +40,27 @@ class InProcessShards final : public remote_partials_i {
 // per-layer merge. Positions of new tokens follow the whole context.
 class QueryHost {
  public:
-  // capacity: how many query + generated tokens the local cache can hold.
-  static Expected<QueryHost> create(const Transformer& model, KvShard shard, int64_t context_tokens, int64_t capacity);
+  // capacity: how many query + generated tokens the local cache can hold. The shard is only
+  // read: a kept context's shard may serve several query hosts, one after another or at once.
+  static Expected<QueryHost> create(const Transformer& model, std::shared_ptr<const KvShard> shard,
+                                    int64_t context_tokens, int64_t capacity);
+  static Expected<QueryHost> create(const Transformer& model, KvShard shard, int64_t context_tokens, int64_t capacity) {
+    return create(model, std::make_shared<const KvShard>(std::move(shard)), context_tokens, capacity);
+  }
 
   // Runs `ids` (the query, or one generated token) through every layer; returns the logits
   // of the last one [1, vocab] (all_rows: of every one) on the model's backend.
   Expected<Tensor> step(std::span<const int32_t> ids, remote_partials_i& remotes, bool all_rows = false);
 
   int64_t local_tokens() const { return local_.length(); }
-  const KvShard& shard() const { return shard_; }
+  const KvShard& shard() const { return *shard_; }
 
  private:
-  QueryHost(const Transformer& model, KvShard shard, KvCache local, int64_t context_tokens)
+  QueryHost(const Transformer& model, std::shared_ptr<const KvShard> shard, KvCache local, int64_t context_tokens)
       : model_(&model), shard_(std::move(shard)), local_(std::move(local)), context_tokens_(context_tokens) {}
 
   const Transformer* model_;
-  KvShard shard_;
+  std::shared_ptr<const KvShard> shard_;
   KvCache local_;  // query and generated tokens
   int64_t context_tokens_;
 };

@@ -23,6 +23,11 @@ struct GenerateRequest {
   int max_hosts = 0;          // 0: every available worker
   int max_new_tokens = 64;
   SamplingParams sampling;
+  // Encode once, ask many times: keep_context keeps the context's KV on its workers after
+  // this request (the summary names it); context_id asks a new query over a kept context
+  // (give no context then). Kept contexts go when KV is needed for other work, oldest first.
+  bool keep_context = false;
+  uint64_t context_id = 0;
 };
 
 struct TokenChunk {
@@ -35,6 +40,7 @@ struct GenerateSummary {
   int hosts = 0;
   double phase1_seconds = 0, phase2_prefill_seconds = 0, decode_seconds = 0;
   std::string stop_reason;  // "eos", "max_tokens", "cancelled"
+  uint64_t context_id = 0;  // the kept context this request made or used (0: none)
 };
 
 class generate_service_i {

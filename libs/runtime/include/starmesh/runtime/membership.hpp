@@ -33,6 +33,9 @@ class Membership {
   // until release(request_id). Refuses, with the numbers, when the workers cannot hold it.
   Expected<Placement> place(uint64_t request_id, const PlacementAsk& ask);
   void release(uint64_t request_id);
+  // Books exactly these (worker id, tokens) under `key` (a request, or context_key(id) for a
+  // kept context), or refuses, naming the worker short of free KV.
+  Status reserve_exact(uint64_t key, const std::vector<std::pair<uint32_t, int64_t>>& tokens);
   // Whether `ask` would be placed if no request held KV: worth queueing for, not refusing.
   bool fits_when_idle(const PlacementAsk& ask) const;
 

@@ -17,7 +17,7 @@ struct RouterMetrics {
   metrics::Histogram& queue_wait_seconds;
   metrics::Histogram &request_seconds, &first_token_seconds, &phase1_seconds;
   metrics::Counter &context_tokens, &generated_tokens;
-  metrics::Gauge &workers, &kv_capacity, &kv_reserved;
+  metrics::Gauge &workers, &kv_capacity, &kv_reserved, &kept_contexts;
 };
 
 struct WorkerMetrics {

@@ -47,6 +47,13 @@ using cancel_atom = caf::atom_constant<caf::atom("cancel")>;
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
 using finished_atom = caf::atom_constant<caf::atom("finished")>;
 using leave_atom = caf::atom_constant<caf::atom("leave")>;
+using keep_atom = caf::atom_constant<caf::atom("keep")>;
+using drop_atom = caf::atom_constant<caf::atom("drop")>;
+using attach_atom = caf::atom_constant<caf::atom("attach")>;
+
+// A kept context (encode once, ask many times) is named by the id of the request that
+// encoded it; its KV is booked under this key, apart from the requests' own.
+inline uint64_t context_key(uint64_t context_id) { return context_id | (uint64_t(1) << 63); }
 
 // -- bulk token ids as bytes ----------------------------------------------------------------
 std::vector<uint8_t> pack_ids(std::span<const int32_t> ids);
@@ -95,13 +102,14 @@ typename Inspector::result_type inspect(Inspector& f, SamplingParams& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, GenerateRequest& x) {
   return f(caf::meta::type_name("GenerateRequest"), x.context_text, x.query_text, x.context_ids, x.query_ids,
-           x.add_bos, x.mode, x.block_size, x.anchor_size, x.max_hosts, x.max_new_tokens, x.sampling);
+           x.add_bos, x.mode, x.block_size, x.anchor_size, x.max_hosts, x.max_new_tokens, x.sampling, x.keep_context,
+           x.context_id);
 }
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, GenerateSummary& x) {
   return f(caf::meta::type_name("GenerateSummary"), x.context_tokens, x.query_tokens, x.generated_tokens, x.hosts,
-           x.phase1_seconds, x.phase2_prefill_seconds, x.decode_seconds, x.stop_reason);
+           x.phase1_seconds, x.phase2_prefill_seconds, x.decode_seconds, x.stop_reason, x.context_id);
 }
 
 struct GenerateOrder {
@@ -189,6 +197,8 @@ using ClientSinkActor = caf::typed_actor<caf::reacts_to<tokens_atom, uint64_t, C
 using WorkerActor = caf::typed_actor<caf::replies_to<encode_atom, EncodeOrder>::with<EncodeReport>,
                                      caf::replies_to<phase2_atom, Phase2Order>::with<CoordinatorActor>,
                                      caf::replies_to<free_atom, uint64_t>::with<int64_t>,
+                                     caf::replies_to<keep_atom, uint64_t>::with<int64_t>,  // end, keeping the shard
+                                     caf::replies_to<drop_atom, uint64_t>::with<int64_t>,  // a kept context goes
                                      caf::replies_to<status_atom>::with<WorkerInfo>,
                                      caf::reacts_to<encoded_atom, uint64_t>,   // internal
                                      caf::reacts_to<served_atom, uint64_t>>;   // internal
@@ -199,7 +209,12 @@ using RouterActor = caf::typed_actor<caf::replies_to<register_atom, WorkerActor,
                                      caf::reacts_to<release_atom, uint64_t>,
                                      caf::replies_to<members_atom>::with<std::vector<WorkerView>>,
                                      caf::reacts_to<tick_atom, uint64_t>,  // a queued request's wait ends
-                                     caf::replies_to<leave_atom, WorkerActor>::with<bool>>;  // a worker drains
+                                     caf::replies_to<leave_atom, WorkerActor>::with<bool>,  // a worker drains
+                                     // keep: the request's shards become a kept context;
+                                     // attach: place a request (id, context id, local tokens) on one
+                                     caf::replies_to<keep_atom, uint64_t>::with<bool>,
+                                     caf::replies_to<attach_atom, uint64_t, uint64_t, int64_t>::with<Placement>,
+                                     caf::reacts_to<drop_atom, uint64_t>>;
 
 // -- messages that carry handles ----------------------------------------------------------------
 
@@ -261,12 +276,14 @@ struct EncodeOrder {
   int64_t step_timeout_ms = 60000;    // phase 2: the longest wait for the next message of a step
   std::vector<GroupMember> group;     // index = plan host = data-plane rank
   RequestActor driver;                // told if the shard loop fails
+  bool keep = false;                  // the shard may be kept after phase 2 (keep, not free)
+  uint64_t reuse_context = 0;         // serve a kept context's shard: no phase 1, no ids
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, EncodeOrder& x) {
   return f(caf::meta::type_name("EncodeOrder"), x.request_id, x.plan, x.host, x.anchor_ids, x.shard_ids,
-           x.local_capacity, x.step_timeout_ms, x.group, x.driver);
+           x.local_capacity, x.step_timeout_ms, x.group, x.driver, x.keep, x.reuse_context);
 }
 
 struct EncodeReport {
