@@ -192,6 +192,8 @@ int run_worker(const WorkerFlags& f) {
         break;
       }
       spdlog::warn("the router at {} went away; registering again when one answers there", f.router);
+      // Its book of kept contexts went with it: their KV is free again.
+      caf::anon_send(worker, drop_atom::value, uint64_t(0));
       for (;;) {  // once a second, until a router takes us or a signal says stop
         if (int sig = wait_for_signal(std::chrono::milliseconds(1000))) {
           spdlog::info("signal {}: stopping", sig);

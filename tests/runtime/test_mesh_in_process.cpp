@@ -250,3 +250,28 @@ TEST_CASE_FIXTURE(InProcessMesh, "a kept context gives way when its KV is needed
   REQUIRE_FALSE(refused);
   CHECK(refused.error().message.find("not both") != std::string::npos);
 }
+
+TEST_CASE_FIXTURE(InProcessMesh, "a worker that leaves takes its kept contexts with it") {
+  add_worker(4096);
+  WorkerActor second = add_worker(4096);
+  auto keep = order(random_ids(800, 81), random_ids(4, 82), 128, 4);
+  keep.request.keep_context = true;
+  auto first = client->run(keep);
+  REQUIRE_MESSAGE(first, (first ? "" : first.error().message));
+  const uint64_t kept = first->summary.context_id;
+  caf::scoped_actor self{sys};
+  bool known = false;
+  self->request(router, 5s, leave_atom::value, second).receive([&](bool k) { known = k; }, [](caf::error&) {});
+  CHECK(known);
+  GenerateOrder again = order({}, random_ids(4, 83), 128, 4);
+  again.request.context_id = kept;
+  auto gone = client->run(again);
+  REQUIRE_FALSE(gone);
+  CHECK(gone.error().message.find("is not kept") != std::string::npos);
+  const auto members = client->members();
+  for (const auto& w : members.value()) CHECK(w.reserved == 0);
+  // The worker's pool is empty again (the context's KV went back), so it can drain.
+  self->request(second, 5s, status_atom::value).receive([&](WorkerInfo& info) { CHECK(info.kv_free == 4096); },
+                                                        [](caf::error&) { FAIL("no status"); });
+}
+

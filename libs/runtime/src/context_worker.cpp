@@ -328,10 +328,16 @@ WorkerActor::behavior_type context_worker(WorkerPtr self, std::shared_ptr<Worker
       publish_pool(st);
       return st.pool->free();
     },
-    [=](drop_atom, uint64_t id) -> int64_t {
+    [=](drop_atom, uint64_t id) -> int64_t {  // id 0: every kept context (a new router knows none)
       auto& st = self->state;
-      st.contexts.erase(id);
-      st.pool->release(context_key(id));
+      for (auto it = st.contexts.begin(); it != st.contexts.end();) {
+        if (id != 0 && it->first != id) {
+          ++it;
+          continue;
+        }
+        st.pool->release(context_key(it->first));
+        it = st.contexts.erase(it);
+      }
       publish_pool(st);
       return st.pool->free();
     },

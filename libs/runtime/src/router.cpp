@@ -302,10 +302,21 @@ RouterActor::behavior_type router(RouterActor::stateful_pointer<RouterState> sel
       },
       [=](members_atom) -> std::vector<WorkerView> { return self->state.members->view(); },
       [=](leave_atom, WorkerActor& worker) -> bool {
-        auto w = self->state.members->drain(worker.address());
+        auto& st = self->state;
+        auto w = st.members->drain(worker.address());
         if (!w) return false;
-        spdlog::info("router: {} is leaving: it finishes its {} requests and gets no new ones",
-                     worker_name(w->id, w->info.endpoint), w->requests);
+        spdlog::info("router: {} is leaving: it finishes its requests and gets no new ones",
+                     worker_name(w->id, w->info.endpoint));
+        // Its kept contexts go with it (now, or when the requests asking them end).
+        std::vector<uint64_t> on_it;
+        for (const auto& [cid, k] : st.kept)
+          for (const PlacedHost& h : k.placement.hosts)
+            if (h.worker_id == w->id) on_it.push_back(cid);
+        for (uint64_t cid : on_it) {
+          Kept& k = st.kept[cid];
+          if (k.in_use > 0) k.drop_when_idle = true;
+          else drop_context(self, cid);
+        }
         drain_queue(self);  // queued requests that needed it may no longer fit
         return true;
       },

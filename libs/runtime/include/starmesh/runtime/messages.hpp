@@ -198,7 +198,7 @@ using WorkerActor = caf::typed_actor<caf::replies_to<encode_atom, EncodeOrder>::
                                      caf::replies_to<phase2_atom, Phase2Order>::with<CoordinatorActor>,
                                      caf::replies_to<free_atom, uint64_t>::with<int64_t>,
                                      caf::replies_to<keep_atom, uint64_t>::with<int64_t>,  // end, keeping the shard
-                                     caf::replies_to<drop_atom, uint64_t>::with<int64_t>,  // a kept context goes
+                                     caf::replies_to<drop_atom, uint64_t>::with<int64_t>,  // a kept context goes (0: all)
                                      caf::replies_to<status_atom>::with<WorkerInfo>,
                                      caf::reacts_to<encoded_atom, uint64_t>,   // internal
                                      caf::reacts_to<served_atom, uint64_t>>;   // internal
