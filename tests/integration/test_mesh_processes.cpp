@@ -199,6 +199,34 @@ TEST_CASE_FIXTURE(ProcessMesh, "a worker told to stop (SIGTERM) finishes the req
   CHECK(after->summary.hosts == 2);
 }
 
+TEST_CASE_FIXTURE(ProcessMesh, "worker processes keep a context and answer a second query over it without phase 1") {
+  start("ucx-tcp", 3);
+  const auto ctx = random_ids(1200, 91), q1 = random_ids(5, 92), q2 = random_ids(8, 93);
+  GenerateOrder first;
+  first.request.context_ids = ctx;
+  first.request.query_ids = q1;
+  first.request.block_size = 256;
+  first.request.max_new_tokens = 12;
+  first.request.keep_context = true;
+  auto kept = mesh->client().run(first);
+  REQUIRE_MESSAGE(kept, (kept ? "" : kept.error().message + "\n" + mesh->log_tail()));
+  REQUIRE(kept->summary.context_id != 0);
+  CHECK(kept->ids == star(ctx, q1, 256, 3, 12).ids);
+  GenerateOrder second;
+  second.request.query_ids = q2;
+  second.request.max_new_tokens = 12;
+  second.request.context_id = kept->summary.context_id;
+  second.return_logits = true;
+  auto got = mesh->client().run(second);
+  REQUIRE_MESSAGE(got, (got ? "" : got.error().message + "\n" + mesh->log_tail()));
+  const Reference want = star(ctx, q2, 256, 3, 12);
+  CHECK(got->ids == want.ids);
+  CHECK(test::relative_distance(got->logits, want.logits) < 1e-6);
+  MESSAGE("phase 1: " << kept->summary.phase1_seconds * 1e3 << " ms encoding, " << got->summary.phase1_seconds * 1e3
+                      << " ms attaching to the kept context");
+  CHECK(got->summary.phase1_seconds < kept->summary.phase1_seconds);
+}
+
 TEST_CASE_FIXTURE(ProcessMesh, "a mesh too small for the context refuses with the numbers") {
   start("ucx-shm", 2, {600, 600});
   auto got = run(random_ids(2000, 41), random_ids(4, 42), 256, 4);
