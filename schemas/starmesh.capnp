@@ -28,6 +28,10 @@ interface Starmesh {
 
   info @1 () -> (info :ServerInfo);
   # What this endpoint serves; cheap, also a reachability check.
+
+  dropContext @2 (contextId :UInt64) -> ();
+  # Frees a context kept with keepContext (once the requests asking it end). An id that is no
+  # longer kept is ignored.
 }
 
 interface TokenSink {

@@ -165,6 +165,25 @@ void add_client_command(CLI::App& app, int& exit_code) {
   CLI::App* client = app.add_subcommand("client", "Talk to a starmesh server over the public API");
   client->require_subcommand(1);
   add_generate(*client, exit_code);
+  auto drop = std::make_shared<ClientOptions>();
+  CLI::App* drop_cmd = client->add_subcommand("drop-context", "Free a context kept with --keep-context");
+  drop_cmd->add_option("--connect", drop->connect, "Server address, host:port")->required();
+  drop_cmd->add_option("--token-file", drop->token_file, "Log in with the token in this file (else $STARMESH_API_TOKEN)");
+  drop_cmd->add_option("--context-id", drop->request.context_id, "The kept context")->required();
+  drop_cmd->callback([drop, &exit_code] {
+    auto token = credentials(drop->token_file);
+    if (!token) {
+      exit_code = fail(token.error().message);
+      return;
+    }
+    auto c = ApiClient::connect(drop->connect, *token);
+    if (!c) {
+      exit_code = fail(c.error().message);
+      return;
+    }
+    const Status s = (*c)->drop_context(drop->request.context_id);
+    exit_code = s ? 0 : fail(s.message());
+  });
   auto address = std::make_shared<std::string>(), token_file = std::make_shared<std::string>();
   CLI::App* info = client->add_subcommand("info", "What a starmesh server serves");
   info->add_option("--connect", *address, "Server address, host:port")->required();

@@ -24,7 +24,7 @@ struct RouterFlags {
   std::string listen = "127.0.0.1:7400";
   std::string model_dir = STARMESH_DEFAULT_MODEL_DIR;
   int64_t block_size = 1024;
-  double control_timeout = 10, phase1_timeout = 600, step_timeout = 60, queue_timeout = 60;
+  double control_timeout = 10, phase1_timeout = 600, step_timeout = 60, queue_timeout = 60, context_ttl = 1800;
   size_t max_queued = 256;
   std::string port_file;
   std::string api_listen, api_tokens_file;
@@ -47,6 +47,7 @@ int run_router(const RouterFlags& f) {
   if (f.control_timeout <= 0 || f.phase1_timeout <= 0 || f.step_timeout <= 0)
     return fail("timeouts must be > 0 seconds");
   if (f.queue_timeout < 0) return fail("--queue-timeout must be >= 0 seconds (0: no queue)");
+  if (f.context_ttl < 0) return fail("--context-ttl must be >= 0 seconds (0: no limit)");
   RouterOptions options;
   options.model_dir = f.model_dir;
   options.block_size = f.block_size;
@@ -54,6 +55,7 @@ int run_router(const RouterFlags& f) {
   options.phase1_timeout = ms(f.phase1_timeout);
   options.step_timeout = ms(f.step_timeout);
   options.queue_timeout = ms(f.queue_timeout);
+  options.context_ttl = ms(f.context_ttl);
   options.max_queued = f.max_queued;
   auto context = load_router_context(options);
   if (!context) return fail(context.error().message);
@@ -134,6 +136,9 @@ void add_router_command(CLI::App& app, int& exit_code) {
       ->capture_default_str();
   cmd->add_option("--queue-timeout", f->queue_timeout,
                   "Seconds a request that must wait for KV capacity may wait (0: refuse it at once)")
+      ->capture_default_str();
+  cmd->add_option("--context-ttl", f->context_ttl,
+                  "Seconds a kept context may sit unused before it is dropped (0: until its KV is needed)")
       ->capture_default_str();
   cmd->add_option("--max-queued", f->max_queued, "Requests that may wait for KV capacity at once")->capture_default_str();
   cmd->add_option("--port-file", f->port_file, "Write the port listened on to this file");

@@ -387,6 +387,7 @@ TEST_CASE("100 small requests from 4 client threads: all served, nothing left be
 class Firehose final : public generate_service_i {
  public:
   Firehose(int chunks, size_t bytes) : chunks_(chunks), bytes_(bytes) {}
+  Status drop_context(uint64_t) override { return make_error("no contexts here"); }
   ~Firehose() override {
     if (thread_.joinable()) thread_.join();
   }
@@ -457,6 +458,7 @@ class Forgetful final : public generate_service_i {
  public:
   void generate(GenerateRequest, std::function<bool(const TokenChunk&)>,
                 std::function<void(Expected<GenerateSummary>)>) override {}
+  Status drop_context(uint64_t) override { return make_error("no contexts here"); }
 };
 
 TEST_CASE("a service that drops a request without an answer fails it instead of hanging") {
@@ -485,7 +487,7 @@ TEST_CASE("connecting where no server listens is an error that names the address
   CHECK_FALSE(bad);
 }
 
-TEST_CASE("keep_context and context_id travel over the wire") {
+TEST_CASE("keep_context, context_id and dropContext travel over the wire") {
   Served served;
   auto client = served.client();
   GenerateRequest r = star_request();
@@ -499,6 +501,9 @@ TEST_CASE("keep_context and context_id travel over the wire") {
   auto ask = stream(*client, r, got);
   REQUIRE_FALSE(ask);
   CHECK(ask.error().message.find("context 123456789012") != std::string::npos);
+  const Status drop = client->drop_context(987654321);
+  REQUIRE_FALSE(drop);
+  CHECK(drop.message().find("context 987654321") != std::string::npos);
 }
 
 TEST_CASE("a router with API tokens admits only clients that log in with one of them") {

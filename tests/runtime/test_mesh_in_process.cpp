@@ -241,6 +241,17 @@ TEST_CASE_FIXTURE(InProcessMesh, "a kept context gives way when its KV is needed
   auto gone = client->run(again);
   REQUIRE_FALSE(gone);
   CHECK(gone.error().message.find("context " + std::to_string(kept) + " is not kept") != std::string::npos);
+  // Freed on request: asking it again is refused, its KV is back.
+  auto keep2 = order(random_ids(600, 75), random_ids(4, 76), 128, 4);
+  keep2.request.keep_context = true;
+  auto third = client->run(keep2);
+  REQUIRE(third);
+  REQUIRE(client->drop_context(third->summary.context_id));
+  GenerateOrder after_drop = order({}, query, 128, 4);
+  after_drop.request.context_id = third->summary.context_id;
+  auto dropped = client->run(after_drop);
+  REQUIRE_FALSE(dropped);
+  CHECK(dropped.error().message.find("is not kept") != std::string::npos);
   const auto members = client->members();
   for (const auto& w : members.value()) CHECK(w.reserved == 0);
   // Bad combinations are refused with what to change.

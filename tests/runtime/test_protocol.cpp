@@ -125,6 +125,7 @@ struct Deterministic {
     o.phase1_timeout = 3s;
     o.step_timeout = 2s;
     o.queue_timeout = queue_timeout;
+    o.context_ttl = 10s;
     ctx = load_router_context(o).value();
     router = spawn_router(sys, ctx);
     sched.run();
@@ -414,5 +415,29 @@ TEST_CASE_FIXTURE(ShortQueue, "a queued request gives up after the queue timeout
   CHECK(why.find("not enough free KV capacity") != std::string::npos);
   CHECK(count_with(log->lines, "encode") == 2);  // only the first one's
   CHECK_FALSE(first->done.has_value());
+}
+
+TEST_CASE_FIXTURE(Deterministic, "a kept context stays booked, and goes after its TTL unused") {
+  add_worker("w1", 4096);
+  add_worker("w2", 4096);
+  auto r = request(200, 4);
+  r.keep_context = true;
+  auto out = submit(r);
+  sched.run();
+  REQUIRE(out->done.has_value());
+  REQUIRE(*out->done);
+  CHECK(out->done->value().context_id == 1);
+  CAPTURE(joined(log->lines));
+  CHECK(count_with(log->lines, "keep 1") == 2);  // kept on both hosts, not freed
+  CHECK(count_with(log->lines, "free 1") == 0);
+  int64_t reserved = 0;
+  for (const auto& w : members()) reserved += w.reserved;
+  CHECK(reserved == 200);
+  CHECK(ctx->metrics->kept_contexts.value() == 1);
+  sched.advance_time(10s + 1ms);
+  sched.run();
+  CHECK(count_with(log->lines, "drop 1") == 2);
+  for (const auto& w : members()) CHECK(w.reserved == 0);
+  CHECK(ctx->metrics->kept_contexts.value() == 0);
 }
 

@@ -100,6 +100,18 @@ Expected<ServerInfo> ApiClient::info() {
   }
 }
 
+Status ApiClient::drop_context(uint64_t context_id) {
+  SM_TRY(impl_->check_thread());
+  try {
+    auto call = impl_->main.dropContextRequest();
+    call.setContextId(context_id);
+    call.send().wait(impl_->rpc.getWaitScope());
+    return {};
+  } catch (const kj::Exception& e) {
+    return Error{api::message_of(e)};
+  }
+}
+
 Expected<GenerateSummary> ApiClient::generate(const GenerateRequest& request,
                                               const std::function<bool(const TokenChunk&)>& on_tokens) {
   SM_TRY(impl_->check_thread());

@@ -39,6 +39,12 @@ kj::Promise<void> StarmeshServer::info(InfoContext context) {
   return kj::READY_NOW;
 }
 
+kj::Promise<void> StarmeshServer::dropContext(DropContextContext context) {
+  const Status s = service_.drop_context(context.getParams().getContextId());
+  if (!s) return to_exception(Error{s.message()});
+  return kj::READY_NOW;
+}
+
 bool GatewayServer::accepts(kj::StringPtr credentials) const {
   if (tokens_.empty()) return true;
   bool ok = false;

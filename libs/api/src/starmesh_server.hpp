@@ -21,6 +21,7 @@ class StarmeshServer final : public wire::Starmesh::Server {
  protected:
   kj::Promise<void> generate(GenerateContext context) override;
   kj::Promise<void> info(InfoContext context) override;
+  kj::Promise<void> dropContext(DropContextContext context) override;
 
  private:
   generate_service_i& service_;

@@ -148,4 +148,10 @@ Expected<RouterActor> connect_router(caf::actor_system& sys, const std::string& 
   return *r;
 }
 
+Status MeshClient::drop_context(uint64_t context_id) {
+  if (context_id == 0) return make_error("context id 0 names no context");
+  caf::anon_send(router_, drop_atom::value, context_id);
+  return {};
+}
+
 }  // namespace starmesh

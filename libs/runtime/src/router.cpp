@@ -48,7 +48,7 @@ struct Kept {
   Placement placement;
   int in_use = 0;
   bool drop_when_idle = false;
-  std::chrono::steady_clock::time_point last_used;
+  caf::actor_clock::time_point last_used;  // the actor clock: tests move it by hand
 };
 
 struct RouterState {
@@ -75,6 +75,12 @@ void drop_context(RouterPtr self, uint64_t context_id) {
   for (const PlacedHost& h : k->second.placement.hosts) caf::anon_send(h.worker, drop_atom::value, context_id);
   st.kept.erase(k);
   st.context->metrics->kept_contexts.set(double(st.kept.size()));
+}
+
+// Checks the context again once it may have been idle for the TTL (the tick handler).
+void arm_context_ttl(RouterPtr self, uint64_t context_id) {
+  const auto ttl = self->state.context->options.context_ttl;
+  if (ttl.count() > 0) self->delayed_send(self, ttl, tick_atom::value, context_id);
 }
 
 // Drops the least recently used kept context no request uses; false if there is none.
@@ -216,8 +222,18 @@ RouterActor::behavior_type router(RouterActor::stateful_pointer<RouterState> sel
         self->delayed_send(self, opt.queue_timeout, tick_atom::value, id);
         return st.queue.back().promise;
       },
-      [=](tick_atom, uint64_t id) {  // a queued request's wait is over
+      [=](tick_atom, uint64_t id) {  // a queued request's wait is over, or a kept context's TTL
         auto& st = self->state;
+        if (auto k = st.kept.find(id); k != st.kept.end()) {
+          const auto idle = self->clock().now() - k->second.last_used;
+          if (k->second.in_use == 0 && idle >= st.context->options.context_ttl) {
+            spdlog::info("router: kept context {} unused for {}: dropping it", id,
+                         format_seconds(st.context->options.context_ttl));
+            drop_context(self, id);
+            drain_queue(self);
+          }
+          return;
+        }
         auto it = std::find_if(st.queue.begin(), st.queue.end(), [id](const Queued& q) { return q.id == id; });
         if (it == st.queue.end()) return;  // placed meanwhile
         const bool head = it == st.queue.begin();
@@ -244,7 +260,11 @@ RouterActor::behavior_type router(RouterActor::stateful_pointer<RouterState> sel
         if (auto a = st.attached.find(id); a != st.attached.end()) {
           auto k = st.kept.find(a->second);
           st.attached.erase(a);
-          if (k != st.kept.end() && --k->second.in_use == 0 && k->second.drop_when_idle) drop_context(self, k->first);
+          if (k != st.kept.end() && --k->second.in_use == 0) {
+            k->second.last_used = self->clock().now();
+            if (k->second.drop_when_idle) drop_context(self, k->first);
+            else arm_context_ttl(self, k->first);
+          }
         }
         drain_queue(self);
       },
@@ -258,8 +278,9 @@ RouterActor::behavior_type router(RouterActor::stateful_pointer<RouterState> sel
           std::vector<std::pair<uint32_t, int64_t>> shards;
           for (const PlacedHost& h : p->second.hosts) shards.emplace_back(h.worker_id, h.end - h.begin);
           if (st.members->reserve_exact(context_key(id), shards)) {  // fits: more was just freed
-            st.kept[id] = Kept{std::move(p->second), 0, false, std::chrono::steady_clock::now()};
+            st.kept[id] = Kept{std::move(p->second), 0, false, self->clock().now()};
             kept = true;
+            arm_context_ttl(self, id);
           }
           st.placements.erase(p);
         }
@@ -285,7 +306,7 @@ RouterActor::behavior_type router(RouterActor::stateful_pointer<RouterState> sel
           if (!evicted) return mesh_error("context " + std::to_string(context_id) + ": " + booked.message());
         }
         ++k->second.in_use;
-        k->second.last_used = std::chrono::steady_clock::now();
+        k->second.last_used = self->clock().now();
         st.attached[id] = context_id;
         Placement out = k->second.placement;
         out.hosts.back().reserve = (q.end - q.begin) + local_tokens;

@@ -30,6 +30,8 @@ class ApiClient {
                                      const std::function<bool(const TokenChunk&)>& on_tokens);
 
   Expected<ServerInfo> info();
+  // Frees a context kept by an earlier request's keep_context.
+  Status drop_context(uint64_t context_id);
 
   const std::string& address() const;
 

@@ -21,6 +21,7 @@ class MeshClient final : public generate_service_i {
 
   void generate(GenerateRequest request, std::function<bool(const TokenChunk&)> on_tokens,
                 std::function<void(Expected<GenerateSummary>)> on_done) override;
+  Status drop_context(uint64_t context_id) override;
 
   // The same, with the whole chunk (with return_logits: the logits each token was sampled from).
   void submit(GenerateOrder order, std::function<bool(const ClientChunk&)> on_chunk,

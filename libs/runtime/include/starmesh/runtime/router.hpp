@@ -29,6 +29,8 @@ struct RouterOptions {
   // at most `max_queued` wait; a request no idle mesh could hold is refused at once.
   std::chrono::milliseconds queue_timeout{60000};
   size_t max_queued = 256;
+  // A kept context nobody asked for this long is dropped (0: kept until its KV is needed).
+  std::chrono::milliseconds context_ttl{1800000};
 };
 
 // What the router and its request drivers read (immutable once loaded).
