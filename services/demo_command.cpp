@@ -40,6 +40,7 @@ struct DemoFlags {
   int threads = 1;
   std::string context_file;
   std::string query = "Which lighthouse keeper saw the most ships, and in which year?";
+  std::string followup = "Who kept the log in the last year it mentions?";  // over the kept context
   bool verify = true;
   std::string logs;
 };
@@ -146,49 +147,62 @@ int run_demo(const DemoFlags& f) {
   const double startup = since(t_start);
   fmt::print("mesh up in {:.2f} s (router on 127.0.0.1:{})\n", startup, (*mesh)->router_port());
 
+  // One question, streamed to stdout; the summary, the ids and the client-side times.
+  struct Answer {
+    GenerateSummary summary;
+    std::vector<int32_t> ids;
+    double first_token = 0, end_to_end = 0;
+  };
+  auto ask = [&](const GenerateOrder& order) -> Expected<Answer> {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::optional<Expected<GenerateSummary>> result;
+    Answer a;
+    std::optional<double> first;
+    const auto t_request = Clock::now();
+    (*mesh)->client().submit(
+        order,
+        [&](const ClientChunk& c) {
+          std::lock_guard lock(mu);
+          if (!first) first = since(t_request);
+          a.ids.insert(a.ids.end(), c.ids.begin(), c.ids.end());
+          std::fputs(c.text.c_str(), stdout);
+          std::fflush(stdout);
+          return true;
+        },
+        [&](Expected<GenerateSummary> s) {
+          std::lock_guard lock(mu);
+          result.emplace(std::move(s));
+          cv.notify_all();
+        });
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return result.has_value(); });
+    a.end_to_end = since(t_request);
+    a.first_token = first.value_or(0);
+    if (!*result) return result->error();
+    a.summary = result->value();
+    return a;
+  };
+
   GenerateOrder order;
   order.request.context_text = document;
   order.request.query_text = f.query;
   order.request.mode = "star";
   order.request.block_size = f.block_size;
   order.request.max_new_tokens = f.max_tokens;
+  order.request.keep_context = true;  // the follow-up question asks it again without phase 1
   fmt::print("context: {} tokens, blocks of {} (anchor = block); query: \"{}\" ({} tokens)\nanswer: ", context.size(),
              f.block_size, f.query, query.size());
   std::fflush(stdout);
-
-  std::mutex mu;
-  std::condition_variable cv;
-  std::optional<Expected<GenerateSummary>> result;
-  std::vector<int32_t> ids;
-  std::optional<double> first_token;
-  const auto t_request = Clock::now();
-  (*mesh)->client().submit(
-      order,
-      [&](const ClientChunk& c) {
-        std::lock_guard lock(mu);
-        if (!first_token) first_token = since(t_request);
-        ids.insert(ids.end(), c.ids.begin(), c.ids.end());
-        std::fputs(c.text.c_str(), stdout);
-        std::fflush(stdout);
-        return true;
-      },
-      [&](Expected<GenerateSummary> s) {
-        std::lock_guard lock(mu);
-        result.emplace(std::move(s));
-        cv.notify_all();
-      });
-  {
-    std::unique_lock lock(mu);
-    cv.wait(lock, [&] { return result.has_value(); });
-  }
-  const double end_to_end = since(t_request);
+  auto first = ask(order);
   fmt::print("\n");
-  if (!*result) {
+  if (!first) {
     const std::string tail = (*mesh)->log_tail();
     (*mesh)->stop();
-    return fail(result->error().message + (tail.empty() ? "" : "\n" + tail));
+    return fail(first.error().message + (tail.empty() ? "" : "\n" + tail));
   }
-  const GenerateSummary& s = result->value();
+  const GenerateSummary& s = first->summary;
+  const std::vector<int32_t>& ids = first->ids;
   const double tps = s.generated_tokens > 1 ? double(s.generated_tokens - 1) / s.decode_seconds : 0;
   fmt::print("\nplan: {} context tokens over {} workers ({} blocks of {})\n", s.context_tokens, s.hosts,
              (s.context_tokens + f.block_size - 1) / f.block_size, f.block_size);
@@ -196,7 +210,25 @@ int run_demo(const DemoFlags& f) {
   fmt::print("phase 2: query prefill {:.1f} ms; {} tokens generated ({}), {:.1f} tok/s decode\n",
              s.phase2_prefill_seconds * 1e3, s.generated_tokens, s.stop_reason, tps);
   fmt::print("end to end: first token after {:.1f} ms, last after {:.1f} ms (mesh startup {:.2f} s not included)\n",
-             first_token.value_or(0) * 1e3, end_to_end * 1e3, startup);
+             first->first_token * 1e3, first->end_to_end * 1e3, startup);
+
+  // Encode once, ask many times: a second question over the kept context.
+  const std::vector<int32_t> followup = tok->encode(f.followup, false);
+  GenerateOrder again;
+  again.request.query_text = f.followup;
+  again.request.max_new_tokens = f.max_tokens;
+  again.request.context_id = s.context_id;
+  fmt::print("\nfollow-up over the kept context {}: \"{}\"\nanswer: ", s.context_id, f.followup);
+  std::fflush(stdout);
+  auto second = ask(again);
+  fmt::print("\n");
+  if (!second) {
+    const std::string tail = (*mesh)->log_tail();
+    (*mesh)->stop();
+    return fail(second.error().message + (tail.empty() ? "" : "\n" + tail));
+  }
+  fmt::print("\nno phase 1 (attached to the kept shards in {:.1f} ms); first token after {:.1f} ms, last after {:.1f} ms\n",
+             second->summary.phase1_seconds * 1e3, second->first_token * 1e3, second->end_to_end * 1e3);
   (*mesh)->stop();
   int code = 0;
 
@@ -219,10 +251,19 @@ int run_demo(const DemoFlags& f) {
     auto g = generate_with(cpu, [&](std::span<const int32_t> x) { return (*star)->step(x); }, query, p,
                            [&](int32_t t) { want.push_back(t); return true; });
     if (!g) return fail(g.error().message);
-    const bool same = want == ids;
+    // The follow-up: a fresh session over the same context (its own query cache).
+    auto star2 = StarSession::encode(*model, context, {f.block_size, -1, s.hosts},
+                                     int64_t(followup.size()) + f.max_tokens);
+    if (!star2) return fail(star2.error().message);
+    std::vector<int32_t> want2;
+    auto g2 = generate_with(cpu, [&](std::span<const int32_t> x) { return (*star2)->step(x); }, followup, p,
+                            [&](int32_t t) { want2.push_back(t); return true; });
+    if (!g2) return fail(g2.error().message);
+    const bool same = want == ids && want2 == second->ids;
     const double one_tps = g->generated_tokens > 1 ? double(g->generated_tokens - 1) / g->decode_seconds : 0;
     fmt::print("check: the single-process Star Attention engine (same plan, {} simulated hosts one after the other) "
-               "gives {} tokens; there: phase 1 {:.1f} ms, prefill {:.1f} ms, {:.1f} tok/s decode ({:.2f} s in all)\n",
+               "gives {} tokens for both questions; there: phase 1 {:.1f} ms, prefill {:.1f} ms, {:.1f} tok/s decode "
+               "({:.2f} s in all)\n",
                s.hosts, same ? "the same" : "DIFFERENT", (*star)->phase1_seconds() * 1e3, g->prefill_seconds * 1e3,
                one_tps, since(t0));
     if (!same) code = 1;
@@ -237,13 +278,17 @@ int run_demo(const DemoFlags& f) {
 void add_demo_command(CLI::App& app, int& exit_code) {
   auto f = std::make_shared<DemoFlags>();
   CLI::App* cmd = app.add_subcommand(
-      "demo", "Start a router and N workers on 127.0.0.1, answer one long-context request, stop everything");
+      "demo",
+      "Start a router and N workers on 127.0.0.1, answer a long-context question and a follow-up over the kept "
+      "context, stop everything");
   cmd->add_option("--model", f->model_dir, "Model folder")->capture_default_str();
   cmd->add_option("--workers", f->workers, "Context workers (processes)")->capture_default_str();
   cmd->add_option("--context-tokens", f->context_tokens, "Length of the generated document in tokens")
       ->capture_default_str();
   cmd->add_option("--context-file", f->context_file, "Use this file as the context instead");
   cmd->add_option("--query", f->query, "The question")->capture_default_str();
+  cmd->add_option("--followup", f->followup, "A second question, asked over the kept context (no phase 1)")
+      ->capture_default_str();
   cmd->add_option("--block-size", f->block_size, "Context block size in tokens")->capture_default_str();
   cmd->add_option("--max-tokens", f->max_tokens, "Tokens to generate")->capture_default_str();
   cmd->add_option("--transport", f->transport, "Data plane: ucx-shm, ucx-tcp or ucx-auto")->capture_default_str();

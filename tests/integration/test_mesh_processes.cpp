@@ -5,6 +5,9 @@
 // worker that dies, a worker that stops answering, a mesh that is too small.
 #include <doctest/doctest.h>
 #include <signal.h>
+#include <sys/wait.h>
+
+#include <cstdio>
 
 #include <filesystem>
 #include <algorithm>
@@ -251,4 +254,21 @@ TEST_CASE_FIXTURE(ProcessMesh, "a router that dies and comes back: the workers r
   REQUIRE_MESSAGE(after, (after ? "" : after.error().message));
   CHECK(after->summary.hosts == 3);
   CHECK(after->ids == want);
+}
+
+TEST_CASE("the main job, starmesh demo, answers both questions as the single-process engine does") {
+  const std::string cmd = std::string(STARMESH_CLI) +
+                          " demo --workers 2 --context-tokens 1500 --block-size 256 --max-tokens 8 --device cpu 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  REQUIRE(p);
+  std::string out;
+  char buf[4096];
+  for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
+  const int status = pclose(p);
+  INFO(out);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  CHECK(out.find("follow-up over the kept context") != std::string::npos);
+  CHECK(out.find("no phase 1 (attached to the kept shards") != std::string::npos);
+  CHECK(out.find("gives the same tokens for both questions") != std::string::npos);
 }
