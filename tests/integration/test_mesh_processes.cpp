@@ -2,13 +2,13 @@
 // each) over UCX (TCP, then shared memory), driven through CAF's middleman from this test.
 // Tokens and logits must equal the single-process Star Attention engine with the same plan
 // (computed here), and global attention when the context fits one block. Then failures: a
-// worker that dies, a worker that stops answering, a mesh that is too small.
+// worker that dies, a worker that stops answering, a mesh that is too small; a worker that
+// leaves gracefully, a kept context asked again, and the README's main job (`starmesh demo`).
 #include <doctest/doctest.h>
 #include <signal.h>
 #include <sys/wait.h>
 
 #include <cstdio>
-
 #include <filesystem>
 #include <algorithm>
 #include <thread>
