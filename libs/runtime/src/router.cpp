@@ -83,6 +83,20 @@ void arm_context_ttl(RouterPtr self, uint64_t context_id) {
   if (ttl.count() > 0) self->delayed_send(self, ttl, tick_atom::value, context_id);
 }
 
+// A request that asked a kept context ended: the context is idle again once nobody asks it
+// (then it goes if a drop waited for that, else its TTL starts).
+void detach(RouterPtr self, uint64_t request_id) {
+  auto& st = self->state;
+  auto a = st.attached.find(request_id);
+  if (a == st.attached.end()) return;
+  auto k = st.kept.find(a->second);
+  st.attached.erase(a);
+  if (k == st.kept.end() || --k->second.in_use > 0) return;
+  k->second.last_used = self->clock().now();
+  if (k->second.drop_when_idle) drop_context(self, k->first);
+  else arm_context_ttl(self, k->first);
+}
+
 // Drops the least recently used kept context no request uses; false if there is none.
 bool evict_one(RouterPtr self) {
   auto& st = self->state;
@@ -163,10 +177,7 @@ RouterActor::behavior_type router(RouterActor::stateful_pointer<RouterState> sel
       std::erase_if(st.queue, [id](const Queued& q) { return q.id == id; });
       st.members->release(id);
       st.placements.erase(id);
-      if (auto a = st.attached.find(id); a != st.attached.end()) {
-        if (auto k = st.kept.find(a->second); k != st.kept.end()) --k->second.in_use;
-        st.attached.erase(a);
-      }
+      detach(self, id);
       drain_queue(self);
       return;
     }
@@ -257,15 +268,7 @@ RouterActor::behavior_type router(RouterActor::stateful_pointer<RouterState> sel
         st.members->release(id);
         st.drivers->erase(id);
         st.placements.erase(id);
-        if (auto a = st.attached.find(id); a != st.attached.end()) {
-          auto k = st.kept.find(a->second);
-          st.attached.erase(a);
-          if (k != st.kept.end() && --k->second.in_use == 0) {
-            k->second.last_used = self->clock().now();
-            if (k->second.drop_when_idle) drop_context(self, k->first);
-            else arm_context_ttl(self, k->first);
-          }
-        }
+        detach(self, id);
         drain_queue(self);
       },
       [=](keep_atom, uint64_t id) -> bool {  // the request ends; its shards become kept context `id`
