@@ -441,3 +441,42 @@ TEST_CASE_FIXTURE(Deterministic, "a kept context stays booked, and goes after it
   CHECK(ctx->metrics->kept_contexts.value() == 0);
 }
 
+
+TEST_CASE_FIXTURE(Deterministic, "a question over a kept context waits for its query host's KV, then runs") {
+  add_worker("w1", 400);
+  auto r = request(200, 4);
+  r.keep_context = true;
+  auto kept = submit(r);
+  sched.run();
+  REQUIRE(kept->done.has_value());
+  REQUIRE(*kept->done);
+  const uint64_t cid = kept->done->value().context_id;
+  // Two questions of 104 query and generated tokens each: the 200 free tokens beside the
+  // context hold one; the other waits for it, then runs.
+  auto q = request(0, 4, 100);
+  q.context_id = cid;
+  auto b = submit(q);
+  auto c = submit(q);
+  sched.run();
+  CAPTURE(joined(log->lines));
+  REQUIRE(b->done.has_value());
+  REQUIRE(c->done.has_value());
+  CHECK(*b->done);
+  CHECK(*c->done);
+  CHECK(ctx->metrics->queue_wait_seconds.snapshot().count == 1);
+  const auto first_free = std::find_if(log->lines.begin(), log->lines.end(),
+                                       [](const std::string& l) { return l.find("w1 free") == 0; });
+  REQUIRE(first_free != log->lines.end());
+  CHECK(count_with(std::vector<std::string>(first_free, log->lines.end()), "encode") == 1);  // the second attached after
+  int64_t reserved = 0;
+  for (const auto& w : members()) reserved += w.reserved;
+  CHECK(reserved == 200);  // only the kept context
+  // A question that cannot fit even beside an idle context is refused at once.
+  auto huge = request(0, 4, 1000);
+  huge.context_id = cid;
+  auto refused = submit(huge);
+  sched.run();
+  REQUIRE(refused->done.has_value());
+  REQUIRE_FALSE(*refused->done);
+  CHECK(refused->done->error().message.find("context " + std::to_string(cid)) != std::string::npos);
+}

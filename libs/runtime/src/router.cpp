@@ -38,9 +38,10 @@ void publish_members(const Membership& m, RouterMetrics& metrics) {
 // A request waiting for KV capacity (first come, first served).
 struct Queued {
   uint64_t id = 0;
-  PlacementAsk ask;
+  PlacementAsk ask;  // a question over a kept context: context_id set, ask.local_tokens only
   caf::typed_response_promise<Placement> promise;
   std::chrono::steady_clock::time_point since;
+  uint64_t context_id = 0;
 };
 
 // A kept context: where its shards are, how many requests use it now, when it was last used.
@@ -123,19 +124,60 @@ Expected<Placement> place_evicting(RouterPtr self, uint64_t id, const PlacementA
   }
 }
 
+std::string not_kept(uint64_t context_id) {
+  return "context " + std::to_string(context_id) +
+         " is not kept (dropped to make room for other work, or never kept): send the context again";
+}
+
+// Books a question's query tokens on its kept context's query host, dropping other idle
+// contexts while that is what it takes. The context counts the question as a user from the
+// moment it queues (attached), so nothing drops it meanwhile.
+Expected<Placement> try_attach(RouterPtr self, uint64_t id, uint64_t context_id, int64_t local_tokens) {
+  auto& st = self->state;
+  auto k = st.kept.find(context_id);
+  if (k == st.kept.end()) return make_error(not_kept(context_id));
+  const PlacedHost& q = k->second.placement.hosts.back();
+  for (;;) {
+    const Status booked = st.members->reserve_exact(id, {{q.worker_id, local_tokens}});
+    if (booked) break;
+    if (!evict_one(self)) return make_error("context ", context_id, ": ", booked.message());
+  }
+  k->second.last_used = self->clock().now();
+  Placement out = k->second.placement;
+  out.hosts.back().reserve = (q.end - q.begin) + local_tokens;
+  return out;
+}
+
+// Whether the question's query tokens fit its query host once no other request holds KV there.
+bool attach_fits_when_idle(RouterPtr self, uint64_t context_id, int64_t local_tokens) {
+  auto& st = self->state;
+  auto k = st.kept.find(context_id);
+  if (k == st.kept.end()) return false;
+  const PlacedHost& q = k->second.placement.hosts.back();
+  auto w = st.members->find(q.worker_id);
+  return w && !w->draining && w->info.kv_free - (q.end - q.begin) >= local_tokens;
+}
+
 // Places queued requests in arrival order while they fit; refuses those that no longer fit
 // even an idle mesh (a worker left). Called whenever KV is freed or a worker comes or goes.
 void drain_queue(RouterPtr self) {
   auto& st = self->state;
   RouterMetrics& m = *st.context->metrics;
   for (auto it = st.queue.begin(); it != st.queue.end();) {
-    if (!st.members->fits_when_idle(it->ask)) {  // cannot fit now either: place() says why
-      it->promise.deliver(mesh_error(st.members->place(it->id, it->ask).error().message));
+    const uint64_t cid = it->context_id;
+    if (cid != 0 ? !attach_fits_when_idle(self, cid, it->ask.local_tokens) : !st.members->fits_when_idle(it->ask)) {
+      // Cannot fit now either: say why (place() gives the numbers).
+      it->promise.deliver(mesh_error(cid != 0 ? (st.kept.count(cid) ? "context " + std::to_string(cid) +
+                                                                          ": its query host cannot hold the query"
+                                                                    : not_kept(cid))
+                                              : st.members->place(it->id, it->ask).error().message));
+      const uint64_t gone = it->id;
       it = st.queue.erase(it);
+      detach(self, gone);
       continue;
     }
     if (it != st.queue.begin()) break;  // first come, first served
-    auto p = place_evicting(self, it->id, it->ask);
+    auto p = cid != 0 ? try_attach(self, it->id, cid, it->ask.local_tokens) : place_evicting(self, it->id, it->ask);
     if (!p) break;
     m.queue_wait_seconds.observe(seconds_since(it->since));
     it->promise.deliver(std::move(*p));
@@ -250,7 +292,8 @@ RouterActor::behavior_type router(RouterActor::stateful_pointer<RouterState> sel
         const bool head = it == st.queue.begin();
         st.context->metrics->queue_wait_seconds.observe(seconds_since(it->since));
         // At its deadline a request that fits (behind a head that does not) is placed, not refused.
-        auto p = place_evicting(self, id, it->ask);
+        auto p = it->context_id != 0 ? try_attach(self, id, it->context_id, it->ask.local_tokens)
+                                     : place_evicting(self, id, it->ask);
         if (p)
           it->promise.deliver(std::move(*p));
         else
@@ -258,7 +301,9 @@ RouterActor::behavior_type router(RouterActor::stateful_pointer<RouterState> sel
                                          format_seconds(st.context->options.queue_timeout) + " in the queue (" +
                                          std::to_string(std::distance(st.queue.begin(), it)) +
                                          " requests ahead of it): " + p.error().message));
+        const bool failed = !p;
         st.queue.erase(it);
+        if (failed) detach(self, id);  // a question that gave up no longer holds its context
         if (head) drain_queue(self);
         st.context->metrics->queued.set(double(st.queue.size()));
         publish_members(*st.members, *st.context->metrics);
@@ -293,28 +338,38 @@ RouterActor::behavior_type router(RouterActor::stateful_pointer<RouterState> sel
       },
       [=](attach_atom, uint64_t id, uint64_t context_id, int64_t local_tokens) -> caf::result<Placement> {
         auto& st = self->state;
+        const RouterOptions& opt = st.context->options;
         auto k = st.kept.find(context_id);
-        if (k == st.kept.end() || k->second.drop_when_idle)
-          return mesh_error("context " + std::to_string(context_id) +
-                            " is not kept (dropped to make room for other work, or never kept): send the context again");
-        const PlacedHost& q = k->second.placement.hosts.back();
-        Status booked;
-        for (;;) {
-          booked = st.members->reserve_exact(id, {{q.worker_id, local_tokens}});
-          if (booked) break;
-          // Make room by dropping other idle contexts; this one is protected while we try.
-          ++k->second.in_use;
-          const bool evicted = evict_one(self);
-          --k->second.in_use;
-          if (!evicted) return mesh_error("context " + std::to_string(context_id) + ": " + booked.message());
-        }
-        ++k->second.in_use;
-        k->second.last_used = self->clock().now();
+        if (k == st.kept.end() || k->second.drop_when_idle) return mesh_error(not_kept(context_id));
+        ++k->second.in_use;  // a user from now on, placed or waiting: nothing drops it meanwhile
         st.attached[id] = context_id;
-        Placement out = k->second.placement;
-        out.hosts.back().reserve = (q.end - q.begin) + local_tokens;
-        publish_members(*st.members, *st.context->metrics);
-        return out;
+        if (st.queue.empty()) {
+          auto p = try_attach(self, id, context_id, local_tokens);
+          if (p) {
+            publish_members(*st.members, *st.context->metrics);
+            return std::move(*p);
+          }
+          if (!attach_fits_when_idle(self, context_id, local_tokens) || opt.queue_timeout.count() == 0) {
+            detach(self, id);
+            return mesh_error(p.error().message);
+          }
+        } else if (!attach_fits_when_idle(self, context_id, local_tokens)) {
+          detach(self, id);
+          return mesh_error("context " + std::to_string(context_id) + ": its query host cannot hold " +
+                            std::to_string(local_tokens) + " query and generated tokens beside it");
+        }
+        if (st.queue.size() >= opt.max_queued) {
+          detach(self, id);
+          return mesh_error("the router is busy: " + std::to_string(st.queue.size()) +
+                            " requests already wait for KV capacity; try again later or add workers");
+        }
+        PlacementAsk ask;
+        ask.local_tokens = local_tokens;
+        st.queue.push_back(
+            {id, ask, self->make_response_promise<Placement>(), std::chrono::steady_clock::now(), context_id});
+        st.context->metrics->queued.set(double(st.queue.size()));
+        self->delayed_send(self, opt.queue_timeout, tick_atom::value, id);
+        return st.queue.back().promise;
       },
       [=](drop_atom, uint64_t context_id) {
         auto& st = self->state;
