@@ -194,13 +194,15 @@ int run_demo(const DemoFlags& f) {
   fmt::print("context: {} tokens, blocks of {} (anchor = block); query: \"{}\" ({} tokens)\nanswer: ", context.size(),
              f.block_size, f.query, query.size());
   std::fflush(stdout);
-  auto first = ask(order);
-  fmt::print("\n");
-  if (!first) {
+  // A failed question ends the demo with the error and the end of the mesh's logs.
+  auto give_up = [&](const Error& e) {
     const std::string tail = (*mesh)->log_tail();
     (*mesh)->stop();
-    return fail(first.error().message + (tail.empty() ? "" : "\n" + tail));
-  }
+    return fail(e.message + (tail.empty() ? "" : "\n" + tail));
+  };
+  auto first = ask(order);
+  fmt::print("\n");
+  if (!first) return give_up(first.error());
   const GenerateSummary& s = first->summary;
   const std::vector<int32_t>& ids = first->ids;
   const double tps = s.generated_tokens > 1 ? double(s.generated_tokens - 1) / s.decode_seconds : 0;
@@ -222,11 +224,7 @@ int run_demo(const DemoFlags& f) {
   std::fflush(stdout);
   auto second = ask(again);
   fmt::print("\n");
-  if (!second) {
-    const std::string tail = (*mesh)->log_tail();
-    (*mesh)->stop();
-    return fail(second.error().message + (tail.empty() ? "" : "\n" + tail));
-  }
+  if (!second) return give_up(second.error());
   fmt::print("\nno phase 1 (attached to the kept shards in {:.1f} ms); first token after {:.1f} ms, last after {:.1f} ms\n",
              second->summary.phase1_seconds * 1e3, second->first_token * 1e3, second->end_to_end * 1e3);
   (*mesh)->stop();
