@@ -98,13 +98,9 @@ Expected<Placement> Membership::place(uint64_t request_id, const PlacementAsk& a
   if (reservations_.count(request_id)) return make_error("request ", request_id, " is already placed");
   SM_ASSIGN(planned, plan_on(workers_, ask, [](const Entry& e) { return e.free(); }));
   if (planned) {
-    auto& booked = reservations_[request_id];
-    for (const PlacedHost& ph : planned->hosts) {
-      Entry& e = workers_.at(ph.worker_id);
-      e.view.reserved += ph.reserve;
-      e.view.requests += 1;
-      booked.emplace_back(ph.worker_id, ph.reserve);
-    }
+    std::vector<std::pair<uint32_t, int64_t>> tokens;
+    for (const PlacedHost& ph : planned->hosts) tokens.emplace_back(ph.worker_id, ph.reserve);
+    book(request_id, tokens);
     return std::move(*planned);
   }
   int64_t total_free = 0;
@@ -132,6 +128,11 @@ Status Membership::reserve_exact(uint64_t key, const std::vector<std::pair<uint3
     if (w->second.free() < n)
       return make_error(name(id), " has ", std::max<int64_t>(0, w->second.free()), " free KV tokens, ", n, " are needed");
   }
+  book(key, tokens);
+  return {};
+}
+
+void Membership::book(uint64_t key, const std::vector<std::pair<uint32_t, int64_t>>& tokens) {
   auto& booked = reservations_[key];
   for (const auto& [id, n] : tokens) {
     Entry& e = workers_.at(id);
@@ -139,7 +140,6 @@ Status Membership::reserve_exact(uint64_t key, const std::vector<std::pair<uint3
     e.view.requests += 1;
     booked.emplace_back(id, n);
   }
-  return {};
 }
 
 void Membership::release(uint64_t request_id) {

@@ -23,28 +23,24 @@ Expected<RequestTokens> request_tokens(const RouterContext& ctx, const GenerateR
   if (r.max_new_tokens < 0) return make_error("max_new_tokens must be >= 0, got ", r.max_new_tokens);
   SM_TRY(validate(r.sampling));
   if (r.max_hosts < 0) return make_error("max_hosts must be >= 0 (0: every worker), got ", r.max_hosts);
-  if (r.context_id != 0) {  // a new query over a kept context: its plan and shards are set
+  const bool kept = r.context_id != 0;  // a new query over a kept context: its plan and shards are set
+  if (kept) {
     if (r.mode != "star") return make_error("context_id asks a query over a kept context: use mode star");
     if (!r.context_ids.empty() || !r.context_text.empty())
       return make_error("give either a context or the id of a kept one (context_id), not both");
     if (r.keep_context) return make_error("keep_context applies to a new context; context ", r.context_id, " is kept already");
-    t.query = !r.query_ids.empty() ? r.query_ids : ctx.tokenizer.encode(r.query_text, false);
-    if (t.query.empty()) return make_error("the query is empty: give query text or query ids");
-    for (int32_t id : t.query)
-      if (id < 0 || id >= ctx.config.vocab_size)
-        return make_error("token id ", id, " is outside the model's vocabulary of ", ctx.config.vocab_size);
-    return t;
   }
   t.context = !r.context_ids.empty() ? r.context_ids
               : r.context_text.empty() ? std::vector<int32_t>{}
                                        : ctx.tokenizer.encode(r.context_text, r.add_bos);
-  const bool bos_on_query = t.context.empty() && r.context_ids.empty();
+  const bool bos_on_query = t.context.empty() && r.context_ids.empty() && !kept;
   t.query = !r.query_ids.empty() ? r.query_ids : ctx.tokenizer.encode(r.query_text, r.add_bos && bos_on_query);
   if (t.query.empty()) return make_error("the query is empty: give query text or query ids");
   const int64_t vocab = ctx.config.vocab_size;
   for (const auto* ids : {&t.context, &t.query})
     for (int32_t id : *ids)
       if (id < 0 || id >= vocab) return make_error("token id ", id, " is outside the model's vocabulary of ", vocab);
+  if (kept) return t;
   t.max_hosts = r.max_hosts;
   if (r.keep_context && r.mode != "star") return make_error("keep_context needs mode star");
   if (r.mode == "global") {

@@ -158,26 +158,41 @@ bool attach_fits_when_idle(RouterPtr self, uint64_t context_id, int64_t local_to
   return w && !w->draining && w->info.kv_free - (q.end - q.begin) >= local_tokens;
 }
 
+// A request (context_id 0) or a question over a kept context: placed now, or why not.
+Expected<Placement> try_place(RouterPtr self, uint64_t id, const PlacementAsk& ask, uint64_t context_id) {
+  return context_id != 0 ? try_attach(self, id, context_id, ask.local_tokens) : place_evicting(self, id, ask);
+}
+
+// Whether it would be placed once no other request held KV (worth waiting for).
+bool fits_when_idle(RouterPtr self, const PlacementAsk& ask, uint64_t context_id) {
+  return context_id != 0 ? attach_fits_when_idle(self, context_id, ask.local_tokens)
+                         : self->state.members->fits_when_idle(ask);
+}
+
+// Why it can never be placed (place() gives the numbers for a request).
+std::string never_fits(RouterPtr self, uint64_t id, const PlacementAsk& ask, uint64_t context_id) {
+  auto& st = self->state;
+  if (context_id == 0) return st.members->place(id, ask).error().message;
+  if (!st.kept.count(context_id)) return not_kept(context_id);
+  return "context " + std::to_string(context_id) + ": its query host cannot hold " + std::to_string(ask.local_tokens) +
+         " query and generated tokens beside it";
+}
+
 // Places queued requests in arrival order while they fit; refuses those that no longer fit
 // even an idle mesh (a worker left). Called whenever KV is freed or a worker comes or goes.
 void drain_queue(RouterPtr self) {
   auto& st = self->state;
   RouterMetrics& m = *st.context->metrics;
   for (auto it = st.queue.begin(); it != st.queue.end();) {
-    const uint64_t cid = it->context_id;
-    if (cid != 0 ? !attach_fits_when_idle(self, cid, it->ask.local_tokens) : !st.members->fits_when_idle(it->ask)) {
-      // Cannot fit now either: say why (place() gives the numbers).
-      it->promise.deliver(mesh_error(cid != 0 ? (st.kept.count(cid) ? "context " + std::to_string(cid) +
-                                                                          ": its query host cannot hold the query"
-                                                                    : not_kept(cid))
-                                              : st.members->place(it->id, it->ask).error().message));
+    if (!fits_when_idle(self, it->ask, it->context_id)) {  // cannot fit now either
+      it->promise.deliver(mesh_error(never_fits(self, it->id, it->ask, it->context_id)));
       const uint64_t gone = it->id;
       it = st.queue.erase(it);
       detach(self, gone);
       continue;
     }
     if (it != st.queue.begin()) break;  // first come, first served
-    auto p = cid != 0 ? try_attach(self, it->id, cid, it->ask.local_tokens) : place_evicting(self, it->id, it->ask);
+    auto p = try_place(self, it->id, it->ask, it->context_id);
     if (!p) break;
     m.queue_wait_seconds.observe(seconds_since(it->since));
     it->promise.deliver(std::move(*p));
@@ -185,6 +200,36 @@ void drain_queue(RouterPtr self) {
   }
   m.queued.set(double(st.queue.size()));
   publish_members(*st.members, m);
+}
+
+// The admission of a request or of a question over a kept context: placed now when nobody
+// waits and it fits (nobody jumps the queue: it would take KV the head waits for), refused
+// when it can never fit or the queue is full, else queued until KV frees or its deadline.
+// `refused` says which way it went.
+caf::result<Placement> admit(RouterPtr self, uint64_t id, PlacementAsk ask, uint64_t context_id, bool& refused) {
+  auto& st = self->state;
+  const RouterOptions& opt = st.context->options;
+  refused = true;
+  if (st.queue.empty()) {
+    auto p = try_place(self, id, ask, context_id);
+    if (p) {
+      refused = false;
+      publish_members(*st.members, *st.context->metrics);
+      return std::move(*p);
+    }
+    if (!fits_when_idle(self, ask, context_id) || opt.queue_timeout.count() == 0) return mesh_error(p.error().message);
+  } else if (!fits_when_idle(self, ask, context_id)) {
+    return mesh_error(never_fits(self, id, ask, context_id));
+  }
+  if (st.queue.size() >= opt.max_queued)
+    return mesh_error("the router is busy: " + std::to_string(st.queue.size()) +
+                      " requests already wait for KV capacity; try again later or add workers");
+  refused = false;
+  st.queue.push_back(
+      {id, std::move(ask), self->make_response_promise<Placement>(), std::chrono::steady_clock::now(), context_id});
+  st.context->metrics->queued.set(double(st.queue.size()));
+  self->delayed_send(self, opt.queue_timeout, tick_atom::value, id);
+  return st.queue.back().promise;
 }
 
 RouterActor::behavior_type router(RouterActor::stateful_pointer<RouterState> self,
@@ -254,26 +299,8 @@ RouterActor::behavior_type router(RouterActor::stateful_pointer<RouterState> sel
         return Ticket{setup->request_id, driver};
       },
       [=](place_atom, uint64_t id, PlacementAsk& ask) -> caf::result<Placement> {
-        auto& st = self->state;
-        const RouterOptions& opt = st.context->options;
-        // Nobody jumps the queue: a request placed now would take KV the head waits for.
-        if (st.queue.empty()) {
-          auto p = place_evicting(self, id, ask);
-          if (p) {
-            publish_members(*st.members, *st.context->metrics);
-            return std::move(*p);
-          }
-          if (!st.members->fits_when_idle(ask) || opt.queue_timeout.count() == 0) return mesh_error(p.error().message);
-        } else if (!st.members->fits_when_idle(ask)) {
-          return mesh_error(st.members->place(id, ask).error().message);  // never fits: the numbers
-        }
-        if (st.queue.size() >= opt.max_queued)
-          return mesh_error("the router is busy: " + std::to_string(st.queue.size()) +
-                            " requests already wait for KV capacity; try again later or add workers");
-        st.queue.push_back({id, std::move(ask), self->make_response_promise<Placement>(), std::chrono::steady_clock::now()});
-        st.context->metrics->queued.set(double(st.queue.size()));
-        self->delayed_send(self, opt.queue_timeout, tick_atom::value, id);
-        return st.queue.back().promise;
+        bool refused = false;
+        return admit(self, id, std::move(ask), 0, refused);
       },
       [=](tick_atom, uint64_t id) {  // a queued request's wait is over, or a kept context's TTL
         auto& st = self->state;
@@ -292,8 +319,7 @@ RouterActor::behavior_type router(RouterActor::stateful_pointer<RouterState> sel
         const bool head = it == st.queue.begin();
         st.context->metrics->queue_wait_seconds.observe(seconds_since(it->since));
         // At its deadline a request that fits (behind a head that does not) is placed, not refused.
-        auto p = it->context_id != 0 ? try_attach(self, id, it->context_id, it->ask.local_tokens)
-                                     : place_evicting(self, id, it->ask);
+        auto p = try_place(self, id, it->ask, it->context_id);
         if (p)
           it->promise.deliver(std::move(*p));
         else
@@ -338,38 +364,16 @@ RouterActor::behavior_type router(RouterActor::stateful_pointer<RouterState> sel
       },
       [=](attach_atom, uint64_t id, uint64_t context_id, int64_t local_tokens) -> caf::result<Placement> {
         auto& st = self->state;
-        const RouterOptions& opt = st.context->options;
         auto k = st.kept.find(context_id);
         if (k == st.kept.end() || k->second.drop_when_idle) return mesh_error(not_kept(context_id));
         ++k->second.in_use;  // a user from now on, placed or waiting: nothing drops it meanwhile
         st.attached[id] = context_id;
-        if (st.queue.empty()) {
-          auto p = try_attach(self, id, context_id, local_tokens);
-          if (p) {
-            publish_members(*st.members, *st.context->metrics);
-            return std::move(*p);
-          }
-          if (!attach_fits_when_idle(self, context_id, local_tokens) || opt.queue_timeout.count() == 0) {
-            detach(self, id);
-            return mesh_error(p.error().message);
-          }
-        } else if (!attach_fits_when_idle(self, context_id, local_tokens)) {
-          detach(self, id);
-          return mesh_error("context " + std::to_string(context_id) + ": its query host cannot hold " +
-                            std::to_string(local_tokens) + " query and generated tokens beside it");
-        }
-        if (st.queue.size() >= opt.max_queued) {
-          detach(self, id);
-          return mesh_error("the router is busy: " + std::to_string(st.queue.size()) +
-                            " requests already wait for KV capacity; try again later or add workers");
-        }
         PlacementAsk ask;
         ask.local_tokens = local_tokens;
-        st.queue.push_back(
-            {id, ask, self->make_response_promise<Placement>(), std::chrono::steady_clock::now(), context_id});
-        st.context->metrics->queued.set(double(st.queue.size()));
-        self->delayed_send(self, opt.queue_timeout, tick_atom::value, id);
-        return st.queue.back().promise;
+        bool refused = false;
+        auto r = admit(self, id, ask, context_id, refused);
+        if (refused) detach(self, id);
+        return r;
       },
       [=](drop_atom, uint64_t context_id) {
         auto& st = self->state;

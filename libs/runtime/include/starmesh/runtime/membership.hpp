@@ -52,6 +52,7 @@ class Membership {
   };
 
  private:
+  void book(uint64_t key, const std::vector<std::pair<uint32_t, int64_t>>& tokens);  // checked by the caller
   std::map<uint32_t, Entry> workers_;
   std::map<uint64_t, std::vector<std::pair<uint32_t, int64_t>>> reservations_;  // request -> (worker, tokens)
   uint32_t next_id_ = 1;
