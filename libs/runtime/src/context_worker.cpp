@@ -166,7 +166,6 @@ Expected<std::shared_ptr<Job>> make_job(const WorkerSetup& setup, EncodeOrder& o
   return job;
 }
 
-// Ends a job: its KV goes back to the pool now; its thread and coordinator stop soon.
 // The KV gauges, after every reservation or release.
 void publish_pool(const WorkerState& st) {
   if (!st.setup->metrics) return;
@@ -174,6 +173,7 @@ void publish_pool(const WorkerState& st) {
   st.setup->metrics->requests.set(double(st.pool->requests()));
 }
 
+// Ends a job: its KV goes back to the pool now; its thread and coordinator stop soon.
 void retire(WorkerPtr self, const std::shared_ptr<Job>& job) {
   if (job->freed) return;
   job->freed = true;

@@ -258,19 +258,18 @@ RequestActor::behavior_type request_driver(DriverPtr self, std::shared_ptr<Drive
     }
     start_phase1(self);
   };
+  // The router may queue the request (or the question over a kept context) for KV capacity:
+  // allow for that wait.
+  const auto wait = ctx.options.control_timeout + ctx.options.queue_timeout;
+  auto not_placed = [=](caf::error& e) {
+    fail(self, e == caf::sec::request_timeout ? "the router did not place the request within " + format_seconds(wait)
+                                              : describe(e));
+  };
   if (const uint64_t kept = setup->order.request.context_id; kept != 0) {
     st.summary.context_id = kept;
-    self->request(setup->router, ctx.options.control_timeout, attach_atom::value, id, kept, ask.local_tokens)
-        .then(placed, [=](caf::error& e) { fail(self, describe(e)); });
+    self->request(setup->router, wait, attach_atom::value, id, kept, ask.local_tokens).then(placed, not_placed);
   } else {
-  // The router may queue the request for KV capacity: allow for that wait.
-  self->request(setup->router, ctx.options.control_timeout + ctx.options.queue_timeout, place_atom::value, id, ask)
-      .then(placed, [=](caf::error& e) {
-        fail(self, e == caf::sec::request_timeout
-                       ? "the router did not place the request within " +
-                             format_seconds(ctx.options.control_timeout + ctx.options.queue_timeout)
-                       : describe(e));
-      });
+    self->request(setup->router, wait, place_atom::value, id, ask).then(placed, not_placed);
   }
   return {
       [=](tokens_atom, uint64_t, TokenBatch& b) {
