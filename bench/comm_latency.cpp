@@ -17,7 +17,7 @@
 #include <thread>
 #include <vector>
 
-#include "starmesh/comm/local_group.hpp"
+#include "starmesh/launch/local_group.hpp"
 
 using namespace starmesh;
 using Clock = std::chrono::steady_clock;

@@ -5,9 +5,28 @@
 # issued and gets the `Starmesh` capability, which is reachable only that way (a capability is
 # the session: whoever holds it may use it; nothing else is checked per call).
 #
-# Errors: a request that cannot be served is refused with an exception whose message says what
-# to change (the client library returns it as an error value). Evolve by adding fields and
-# methods with new ordinals only; never renumber.
+# Errors: a request that cannot be served is refused with an exception whose description is
+# "[CODE] MESSAGE": CODE is one of the ErrorCode names below (a program branches on it, never on
+# the message), MESSAGE says what to change (for people). The exception's type is OVERLOADED
+# for `overloaded` (retry later), FAILED for every other code; an exception without the
+# "[CODE] " prefix (raised by the RPC system itself) has code `internal`, or `unavailable`
+# when its type is DISCONNECTED (the connection was lost). The client library returns the
+# code and message as an error value. Evolve by adding fields, methods and enumerants with
+# new ordinals only; never renumber.
+
+enum ErrorCode {
+  # Mirrors starmesh::ErrorCode (libs/core/include/starmesh/core/error_code.hpp); the
+  # exception prefix spells the enumerant in snake_case ("[invalid_argument] ...").
+  internal @0;         # a bug or an unexpected failure
+  invalidArgument @1;  # the request is wrong: fix it, do not retry as is
+  notFound @2;         # what it names does not exist (any more), e.g. a dropped kept context
+  refused @3;          # valid, but this mesh can never serve it
+  overloaded @4;       # valid and servable, but not now: retry later
+  timeout @5;          # a deadline passed
+  cancelled @6;        # the client stopped it
+  unavailable @7;      # a peer went away or cannot be reached: retry may succeed
+  unauthenticated @8;  # no or wrong credentials (login)
+}
 
 using Cxx = import "/capnp/c++.capnp";
 $Cxx.namespace("starmesh::api::wire");
@@ -15,7 +34,7 @@ $Cxx.namespace("starmesh::api::wire");
 interface Gateway {
   login @0 (credentials :Text) -> (starmesh :Starmesh);
   # `credentials`: one of the tokens in the router's --api-tokens-file. Anything else is refused
-  # with "login refused" (after a short pause, to slow guessing). A router started without a
+  # with code `unauthenticated` (after a short pause, to slow guessing). A router started without a
   # tokens file is open: any credentials are accepted (for local use only).
 }
 
@@ -51,6 +70,12 @@ struct Input {
   }
 }
 
+enum StopReason {
+  eos @0;        # the model produced an end-of-sequence token
+  maxTokens @1;  # maxNewTokens were generated
+  cancelled @2;  # the client cancelled (or disconnected)
+}
+
 enum Mode {
   star @0;    # Star Attention: blockwise context encoding, exact attention for query and output
   global @1;  # plain global attention over context + query (reference, short contexts)
@@ -64,7 +89,7 @@ struct Sampling {
 }
 
 struct GenerateRequest {
-  # Mirrors starmesh::GenerateRequest (libs/runtime/include/starmesh/runtime/generate_service.hpp).
+  # Mirrors starmesh::GenerateRequest (libs/service/include/starmesh/service/request.hpp).
   context @0 :Input;            # may be empty in global mode
   query @1 :Input;
   addBos @2 :Bool = true;       # prepend BOS when tokenizing text
@@ -88,8 +113,9 @@ struct GenerateSummary {
   phase1Seconds @4 :Float64;
   phase2PrefillSeconds @5 :Float64;
   decodeSeconds @6 :Float64;
-  stopReason @7 :Text;          # "eos", "max_tokens", "cancelled"
+  stopReason @7 :Text;          # deprecated spelling of `stop`: "eos", "max_tokens", "cancelled"
   contextId @8 :UInt64;         # the kept context this request made or asked (0: none)
+  stop @9 :StopReason;          # why generation stopped
 }
 
 struct ServerInfo {

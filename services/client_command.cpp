@@ -48,7 +48,13 @@ Expected<GenerateRequest> build_request(const ClientOptions& o) {
     r.context_ids = ids;
   }
   const bool has_context = !r.context_text.empty() || !r.context_ids.empty();
-  r.mode = !o.mode.empty() ? o.mode : has_context || r.context_id != 0 ? "star" : "global";
+  if (!o.mode.empty()) {
+    auto mode = attention_mode_from_string(o.mode);
+    if (!mode) return make_error(ErrorCode::invalid_argument, "--mode must be 'global' or 'star', got '", o.mode, "'");
+    r.mode = *mode;
+  } else {
+    r.mode = has_context || r.context_id != 0 ? AttentionMode::star : AttentionMode::global;
+  }
   if (o.no_anchor) r.anchor_size = 0;
   return r;
 }
@@ -104,8 +110,8 @@ int run_generate(const ClientOptions& o) {
   fmt::print(stderr,
              "server: mode {}, context {} tokens on {} hosts, phase 1 {:.1f} ms; query {} tokens, phase 2 prefill "
              "{:.1f} ms; generated {} tokens, decode {:.1f} ms; stop: {}\n",
-             request->mode, s.context_tokens, s.hosts, s.phase1_seconds * 1e3, s.query_tokens,
-             s.phase2_prefill_seconds * 1e3, s.generated_tokens, s.decode_seconds * 1e3, s.stop_reason);
+             to_string(request->mode), s.context_tokens, s.hosts, s.phase1_seconds * 1e3, s.query_tokens,
+             s.phase2_prefill_seconds * 1e3, s.generated_tokens, s.decode_seconds * 1e3, to_string(s.stop_reason));
   if (s.context_id != 0)
     fmt::print(stderr, "kept context: {} (ask it again with --context-id {})\n", s.context_id, s.context_id);
   return 0;
@@ -137,7 +143,8 @@ void add_generate(CLI::App& client, int& exit_code) {
   context->excludes(context_file)->excludes(context_ids);
   context_file->excludes(context_ids);
   query->excludes(ids);
-  cmd->add_option("--mode", o->mode, "star or global (default: star with a context, global without)");
+  cmd->add_option("--mode", o->mode, "star or global (default: star with a context, global without)")
+      ->check(CLI::IsMember({"star", "global"}));
   cmd->add_option("--block-size", r.block_size, "Star: context block size in tokens (0: the server's default)")
       ->capture_default_str();
   cmd->add_option("--anchor-size", r.anchor_size, "Star: anchor tokens (-1: the block size)")->capture_default_str();

@@ -15,13 +15,10 @@
 
 #include "commands.hpp"
 #include "starmesh/attention/star_session.hpp"
-#include "starmesh/backend/cpu_backend.hpp"
-#ifdef STARMESH_HAVE_CUDA
-#include "starmesh/backend/cuda_backend.hpp"
-#endif
+#include "starmesh/backend/device.hpp"
 #include "starmesh/model/generator.hpp"
 #include "starmesh/model/tokenizer.hpp"
-#include "starmesh/runtime/local_mesh.hpp"
+#include "starmesh/launch/local_mesh.hpp"
 #include "starmesh/runtime/mesh_config.hpp"
 
 namespace starmesh::cli {
@@ -72,58 +69,123 @@ std::string make_document(const Tokenizer& tok, int64_t tokens) {
   return doc;
 }
 
-// "auto": the GPU when this build has CUDA and the machine has one, else the CPU.
-std::string pick_device(const std::string& asked) {
-  if (asked != "auto") return asked;
-#ifdef STARMESH_HAVE_CUDA
-  if (CudaBackend::create(0)) return "cuda";
-#endif
-  return "cpu";
-}
-
-// The backend the check runs on: the workers' kind, so the arithmetic is the same.
-Expected<std::unique_ptr<backend_i>> make_backend(const std::string& device, ThreadPool& pool) {
-  if (device == "cpu") return std::unique_ptr<backend_i>(std::make_unique<CpuBackend>(pool));
-#ifdef STARMESH_HAVE_CUDA
-  SM_ASSIGN(cuda, CudaBackend::create(0));
-  return std::unique_ptr<backend_i>(std::move(cuda));
-#else
-  return make_error("--device ", device, ": this build has no CUDA backend");
-#endif
-}
-
 std::string self_exe() {
   std::error_code ec;
   auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
   return ec ? std::string("starmesh") : p.string();
 }
 
+// One answer as the client saw it: the summary, the ids and the client-side times.
+struct Answer {
+  GenerateSummary summary;
+  std::vector<int32_t> ids;
+  double first_token = 0, end_to_end = 0;
+};
+
+// Asks one question through the mesh, streaming the answer's text to stdout.
+Expected<Answer> ask(MeshClient& client, const GenerateOrder& order) {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::optional<Expected<GenerateSummary>> result;
+  Answer a;
+  std::optional<double> first;
+  const auto t_request = Clock::now();
+  client.submit(
+      order,
+      [&](const ClientChunk& c) {
+        std::lock_guard lock(mu);
+        if (!first) first = since(t_request);
+        a.ids.insert(a.ids.end(), c.ids.begin(), c.ids.end());
+        std::fputs(c.text.c_str(), stdout);
+        std::fflush(stdout);
+        return true;
+      },
+      [&](Expected<GenerateSummary> s) {
+        std::lock_guard lock(mu);
+        result.emplace(std::move(s));
+        cv.notify_all();
+      });
+  std::unique_lock lock(mu);
+  cv.wait(lock, [&] { return result.has_value(); });
+  a.end_to_end = since(t_request);
+  a.first_token = first.value_or(0);
+  if (!*result) return result->error();
+  a.summary = result->value();
+  return a;
+}
+
+// The same plan in one process (simulated hosts one after the other): the tokens of both
+// questions must be identical to the mesh's. Prints the comparison; false when they differ.
+Expected<bool> verify(const DemoFlags& f, const DeviceSpec& device, const std::vector<int32_t>& context,
+                      int hosts, const std::vector<std::pair<std::vector<int32_t>, std::vector<int32_t>>>& asked) {
+  const auto t0 = Clock::now();
+  ThreadPool pool(f.threads);
+  SM_ASSIGN(be, make_backend(device, pool));
+  SM_ASSIGN(model, Transformer::load(*be, f.model_dir));
+  GenerationParams p;
+  p.max_new_tokens = f.max_tokens;
+  p.stop_ids = model.config().eos_token_ids;
+  bool same = true;
+  double phase1 = 0, prefill = 0, tps = 0;
+  for (const auto& [query, got] : asked) {  // a fresh session per question (its own query cache)
+    SM_ASSIGN(star, StarSession::encode(model, context, {f.block_size, -1, hosts}, int64_t(query.size()) + f.max_tokens));
+    std::vector<int32_t> want;
+    SM_ASSIGN(g, generate_with(*be, [&](std::span<const int32_t> x) { return star->step(x); }, query, p,
+                               [&](int32_t t) { want.push_back(t); return true; }));
+    same = same && want == got;
+    if (phase1 == 0) {
+      phase1 = star->phase1_seconds();
+      prefill = g.prefill_seconds;
+      tps = g.generated_tokens > 1 ? double(g.generated_tokens - 1) / g.decode_seconds : 0;
+    }
+  }
+  fmt::print("check: the single-process Star Attention engine (same plan, {} simulated hosts one after the other) "
+             "gives {} tokens for both questions; there: phase 1 {:.1f} ms, prefill {:.1f} ms, {:.1f} tok/s decode "
+             "({:.2f} s in all)\n",
+             hosts, same ? "the same" : "DIFFERENT", phase1 * 1e3, prefill * 1e3, tps, since(t0));
+  return same;
+}
+
+Expected<std::string> read_document(const DemoFlags& f, const Tokenizer& tok) {
+  if (f.context_file.empty()) return make_document(tok, f.context_tokens);
+  std::ifstream in(f.context_file, std::ios::binary);
+  if (!in) return make_error(ErrorCode::invalid_argument, "cannot read --context-file '", f.context_file, "'");
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+void print_first(const DemoFlags& f, const Answer& a, double startup) {
+  const GenerateSummary& s = a.summary;
+  const double tps = s.generated_tokens > 1 ? double(s.generated_tokens - 1) / s.decode_seconds : 0;
+  fmt::print("\nplan: {} context tokens over {} workers ({} blocks of {})\n", s.context_tokens, s.hosts,
+             (s.context_tokens + f.block_size - 1) / f.block_size, f.block_size);
+  fmt::print("phase 1 (context encoding, all workers in parallel): {:.1f} ms\n", s.phase1_seconds * 1e3);
+  fmt::print("phase 2: query prefill {:.1f} ms; {} tokens generated ({}), {:.1f} tok/s decode\n",
+             s.phase2_prefill_seconds * 1e3, s.generated_tokens, to_string(s.stop_reason), tps);
+  fmt::print("end to end: first token after {:.1f} ms, last after {:.1f} ms (mesh startup {:.2f} s not included)\n",
+             a.first_token * 1e3, a.end_to_end * 1e3, startup);
+}
+
 int run_demo(const DemoFlags& f) {
   if (f.workers < 1) return fail("--workers must be >= 1");
+  auto device_flag = parse_device(f.device);
+  if (!device_flag) return fail("--device: " + device_flag.error().message);
+  const DeviceSpec device = resolve_device(*device_flag);
   auto tok = Tokenizer::load(f.model_dir + "/tokenizer.json");
   if (!tok) return fail(tok.error().message);
-  std::string document;
-  if (!f.context_file.empty()) {
-    std::ifstream in(f.context_file, std::ios::binary);
-    if (!in) return fail("cannot read --context-file '" + f.context_file + "'");
-    document.assign(std::istreambuf_iterator<char>(in), {});
-  } else {
-    document = make_document(*tok, f.context_tokens);
-  }
-  const std::vector<int32_t> context = tok->encode(document, true), query = tok->encode(f.query, false);
+  auto document = read_document(f, *tok);
+  if (!document) return fail(document.error().message);
+  const std::vector<int32_t> context = tok->encode(*document, true), query = tok->encode(f.query, false);
 
   std::string logs = f.logs;
-  bool own_logs = false;
-  if (logs.empty()) {
+  const bool own_logs = logs.empty();
+  if (own_logs) {
     char tmpl[] = "/tmp/starmesh-demo-XXXXXX";
     if (!mkdtemp(tmpl)) return fail("cannot make a temporary folder for the logs");
     logs = tmpl;
-    own_logs = true;
   }
   std::filesystem::create_directories(logs);
 
-  const std::string device = pick_device(f.device);
-  if (device == "cpu")
+  if (device.kind == DeviceSpec::Kind::cpu)
     fmt::print("starmesh demo: a router and {} workers on 127.0.0.1 (CPU backend, {} thread{} each, data plane {})\n",
                f.workers, f.threads, f.threads == 1 ? "" : "s", f.transport);
   else
@@ -136,7 +198,7 @@ int run_demo(const DemoFlags& f) {
   mo.model_dir = f.model_dir;
   mo.workers = f.workers;
   mo.transport = f.transport;
-  mo.device = device;
+  mo.device = device.kind == DeviceSpec::Kind::cpu ? "cpu" : "cuda";
   mo.threads_per_worker = f.threads;
   mo.block_size = f.block_size;
   mo.capacity = int64_t(context.size()) + int64_t(query.size()) + f.max_tokens + 1024;
@@ -146,125 +208,48 @@ int run_demo(const DemoFlags& f) {
   if (!mesh) return fail(mesh.error().message + "\n(logs in " + logs + ")");
   const double startup = since(t_start);
   fmt::print("mesh up in {:.2f} s (router on 127.0.0.1:{})\n", startup, (*mesh)->router_port());
-
-  // One question, streamed to stdout; the summary, the ids and the client-side times.
-  struct Answer {
-    GenerateSummary summary;
-    std::vector<int32_t> ids;
-    double first_token = 0, end_to_end = 0;
-  };
-  auto ask = [&](const GenerateOrder& order) -> Expected<Answer> {
-    std::mutex mu;
-    std::condition_variable cv;
-    std::optional<Expected<GenerateSummary>> result;
-    Answer a;
-    std::optional<double> first;
-    const auto t_request = Clock::now();
-    (*mesh)->client().submit(
-        order,
-        [&](const ClientChunk& c) {
-          std::lock_guard lock(mu);
-          if (!first) first = since(t_request);
-          a.ids.insert(a.ids.end(), c.ids.begin(), c.ids.end());
-          std::fputs(c.text.c_str(), stdout);
-          std::fflush(stdout);
-          return true;
-        },
-        [&](Expected<GenerateSummary> s) {
-          std::lock_guard lock(mu);
-          result.emplace(std::move(s));
-          cv.notify_all();
-        });
-    std::unique_lock lock(mu);
-    cv.wait(lock, [&] { return result.has_value(); });
-    a.end_to_end = since(t_request);
-    a.first_token = first.value_or(0);
-    if (!*result) return result->error();
-    a.summary = result->value();
-    return a;
-  };
-
-  GenerateOrder order;
-  order.request.context_text = document;
-  order.request.query_text = f.query;
-  order.request.mode = "star";
-  order.request.block_size = f.block_size;
-  order.request.max_new_tokens = f.max_tokens;
-  order.request.keep_context = true;  // the follow-up question asks it again without phase 1
-  fmt::print("context: {} tokens, blocks of {} (anchor = block); query: \"{}\" ({} tokens)\nanswer: ", context.size(),
-             f.block_size, f.query, query.size());
-  std::fflush(stdout);
   // A failed question ends the demo with the error and the end of the mesh's logs.
   auto give_up = [&](const Error& e) {
     const std::string tail = (*mesh)->log_tail();
     (*mesh)->stop();
     return fail(e.message + (tail.empty() ? "" : "\n" + tail));
   };
-  auto first = ask(order);
+
+  GenerateOrder order;
+  order.request.context_text = *document;
+  order.request.query_text = f.query;
+  order.request.mode = AttentionMode::star;
+  order.request.block_size = f.block_size;
+  order.request.max_new_tokens = f.max_tokens;
+  order.request.keep_context = true;  // the follow-up question asks it again without phase 1
+  fmt::print("context: {} tokens, blocks of {} (anchor = block); query: \"{}\" ({} tokens)\nanswer: ", context.size(),
+             f.block_size, f.query, query.size());
+  std::fflush(stdout);
+  auto first = ask((*mesh)->client(), order);
   fmt::print("\n");
   if (!first) return give_up(first.error());
-  const GenerateSummary& s = first->summary;
-  const std::vector<int32_t>& ids = first->ids;
-  const double tps = s.generated_tokens > 1 ? double(s.generated_tokens - 1) / s.decode_seconds : 0;
-  fmt::print("\nplan: {} context tokens over {} workers ({} blocks of {})\n", s.context_tokens, s.hosts,
-             (s.context_tokens + f.block_size - 1) / f.block_size, f.block_size);
-  fmt::print("phase 1 (context encoding, all workers in parallel): {:.1f} ms\n", s.phase1_seconds * 1e3);
-  fmt::print("phase 2: query prefill {:.1f} ms; {} tokens generated ({}), {:.1f} tok/s decode\n",
-             s.phase2_prefill_seconds * 1e3, s.generated_tokens, s.stop_reason, tps);
-  fmt::print("end to end: first token after {:.1f} ms, last after {:.1f} ms (mesh startup {:.2f} s not included)\n",
-             first->first_token * 1e3, first->end_to_end * 1e3, startup);
+  print_first(f, *first, startup);
 
   // Encode once, ask many times: a second question over the kept context.
-  const std::vector<int32_t> followup = tok->encode(f.followup, false);
   GenerateOrder again;
   again.request.query_text = f.followup;
   again.request.max_new_tokens = f.max_tokens;
-  again.request.context_id = s.context_id;
-  fmt::print("\nfollow-up over the kept context {}: \"{}\"\nanswer: ", s.context_id, f.followup);
+  again.request.context_id = first->summary.context_id;
+  fmt::print("\nfollow-up over the kept context {}: \"{}\"\nanswer: ", again.request.context_id, f.followup);
   std::fflush(stdout);
-  auto second = ask(again);
+  auto second = ask((*mesh)->client(), again);
   fmt::print("\n");
   if (!second) return give_up(second.error());
   fmt::print("\nno phase 1 (attached to the kept shards in {:.1f} ms); first token after {:.1f} ms, last after {:.1f} ms\n",
              second->summary.phase1_seconds * 1e3, second->first_token * 1e3, second->end_to_end * 1e3);
   (*mesh)->stop();
-  int code = 0;
 
+  int code = 0;
   if (f.verify) {
-    // The same plan in one process: tokens must be identical.
-    const auto t0 = Clock::now();
-    ThreadPool pool(f.threads);
-    auto be = make_backend(device, pool);
-    if (!be) return fail(be.error().message);
-    backend_i& cpu = **be;
-    auto model = Transformer::load(cpu, f.model_dir);
-    if (!model) return fail(model.error().message);
-    auto star = StarSession::encode(*model, context, {f.block_size, -1, s.hosts},
-                                    int64_t(query.size()) + f.max_tokens);
-    if (!star) return fail(star.error().message);
-    GenerationParams p;
-    p.max_new_tokens = f.max_tokens;
-    p.stop_ids = model->config().eos_token_ids;
-    std::vector<int32_t> want;
-    auto g = generate_with(cpu, [&](std::span<const int32_t> x) { return (*star)->step(x); }, query, p,
-                           [&](int32_t t) { want.push_back(t); return true; });
-    if (!g) return fail(g.error().message);
-    // The follow-up: a fresh session over the same context (its own query cache).
-    auto star2 = StarSession::encode(*model, context, {f.block_size, -1, s.hosts},
-                                     int64_t(followup.size()) + f.max_tokens);
-    if (!star2) return fail(star2.error().message);
-    std::vector<int32_t> want2;
-    auto g2 = generate_with(cpu, [&](std::span<const int32_t> x) { return (*star2)->step(x); }, followup, p,
-                            [&](int32_t t) { want2.push_back(t); return true; });
-    if (!g2) return fail(g2.error().message);
-    const bool same = want == ids && want2 == second->ids;
-    const double one_tps = g->generated_tokens > 1 ? double(g->generated_tokens - 1) / g->decode_seconds : 0;
-    fmt::print("check: the single-process Star Attention engine (same plan, {} simulated hosts one after the other) "
-               "gives {} tokens for both questions; there: phase 1 {:.1f} ms, prefill {:.1f} ms, {:.1f} tok/s decode "
-               "({:.2f} s in all)\n",
-               s.hosts, same ? "the same" : "DIFFERENT", (*star)->phase1_seconds() * 1e3, g->prefill_seconds * 1e3,
-               one_tps, since(t0));
-    if (!same) code = 1;
+    auto same = verify(f, device, context, first->summary.hosts,
+                       {{query, first->ids}, {tok->encode(f.followup, false), second->ids}});
+    if (!same) return fail(same.error().message);
+    if (!*same) code = 1;
   }
   if (own_logs && code == 0) std::filesystem::remove_all(logs);
   else fmt::print("logs: {}\n", logs);
@@ -290,7 +275,9 @@ void add_demo_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--block-size", f->block_size, "Context block size in tokens")->capture_default_str();
   cmd->add_option("--max-tokens", f->max_tokens, "Tokens to generate")->capture_default_str();
   cmd->add_option("--transport", f->transport, "Data plane: ucx-shm, ucx-tcp or ucx-auto")->capture_default_str();
-  cmd->add_option("--device", f->device, "auto (the GPU if present), cpu or cuda")->capture_default_str();
+  cmd->add_option("--device", f->device, "auto (the GPU if present), cpu or cuda")
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
+      ->capture_default_str();
   cmd->add_option("--threads", f->threads, "Compute threads per worker")->capture_default_str();
   cmd->add_flag("!--no-verify", f->verify, "Skip the check against the single-process engine");
   cmd->add_option("--logs", f->logs, "Keep the router's and workers' logs in this folder");

@@ -12,13 +12,11 @@
 #include "commands.hpp"
 #include "token_ids.hpp"
 #include "starmesh/attention/star_session.hpp"
-#include "starmesh/backend/cpu_backend.hpp"
-#ifdef STARMESH_HAVE_CUDA
-#include "starmesh/backend/cuda_backend.hpp"
-#endif
+#include "starmesh/backend/device.hpp"
 #include "starmesh/model/generator.hpp"
 #include "starmesh/model/tokenizer.hpp"
 #include "starmesh/model/utf8_stream.hpp"
+#include "starmesh/service/request.hpp"
 
 namespace starmesh::cli {
 namespace {
@@ -67,24 +65,15 @@ int run_generate(const GenerateOptions& o) {
     fmt::print(stderr, "error: {}\n", what);
     return 1;
   };
+  auto device = parse_device(o.device);
+  if (!device) return fail("--device: " + device.error().message);
+  auto mode = attention_mode_from_string(o.mode);
+  if (!mode) return fail("--mode must be 'global' or 'star', got '" + o.mode + "'");
+  const bool star_mode = *mode == AttentionMode::star;
   ThreadPool pool(o.threads);
-  std::unique_ptr<backend_i> owned;
-  if (o.device == "cpu") {
-    owned = std::make_unique<CpuBackend>(pool);
-  } else if (o.device.rfind("cuda", 0) == 0) {
-#ifdef STARMESH_HAVE_CUDA
-    const int index = o.device.size() > 5 ? std::atoi(o.device.c_str() + 5) : 0;
-    auto cuda = CudaBackend::create(index);
-    if (!cuda) return fail(cuda.error().message);
-    owned = std::move(*cuda);
-#else
-    return fail("--device " + o.device + ": this build has no CUDA backend (configure with nvcc present)");
-#endif
-  } else {
-    return fail("--device must be cpu, cuda or cuda:N, got '" + o.device + "'");
-  }
-  backend_i& backend = *owned;
-  if (o.mode != "global" && o.mode != "star") return fail("--mode must be 'global' or 'star', got '" + o.mode + "'");
+  auto owned = make_backend(*device, pool);
+  if (!owned) return fail(owned.error().message);
+  backend_i& backend = **owned;
   auto model = Transformer::load(backend, o.model_dir);
   if (!model) return fail(model.error().message);
   auto tokenizer = Tokenizer::load(o.model_dir + "/tokenizer.json");
@@ -105,7 +94,7 @@ int run_generate(const GenerateOptions& o) {
   std::optional<KvCache> cache;
   std::vector<int32_t> prompt = query;
   double phase1_seconds = 0;
-  if (o.mode == "star") {
+  if (star_mode) {
     if (context.empty()) return fail("--mode star needs a context (--context or --context-file)");
     StarOptions so = o.star;
     if (o.no_anchor) so.anchor_size = 0;
@@ -141,7 +130,7 @@ int run_generate(const GenerateOptions& o) {
   if (!error.empty()) return fail(error);
   const double decode_tps =
       stats->generated_tokens > 1 ? double(stats->generated_tokens - 1) / stats->decode_seconds : 0;
-  if (o.mode == "star")
+  if (star_mode)
     fmt::print(stderr, "mode star: context {} tokens, phase 1 {:.1f} ms; query {} tokens, phase 2 prefill {:.1f} ms; ",
                context.size(), phase1_seconds * 1e3, query.size(), stats->prefill_seconds * 1e3);
   else
@@ -166,7 +155,9 @@ void add_generate_command(CLI::App& app, int& exit_code) {
   prompt->excludes(ids)->excludes(query);
   context->excludes(context_file)->excludes(ids);
   context_file->excludes(ids);
-  cmd->add_option("--mode", opts->mode, "global (exact attention) or star (Star Attention)")->capture_default_str();
+  cmd->add_option("--mode", opts->mode, "global (exact attention) or star (Star Attention)")
+      ->check(CLI::IsMember({"global", "star"}))
+      ->capture_default_str();
   cmd->add_option("--hosts", opts->star.hosts, "Star: simulated hosts")->capture_default_str();
   cmd->add_option("--block-size", opts->star.block_size, "Star: context block size in tokens")->capture_default_str();
   cmd->add_option("--anchor-size", opts->star.anchor_size, "Star: anchor tokens (default: the block size)");
@@ -177,7 +168,7 @@ void add_generate_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--top-p", opts->sampling.top_p, "Nucleus mass in (0, 1]")->capture_default_str();
   cmd->add_option("--seed", opts->sampling.seed, "Sampling seed")->capture_default_str();
   cmd->add_option("--threads", opts->threads, "CPU threads (0 = all cores)")->capture_default_str();
-  cmd->add_option("--device", opts->device, "cpu, cuda or cuda:N")->capture_default_str();
+  cmd->add_option("--device", opts->device, "cpu, cuda, cuda:N or auto")->capture_default_str();
   cmd->add_flag("!--no-bos", opts->add_bos, "Do not prepend the BOS token to --prompt");
   cmd->callback([opts, cmd, &exit_code] {
     if (cmd->count("--prompt") + cmd->count("--prompt-ids") + cmd->count("--query") == 0)

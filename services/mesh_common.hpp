@@ -7,6 +7,7 @@
 
 #include <memory>
 
+#include "starmesh/comm/ucx_transport.hpp"
 #include "starmesh/core/expected.hpp"
 #include "starmesh/metrics/http_endpoint.hpp"
 
@@ -18,6 +19,14 @@ struct HostPort {
 };
 // "127.0.0.1:7400" (port 0: any free one).
 Expected<HostPort> parse_host_port(const std::string& text, const char* flag);
+
+// --transport (ucx-tcp, ucx-shm, ucx-auto) and --net-devices as UCX options.
+Expected<UcxOptions> ucx_options(const std::string& transport, const std::string& net_devices);
+
+// A flag in seconds as a duration (the caller has checked its range).
+inline std::chrono::milliseconds seconds_flag(double seconds) {
+  return std::chrono::milliseconds(int64_t(seconds * 1000));
+}
 
 // Writes `port` to `path` (atomically: a reader never sees half a number).
 Status write_port_file(const std::string& path, uint16_t port);

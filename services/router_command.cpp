@@ -32,7 +32,6 @@ struct RouterFlags {
   int actor_threads = 2;
 };
 
-std::chrono::milliseconds ms(double seconds) { return std::chrono::milliseconds(int64_t(seconds * 1000)); }
 
 int fail(const std::string& what) {
   fmt::print(stderr, "error: {}\n", what);
@@ -51,12 +50,12 @@ int run_router(const RouterFlags& f) {
   RouterOptions options;
   options.model_dir = f.model_dir;
   options.block_size = f.block_size;
-  options.control_timeout = ms(f.control_timeout);
-  options.phase1_timeout = ms(f.phase1_timeout);
-  options.step_timeout = ms(f.step_timeout);
-  options.queue_timeout = ms(f.queue_timeout);
-  options.context_ttl = ms(f.context_ttl);
-  options.max_queued = f.max_queued;
+  options.control_timeout = seconds_flag(f.control_timeout);
+  options.phase1_timeout = seconds_flag(f.phase1_timeout);
+  options.step_timeout = seconds_flag(f.step_timeout);
+  options.admission.queue_timeout = seconds_flag(f.queue_timeout);
+  options.admission.context_ttl = seconds_flag(f.context_ttl);
+  options.admission.max_queued = f.max_queued;
   auto context = load_router_context(options);
   if (!context) return fail(context.error().message);
   auto metrics_endpoint = serve_metrics((*context)->metrics->registry, f.metrics_listen, f.metrics_port_file);

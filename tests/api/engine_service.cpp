@@ -66,15 +66,18 @@ void EngineService::worker() {
 
 Expected<GenerateSummary> EngineService::serve(const Job& job) {
   const GenerateRequest& r = job.request;
-  if (r.mode != "star" && r.mode != "global") return make_error("mode must be 'star' or 'global'");
   // The mesh keeps contexts; this one-process service does not (and says so: the API tests
   // use it to see that the fields arrive).
-  if (r.keep_context) return make_error("this service keeps no contexts (keep_context)");
-  if (r.context_id != 0) return make_error("this service keeps no contexts (context ", r.context_id, ")");
-  SM_ASSIGN(tokens, request_tokens(r, tokenizer_));
+  if (r.keep_context) return make_error(ErrorCode::invalid_argument, "this service keeps no contexts (keep_context)");
+  if (r.context_id != 0)
+    return make_error(ErrorCode::not_found, "this service keeps no contexts (context ", r.context_id, ")");
+  auto checked = request_tokens(r, tokenizer_);
+  if (!checked) return with_code(checked.error(), ErrorCode::invalid_argument);
+  auto tokens = std::move(*checked);
   auto& [context, query] = tokens;
-  if (r.max_new_tokens <= 0) return make_error("max_new_tokens must be > 0, got ", r.max_new_tokens);
-  SM_TRY(validate(r.sampling));
+  if (r.max_new_tokens <= 0)
+    return make_error(ErrorCode::invalid_argument, "max_new_tokens must be > 0, got ", r.max_new_tokens);
+  if (Status valid = validate(r.sampling); !valid) return with_code(valid.error(), ErrorCode::invalid_argument);
 
   GenerateSummary summary;
   summary.context_tokens = int64_t(context.size());
@@ -85,12 +88,13 @@ Expected<GenerateSummary> EngineService::serve(const Job& job) {
   std::unique_ptr<StarSession> star;
   std::optional<KvCache> cache;
   std::vector<int32_t> prompt = query;
-  if (r.mode == "star") {
-    if (context.empty()) return make_error("mode star needs a context");
+  if (r.mode == AttentionMode::star) {
+    if (context.empty()) return make_error(ErrorCode::invalid_argument, "mode star needs a context");
     StarOptions options{r.block_size == 0 ? kDefaultBlockSize : r.block_size, r.anchor_size,
                         r.max_hosts == 0 ? kHosts : r.max_hosts};
-    SM_ASSIGN(session, StarSession::encode(model_, context, options, capacity));
-    star = std::move(session);
+    auto session = StarSession::encode(model_, context, options, capacity);
+    if (!session) return with_code(session.error(), ErrorCode::invalid_argument);  // the request's sizes
+    star = std::move(*session);
     summary.hosts = int(star->plan().hosts.size());
     summary.phase1_seconds = star->phase1_seconds();
     step = [&](std::span<const int32_t> ids) { return star->step(ids); };
@@ -129,9 +133,9 @@ Expected<GenerateSummary> EngineService::serve(const Job& job) {
   summary.phase2_prefill_seconds = stats->prefill_seconds;
   summary.decode_seconds = stats->decode_seconds;
   const auto& eos = params.stop_ids;
-  summary.stop_reason = cancelled ? "cancelled"
-                        : std::find(eos.begin(), eos.end(), last) != eos.end() ? "eos"
-                                                                               : "max_tokens";
+  summary.stop_reason = cancelled                                              ? StopReason::cancelled
+                        : std::find(eos.begin(), eos.end(), last) != eos.end() ? StopReason::eos
+                                                                               : StopReason::max_tokens;
   return summary;
 }
 

@@ -12,7 +12,7 @@
 
 #include "starmesh/model/tokenizer.hpp"
 #include "starmesh/model/transformer.hpp"
-#include "starmesh/runtime/generate_service.hpp"
+#include "starmesh/service/generate_service.hpp"
 
 namespace starmesh::test {
 

@@ -78,7 +78,7 @@ Generated run_direct(const GenerateRequest& r) {
     if (!e.tokenizer->is_special(id)) out.text += text.push(*e.tokenizer->token_bytes(id));
     return true;
   };
-  if (r.mode == "star") {
+  if (r.mode == AttentionMode::star) {
     StarOptions options{r.block_size == 0 ? test::EngineService::kDefaultBlockSize : r.block_size, r.anchor_size,
                         r.max_hosts == 0 ? test::EngineService::kHosts : r.max_hosts};
     auto session = StarSession::encode(*e.model, context, options, int64_t(query.size()) + r.max_new_tokens);
@@ -126,7 +126,7 @@ GenerateRequest star_request() {
   GenerateRequest r;
   r.context_text = kContext;
   r.query_text = " What does the anchor stand in for?";
-  r.mode = "star";
+  r.mode = AttentionMode::star;
   r.block_size = 32;
   r.anchor_size = 16;
   r.max_hosts = 3;
@@ -175,7 +175,7 @@ TEST_CASE("a Star Attention request streams the tokens StarSession makes, and th
   CHECK(summary->query_tokens > 0);
   CHECK(summary->hosts == 3);
   CHECK(summary->phase1_seconds > 0);
-  CHECK((summary->stop_reason == "max_tokens" || summary->stop_reason == "eos"));
+  CHECK((summary->stop_reason == StopReason::max_tokens || summary->stop_reason == StopReason::eos));
   CHECK(eventually([&] { return served.server->active_requests() == 0; }));
 
   auto info = client->info();
@@ -190,7 +190,7 @@ TEST_CASE("global mode with token ids and seeded sampling streams the tokens gen
   Served served;
   auto client = served.client();
   GenerateRequest r;
-  r.mode = "global";
+  r.mode = AttentionMode::global;
   r.context_ids = reference_engine().tokenizer->encode(kContext, true);
   r.query_ids = reference_engine().tokenizer->encode(" And the query?", false);
   r.max_new_tokens = 20;
@@ -204,7 +204,7 @@ TEST_CASE("global mode with token ids and seeded sampling streams the tokens gen
   CHECK(summary->hosts == 1);
 }
 
-TEST_CASE("requests that cannot be served are refused with the service's message") {
+TEST_CASE("requests that cannot be served are refused with the service's message and code") {
   Served served;
   auto client = served.client();
   auto refused = [&](GenerateRequest r) {
@@ -213,6 +213,7 @@ TEST_CASE("requests that cannot be served are refused with the service's message
     REQUIRE_FALSE(s);
     CHECK(got.ids.empty());
     CHECK(s.error().message.find("remote exception") == std::string::npos);
+    CHECK_MESSAGE(s.code() == ErrorCode::invalid_argument, s.error().message);
     return s.error().message;
   };
   GenerateRequest bad_block = star_request();
@@ -225,7 +226,7 @@ TEST_CASE("requests that cannot be served are refused with the service's message
   empty_query.query_text.clear();
   CHECK(refused(empty_query) == "the query is empty: give query text or token ids");
   GenerateRequest bad_id;
-  bad_id.mode = "global";
+  bad_id.mode = AttentionMode::global;
   bad_id.query_ids = {2043, 999999};
   CHECK(refused(bad_id).find("token id 999999") != std::string::npos);
   GenerateRequest bad_top_p = star_request();
@@ -233,8 +234,8 @@ TEST_CASE("requests that cannot be served are refused with the service's message
   CHECK(refused(bad_top_p).rfind("top_p must be in (0, 1]", 0) == 0);
   // What the wire cannot say is refused before sending.
   GenerateRequest bad_mode = star_request();
-  bad_mode.mode = "local";
-  CHECK(refused(bad_mode) == "mode must be 'star' or 'global', got 'local'");
+  bad_mode.mode = static_cast<AttentionMode>(7);
+  CHECK(refused(bad_mode) == "unknown attention mode 7");
 
   // Still healthy.
   Generated got;
@@ -251,7 +252,7 @@ TEST_CASE("a client that returns false cancels the request, and the server serve
   Generated got;
   auto summary = stream(*client, r, got, /*stop_after_chunks=*/1);
   REQUIRE_MESSAGE(summary, (summary ? "" : summary.error().message));
-  CHECK(summary->stop_reason == "cancelled");
+  CHECK(summary->stop_reason == StopReason::cancelled);
   CHECK(summary->generated_tokens < 400);
   CHECK(got.chunks == 1);
   CHECK(served.service.cancelled() == 1);
@@ -279,7 +280,7 @@ TEST_CASE("the starmesh CLI in another process streams the same text") {
 
   // Token ids, sampling, and a refusal as exit code 1 with the message.
   GenerateRequest sampled;
-  sampled.mode = "global";
+  sampled.mode = AttentionMode::global;
   sampled.query_ids = {2043, 17, 300, 5};
   sampled.max_new_tokens = 12;
   sampled.sampling = SamplingParams{0.8f, 50, 0.9f, 3};
@@ -339,6 +340,7 @@ TEST_CASE("stop() with a request in flight cancels it and returns") {
   REQUIRE_FALSE(*result);
   INFO(result->error().message);
   CHECK(result->error().message.find("connection to the server was lost") != std::string::npos);
+  CHECK(result->code() == ErrorCode::unavailable);
   CHECK(eventually([&] { return served.service.cancelled() == 1 && served.service.pending() == 0; }));
   CHECK(served.server->active_requests() == 0);
 }
@@ -348,7 +350,7 @@ TEST_CASE("100 small requests from 4 client threads: all served, nothing left be
   std::vector<GenerateRequest> prompts(5);
   std::vector<std::vector<int32_t>> want(prompts.size());
   for (size_t i = 0; i < prompts.size(); ++i) {
-    prompts[i].mode = "global";
+    prompts[i].mode = AttentionMode::global;
     prompts[i].query_ids = {2043, int32_t(100 + 37 * i), int32_t(7 + i)};
     prompts[i].max_new_tokens = 3;
     want[i] = run_direct(prompts[i]).ids;
@@ -399,7 +401,7 @@ class Firehose final : public generate_service_i {
         if (!on_tokens(TokenChunk{{i}, std::string(bytes_, char('a' + i % 26))})) break;
         ++s.generated_tokens;
       }
-      s.stop_reason = "max_tokens";
+      s.stop_reason = StopReason::max_tokens;
       produced = true;
       on_done(s);
     });
@@ -483,6 +485,7 @@ TEST_CASE("connecting where no server listens is an error that names the address
   REQUIRE_FALSE(c);
   INFO(c.error().message);
   CHECK(c.error().message.find("cannot reach a starmesh server at '" + address + "'") == 0);
+  CHECK(c.code() == ErrorCode::unavailable);
   auto bad = ApiServer::start(served.service, "127.0.0.1:99999");
   CHECK_FALSE(bad);
 }
@@ -496,11 +499,13 @@ TEST_CASE("keep_context, context_id and dropContext travel over the wire") {
   auto keep = stream(*client, r, got);
   REQUIRE_FALSE(keep);
   CHECK(keep.error().message.find("keep_context") != std::string::npos);
+  CHECK(keep.code() == ErrorCode::invalid_argument);
   r.keep_context = false;
   r.context_id = 123456789012ull;
   auto ask = stream(*client, r, got);
   REQUIRE_FALSE(ask);
   CHECK(ask.error().message.find("context 123456789012") != std::string::npos);
+  CHECK(ask.code() == ErrorCode::not_found);
   const Status drop = client->drop_context(987654321);
   REQUIRE_FALSE(drop);
   CHECK(drop.message().find("context 987654321") != std::string::npos);
@@ -533,6 +538,7 @@ TEST_CASE("a router with API tokens admits only clients that log in with one of 
     auto c = ApiClient::connect(address, bad);
     REQUIRE_FALSE(c);
     CHECK(c.error().message.find("login refused") != std::string::npos);
+    CHECK(c.code() == ErrorCode::unauthenticated);
     CHECK(c.error().message.find(address) == 0);
     CHECK(std::chrono::steady_clock::now() - t0 >= std::chrono::milliseconds(250));  // guessing is slow
   }
@@ -548,6 +554,40 @@ TEST_CASE("a router with API tokens admits only clients that log in with one of 
   CHECK(with_env.wait(std::chrono::seconds(20)) == 0);
   unsetenv("STARMESH_API_TOKEN");
   std::filesystem::remove_all(dir);
+}
+
+// Fails every request and every drop with the error it is given.
+class Failing final : public generate_service_i {
+ public:
+  Error error;
+  void generate(GenerateRequest, std::function<bool(const TokenChunk&)>,
+                std::function<void(Expected<GenerateSummary>)> on_done) override {
+    on_done(error);
+  }
+  Status drop_context(uint64_t) override { return error; }
+};
+
+TEST_CASE("every error code and its message survive the Cap'n Proto wire") {
+  Failing service;
+  auto server = ApiServer::start(service, "127.0.0.1:0");
+  REQUIRE(server);
+  auto client = ApiClient::connect("127.0.0.1:" + std::to_string((*server)->port()));
+  REQUIRE(client);
+  GenerateRequest r;
+  r.query_text = "x";
+  for (ErrorCode code : kAllErrorCodes) {
+    CAPTURE(to_string(code));
+    // A message that itself looks like a prefix must come back word for word.
+    service.error = Error{"[timeout] what " + std::string(to_string(code)) + " says", code};
+    auto summary = (*client)->generate(r, [](const TokenChunk&) { return true; });
+    REQUIRE_FALSE(summary);
+    CHECK(summary.code() == code);
+    CHECK(summary.error().message == service.error.message);
+    const Status dropped = (*client)->drop_context(7);
+    REQUIRE_FALSE(dropped);
+    CHECK(dropped.code() == code);
+    CHECK(dropped.message() == service.error.message);
+  }
 }
 
 }  // namespace

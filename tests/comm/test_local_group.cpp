@@ -5,7 +5,7 @@
 #include <csignal>
 #include <thread>
 
-#include "starmesh/comm/local_group.hpp"
+#include "starmesh/launch/local_group.hpp"
 
 using namespace starmesh;
 using namespace std::chrono_literals;

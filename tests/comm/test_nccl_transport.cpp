@@ -10,7 +10,7 @@
 #include <chrono>
 
 #include "comm/comm_test_support.hpp"
-#include "starmesh/comm/local_group.hpp"
+#include "starmesh/launch/local_group.hpp"
 #include "starmesh/comm/nccl_transport.hpp"
 
 using namespace starmesh;

@@ -8,7 +8,7 @@
 #include <atomic>
 
 #include "comm/comm_test_support.hpp"
-#include "starmesh/comm/local_group.hpp"
+#include "starmesh/launch/local_group.hpp"
 #include "starmesh/comm/ucx_transport.hpp"
 
 using namespace starmesh;

@@ -12,7 +12,7 @@
 #include <set>
 #include <thread>
 
-#include "starmesh/runtime/local_mesh.hpp"
+#include "starmesh/launch/local_mesh.hpp"
 #include "starmesh/runtime/mesh_config.hpp"
 #include "support/engine_reference.hpp"
 #include "support/http_client.hpp"

@@ -18,7 +18,7 @@
 #include "starmesh/attention/star_session.hpp"
 #include "starmesh/backend/cpu_backend.hpp"
 #include "starmesh/model/generator.hpp"
-#include "starmesh/runtime/local_mesh.hpp"
+#include "starmesh/launch/local_mesh.hpp"
 #include "starmesh/runtime/mesh_config.hpp"
 #include "support/engine_reference.hpp"
 

@@ -13,6 +13,7 @@
 #include "starmesh/runtime/mesh_client.hpp"
 #include "starmesh/runtime/mesh_config.hpp"
 #include "starmesh/runtime/router.hpp"
+#include "starmesh/runtime/worker_membership.hpp"
 #include "support/engine_reference.hpp"
 
 extern "C" void openblas_set_num_threads(int);
@@ -77,7 +78,7 @@ struct InProcessMesh {
   }
 
   static GenerateOrder order(const std::vector<int32_t>& ctx, const std::vector<int32_t>& query, int64_t block,
-                             int max_new, const std::string& mode = "star") {
+                             int max_new, AttentionMode mode = AttentionMode::star) {
     GenerateOrder o;
     o.request.context_ids = ctx;
     o.request.query_ids = query;
@@ -124,7 +125,7 @@ TEST_CASE_FIXTURE(InProcessMesh, "a context that fits one block equals global at
   }
   CHECK(std::sqrt(num / den) < 1e-5);
   // Global mode: the same, whatever the block size.
-  auto g = client->run(order(ctx, query, 16, 10, "global"));
+  auto g = client->run(order(ctx, query, 16, 10, AttentionMode::global));
   REQUIRE(g);
   CHECK(g->ids == want.ids);
 }

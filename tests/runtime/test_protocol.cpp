@@ -41,7 +41,7 @@ CoordinatorActor::behavior_type fake_coordinator(CoordinatorActor::pointer self,
     self->send(order.sink, tokens_atom::value, order.request_id, TokenBatch{{65}, {}});
     self->send(order.sink, tokens_atom::value, order.request_id, TokenBatch{{66}, {}});
     r.generated_tokens = 2;
-    r.stop_reason = "max_tokens";
+    r.stop_reason = StopReason::max_tokens;
     self->send(order.sink, done_atom::value, order.request_id, r);
   } else if (script == Script::until_cancelled) {
     self->send(order.sink, tokens_atom::value, order.request_id, TokenBatch{{65}, {}});
@@ -49,7 +49,7 @@ CoordinatorActor::behavior_type fake_coordinator(CoordinatorActor::pointer self,
   return {
       [=](cancel_atom, uint64_t) mutable {
         r.generated_tokens = 1;
-        r.stop_reason = "cancelled";
+        r.stop_reason = StopReason::cancelled;
         self->send(order.sink, done_atom::value, order.request_id, r);
         self->quit();
       },
@@ -72,7 +72,7 @@ WorkerActor::behavior_type fake_worker(WorkerActor::pointer self, std::shared_pt
         w->log->add(w->name + " encode host " + std::to_string(o.host) + " tokens " +
                     std::to_string(unpack_ids(o.shard_ids).size()));
         if (w->script == Script::refuse)
-          return mesh_error("refused: request " + std::to_string(o.request_id) + " needs 600 KV tokens here but only " +
+          return mesh_error(ErrorCode::overloaded, "refused: request " + std::to_string(o.request_id) + " needs 600 KV tokens here but only " +
                             std::to_string(w->capacity) + " of " + std::to_string(w->capacity) + " are free");
         if (w->script == Script::silent_encode) {
           w->held.push_back(self->make_response_promise<EncodeReport>());
@@ -124,8 +124,8 @@ struct Deterministic {
     o.control_timeout = 1s;
     o.phase1_timeout = 3s;
     o.step_timeout = 2s;
-    o.queue_timeout = queue_timeout;
-    o.context_ttl = 10s;
+    o.admission.queue_timeout = queue_timeout;
+    o.admission.context_ttl = 10s;
     ctx = load_router_context(o).value();
     router = spawn_router(sys, ctx);
     sched.run();
@@ -173,7 +173,7 @@ struct Deterministic {
           return !cancel_at_first_token;
         },
         [out, l](Expected<GenerateSummary> s) {
-          l->add(s ? "client done " + s->stop_reason : "client failed");
+          l->add(s ? "client done " + std::string(to_string(s->stop_reason)) : "client failed");
           out->done.emplace(std::move(s));
         });
     return out;
@@ -221,7 +221,7 @@ TEST_CASE_FIXTURE(Deterministic, "the message order of a request: place, phase 1
   CHECK(s.context_tokens == 300);
   CHECK(s.query_tokens == 5);
   CHECK(s.generated_tokens == 2);
-  CHECK(s.stop_reason == "max_tokens");
+  CHECK(s.stop_reason == StopReason::max_tokens);
   CHECK(out->ids == std::vector<int32_t>{65, 66});
   // 300 tokens in blocks of 64: 5 blocks over 3 hosts = 2 + 2 + 1 (128, 128, 44 tokens). The
   // driver sends the frees before the client's done; the client, already scheduled, runs first.
@@ -334,10 +334,11 @@ TEST_CASE_FIXTURE(Deterministic, "bad requests are refused with what to change")
   sched.run();
   CHECK(out->done->error().message.find("token id 99999 is outside") != std::string::npos);
   r = request(10, 2);
-  r.mode = "ring";
+  r.mode = static_cast<AttentionMode>(9);  // from a peer that speaks another version
   out = submit(r);
   sched.run();
-  CHECK(out->done->error().message.find("mode must be") != std::string::npos);
+  CHECK(out->done->error().message.find("unknown attention mode 9") != std::string::npos);
+  CHECK(out->done->code() == ErrorCode::invalid_argument);
 }
 
 TEST_CASE_FIXTURE(Deterministic, "cancel: the client's sink returns false, the coordinator stops, the request ends as cancelled") {
@@ -346,7 +347,7 @@ TEST_CASE_FIXTURE(Deterministic, "cancel: the client's sink returns false, the c
   sched.run();
   REQUIRE(out->done.has_value());
   REQUIRE(*out->done);
-  CHECK(out->done->value().stop_reason == "cancelled");
+  CHECK(out->done->value().stop_reason == StopReason::cancelled);
   CHECK(out->ids == std::vector<int32_t>{65});
   const std::vector<std::string> want = {"w1 encode host 0 tokens 100", "w1 phase2 query 3 max 8", "client tokens 65",
                                          "w1 free 1", "client done cancelled"};
@@ -358,7 +359,7 @@ TEST_CASE_FIXTURE(Deterministic, "global mode runs on one host with one block an
   add_worker("w1", 4096);
   add_worker("w2", 4096);
   auto r = request(0, 6);
-  r.mode = "global";
+  r.mode = AttentionMode::global;
   auto out = submit(r);
   sched.run();
   REQUIRE(out->done.has_value());

@@ -84,9 +84,9 @@ Expected<std::unique_ptr<ApiClient>> ApiClient::connect(const std::string& addre
     impl->main = reply.getStarmesh();
     return std::unique_ptr<ApiClient>(new ApiClient(std::move(impl)));
   } catch (const kj::Exception& e) {
-    const std::string why = api::message_of(e);
-    if (why.find("login refused") != std::string::npos) return make_error(address, ": ", why);
-    return make_error("cannot reach a starmesh server at '", address, "': ", why);
+    Error why = api::error_of(e);
+    if (why.code == ErrorCode::unauthenticated) return with_prefix(address + ": ", std::move(why));
+    return with_prefix("cannot reach a starmesh server at '" + address + "': ", std::move(why));
   }
 }
 
@@ -96,7 +96,7 @@ Expected<ServerInfo> ApiClient::info() {
     auto reply = impl_->main.infoRequest().send().wait(impl_->rpc.getWaitScope());
     return api::from_wire(reply.getInfo());
   } catch (const kj::Exception& e) {
-    return Error{api::message_of(e)};
+    return api::error_of(e);
   }
 }
 
@@ -108,7 +108,7 @@ Status ApiClient::drop_context(uint64_t context_id) {
     call.send().wait(impl_->rpc.getWaitScope());
     return {};
   } catch (const kj::Exception& e) {
-    return Error{api::message_of(e)};
+    return api::error_of(e);
   }
 }
 
@@ -126,7 +126,7 @@ Expected<GenerateSummary> ApiClient::generate(const GenerateRequest& request,
     if (!sink_ref.callback_error().empty()) return Error{sink_ref.callback_error()};
     return api::from_wire(reply.getSummary());
   } catch (const kj::Exception& e) {
-    return Error{api::message_of(e)};
+    return api::error_of(e);
   }
 }
 

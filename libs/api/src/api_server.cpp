@@ -49,7 +49,7 @@ struct ApiServer::Impl {
       // cancelled, then the event loop goes.
     } catch (const kj::Exception& e) {
       if (!listening)
-        started.set_value(make_error("cannot serve the API on '", address, "': ", api::message_of(e)));
+        started.set_value(with_prefix("cannot serve the API on '" + address + "': ", api::error_of(e)));
       else
         KJ_LOG(ERROR, "starmesh API server loop failed", e);
     }

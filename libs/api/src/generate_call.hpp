@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "starmesh.capnp.h"
-#include "starmesh/runtime/generate_service.hpp"
+#include "starmesh/service/generate_service.hpp"
 
 namespace starmesh::api {
 

@@ -41,7 +41,7 @@ kj::Promise<void> StarmeshServer::info(InfoContext context) {
 
 kj::Promise<void> StarmeshServer::dropContext(DropContextContext context) {
   const Status s = service_.drop_context(context.getParams().getContextId());
-  if (!s) return to_exception(Error{s.message()});
+  if (!s) return to_exception(s.error());
   return kj::READY_NOW;
 }
 
@@ -63,7 +63,8 @@ kj::Promise<void> GatewayServer::login(LoginContext context) {
     return kj::READY_NOW;
   }
   return (*timer_)->afterDelay(250 * kj::MILLISECONDS).then([]() -> kj::Promise<void> {
-    return KJ_EXCEPTION(FAILED, "login refused: these credentials are not among the router's API tokens");
+    return to_exception(make_error(ErrorCode::unauthenticated,
+                                   "login refused: these credentials are not among the router's API tokens"));
   });
 }
 

@@ -30,9 +30,11 @@ kj::StringPtr ptr(const std::string& s) { return kj::StringPtr(s.data(), s.size(
 }  // namespace
 
 Status to_wire(const GenerateRequest& r, wire::GenerateRequest::Builder out) {
-  if (r.mode == "star") out.setMode(wire::Mode::STAR);
-  else if (r.mode == "global") out.setMode(wire::Mode::GLOBAL);
-  else return make_error("mode must be 'star' or 'global', got '", r.mode, "'");
+  switch (r.mode) {
+    case AttentionMode::star: out.setMode(wire::Mode::STAR); break;
+    case AttentionMode::global: out.setMode(wire::Mode::GLOBAL); break;
+    default: return make_error(ErrorCode::invalid_argument, "unknown attention mode ", int(r.mode));
+  }
   input_to_wire(r.context_text, r.context_ids, out.initContext());
   input_to_wire(r.query_text, r.query_ids, out.initQuery());
   out.setAddBos(r.add_bos);
@@ -53,10 +55,10 @@ Status to_wire(const GenerateRequest& r, wire::GenerateRequest::Builder out) {
 Expected<GenerateRequest> from_wire(wire::GenerateRequest::Reader in) {
   GenerateRequest r;
   switch (in.getMode()) {
-    case wire::Mode::STAR: r.mode = "star"; break;
-    case wire::Mode::GLOBAL: r.mode = "global"; break;
+    case wire::Mode::STAR: r.mode = AttentionMode::star; break;
+    case wire::Mode::GLOBAL: r.mode = AttentionMode::global; break;
     default:
-      return make_error("unknown mode (enum value ", int(in.getMode()),
+      return make_error(ErrorCode::invalid_argument, "unknown mode (enum value ", int(in.getMode()),
                         "): this server knows 'star' and 'global'");
   }
   input_from_wire(in.getContext(), r.context_text, r.context_ids);
@@ -84,7 +86,13 @@ void to_wire(const GenerateSummary& s, wire::GenerateSummary::Builder out) {
   out.setPhase1Seconds(s.phase1_seconds);
   out.setPhase2PrefillSeconds(s.phase2_prefill_seconds);
   out.setDecodeSeconds(s.decode_seconds);
-  out.setStopReason(ptr(s.stop_reason));
+  const std::string_view reason = to_string(s.stop_reason);
+  out.setStopReason(kj::StringPtr(reason.data(), reason.size()));
+  switch (s.stop_reason) {
+    case StopReason::eos: out.setStop(wire::StopReason::EOS); break;
+    case StopReason::max_tokens: out.setStop(wire::StopReason::MAX_TOKENS); break;
+    case StopReason::cancelled: out.setStop(wire::StopReason::CANCELLED); break;
+  }
   out.setContextId(s.context_id);
 }
 
@@ -97,7 +105,11 @@ GenerateSummary from_wire(wire::GenerateSummary::Reader in) {
   s.phase1_seconds = in.getPhase1Seconds();
   s.phase2_prefill_seconds = in.getPhase2PrefillSeconds();
   s.decode_seconds = in.getDecodeSeconds();
-  s.stop_reason = str(in.getStopReason());
+  switch (in.getStop()) {
+    case wire::StopReason::EOS: s.stop_reason = StopReason::eos; break;
+    case wire::StopReason::CANCELLED: s.stop_reason = StopReason::cancelled; break;
+    default: s.stop_reason = StopReason::max_tokens; break;  // and values from a newer server
+  }
   s.context_id = in.getContextId();
   return s;
 }
@@ -114,15 +126,25 @@ ServerInfo from_wire(wire::ServerInfo::Reader in) {
 }
 
 kj::Exception to_exception(const Error& error) {
-  return kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__, kj::heapString(ptr(error.message)));
+  const auto type = error.code == ErrorCode::overloaded ? kj::Exception::Type::OVERLOADED : kj::Exception::Type::FAILED;
+  const std::string text = "[" + std::string(to_string(error.code)) + "] " + error.message;
+  return kj::Exception(type, __FILE__, __LINE__, kj::heapString(ptr(text)));
 }
 
-std::string message_of(const kj::Exception& e) {
+Error error_of(const kj::Exception& e) {
   std::string text(e.getDescription().cStr());
   constexpr std::string_view remote = "remote exception: ";
   if (text.rfind(remote, 0) == 0) text.erase(0, remote.size());
-  if (e.getType() == kj::Exception::Type::DISCONNECTED) return "the connection to the server was lost (" + text + ")";
-  return text;
+  if (text.size() > 2 && text[0] == '[') {
+    const size_t close = text.find("] ");
+    if (close != std::string::npos)
+      if (auto code = error_code_from_string(std::string_view(text).substr(1, close - 1)))
+        return Error{text.substr(close + 2), *code};
+  }
+  if (e.getType() == kj::Exception::Type::DISCONNECTED)
+    return Error{"the connection to the server was lost (" + text + ")", ErrorCode::unavailable};
+  if (e.getType() == kj::Exception::Type::OVERLOADED) return Error{text, ErrorCode::overloaded};
+  return Error{text, ErrorCode::internal};
 }
 
 }  // namespace starmesh::api

@@ -8,11 +8,11 @@
 #include "starmesh.capnp.h"
 #include "starmesh/api/server_info.hpp"
 #include "starmesh/core/expected.hpp"
-#include "starmesh/runtime/generate_service.hpp"
+#include "starmesh/service/generate_service.hpp"
 
 namespace starmesh::api {
 
-// Refuses what the wire cannot say (a mode other than "star" or "global").
+// Refuses what the wire cannot say (an out-of-range mode).
 Status to_wire(const GenerateRequest& request, wire::GenerateRequest::Builder out);
 // Refuses what this server does not know (an enum value from a newer client).
 Expected<GenerateRequest> from_wire(wire::GenerateRequest::Reader in);
@@ -23,11 +23,11 @@ GenerateSummary from_wire(wire::GenerateSummary::Reader in);
 void to_wire(const ServerInfo& info, wire::ServerInfo::Builder out);
 ServerInfo from_wire(wire::ServerInfo::Reader in);
 
-// A refusal or failure as the exception that carries it to the client: its description is the
-// message, word for word.
+// A refusal or failure as the exception that carries it to the client: its description is
+// "[code] message" (the mapping the schema documents), its type OVERLOADED for `overloaded`.
 kj::Exception to_exception(const Error& error);
-// The message of an exception from the RPC system, without the "remote exception: " prefix;
-// a lost connection is said in words.
-std::string message_of(const kj::Exception& e);
+// The error an exception from the RPC system carries: its code and message, without the
+// "remote exception: " prefix; a lost connection is `unavailable`, said in words.
+Error error_of(const kj::Exception& e);
 
 }  // namespace starmesh::api

@@ -5,12 +5,12 @@
 namespace starmesh {
 
 Expected<BlockPlan> plan_blocks(int64_t context_tokens, int64_t block_size, int64_t anchor_size, int hosts) {
-  if (context_tokens <= 0) return make_error("the context is empty: Star Attention needs at least one context token");
-  if (block_size <= 0) return make_error("block_size must be > 0, got ", block_size);
-  if (hosts <= 0) return make_error("the number of hosts must be > 0, got ", hosts);
+  if (context_tokens <= 0) return make_error(ErrorCode::invalid_argument, "the context is empty: Star Attention needs at least one context token");
+  if (block_size <= 0) return make_error(ErrorCode::invalid_argument, "block_size must be > 0, got ", block_size);
+  if (hosts <= 0) return make_error(ErrorCode::invalid_argument, "the number of hosts must be > 0, got ", hosts);
   if (anchor_size < 0) anchor_size = block_size;
   if (anchor_size > block_size)
-    return make_error("anchor_size (", anchor_size, ") must not exceed block_size (", block_size, ")");
+    return make_error(ErrorCode::invalid_argument, "anchor_size (", anchor_size, ") must not exceed block_size (", block_size, ")");
   BlockPlan plan;
   plan.context_tokens = context_tokens;
   plan.block_size = block_size;

@@ -1,5 +1,7 @@
 #include "starmesh/attention/phase1.hpp"
 
+#include <optional>
+
 namespace starmesh {
 namespace {
 
@@ -63,7 +65,8 @@ Expected<KvCache> encode_anchor(const Transformer& model, const BlockPlan& plan,
 }
 
 Expected<KvShard> encode_shard(const Transformer& model, const BlockPlan& plan, int host,
-                               std::span<const int32_t> context, const KvCache* anchor) {
+                               std::span<const int32_t> context, const KvCache* anchor,
+                               const EncodeControl& control) {
   if (host < 0 || host >= int(plan.hosts.size()))
     return make_error("encode_shard: host ", host, " holds no blocks in a plan of ", plan.hosts.size(), " hosts");
   if (int64_t(context.size()) != plan.context_tokens)
@@ -73,8 +76,27 @@ Expected<KvShard> encode_shard(const Transformer& model, const BlockPlan& plan, 
   const HostRange& r = plan.hosts[size_t(host)];
   SM_ASSIGN(cache, model.make_cache(r.end - r.begin));
   KvShard shard{r.begin, r.end, std::move(cache)};
-  for (int b = r.first_block; b < r.end_block; ++b) SM_TRY(encode_block(model, plan, b, context, anchor, shard.cache));
+  for (int b = r.first_block; b < r.end_block; ++b) {
+    if (control.stop && control.stop->load()) return make_error(ErrorCode::cancelled, "stopped during phase 1");
+    std::unique_lock<std::mutex> lock;
+    if (control.compute) lock = std::unique_lock(*control.compute);
+    SM_TRY(encode_block(model, plan, b, context, anchor, shard.cache));
+  }
   return shard;
+}
+
+Expected<KvShard> encode_host(const Transformer& model, const BlockPlan& plan, int host,
+                              std::span<const int32_t> context, const EncodeControl& control) {
+  if (host < 0 || host >= int(plan.hosts.size()))
+    return make_error("encode_host: host ", host, " holds no blocks in a plan of ", plan.hosts.size(), " hosts");
+  std::optional<KvCache> anchor;
+  if (host_needs_anchor(plan, host)) {
+    std::unique_lock<std::mutex> lock;
+    if (control.compute) lock = std::unique_lock(*control.compute);
+    SM_ASSIGN(a, encode_anchor(model, plan, context));
+    anchor = std::move(a);
+  }
+  return encode_shard(model, plan, host, context, anchor ? &*anchor : nullptr, control);
 }
 
 }  // namespace starmesh

@@ -67,7 +67,7 @@ Status CpuBackend::embedding(const Tensor& ids, const Tensor& table, const Tenso
   const int32_t* id = ids.data_as<int32_t>();
   for (int64_t i = 0; i < n; ++i) {
     if (id[i] < 0 || id[i] >= vocab)
-      return make_error("token id ", id[i], " at position ", i, " is outside the vocabulary [0, ",
+      return make_error(ErrorCode::invalid_argument, "token id ", id[i], " at position ", i, " is outside the vocabulary [0, ",
                         vocab, ")");
     std::memcpy(out.data_as<float>() + i * d, table.data_as<float>() + id[i] * d, size_t(d) * 4);
   }

@@ -90,7 +90,8 @@ Status InProcessFabric::collect(int dst, std::span<const Transfer> recvs, Deadli
       std::string missing;
       for (size_t i = 0; i < recvs.size(); ++i)
         if (!done[i]) missing += (missing.empty() ? "" : "; ") + describe(recvs[i]);
-      return make_error("in-process rank ", dst, ": ", was_cancelled ? "cancelled" : "deadline passed", " after ",
+      return make_error(was_cancelled ? ErrorCode::cancelled : ErrorCode::timeout, "in-process rank ", dst, ": ",
+                        was_cancelled ? "cancelled" : "deadline passed", " after ",
                         waited.count(), " ms with ", remaining, " of ", recvs.size(), " receives still waiting (",
                         missing, ")");
     }

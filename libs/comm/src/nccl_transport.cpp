@@ -143,10 +143,12 @@ Status NcclTransport::wait(Deadline deadline, Clock::time_point start, const std
       }
     }
     if (Clock::now() >= deadline || cancelled()) {
-      const char* why = Clock::now() >= deadline ? "deadline passed" : "cancelled";
+      const bool late = Clock::now() >= deadline;
+      const char* why = late ? "deadline passed" : "cancelled";
       comm_->broken = std::string("an earlier call ended unfinished: ") + why + " (" + what + ")";
       ncclCommAbort(comm_->comm);
-      return make_error("nccl rank ", rank_, ": ", why, " after ", ms_since(start), " ms, unfinished: ", what,
+      return make_error(late ? ErrorCode::timeout : ErrorCode::cancelled, "nccl rank ", rank_, ": ", why, " after ",
+                        ms_since(start), " ms, unfinished: ", what,
                         "; the communicator was aborted: create a new one");
     }
     sched_yield();

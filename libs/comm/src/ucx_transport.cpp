@@ -366,7 +366,8 @@ Status UcxTransport::exchange(std::span<const Transfer> transfers, Deadline dead
       if (op.request) ucp_request_free(op.request);
     std::string list;
     for (size_t i : late) list += (list.empty() ? "" : "; ") + describe(transfers[i]) + " (" + notes[i] + ")";
-    return make_error("ucx rank ", rank_, " (group ", group_, "): ", was_cancelled ? "cancelled" : "deadline passed",
+    return make_error(was_cancelled ? ErrorCode::cancelled : ErrorCode::timeout, "ucx rank ", rank_, " (group ", group_,
+                      "): ", was_cancelled ? "cancelled" : "deadline passed",
                       " after ", ms_since(start), " ms with ",
                       late.size(), " of ", transfers.size(), " transfers unfinished: ", list);
   }

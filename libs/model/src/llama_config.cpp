@@ -296,4 +296,11 @@ std::vector<float> rope_inv_freq(const LlamaConfig& c) {
   return out;
 }
 
+std::string model_signature(const LlamaConfig& c) {
+  return "llama layers=" + std::to_string(c.num_hidden_layers) + " hidden=" + std::to_string(c.hidden_size) +
+         " ffn=" + std::to_string(c.intermediate_size) + " heads=" + std::to_string(c.num_attention_heads) + "/" +
+         std::to_string(c.num_key_value_heads) + " head_dim=" + std::to_string(c.head_dim) +
+         " vocab=" + std::to_string(c.vocab_size);
+}
+
 }  // namespace starmesh

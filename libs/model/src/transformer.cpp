@@ -69,7 +69,7 @@ Expected<Tensor> Transformer::embed(std::span<const int32_t> ids) const {
   const int64_t n = int64_t(ids.size());
   for (size_t i = 0; i < ids.size(); ++i)
     if (ids[i] < 0 || ids[i] >= config_.vocab_size)
-      return make_error("token id ", ids[i], " at position ", i, " is outside the vocabulary [0, ",
+      return make_error(ErrorCode::invalid_argument, "token id ", ids[i], " at position ", i, " is outside the vocabulary [0, ",
                         config_.vocab_size, ")");
   SM_ASSIGN(dev_ids, backend_->upload(Tensor::from_i32(ids, {n}), DType::i32));
   SM_ASSIGN(hidden, backend_->alloc(backend_->activation_dtype(), {n, config_.hidden_size}));

@@ -39,9 +39,10 @@ ClientSinkActor::behavior_type client_sink(SinkPtr self, RouterActor router, Gen
   self->monitor(router);
   self->set_down_handler([=](caf::down_msg& dm) {
     if (dm.source == router.address())
-      end(self, make_error("the router went away before the request finished"));
+      end(self, make_error(ErrorCode::unavailable, "the router went away before the request finished"));
     else if (self->state.driver && dm.source == self->state.driver.address())
-      end(self, make_error("the router's driver of request ", self->state.request_id, " ended without a result"));
+      end(self, make_error(ErrorCode::unavailable, "the router's driver of request ", self->state.request_id,
+                           " ended without a result"));
   });
   ClientSinkActor me = self;
   self->request(router, timeout, generate_atom::value, std::move(order), me)
@@ -54,8 +55,8 @@ ClientSinkActor::behavior_type client_sink(SinkPtr self, RouterActor router, Gen
           },
           [=](caf::error& e) {
             end(self, e == caf::sec::request_timeout
-                          ? make_error("the router did not answer within ", format_seconds(timeout))
-                          : Error{describe(e)});
+                          ? make_error(ErrorCode::timeout, "the router did not answer within ", format_seconds(timeout))
+                          : to_error(e));
           });
   return {
       [=](tokens_atom, uint64_t, ClientChunk& c) {
@@ -67,7 +68,7 @@ ClientSinkActor::behavior_type client_sink(SinkPtr self, RouterActor router, Gen
         }
       },
       [=](done_atom, uint64_t, GenerateSummary& sum) { end(self, std::move(sum)); },
-      [=](failed_atom, uint64_t, std::string& why) { end(self, Error{std::move(why)}); },
+      [=](failed_atom, uint64_t, Error& why) { end(self, std::move(why)); },
   };
 }
 
@@ -144,7 +145,7 @@ Expected<MeshClient::Result> MeshClient::run(GenerateOrder order) {
 
 Expected<RouterActor> connect_router(caf::actor_system& sys, const std::string& host, uint16_t port) {
   auto r = sys.middleman().remote_actor<RouterActor>(host, port);
-  if (!r) return make_error("cannot reach the router at ", host, ":", port, ": ", describe(r.error()));
+  if (!r) return make_error(ErrorCode::unavailable, "cannot reach the router at ", host, ":", port, ": ", describe(r.error()));
   return *r;
 }
 

@@ -17,6 +17,7 @@ std::vector<int32_t> unpack_ids(const std::vector<uint8_t>& bytes) {
 }
 
 void register_mesh_types(caf::actor_system_config& cfg) {
+  cfg.add_message_type<Error>("Error");
   cfg.add_message_type<WorkerInfo>("WorkerInfo");
   cfg.add_message_type<WorkerView>("WorkerView");
   cfg.add_message_type<SamplingParams>("SamplingParams");
@@ -48,20 +49,30 @@ namespace {
 const caf::atom_value mesh_category = caf::atom("starmesh");
 }
 
-caf::error mesh_error(std::string message) {
-  return caf::error(uint8_t(1), mesh_category, caf::make_message(std::move(message)));
+// The code travels as the caf::error's own code (offset by one: CAF reads 0 as "no error").
+caf::error mesh_error(Error error) {
+  return caf::error(uint8_t(uint8_t(error.code) + 1), mesh_category, caf::make_message(std::move(error.message)));
 }
 
-std::string describe(const caf::error& e) {
-  if (!e) return "no error";
+caf::error mesh_error(ErrorCode code, std::string message) { return mesh_error(Error{std::move(message), code}); }
+
+Error to_error(const caf::error& e) {
+  if (!e) return Error{"no error"};
   const caf::message& ctx = e.context();
-  if (e.category() == mesh_category && ctx.match_elements<std::string>()) return ctx.get_as<std::string>(0);
-  if (e == caf::sec::request_timeout) return "the request timed out";
-  if (e == caf::sec::request_receiver_down) return "the receiver of the request went away";
+  if (e.category() == mesh_category && ctx.match_elements<std::string>()) {
+    ErrorCode code = ErrorCode::internal;
+    for (ErrorCode c : kAllErrorCodes)  // a peer's code outside the set stays internal
+      if (uint8_t(c) + 1 == e.code()) code = c;
+    return Error{ctx.get_as<std::string>(0), code};
+  }
+  if (e == caf::sec::request_timeout) return Error{"the request timed out", ErrorCode::timeout};
+  if (e == caf::sec::request_receiver_down) return Error{"the receiver of the request went away", ErrorCode::unavailable};
   if (e == caf::sec::unexpected_message)
-    return "unexpected message (is every mesh message type registered on both sides?)";
-  return caf::to_string(e);
+    return Error{"unexpected message (is every mesh message type registered on both sides?)"};
+  return Error{caf::to_string(e)};
 }
+
+std::string describe(const caf::error& e) { return to_error(e).message; }
 
 std::string format_seconds(std::chrono::milliseconds ms) {
   std::string t = std::to_string(double(ms.count()) / 1000.0);

@@ -7,7 +7,7 @@
 #include <thread>
 
 #include "starmesh/model/generator.hpp"
-#include "starmesh/runtime/context_worker.hpp"
+#include "starmesh/runtime/worker_engine.hpp"
 #include "starmesh/runtime/remote_shards.hpp"
 
 namespace starmesh {
@@ -18,7 +18,7 @@ struct CoordinatorChannel {
   TokenBatch pending;  // sampled, not yet sent
   std::atomic<bool> cancel{false};
   // The outcome, written once before `finished` is posted.
-  std::string error;
+  Status error;
   Phase2Report report;
 };
 
@@ -33,10 +33,10 @@ void generation_thread(std::shared_ptr<CoordinatorSetup> setup, std::shared_ptr<
   setup->transport->cancel_on(setup->freed.get());  // a freed request stops waiting on the network
   Phase2Report report;
   report.query_tokens = int64_t(order.query.size());
-  std::string error;
+  Status error;
   auto qh = QueryHost::create(model, setup->shard, setup->context_tokens, setup->local_capacity);
   if (!qh) {
-    error = qh.error().message;
+    error = qh.status();
   } else {
     std::vector<float> last_logits;
     StepFn step = [&](std::span<const int32_t> ids) -> Expected<Tensor> {
@@ -72,13 +72,13 @@ void generation_thread(std::shared_ptr<CoordinatorSetup> setup, std::shared_ptr<
     };
     auto stats = generate_with(model.backend(), step, order.query, params, on_token);
     if (!stats) {
-      error = stats.error().message;
+      error = stats.status();
     } else {
       report.generated_tokens = stats->generated_tokens;
       report.prefill_seconds = stats->prefill_seconds;
       report.decode_seconds = stats->decode_seconds;
       const bool eos = std::find(order.stop_ids.begin(), order.stop_ids.end(), last) != order.stop_ids.end();
-      report.stop_reason = cancelled ? "cancelled" : eos ? "eos" : "max_tokens";
+      report.stop_reason = cancelled ? StopReason::cancelled : eos ? StopReason::eos : StopReason::max_tokens;
     }
   }
   // The shard hosts wait for the next step until told: tell them, whatever happened (when the
@@ -121,8 +121,8 @@ CoordinatorActor::behavior_type query_coordinator(CoordinatorActor::stateful_poi
       if (self->state.thread.joinable()) self->state.thread.join();
       CoordinatorChannel& ch = *self->state.channel;
       const uint64_t id = setup->order.request_id;
-      if (ch.error.empty()) self->send(setup->order.sink, done_atom::value, id, ch.report);
-      else self->send(setup->order.sink, failed_atom::value, id, ch.error);
+      if (ch.error) self->send(setup->order.sink, done_atom::value, id, ch.report);
+      else self->send(setup->order.sink, failed_atom::value, id, ch.error.error());
       self->quit();
     },
   };

@@ -47,12 +47,14 @@ Expected<std::vector<AttentionState>> RemoteShards::gather(int layer, const Tens
   if (lock_) lock_->unlock();
   const Status st = transport_.exchange(batch, deadline_in(timeout_));
   if (lock_) lock_->lock();
-  if (!st && st.message().find("cancelled") != std::string::npos)
-    return make_error("phase 2 (step ", step_, ", layer ", layer, "): the request was freed while waiting for its shard hosts");
+  if (!st && st.code() == ErrorCode::cancelled)
+    return make_error(ErrorCode::cancelled, "phase 2 (step ", step_, ", layer ", layer,
+                      "): the request was freed while waiting for its shard hosts");
   if (!st) {
     std::string hosts;
     for (int r = 0; r < peers; ++r) hosts += (hosts.empty() ? "" : ", ") + (size_t(r) < names_.size() ? names_[size_t(r)] : "rank " + std::to_string(r));
-    return make_error("phase 2 (step ", step_, ", layer ", layer, "): the shard hosts (", hosts,
+    return make_error(st.code() == ErrorCode::timeout ? ErrorCode::timeout : ErrorCode::unavailable, "phase 2 (step ",
+                      step_, ", layer ", layer, "): the shard hosts (", hosts,
                       ") did not all answer within ", format_seconds(timeout_), ": ", st.message());
   }
   std::vector<AttentionState> out;

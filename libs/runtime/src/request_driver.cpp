@@ -6,6 +6,7 @@
 
 #include "starmesh/attention/block_plan.hpp"
 #include "starmesh/attention/phase1.hpp"
+#include "starmesh/model/sampler.hpp"
 #include "starmesh/model/utf8_stream.hpp"
 #include "starmesh/runtime/membership.hpp"
 
@@ -16,16 +17,17 @@ using Clock = std::chrono::steady_clock;
 
 }  // namespace
 
-Expected<RequestTokens> request_tokens(const RouterContext& ctx, const GenerateRequest& r) {
+namespace {
+Expected<RequestTokens> check_request(const RouterContext& ctx, const GenerateRequest& r) {
   RequestTokens t;
-  if (r.mode != "star" && r.mode != "global")
-    return make_error("mode must be \"star\" or \"global\", got \"", r.mode, "\"");
+  const bool star = r.mode == AttentionMode::star;
+  if (!star && r.mode != AttentionMode::global) return make_error("unknown attention mode ", int(r.mode));
   if (r.max_new_tokens < 0) return make_error("max_new_tokens must be >= 0, got ", r.max_new_tokens);
   SM_TRY(validate(r.sampling));
   if (r.max_hosts < 0) return make_error("max_hosts must be >= 0 (0: every worker), got ", r.max_hosts);
   const bool kept = r.context_id != 0;  // a new query over a kept context: its plan and shards are set
   if (kept) {
-    if (r.mode != "star") return make_error("context_id asks a query over a kept context: use mode star");
+    if (!star) return make_error("context_id asks a query over a kept context: use mode star");
     if (!r.context_ids.empty() || !r.context_text.empty())
       return make_error("give either a context or the id of a kept one (context_id), not both");
     if (r.keep_context) return make_error("keep_context applies to a new context; context ", r.context_id, " is kept already");
@@ -42,8 +44,8 @@ Expected<RequestTokens> request_tokens(const RouterContext& ctx, const GenerateR
       if (id < 0 || id >= vocab) return make_error("token id ", id, " is outside the model's vocabulary of ", vocab);
   if (kept) return t;
   t.max_hosts = r.max_hosts;
-  if (r.keep_context && r.mode != "star") return make_error("keep_context needs mode star");
-  if (r.mode == "global") {
+  if (r.keep_context && !star) return make_error("keep_context needs mode star");
+  if (!star) {
     // Global attention is Star Attention with one block and no anchor. The split between
     // context and query does not change the result; an empty context takes the query's
     // first tokens.
@@ -62,6 +64,13 @@ Expected<RequestTokens> request_tokens(const RouterContext& ctx, const GenerateR
   t.anchor_size = r.anchor_size;
   return t;
 }
+}  // namespace
+
+Expected<RequestTokens> request_tokens(const RouterContext& ctx, const GenerateRequest& r) {
+  auto t = check_request(ctx, r);
+  if (!t) return with_code(t.error(), ErrorCode::invalid_argument);  // everything here is the request's fault
+  return t;
+}
 
 std::string DriverState::host_name(size_t h) const {
   const PlacedHost& p = placement.hosts.at(h);
@@ -78,7 +87,8 @@ void finish(DriverPtr self, Expected<GenerateSummary> result) {
   if (st.finished) return;
   st.finished = true;
   const uint64_t id = st.setup->request_id;
-  if (st.coordinator && (!result || result->stop_reason == "cancelled")) self->send(st.coordinator, cancel_atom::value, id);
+  if (st.coordinator && (!result || result->stop_reason == StopReason::cancelled))
+    self->send(st.coordinator, cancel_atom::value, id);
   // A request that asked to keep its context and got through phase 1 keeps its shards.
   const bool keep = st.setup->order.request.keep_context && result && st.placed &&
                     st.encoded == st.placement.hosts.size();
@@ -108,25 +118,26 @@ void finish(DriverPtr self, Expected<GenerateSummary> result) {
   }
   if (result) {
     spdlog::info("request {}: {} tokens ({}), phase 1 {:.1f} ms, prefill {:.1f} ms, decode {:.1f} ms", id,
-                 result->generated_tokens, result->stop_reason, result->phase1_seconds * 1e3,
+                 result->generated_tokens, to_string(result->stop_reason), result->phase1_seconds * 1e3,
                  result->phase2_prefill_seconds * 1e3, result->decode_seconds * 1e3);
     self->send(st.setup->client, done_atom::value, id, *result);
   } else {
-    spdlog::warn("request {} failed: {}", id, result.error().message);
-    self->send(st.setup->client, failed_atom::value, id, result.error().message);
+    spdlog::warn("request {} failed ({}): {}", id, to_string(result.code()), result.error().message);
+    self->send(st.setup->client, failed_atom::value, id, result.error());
   }
   self->quit();
 }
 
-void fail(DriverPtr self, std::string why) { finish(self, Error{std::move(why)}); }
+void fail(DriverPtr self, Error why) { finish(self, std::move(why)); }
 
-// "did not answer within 10 s" for a timeout, "went away" for a dead receiver, else its words.
-std::string explain(const caf::error& e, const std::string& who, const std::string& doing,
-                    std::chrono::milliseconds timeout) {
-  if (e == caf::sec::request_timeout) return who + " did not " + doing + " within " + format_seconds(timeout);
+// "did not answer within 10 s" for a timeout, "went away" for a dead receiver, else its words;
+// the code comes along.
+Error explain(const caf::error& e, const std::string& who, const std::string& doing, std::chrono::milliseconds timeout) {
+  if (e == caf::sec::request_timeout)
+    return Error{who + " did not " + doing + " within " + format_seconds(timeout), ErrorCode::timeout};
   if (e == caf::sec::request_receiver_down)
-    return who + " went away (its process ended or the connection dropped)";
-  return who + ": " + describe(e);
+    return Error{who + " went away (its process ended or the connection dropped)", ErrorCode::unavailable};
+  return with_prefix(who + ": ", to_error(e));
 }
 
 void arm_step_timer(DriverPtr self) {
@@ -157,7 +168,9 @@ void start_phase2(DriverPtr self) {
             if (self->state.cancel_requested) self->send(c, cancel_atom::value, self->state.setup->request_id);
           },
           [=](caf::error& e) {
-            fail(self, explain(e, self->state.host_name(q), "answer", opt.control_timeout) + " (starting phase 2)");
+            Error why = explain(e, self->state.host_name(q), "answer", opt.control_timeout);
+            why.message += " (starting phase 2)";
+            fail(self, std::move(why));
           });
 }
 
@@ -171,7 +184,7 @@ void start_phase1(DriverPtr self) {
   const int64_t anchor = st.placement.plan.anchor_size;
   const PlanSpec& spec = st.placement.plan;
   auto plan = plan_blocks(spec.context_tokens, spec.block_size, spec.anchor_size, spec.hosts);
-  if (!plan) return fail(self, plan.error().message);
+  if (!plan) return fail(self, plan.error());
   for (size_t h = 0; h < st.placement.hosts.size(); ++h) {
     const PlacedHost& ph = st.placement.hosts[h];
     st.host_of[ph.worker.address()] = h;
@@ -198,7 +211,7 @@ void start_phase1(DriverPtr self) {
               if (++self->state.encoded == self->state.placement.hosts.size()) {
                 if (self->state.cancel_requested) {
                   GenerateSummary s = self->state.summary;
-                  s.stop_reason = "cancelled";
+                  s.stop_reason = StopReason::cancelled;
                   finish(self, s);
                 } else {
                   start_phase2(self);
@@ -223,18 +236,20 @@ RequestActor::behavior_type request_driver(DriverPtr self, std::shared_ptr<Drive
     auto& s = self->state;
     if (s.finished) return;
     if (s.coordinator && dm.source == s.coordinator.address()) {
-      fail(self, "the query coordinator on " + s.host_name(s.placement.hosts.size() - 1) + " ended without a result");
+      fail(self, make_error(ErrorCode::unavailable, "the query coordinator on ", s.host_name(s.placement.hosts.size() - 1),
+                            " ended without a result"));
       return;
     }
     auto it = s.host_of.find(dm.source);
     if (it != s.host_of.end())
-      fail(self, s.host_name(it->second) + " went away during the request (its process ended or the connection dropped)");
+      fail(self, make_error(ErrorCode::unavailable, s.host_name(it->second),
+                            " went away during the request (its process ended or the connection dropped)"));
   });
   auto tokens = request_tokens(ctx, setup->order.request);
   if (!tokens) {
-    fail(self, tokens.error().message);
+    fail(self, tokens.error());
     return {[](tokens_atom, uint64_t, TokenBatch&) {}, [](done_atom, uint64_t, Phase2Report&) {},
-            [](failed_atom, uint64_t, std::string&) {}, [](cancel_atom, uint64_t) {}, [](tick_atom, uint64_t) {}};
+            [](failed_atom, uint64_t, Error&) {}, [](cancel_atom, uint64_t) {}, [](tick_atom, uint64_t) {}};
   }
   st.tokens = std::move(*tokens);
   st.summary.context_tokens = int64_t(st.tokens.context.size());
@@ -252,7 +267,7 @@ RequestActor::behavior_type request_driver(DriverPtr self, std::shared_ptr<Drive
     self->state.summary.context_tokens = self->state.placement.plan.context_tokens;
     if (self->state.cancel_requested) {  // cancelled while being placed
       GenerateSummary sum = self->state.summary;
-      sum.stop_reason = "cancelled";
+      sum.stop_reason = StopReason::cancelled;
       finish(self, sum);
       return;
     }
@@ -260,10 +275,11 @@ RequestActor::behavior_type request_driver(DriverPtr self, std::shared_ptr<Drive
   };
   // The router may queue the request (or the question over a kept context) for KV capacity:
   // allow for that wait.
-  const auto wait = ctx.options.control_timeout + ctx.options.queue_timeout;
+  const auto wait = ctx.options.control_timeout + ctx.options.admission.queue_timeout;
   auto not_placed = [=](caf::error& e) {
-    fail(self, e == caf::sec::request_timeout ? "the router did not place the request within " + format_seconds(wait)
-                                              : describe(e));
+    fail(self, e == caf::sec::request_timeout
+                   ? Error{"the router did not place the request within " + format_seconds(wait), ErrorCode::timeout}
+                   : to_error(e));
   };
   if (const uint64_t kept = setup->order.request.context_id; kept != 0) {
     st.summary.context_id = kept;
@@ -298,14 +314,14 @@ RequestActor::behavior_type request_driver(DriverPtr self, std::shared_ptr<Drive
         s.stop_reason = r.stop_reason;
         finish(self, s);
       },
-      [=](failed_atom, uint64_t, std::string& why) {
+      [=](failed_atom, uint64_t, Error& why) {
         auto& s = self->state;
         // From the coordinator (its error), or from a shard host's loop.
         const caf::actor_addr from = self->current_sender() ? self->current_sender()->address() : caf::actor_addr{};
         std::string who = s.placed ? "the query coordinator on " + s.host_name(s.placement.hosts.size() - 1) : "a worker";
         auto it = s.host_of.find(from);
         if (it != s.host_of.end()) who = s.host_name(it->second);
-        fail(self, who + ": " + why);
+        fail(self, with_prefix(who + ": ", std::move(why)));
       },
       [=](cancel_atom, uint64_t) {
         auto& s = self->state;
@@ -318,15 +334,15 @@ RequestActor::behavior_type request_driver(DriverPtr self, std::shared_ptr<Drive
           // to free). Before placement, the placement's answer ends it; after phase 1, the
           // coordinator is told as soon as it exists.
           GenerateSummary sum = s.summary;
-          sum.stop_reason = "cancelled";
+          sum.stop_reason = StopReason::cancelled;
           finish(self, sum);
         }
       },
       [=](tick_atom, uint64_t t) {
         auto& s = self->state;
         if (s.finished || t != s.tick) return;
-        fail(self, "the query coordinator on " + s.host_name(s.placement.hosts.size() - 1) + " sent nothing for " +
-                       format_seconds(s.setup->context->options.step_timeout));
+        fail(self, make_error(ErrorCode::timeout, "the query coordinator on ", s.host_name(s.placement.hosts.size() - 1),
+                              " sent nothing for ", format_seconds(s.setup->context->options.step_timeout)));
       },
   };
 }

@@ -10,7 +10,7 @@
 
 #include "starmesh/api/server_info.hpp"
 #include "starmesh/core/expected.hpp"
-#include "starmesh/runtime/generate_service.hpp"
+#include "starmesh/service/generate_service.hpp"
 
 namespace starmesh {
 

@@ -2,6 +2,8 @@
 // Phase 1 of Star Attention: a host encodes its blocks with only local attention plus the
 // anchor, no communication. The anchor's KV is computed once per host and reused for all its
 // blocks; only the blocks' own KV is kept (the shard).
+#include <atomic>
+#include <mutex>
 #include <span>
 
 #include "starmesh/attention/block_plan.hpp"
@@ -18,10 +20,24 @@ struct KvShard {
 // The anchor's KV (the first plan.anchor_size context tokens encoded plainly), every layer.
 Expected<KvCache> encode_anchor(const Transformer& model, const BlockPlan& plan, std::span<const int32_t> context);
 
-// Encodes the blocks of `host`. `anchor` is the host's anchor KV (encode_anchor), or null
-// when the plan has no anchor or the host holds only block 0.
+// How a server runs phase 1 beside other work on the same model: `compute` (if set) is held
+// per block, not for the whole shard, so other requests' steps interleave with a long phase 1;
+// `stop` (if set) ends it between blocks with a `cancelled` error (the request was freed).
+struct EncodeControl {
+  std::mutex* compute = nullptr;
+  const std::atomic<bool>* stop = nullptr;
+};
+
+// Encodes the blocks of `host`, block by block. `anchor` is the host's anchor KV
+// (encode_anchor), or null when the plan has no anchor or the host holds only block 0.
 Expected<KvShard> encode_shard(const Transformer& model, const BlockPlan& plan, int host,
-                               std::span<const int32_t> context, const KvCache* anchor);
+                               std::span<const int32_t> context, const KvCache* anchor,
+                               const EncodeControl& control = {});
+
+// One host's whole phase 1 (its anchor, then its blocks): what a context worker runs.
+// `context` holds the whole context's length; only the anchor and this host's blocks are read.
+Expected<KvShard> encode_host(const Transformer& model, const BlockPlan& plan, int host,
+                              std::span<const int32_t> context, const EncodeControl& control = {});
 
 // Whether `host` needs the anchor KV at all.
 bool host_needs_anchor(const BlockPlan& plan, int host);

@@ -65,7 +65,7 @@ class transport_i {
   virtual Status gather(int root, uint64_t tag, const Tensor& t, std::span<const Tensor> out, Deadline deadline);
 
   // Once *flag is true, the call in progress and every later one end as at their deadline,
-  // with "cancelled" in the error: a request that was stopped does not sit out a step
+  // with code `cancelled` (a deadline gives `timeout`): a request that was stopped does not sit out a step
   // timeout waiting for a silent peer. The flag must outlive its use; null: none.
   void cancel_on(const std::atomic<bool>* flag) { cancel_ = flag; }
 

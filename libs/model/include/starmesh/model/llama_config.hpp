@@ -50,4 +50,8 @@ Expected<LlamaConfig> load_llama_config(const std::string& dir);
 // _compute_llama3_parameters), rounded to float at the end.
 std::vector<float> rope_inv_freq(const LlamaConfig& config);
 
+// "llama layers=4 hidden=128 ffn=384 heads=8/2 head_dim=64 vocab=2048": the shape every process
+// of a mesh must serve alike (the router refuses a worker whose signature differs).
+std::string model_signature(const LlamaConfig& config);
+
 }  // namespace starmesh

@@ -6,15 +6,9 @@
 
 #include "starmesh/backend/backend.hpp"
 #include "starmesh/core/expected.hpp"
+#include "starmesh/core/sampling_params.hpp"
 
 namespace starmesh {
-
-struct SamplingParams {
-  float temperature = 0.0f;  // 0: greedy
-  int top_k = 0;             // 0: no limit
-  float top_p = 1.0f;        // (0, 1]
-  uint64_t seed = 0;
-};
 
 Status validate(const SamplingParams& p);
 

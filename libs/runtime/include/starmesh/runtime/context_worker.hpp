@@ -6,9 +6,9 @@
 // in a tight loop (serve_shard) until the coordinator is done; the query host instead spawns
 // the request's query_coordinator on `phase2`. `free` ends a request and returns its KV.
 // The worker watches each request's driver: a driver that goes away frees its requests.
-#include <chrono>
+// The rules (reservations, job table, kept shards, retirement) live in JobsBook
+// (jobs_book.hpp); the job's thread in worker_job.hpp; this actor only translates messages.
 #include <memory>
-#include <mutex>
 #include <string>
 
 #include "starmesh/model/transformer.hpp"
@@ -18,14 +18,6 @@
 #include "starmesh/runtime/shard_server.hpp"
 
 namespace starmesh {
-
-// What the worker's compute threads and its coordinators share: one model on one backend,
-// used by one computation at a time.
-struct WorkerEngine {
-  explicit WorkerEngine(const Transformer& m) : model(m) {}
-  const Transformer& model;
-  std::mutex compute;
-};
 
 struct WorkerSetup {
   const Transformer* model = nullptr;  // outlives the worker (main owns it)
@@ -37,20 +29,11 @@ struct WorkerSetup {
   std::shared_ptr<WorkerMetrics> metrics;  // null: none kept (the worker command always makes them)
 };
 
-// "llama layers=4 hidden=128 heads=8/2 head_dim=64 vocab=2048": the router and every worker
-// must serve the same model.
-std::string model_signature(const LlamaConfig& config);
-
 // Spawns a worker. Its actor and threads use setup.model and setup.data_plane until it has
 // terminated (await it before destroying them).
 WorkerActor spawn_context_worker(caf::actor_system& sys, WorkerSetup setup);
 
 // What the worker tells the router about itself (status reply, registration).
 WorkerInfo describe_worker(const WorkerSetup& setup, int64_t kv_free);
-
-// Registers `worker` with `router` and waits for its id (at most `timeout`). `endpoint`,
-// when given, replaces the setup's (the port is known only once the worker is published).
-Expected<uint32_t> register_worker(caf::actor_system& sys, const RouterActor& router, const WorkerActor& worker,
-                                   std::chrono::milliseconds timeout, const std::string& endpoint = {});
 
 }  // namespace starmesh

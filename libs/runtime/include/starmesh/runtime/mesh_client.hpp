@@ -8,7 +8,7 @@
 #include <chrono>
 #include <functional>
 
-#include "starmesh/runtime/generate_service.hpp"
+#include "starmesh/service/generate_service.hpp"
 #include "starmesh/runtime/messages.hpp"
 
 namespace starmesh {

@@ -13,8 +13,8 @@
 //   driver  -> router   place(id, PlacementAsk)                 -> Placement (reserves KV)
 //   driver  -> worker h encode(EncodeOrder)      for every host -> EncodeReport (phase 1)
 //   driver  -> worker q phase2(Phase2Order)      q: query host  -> CoordinatorActor
-//   coord   -> driver   tokens(id, TokenBatch)*, then done(id, Phase2Report) | failed(id, why)
-//   driver  -> client   tokens(id, ClientChunk)*, then done(id, GenerateSummary) | failed(id, why)
+//   coord   -> driver   tokens(id, TokenBatch)*, then done(id, Phase2Report) | failed(id, Error)
+//   driver  -> client   tokens(id, ClientChunk)*, then done(id, GenerateSummary) | failed(id, Error)
 //   driver  -> worker h free(id)                 for every host -> free KV tokens
 //   driver  -> router   release(id)
 #include <caf/all.hpp>
@@ -24,7 +24,7 @@
 #include <string>
 #include <vector>
 
-#include "starmesh/runtime/generate_service.hpp"
+#include "starmesh/service/generate_service.hpp"
 
 namespace starmesh {
 
@@ -50,6 +50,8 @@ using leave_atom = caf::atom_constant<caf::atom("leave")>;
 using keep_atom = caf::atom_constant<caf::atom("keep")>;
 using drop_atom = caf::atom_constant<caf::atom("drop")>;
 using attach_atom = caf::atom_constant<caf::atom("attach")>;
+using deadline_atom = caf::atom_constant<caf::atom("deadline")>;  // router: a queued request's wait ends
+using ttl_atom = caf::atom_constant<caf::atom("ttl")>;            // router: check a kept context's TTL
 
 // A kept context (encode once, ask many times) is named by the id of the request that
 // encoded it; its KV is booked under this key, apart from the requests' own.
@@ -93,6 +95,11 @@ typename Inspector::result_type inspect(Inspector& f, WorkerView& x) {
 }
 
 // -- the public request, as it travels --------------------------------------------------------
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, Error& x) {
+  return f(caf::meta::type_name("Error"), x.message, x.code);
+}
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, SamplingParams& x) {
@@ -183,14 +190,14 @@ using CoordinatorActor = caf::typed_actor<caf::reacts_to<cancel_atom, uint64_t>,
 // cancel; tick is its own timer.
 using RequestActor = caf::typed_actor<caf::reacts_to<tokens_atom, uint64_t, TokenBatch>,
                                       caf::reacts_to<done_atom, uint64_t, Phase2Report>,
-                                      caf::reacts_to<failed_atom, uint64_t, std::string>,
+                                      caf::reacts_to<failed_atom, uint64_t, Error>,
                                       caf::reacts_to<cancel_atom, uint64_t>,
                                       caf::reacts_to<tick_atom, uint64_t>>;
 
 // Where the router streams a request's result (MeshClient, tests).
 using ClientSinkActor = caf::typed_actor<caf::reacts_to<tokens_atom, uint64_t, ClientChunk>,
                                          caf::reacts_to<done_atom, uint64_t, GenerateSummary>,
-                                         caf::reacts_to<failed_atom, uint64_t, std::string>>;
+                                         caf::reacts_to<failed_atom, uint64_t, Error>>;
 
 // A context worker. encoded and served are internal: a compute thread finished phase 1, a
 // shard loop ended.
@@ -208,7 +215,8 @@ using RouterActor = caf::typed_actor<caf::replies_to<register_atom, WorkerActor,
                                      caf::replies_to<place_atom, uint64_t, PlacementAsk>::with<Placement>,
                                      caf::reacts_to<release_atom, uint64_t>,
                                      caf::replies_to<members_atom>::with<std::vector<WorkerView>>,
-                                     caf::reacts_to<tick_atom, uint64_t>,  // a queued request's wait ends
+                                     caf::reacts_to<deadline_atom, uint64_t>,  // a queued request's wait ends
+                                     caf::reacts_to<ttl_atom, uint64_t>,       // a kept context may have expired
                                      caf::replies_to<leave_atom, WorkerActor>::with<bool>,  // a worker drains
                                      // keep: the request's shards become a kept context;
                                      // attach: place a request (id, context id, local tokens) on one
@@ -330,7 +338,7 @@ typename Inspector::result_type inspect(Inspector& f, TokenBatch& x) {
 struct Phase2Report {
   int64_t query_tokens = 0, generated_tokens = 0;
   double prefill_seconds = 0, decode_seconds = 0;
-  std::string stop_reason;  // "eos", "max_tokens", "cancelled"
+  StopReason stop_reason = StopReason::max_tokens;
 };
 
 template <class Inspector>
@@ -344,10 +352,13 @@ typename Inspector::result_type inspect(Inspector& f, Phase2Report& x) {
 // Registers every type above (and the actor handles) on `cfg`. Call it on every side.
 void register_mesh_types(caf::actor_system_config& cfg);
 
-// The mesh's errors carry a sentence for the user: make one, and read it back from any
-// caf::error (CAF's own errors are rendered by CAF).
-caf::error mesh_error(std::string message);
-std::string describe(const caf::error& e);
+// The mesh's errors carry a code and a sentence for the user: make one from an Error, and read
+// both back from any caf::error (CAF's own errors get a code: a request timeout is `timeout`, a
+// receiver that went away `unavailable`, the rest `internal`, and a message from CAF).
+caf::error mesh_error(Error error);
+caf::error mesh_error(ErrorCode code, std::string message);
+Error to_error(const caf::error& e);
+std::string describe(const caf::error& e);  // to_error(e).message
 
 // "10 s", "0.2 s": durations in messages.
 std::string format_seconds(std::chrono::milliseconds ms);

@@ -11,7 +11,7 @@
 
 #include "starmesh/model/utf8_stream.hpp"
 #include "starmesh/runtime/messages.hpp"
-#include "starmesh/runtime/router.hpp"
+#include "starmesh/runtime/router_context.hpp"
 
 namespace starmesh {
 
@@ -56,7 +56,7 @@ RequestActor::behavior_type request_driver(RequestActor::stateful_pointer<Driver
                                            std::shared_ptr<DriverSetup> setup);
 
 // The context and query tokens of a request, validated ("global" mode folds into one
-// block); an error says what to change.
+// block); an error (invalid_argument) says what to change.
 Expected<RequestTokens> request_tokens(const RouterContext& ctx, const GenerateRequest& r);
 
 }  // namespace starmesh

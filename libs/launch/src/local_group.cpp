@@ -1,4 +1,4 @@
-#include "starmesh/comm/local_group.hpp"
+#include "starmesh/launch/local_group.hpp"
 
 #include <poll.h>
 #include <signal.h>

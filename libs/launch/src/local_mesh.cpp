@@ -1,4 +1,4 @@
-#include "starmesh/runtime/local_mesh.hpp"
+#include "starmesh/launch/local_mesh.hpp"
 
 #include <fcntl.h>
 #include <signal.h>

@@ -1,0 +1,145 @@
+#pragma once
+// The router's policy, as a plain object: which request gets KV now, which waits in the
+// queue and which is refused, and the kept contexts (encode once, ask many times) with their
+// TTL, least-recently-used eviction and references. State in, decisions out, time passed in:
+// the router actor only turns messages and timers into calls here and carries out the
+// Decisions (deliver placements and refusals, tell workers to drop contexts, arm timers).
+// tests/runtime/test_admission_book.cpp covers every rule without CAF.
+//
+// Rules:
+// - Admission: placed at once when nobody waits and it fits the KV free now (nobody jumps the
+//   queue: it would take KV the head waits for); refused (`refused`) when no idle mesh could
+//   hold it; refused (`overloaded`) when the queue is full or queueing is off; else queued,
+//   first come first served, until it fits or its deadline (then placed if it fits by then,
+//   else `timeout`). Idle kept contexts are dropped, least recently used first, whenever that
+//   is what it takes to place something.
+// - Kept contexts: a request's placement becomes a kept context on keep(); a question over
+//   one (attach) books only its query tokens on the context's query host and holds a reference
+//   from the moment it is admitted or queued, so nothing drops the context meanwhile. An idle
+//   context (no references) goes after `context_ttl`, on drop() (or when its last user ends,
+//   if it had users), when its KV is needed, or when a worker holding a shard of it leaves
+//   (when idle) or is lost (at once).
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <vector>
+
+#include "starmesh/core/expected.hpp"
+#include "starmesh/runtime/membership.hpp"
+
+namespace starmesh {
+
+struct AdmissionOptions {
+  std::chrono::milliseconds queue_timeout{60000};  // 0: refuse what does not fit now
+  size_t max_queued = 256;
+  std::chrono::milliseconds context_ttl{1800000};  // 0: kept until their KV is needed
+};
+
+// The timers the router arms: a queued request's deadline, a kept context's TTL check.
+enum class TimerKind : uint8_t { queue_deadline, context_ttl };
+struct TimerOrder {
+  TimerKind kind;
+  uint64_t id;  // the request, or the context
+  std::chrono::milliseconds after;
+};
+
+// What one call decided beyond its own answer; the router carries it out in this order.
+struct Decisions {
+  struct Answer {  // a queued request leaves the queue: placed, or refused with why
+    uint64_t id;
+    Expected<Placement> placement;
+    std::chrono::duration<double> waited;
+  };
+  enum class Why : uint8_t { evicted, ttl, requested, worker_left, worker_lost };
+  struct Dropped {  // a kept context is gone: its workers free its shards
+    uint64_t context_id;
+    Why why;
+    std::vector<WorkerActor> workers;
+  };
+  std::vector<Answer> answers;
+  std::vector<Dropped> dropped;
+  std::vector<TimerOrder> timers;
+};
+
+// The answer to an admission: placed now, queued (answered later through Decisions::answers),
+// or refused.
+struct Admission {
+  enum class Kind : uint8_t { placed, queued, refused } kind = Kind::refused;
+  std::optional<Placement> placement;  // placed
+  Error error;                         // refused
+};
+
+class AdmissionBook {
+ public:
+  using Time = std::chrono::steady_clock::time_point;
+
+  AdmissionBook(std::string model, AdmissionOptions options) : members_(std::move(model)), options_(options) {}
+
+  // The workers: register (add), find, view. After add(), or a worker's loss or leave, call
+  // capacity_changed / worker_lost / worker_leaving so queued requests are looked at again.
+  Membership& members() { return members_; }
+  const Membership& members() const { return members_; }
+
+  // A new request `id` asks for KV.
+  Admission admit(uint64_t id, const PlacementAsk& ask, Time now, Decisions& out);
+  // A question `id` over kept context `context_id` asks for `local_tokens` on its query host.
+  Admission attach(uint64_t id, uint64_t context_id, int64_t local_tokens, Time now, Decisions& out);
+  // The request ended (or its driver went away): its KV, queue entry and reference go.
+  void release(uint64_t id, Time now, Decisions& out);
+  // The request ended keeping its context: its placement becomes kept context `id`. False
+  // when it was not placed or its shards no longer fit the book (the workers drop them).
+  bool keep(uint64_t id, Time now, Decisions& out);
+  // A client drops a kept context (now, or when the requests asking it end).
+  void drop(uint64_t context_id, Time now, Decisions& out);
+
+  // Timers.
+  void queue_deadline(uint64_t id, Time now, Decisions& out);
+  void context_ttl(uint64_t context_id, Time now, Decisions& out);
+
+  // Workers.
+  void capacity_changed(Time now, Decisions& out);  // a worker joined, or KV was freed
+  void worker_leaving(uint32_t worker_id, Time now, Decisions& out);
+  void worker_lost(uint32_t worker_id, Time now, Decisions& out);
+
+  size_t queued() const { return queue_.size(); }
+  size_t kept_contexts() const { return kept_.size(); }
+  bool is_kept(uint64_t context_id) const { return kept_.count(context_id) > 0; }
+  int context_users(uint64_t context_id) const;  // -1: not kept
+
+ private:
+  struct Waiting {
+    uint64_t id;
+    PlacementAsk ask;
+    uint64_t context_id;  // a question over a kept context: ask.local_tokens only
+    Time since;
+  };
+  struct Kept {
+    Placement placement;
+    int users = 0;
+    bool drop_when_idle = false;
+    Time last_used;
+  };
+
+  Admission admit_or_queue(uint64_t id, const PlacementAsk& ask, uint64_t context_id, Time now, Decisions& out);
+  Expected<Placement> try_place(uint64_t id, const PlacementAsk& ask, uint64_t context_id, Time now, Decisions& out);
+  Expected<Placement> place_evicting(uint64_t id, const PlacementAsk& ask, Decisions& out);
+  Expected<Placement> try_attach(uint64_t id, uint64_t context_id, int64_t local_tokens, Time now, Decisions& out);
+  bool fits_when_idle(const PlacementAsk& ask, uint64_t context_id) const;
+  Error never_fits(uint64_t id, const PlacementAsk& ask, uint64_t context_id);
+  bool evict_one(Decisions& out);
+  void drop_context(uint64_t context_id, Decisions::Why why, Decisions& out);
+  void detach(uint64_t id, Time now, Decisions& out);
+  void drain_queue(Time now, Decisions& out);
+  std::vector<uint64_t> contexts_on(uint32_t worker_id) const;
+
+  Membership members_;
+  AdmissionOptions options_;
+  std::deque<Waiting> queue_;
+  std::map<uint64_t, Placement> placements_;  // running requests placed on fresh shards
+  std::map<uint64_t, Kept> kept_;             // by context id
+  std::map<uint64_t, uint64_t> attached_;     // request id -> the kept context it uses
+};
+
+}  // namespace starmesh

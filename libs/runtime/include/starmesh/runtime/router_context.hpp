@@ -1,0 +1,37 @@
+#pragma once
+// What the router and its request drivers read: the options, the model's config and tokenizer
+// (immutable once loaded), and the metrics both update.
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "starmesh/model/llama_config.hpp"
+#include "starmesh/model/tokenizer.hpp"
+#include "starmesh/runtime/admission_book.hpp"
+#include "starmesh/runtime/mesh_metrics.hpp"
+
+namespace starmesh {
+
+struct RouterOptions {
+  std::string model_dir;      // tokenizer.json and config.json (the workers load the weights)
+  int64_t block_size = 1024;  // when a request says 0
+  // Control messages (placement, starting phase 2, registration): a worker that does not
+  // answer within this fails the request with its name.
+  std::chrono::milliseconds control_timeout{10000};
+  std::chrono::milliseconds phase1_timeout{600000};  // one worker's phase 1
+  std::chrono::milliseconds step_timeout{60000};     // between two tokens (and for the first)
+  // The queue and kept contexts (admission_book.hpp has the rules).
+  AdmissionOptions admission;
+};
+
+struct RouterContext {
+  RouterOptions options;
+  LlamaConfig config;
+  Tokenizer tokenizer;
+  std::string model;  // model_signature(config)
+  std::shared_ptr<RouterMetrics> metrics = std::make_shared<RouterMetrics>();  // updated by router and drivers
+};
+
+Expected<std::shared_ptr<const RouterContext>> load_router_context(const RouterOptions& options);
+
+}  // namespace starmesh

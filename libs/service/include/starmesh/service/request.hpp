@@ -1,0 +1,64 @@
+#pragma once
+// The service contract's data: one generate request, the chunks of tokens streamed back, and
+// the summary at the end. Plain structs over core only: API clients and servers see these and
+// nothing of the mesh (CAF) or the compute stack.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "starmesh/core/sampling_params.hpp"
+
+namespace starmesh {
+
+// How the context is encoded. Closed set: the schema's Mode enum mirrors it.
+enum class AttentionMode : uint8_t {
+  star,    // blockwise with an anchor (phase 1), exact attention for query and output (phase 2)
+  global,  // plain global attention over context + query (reference, short contexts)
+};
+
+// Why generation stopped. Closed set: the schema's StopReason enum mirrors it.
+enum class StopReason : uint8_t {
+  eos,         // the model produced an end-of-sequence token
+  max_tokens,  // max_new_tokens were generated
+  cancelled,   // the client cancelled (or disconnected)
+};
+
+std::string_view to_string(AttentionMode mode);
+std::string_view to_string(StopReason reason);
+std::optional<AttentionMode> attention_mode_from_string(std::string_view text);  // "star", "global"
+std::optional<StopReason> stop_reason_from_string(std::string_view text);
+
+struct GenerateRequest {
+  // Text or token ids (ids win when given). The context may be empty in global mode.
+  std::string context_text, query_text;
+  std::vector<int32_t> context_ids, query_ids;
+  bool add_bos = true;
+  AttentionMode mode = AttentionMode::star;
+  int64_t block_size = 0;    // 0: the server's default
+  int64_t anchor_size = -1;  // -1: = block_size; 0: no anchor
+  int max_hosts = 0;         // 0: every available worker
+  int max_new_tokens = 64;
+  SamplingParams sampling;
+  // Encode once, ask many times: keep_context keeps the context's KV on its workers after
+  // this request (the summary names it); context_id asks a new query over a kept context
+  // (give no context then). Kept contexts go when KV is needed for other work, oldest first.
+  bool keep_context = false;
+  uint64_t context_id = 0;
+};
+
+struct TokenChunk {
+  std::vector<int32_t> ids;
+  std::string text;  // the decoded text of these ids (UTF-8 complete)
+};
+
+struct GenerateSummary {
+  int64_t context_tokens = 0, query_tokens = 0, generated_tokens = 0;
+  int hosts = 0;
+  double phase1_seconds = 0, phase2_prefill_seconds = 0, decode_seconds = 0;
+  StopReason stop_reason = StopReason::max_tokens;
+  uint64_t context_id = 0;  // the kept context this request made or used (0: none)
+};
+
+}  // namespace starmesh
