@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <numeric>
 #include <random>
+#include <atomic>
+#include <mutex>
 
 #include "starmesh/attention/star_session.hpp"
 #include "starmesh/model/generator.hpp"
@@ -157,4 +159,28 @@ TEST_CASE_FIXTURE(Golden, "the engine agrees with an independent float64 Star At
     CAPTURE(v.anchor);
     CHECK(test::relative_error(got, want) < 1e-5);
   }
+}
+
+TEST_CASE_FIXTURE(Golden, "encode_host, the servers' phase 1: the same KV as encode_shard, and a stop flag ends it between blocks") {
+  const auto ctx = random_ids(100, 9);
+  auto plan = plan_blocks(100, 16, 8, 3).value();
+  auto anchor = encode_anchor(model, plan, ctx).value();
+  std::mutex compute;
+  std::atomic<bool> stop{false};
+  for (int h = 0; h < 3; ++h) {
+    auto want = encode_shard(model, plan, h, ctx, &anchor).value();
+    auto got = encode_host(model, plan, h, ctx, EncodeControl{&compute, &stop}).value();
+    CHECK(got.begin == want.begin);
+    CHECK(got.end == want.end);
+    for (int l = 0; l < model.layers(); ++l) {
+      CHECK(test::relative_error(got.cache.keys(l).to_f32_vector(), want.cache.keys(l).to_f32_vector()) == 0);
+      CHECK(test::relative_error(got.cache.values(l).to_f32_vector(), want.cache.values(l).to_f32_vector()) == 0);
+    }
+  }
+  stop = true;
+  auto stopped = encode_host(model, plan, 1, ctx, EncodeControl{&compute, &stop});
+  REQUIRE_FALSE(stopped);
+  CHECK(stopped.code() == ErrorCode::cancelled);
+  CHECK(compute.try_lock());  // not left held
+  compute.unlock();
 }

@@ -159,6 +159,7 @@ TEST_CASE_FIXTURE(ProcessMesh, "a worker process that stops answering: the reque
   MESSAGE(why << " (after " << waited << " s)");
   CHECK(why.find("did not") != std::string::npos);
   CHECK(why.find("within 2 s") != std::string::npos);
+  CHECK(got.code() == ErrorCode::timeout);  // the code crossed processes with the message
   CHECK(why.find("at 127.0.0.1:") != std::string::npos);
   CHECK(waited < 10);
   REQUIRE(mesh->signal_worker(0, SIGCONT));
@@ -238,6 +239,7 @@ TEST_CASE_FIXTURE(ProcessMesh, "a mesh too small for the context refuses with th
   MESSAGE(got.error().message);
   CHECK(got.error().message.find("not enough free KV capacity") != std::string::npos);
   CHECK(got.error().message.find("1200 free tokens") != std::string::npos);
+  CHECK(got.code() == ErrorCode::refused);
 }
 
 TEST_CASE_FIXTURE(ProcessMesh, "a router that dies and comes back: the workers register again and serve") {

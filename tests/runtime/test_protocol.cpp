@@ -246,6 +246,7 @@ TEST_CASE_FIXTURE(Deterministic, "a worker that does not answer phase 1: timeout
   REQUIRE(out->done.has_value());
   REQUIRE_FALSE(*out->done);
   CHECK(out->done->error().message == "worker 2 at w2:1 did not finish phase 1 within 3 s");
+  CHECK(out->done->code() == ErrorCode::timeout);
   CHECK(log->lines.back() == "client failed");
   CHECK(std::count(log->lines.begin(), log->lines.end(), "w1 free 1") == 1);
   CHECK(std::count(log->lines.begin(), log->lines.end(), "w2 free 1") == 1);
@@ -262,6 +263,7 @@ TEST_CASE_FIXTURE(Deterministic, "a query host that does not answer the start of
   REQUIRE(out->done.has_value());
   REQUIRE_FALSE(*out->done);
   CHECK(out->done->error().message == "worker 1 at w1:1 did not answer within 1 s (starting phase 2)");
+  CHECK(out->done->code() == ErrorCode::timeout);
 }
 
 TEST_CASE_FIXTURE(Deterministic, "a coordinator that goes quiet: the step timeout ends the request") {
@@ -285,6 +287,7 @@ TEST_CASE_FIXTURE(Deterministic, "a worker that refuses for lack of capacity: it
   REQUIRE_FALSE(*out->done);
   CHECK(out->done->error().message ==
         "worker 2 at w2:1: refused: request 1 needs 600 KV tokens here but only 4096 of 4096 are free");
+  CHECK(out->done->code() == ErrorCode::overloaded);  // the worker's code, through the driver
   for (const auto& w : members()) CHECK(w.reserved == 0);
 }
 
@@ -297,6 +300,7 @@ TEST_CASE_FIXTURE(Deterministic, "the router refuses a request the workers canno
   REQUIRE_FALSE(*out->done);
   CHECK(out->done->error().message.find("not enough free KV capacity") != std::string::npos);
   CHECK(out->done->error().message.find("200 free tokens") != std::string::npos);
+  CHECK(out->done->code() == ErrorCode::refused);
   CHECK(std::none_of(log->lines.begin(), log->lines.end(),
                      [](const std::string& l) { return l.find("encode") != std::string::npos; }));
 }
@@ -324,6 +328,7 @@ TEST_CASE_FIXTURE(Deterministic, "bad requests are refused with what to change")
   sched.run();
   REQUIRE(out->done.has_value());
   CHECK(out->done->error().message.find("star mode needs a context") != std::string::npos);
+  CHECK(out->done->code() == ErrorCode::invalid_argument);
   r = request(10, 0);
   out = submit(r);
   sched.run();
@@ -413,6 +418,7 @@ TEST_CASE_FIXTURE(ShortQueue, "a queued request gives up after the queue timeout
   const std::string& why = second->done->error().message;
   CAPTURE(why);
   CHECK(why.find("no KV capacity freed up for this request within 1 s in the queue") != std::string::npos);
+  CHECK(second->done->code() == ErrorCode::timeout);
   CHECK(why.find("not enough free KV capacity") != std::string::npos);
   CHECK(count_with(log->lines, "encode") == 2);  // only the first one's
   CHECK_FALSE(first->done.has_value());
@@ -480,4 +486,5 @@ TEST_CASE_FIXTURE(Deterministic, "a question over a kept context waits for its q
   REQUIRE(refused->done.has_value());
   REQUIRE_FALSE(*refused->done);
   CHECK(refused->done->error().message.find("context " + std::to_string(cid)) != std::string::npos);
+  CHECK(refused->done->code() == ErrorCode::refused);
 }

@@ -5,13 +5,6 @@
 namespace starmesh {
 namespace {
 
-std::string seconds_text(std::chrono::milliseconds ms) {
-  std::string t = std::to_string(double(ms.count()) / 1000.0);
-  t.erase(t.find_last_not_of('0') + 1);
-  if (!t.empty() && t.back() == '.') t.pop_back();
-  return t + " s";
-}
-
 Error not_kept(uint64_t context_id) {
   return make_error(ErrorCode::not_found, "context ", context_id,
                     " is not kept (dropped to make room for other work, or never kept): send the context again");
@@ -222,7 +215,7 @@ void AdmissionBook::queue_deadline(uint64_t id, Time now, Decisions& out) {
   } else {
     out.answers.push_back({id,
                            make_error(ErrorCode::timeout, "no KV capacity freed up for this request within ",
-                                      seconds_text(options_.queue_timeout), " in the queue (", ahead,
+                                      format_seconds(options_.queue_timeout), " in the queue (", ahead,
                                       " requests ahead of it): ", p.error().message),
                            now - w.since});
     detach(id, now, out);  // a question that gave up no longer holds its context

@@ -31,14 +31,18 @@ Expected<uint32_t> Membership::add(WorkerActor handle, WorkerInfo info) {
 }
 
 std::optional<WorkerView> Membership::remove(const caf::actor_addr& who) {
-  for (auto it = workers_.begin(); it != workers_.end(); ++it) {
-    if (it->second.handle.address() != who) continue;
-    WorkerView v = it->second.view;
-    workers_.erase(it);
-    if (workers_.empty()) data_plane_.clear();
-    return v;
-  }
+  for (const auto& [id, e] : workers_)
+    if (e.handle.address() == who) return remove(id);
   return std::nullopt;
+}
+
+std::optional<WorkerView> Membership::remove(uint32_t id) {
+  auto it = workers_.find(id);
+  if (it == workers_.end()) return std::nullopt;
+  WorkerView v = it->second.view;
+  workers_.erase(it);
+  if (workers_.empty()) data_plane_.clear();
+  return v;
 }
 
 // The placement of `ask` if every worker had `free_of(entry)` tokens free; nothing booked.
@@ -84,12 +88,16 @@ Expected<std::optional<Placement>> plan_on(const std::map<uint32_t, Membership::
 }
 
 std::optional<WorkerView> Membership::drain(const caf::actor_addr& who) {
-  for (auto& [id, e] : workers_)
-    if (e.handle.address() == who) {
-      e.view.draining = true;
-      return e.view;
-    }
+  for (const auto& [id, e] : workers_)
+    if (e.handle.address() == who) return drain(id);
   return std::nullopt;
+}
+
+std::optional<WorkerView> Membership::drain(uint32_t id) {
+  auto it = workers_.find(id);
+  if (it == workers_.end()) return std::nullopt;
+  it->second.view.draining = true;
+  return it->second.view;
 }
 
 Expected<Placement> Membership::place(uint64_t request_id, const PlacementAsk& ask) {

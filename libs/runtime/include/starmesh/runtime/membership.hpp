@@ -24,9 +24,11 @@ class Membership {
   Expected<uint32_t> add(WorkerActor handle, WorkerInfo info);
   // Forgets the worker behind `who` (its actor went down); returns it if it was known.
   std::optional<WorkerView> remove(const caf::actor_addr& who);
+  std::optional<WorkerView> remove(uint32_t id);
   // The worker behind `who` is leaving: no new placement goes to it (its running requests
   // finish). Returns it if it was known.
   std::optional<WorkerView> drain(const caf::actor_addr& who);
+  std::optional<WorkerView> drain(uint32_t id);
 
   // Plans the blocks of a request and places them on workers with free KV: as many hosts
   // as allowed, the query host on the worker with the most free KV. Reserves the tokens
