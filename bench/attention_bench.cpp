@@ -124,9 +124,9 @@ int main(int argc, char** argv) {
     // kernel with the other CTA order, without ping-pong, without overlap, with the other
     // rescale choice; for partials, the other split-KV kernel.
     std::vector<starmesh::kernels::AttentionPlan> plans = {chosen};
-    if (!chosen.use_wgmma) {  // few rows: the other split-KV kernel
+    if (!chosen.use_wgmma) {                                              // few rows: the other split-KV kernel
       auto other = starmesh::kernels::plan_attention(a, num_sms, false);  // mma.sync
-      if (!chosen.use_wgmma_partial) {  // the wgmma one, as the plan would set it up
+      if (!chosen.use_wgmma_partial) {                                    // the wgmma one, as the plan would set it up
         auto forced = a;
         forced.nq = std::max(a.nq, 17 * a.hkv / a.hq + 1);  // more than 16 rows: the plan picks it
         other = starmesh::kernels::plan_attention(forced, num_sms, true);
@@ -196,11 +196,13 @@ int main(int argc, char** argv) {
         rate = 2.0 * double(nk_el) * 2 / (ms * 1e-3) / 1e12;
         unit = "TB/s";
       }
-      std::printf("%-22s %10.3f %12.1f %10s err=%.2e %s splits=%d pack=%d skip=%d wgmma=%d partial_wgmma=%d pingpong=%d overlap=%d group_order=%d lazy=%d%s\n",
-                  s.name.c_str(), ms, unit[1] == 'B' ? rate * 1000 : rate, unit[1] == 'B' ? "GB/s" : unit, worst,
-                  all_finite && worst < 2e-2 ? "ok" : "FAIL", plan.splits, int(plan.pack_heads),
-                  int(plan.skip_idle_warps), int(plan.use_wgmma), int(plan.use_wgmma_partial), int(plan.wgmma_pingpong), int(plan.wgmma_overlap), int(plan.wgmma_group_order), int(plan.wgmma_lazy_rescale),
-                  variant == 0 ? " (chosen)" : "");
+      std::printf(
+          "%-22s %10.3f %12.1f %10s err=%.2e %s splits=%d pack=%d skip=%d wgmma=%d partial_wgmma=%d pingpong=%d "
+          "overlap=%d group_order=%d lazy=%d%s\n",
+          s.name.c_str(), ms, unit[1] == 'B' ? rate * 1000 : rate, unit[1] == 'B' ? "GB/s" : unit, worst,
+          all_finite && worst < 2e-2 ? "ok" : "FAIL", plan.splits, int(plan.pack_heads), int(plan.skip_idle_warps),
+          int(plan.use_wgmma), int(plan.use_wgmma_partial), int(plan.wgmma_pingpong), int(plan.wgmma_overlap),
+          int(plan.wgmma_group_order), int(plan.wgmma_lazy_rescale), variant == 0 ? " (chosen)" : "");
       if (ws) cudaFree(ws);
     }
     cudaFree(dq);

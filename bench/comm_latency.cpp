@@ -6,7 +6,6 @@
 // W processes forked on this machine, warm-up, then the round trip of each iteration at
 // rank 0; the table gives median and p99 in microseconds.
 #include <CLI/CLI.hpp>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -126,7 +125,8 @@ int main(int argc, char** argv) {
       auto results = run_local_group(
           w,
           [&](LocalBootstrap& b) -> Status {
-            SM_ASSIGN(t, connect_ucx(b, UcxOptions{.transports = tls, .net_devices = "lo",
+            SM_ASSIGN(t, connect_ucx(b, UcxOptions{.transports = tls,
+                                                   .net_devices = "lo",
                                                    .spin_before_yield = std::chrono::microseconds(spin_us)}));
             for (const QShape& base : parsed)
               for (int64_t n_q : n_qs) {

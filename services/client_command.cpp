@@ -12,9 +12,9 @@
 #include <vector>
 
 #include "commands.hpp"
-#include "token_ids.hpp"
 #include "starmesh/api/api_client.hpp"
 #include "starmesh/api/api_server.hpp"
+#include "token_ids.hpp"
 
 namespace starmesh::cli {
 namespace {
@@ -124,8 +124,8 @@ int run_info(const std::string& address, const std::string& token_file) {
   if (!client) return fail(client.error().message);
   auto info = (*client)->info();
   if (!info) return fail(info.error().message);
-  fmt::print("model: {}\nworkers: {}\nversion: {}\nmax context tokens: {}\n", info->model, info->workers,
-             info->version, info->max_context_tokens);
+  fmt::print("model: {}\nworkers: {}\nversion: {}\nmax context tokens: {}\n", info->model, info->workers, info->version,
+             info->max_context_tokens);
   return 0;
 }
 
@@ -175,7 +175,8 @@ void add_client_command(CLI::App& app, int& exit_code) {
   auto drop = std::make_shared<ClientOptions>();
   CLI::App* drop_cmd = client->add_subcommand("drop-context", "Free a context kept with --keep-context");
   drop_cmd->add_option("--connect", drop->connect, "Server address, host:port")->required();
-  drop_cmd->add_option("--token-file", drop->token_file, "Log in with the token in this file (else $STARMESH_API_TOKEN)");
+  drop_cmd->add_option("--token-file", drop->token_file,
+                       "Log in with the token in this file (else $STARMESH_API_TOKEN)");
   drop_cmd->add_option("--context-id", drop->request.context_id, "The kept context")->required();
   drop_cmd->callback([drop, &exit_code] {
     auto token = credentials(drop->token_file);

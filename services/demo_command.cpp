@@ -16,9 +16,9 @@
 #include "commands.hpp"
 #include "starmesh/attention/star_session.hpp"
 #include "starmesh/backend/device.hpp"
+#include "starmesh/launch/local_mesh.hpp"
 #include "starmesh/model/generator.hpp"
 #include "starmesh/model/tokenizer.hpp"
-#include "starmesh/launch/local_mesh.hpp"
 #include "starmesh/runtime/mesh_config.hpp"
 
 namespace starmesh::cli {
@@ -55,9 +55,10 @@ std::string make_document(const Tokenizer& tok, int64_t tokens) {
   std::string doc = "The logbooks of the northern lighthouses, copied out in full.\n";
   std::vector<size_t> line_ends;
   for (int i = 1;; ++i) {
-    doc += fmt::format("Entry {}: in the year {}, the keeper of lighthouse {} counted {} ships, kept the lamp lit "
-                       "for {} hours, and wrote that the sea was {}.\n",
-                       i, 1850 + (i * 7) % 90, 1 + (i * 13) % 97, (i * 37) % 211, 6 + (i * 11) % 13, seas[i % 6]);
+    doc += fmt::format(
+        "Entry {}: in the year {}, the keeper of lighthouse {} counted {} ships, kept the lamp lit "
+        "for {} hours, and wrote that the sea was {}.\n",
+        i, 1850 + (i * 7) % 90, 1 + (i * 13) % 97, (i * 37) % 211, 6 + (i * 11) % 13, seas[i % 6]);
     line_ends.push_back(doc.size());
     if (i % 8 == 0 && int64_t(tok.encode(doc, true).size()) > tokens) break;
   }
@@ -116,8 +117,8 @@ Expected<Answer> ask(MeshClient& client, const GenerateOrder& order) {
 
 // The same plan in one process (simulated hosts one after the other): the tokens of both
 // questions must be identical to the mesh's. Prints the comparison; false when they differ.
-Expected<bool> verify(const DemoFlags& f, const DeviceSpec& device, const std::vector<int32_t>& context,
-                      int hosts, const std::vector<std::pair<std::vector<int32_t>, std::vector<int32_t>>>& asked) {
+Expected<bool> verify(const DemoFlags& f, const DeviceSpec& device, const std::vector<int32_t>& context, int hosts,
+                      const std::vector<std::pair<std::vector<int32_t>, std::vector<int32_t>>>& asked) {
   const auto t0 = Clock::now();
   ThreadPool pool(f.threads);
   SM_ASSIGN(be, make_backend(device, pool));
@@ -128,10 +129,15 @@ Expected<bool> verify(const DemoFlags& f, const DeviceSpec& device, const std::v
   bool same = true;
   double phase1 = 0, prefill = 0, tps = 0;
   for (const auto& [query, got] : asked) {  // a fresh session per question (its own query cache)
-    SM_ASSIGN(star, StarSession::encode(model, context, {f.block_size, -1, hosts}, int64_t(query.size()) + f.max_tokens));
+    SM_ASSIGN(star,
+              StarSession::encode(model, context, {f.block_size, -1, hosts}, int64_t(query.size()) + f.max_tokens));
     std::vector<int32_t> want;
-    SM_ASSIGN(g, generate_with(*be, [&](std::span<const int32_t> x) { return star->step(x); }, query, p,
-                               [&](int32_t t) { want.push_back(t); return true; }));
+    SM_ASSIGN(g, generate_with(
+                     *be, [&](std::span<const int32_t> x) { return star->step(x); }, query, p,
+                     [&](int32_t t) {
+                       want.push_back(t);
+                       return true;
+                     }));
     same = same && want == got;
     if (phase1 == 0) {
       phase1 = star->phase1_seconds();
@@ -139,10 +145,11 @@ Expected<bool> verify(const DemoFlags& f, const DeviceSpec& device, const std::v
       tps = g.generated_tokens > 1 ? double(g.generated_tokens - 1) / g.decode_seconds : 0;
     }
   }
-  fmt::print("check: the single-process Star Attention engine (same plan, {} simulated hosts one after the other) "
-             "gives {} tokens for both questions; there: phase 1 {:.1f} ms, prefill {:.1f} ms, {:.1f} tok/s decode "
-             "({:.2f} s in all)\n",
-             hosts, same ? "the same" : "DIFFERENT", phase1 * 1e3, prefill * 1e3, tps, since(t0));
+  fmt::print(
+      "check: the single-process Star Attention engine (same plan, {} simulated hosts one after the other) "
+      "gives {} tokens for both questions; there: phase 1 {:.1f} ms, prefill {:.1f} ms, {:.1f} tok/s decode "
+      "({:.2f} s in all)\n",
+      hosts, same ? "the same" : "DIFFERENT", phase1 * 1e3, prefill * 1e3, tps, since(t0));
   return same;
 }
 
@@ -240,8 +247,9 @@ int run_demo(const DemoFlags& f) {
   auto second = ask((*mesh)->client(), again);
   fmt::print("\n");
   if (!second) return give_up(second.error());
-  fmt::print("\nno phase 1 (attached to the kept shards in {:.1f} ms); first token after {:.1f} ms, last after {:.1f} ms\n",
-             second->summary.phase1_seconds * 1e3, second->first_token * 1e3, second->end_to_end * 1e3);
+  fmt::print(
+      "\nno phase 1 (attached to the kept shards in {:.1f} ms); first token after {:.1f} ms, last after {:.1f} ms\n",
+      second->summary.phase1_seconds * 1e3, second->first_token * 1e3, second->end_to_end * 1e3);
   (*mesh)->stop();
 
   int code = 0;
@@ -251,8 +259,10 @@ int run_demo(const DemoFlags& f) {
     if (!same) return fail(same.error().message);
     if (!*same) code = 1;
   }
-  if (own_logs && code == 0) std::filesystem::remove_all(logs);
-  else fmt::print("logs: {}\n", logs);
+  if (own_logs && code == 0)
+    std::filesystem::remove_all(logs);
+  else
+    fmt::print("logs: {}\n", logs);
   return code;
 }
 

@@ -10,13 +10,13 @@
 #include <vector>
 
 #include "commands.hpp"
-#include "token_ids.hpp"
 #include "starmesh/attention/star_session.hpp"
 #include "starmesh/backend/device.hpp"
 #include "starmesh/model/generator.hpp"
 #include "starmesh/model/tokenizer.hpp"
 #include "starmesh/model/utf8_stream.hpp"
 #include "starmesh/service/request.hpp"
+#include "token_ids.hpp"
 
 namespace starmesh::cli {
 namespace {
@@ -144,7 +144,8 @@ int run_generate(const GenerateOptions& o) {
 
 void add_generate_command(CLI::App& app, int& exit_code) {
   auto opts = std::make_shared<GenerateOptions>();
-  CLI::App* cmd = app.add_subcommand("generate", "Generate text in one process (global or Star Attention, CPU or CUDA)");
+  CLI::App* cmd =
+      app.add_subcommand("generate", "Generate text in one process (global or Star Attention, CPU or CUDA)");
   cmd->add_option("--model", opts->model_dir, "HF Llama checkpoint folder (config.json, safetensors, tokenizer.json)")
       ->capture_default_str();
   auto* prompt = cmd->add_option("--prompt", opts->prompt, "Prompt text (a query without context)");

@@ -28,16 +28,22 @@ Expected<HostPort> parse_host_port(const std::string& text, const char* flag) {
 
 Expected<UcxOptions> ucx_options(const std::string& transport, const std::string& net_devices) {
   UcxOptions ucx;
-  if (transport == "ucx-tcp") ucx.transports = "tcp";
-  else if (transport == "ucx-shm") ucx.transports = "shm";
-  else if (transport == "ucx-auto") ucx.transports = "auto";
-  else return make_error(ErrorCode::invalid_argument, "--transport must be ucx-tcp, ucx-shm or ucx-auto, got '", transport, "'");
+  if (transport == "ucx-tcp")
+    ucx.transports = "tcp";
+  else if (transport == "ucx-shm")
+    ucx.transports = "shm";
+  else if (transport == "ucx-auto")
+    ucx.transports = "auto";
+  else
+    return make_error(ErrorCode::invalid_argument, "--transport must be ucx-tcp, ucx-shm or ucx-auto, got '", transport,
+                      "'");
   ucx.net_devices = net_devices;
   return ucx;
 }
 
 Expected<std::unique_ptr<metrics::HttpEndpoint>> serve_metrics(const metrics::Registry& registry,
-                                                               const std::string& listen, const std::string& port_file) {
+                                                               const std::string& listen,
+                                                               const std::string& port_file) {
   if (listen.empty()) {
     if (!port_file.empty()) return make_error("--metrics-port-file needs --metrics-listen");
     return std::unique_ptr<metrics::HttpEndpoint>();

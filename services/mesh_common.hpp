@@ -3,9 +3,8 @@
 // logs on stderr, and waiting for SIGINT/SIGTERM.
 #include <chrono>
 #include <cstdint>
-#include <string>
-
 #include <memory>
+#include <string>
 
 #include "starmesh/comm/ucx_transport.hpp"
 #include "starmesh/core/expected.hpp"

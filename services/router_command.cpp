@@ -32,7 +32,6 @@ struct RouterFlags {
   int actor_threads = 2;
 };
 
-
 int fail(const std::string& what) {
   fmt::print(stderr, "error: {}\n", what);
   return 1;
@@ -88,15 +87,18 @@ int run_router(const RouterFlags& f) {
       spdlog::warn("the public API is open: any client may use it (give --api-tokens-file to require a login)");
     }
     const std::string model_name = std::filesystem::path(f.model_dir).filename().string();
-    auto started = ApiServer::start(service, f.api_listen, [&service, model_name] {
-      ServerInfo info;
-      info.model = model_name;
-      if (auto m = service.members()) {
-        info.workers = uint32_t(m->size());
-        for (const WorkerView& w : *m) info.max_context_tokens += std::max<int64_t>(0, w.info.kv_free - w.reserved);
-      }
-      return info;
-    }, std::move(tokens));
+    auto started = ApiServer::start(
+        service, f.api_listen,
+        [&service, model_name] {
+          ServerInfo info;
+          info.model = model_name;
+          if (auto m = service.members()) {
+            info.workers = uint32_t(m->size());
+            for (const WorkerView& w : *m) info.max_context_tokens += std::max<int64_t>(0, w.info.kv_free - w.reserved);
+          }
+          return info;
+        },
+        std::move(tokens));
     if (!started) return fail(started.error().message);
     api = std::move(*started);
     spdlog::info("public API on {}", f.api_listen);
@@ -124,13 +126,15 @@ void add_router_command(CLI::App& app, int& exit_code) {
   auto f = std::make_shared<RouterFlags>();
   CLI::App* cmd = app.add_subcommand("router", "Run the mesh router: workers register here, requests are placed here");
   cmd->fallthrough();  // --config (in starmesh_main.cpp) reads a [router] / [worker] section
-  cmd->add_option("--listen", f->listen, "HOST:PORT for workers and clients (port 0: any free one)")->capture_default_str();
+  cmd->add_option("--listen", f->listen, "HOST:PORT for workers and clients (port 0: any free one)")
+      ->capture_default_str();
   cmd->add_option("--model", f->model_dir, "Model folder (config.json, tokenizer.json) the workers serve")
       ->capture_default_str();
   cmd->add_option("--block-size", f->block_size, "Default context block size in tokens")->capture_default_str();
   cmd->add_option("--control-timeout", f->control_timeout, "Seconds a worker may take to answer a control message")
       ->capture_default_str();
-  cmd->add_option("--phase1-timeout", f->phase1_timeout, "Seconds a worker may take for phase 1")->capture_default_str();
+  cmd->add_option("--phase1-timeout", f->phase1_timeout, "Seconds a worker may take for phase 1")
+      ->capture_default_str();
   cmd->add_option("--step-timeout", f->step_timeout, "Seconds between two generated tokens before a request fails")
       ->capture_default_str();
   cmd->add_option("--queue-timeout", f->queue_timeout,
@@ -139,7 +143,8 @@ void add_router_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--context-ttl", f->context_ttl,
                   "Seconds a kept context may sit unused before it is dropped (0: until its KV is needed)")
       ->capture_default_str();
-  cmd->add_option("--max-queued", f->max_queued, "Requests that may wait for KV capacity at once")->capture_default_str();
+  cmd->add_option("--max-queued", f->max_queued, "Requests that may wait for KV capacity at once")
+      ->capture_default_str();
   cmd->add_option("--port-file", f->port_file, "Write the port listened on to this file");
   cmd->add_option("--api-listen", f->api_listen, "HOST:PORT of the public API (Cap'n Proto); empty: off");
   cmd->add_option("--api-tokens-file", f->api_tokens_file,

@@ -118,13 +118,15 @@ int run_worker(const WorkerFlags& f) {
 
 void add_worker_command(CLI::App& app, int& exit_code) {
   auto f = std::make_shared<WorkerFlags>();
-  CLI::App* cmd = app.add_subcommand("worker", "Run a context worker: one device, one KV pool, registered with a router");
+  CLI::App* cmd =
+      app.add_subcommand("worker", "Run a context worker: one device, one KV pool, registered with a router");
   cmd->fallthrough();  // --config (in starmesh_main.cpp) reads a [router] / [worker] section
   cmd->add_option("--router", f->router, "HOST:PORT of the router")->required();
   cmd->add_option("--listen", f->listen, "HOST:PORT where this worker's actor listens (port 0: any free one)")
       ->capture_default_str();
   cmd->add_option("--model", f->model_dir, "Model folder (HF Llama checkpoint)")->capture_default_str();
-  cmd->add_option("--device", f->device, "cpu (one CPU slot), cuda (one GPU: pick it with CUDA_VISIBLE_DEVICES) or auto")
+  cmd->add_option("--device", f->device,
+                  "cpu (one CPU slot), cuda (one GPU: pick it with CUDA_VISIBLE_DEVICES) or auto")
       ->capture_default_str();
   cmd->add_option("--capacity", f->capacity, "KV pool size in tokens")->capture_default_str();
   cmd->add_option("--threads", f->threads, "Compute threads of the CPU backend (0: all cores)")->capture_default_str();
@@ -136,7 +138,8 @@ void add_worker_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--metrics-listen", f->metrics_listen, "HOST:PORT of the Prometheus /metrics endpoint; empty: off");
   cmd->add_option("--metrics-port-file", f->metrics_port_file, "Write the metrics port to this file");
   cmd->add_option("--drain-timeout", f->drain_timeout,
-                  "On SIGTERM/SIGINT: seconds to let running requests finish (new ones go elsewhere); a second signal stops at once")
+                  "On SIGTERM/SIGINT: seconds to let running requests finish (new ones go elsewhere); a second signal "
+                  "stops at once")
       ->capture_default_str();
   cmd->add_option("--register-timeout", f->register_timeout, "Seconds to wait for the router")->capture_default_str();
   cmd->add_option("--actor-threads", f->actor_threads, "Threads of the actor scheduler")->capture_default_str();

@@ -165,8 +165,8 @@ template <int D, bool SkipIdle>
 cudaError_t launch(const KernelArgs& ka, dim3 grid, cudaStream_t stream) {
   using Cfg = AttnConfig<D, SkipIdle>;
   // Above 48 KB of dynamic shared memory needs the opt-in (cheap; done every launch).
-  const cudaError_t e = cudaFuncSetAttribute(attention_kernel<Cfg>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                             int(Cfg::kSmemBytes));
+  const cudaError_t e =
+      cudaFuncSetAttribute(attention_kernel<Cfg>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Cfg::kSmemBytes));
   if (e != cudaSuccess) return e;
   attention_kernel<Cfg><<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(ka);
   return cudaGetLastError();
@@ -254,9 +254,14 @@ cudaError_t attention_forward(const AttentionArgs& a, const AttentionPlan& plan,
   } else {
     const bool skip = plan.skip_idle_warps;
     switch (a.d) {  // compile-time head dims; anything else is refused
-      case 64: e = skip ? launch<64, true>(ka, grid, stream) : launch<64, false>(ka, grid, stream); break;
-      case 128: e = skip ? launch<128, true>(ka, grid, stream) : launch<128, false>(ka, grid, stream); break;
-      default: return cudaErrorNotSupported;
+      case 64:
+        e = skip ? launch<64, true>(ka, grid, stream) : launch<64, false>(ka, grid, stream);
+        break;
+      case 128:
+        e = skip ? launch<128, true>(ka, grid, stream) : launch<128, false>(ka, grid, stream);
+        break;
+      default:
+        return cudaErrorNotSupported;
     }
   }
   if (e != cudaSuccess || !ka.partial) return e;

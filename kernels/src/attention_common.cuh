@@ -13,17 +13,17 @@ struct KernelArgs {
   const __nv_bfloat16* q;
   const __nv_bfloat16* k;
   const __nv_bfloat16* v;
-  void* o;       // bf16 [nq, hq, d], or f32 [splits, nq, hq, d] when partial
-  float* lse;    // f32 [nq, hq], or [splits, nq, hq]
+  void* o;     // bf16 [nq, hq, d], or f32 [splits, nq, hq, d] when partial
+  float* lse;  // f32 [nq, hq], or [splits, nq, hq]
   int nq, nk, hq, hkv, group;
-  int rows;      // query rows per head slot: nq, or nq * group when packing heads
+  int rows;  // query rows per head slot: nq, or nq * group when packing heads
   bool causal;
   int64_t diagonal;
   float scale_log2;  // scale * log2(e)
   bool pack_heads;
   int keys_per_split;
-  bool partial;  // write f32 partial states at blockIdx.z
-  bool group_order;  // wgmma kernel: blockIdx.x runs over (row block, q head of the group)
+  bool partial;       // write f32 partial states at blockIdx.z
+  bool group_order;   // wgmma kernel: blockIdx.x runs over (row block, q head of the group)
   bool lazy_rescale;  // wgmma kernel: a warp skips the output rescale when none of its row maxima moved
 };
 

@@ -51,8 +51,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
   extern __shared__ unsigned char smem_raw[];
   // The swizzle is applied on address bits: tiles start on 1024-byte boundaries.
   const uint32_t sq = (smem_addr(smem_raw) + 1023) & ~1023u;
-  const uint32_t sk = sq + Cfg::kQBytes;                // stage s at sk + s * kTileBytes
-  const uint32_t sv = sk + S * Cfg::kTileBytes;         // likewise
+  const uint32_t sk = sq + Cfg::kQBytes;         // stage s at sk + s * kTileBytes
+  const uint32_t sv = sk + S * Cfg::kTileBytes;  // likewise
   const uint32_t bars = sv + S * Cfg::kTileBytes;
   const uint32_t full_q = bars;
   auto full_k = [&](int s) { return bars + 8u * uint32_t(1 + s); };
@@ -131,15 +131,13 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
     };
 
     // S = Q K^T for the tile in stage s: this consumer's 64 rows x 128 keys.
-    auto issue_s = [&](float (&sc)[BN / 8][4], int s) {
-      wgmma::issue_qk<D, BM>(sc, q_base, sk + s * Cfg::kTileBytes);
-    };
+    auto issue_s = [&](float(&sc)[BN / 8][4], int s) { wgmma::issue_qk<D, BM>(sc, q_base, sk + s * Cfg::kTileBytes); };
     // Softmax of tile t's scores, in place; alpha: the factor for the output so far.
-    auto softmax = [&](float (&sc)[BN / 8][4], int t, float (&alpha)[2]) {
+    auto softmax = [&](float(&sc)[BN / 8][4], int t, float(&alpha)[2]) {
       mask_scores(a, sc, t * BN, k_end, row0, row_qi, t4);
       softmax_step(sc, m_run, l_run, a.scale_log2, alpha);
     };
-    auto to_p = [&](const float (&sc)[BN / 8][4]) { wgmma::scores_to_p(p, sc); };
+    auto to_p = [&](const float(&sc)[BN / 8][4]) { wgmma::scores_to_p(p, sc); };
     // Ping-pong turns: consumer cw waits on barrier 1 + cw and hands over on the other's.
     auto turn_begin = [&]() {
       if (Cfg::kPingpong) named_sync(1 + cw, 256);
@@ -190,8 +188,10 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
         wgmma::pin(acc);
         wgmma::pin(p);
         release(empty_v(prev));
-        if (a.lazy_rescale) rescale_rows_if_moved(acc, alpha);
-        else rescale_rows(acc, alpha);
+        if (a.lazy_rescale)
+          rescale_rows_if_moved(acc, alpha);
+        else
+          rescale_rows(acc, alpha);
         to_p(sc);
       }
       if (n_tiles > 0) {
@@ -215,8 +215,10 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
         wgmma::pin(sc);
         release(empty_k(t % S));
         softmax(sc, t, alpha);
-        if (a.lazy_rescale) rescale_rows_if_moved(acc, alpha);
-        else rescale_rows(acc, alpha);
+        if (a.lazy_rescale)
+          rescale_rows_if_moved(acc, alpha);
+        else
+          rescale_rows(acc, alpha);
         to_p(sc);
         v_ready(t);
         wgmma::pin(acc);
@@ -270,9 +272,12 @@ bool attention_wgmma_supports(const KernelArgs& ka) {
 cudaError_t attention_wgmma(const KernelArgs& ka, int d, bool pingpong, bool overlap, cudaStream_t stream) {
   if (!attention_wgmma_supports(ka)) return cudaErrorInvalidValue;
   switch (d) {
-    case 64: return launch_d<64>(ka, pingpong, overlap, stream);
-    case 128: return launch_d<128>(ka, pingpong, overlap, stream);
-    default: return cudaErrorNotSupported;
+    case 64:
+      return launch_d<64>(ka, pingpong, overlap, stream);
+    case 128:
+      return launch_d<128>(ka, pingpong, overlap, stream);
+    default:
+      return cudaErrorNotSupported;
   }
 }
 

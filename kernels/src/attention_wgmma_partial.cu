@@ -151,16 +151,19 @@ cudaError_t launch(const KernelArgs& ka, int splits, cudaStream_t stream) {
 
 bool attention_wgmma_partial_supports(const KernelArgs& ka) {
   // A tile of 64 packed rows must hold whole groups; the copy engine needs aligned tensors.
-  return (!ka.pack_heads || (ka.group <= 64 && 64 % ka.group == 0)) && tma_addressable(ka.q) &&
-         tma_addressable(ka.k) && tma_addressable(ka.v);
+  return (!ka.pack_heads || (ka.group <= 64 && 64 % ka.group == 0)) && tma_addressable(ka.q) && tma_addressable(ka.k) &&
+         tma_addressable(ka.v);
 }
 
 cudaError_t attention_wgmma_partial(const KernelArgs& ka, int d, int splits, cudaStream_t stream) {
   if (!attention_wgmma_partial_supports(ka)) return cudaErrorInvalidValue;
   switch (d) {
-    case 64: return launch<64>(ka, splits, stream);
-    case 128: return launch<128>(ka, splits, stream);
-    default: return cudaErrorNotSupported;
+    case 64:
+      return launch<64>(ka, splits, stream);
+    case 128:
+      return launch<128>(ka, splits, stream);
+    default:
+      return cudaErrorNotSupported;
   }
 }
 

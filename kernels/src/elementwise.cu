@@ -85,16 +85,16 @@ cudaError_t rope_bf16(void* x, const int32_t* positions, const float* inv_freq, 
                       cudaStream_t stream) {
   const int64_t count = int64_t(n) * heads * (d / 2);
   if (count == 0) return cudaSuccess;
-  rope_kernel<<<blocks_for(count), kElementThreads, 0, stream>>>(static_cast<__nv_bfloat16*>(x), positions, inv_freq,
-                                                                 n, heads, d / 2);
+  rope_kernel<<<blocks_for(count), kElementThreads, 0, stream>>>(static_cast<__nv_bfloat16*>(x), positions, inv_freq, n,
+                                                                 heads, d / 2);
   return cudaGetLastError();
 }
 
 cudaError_t swiglu_bf16(const void* gate, const void* up, void* out, int64_t count, cudaStream_t stream) {
   if (count == 0) return cudaSuccess;
-  swiglu_kernel<<<blocks_for(count), kElementThreads, 0, stream>>>(
-      static_cast<const __nv_bfloat16*>(gate), static_cast<const __nv_bfloat16*>(up), static_cast<__nv_bfloat16*>(out),
-      count);
+  swiglu_kernel<<<blocks_for(count), kElementThreads, 0, stream>>>(static_cast<const __nv_bfloat16*>(gate),
+                                                                   static_cast<const __nv_bfloat16*>(up),
+                                                                   static_cast<__nv_bfloat16*>(out), count);
   return cudaGetLastError();
 }
 

@@ -27,8 +27,10 @@ __global__ void merge_kernel(const float* __restrict__ o_parts, const float* __r
         if (l != -INFINITY) acc += expf(l - m) * o_parts[(size_t(i) * rh + idx) * d + c];
       }
     acc *= inv;
-    if (o_is_f32) static_cast<float*>(o)[size_t(idx) * d + c] = acc;
-    else static_cast<__nv_bfloat16*>(o)[size_t(idx) * d + c] = __float2bfloat16(acc);
+    if (o_is_f32)
+      static_cast<float*>(o)[size_t(idx) * d + c] = acc;
+    else
+      static_cast<__nv_bfloat16*>(o)[size_t(idx) * d + c] = __float2bfloat16(acc);
   }
   if (threadIdx.x == 0) lse[idx] = sum > 0.0f ? m + logf(sum) : -INFINITY;
 }

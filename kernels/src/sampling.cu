@@ -22,7 +22,7 @@ constexpr int kClusterCtas = 8;
 constexpr int kMaxSlice = 48 * 1024;  // floats per CTA: 192 KB of shared memory
 
 struct Shared {
-  u64 hist[8][256];    // radix pass p's histogram of this CTA's slice (4 for top-k, 4 for top-p)
+  u64 hist[8][256];        // radix pass p's histogram of this CTA's slice (4 for top-k, 4 for top-p)
   u64 argmax, mass, kept;  // this CTA's share of each cluster-wide reduction
   u64 warp_vals[kWarps];
   u64 above;
@@ -121,7 +121,7 @@ __device__ uint32_t select_key(const float* slice, int count, const Weight& weig
       }
       add_to_bin(hist, digit, w);
     }
-    cluster.sync();  // every slice's histogram of this pass is complete
+    cluster.sync();   // every slice's histogram of this pass is complete
     if (warp == 0) {  // lane l scans bins 255 - 8l down to 248 - 8l, summed over the cluster
       u64 bins[8], mine = 0;
 #pragma unroll
@@ -178,7 +178,8 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads)
 
   uint32_t floor_key = 0;
   if (top_k > 0 && top_k < n)
-    floor_key = select_key(slice, count, [](float, uint32_t) { return u64(1); }, u64(top_k), 0, sh, cluster);
+    floor_key = select_key(
+        slice, count, [](float, uint32_t) { return u64(1); }, u64(top_k), 0, sh, cluster);
   auto kept = [&](float x, uint32_t key) { return key >= floor_key ? weight_of(x, top, inv_t) : u64(0); };
   auto slice_mass = [&]() {
     u64 m = 0;
@@ -226,8 +227,8 @@ __global__ void __launch_bounds__(kThreads) argmax_kernel(const float* logits, i
 
 int sample_max_vocab() { return kClusterCtas * kMaxSlice; }
 
-cudaError_t sample_token(const float* logits, int n, float temperature, int top_k, float top_p, double u,
-                         int32_t* out, cudaStream_t stream) {
+cudaError_t sample_token(const float* logits, int n, float temperature, int top_k, float top_p, double u, int32_t* out,
+                         cudaStream_t stream) {
   if (n < 1 || !logits || !out) return cudaErrorInvalidValue;
   if (temperature == 0.0f || top_k == 1) {
     argmax_kernel<<<1, kThreads, 0, stream>>>(logits, n, out);

@@ -1,6 +1,6 @@
-#include "tensor_maps.hpp"
-
 #include <cuda_runtime.h>
+
+#include "tensor_maps.hpp"
 
 namespace starmesh::kernels {
 namespace {

@@ -30,8 +30,10 @@ __device__ __forceinline__ void issue_pv(float (&acc)[D / 8][4], const uint32_t 
 #pragma unroll
   for (int kk = 0; kk < 8; ++kk) {
     const uint64_t vd = descriptor(v_base + uint32_t(kk * 16 * 128), uint32_t(128 * 128), 1024);
-    if constexpr (D == 128) mma_rs_n128_tb(acc, p[kk], vd);
-    else mma_rs_n64_tb(acc, p[kk], vd);
+    if constexpr (D == 128)
+      mma_rs_n128_tb(acc, p[kk], vd);
+    else
+      mma_rs_n64_tb(acc, p[kk], vd);
   }
   commit();
 }

@@ -2,13 +2,13 @@
 // ApiServer on 127.0.0.1, ApiClient in process and the `starmesh client` CLI in another process.
 #include <dirent.h>
 #include <doctest/doctest.h>
-#include <cstdlib>
-#include <fstream>
-#include <filesystem>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <optional>
 #include <thread>
 
@@ -370,9 +370,12 @@ TEST_CASE("100 small requests from 4 client threads: all served, nothing left be
         const size_t p = size_t(t + i) % prompts.size();
         Generated got;
         auto s = stream(**client, prompts[p], got);
-        if (!s) ++failed;
-        else if (got.ids != want[p]) ++mismatched;
-        else ++ok;
+        if (!s)
+          ++failed;
+        else if (got.ids != want[p])
+          ++mismatched;
+        else
+          ++ok;
       }
     });
   for (auto& t : threads) t.join();
@@ -450,7 +453,7 @@ TEST_CASE("a client that stops reading holds back the stream but not the generat
   CHECK(ids.size() == size_t(kChunks));
   CHECK(bytes == kChunks * kBytes);
   CHECK(in_order);
-  CHECK(pushes < kChunks);  // what flow control held back went out together...
+  CHECK(pushes < kChunks);          // what flow control held back went out together...
   CHECK(largest_push <= 64 << 10);  // ...in pushes of bounded size
   MESSAGE(kChunks, " chunks arrived in ", pushes, " pushes");
 }

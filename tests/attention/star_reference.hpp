@@ -31,7 +31,7 @@ struct NaiveLlama {
     std::vector<double> gate, up, down;  // [I, H], [I, H], [H, I]
   };
   LlamaConfig config;
-  std::vector<double> embed;       // [V, H]
+  std::vector<double> embed;  // [V, H]
   std::vector<Layer> layers;
   std::vector<double> final_norm;  // [H]
   std::vector<double> lm_head;     // [V, H]
@@ -42,16 +42,15 @@ struct NaiveLlama {
   };
   using Kv = std::vector<LayerKv>;  // per layer
   struct Result {
-    Kv kv;                                     // this sequence's tokens only
-    std::vector<std::vector<double>> logits;   // [tokens][V]
+    Kv kv;                                    // this sequence's tokens only
+    std::vector<std::vector<double>> logits;  // [tokens][V]
   };
 
   static NaiveLlama load(const std::string& dir);
 
   // `tokens` sit at `positions`; token t attends to every prefix[layer] entry (all of them,
   // no mask) and to tokens 0..t of this sequence. `prefix` may be empty (no prefix).
-  Result run(const std::vector<int32_t>& tokens, const std::vector<int32_t>& positions,
-             const Kv& prefix) const;
+  Result run(const std::vector<int32_t>& tokens, const std::vector<int32_t>& positions, const Kv& prefix) const;
 };
 
 namespace naive_detail {
@@ -74,8 +73,7 @@ inline std::vector<double> matvec(const std::vector<double>& w, const std::vecto
   return y;
 }
 
-inline std::vector<double> rms_norm(const std::vector<double>& x, const std::vector<double>& w,
-                                    double eps) {
+inline std::vector<double> rms_norm(const std::vector<double>& x, const std::vector<double>& w, double eps) {
   double ss = 0;
   for (double v : x) ss += v * v;
   const double inv = 1.0 / std::sqrt(ss / double(x.size()) + eps);
@@ -98,8 +96,7 @@ inline std::vector<float> inv_freq(const LlamaConfig& c) {
       if (wavelen > low_wavelen) {
         f = f / s.factor;
       } else if (wavelen >= high_wavelen) {
-        const double smooth =
-            (orig / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+        const double smooth = (orig / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
         f = (1.0 - smooth) * f / s.factor + smooth * f;
       }
     }
@@ -109,8 +106,7 @@ inline std::vector<float> inv_freq(const LlamaConfig& c) {
 }
 
 // Rotate-half RoPE, in place, on `heads` vectors of head_dim d at x[h * d ..].
-inline void rope(std::vector<double>& x, int64_t heads, int64_t d, int32_t pos,
-                 const std::vector<float>& inv_freq) {
+inline void rope(std::vector<double>& x, int64_t heads, int64_t d, int32_t pos, const std::vector<float>& inv_freq) {
   for (int64_t h = 0; h < heads; ++h)
     for (int64_t i = 0; i < d / 2; ++i) {
       const float angle = float(pos) * inv_freq[size_t(i)];  // float32, as HF
@@ -157,8 +153,7 @@ inline NaiveLlama NaiveLlama::load(const std::string& dir) {
   return m;
 }
 
-inline NaiveLlama::Result NaiveLlama::run(const std::vector<int32_t>& tokens,
-                                          const std::vector<int32_t>& positions,
+inline NaiveLlama::Result NaiveLlama::run(const std::vector<int32_t>& tokens, const std::vector<int32_t>& positions,
                                           const Kv& prefix) const {
   using namespace naive_detail;
   const LlamaConfig& c = config;
@@ -205,8 +200,7 @@ inline NaiveLlama::Result NaiveLlama::run(const std::vector<int32_t>& tokens,
         double mx = -INFINITY;
         for (int64_t j = 0; j < visible; ++j) {
           double dot = 0;
-          for (int64_t e = 0; e < d; ++e)
-            dot += q[size_t(t)][size_t(h * d + e)] * all.k[size_t((j * hkv + g) * d + e)];
+          for (int64_t e = 0; e < d; ++e) dot += q[size_t(t)][size_t(h * d + e)] * all.k[size_t((j * hkv + g) * d + e)];
           s[size_t(j)] = dot * scale;
           mx = std::max(mx, s[size_t(j)]);
         }
@@ -255,11 +249,9 @@ inline std::vector<std::vector<double>> global_reference_logits(const NaiveLlama
 // positions, or alone at its global positions when !use_anchor. Only the blocks' KV is kept.
 // The query (positions ctx_len + i) then attends to all kept KV and causally to itself.
 // Returns [query tokens][V].
-inline std::vector<std::vector<double>> star_reference_logits(const NaiveLlama& m,
-                                                              const std::vector<int32_t>& context,
-                                                              const std::vector<int32_t>& query,
-                                                              int block_size, int anchor_size,
-                                                              bool use_anchor) {
+inline std::vector<std::vector<double>> star_reference_logits(const NaiveLlama& m, const std::vector<int32_t>& context,
+                                                              const std::vector<int32_t>& query, int block_size,
+                                                              int anchor_size, bool use_anchor) {
   if (block_size <= 0 || anchor_size < 0) naive_detail::fail("star: block_size must be > 0, anchor_size >= 0");
   const size_t n = context.size();
   const size_t a = std::min(size_t(anchor_size), n);
@@ -270,10 +262,16 @@ inline std::vector<std::vector<double>> star_reference_logits(const NaiveLlama& 
     std::vector<int32_t> ids, pos;
     size_t skip = 0;  // leading tokens (the anchor) whose KV is dropped
     if (begin > 0 && use_anchor) {
-      for (size_t i = 0; i < a; ++i) { ids.push_back(context[i]); pos.push_back(int32_t(i)); }
+      for (size_t i = 0; i < a; ++i) {
+        ids.push_back(context[i]);
+        pos.push_back(int32_t(i));
+      }
       skip = a;
     }
-    for (size_t i = begin; i < end; ++i) { ids.push_back(context[i]); pos.push_back(int32_t(i)); }
+    for (size_t i = begin; i < end; ++i) {
+      ids.push_back(context[i]);
+      pos.push_back(int32_t(i));
+    }
     const auto r = m.run(ids, pos, {});
     for (size_t l = 0; l < kept.size(); ++l) {
       const auto off = std::ptrdiff_t(skip * size_t(per_token));

@@ -3,15 +3,15 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
-#include <numeric>
-#include <random>
 #include <atomic>
 #include <mutex>
+#include <numeric>
+#include <random>
 
-#include "starmesh/attention/star_session.hpp"
-#include "starmesh/model/generator.hpp"
-#include "starmesh/backend/cpu_backend.hpp"
 #include "star_reference.hpp"
+#include "starmesh/attention/star_session.hpp"
+#include "starmesh/backend/cpu_backend.hpp"
+#include "starmesh/model/generator.hpp"
 #include "support/reference.hpp"
 
 using namespace starmesh;
@@ -60,12 +60,19 @@ TEST_CASE_FIXTURE(Golden, "one block: star equals global attention (logits and g
   p.max_new_tokens = 16;
   auto star2 = StarSession::encode(model, ctx, {128, -1, 4}, 64).value();
   std::vector<int32_t> star_tokens, global_tokens;
-  REQUIRE(generate_with(cpu, [&](std::span<const int32_t> ids) { return star2->step(ids); }, query, p,
-                        [&](int32_t t) { star_tokens.push_back(t); return true; }));
+  REQUIRE(generate_with(
+      cpu, [&](std::span<const int32_t> ids) { return star2->step(ids); }, query, p,
+      [&](int32_t t) {
+        star_tokens.push_back(t);
+        return true;
+      }));
   std::vector<int32_t> prompt = ctx;
   prompt.insert(prompt.end(), query.begin(), query.end());
   auto cache = model.make_cache(int64_t(prompt.size()) + 16).value();
-  REQUIRE(generate(model, cache, prompt, p, [&](int32_t t) { global_tokens.push_back(t); return true; }));
+  REQUIRE(generate(model, cache, prompt, p, [&](int32_t t) {
+    global_tokens.push_back(t);
+    return true;
+  }));
   CHECK(star_tokens == global_tokens);
 }
 
@@ -89,7 +96,8 @@ TEST_CASE_FIXTURE(Golden, "phase 2 over any partition and order of the exact KV 
     std::vector<const KvShard*> ptrs;
     for (auto& s : others) ptrs.push_back(&s);
     InProcessShards remotes(model, ptrs);
-    auto qh = QueryHost::create(model, shard_of(full, cuts[cuts.size() - 2], cuts.back()), int64_t(ctx.size()), 16).value();
+    auto qh =
+        QueryHost::create(model, shard_of(full, cuts[cuts.size() - 2], cuts.back()), int64_t(ctx.size()), 16).value();
     const auto got = qh.step(query, remotes, true).value().to_f32_vector();
     CAPTURE(trial);
     CHECK(test::relative_error(got, want) < 1e-5);
@@ -128,12 +136,14 @@ TEST_CASE_FIXTURE(Golden, "star attention on a long context: distance from globa
     const auto got = star->step(query, true).value().to_f32_vector();
     const double err = test::relative_error(got, want);
     MESSAGE("context 2048, query 16, block=anchor=" << block << ", 4 hosts: relative logit distance from global "
-                                                     << err);
+                                                    << err);
     CHECK(std::isfinite(err));
     // One block is global attention; so are two blocks with anchor = block (block 2 then sees
     // all of block 1 at its own positions). More blocks are an approximation.
-    if (block >= 1024) CHECK(err < 1e-5);
-    else CHECK(err > 1e-2);
+    if (block >= 1024)
+      CHECK(err < 1e-5);
+    else
+      CHECK(err > 1e-2);
     if (block < 2048) {  // the ablation: blocks encoded alone drift further from global
       auto bare = StarSession::encode(model, ctx, {block, 0, 4}, 32).value();
       const double bare_err = test::relative_error(bare->step(query, true).value().to_f32_vector(), want);
@@ -147,9 +157,13 @@ TEST_CASE_FIXTURE(Golden, "the engine agrees with an independent float64 Star At
   // star_reference.hpp shares no code with the engine: plain loops over the definitions.
   static const auto naive = test::NaiveLlama::load(STARMESH_DEFAULT_MODEL_DIR);
   const auto ctx = random_ids(100, 9), query = random_ids(6, 10);
-  struct Variant { int64_t block, anchor; int hosts; bool use_anchor; };
-  for (const Variant& v : {Variant{24, 24, 3, true}, Variant{24, 8, 2, true}, Variant{24, 0, 4, false},
-                           Variant{40, 40, 5, true}}) {
+  struct Variant {
+    int64_t block, anchor;
+    int hosts;
+    bool use_anchor;
+  };
+  for (const Variant& v :
+       {Variant{24, 24, 3, true}, Variant{24, 8, 2, true}, Variant{24, 0, 4, false}, Variant{40, 40, 5, true}}) {
     auto star = StarSession::encode(model, ctx, {v.block, v.anchor, v.hosts}, 16).value();
     const auto got = star->step(query, true).value().to_f32_vector();
     const auto want_rows = test::star_reference_logits(naive, ctx, query, int(v.block), int(v.anchor), v.use_anchor);
@@ -161,7 +175,8 @@ TEST_CASE_FIXTURE(Golden, "the engine agrees with an independent float64 Star At
   }
 }
 
-TEST_CASE_FIXTURE(Golden, "encode_host, the servers' phase 1: the same KV as encode_shard, and a stop flag ends it between blocks") {
+TEST_CASE_FIXTURE(
+    Golden, "encode_host, the servers' phase 1: the same KV as encode_shard, and a stop flag ends it between blocks") {
   const auto ctx = random_ids(100, 9);
   auto plan = plan_blocks(100, 16, 8, 3).value();
   auto anchor = encode_anchor(model, plan, ctx).value();

@@ -1,12 +1,11 @@
 // Self-checks of the float64 Star Attention reference against HF logits and its own invariants.
-#include "attention/star_reference.hpp"
-
 #include <doctest/doctest.h>
 
 #include <cmath>
 #include <string>
 #include <vector>
 
+#include "attention/star_reference.hpp"
 #include "starmesh/model/safetensors.hpp"
 
 using namespace starmesh;
@@ -20,7 +19,7 @@ const NaiveLlama& tiny_model() {
 }
 
 struct Golden {
-  std::vector<int32_t> ids;  // input_2, [33]
+  std::vector<int32_t> ids;   // input_2, [33]
   std::vector<float> logits;  // logits_2, [33, V] f32
 };
 
@@ -66,8 +65,7 @@ TEST_CASE("star reference: global attention matches the HF golden logits") {
   const auto ours = test::global_reference_logits(m, ctx, query);
   REQUIRE(ours.size() == 8);
   std::vector<std::vector<double>> hf;
-  for (int64_t r = 25; r < 33; ++r)
-    hf.emplace_back(g.logits.begin() + r * V, g.logits.begin() + (r + 1) * V);
+  for (int64_t r = 25; r < 33; ++r) hf.emplace_back(g.logits.begin() + r * V, g.logits.begin() + (r + 1) * V);
   for (size_t r = 0; r < 8; ++r) {
     CAPTURE(r);
     CHECK(rel_norm({ours[r]}, {hf[r]}) < 1e-5);

@@ -33,7 +33,8 @@ TEST_CASE_FIXTURE(Fixture, "cpu matmul equals float64 x w^T") {
       }
     CHECK(relative_error(out.to_f32_vector(), ref) < 1e-6);
   }
-  Tensor x = Tensor::zeros(DType::f32, {2, 3}), w = Tensor::zeros(DType::f32, {4, 5}), out = Tensor::zeros(DType::f32, {2, 4});
+  Tensor x = Tensor::zeros(DType::f32, {2, 3}), w = Tensor::zeros(DType::f32, {4, 5}),
+         out = Tensor::zeros(DType::f32, {2, 4});
   auto st = cpu.matmul(x, w, out);
   REQUIRE_FALSE(st);
   CHECK(st.message().find("do not fit") != std::string::npos);
@@ -101,11 +102,15 @@ TEST_CASE_FIXTURE(Fixture, "cpu swiglu, add and embedding equal float64") {
 }
 
 TEST_CASE_FIXTURE(Fixture, "cpu attention with lse equals float64 over masks and GQA") {
-  struct Case { int64_t nq, nk, hq, hkv, d; bool causal; int64_t diag; };
+  struct Case {
+    int64_t nq, nk, hq, hkv, d;
+    bool causal;
+    int64_t diag;
+  };
   const Case cases[] = {
-      {1, 1, 2, 1, 8, false, 0},      {5, 37, 8, 2, 16, false, 0},  {37, 37, 4, 4, 16, true, 0},
-      {6, 300, 8, 2, 32, true, 294},  {3, 10, 2, 2, 8, true, -2},   // first query sees nothing
-      {600, 600, 2, 1, 16, true, 0},  // several query chunks
+      {1, 1, 2, 1, 8, false, 0},     {5, 37, 8, 2, 16, false, 0}, {37, 37, 4, 4, 16, true, 0},
+      {6, 300, 8, 2, 32, true, 294}, {3, 10, 2, 2, 8, true, -2},  // first query sees nothing
+      {600, 600, 2, 1, 16, true, 0},                              // several query chunks
   };
   uint64_t seed = 100;
   for (const Case& c : cases) {
@@ -123,8 +128,10 @@ TEST_CASE_FIXTURE(Fixture, "cpu attention with lse equals float64 over masks and
     CHECK(relative_error(o.to_f32_vector(), ref.o) < 1e-5);
     auto l = lse.to_f32_vector();
     for (size_t i = 0; i < l.size(); ++i) {
-      if (std::isinf(ref.lse[i])) CHECK((std::isinf(l[i]) && l[i] < 0));
-      else CHECK(l[i] == doctest::Approx(ref.lse[i]).epsilon(1e-5));
+      if (std::isinf(ref.lse[i]))
+        CHECK((std::isinf(l[i]) && l[i] < 0));
+      else
+        CHECK(l[i] == doctest::Approx(ref.lse[i]).epsilon(1e-5));
     }
   }
   Tensor q = Tensor::zeros(DType::f32, {1, 3, 8}), k = Tensor::zeros(DType::f32, {4, 2, 8});

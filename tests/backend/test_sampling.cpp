@@ -52,7 +52,11 @@ std::vector<double> expected_probs(const std::vector<float>& l, float t, int k, 
 
 TEST_CASE("sampling draws every token as often as temperature, top-k and top-p say") {
   const int grid = 20000;
-  struct Spec { float t; int k; float p; };
+  struct Spec {
+    float t;
+    int k;
+    float p;
+  };
   const Spec specs[] = {{1.0f, 0, 1.0f}, {0.7f, 0, 0.9f}, {1.5f, 5, 1.0f}, {1.0f, 20, 0.5f}, {2.0f, 0, 0.3f}};
   uint64_t seed = 70;
   for (const Spec& s : specs) {

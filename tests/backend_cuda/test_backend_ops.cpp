@@ -54,7 +54,11 @@ struct Backends {
 
   // One attention shape: random q, k, v (bf16-rounded), the CPU reference (o, lse), the
   // inputs on the GPU and the kernels' arguments for them.
-  struct AttnCase { int64_t nq, nk, hq, hkv, d; bool causal; int64_t diag; };
+  struct AttnCase {
+    int64_t nq, nk, hq, hkv, d;
+    bool causal;
+    int64_t diag;
+  };
   struct AttnRun {
     Tensor q, k, v, o, lse, qg, kg, vg;
     float scale = 1;
@@ -173,12 +177,20 @@ TEST_CASE_FIXTURE(Backends, "cuda matmul (cuBLASLt) equals the cpu reference, bf
 
 TEST_CASE_FIXTURE(Backends, "cuda attention with lse equals the cpu reference (masks, GQA, split-KV)") {
   const AttnCase cases[] = {
-      {1, 1, 8, 2, 64, false, 0},         {1, 4000, 32, 8, 128, false, 0},   {16, 9000, 32, 8, 128, false, 0},
-      {200, 200, 8, 2, 64, true, 0},      {130, 700, 8, 8, 128, true, 570},  {7, 50, 4, 2, 64, true, -3},
-      {64, 64, 2, 1, 128, true, 0},       {3, 100000, 8, 2, 128, false, 0},  {16, 2048, 32, 8, 128, true, 2032},
+      {1, 1, 8, 2, 64, false, 0},
+      {1, 4000, 32, 8, 128, false, 0},
+      {16, 9000, 32, 8, 128, false, 0},
+      {200, 200, 8, 2, 64, true, 0},
+      {130, 700, 8, 8, 128, true, 570},
+      {7, 50, 4, 2, 64, true, -3},
+      {64, 64, 2, 1, 128, true, 0},
+      {3, 100000, 8, 2, 128, false, 0},
+      {16, 2048, 32, 8, 128, true, 2032},
       {1000, 1000, 4, 1, 128, true, 0},
       // Enough CTAs for no split: these take the wgmma prefill kernel on Hopper.
-      {2048, 2048, 32, 8, 128, true, 0},  {1500, 1700, 16, 4, 64, true, 200}, {1024, 3000, 32, 8, 128, false, 0},
+      {2048, 2048, 32, 8, 128, true, 0},
+      {1500, 1700, 16, 4, 64, true, 200},
+      {1024, 3000, 32, 8, 128, false, 0},
   };
   uint64_t seed = 1000;
   for (const AttnCase& c : cases) {
@@ -191,7 +203,8 @@ TEST_CASE_FIXTURE(Backends, "cuda attention with lse equals the cpu reference (m
     check_against(r, og, lg);
   }
   Tensor q = Tensor::zeros(DType::f32, {1, 2, 96});
-  auto st = gpu->attention(to_gpu(q), to_gpu(q), to_gpu(q), {}, 1.0f, poisoned({1, 2, 96}), poisoned({1, 2}, DType::f32));
+  auto st =
+      gpu->attention(to_gpu(q), to_gpu(q), to_gpu(q), {}, 1.0f, poisoned({1, 2, 96}), poisoned({1, 2}, DType::f32));
   REQUIRE_FALSE(st);
   CHECK(st.message().find("head dim 96") != std::string::npos);
 }
@@ -204,8 +217,10 @@ TEST_CASE_FIXTURE(Backends, "every variant of the wgmma prefill kernel equals th
   }
   // Ragged tile edges, an [anchor ; block]-like diagonal, rows that see no key at all
   // (whole CTAs with nothing to load), d = 64 and 128.
-  const AttnCase cases[] = {{1500, 1700, 16, 4, 64, true, 200}, {2048, 2048, 32, 8, 128, true, 0},
-                            {1000, 3000, 8, 2, 128, false, 0},  {700, 300, 8, 8, 128, true, -400},
+  const AttnCase cases[] = {{1500, 1700, 16, 4, 64, true, 200},
+                            {2048, 2048, 32, 8, 128, true, 0},
+                            {1000, 3000, 8, 2, 128, false, 0},
+                            {700, 300, 8, 8, 128, true, -400},
                             {129, 4100, 4, 1, 64, false, 0}};
   uint64_t seed = 5000;
   for (const AttnCase& c : cases) {
@@ -257,9 +272,13 @@ TEST_CASE_FIXTURE(Backends, "both split-KV kernels (wgmma and mma.sync) equal th
 }
 
 TEST_CASE_FIXTURE(Backends, "cuda sampling draws the token the cpu reference draws") {
-  struct Spec { float t; int k; float p; };
-  const Spec specs[] = {{0.0f, 0, 1.0f}, {1.0f, 0, 1.0f}, {0.8f, 0, 0.9f}, {1.2f, 50, 1.0f}, {0.7f, 40, 0.95f},
-                        {1.0f, 0, 0.5f}, {2.0f, 1000, 0.99f}};
+  struct Spec {
+    float t;
+    int k;
+    float p;
+  };
+  const Spec specs[] = {{0.0f, 0, 1.0f},   {1.0f, 0, 1.0f}, {0.8f, 0, 0.9f},    {1.2f, 50, 1.0f},
+                        {0.7f, 40, 0.95f}, {1.0f, 0, 0.5f}, {2.0f, 1000, 0.99f}};
   // 400000: beyond the kernel's shared memory, the backend falls back to the host rule.
   for (int64_t vocab : {int64_t(1), int64_t(7), int64_t(5000), int64_t(128256), int64_t(400000)}) {
     // Logits shaped like a model's: a broad floor and a few strong candidates.
@@ -270,7 +289,8 @@ TEST_CASE_FIXTURE(Backends, "cuda sampling draws the token the cpu reference dra
     int mismatches = 0, draws = 0;
     for (const Spec& sp : specs) {
       for (int j = 0; j < 40; ++j) {
-        const SampleSpec spec{sp.t, sp.k, sp.p, (j * 0.6180339887498949 + 0.01) - std::floor(j * 0.6180339887498949 + 0.01)};
+        const SampleSpec spec{sp.t, sp.k, sp.p,
+                              (j * 0.6180339887498949 + 0.01) - std::floor(j * 0.6180339887498949 + 0.01)};
         const int32_t want = cpu.sample(host, spec).value();
         const int32_t got = gpu->sample(dev, spec).value();
         ++draws;
@@ -296,12 +316,11 @@ TEST_CASE_FIXTURE(Backends, "cuda sampling draws the token the cpu reference dra
     const auto t1 = std::chrono::steady_clock::now();
     for (int i = 0; i < 10; ++i) REQUIRE(cpu.sample(gpu->download(dev).value(), spec));
     const auto t2 = std::chrono::steady_clock::now();
-    MESSAGE("sampling over 128256 logits (t " << spec.temperature << ", k " << spec.top_k << ", p " << spec.top_p
-                                              << "): cuda "
-                                              << std::chrono::duration<double, std::micro>(t1 - t0).count() / 100
-                                              << " us per token, download + host rule "
-                                              << std::chrono::duration<double, std::micro>(t2 - t1).count() / 10
-                                              << " us");
+    MESSAGE("sampling over 128256 logits (t "
+            << spec.temperature << ", k " << spec.top_k << ", p " << spec.top_p << "): cuda "
+            << std::chrono::duration<double, std::micro>(t1 - t0).count() / 100
+            << " us per token, download + host rule " << std::chrono::duration<double, std::micro>(t2 - t1).count() / 10
+            << " us");
   }
 }
 

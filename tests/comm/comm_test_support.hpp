@@ -12,8 +12,8 @@
 namespace starmesh::test {
 
 // Sizes from 8 B to 4 MB: eager and rendezvous protocols, odd lengths included.
-inline const std::vector<size_t> kPayloadSizes = {8, 12, 1000, 4096, 8196, 65536, 262152, size_t(1) << 20,
-                                                  size_t(4) << 20};
+inline const std::vector<size_t> kPayloadSizes = {
+    8, 12, 1000, 4096, 8196, 65536, 262152, size_t(1) << 20, size_t(4) << 20};
 
 // Seed of the message from `src` to `dst`, of `bytes`, in round `round`.
 inline uint64_t payload_seed(int src, int dst, size_t bytes, int round = 0) {

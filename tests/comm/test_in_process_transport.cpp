@@ -25,7 +25,8 @@ void run_ranks(InProcessFabric& fabric, const std::function<Status(transport_i&)
   for (int r = 0; r < fabric.size(); ++r)
     threads.emplace_back([&, r] { results[size_t(r)] = body(fabric.endpoint(r)); });
   for (auto& t : threads) t.join();
-  for (int r = 0; r < fabric.size(); ++r) CHECK_MESSAGE(results[size_t(r)].is_ok(), "rank ", r, ": ", results[size_t(r)].message());
+  for (int r = 0; r < fabric.size(); ++r)
+    CHECK_MESSAGE(results[size_t(r)].is_ok(), "rank ", r, ": ", results[size_t(r)].message());
 }
 
 }  // namespace
@@ -120,8 +121,8 @@ TEST_CASE("in-process: device tensors and unknown ranks are refused") {
   e = expect_error(fabric.endpoint(0).send(2, 1, random_payload(8, 1), deadline_in(1s)), {"no such rank"}, "rank 2");
   CHECK_MESSAGE(e.is_ok(), e.message());
   std::vector<Tensor> out(1);
-  e = expect_error(fabric.endpoint(0).gather(0, 1, random_payload(8, 1), out, deadline_in(1s)), {"one output tensor per rank"},
-                   "gather outputs");
+  e = expect_error(fabric.endpoint(0).gather(0, 1, random_payload(8, 1), out, deadline_in(1s)),
+                   {"one output tensor per rank"}, "gather outputs");
   CHECK_MESSAGE(e.is_ok(), e.message());
 }
 
@@ -146,4 +147,3 @@ TEST_CASE("in-process: a cancel ends a receive long before its deadline") {
   REQUIRE(fabric.endpoint(1).send(0, 9, random_payload(64, 3), deadline_in(1s)));
   CHECK(t.recv(1, 9, into, deadline_in(1s)));
 }
-

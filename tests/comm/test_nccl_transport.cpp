@@ -10,8 +10,8 @@
 #include <chrono>
 
 #include "comm/comm_test_support.hpp"
-#include "starmesh/launch/local_group.hpp"
 #include "starmesh/comm/nccl_transport.hpp"
+#include "starmesh/launch/local_group.hpp"
 
 using namespace starmesh;
 using namespace std::chrono_literals;
@@ -116,7 +116,8 @@ Status check_group(NcclTransport& t, int dev) {
     if (me == root)
       for (int r = 0; r < n; ++r) {
         SM_ASSIGN(g, to_host(outs[size_t(r)]));
-        SM_TRY(expect_bytes(g, random_payload(bytes, payload_seed(r, root, bytes, 2)), "gather from " + std::to_string(r)));
+        SM_TRY(expect_bytes(g, random_payload(bytes, payload_seed(r, root, bytes, 2)),
+                            "gather from " + std::to_string(r)));
       }
   }
   return expect_error(t.send(next, 4, random_payload(64, 1), deadline_in(1s)), {"is on cpu", "cuda:"}, "host tensor");

@@ -3,13 +3,13 @@
 // the parent and check every byte themselves; the parent checks every rank's verdict.
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <chrono>
 #include <thread>
-#include <atomic>
 
 #include "comm/comm_test_support.hpp"
-#include "starmesh/launch/local_group.hpp"
 #include "starmesh/comm/ucx_transport.hpp"
+#include "starmesh/launch/local_group.hpp"
 
 using namespace starmesh;
 using namespace std::chrono_literals;
@@ -83,7 +83,8 @@ TEST_CASE("ucx: 4 processes, broadcast and gather from every root, every byte") 
 
           std::vector<Tensor> out;
           for (int r = 0; r < t.size(); ++r) out.push_back(receive_buffer(bytes));
-          SM_TRY(t.gather(root, 4, random_payload(bytes, payload_seed(t.rank(), root, bytes, 2)), out, deadline_in(10s)));
+          SM_TRY(
+              t.gather(root, 4, random_payload(bytes, payload_seed(t.rank(), root, bytes, 2)), out, deadline_in(10s)));
           if (t.rank() == root)
             for (int r = 0; r < t.size(); ++r)
               SM_TRY(expect_bytes(out[size_t(r)], random_payload(bytes, payload_seed(r, root, bytes, 2)),
@@ -105,7 +106,8 @@ TEST_CASE("ucx: a receive nobody answers fails at its deadline and the group goe
         Status s = t.recv(1, 77, into, deadline_in(300ms));
         const auto waited = std::chrono::steady_clock::now() - start;
         SM_TRY(expect_error(s, {"deadline", "peer 1", "tag 77", "nothing arrived"}, "unanswered receive"));
-        if (waited < 300ms || waited > 3s) return make_error("the receive gave up after ", waited.count() / 1000000, " ms");
+        if (waited < 300ms || waited > 3s)
+          return make_error("the receive gave up after ", waited.count() / 1000000, " ms");
       }
       SM_TRY(b.barrier());
       // The cancelled receive must not swallow the next message under the same tag.
@@ -207,9 +209,9 @@ TEST_CASE("ucx: two groups on one context keep their messages apart and bad inpu
         SM_TRY(expect_error(g1->send(1 - b.rank(), uint64_t(1) << 33, random_payload(8, 1), deadline_in(1s)),
                             {"32 bits"}, "tag too large"));
         float host[2] = {1, 2};
-        SM_TRY(expect_error(g1->send(1 - b.rank(), 1, Tensor::wrap(host, DType::f32, {2}, Device::cuda(0), nullptr),
-                                     deadline_in(1s)),
-                            {"host memory only", "cuda:0"}, "device tensor"));
+        SM_TRY(expect_error(
+            g1->send(1 - b.rank(), 1, Tensor::wrap(host, DType::f32, {2}, Device::cuda(0), nullptr), deadline_in(1s)),
+            {"host memory only", "cuda:0"}, "device tensor"));
         if (b.rank() == 0) {  // same tag on both groups; the receiver takes group 2 first
           SM_TRY(g1->send(1, 5, random_payload(256, 1), deadline_in(5s)));
           SM_TRY(g2->send(1, 5, random_payload(256, 2), deadline_in(5s)));

@@ -114,11 +114,14 @@ TEST_CASE("router and workers export their metrics, and a real Prometheus scrape
 
   // A real Prometheus server scraping the three endpoints.
   test::PrometheusServer prom({ports[0], ports[1], ports[2]});
-  const auto up = prom.wait_for("count(up == 1)", [](double v) { return v == 3; }, 30s);
+  const auto up = prom.wait_for(
+      "count(up == 1)", [](double v) { return v == 3; }, 30s);
   INFO("prometheus log:\n" << prom.log());
   REQUIRE(up == 3);
-  CHECK(prom.wait_for("sum(starmesh_requests_total)", [](double v) { return v == 2; }, 10s) == 2);
-  CHECK(prom.wait_for("sum(starmesh_worker_encoded_tokens_total)", [](double v) { return v == 700; }, 10s) == 700);
+  CHECK(prom.wait_for(
+            "sum(starmesh_requests_total)", [](double v) { return v == 2; }, 10s) == 2);
+  CHECK(prom.wait_for(
+            "sum(starmesh_worker_encoded_tokens_total)", [](double v) { return v == 700; }, 10s) == 700);
 
   // The dashboard and the rules use only exported names (router's and workers').
   std::string exported = router;

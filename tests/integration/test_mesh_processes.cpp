@@ -8,17 +8,17 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <filesystem>
-#include <algorithm>
-#include <thread>
-#include <atomic>
 #include <random>
+#include <thread>
 
 #include "starmesh/attention/star_session.hpp"
 #include "starmesh/backend/cpu_backend.hpp"
-#include "starmesh/model/generator.hpp"
 #include "starmesh/launch/local_mesh.hpp"
+#include "starmesh/model/generator.hpp"
 #include "starmesh/runtime/mesh_config.hpp"
 #include "support/engine_reference.hpp"
 
@@ -119,7 +119,9 @@ struct ProcessMesh {
 
 }  // namespace
 
-TEST_CASE_FIXTURE(ProcessMesh, "router + 4 worker processes over UCX TCP: equal to the star engine, and to global attention in one block") {
+TEST_CASE_FIXTURE(
+    ProcessMesh,
+    "router + 4 worker processes over UCX TCP: equal to the star engine, and to global attention in one block") {
   start("ucx-tcp", 4);
   check_star_and_global();
 }
@@ -129,14 +131,17 @@ TEST_CASE_FIXTURE(ProcessMesh, "router + 4 worker processes over UCX shared memo
   check_star_and_global();
 }
 
-TEST_CASE_FIXTURE(ProcessMesh, "a worker process that dies: the router forgets it, the next request runs on the others") {
+TEST_CASE_FIXTURE(ProcessMesh,
+                  "a worker process that dies: the router forgets it, the next request runs on the others") {
   start("ucx-shm", 4);
   REQUIRE(mesh->signal_worker(1, SIGKILL));
   Status gone = make_error("still 4 workers");
   for (int i = 0; i < 200 && !gone; ++i) {
     auto m = mesh->client().members();
-    if (m && m->size() == 3) gone = Status{};
-    else std::this_thread::sleep_for(20ms);
+    if (m && m->size() == 3)
+      gone = Status{};
+    else
+      std::this_thread::sleep_for(20ms);
   }
   REQUIRE(gone);
   const auto ctx = random_ids(900, 21), query = random_ids(5, 22);
@@ -184,13 +189,17 @@ TEST_CASE_FIXTURE(ProcessMesh, "a worker told to stop (SIGTERM) finishes the req
     return false;
   };
   // Every worker holds the request's KV: then worker 1 is told to stop.
-  CHECK(poll([](const std::vector<WorkerView>& m) {
-    return m.size() == 3 && std::all_of(m.begin(), m.end(), [](const WorkerView& w) { return w.requests == 1; });
-  }, 20000ms));
+  CHECK(poll(
+      [](const std::vector<WorkerView>& m) {
+        return m.size() == 3 && std::all_of(m.begin(), m.end(), [](const WorkerView& w) { return w.requests == 1; });
+      },
+      20000ms));
   REQUIRE(mesh->signal_worker(0, SIGTERM));
-  const bool draining = poll([](const std::vector<WorkerView>& m) {
-    return std::any_of(m.begin(), m.end(), [](const WorkerView& w) { return w.draining; });
-  }, 5000ms);
+  const bool draining = poll(
+      [](const std::vector<WorkerView>& m) {
+        return std::any_of(m.begin(), m.end(), [](const WorkerView& w) { return w.draining; });
+      },
+      5000ms);
   CHECK(draining);
   CHECK_FALSE(finished.load());  // it was marked while still serving
   request.join();

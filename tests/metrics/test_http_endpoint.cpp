@@ -44,11 +44,15 @@ TEST_CASE("a real Prometheus server scrapes the endpoint") {
   REQUIRE(ep);
   test::PrometheusServer prom({(*ep)->port()});
   using namespace std::chrono_literals;
-  const auto up = prom.wait_for("up", [](double v) { return v == 1; }, 30s);
+  const auto up = prom.wait_for(
+      "up", [](double v) { return v == 1; }, 30s);
   INFO("prometheus log:\n" << prom.log());
   REQUIRE(up);
-  CHECK(prom.wait_for("starmesh_probe_total{kind=\"a\"}", [](double v) { return v == 7; }, 10s) == 7);
-  CHECK(prom.wait_for("starmesh_probe_seconds_bucket{le=\"1\"}", [](double v) { return v == 1; }, 10s) == 1);
+  CHECK(prom.wait_for(
+            "starmesh_probe_total{kind=\"a\"}", [](double v) { return v == 7; }, 10s) == 7);
+  CHECK(prom.wait_for(
+            "starmesh_probe_seconds_bucket{le=\"1\"}", [](double v) { return v == 1; }, 10s) == 1);
   r.counter("starmesh_probe_total", "Probes.").with({{"kind", "a"}}).inc();
-  CHECK(prom.wait_for("starmesh_probe_total{kind=\"a\"}", [](double v) { return v == 8; }, 10s) == 8);
+  CHECK(prom.wait_for(
+            "starmesh_probe_total{kind=\"a\"}", [](double v) { return v == 8; }, 10s) == 8);
 }

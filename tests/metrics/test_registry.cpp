@@ -36,7 +36,8 @@ TEST_CASE("the exposition lists counters, gauges and histograms in the Prometheu
       "starmesh_request_seconds_sum 33.65\n"
       "starmesh_request_seconds_count 5\n";
   CHECK(r.expose() == want);
-  CHECK(r.names() == std::vector<std::string>{"starmesh_requests_total", "starmesh_workers", "starmesh_request_seconds"});
+  CHECK(r.names() ==
+        std::vector<std::string>{"starmesh_requests_total", "starmesh_workers", "starmesh_request_seconds"});
 }
 
 TEST_CASE("label values and help text are escaped") {

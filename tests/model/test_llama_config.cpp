@@ -1,5 +1,3 @@
-#include "starmesh/model/llama_config.hpp"
-
 #include <doctest/doctest.h>
 #include <unistd.h>
 
@@ -8,6 +6,8 @@
 #include <fstream>
 #include <numbers>
 #include <string>
+
+#include "starmesh/model/llama_config.hpp"
 
 using namespace starmesh;
 
@@ -136,8 +136,7 @@ void check_refused(const std::string& text, std::initializer_list<const char*> n
 bool close_rel(float got, double want) { return std::fabs(double(got) - want) <= 1e-6 * std::fabs(want); }
 
 // HF llama3 rescaling of one frequency, written out again here from the formulas.
-double llama3_reference(double theta, int head_dim, int i, double factor, double low, double high,
-                        double orig) {
+double llama3_reference(double theta, int head_dim, int i, double factor, double low, double high, double orig) {
   const double base = std::exp(-std::log(theta) * (2.0 * i) / head_dim);
   const double wavelen = 2.0 * std::numbers::pi / base;
   if (wavelen < orig / high) return base;
@@ -239,8 +238,8 @@ TEST_CASE("format variants") {
     CHECK(c.eos_token_ids.empty());
   }
   SUBCASE("transformers 5 default rope, dtype key") {
-    const LlamaConfig c = parse_ok(with(
-        R"(, "rope_parameters": {"rope_theta": 1000000.0, "rope_type": "default"}, "dtype": "bfloat16")"));
+    const LlamaConfig c = parse_ok(
+        with(R"(, "rope_parameters": {"rope_theta": 1000000.0, "rope_type": "default"}, "dtype": "bfloat16")"));
     CHECK(c.rope_theta == 1000000.0);
     CHECK_FALSE(c.rope_scaling.has_value());
     CHECK(c.torch_dtype == "bfloat16");
@@ -253,25 +252,20 @@ TEST_CASE("format variants") {
     CHECK(c.num_key_value_heads == 4);
     CHECK(c.head_dim == 8);
   }
-  SUBCASE("integral floats are accepted as integers") {
-    CHECK(parse_ok(with(R"(, "head_dim": 16.0)")).head_dim == 16);
-  }
+  SUBCASE("integral floats are accepted as integers") { CHECK(parse_ok(with(R"(, "head_dim": 16.0)")).head_dim == 16); }
 }
 
 TEST_CASE("refusals name the offending field and value") {
   check_refused(with(R"(, "architectures": ["MistralForCausalLM"])"), {"MistralForCausalLM"});
   check_refused(R"({"model_type": "mistral"})", {"model_type", "mistral"});
   check_refused(R"({"vocab_size": 10})", {"model_type"});
-  check_refused(with(R"(, "rope_scaling": {"type": "linear", "factor": 2.0})"),
-                {"rope_scaling.type", "linear"});
+  check_refused(with(R"(, "rope_scaling": {"type": "linear", "factor": 2.0})"), {"rope_scaling.type", "linear"});
   check_refused(with(R"(, "rope_scaling": {"rope_type": "dynamic", "factor": 2.0})"),
                 {"rope_scaling.rope_type", "dynamic"});
   check_refused(with(R"(, "rope_parameters": {"rope_theta": 10000.0, "rope_type": "yarn", "factor": 4.0})"),
                 {"rope_parameters.rope_type", "yarn"});
-  check_refused(with(R"(, "rope_parameters": {"rope_theta": 10000.0, "rope_type": "longrope"})"),
-                {"longrope"});
-  check_refused(with(R"(, "rope_scaling": {"rope_type": "llama3", "factor": 8.0})"),
-                {"low_freq_factor"});
+  check_refused(with(R"(, "rope_parameters": {"rope_theta": 10000.0, "rope_type": "longrope"})"), {"longrope"});
+  check_refused(with(R"(, "rope_scaling": {"rope_type": "llama3", "factor": 8.0})"), {"low_freq_factor"});
   check_refused(with(R"(, "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 4.0,
       "high_freq_factor": 4.0, "original_max_position_embeddings": 8192})"),
                 {"high_freq_factor"});
@@ -323,8 +317,8 @@ TEST_CASE("load_llama_config names the file of a refused config") {
   auto c = load_llama_config(dir.string());
   std::filesystem::remove_all(dir);
   REQUIRE_FALSE(c.has_value());
-  CHECK(c.error().message == (dir / "config.json").string() +
-                                 ": hidden_act is \"relu\"; starmesh implements \"silu\" only");
+  CHECK(c.error().message ==
+        (dir / "config.json").string() + ": hidden_act is \"relu\"; starmesh implements \"silu\" only");
 }
 
 TEST_CASE("rope_inv_freq, default rope") {

@@ -1,5 +1,3 @@
-#include "starmesh/model/safetensors.hpp"
-
 #include <doctest/doctest.h>
 #include <unistd.h>
 
@@ -9,6 +7,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
+
+#include "starmesh/model/safetensors.hpp"
 
 namespace fs = std::filesystem;
 using namespace starmesh;
@@ -24,8 +24,7 @@ struct TempDir {
   fs::path path;
   TempDir() {
     static int counter = 0;
-    path = fs::temp_directory_path() /
-           ("starmesh_st_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+    path = fs::temp_directory_path() / ("starmesh_st_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
     fs::remove_all(path);
     fs::create_directories(path);
   }
@@ -38,8 +37,7 @@ struct TempDir {
 
 // Writes a safetensors file by hand: `header_len` (the length prefix, may lie), the header
 // text, and `data_bytes` zero bytes.
-void write_raw(const std::string& path, uint64_t header_len, const std::string& header,
-               size_t data_bytes) {
+void write_raw(const std::string& path, uint64_t header_len, const std::string& header, size_t data_bytes) {
   std::ofstream out(path, std::ios::binary);
   for (int i = 0; i < 8; ++i) out.put(char((header_len >> (8 * i)) & 0xff));
   out << header;
@@ -52,8 +50,7 @@ void write_raw(const std::string& path, const std::string& header, size_t data_b
 void write_text(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
 
 bool same_bytes(const Tensor& a, const Tensor& b) {
-  return a.dtype() == b.dtype() && a.shape() == b.shape() &&
-         std::memcmp(a.data(), b.data(), a.nbytes()) == 0;
+  return a.dtype() == b.dtype() && a.shape() == b.shape() && std::memcmp(a.data(), b.data(), a.nbytes()) == 0;
 }
 
 // The error message of an Expected that must have failed.
@@ -63,9 +60,7 @@ std::string error_of(const Expected<T>& e) {
   return e.error().message;
 }
 
-bool mentions(const std::string& message, const std::string& what) {
-  return message.find(what) != std::string::npos;
-}
+bool mentions(const std::string& message, const std::string& what) { return message.find(what) != std::string::npos; }
 
 }  // namespace
 
@@ -106,13 +101,13 @@ TEST_CASE("golden sharded checkpoint: names, shapes, values, shards") {
     const char* name;
     Shape shape;
   };
-  for (const Want& w : {Want{"model.embed_tokens.weight", {2048, 128}},
-                        Want{"model.layers.0.self_attn.q_proj.weight", {512, 128}},
-                        Want{"model.layers.0.self_attn.k_proj.weight", {128, 128}},
-                        Want{"model.layers.3.self_attn.o_proj.weight", {128, 512}},
-                        Want{"model.layers.1.mlp.down_proj.weight", {128, 384}},
-                        Want{"model.layers.2.mlp.gate_proj.weight", {384, 128}},
-                        Want{"model.norm.weight", {128}}, Want{"lm_head.weight", {2048, 128}}}) {
+  for (const Want& w :
+       {Want{"model.embed_tokens.weight", {2048, 128}}, Want{"model.layers.0.self_attn.q_proj.weight", {512, 128}},
+        Want{"model.layers.0.self_attn.k_proj.weight", {128, 128}},
+        Want{"model.layers.3.self_attn.o_proj.weight", {128, 512}},
+        Want{"model.layers.1.mlp.down_proj.weight", {128, 384}},
+        Want{"model.layers.2.mlp.gate_proj.weight", {384, 128}}, Want{"model.norm.weight", {128}},
+        Want{"lm_head.weight", {2048, 128}}}) {
     CAPTURE(w.name);
     auto t = ckpt->get(w.name, w.shape);
     REQUIRE_MESSAGE(t.has_value(), (t ? "" : t.error().message));
@@ -150,11 +145,9 @@ TEST_CASE("golden checkpoint: wrong shape and missing tensor name what to fix") 
   auto ckpt = Checkpoint::open(kModelDir);
   REQUIRE(ckpt);
   CHECK(error_of(ckpt->get("model.layers.0.self_attn.q_proj.weight", {128, 512})) ==
-        "model.layers.0.self_attn.q_proj.weight: expected shape [128, 512], got [512, 128] in " +
-            kShard1);
+        "model.layers.0.self_attn.q_proj.weight: expected shape [128, 512], got [512, 128] in " + kShard1);
   CHECK(error_of(ckpt->get("model.layers.3.self_attn.q_proj.weight", {512, 128, 1})) ==
-        "model.layers.3.self_attn.q_proj.weight: expected shape [512, 128, 1], got [512, 128] in " +
-            kShard2);
+        "model.layers.3.self_attn.q_proj.weight: expected shape [512, 128, 1], got [512, 128] in " + kShard2);
   const std::string missing = error_of(ckpt->get("model.layers.4.self_attn.q_proj.weight"));
   CHECK(mentions(missing, "model.layers.4.self_attn.q_proj.weight"));
   CHECK(mentions(missing, "model.safetensors.index.json"));
@@ -186,8 +179,7 @@ TEST_CASE("write + read round trip for f32, f16, bf16, i32") {
 
   auto file = SafetensorsFile::open(path);
   REQUIRE_MESSAGE(file.has_value(), (file ? "" : file.error().message));
-  CHECK(file->names() == std::vector<std::string>{"a.f32", "b.f16", "c.bf16", "d.i32", "e.scalar",
-                                                  "f.empty", "g.odd"});
+  CHECK(file->names() == std::vector<std::string>{"a.f32", "b.f16", "c.bf16", "d.i32", "e.scalar", "f.empty", "g.odd"});
   for (const auto& [name, want] : tensors) {
     CAPTURE(name);
     auto got = file->get(name);
@@ -214,8 +206,7 @@ TEST_CASE("writer refuses what it cannot write") {
   TempDir dir;
   const Tensor t = Tensor::zeros(DType::f32, {2});
   CHECK(mentions(write_safetensors(dir.file("x.safetensors"), {{"w", t}, {"w", t}}).message(), "'w'"));
-  CHECK(mentions(write_safetensors(dir.file("x.safetensors"), {{"__metadata__", t}}).message(),
-                 "__metadata__"));
+  CHECK(mentions(write_safetensors(dir.file("x.safetensors"), {{"__metadata__", t}}).message(), "__metadata__"));
   CHECK_FALSE(write_safetensors(dir.file("no/such/dir/x.safetensors"), {{"w", t}}).is_ok());
 }
 
@@ -224,8 +215,7 @@ TEST_CASE("hostile safetensors files are refused with the name of what is wrong"
   const std::string path = dir.file("bad.safetensors");
 
   SUBCASE("truncated file: the header promises more data than is present") {
-    REQUIRE(write_safetensors(path, {{"w1", Tensor::zeros(DType::f32, {4})},
-                                     {"w2", Tensor::zeros(DType::f32, {16})}})
+    REQUIRE(write_safetensors(path, {{"w1", Tensor::zeros(DType::f32, {4})}, {"w2", Tensor::zeros(DType::f32, {16})}})
                 .is_ok());
     fs::resize_file(path, fs::file_size(path) - 10);
     const std::string msg = error_of(SafetensorsFile::open(path));
@@ -276,9 +266,7 @@ TEST_CASE("hostile safetensors files are refused with the name of what is wrong"
     CHECK(mentions(msg, "needs 24"));
   }
   SUBCASE("shape whose byte size overflows") {
-    write_raw(path,
-              R"({"w.huge": {"dtype": "F32", "shape": [4294967296, 4294967296], "data_offsets": [0, 0]}})",
-              8);
+    write_raw(path, R"({"w.huge": {"dtype": "F32", "shape": [4294967296, 4294967296], "data_offsets": [0, 0]}})", 8);
     CHECK(mentions(error_of(SafetensorsFile::open(path)), "'w.huge'"));
   }
   SUBCASE("negative extent") {
@@ -288,9 +276,7 @@ TEST_CASE("hostile safetensors files are refused with the name of what is wrong"
   SUBCASE("unsupported dtypes") {
     for (const char* dtype : {"F64", "I64", "U8", "F8_E4M3", "BOOL"}) {
       CAPTURE(dtype);
-      write_raw(path,
-                std::string(R"({"w.odd": {"dtype": ")") + dtype +
-                    R"(", "shape": [1], "data_offsets": [0, 1]}})",
+      write_raw(path, std::string(R"({"w.odd": {"dtype": ")") + dtype + R"(", "shape": [1], "data_offsets": [0, 1]}})",
                 8);
       const std::string msg = error_of(SafetensorsFile::open(path));
       CHECK(mentions(msg, "'w.odd'"));
@@ -303,8 +289,7 @@ TEST_CASE("hostile safetensors files are refused with the name of what is wrong"
   }
   SUBCASE("__metadata__ is ignored") {
     write_raw(path,
-              R"({"__metadata__": {"format": "pt"}, "w": {"dtype": "I32", "shape": [2], "data_offsets": [0, 8]}})",
-              8);
+              R"({"__metadata__": {"format": "pt"}, "w": {"dtype": "I32", "shape": [2], "data_offsets": [0, 8]}})", 8);
     auto file = SafetensorsFile::open(path);
     REQUIRE(file);
     CHECK(file->names() == std::vector<std::string>{"w"});
@@ -318,17 +303,14 @@ TEST_CASE("hostile safetensors files are refused with the name of what is wrong"
     CHECK(mentions(msg, path));
   }
   SUBCASE("no such file") {
-    CHECK(mentions(error_of(SafetensorsFile::open(dir.file("absent.safetensors"))),
-                   "absent.safetensors"));
+    CHECK(mentions(error_of(SafetensorsFile::open(dir.file("absent.safetensors"))), "absent.safetensors"));
   }
 }
 
 TEST_CASE("hostile checkpoint directories are refused with the name of what is wrong") {
   TempDir dir;
   const std::string index = dir.file("model.safetensors.index.json");
-  REQUIRE(write_safetensors(dir.file("shard-a.safetensors"),
-                            {{"w.a", Tensor::zeros(DType::bf16, {2, 2})}})
-              .is_ok());
+  REQUIRE(write_safetensors(dir.file("shard-a.safetensors"), {{"w.a", Tensor::zeros(DType::bf16, {2, 2})}}).is_ok());
 
   SUBCASE("a working two-entry index") {
     write_text(index, R"({"metadata": {}, "weight_map": {"w.a": "shard-a.safetensors"}})");

@@ -66,7 +66,10 @@ TEST_CASE_FIXTURE(Golden, "greedy generation equals HF for 32 steps") {
     std::vector<int32_t> got;
     GenerationParams p;
     p.max_new_tokens = int(want.size());
-    REQUIRE(generate(model, cache, prompt, p, [&](int32_t id) { got.push_back(id); return true; }));
+    REQUIRE(generate(model, cache, prompt, p, [&](int32_t id) {
+      got.push_back(id);
+      return true;
+    }));
     CHECK(got == want);
   }
 }
@@ -99,7 +102,10 @@ TEST_CASE_FIXTURE(Golden, "seeded sampling repeats and respects top-k") {
     p.max_new_tokens = 20;
     p.sampling = {1.0f, 5, 0.9f, seed};
     std::vector<int32_t> out;
-    REQUIRE(generate(model, cache, prompt, p, [&](int32_t id) { out.push_back(id); return true; }));
+    REQUIRE(generate(model, cache, prompt, p, [&](int32_t id) {
+      out.push_back(id);
+      return true;
+    }));
     return out;
   };
   CHECK(run(7) == run(7));

@@ -118,8 +118,8 @@ TEST_CASE("admission: with the queue off, what does not fit now is overloaded, a
 TEST_CASE("admission: at its deadline a request gives up with a timeout, or is placed if it fits by then") {
   Book b({1000, 1000});
   Decisions d;
-  REQUIRE(b.book.admit(1, ask(1500, 100, 500), t0, d).kind == Admission::Kind::placed);  // 400 free
-  REQUIRE(b.book.admit(2, ask(1000, 100, 500), t0, d).kind == Admission::Kind::queued);  // needs 1100
+  REQUIRE(b.book.admit(1, ask(1500, 100, 500), t0, d).kind == Admission::Kind::placed);     // 400 free
+  REQUIRE(b.book.admit(2, ask(1000, 100, 500), t0, d).kind == Admission::Kind::queued);     // needs 1100
   REQUIRE(b.book.admit(3, ask(100, 10, 100), t0 + 1s, d).kind == Admission::Kind::queued);  // needs 110
 
   Decisions late;

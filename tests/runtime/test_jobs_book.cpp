@@ -53,7 +53,7 @@ TEST_CASE("jobs book: retiring frees the KV at once, and the record goes when no
   CHECK(j->freed);
   CHECK(j->stop.load());
   CHECK(book.pool().used() == 0);
-  CHECK(book.jobs() == 0);  // no thread: gone now
+  CHECK(book.jobs() == 0);      // no thread: gone now
   CHECK_FALSE(book.retire(1));  // once
 
   REQUIRE(book.admit(job(2, 400, 400, 1, 0), 0));

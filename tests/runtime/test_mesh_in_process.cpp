@@ -158,8 +158,9 @@ TEST_CASE_FIXTURE(InProcessMesh, "a real worker refuses an order beyond its KV c
   std::string error;
   self->request(w, 5s, encode_atom::value, o)
       .receive([&](EncodeReport&) { error = "accepted"; }, [&](caf::error& e) { error = describe(e); });
-  CHECK(error == "refused: request 42 needs 420 KV tokens here but only 300 of 300 are free (start the worker with "
-                 "a larger --capacity, or add workers)");
+  CHECK(error ==
+        "refused: request 42 needs 420 KV tokens here but only 300 of 300 are free (start the worker with "
+        "a larger --capacity, or add workers)");
   // A smaller order fits, runs phase 1, and free gives the KV back.
   o.request_id = 43;
   o.plan = {200, 200, 0, 1};
@@ -175,7 +176,8 @@ TEST_CASE_FIXTURE(InProcessMesh, "a real worker refuses an order beyond its KV c
   CHECK(free_after == 300);
 }
 
-TEST_CASE_FIXTURE(InProcessMesh, "encode once, ask many times: a kept context answers new queries as a fresh encoding would") {
+TEST_CASE_FIXTURE(InProcessMesh,
+                  "encode once, ask many times: a kept context answers new queries as a fresh encoding would") {
   for (int i = 0; i < 3; ++i) add_worker(4096);
   const auto ctx = random_ids(1000, 61);
   const auto q1 = random_ids(5, 62), q2 = random_ids(7, 63), q3 = random_ids(3, 64);
@@ -283,7 +285,6 @@ TEST_CASE_FIXTURE(InProcessMesh, "a worker that leaves takes its kept contexts w
   const auto members = client->members();
   for (const auto& w : members.value()) CHECK(w.reserved == 0);
   // The worker's pool is empty again (the context's KV went back), so it can drain.
-  self->request(second, 5s, status_atom::value).receive([&](WorkerInfo& info) { CHECK(info.kv_free == 4096); },
-                                                        [](caf::error&) { FAIL("no status"); });
+  self->request(second, 5s, status_atom::value)
+      .receive([&](WorkerInfo& info) { CHECK(info.kv_free == 4096); }, [](caf::error&) { FAIL("no status"); });
 }
-

@@ -50,11 +50,18 @@ TEST_CASE_FIXTURE(Tiny, "RemoteShards + serve_shard over the in-process fabric e
   p.max_new_tokens = 8;
   std::vector<int32_t> want_ids;
   std::vector<std::vector<float>> want_logits;
-  REQUIRE(generate_with(cpu, [&](std::span<const int32_t> x) {
-            auto r = truth->step(x);
-            if (r) want_logits.push_back(r->to_f32_vector());
-            return r;
-          }, query, p, [&](int32_t t) { want_ids.push_back(t); return true; }));
+  REQUIRE(generate_with(
+      cpu,
+      [&](std::span<const int32_t> x) {
+        auto r = truth->step(x);
+        if (r) want_logits.push_back(r->to_f32_vector());
+        return r;
+      },
+      query, p,
+      [&](int32_t t) {
+        want_ids.push_back(t);
+        return true;
+      }));
 
   // The same plan, hosts 0 and 1 served by loops on their own threads.
   const BlockPlan plan = truth->plan();
@@ -67,18 +74,27 @@ TEST_CASE_FIXTURE(Tiny, "RemoteShards + serve_shard over the in-process fabric e
   std::vector<std::thread> servers;
   std::vector<Expected<ShardServerStats>> served(2, Error{"not run"});
   for (int h = 0; h < 2; ++h)
-    servers.emplace_back([&, h] { served[size_t(h)] = serve_shard(model, shards[size_t(h)].cache, fabric.endpoint(h), compute, stop, {}); });
+    servers.emplace_back([&, h] {
+      served[size_t(h)] = serve_shard(model, shards[size_t(h)].cache, fabric.endpoint(h), compute, stop, {});
+    });
   RemoteShards remotes(model, fabric.endpoint(2), {"host 0", "host 1", "host 2"}, std::chrono::seconds(10));
   auto qh = QueryHost::create(model, std::move(shards[2]), int64_t(ctx.size()), 32).value();
   std::vector<int32_t> got_ids;
   std::vector<std::vector<float>> got_logits;
-  REQUIRE(generate_with(cpu, [&](std::span<const int32_t> x) {
-            std::unique_lock lock(compute);
-            remotes.release_while_waiting(&lock);
-            auto r = qh.step(x, remotes);
-            if (r) got_logits.push_back(r->to_f32_vector());
-            return r;
-          }, query, p, [&](int32_t t) { got_ids.push_back(t); return true; }));
+  REQUIRE(generate_with(
+      cpu,
+      [&](std::span<const int32_t> x) {
+        std::unique_lock lock(compute);
+        remotes.release_while_waiting(&lock);
+        auto r = qh.step(x, remotes);
+        if (r) got_logits.push_back(r->to_f32_vector());
+        return r;
+      },
+      query, p,
+      [&](int32_t t) {
+        got_ids.push_back(t);
+        return true;
+      }));
   CHECK(remotes.finish());
   for (auto& t : servers) t.join();
   for (auto& s : served) {
@@ -90,13 +106,15 @@ TEST_CASE_FIXTURE(Tiny, "RemoteShards + serve_shard over the in-process fabric e
   for (size_t i = 0; i < got_logits.size(); ++i) CHECK(got_logits[i] == want_logits[i]);
 }
 
-TEST_CASE_FIXTURE(Tiny, "a shard host that never answers: the coordinator's gather fails at its deadline, naming the hosts") {
+TEST_CASE_FIXTURE(Tiny,
+                  "a shard host that never answers: the coordinator's gather fails at its deadline, naming the hosts") {
   const auto ctx = ids(300, 3);
   auto plan = plan_blocks(300, 128, -1, 2).value();
   auto anchor = encode_anchor(model, plan, ctx).value();
   auto own = encode_shard(model, plan, 1, ctx, &anchor).value();
   InProcessFabric fabric(2);  // rank 0 runs no loop
-  RemoteShards remotes(model, fabric.endpoint(1), {"worker 1 at a:1", "worker 2 at b:2"}, std::chrono::milliseconds(200));
+  RemoteShards remotes(model, fabric.endpoint(1), {"worker 1 at a:1", "worker 2 at b:2"},
+                       std::chrono::milliseconds(200));
   auto qh = QueryHost::create(model, std::move(own), 300, 8).value();
   const auto t0 = std::chrono::steady_clock::now();
   auto r = qh.step(ids(3, 4), remotes);

@@ -72,8 +72,9 @@ WorkerActor::behavior_type fake_worker(WorkerActor::pointer self, std::shared_pt
         w->log->add(w->name + " encode host " + std::to_string(o.host) + " tokens " +
                     std::to_string(unpack_ids(o.shard_ids).size()));
         if (w->script == Script::refuse)
-          return mesh_error(ErrorCode::overloaded, "refused: request " + std::to_string(o.request_id) + " needs 600 KV tokens here but only " +
-                            std::to_string(w->capacity) + " of " + std::to_string(w->capacity) + " are free");
+          return mesh_error(ErrorCode::overloaded,
+                            "refused: request " + std::to_string(o.request_id) + " needs 600 KV tokens here but only " +
+                                std::to_string(w->capacity) + " of " + std::to_string(w->capacity) + " are free");
         if (w->script == Script::silent_encode) {
           w->held.push_back(self->make_response_promise<EncodeReport>());
           return w->held.back();
@@ -203,12 +204,14 @@ struct ShortQueue : Deterministic {
 };
 
 size_t count_with(const std::vector<std::string>& lines, const std::string& part) {
-  return size_t(std::count_if(lines.begin(), lines.end(), [&](const std::string& l) { return l.find(part) != std::string::npos; }));
+  return size_t(std::count_if(lines.begin(), lines.end(),
+                              [&](const std::string& l) { return l.find(part) != std::string::npos; }));
 }
 
 }  // namespace
 
-TEST_CASE_FIXTURE(Deterministic, "the message order of a request: place, phase 1 everywhere, phase 2 on the last host, stream, free") {
+TEST_CASE_FIXTURE(Deterministic,
+                  "the message order of a request: place, phase 1 everywhere, phase 2 on the last host, stream, free") {
   add_worker("w1", 4096);
   add_worker("w2", 4096);
   add_worker("w3", 8192);  // the most free KV: the query host
@@ -225,17 +228,23 @@ TEST_CASE_FIXTURE(Deterministic, "the message order of a request: place, phase 1
   CHECK(out->ids == std::vector<int32_t>{65, 66});
   // 300 tokens in blocks of 64: 5 blocks over 3 hosts = 2 + 2 + 1 (128, 128, 44 tokens). The
   // driver sends the frees before the client's done; the client, already scheduled, runs first.
-  const std::vector<std::string> want = {
-      "w1 encode host 0 tokens 128", "w2 encode host 1 tokens 128", "w3 encode host 2 tokens 44",
-      "w3 phase2 query 5 max 2",     "client tokens 65",            "client tokens 66",
-      "client done max_tokens",      "w1 free 1",                   "w2 free 1",
-      "w3 free 1"};
+  const std::vector<std::string> want = {"w1 encode host 0 tokens 128",
+                                         "w2 encode host 1 tokens 128",
+                                         "w3 encode host 2 tokens 44",
+                                         "w3 phase2 query 5 max 2",
+                                         "client tokens 65",
+                                         "client tokens 66",
+                                         "client done max_tokens",
+                                         "w1 free 1",
+                                         "w2 free 1",
+                                         "w3 free 1"};
   CAPTURE(joined(log->lines));
   CHECK(log->lines == want);
   for (const auto& w : members()) CHECK(w.reserved == 0);  // released
 }
 
-TEST_CASE_FIXTURE(Deterministic, "a worker that does not answer phase 1: timeout, an error that names it, shards freed") {
+TEST_CASE_FIXTURE(Deterministic,
+                  "a worker that does not answer phase 1: timeout, an error that names it, shards freed") {
   add_worker("w1", 4096);
   add_worker("w2", 4096, Script::silent_encode);
   auto out = submit(request(200, 4));
@@ -346,7 +355,8 @@ TEST_CASE_FIXTURE(Deterministic, "bad requests are refused with what to change")
   CHECK(out->done->code() == ErrorCode::invalid_argument);
 }
 
-TEST_CASE_FIXTURE(Deterministic, "cancel: the client's sink returns false, the coordinator stops, the request ends as cancelled") {
+TEST_CASE_FIXTURE(Deterministic,
+                  "cancel: the client's sink returns false, the coordinator stops, the request ends as cancelled") {
   add_worker("w1", 4096, Script::until_cancelled);
   auto out = submit(request(100, 3, 8), true);
   sched.run();
@@ -374,7 +384,8 @@ TEST_CASE_FIXTURE(Deterministic, "global mode runs on one host with one block an
   CHECK(log->lines.front() == "w1 encode host 0 tokens 5");
 }
 
-TEST_CASE_FIXTURE(Deterministic, "a request that must wait for KV queues, and runs when the request before it frees its KV") {
+TEST_CASE_FIXTURE(Deterministic,
+                  "a request that must wait for KV queues, and runs when the request before it frees its KV") {
   add_worker("w1", 300, Script::silent_coordinator);
   add_worker("w2", 300, Script::silent_coordinator);
   auto first = submit(request(400, 4));
@@ -448,7 +459,6 @@ TEST_CASE_FIXTURE(Deterministic, "a kept context stays booked, and goes after it
   CHECK(ctx->metrics->kept_contexts.value() == 0);
 }
 
-
 TEST_CASE_FIXTURE(Deterministic, "a question over a kept context waits for its query host's KV, then runs") {
   add_worker("w1", 400);
   auto r = request(200, 4);
@@ -471,10 +481,11 @@ TEST_CASE_FIXTURE(Deterministic, "a question over a kept context waits for its q
   CHECK(*b->done);
   CHECK(*c->done);
   CHECK(ctx->metrics->queue_wait_seconds.snapshot().count == 1);
-  const auto first_free = std::find_if(log->lines.begin(), log->lines.end(),
-                                       [](const std::string& l) { return l.find("w1 free") == 0; });
+  const auto first_free =
+      std::find_if(log->lines.begin(), log->lines.end(), [](const std::string& l) { return l.find("w1 free") == 0; });
   REQUIRE(first_free != log->lines.end());
-  CHECK(count_with(std::vector<std::string>(first_free, log->lines.end()), "encode") == 1);  // the second attached after
+  CHECK(count_with(std::vector<std::string>(first_free, log->lines.end()), "encode") ==
+        1);  // the second attached after
   int64_t reserved = 0;
   for (const auto& w : members()) reserved += w.reserved;
   CHECK(reserved == 200);  // only the kept context

@@ -42,14 +42,21 @@ inline Reference record_generation(const Transformer& model, const std::vector<i
   GenerationParams p;
   p.max_new_tokens = max_new;
   p.stop_ids = model.config().eos_token_ids;
-  REQUIRE(generate_with(model.backend(), [&](std::span<const int32_t> x) {
-            auto out = step(x);
-            if (out) {
-              auto v = out->to_f32_vector();
-              r.logits.insert(r.logits.end(), v.begin(), v.end());
-            }
-            return out;
-          }, query, p, [&](int32_t t) { r.ids.push_back(t); return true; }));
+  REQUIRE(generate_with(
+      model.backend(),
+      [&](std::span<const int32_t> x) {
+        auto out = step(x);
+        if (out) {
+          auto v = out->to_f32_vector();
+          r.logits.insert(r.logits.end(), v.begin(), v.end());
+        }
+        return out;
+      },
+      query, p,
+      [&](int32_t t) {
+        r.ids.push_back(t);
+        return true;
+      }));
   // The logits after the last token are computed only if generation goes on: drop them.
   r.logits.resize(r.ids.size() * size_t(model.config().vocab_size));
   return r;
@@ -65,8 +72,7 @@ inline Reference global_reference(const Transformer& model, const std::vector<in
                                   const std::vector<int32_t>& query, int max_new) {
   auto cache = model.make_cache(int64_t(ctx.size() + query.size()) + max_new).value();
   REQUIRE(model.forward(ctx, cache));
-  return record_generation(model, query, max_new,
-                           [&](std::span<const int32_t> x) { return model.forward(x, cache); });
+  return record_generation(model, query, max_new, [&](std::span<const int32_t> x) { return model.forward(x, cache); });
 }
 
 }  // namespace starmesh::test

@@ -71,7 +71,8 @@ class PrometheusServer {
   std::optional<double> query(const std::string& promql) const {
     std::string q;
     for (unsigned char c : promql) {  // percent-encode the query string
-      if (std::isalnum(c) || c == '_' || c == '.' || c == '-') q += char(c);
+      if (std::isalnum(c) || c == '_' || c == '.' || c == '-')
+        q += char(c);
       else {
         char hex[4];
         std::snprintf(hex, sizeof hex, "%%%02X", c);

@@ -36,9 +36,9 @@ inline double relative_error(const std::vector<float>& a, const std::vector<floa
 struct AttentionRef {
   std::vector<double> o, lse;
 };
-inline AttentionRef attention_f64(const std::vector<float>& q, const std::vector<float>& k,
-                                  const std::vector<float>& v, int64_t nq, int64_t nk, int64_t hq,
-                                  int64_t hkv, int64_t d, bool causal, int64_t diagonal, double scale) {
+inline AttentionRef attention_f64(const std::vector<float>& q, const std::vector<float>& k, const std::vector<float>& v,
+                                  int64_t nq, int64_t nk, int64_t hq, int64_t hkv, int64_t d, bool causal,
+                                  int64_t diagonal, double scale) {
   AttentionRef r{std::vector<double>(size_t(nq * hq * d), 0.0), std::vector<double>(size_t(nq * hq), -INFINITY)};
   for (int64_t i = 0; i < nq; ++i)
     for (int64_t h = 0; h < hq; ++h) {
@@ -48,7 +48,8 @@ inline AttentionRef attention_f64(const std::vector<float>& q, const std::vector
       for (int64_t j = 0; j < nk; ++j) {
         if (causal && j > i + diagonal) break;
         double dot = 0;
-        for (int64_t c = 0; c < d; ++c) dot += double(q[size_t((i * hq + h) * d + c)]) * k[size_t((j * hkv + g) * d + c)];
+        for (int64_t c = 0; c < d; ++c)
+          dot += double(q[size_t((i * hq + h) * d + c)]) * k[size_t((j * hkv + g) * d + c)];
         s.push_back(dot * scale);
         m = std::max(m, s.back());
       }

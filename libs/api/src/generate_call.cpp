@@ -37,8 +37,7 @@ void Mailbox::cancel() {
   batches_.clear();
 }
 
-GenerateCall::GenerateCall(wire::TokenSink::Client sink, GenerateContext context,
-                           std::atomic<int64_t>& active)
+GenerateCall::GenerateCall(wire::TokenSink::Client sink, GenerateContext context, std::atomic<int64_t>& active)
     : sink_(kj::mv(sink)), context_(context), active_(active) {
   ++active_;
 }
@@ -66,7 +65,7 @@ kj::Promise<void> GenerateCall::pump() {
       wake = kj::mv(paf.promise);
     }
   }
-  KJ_IF_MAYBE(w, wake) return kj::mv(*w).then([this] { return pump(); });
+  KJ_IF_MAYBE (w, wake) return kj::mv(*w).then([this] { return pump(); });
   if (result) return finish(std::move(*result));
 
   auto push = sink_.pushRequest();
@@ -86,8 +85,7 @@ kj::Promise<void> GenerateCall::pump() {
 kj::Promise<void> GenerateCall::finish(Expected<GenerateSummary> result) {
   if (!result) return to_exception(result.error());
   kj::Promise<void> done = kj::READY_NOW;
-  if (!sink_failed_)
-    done = sink_.doneRequest().send().then([](auto&&) {}, [](kj::Exception&&) {});
+  if (!sink_failed_) done = sink_.doneRequest().send().then([](auto&&) {}, [](kj::Exception&&) {});
   return done.then([this, summary = std::move(*result)] { to_wire(summary, context_.getResults().initSummary()); });
 }
 

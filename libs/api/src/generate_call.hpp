@@ -55,8 +55,7 @@ class Mailbox {
 // promise (cancellation, disconnection, shutdown) destroys it and cancels the mailbox.
 class GenerateCall {
  public:
-  GenerateCall(wire::TokenSink::Client sink, GenerateContext context,
-               std::atomic<int64_t>& active);
+  GenerateCall(wire::TokenSink::Client sink, GenerateContext context, std::atomic<int64_t>& active);
   ~GenerateCall();
   GenerateCall(const GenerateCall&) = delete;
   GenerateCall& operator=(const GenerateCall&) = delete;

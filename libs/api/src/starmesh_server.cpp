@@ -51,7 +51,8 @@ bool GatewayServer::accepts(kj::StringPtr credentials) const {
   for (const std::string& t : tokens_) {
     // Compares every byte of every token: the time taken says nothing about near misses.
     unsigned diff = t.size() != credentials.size();
-    for (size_t i = 0; i < t.size(); ++i) diff |= unsigned(uint8_t(t[i]) ^ uint8_t(i < credentials.size() ? credentials[i] : 0));
+    for (size_t i = 0; i < t.size(); ++i)
+      diff |= unsigned(uint8_t(t[i]) ^ uint8_t(i < credentials.size() ? credentials[i] : 0));
     ok |= diff == 0;
   }
   return ok;

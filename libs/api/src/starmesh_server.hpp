@@ -35,7 +35,11 @@ class GatewayServer final : public wire::Gateway::Server {
  public:
   GatewayServer(generate_service_i& service, ApiServer::InfoFn info, std::atomic<int64_t>& active,
                 std::vector<std::string> tokens, std::shared_ptr<kj::Timer*> timer)
-      : service_(service), info_(std::move(info)), active_(active), tokens_(std::move(tokens)), timer_(std::move(timer)) {}
+      : service_(service),
+        info_(std::move(info)),
+        active_(active),
+        tokens_(std::move(tokens)),
+        timer_(std::move(timer)) {}
 
  protected:
   kj::Promise<void> login(LoginContext context) override;

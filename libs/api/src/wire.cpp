@@ -31,9 +31,14 @@ kj::StringPtr ptr(const std::string& s) { return kj::StringPtr(s.data(), s.size(
 
 Status to_wire(const GenerateRequest& r, wire::GenerateRequest::Builder out) {
   switch (r.mode) {
-    case AttentionMode::star: out.setMode(wire::Mode::STAR); break;
-    case AttentionMode::global: out.setMode(wire::Mode::GLOBAL); break;
-    default: return make_error(ErrorCode::invalid_argument, "unknown attention mode ", int(r.mode));
+    case AttentionMode::star:
+      out.setMode(wire::Mode::STAR);
+      break;
+    case AttentionMode::global:
+      out.setMode(wire::Mode::GLOBAL);
+      break;
+    default:
+      return make_error(ErrorCode::invalid_argument, "unknown attention mode ", int(r.mode));
   }
   input_to_wire(r.context_text, r.context_ids, out.initContext());
   input_to_wire(r.query_text, r.query_ids, out.initQuery());
@@ -55,8 +60,12 @@ Status to_wire(const GenerateRequest& r, wire::GenerateRequest::Builder out) {
 Expected<GenerateRequest> from_wire(wire::GenerateRequest::Reader in) {
   GenerateRequest r;
   switch (in.getMode()) {
-    case wire::Mode::STAR: r.mode = AttentionMode::star; break;
-    case wire::Mode::GLOBAL: r.mode = AttentionMode::global; break;
+    case wire::Mode::STAR:
+      r.mode = AttentionMode::star;
+      break;
+    case wire::Mode::GLOBAL:
+      r.mode = AttentionMode::global;
+      break;
     default:
       return make_error(ErrorCode::invalid_argument, "unknown mode (enum value ", int(in.getMode()),
                         "): this server knows 'star' and 'global'");
@@ -89,9 +98,15 @@ void to_wire(const GenerateSummary& s, wire::GenerateSummary::Builder out) {
   const std::string_view reason = to_string(s.stop_reason);
   out.setStopReason(kj::StringPtr(reason.data(), reason.size()));
   switch (s.stop_reason) {
-    case StopReason::eos: out.setStop(wire::StopReason::EOS); break;
-    case StopReason::max_tokens: out.setStop(wire::StopReason::MAX_TOKENS); break;
-    case StopReason::cancelled: out.setStop(wire::StopReason::CANCELLED); break;
+    case StopReason::eos:
+      out.setStop(wire::StopReason::EOS);
+      break;
+    case StopReason::max_tokens:
+      out.setStop(wire::StopReason::MAX_TOKENS);
+      break;
+    case StopReason::cancelled:
+      out.setStop(wire::StopReason::CANCELLED);
+      break;
   }
   out.setContextId(s.context_id);
 }
@@ -106,9 +121,15 @@ GenerateSummary from_wire(wire::GenerateSummary::Reader in) {
   s.phase2_prefill_seconds = in.getPhase2PrefillSeconds();
   s.decode_seconds = in.getDecodeSeconds();
   switch (in.getStop()) {
-    case wire::StopReason::EOS: s.stop_reason = StopReason::eos; break;
-    case wire::StopReason::CANCELLED: s.stop_reason = StopReason::cancelled; break;
-    default: s.stop_reason = StopReason::max_tokens; break;  // and values from a newer server
+    case wire::StopReason::EOS:
+      s.stop_reason = StopReason::eos;
+      break;
+    case wire::StopReason::CANCELLED:
+      s.stop_reason = StopReason::cancelled;
+      break;
+    default:
+      s.stop_reason = StopReason::max_tokens;
+      break;  // and values from a newer server
   }
   s.context_id = in.getContextId();
   return s;

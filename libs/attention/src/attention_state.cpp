@@ -91,8 +91,8 @@ Status merge_ragged(const Tensor& o_parts, const Tensor& lse_parts, std::span<co
       const int64_t first = indptr[size_t(r)];
       merge_one(
           indptr[size_t(r + 1)] - first, d, [&](int64_t i) { return lp[(first + i) * heads + h]; },
-          [&](int64_t i) { return op + ((first + i) * heads + h) * d; },
-          o_out.data_as<float>() + (r * heads + h) * d, lse_out.data_as<float>() + r * heads + h);
+          [&](int64_t i) { return op + ((first + i) * heads + h) * d; }, o_out.data_as<float>() + (r * heads + h) * d,
+          lse_out.data_as<float>() + r * heads + h);
     }
   return {};
 }

@@ -5,12 +5,15 @@
 namespace starmesh {
 
 Expected<BlockPlan> plan_blocks(int64_t context_tokens, int64_t block_size, int64_t anchor_size, int hosts) {
-  if (context_tokens <= 0) return make_error(ErrorCode::invalid_argument, "the context is empty: Star Attention needs at least one context token");
+  if (context_tokens <= 0)
+    return make_error(ErrorCode::invalid_argument,
+                      "the context is empty: Star Attention needs at least one context token");
   if (block_size <= 0) return make_error(ErrorCode::invalid_argument, "block_size must be > 0, got ", block_size);
   if (hosts <= 0) return make_error(ErrorCode::invalid_argument, "the number of hosts must be > 0, got ", hosts);
   if (anchor_size < 0) anchor_size = block_size;
   if (anchor_size > block_size)
-    return make_error(ErrorCode::invalid_argument, "anchor_size (", anchor_size, ") must not exceed block_size (", block_size, ")");
+    return make_error(ErrorCode::invalid_argument, "anchor_size (", anchor_size, ") must not exceed block_size (",
+                      block_size, ")");
   BlockPlan plan;
   plan.context_tokens = context_tokens;
   plan.block_size = block_size;
@@ -46,8 +49,8 @@ std::vector<int32_t> BlockPlan::encoding_positions(int b) const {
 }
 
 std::string BlockPlan::describe() const {
-  std::string s = std::to_string(context_tokens) + " context tokens, " + std::to_string(blocks.size()) +
-                  " blocks of " + std::to_string(block_size) + ", anchor " + std::to_string(anchor_size) + ", " +
+  std::string s = std::to_string(context_tokens) + " context tokens, " + std::to_string(blocks.size()) + " blocks of " +
+                  std::to_string(block_size) + ", anchor " + std::to_string(anchor_size) + ", " +
                   std::to_string(hosts.size()) + " hosts:";
   for (size_t h = 0; h < hosts.size(); ++h)
     s += " [" + std::to_string(hosts[h].begin) + ", " + std::to_string(hosts[h].end) + ")";

@@ -65,8 +65,7 @@ Expected<KvCache> encode_anchor(const Transformer& model, const BlockPlan& plan,
 }
 
 Expected<KvShard> encode_shard(const Transformer& model, const BlockPlan& plan, int host,
-                               std::span<const int32_t> context, const KvCache* anchor,
-                               const EncodeControl& control) {
+                               std::span<const int32_t> context, const KvCache* anchor, const EncodeControl& control) {
   if (host < 0 || host >= int(plan.hosts.size()))
     return make_error("encode_shard: host ", host, " holds no blocks in a plan of ", plan.hosts.size(), " hosts");
   if (int64_t(context.size()) != plan.context_tokens)

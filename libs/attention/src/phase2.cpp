@@ -66,7 +66,8 @@ Expected<Tensor> QueryHost::step(std::span<const int32_t> ids, remote_partials_i
     SM_ASSIGN(remote, remotes.gather(l, qkv.q));
     std::vector<AttentionState> parts = std::move(remote);
     SM_ASSIGN(own_shard, partial(model, qkv.q, shard_->cache.keys(l), shard_->cache.values(l), AttentionMask::none()));
-    SM_ASSIGN(own_local, partial(model, qkv.q, local_.keys(l, n), local_.values(l, n), AttentionMask::causal_from(past)));
+    SM_ASSIGN(own_local,
+              partial(model, qkv.q, local_.keys(l, n), local_.values(l, n), AttentionMask::causal_from(past)));
     parts.push_back(std::move(own_shard));
     parts.push_back(std::move(own_local));
     SM_ASSIGN(merged, merge(parts));

@@ -15,10 +15,13 @@ namespace {
 constexpr int64_t kQueryChunk = 256;
 }  // namespace
 
-Status CpuBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, AttentionMask mask,
-                             float scale, const Tensor& o, const Tensor& lse) {
-  for (auto [t, what] : {std::pair{&q, "attention q"}, {&k, "attention k"}, {&v, "attention v"},
-                         {&o, "attention o"}, {&lse, "attention lse"}}) {
+Status CpuBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, AttentionMask mask, float scale,
+                             const Tensor& o, const Tensor& lse) {
+  for (auto [t, what] : {std::pair{&q, "attention q"},
+                         {&k, "attention k"},
+                         {&v, "attention v"},
+                         {&o, "attention o"},
+                         {&lse, "attention lse"}}) {
     if (t->dtype() != DType::f32 || t->device().kind != DeviceKind::cpu)
       return make_error(what, ": the CPU backend wants f32 host tensors, got ", dtype_name(t->dtype()));
   }
@@ -52,9 +55,8 @@ Status CpuBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, 
         continue;
       }
       scores.assign(size_t(rows * cols), 0.0f);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rows), int(cols), int(d), scale,
-                  qs + (q0 * hq + h) * d, int(hq * d), ks + kvh * d, int(hkv * d), 0.0f,
-                  scores.data(), int(cols));
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rows), int(cols), int(d), scale, qs + (q0 * hq + h) * d,
+                  int(hq * d), ks + kvh * d, int(hkv * d), 0.0f, scores.data(), int(cols));
       pool_.parallel_for(rows, [&](int64_t b, int64_t e) {
         for (int64_t r = b; r < e; ++r) {
           float* row = scores.data() + r * cols;
@@ -76,9 +78,8 @@ Status CpuBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, 
           ls[(q0 + r) * hq + h] = m + float(std::log(sum));
         }
       });
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(rows), int(d), int(cols), 1.0f,
-                  scores.data(), int(cols), vs + kvh * d, int(hkv * d), 0.0f,
-                  os + (q0 * hq + h) * d, int(hq * d));
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(rows), int(d), int(cols), 1.0f, scores.data(),
+                  int(cols), vs + kvh * d, int(hkv * d), 0.0f, os + (q0 * hq + h) * d, int(hq * d));
     }
   }
   return {};

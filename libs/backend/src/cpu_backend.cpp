@@ -53,8 +53,8 @@ Expected<Tensor> CpuBackend::download(const Tensor& t) {
 
 Status CpuBackend::copy(const Tensor& src, const Tensor& dst) {
   if (src.dtype() != dst.dtype() || src.numel() != dst.numel())
-    return make_error("copy: ", dtype_name(src.dtype()), " ", to_string(src.shape()), " into ",
-                      dtype_name(dst.dtype()), " ", to_string(dst.shape()));
+    return make_error("copy: ", dtype_name(src.dtype()), " ", to_string(src.shape()), " into ", dtype_name(dst.dtype()),
+                      " ", to_string(dst.shape()));
   std::memmove(dst.data(), src.data(), src.nbytes());
   return {};
 }
@@ -67,8 +67,8 @@ Status CpuBackend::embedding(const Tensor& ids, const Tensor& table, const Tenso
   const int32_t* id = ids.data_as<int32_t>();
   for (int64_t i = 0; i < n; ++i) {
     if (id[i] < 0 || id[i] >= vocab)
-      return make_error(ErrorCode::invalid_argument, "token id ", id[i], " at position ", i, " is outside the vocabulary [0, ",
-                        vocab, ")");
+      return make_error(ErrorCode::invalid_argument, "token id ", id[i], " at position ", i,
+                        " is outside the vocabulary [0, ", vocab, ")");
     std::memcpy(out.data_as<float>() + i * d, table.data_as<float>() + id[i] * d, size_t(d) * 4);
   }
   return {};
@@ -102,14 +102,15 @@ Status CpuBackend::matmul(const Tensor& x, const Tensor& w, const Tensor& out) {
   const int64_t n = x.dim(0), k = x.dim(1), m = w.dim(0);
   SM_TRY(expect_tensor(out, DType::f32, {n, m}, "matmul out"));
   if (n == 0) return {};
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(m), int(k), 1.0f,
-              x.data_as<float>(), int(k), w.data_as<float>(), int(k), 0.0f, out.data_as<float>(), int(m));
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(m), int(k), 1.0f, x.data_as<float>(), int(k),
+              w.data_as<float>(), int(k), 0.0f, out.data_as<float>(), int(m));
   return {};
 }
 
 Status CpuBackend::rope(const Tensor& x, const Tensor& positions, const Tensor& inv_freq) {
   SM_TRY(expect_host_f32({{&x, "rope x"}, {&inv_freq, "rope inv_freq"}}));
-  if (x.rank() != 3 || x.dim(2) % 2) return make_error("rope x: expected [n, heads, even d], got ", to_string(x.shape()));
+  if (x.rank() != 3 || x.dim(2) % 2)
+    return make_error("rope x: expected [n, heads, even d], got ", to_string(x.shape()));
   const int64_t n = x.dim(0), heads = x.dim(1), d = x.dim(2), half = d / 2;
   SM_TRY(expect_tensor(positions, DType::i32, {n}, "rope positions"));
   SM_TRY(expect_tensor(inv_freq, DType::f32, {half}, "rope inv_freq"));
@@ -141,8 +142,8 @@ Status CpuBackend::rope(const Tensor& x, const Tensor& positions, const Tensor& 
 Status CpuBackend::swiglu(const Tensor& gate, const Tensor& up, const Tensor& out) {
   SM_TRY(expect_host_f32({{&gate, "swiglu gate"}, {&up, "swiglu up"}, {&out, "swiglu out"}}));
   if (gate.shape() != up.shape() || gate.shape() != out.shape())
-    return make_error("swiglu: shapes differ: gate ", to_string(gate.shape()), ", up ",
-                      to_string(up.shape()), ", out ", to_string(out.shape()));
+    return make_error("swiglu: shapes differ: gate ", to_string(gate.shape()), ", up ", to_string(up.shape()), ", out ",
+                      to_string(out.shape()));
   const float* g = gate.data_as<float>();
   const float* u = up.data_as<float>();
   float* o = out.data_as<float>();
@@ -150,16 +151,18 @@ Status CpuBackend::swiglu(const Tensor& gate, const Tensor& up, const Tensor& ou
   auto body = [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) o[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
   };
-  if (n < kMinParallelElements) body(0, n);
-  else pool_.parallel_for(n, body);
+  if (n < kMinParallelElements)
+    body(0, n);
+  else
+    pool_.parallel_for(n, body);
   return {};
 }
 
 Status CpuBackend::add(const Tensor& a, const Tensor& b, const Tensor& out) {
   SM_TRY(expect_host_f32({{&a, "add a"}, {&b, "add b"}, {&out, "add out"}}));
   if (a.shape() != b.shape() || a.shape() != out.shape())
-    return make_error("add: shapes differ: ", to_string(a.shape()), ", ", to_string(b.shape()),
-                      ", out ", to_string(out.shape()));
+    return make_error("add: shapes differ: ", to_string(a.shape()), ", ", to_string(b.shape()), ", out ",
+                      to_string(out.shape()));
   const float* x = a.data_as<float>();
   const float* y = b.data_as<float>();
   float* o = out.data_as<float>();

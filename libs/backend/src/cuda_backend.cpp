@@ -31,8 +31,7 @@ Status cublas_status(cublasStatus_t s, const char* what) {
 Status expect_device(const Tensor& t, Device dev, DType dtype, const char* what) {
   if (!t.defined()) return make_error(what, ": tensor is empty");
   if (t.device() != dev) return make_error(what, ": tensor is on ", to_string(t.device()), ", not ", to_string(dev));
-  if (t.dtype() != dtype)
-    return make_error(what, ": expected ", dtype_name(dtype), ", got ", dtype_name(t.dtype()));
+  if (t.dtype() != dtype) return make_error(what, ": expected ", dtype_name(dtype), ", got ", dtype_name(t.dtype()));
   return {};
 }
 
@@ -139,8 +138,8 @@ Expected<Tensor> CudaBackend::download(const Tensor& t) {
 
 Status CudaBackend::copy(const Tensor& src, const Tensor& dst) {
   if (src.dtype() != dst.dtype() || src.numel() != dst.numel())
-    return make_error("copy: ", dtype_name(src.dtype()), " ", to_string(src.shape()), " into ",
-                      dtype_name(dst.dtype()), " ", to_string(dst.shape()));
+    return make_error("copy: ", dtype_name(src.dtype()), " ", to_string(src.shape()), " into ", dtype_name(dst.dtype()),
+                      " ", to_string(dst.shape()));
   SM_TRY(expect_device(src, device(), src.dtype(), "copy source"));
   SM_TRY(expect_device(dst, device(), dst.dtype(), "copy destination"));
   return cuda_status(cudaMemcpyAsync(dst.data(), src.data(), src.nbytes(), cudaMemcpyDeviceToDevice, impl_->stream),
@@ -153,9 +152,9 @@ Status CudaBackend::embedding(const Tensor& ids, const Tensor& table, const Tens
   const int64_t n = ids.dim(0), d = table.dim(1);
   SM_TRY(expect_device(out, device(), DType::bf16, "embedding out"));
   SM_TRY(expect_tensor(out, DType::bf16, {n, d}, "embedding out"));
-  return cuda_status(kernels::embedding_bf16(ids.data_as<int32_t>(), table.data(), out.data(), int(n), int(d),
-                                             impl_->stream),
-                     "embedding kernel");
+  return cuda_status(
+      kernels::embedding_bf16(ids.data_as<int32_t>(), table.data(), out.data(), int(n), int(d), impl_->stream),
+      "embedding kernel");
 }
 
 Status CudaBackend::rms_norm(const Tensor& x, const Tensor& w, float eps, const Tensor& out) {
@@ -164,9 +163,9 @@ Status CudaBackend::rms_norm(const Tensor& x, const Tensor& w, float eps, const 
   if (x.rank() != 2) return make_error("rms_norm x: expected [n, d], got ", to_string(x.shape()));
   SM_TRY(expect_tensor(w, DType::bf16, {x.dim(1)}, "rms_norm weight"));
   SM_TRY(expect_tensor(out, DType::bf16, x.shape(), "rms_norm out"));
-  return cuda_status(kernels::rms_norm_bf16(x.data(), w.data(), out.data(), int(x.dim(0)), int(x.dim(1)), eps,
-                                            impl_->stream),
-                     "rms_norm kernel");
+  return cuda_status(
+      kernels::rms_norm_bf16(x.data(), w.data(), out.data(), int(x.dim(0)), int(x.dim(1)), eps, impl_->stream),
+      "rms_norm kernel");
 }
 
 Status CudaBackend::matmul(const Tensor& x, const Tensor& w, const Tensor& out) {
@@ -192,11 +191,17 @@ Status CudaBackend::matmul(const Tensor& x, const Tensor& w, const Tensor& out) 
   };
   const cublasOperation_t transa = CUBLAS_OP_T, transb = CUBLAS_OP_N;
   Status st = cublas_status(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F), "matmul desc");
-  if (st) st = cublas_status(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &transa, sizeof(transa)), "transa");
-  if (st) st = cublas_status(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &transb, sizeof(transb)), "transb");
+  if (st)
+    st = cublas_status(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &transa, sizeof(transa)),
+                       "transa");
+  if (st)
+    st = cublas_status(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &transb, sizeof(transb)),
+                       "transb");
   if (st) st = cublas_status(cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, uint64_t(k), uint64_t(m), k), "layout w");
   if (st) st = cublas_status(cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, uint64_t(k), uint64_t(n), k), "layout x");
-  if (st) st = cublas_status(cublasLtMatrixLayoutCreate(&lc, cuda_type(out.dtype()), uint64_t(m), uint64_t(n), m), "layout out");
+  if (st)
+    st = cublas_status(cublasLtMatrixLayoutCreate(&lc, cuda_type(out.dtype()), uint64_t(m), uint64_t(n), m),
+                       "layout out");
   const auto key = std::make_tuple(n, k, m, int(out.dtype()));
   auto it = impl_->algos.find(key);
   if (st && it == impl_->algos.end()) {
@@ -204,21 +209,24 @@ Status CudaBackend::matmul(const Tensor& x, const Tensor& w, const Tensor& out) 
     cublasLtMatmulHeuristicResult_t result{};
     int found = 0;
     st = cublas_status(cublasLtMatmulPreferenceCreate(&pref), "matmul preference");
-    if (st) st = cublas_status(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                                                    &kCublasWorkspaceBytes, sizeof(kCublasWorkspaceBytes)),
-                               "matmul preference");
-    if (st) st = cublas_status(cublasLtMatmulAlgoGetHeuristic(impl_->lt, op, la, lb, lc, lc, pref, 1, &result, &found),
-                               "matmul heuristic");
+    if (st)
+      st = cublas_status(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                              &kCublasWorkspaceBytes, sizeof(kCublasWorkspaceBytes)),
+                         "matmul preference");
+    if (st)
+      st = cublas_status(cublasLtMatmulAlgoGetHeuristic(impl_->lt, op, la, lb, lc, lc, pref, 1, &result, &found),
+                         "matmul heuristic");
     if (pref) cublasLtMatmulPreferenceDestroy(pref);
-    if (st && found == 0) st = make_error("matmul: cuBLASLt has no algorithm for [", n, ", ", k, "] x [", m, ", ", k, "]^T");
+    if (st && found == 0)
+      st = make_error("matmul: cuBLASLt has no algorithm for [", n, ", ", k, "] x [", m, ", ", k, "]^T");
     if (st) it = impl_->algos.emplace(key, result.algo).first;
   }
   const float alpha = 1.0f, beta = 0.0f;
   if (st)
-    st = cublas_status(cublasLtMatmul(impl_->lt, op, &alpha, w.data(), la, x.data(), lb, &beta, out.data(), lc,
-                                      out.data(), lc, &it->second, impl_->lt_workspace, kCublasWorkspaceBytes,
-                                      impl_->stream),
-                       "cublasLtMatmul");
+    st = cublas_status(
+        cublasLtMatmul(impl_->lt, op, &alpha, w.data(), la, x.data(), lb, &beta, out.data(), lc, out.data(), lc,
+                       &it->second, impl_->lt_workspace, kCublasWorkspaceBytes, impl_->stream),
+        "cublasLtMatmul");
   cleanup();
   return st;
 }
@@ -227,7 +235,8 @@ Status CudaBackend::rope(const Tensor& x, const Tensor& positions, const Tensor&
   SM_TRY(expect_device(x, device(), DType::bf16, "rope x"));
   SM_TRY(expect_device(positions, device(), DType::i32, "rope positions"));
   SM_TRY(expect_device(inv_freq, device(), DType::f32, "rope inv_freq"));
-  if (x.rank() != 3 || x.dim(2) % 2) return make_error("rope x: expected [n, heads, even d], got ", to_string(x.shape()));
+  if (x.rank() != 3 || x.dim(2) % 2)
+    return make_error("rope x: expected [n, heads, even d], got ", to_string(x.shape()));
   SM_TRY(expect_tensor(positions, DType::i32, {x.dim(0)}, "rope positions"));
   SM_TRY(expect_tensor(inv_freq, DType::f32, {x.dim(2) / 2}, "rope inv_freq"));
   return cuda_status(kernels::rope_bf16(x.data(), positions.data_as<int32_t>(), inv_freq.data_as<float>(),
@@ -239,8 +248,8 @@ Status CudaBackend::swiglu(const Tensor& gate, const Tensor& up, const Tensor& o
   for (auto [t, what] : {std::pair{&gate, "swiglu gate"}, {&up, "swiglu up"}, {&out, "swiglu out"}})
     SM_TRY(expect_device(*t, device(), DType::bf16, what));
   if (gate.shape() != up.shape() || gate.shape() != out.shape())
-    return make_error("swiglu: shapes differ: gate ", to_string(gate.shape()), ", up ", to_string(up.shape()),
-                      ", out ", to_string(out.shape()));
+    return make_error("swiglu: shapes differ: gate ", to_string(gate.shape()), ", up ", to_string(up.shape()), ", out ",
+                      to_string(out.shape()));
   return cuda_status(kernels::swiglu_bf16(gate.data(), up.data(), out.data(), gate.numel(), impl_->stream),
                      "swiglu kernel");
 }
@@ -261,7 +270,8 @@ Status CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v,
   SM_TRY(expect_device(lse, device(), DType::f32, "attention lse"));
   SM_TRY(check_attention_args(q, k, v, o, lse, DType::bf16));
   const int64_t nq = q.dim(0), hq = q.dim(1), d = q.dim(2), nk = k.dim(0), hkv = k.dim(1);
-  if (d != 64 && d != 128) return make_error("attention: head dim ", d, " is not supported by the CUDA kernels (64, 128)");
+  if (d != 64 && d != 128)
+    return make_error("attention: head dim ", d, " is not supported by the CUDA kernels (64, 128)");
   kernels::AttentionArgs args;
   args.q = q.data();
   args.k = k.data();
@@ -298,8 +308,7 @@ Expected<int32_t> CudaBackend::sample(const Tensor& logits, const SampleSpec& sp
                                            impl_->token, impl_->stream),
                      "sample"));
   int32_t id = -1;
-  SM_TRY(cuda_status(cudaMemcpyAsync(&id, impl_->token, sizeof id, cudaMemcpyDeviceToHost, impl_->stream),
-                     "sample"));
+  SM_TRY(cuda_status(cudaMemcpyAsync(&id, impl_->token, sizeof id, cudaMemcpyDeviceToHost, impl_->stream), "sample"));
   SM_TRY(cuda_status(cudaStreamSynchronize(impl_->stream), "sample"));
   return id;
 }

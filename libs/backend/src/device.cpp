@@ -26,9 +26,12 @@ Expected<DeviceSpec> parse_device(std::string_view text) {
 
 std::string to_string(const DeviceSpec& d) {
   switch (d.kind) {
-    case DeviceSpec::Kind::cpu: return "cpu";
-    case DeviceSpec::Kind::cuda: return "cuda:" + std::to_string(d.index);
-    case DeviceSpec::Kind::automatic: return "auto";
+    case DeviceSpec::Kind::cpu:
+      return "cpu";
+    case DeviceSpec::Kind::cuda:
+      return "cuda:" + std::to_string(d.index);
+    case DeviceSpec::Kind::automatic:
+      return "auto";
   }
   return "cpu";
 }

@@ -1,12 +1,12 @@
 #include "starmesh/backend/sampling.hpp"
 
-#include "starmesh/backend/backend.hpp"
-
 #include <algorithm>
 #include <array>
 #include <bit>
 #include <cmath>
 #include <vector>
+
+#include "starmesh/backend/backend.hpp"
 
 namespace starmesh {
 namespace {
@@ -79,7 +79,9 @@ Expected<int32_t> sample_reference(std::span<const float> logits, const SampleSp
   std::vector<uint64_t> w(n);
   for (size_t i = 0; i < n; ++i) w[i] = uint64_t(expf((logits[i] - top) * inv_t) * 4294967296.0f);
   uint32_t floor_key = 0;
-  if (s.top_k > 0 && size_t(s.top_k) < n) floor_key = select_key(keys, [](size_t) { return uint64_t(1); }, uint64_t(s.top_k));
+  if (s.top_k > 0 && size_t(s.top_k) < n)
+    floor_key = select_key(
+        keys, [](size_t) { return uint64_t(1); }, uint64_t(s.top_k));
   auto kept_mass = [&](size_t i) { return keys[i] >= floor_key ? w[i] : uint64_t(0); };
   if (s.top_p < 1.0f) {
     uint64_t mass = 0;

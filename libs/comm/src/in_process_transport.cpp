@@ -24,8 +24,10 @@ class InProcessFabric::Endpoint final : public transport_i {
     }
     std::vector<Transfer> recvs;
     for (const Transfer& t : transfers) {
-      if (t.kind == TransferKind::send) fabric_.post(rank_, t.peer, t.tag, t.tensor);
-      else recvs.push_back(t);
+      if (t.kind == TransferKind::send)
+        fabric_.post(rank_, t.peer, t.tag, t.tensor);
+      else
+        recvs.push_back(t);
     }
     return fabric_.collect(rank_, recvs, deadline, [this] { return cancelled(); });
   }
@@ -91,9 +93,8 @@ Status InProcessFabric::collect(int dst, std::span<const Transfer> recvs, Deadli
       for (size_t i = 0; i < recvs.size(); ++i)
         if (!done[i]) missing += (missing.empty() ? "" : "; ") + describe(recvs[i]);
       return make_error(was_cancelled ? ErrorCode::cancelled : ErrorCode::timeout, "in-process rank ", dst, ": ",
-                        was_cancelled ? "cancelled" : "deadline passed", " after ",
-                        waited.count(), " ms with ", remaining, " of ", recvs.size(), " receives still waiting (",
-                        missing, ")");
+                        was_cancelled ? "cancelled" : "deadline passed", " after ", waited.count(), " ms with ",
+                        remaining, " of ", recvs.size(), " receives still waiting (", missing, ")");
     }
     // Wakes at least every 20 ms to notice a cancel.
     const auto slice = std::min(deadline, std::chrono::steady_clock::now() + std::chrono::milliseconds(20));

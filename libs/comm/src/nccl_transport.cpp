@@ -33,7 +33,9 @@ class DeviceScope {
   bool ok_ = false;
 };
 
-std::string nccl_text(ncclResult_t r) { return std::string(ncclGetErrorString(r)) + " (" + std::to_string(int(r)) + ")"; }
+std::string nccl_text(ncclResult_t r) {
+  return std::string(ncclGetErrorString(r)) + " (" + std::to_string(int(r)) + ")";
+}
 
 }  // namespace
 
@@ -56,9 +58,11 @@ NcclTransport::NcclTransport(std::unique_ptr<Comm> comm, int rank, int size)
     : comm_(std::move(comm)), rank_(rank), size_(size) {}
 
 Expected<std::unique_ptr<NcclTransport>> NcclTransport::create(int rank, int size, std::span<const uint8_t> unique_id,
-                                                               int cuda_device, CUstream_st* stream, Deadline deadline) {
+                                                               int cuda_device, CUstream_st* stream,
+                                                               Deadline deadline) {
   const auto start = Clock::now();
-  if (size < 1 || rank < 0 || rank >= size) return make_error("NCCL create: rank ", rank, " of ", size, " is not a rank");
+  if (size < 1 || rank < 0 || rank >= size)
+    return make_error("NCCL create: rank ", rank, " of ", size, " is not a rank");
   if (unique_id.size() != NCCL_UNIQUE_ID_BYTES)
     return make_error("NCCL create: the unique id has ", unique_id.size(), " B, NCCL's has ", NCCL_UNIQUE_ID_BYTES,
                       " (pass the bytes of nccl_unique_id() from one rank)");
@@ -112,8 +116,10 @@ NcclTransport::~NcclTransport() {
     if (Clock::now() >= until) break;
     sched_yield();
   }
-  if (state == ncclSuccess) ncclCommDestroy(comm_->comm);
-  else ncclCommAbort(comm_->comm);
+  if (state == ncclSuccess)
+    ncclCommDestroy(comm_->comm);
+  else
+    ncclCommAbort(comm_->comm);
 }
 
 Status NcclTransport::check(const Tensor& t, const std::string& what) const {
@@ -148,8 +154,7 @@ Status NcclTransport::wait(Deadline deadline, Clock::time_point start, const std
       comm_->broken = std::string("an earlier call ended unfinished: ") + why + " (" + what + ")";
       ncclCommAbort(comm_->comm);
       return make_error(late ? ErrorCode::timeout : ErrorCode::cancelled, "nccl rank ", rank_, ": ", why, " after ",
-                        ms_since(start), " ms, unfinished: ", what,
-                        "; the communicator was aborted: create a new one");
+                        ms_since(start), " ms, unfinished: ", what, "; the communicator was aborted: create a new one");
     }
     sched_yield();
   }

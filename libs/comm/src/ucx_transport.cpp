@@ -128,7 +128,8 @@ struct UcxTransport::Peer {
 
   static void on_error(void* arg, ucp_ep_h, ucs_status_t status) {
     auto* peer = static_cast<Peer*>(arg);
-    if (peer->broken.empty()) peer->broken = std::string("UCX reported the connection failed: ") + ucs_status_string(status);
+    if (peer->broken.empty())
+      peer->broken = std::string("UCX reported the connection failed: ") + ucs_status_string(status);
   }
 };
 
@@ -137,8 +138,10 @@ struct UcxTransport::Peer {
 
 Expected<UcxContext> UcxContext::create(const UcxOptions& options) {
   std::string tls;
-  if (options.transports == "tcp") tls = "tcp,self";
-  else if (options.transports == "shm") tls = "sm,self";  // posix, sysv, cma (cma alone cannot carry tags)
+  if (options.transports == "tcp")
+    tls = "tcp,self";
+  else if (options.transports == "shm")
+    tls = "sm,self";  // posix, sysv, cma (cma alone cannot carry tags)
   else if (options.transports != "auto")
     return make_error("UCX transports '", options.transports, "' is not one of tcp, shm, auto");
   if (options.net_devices.empty()) return make_error("UCX net_devices is empty: use \"lo\", \"all\" or device names");
@@ -254,8 +257,8 @@ UcxTransport::~UcxTransport() {
     if (UCS_PTR_IS_PTR(r)) closing.push_back(r);
   }
   const auto until = Clock::now() + kCloseGrace;
-  while (Clock::now() < until &&
-         std::any_of(closing.begin(), closing.end(), [](void* r) { return ucp_request_check_status(r) == UCS_INPROGRESS; }))
+  while (Clock::now() < until && std::any_of(closing.begin(), closing.end(),
+                                             [](void* r) { return ucp_request_check_status(r) == UCS_INPROGRESS; }))
     ucp_worker_progress(worker_->worker);
   for (void* r : closing) ucp_request_free(r);  // an unfinished close is released when it completes
   worker_->groups.erase(group_);
@@ -317,8 +320,10 @@ Status UcxTransport::exchange(std::span<const Transfer> transfers, Deadline dead
     const bool progressed = ucp_worker_progress(worker) != 0;
     // Between polls other threads of this process may reach the worker.
     lock.unlock();
-    if (progressed) last_event = now;
-    else if (now - last_event > worker_->spin_before_yield) sched_yield();
+    if (progressed)
+      last_event = now;
+    else if (now - last_event > worker_->spin_before_yield)
+      sched_yield();
     lock.lock();
   }
 
@@ -367,8 +372,7 @@ Status UcxTransport::exchange(std::span<const Transfer> transfers, Deadline dead
     std::string list;
     for (size_t i : late) list += (list.empty() ? "" : "; ") + describe(transfers[i]) + " (" + notes[i] + ")";
     return make_error(was_cancelled ? ErrorCode::cancelled : ErrorCode::timeout, "ucx rank ", rank_, " (group ", group_,
-                      "): ", was_cancelled ? "cancelled" : "deadline passed",
-                      " after ", ms_since(start), " ms with ",
+                      "): ", was_cancelled ? "cancelled" : "deadline passed", " after ", ms_since(start), " ms with ",
                       late.size(), " of ", transfers.size(), " transfers unfinished: ", list);
   }
   for (Op& op : ops)

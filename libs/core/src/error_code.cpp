@@ -4,15 +4,24 @@ namespace starmesh {
 
 std::string_view to_string(ErrorCode code) {
   switch (code) {
-    case ErrorCode::internal: return "internal";
-    case ErrorCode::invalid_argument: return "invalid_argument";
-    case ErrorCode::not_found: return "not_found";
-    case ErrorCode::refused: return "refused";
-    case ErrorCode::overloaded: return "overloaded";
-    case ErrorCode::timeout: return "timeout";
-    case ErrorCode::cancelled: return "cancelled";
-    case ErrorCode::unavailable: return "unavailable";
-    case ErrorCode::unauthenticated: return "unauthenticated";
+    case ErrorCode::internal:
+      return "internal";
+    case ErrorCode::invalid_argument:
+      return "invalid_argument";
+    case ErrorCode::not_found:
+      return "not_found";
+    case ErrorCode::refused:
+      return "refused";
+    case ErrorCode::overloaded:
+      return "overloaded";
+    case ErrorCode::timeout:
+      return "timeout";
+    case ErrorCode::cancelled:
+      return "cancelled";
+    case ErrorCode::unavailable:
+      return "unavailable";
+    case ErrorCode::unauthenticated:
+      return "unauthenticated";
   }
   return "internal";
 }

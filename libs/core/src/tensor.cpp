@@ -62,8 +62,8 @@ Tensor Tensor::wrap(void* data, DType t, Shape shape, Device dev, std::shared_pt
 
 Tensor Tensor::rows(int64_t begin, int64_t end) const {
   if (shape_.empty() || begin < 0 || end < begin || end > shape_[0])
-    throw std::out_of_range("Tensor::rows [" + std::to_string(begin) + ", " + std::to_string(end) +
-                            ") of shape " + to_string(shape_));
+    throw std::out_of_range("Tensor::rows [" + std::to_string(begin) + ", " + std::to_string(end) + ") of shape " +
+                            to_string(shape_));
   Tensor out = *this;
   out.shape_[0] = end - begin;
   const size_t row_bytes = size_t(numel() / std::max<int64_t>(shape_[0], 1)) * dtype_size(dtype_);
@@ -97,8 +97,8 @@ Status expect_tensor(const Tensor& t, DType dtype, const Shape& shape, const cha
   bool ok = t.dtype() == dtype && t.rank() == int(shape.size());
   for (size_t i = 0; ok && i < shape.size(); ++i) ok = shape[i] < 0 || shape[i] == t.shape()[i];
   if (ok) return {};
-  return make_error(what, ": expected ", dtype_name(dtype), " ", to_string(shape), ", got ",
-                    dtype_name(t.dtype()), " ", to_string(t.shape()));
+  return make_error(what, ": expected ", dtype_name(dtype), " ", to_string(shape), ", got ", dtype_name(t.dtype()), " ",
+                    to_string(t.shape()));
 }
 
 }  // namespace starmesh

@@ -77,7 +77,8 @@ std::string fate(const Child& c) {
   if (c.killed) return "was killed at the timeout";
   if (!c.wait_status) return "did not exit";
   const int s = *c.wait_status;
-  if (WIFSIGNALED(s)) return "was killed by signal " + std::to_string(WTERMSIG(s)) + " (" + strsignal(WTERMSIG(s)) + ")";
+  if (WIFSIGNALED(s))
+    return "was killed by signal " + std::to_string(WTERMSIG(s)) + " (" + strsignal(WTERMSIG(s)) + ")";
   if (WIFEXITED(s)) return "exited with code " + std::to_string(WEXITSTATUS(s)) + " without a result";
   return "ended oddly";
 }
@@ -91,7 +92,8 @@ Expected<std::vector<std::vector<uint8_t>>> LocalBootstrap::allgather(std::span<
     return make_error("bootstrap rank ", rank_, ": the allgather was abandoned (a rank failed or the parent left)");
   std::vector<std::vector<uint8_t>> all(count);
   for (auto& b : all)
-    if (!read_blob(from_parent_, b)) return make_error("bootstrap rank ", rank_, ": the allgather answer was cut short");
+    if (!read_blob(from_parent_, b))
+      return make_error("bootstrap rank ", rank_, ": the allgather answer was cut short");
   return all;
 }
 
@@ -100,7 +102,8 @@ std::vector<Status> run_local_group(int size, const std::function<Status(LocalBo
   if (size < 1) return {make_error("run_local_group: size ", size, " < 1")};
   std::fflush(stdout);  // else the children flush the parent's buffered output again
   std::fflush(stderr);
-  struct sigaction ignore {}, old_pipe{};
+  struct sigaction ignore {
+  }, old_pipe{};
   ignore.sa_handler = SIG_IGN;
   sigaction(SIGPIPE, &ignore, &old_pipe);  // a dead child's pipe must not kill the parent
 
@@ -172,7 +175,8 @@ std::vector<Status> run_local_group(int size, const std::function<Status(LocalBo
         who.push_back(i);
       }
     if (fds.empty()) break;
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
       kill_all();
       break;
@@ -240,11 +244,13 @@ std::vector<Status> run_local_group(int size, const std::function<Status(LocalBo
     const Child& c = children[i];
     if (c.result && c.result->empty() && !c.killed) continue;
     std::string msg = "rank " + std::to_string(i) + ": ";
-    if (c.result && !c.result->empty()) msg += *c.result;
+    if (c.result && !c.result->empty())
+      msg += *c.result;
     else if (c.killed && !c.result)
       msg += group_failure.empty() ? "did not finish within " + std::to_string(timeout.count()) + " ms (killed)"
                                    : std::string("killed when the group failed");
-    else msg += fate(c);
+    else
+      msg += fate(c);
     if (!group_failure.empty()) msg += " [group: " + group_failure + "]";
     out[i] = Error{msg};
   }

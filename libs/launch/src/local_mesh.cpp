@@ -50,7 +50,7 @@ Expected<pid_t> spawn_child(const std::vector<std::string>& args, const std::str
 bool exited(pid_t pid, std::string& how) {
   int status = 0;
   if (waitpid(pid, &status, WNOHANG) != pid) return false;
-  how = WIFEXITED(status) ? "exited with code " + std::to_string(WEXITSTATUS(status))
+  how = WIFEXITED(status)     ? "exited with code " + std::to_string(WEXITSTATUS(status))
         : WIFSIGNALED(status) ? "was killed by signal " + std::to_string(WTERMSIG(status))
                               : "ended";
   return true;
@@ -77,18 +77,23 @@ Expected<std::unique_ptr<LocalMesh>> LocalMesh::start(caf::actor_system& sys, co
   if (!mkdtemp(tmpl)) return make_error("cannot make a temporary folder: ", std::strerror(errno));
   m->dir_ = tmpl;
   const auto until = Clock::now() + o.start_timeout;
-  auto log = [&](const std::string& name) { return o.log_dir.empty() ? std::string() : o.log_dir + "/" + name + ".log"; };
+  auto log = [&](const std::string& name) {
+    return o.log_dir.empty() ? std::string() : o.log_dir + "/" + name + ".log";
+  };
 
   SM_TRY(m->spawn_router(0, until));
   const uint16_t port = m->router_port_;
 
   for (int i = 0; i < o.workers; ++i) {
     const int64_t cap = size_t(i) < o.capacities.size() ? o.capacities[size_t(i)] : o.capacity;
-    std::vector<std::string> w = {o.program, "worker", "--router", "127.0.0.1:" + std::to_string(port),
-                                  "--listen", "127.0.0.1:0", "--model", o.model_dir, "--transport", o.transport,
-                                  "--device", o.device,
-                                  "--capacity", std::to_string(cap), "--threads",
-                                  std::to_string(o.threads_per_worker)};
+    std::vector<std::string> w = {o.program,     "worker",
+                                  "--router",    "127.0.0.1:" + std::to_string(port),
+                                  "--listen",    "127.0.0.1:0",
+                                  "--model",     o.model_dir,
+                                  "--transport", o.transport,
+                                  "--device",    o.device,
+                                  "--capacity",  std::to_string(cap),
+                                  "--threads",   std::to_string(o.threads_per_worker)};
     w.insert(w.end(), o.worker_args.begin(), o.worker_args.end());
     const auto mf = m->metrics_flags("worker-" + std::to_string(i + 1));
     w.insert(w.end(), mf.begin(), mf.end());
@@ -108,9 +113,9 @@ Status LocalMesh::spawn_router(uint16_t port, Clock::time_point until) {
   const LocalMeshOptions& o = options_;
   const std::string port_file = dir_ + "/router.port";
   std::filesystem::remove(port_file);
-  std::vector<std::string> router = {o.program, "router", "--listen", "127.0.0.1:" + std::to_string(port),
-                                     "--port-file", port_file, "--model", o.model_dir, "--block-size",
-                                     std::to_string(o.block_size)};
+  std::vector<std::string> router = {
+      o.program, "router",    "--listen",     "127.0.0.1:" + std::to_string(port), "--port-file", port_file,
+      "--model", o.model_dir, "--block-size", std::to_string(o.block_size)};
   router.insert(router.end(), o.router_args.begin(), o.router_args.end());
   const auto mf = metrics_flags("router");
   router.insert(router.end(), mf.begin(), mf.end());
@@ -121,8 +126,10 @@ Status LocalMesh::spawn_router(uint16_t port, Clock::time_point until) {
   router_port_ = bound;
   if (o.metrics) {
     SM_ASSIGN(mport, wait_port_file(dir_ + "/router.metrics", rpid, "router", until));
-    if (metrics_ports_.empty()) metrics_ports_.push_back(mport);
-    else metrics_ports_[0] = mport;  // a restarted router
+    if (metrics_ports_.empty())
+      metrics_ports_.push_back(mport);
+    else
+      metrics_ports_[0] = mport;  // a restarted router
   }
   return {};
 }
@@ -143,7 +150,8 @@ Status LocalMesh::connect_and_wait(caf::actor_system& sys, Clock::time_point unt
       std::string how;
       if (workers_[i] > 0 && exited(workers_[i], how)) {
         workers_[i] = -1;
-        return make_error("worker ", i + 1, " ", how, " before it registered", log_tail().empty() ? "" : ":\n" + log_tail());
+        return make_error("worker ", i + 1, " ", how, " before it registered",
+                          log_tail().empty() ? "" : ":\n" + log_tail());
       }
       if (workers_[i] > 0) ++live;
     }

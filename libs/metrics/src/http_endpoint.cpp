@@ -20,8 +20,7 @@ void send_all(int fd, const std::string& data) {
   }
 }
 
-std::string response(int status, const char* reason, const std::string& type, const std::string& body,
-                     bool with_body) {
+std::string response(int status, const char* reason, const std::string& type, const std::string& body, bool with_body) {
   return "HTTP/1.1 " + std::to_string(status) + " " + reason + "\r\nContent-Type: " + type +
          "\r\nContent-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" +
          (with_body ? body : std::string());

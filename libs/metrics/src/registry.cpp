@@ -1,8 +1,8 @@
 #include "starmesh/metrics/registry.hpp"
 
 #include <algorithm>
-#include <cmath>
 #include <charconv>
+#include <cmath>
 #include <stdexcept>
 
 namespace starmesh::metrics {
@@ -19,10 +19,14 @@ std::string format_value(double v) {
 std::string escape(const std::string& s, bool quote) {
   std::string out;
   for (char c : s) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '\n') out += "\\n";
-    else if (quote && c == '"') out += "\\\"";
-    else out += c;
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '\n')
+      out += "\\n";
+    else if (quote && c == '"')
+      out += "\\\"";
+    else
+      out += c;
   }
   return out;
 }
@@ -42,9 +46,12 @@ std::string label_text(const Labels& labels, const char* extra_name = nullptr, c
 
 const char* kind_name(Kind k) {
   switch (k) {
-    case Kind::counter: return "counter";
-    case Kind::gauge: return "gauge";
-    case Kind::histogram: return "histogram";
+    case Kind::counter:
+      return "counter";
+    case Kind::gauge:
+      return "gauge";
+    case Kind::histogram:
+      return "histogram";
   }
   return "untyped";
 }
@@ -75,8 +82,8 @@ bool valid_metric_name(const std::string& name) {
   if (name.empty()) return false;
   for (size_t i = 0; i < name.size(); ++i) {
     const char c = name[i];
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == ':' ||
-                    (i > 0 && c >= '0' && c <= '9');
+    const bool ok =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == ':' || (i > 0 && c >= '0' && c <= '9');
     if (!ok) return false;
   }
   return true;
@@ -125,8 +132,10 @@ Metric& Family<Metric>::with(const Labels& labels) {
   for (const auto& [k, v] : labels)
     if (!valid_label_name(k)) throw std::invalid_argument("metric " + name_ + ": invalid label name '" + k + "'");
   std::unique_ptr<Metric> m;
-  if constexpr (std::is_same_v<Metric, Histogram>) m = std::make_unique<Histogram>(bounds_);
-  else m = std::make_unique<Metric>();
+  if constexpr (std::is_same_v<Metric, Histogram>)
+    m = std::make_unique<Histogram>(bounds_);
+  else
+    m = std::make_unique<Metric>();
   return *children_.emplace(labels, std::move(m)).first->second;
 }
 

@@ -13,8 +13,7 @@ Expected<BpeModel> BpeModel::create(TokenMap vocab, Options options) {
   if (model.options_.unk_token) {
     model.unk_id_ = model.find(*model.options_.unk_token);
     if (!model.unk_id_) {
-      return make_error("tokenizer.json: the BPE unk_token '", *model.options_.unk_token,
-                        "' is not in the vocab");
+      return make_error("tokenizer.json: the BPE unk_token '", *model.options_.unk_token, "' is not in the vocab");
     }
   }
   for (int b = 0; b < 256; ++b) {
@@ -38,7 +37,9 @@ Status BpeModel::add_merge(std::string_view left, std::string_view right) {
   if (!left_id || !right_id || !merged_id) {
     return make_error("tokenizer.json: merge '", left, " ", right, "' (rank ", next_rank_,
                       ") uses a token that is not in the vocab: '",
-                      !left_id ? std::string(left) : !right_id ? std::string(right) : merged,
+                      !left_id    ? std::string(left)
+                      : !right_id ? std::string(right)
+                                  : merged,
                       "'");
   }
   merges_[pair_key(*left_id, *right_id)] = Merge{next_rank_++, *merged_id};

@@ -11,8 +11,7 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 }  // namespace
 
 Expected<GenerationStats> generate_with(backend_i& backend, const StepFn& step, std::span<const int32_t> prompt,
-                                        const GenerationParams& params,
-                                        const std::function<bool(int32_t)>& on_token) {
+                                        const GenerationParams& params, const std::function<bool(int32_t)>& on_token) {
   SM_TRY(validate(params.sampling));
   if (prompt.empty()) return make_error("the prompt is empty: give at least one token");
   if (params.max_new_tokens < 0) return make_error("max_new_tokens must be >= 0");
@@ -38,8 +37,7 @@ Expected<GenerationStats> generate_with(backend_i& backend, const StepFn& step, 
 }
 
 Expected<GenerationStats> generate(const Transformer& model, KvCache& cache, std::span<const int32_t> prompt,
-                                   const GenerationParams& params,
-                                   const std::function<bool(int32_t)>& on_token) {
+                                   const GenerationParams& params, const std::function<bool(int32_t)>& on_token) {
   const int64_t needed = cache.length() + int64_t(prompt.size()) + params.max_new_tokens;
   if (needed > cache.capacity())
     return make_error("prompt (", prompt.size(), " tokens) + max_new_tokens (", params.max_new_tokens,

@@ -5,8 +5,8 @@ namespace starmesh {
 Expected<KvCache> KvCache::create(backend_i& backend, int layers, int64_t capacity, int64_t kv_heads,
                                   int64_t head_dim) {
   if (layers <= 0 || capacity < 0 || kv_heads <= 0 || head_dim <= 0)
-    return make_error("kv cache: bad geometry (layers ", layers, ", capacity ", capacity, ", kv heads ",
-                      kv_heads, ", head dim ", head_dim, ")");
+    return make_error("kv cache: bad geometry (layers ", layers, ", capacity ", capacity, ", kv heads ", kv_heads,
+                      ", head dim ", head_dim, ")");
   KvCache c;
   c.backend_ = &backend;
   c.capacity_ = capacity;

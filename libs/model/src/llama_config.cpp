@@ -23,8 +23,7 @@ const json* field(const json& j, std::string_view key) {
 // An integral JSON number (4096 or 4096.0) as int64.
 bool as_int(const json& v, int64_t& out) {
   if (v.is_number_integer()) {
-    if (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(std::numeric_limits<int64_t>::max()))
-      return false;
+    if (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(std::numeric_limits<int64_t>::max())) return false;
     out = v.get<int64_t>();
     return true;
   }
@@ -88,8 +87,7 @@ Status check_architecture(const json& j) {
     if (!archs->is_array()) return make_error("config.json: architectures must be a list, got ", archs->dump());
     for (const json& a : *archs) {
       if (!a.is_string() || a.get<std::string>() != "LlamaForCausalLM")
-        return make_error("config.json: architectures lists ", a.dump(),
-                          "; starmesh runs LlamaForCausalLM only");
+        return make_error("config.json: architectures lists ", a.dump(), "; starmesh runs LlamaForCausalLM only");
     }
   }
   const json* model_type = field(j, "model_type");
@@ -124,8 +122,7 @@ Status parse_rope(const json& j, LlamaConfig& c) {
   std::string where = "rope_parameters.";
   std::optional<double> theta = top_theta;
   if (params) {
-    if (!params->is_object())
-      return make_error("config.json: rope_parameters must be an object, got ", params->dump());
+    if (!params->is_object()) return make_error("config.json: rope_parameters must be an object, got ", params->dump());
     SM_ASSIGN(p_theta, opt_double(*params, "rope_theta", where));
     if (p_theta) theta = p_theta;
   } else {
@@ -149,13 +146,13 @@ Status parse_rope(const json& j, LlamaConfig& c) {
   if (!type) {
     for (const auto& [k, v] : params->items()) {
       if (v.is_object())  // per-layer-type rope (Gemma-style): not a Llama thing
-        return make_error("config.json: ", where, k, " is a nested rope configuration; starmesh "
+        return make_error("config.json: ", where, k,
+                          " is a nested rope configuration; starmesh "
                           "supports one rope_type (\"default\" or \"llama3\") for all layers");
     }
     return Status::ok();  // HF's default
   }
-  if (!type->is_string())
-    return make_error("config.json: ", where, type_key, " must be a string, got ", type->dump());
+  if (!type->is_string()) return make_error("config.json: ", where, type_key, " must be a string, got ", type->dump());
   const std::string name = type->get<std::string>();
   if (name == "default") return Status::ok();
   if (name != "llama3")
@@ -201,15 +198,15 @@ Expected<LlamaConfig> parse(const json& j) {
   if (c.num_key_value_heads <= 0)
     return make_error("config.json: num_key_value_heads must be positive, got ", c.num_key_value_heads);
   if (heads % c.num_key_value_heads != 0)
-    return make_error("config.json: num_attention_heads (", heads,
-                      ") must be a multiple of num_key_value_heads (", c.num_key_value_heads, ")");
+    return make_error("config.json: num_attention_heads (", heads, ") must be a multiple of num_key_value_heads (",
+                      c.num_key_value_heads, ")");
   SM_ASSIGN(head_dim, opt_int(j, "head_dim", ""));
   if (head_dim) {
     c.head_dim = *head_dim;
   } else {
     if (hidden % heads != 0)
-      return make_error("config.json: hidden_size (", hidden, ") is not a multiple of num_attention_heads (",
-                        heads, ") and head_dim is not given");
+      return make_error("config.json: hidden_size (", hidden, ") is not a multiple of num_attention_heads (", heads,
+                        ") and head_dim is not given");
     c.head_dim = hidden / heads;
   }
   if (c.head_dim <= 0 || c.head_dim % 2 != 0)
@@ -286,8 +283,7 @@ std::vector<float> rope_inv_freq(const LlamaConfig& c) {
       if (wavelen > low_freq_wavelen) {
         inv = inv / s.factor;
       } else if (!(wavelen < high_freq_wavelen)) {
-        const double smooth =
-            (old_len / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+        const double smooth = (old_len / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
         inv = (1.0 - smooth) * inv / s.factor + smooth * inv;
       }
     }

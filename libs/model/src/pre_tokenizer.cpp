@@ -46,8 +46,10 @@ constexpr std::string_view kNumbersAfterUnicode14 =
     R"(\x{1E4F0}-\x{1E4F9}\x{1E5F1}-\x{1E5FA})";
 
 Error unsupported(std::string_view what, std::string_view pattern) {
-  return make_error("tokenizer regex: ", what, " is not supported (Oniguruma, which HF uses, "
-                    "and PCRE2 read it differently); pattern: ", pattern);
+  return make_error("tokenizer regex: ", what,
+                    " is not supported (Oniguruma, which HF uses, "
+                    "and PCRE2 read it differently); pattern: ",
+                    pattern);
 }
 
 }  // namespace
@@ -86,13 +88,23 @@ Expected<std::string> oniguruma_to_pcre2(std::string_view pattern) {
     const char d = pattern[++i];
     switch (d) {
       // Oniguruma's \s is exactly White_Space; PCRE2's (with UCP) also takes U+180E.
-      case 's': out += "\\p{White_Space}"; break;
-      case 'S': out += "\\P{White_Space}"; break;
+      case 's':
+        out += "\\p{White_Space}";
+        break;
+      case 'S':
+        out += "\\P{White_Space}";
+        break;
       // \w and \b follow different word definitions in the two engines; \h is a hex digit
       // in Oniguruma and horizontal space in PCRE2.
-      case 'w': case 'W': case 'b': case 'B': case 'h': case 'H':
+      case 'w':
+      case 'W':
+      case 'b':
+      case 'B':
+      case 'h':
+      case 'H':
         return unsupported(std::string("the escape \\") + d, pattern);
-      case 'p': case 'P': {  // \p{L}, \pL, \P{N}, \p{^N}...: L and N get Unicode 16's additions
+      case 'p':
+      case 'P': {  // \p{L}, \pL, \P{N}, \p{^N}...: L and N get Unicode 16's additions
         size_t name_end = i + 1;
         std::string_view name;
         if (i + 1 < n && pattern[i + 1] == '{') {
@@ -111,11 +123,9 @@ Expected<std::string> oniguruma_to_pcre2(std::string_view pattern) {
           out.append(pattern.substr(i - 1, name_end + 1 - (i - 1)));  // as written
         } else {
           const std::string set = std::string("\\p{") + std::string(name) + "}" +
-                                  std::string(name == "L" ? kLettersAfterUnicode14
-                                                          : kNumbersAfterUnicode14);
+                                  std::string(name == "L" ? kLettersAfterUnicode14 : kNumbersAfterUnicode14);
           if (in_class && negated) {
-            return unsupported(std::string("\\P{") + std::string(name) + "} inside a class",
-                               pattern);
+            return unsupported(std::string("\\P{") + std::string(name) + "} inside a class", pattern);
           }
           out += in_class ? set : (negated ? "[^" : "[") + set + "]";
         }
@@ -130,7 +140,10 @@ Expected<std::string> oniguruma_to_pcre2(std::string_view pattern) {
         i = stop - 1;
         break;
       }
-      default: out += '\\'; out += d; break;
+      default:
+        out += '\\';
+        out += d;
+        break;
     }
   }
   return out;
@@ -143,14 +156,13 @@ Expected<RegexSplitter> RegexSplitter::compile_regex(std::string_view pattern) {
   // MULTILINE: ^ and $ are line anchors in Oniguruma's Ruby syntax. MATCH_INVALID_UTF: input
   // that is not UTF-8 is still split (invalid bytes land in the gaps) instead of failing.
   pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pcre.data()), pcre.size(),
-                                   PCRE2_UTF | PCRE2_UCP | PCRE2_MULTILINE |
-                                       PCRE2_MATCH_INVALID_UTF,
-                                   &error_code, &error_offset, nullptr);
+                                   PCRE2_UTF | PCRE2_UCP | PCRE2_MULTILINE | PCRE2_MATCH_INVALID_UTF, &error_code,
+                                   &error_offset, nullptr);
   if (code == nullptr) {
     std::array<PCRE2_UCHAR, 256> buffer{};
     pcre2_get_error_message(error_code, buffer.data(), buffer.size());
-    return make_error("tokenizer regex does not compile (", reinterpret_cast<char*>(buffer.data()),
-                      " at offset ", error_offset, "): ", pattern);
+    return make_error("tokenizer regex does not compile (", reinterpret_cast<char*>(buffer.data()), " at offset ",
+                      error_offset, "): ", pattern);
   }
   pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);  // best effort: the interpreter also works
   auto owned = std::make_shared<Code>();
@@ -176,8 +188,7 @@ void RegexSplitter::split(std::string_view text, std::vector<std::string_view>& 
   };
   if (!code_) {
     if (!literal_.empty()) {
-      for (size_t at = text.find(literal_); at != std::string_view::npos;
-           at = text.find(literal_, last)) {
+      for (size_t at = text.find(literal_); at != std::string_view::npos; at = text.find(literal_, last)) {
         emit(at, at + literal_.size());
       }
     }
@@ -190,8 +201,7 @@ void RegexSplitter::split(std::string_view text, std::vector<std::string_view>& 
       int rc = pcre2_match(code_->code, subject, text.size(), offset, 0, data.get(), nullptr);
       if (rc < 0 && rc != PCRE2_ERROR_NOMATCH) {
         // JIT stack exhausted (pathological input): the interpreter keeps its frames on the heap.
-        rc = pcre2_match(code_->code, subject, text.size(), offset, PCRE2_NO_JIT, data.get(),
-                         nullptr);
+        rc = pcre2_match(code_->code, subject, text.size(), offset, PCRE2_NO_JIT, data.get(), nullptr);
       }
       if (rc < 0) break;  // no further match: the rest is one gap
       const PCRE2_SIZE* ovector = pcre2_get_ovector_pointer(data.get());
@@ -212,15 +222,14 @@ namespace {
 // GPT-2's bytes_to_unicode: printable Latin-1 bytes stand for themselves, the other 68 bytes
 // take code points 256, 257, ... in byte order.
 struct ByteAlphabet {
-  std::array<std::string, 256> utf8;     // byte -> UTF-8 of its character
+  std::array<std::string, 256> utf8;        // byte -> UTF-8 of its character
   std::array<int16_t, 256 + 68> byte_of{};  // code point -> byte, -1 outside the alphabet
 
   ByteAlphabet() {
     byte_of.fill(-1);
     int next = 256;
     for (int b = 0; b < 256; ++b) {
-      const bool printable = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) ||
-                             (b >= 0xAE && b <= 0xFF);
+      const bool printable = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
       const int cp = printable ? b : next++;
       byte_of[cp] = static_cast<int16_t>(b);
       std::string& s = utf8[b];
@@ -273,7 +282,7 @@ std::string utf8_lossy(std::string_view bytes) {
   auto at = [&](size_t k) { return static_cast<unsigned char>(bytes[k]); };
   for (size_t i = 0; i < n;) {
     const unsigned char c = at(i);
-    size_t need = 0;                 // continuation bytes expected
+    size_t need = 0;                     // continuation bytes expected
     unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the first continuation byte
     if (c < 0x80) {
       out += static_cast<char>(c);

@@ -41,20 +41,29 @@ std::string errno_text() { return std::strerror(errno); }
 // The safetensors dtype string for a DType, and back.
 const char* st_dtype_name(DType t) {
   switch (t) {
-    case DType::f32: return "F32";
-    case DType::f16: return "F16";
-    case DType::bf16: return "BF16";
-    case DType::i32: return "I32";
+    case DType::f32:
+      return "F32";
+    case DType::f16:
+      return "F16";
+    case DType::bf16:
+      return "BF16";
+    case DType::i32:
+      return "I32";
   }
   return "?";
 }
 
 bool st_dtype_from_name(std::string_view s, DType& out) {
-  if (s == "BF16") out = DType::bf16;
-  else if (s == "F16") out = DType::f16;
-  else if (s == "F32") out = DType::f32;
-  else if (s == "I32") out = DType::i32;
-  else return false;
+  if (s == "BF16")
+    out = DType::bf16;
+  else if (s == "F16")
+    out = DType::f16;
+  else if (s == "F32")
+    out = DType::f32;
+  else if (s == "I32")
+    out = DType::i32;
+  else
+    return false;
   return true;
 }
 
@@ -112,8 +121,8 @@ Expected<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
 
   const uint64_t header_len = read_le_u64(base);
   if (header_len > file_size - 8) {
-    return make_error(path, ": header length ", header_len, " is larger than the rest of the file (",
-                      file_size - 8, " bytes); the file is truncated or not safetensors");
+    return make_error(path, ": header length ", header_len, " is larger than the rest of the file (", file_size - 8,
+                      " bytes); the file is truncated or not safetensors");
   }
   const char* header_begin = reinterpret_cast<const char*>(base + 8);
   json header;
@@ -158,19 +167,17 @@ Expected<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
       return make_error(where, ": shape ", info["shape"].dump(), " overflows");
     const json* offs = info.contains("data_offsets") ? &info["data_offsets"] : nullptr;
     uint64_t begin = 0, end = 0;
-    if (!offs || !offs->is_array() || offs->size() != 2 || !json_u64((*offs)[0], begin) ||
-        !json_u64((*offs)[1], end)) {
+    if (!offs || !offs->is_array() || offs->size() != 2 || !json_u64((*offs)[0], begin) || !json_u64((*offs)[1], end)) {
       return make_error(where, ": \"data_offsets\" must be two non-negative integers, got ",
                         offs ? offs->dump() : std::string("nothing"));
     }
     if (begin > end || end > data_size) {
-      return make_error(where, ": data_offsets [", begin, ", ", end,
-                        "] are outside the data section (", data_size,
+      return make_error(where, ": data_offsets [", begin, ", ", end, "] are outside the data section (", data_size,
                         " bytes); the file is truncated or corrupt");
     }
     if (end - begin != need) {
-      return make_error(where, ": data_offsets [", begin, ", ", end, "] span ", end - begin,
-                        " bytes but shape ", to_string(e.shape), " of ", dtype_str, " needs ", need);
+      return make_error(where, ": data_offsets [", begin, ", ", end, "] span ", end - begin, " bytes but shape ",
+                        to_string(e.shape), " of ", dtype_str, " needs ", need);
     }
     e.begin = size_t(begin);
     out.entries_.emplace(name, std::move(e));
@@ -219,8 +226,8 @@ Expected<Checkpoint> Checkpoint::open(const std::string& dir) {
 
   const fs::path index_path = root / kIndexFile;
   if (!fs::is_regular_file(index_path, ec)) {
-    return make_error("checkpoint directory '", dir, "' has neither ", kSingleFile, " nor ",
-                      kIndexFile, "; is it a HF safetensors checkpoint?");
+    return make_error("checkpoint directory '", dir, "' has neither ", kSingleFile, " nor ", kIndexFile,
+                      "; is it a HF safetensors checkpoint?");
   }
   out.source_ = kIndexFile;
   const std::string index_name = index_path.string();
@@ -255,8 +262,8 @@ Expected<Checkpoint> Checkpoint::open(const std::string& dir) {
       }
       const fs::path shard_path = root / rel;
       if (!fs::is_regular_file(shard_path, ec)) {
-        return make_error(index_name, " names shard '", shard, "' (for tensor '", tensor,
-                          "'), which is missing from ", dir, "; the download is incomplete");
+        return make_error(index_name, " names shard '", shard, "' (for tensor '", tensor, "'), which is missing from ",
+                          dir, "; the download is incomplete");
       }
       SM_ASSIGN(file, SafetensorsFile::open(shard_path.string()));
       it = shard_slot.emplace(shard, out.files_.size()).first;
@@ -264,8 +271,7 @@ Expected<Checkpoint> Checkpoint::open(const std::string& dir) {
       out.files_.push_back(std::move(file));
     }
     if (!out.files_[it->second].contains(tensor)) {
-      return make_error(index_name, " maps tensor '", tensor, "' to shard '", shard,
-                        "', which does not contain it");
+      return make_error(index_name, " maps tensor '", tensor, "' to shard '", shard, "', which does not contain it");
     }
     out.where_.emplace(tensor, it->second);
   }
@@ -281,46 +287,40 @@ std::vector<std::string> Checkpoint::names() const {
 
 Expected<std::string> Checkpoint::file_of(std::string_view name) const {
   auto it = where_.find(name);
-  if (it == where_.end())
-    return make_error("tensor '", name, "' not found in ", (fs::path(dir_) / source_).string());
+  if (it == where_.end()) return make_error("tensor '", name, "' not found in ", (fs::path(dir_) / source_).string());
   return file_names_[it->second];
 }
 
 Expected<Tensor> Checkpoint::get(std::string_view name) const {
   auto it = where_.find(name);
-  if (it == where_.end())
-    return make_error("tensor '", name, "' not found in ", (fs::path(dir_) / source_).string());
+  if (it == where_.end()) return make_error("tensor '", name, "' not found in ", (fs::path(dir_) / source_).string());
   return files_[it->second].get(name);
 }
 
 Expected<Tensor> Checkpoint::get(std::string_view name, const Shape& expected) const {
   SM_ASSIGN(t, get(name));
   bool match = t.shape().size() == expected.size();
-  for (size_t i = 0; match && i < expected.size(); ++i)
-    match = expected[i] == -1 || expected[i] == t.shape()[i];
+  for (size_t i = 0; match && i < expected.size(); ++i) match = expected[i] == -1 || expected[i] == t.shape()[i];
   if (!match) {
-    return make_error(name, ": expected shape ", to_string(expected), ", got ", to_string(t.shape()),
-                      " in ", file_names_[where_.find(name)->second]);
+    return make_error(name, ": expected shape ", to_string(expected), ", got ", to_string(t.shape()), " in ",
+                      file_names_[where_.find(name)->second]);
   }
   return t;
 }
 
 // ---------------------------------------------------------------- writer
 
-Status write_safetensors(const std::string& path,
-                         const std::vector<std::pair<std::string, Tensor>>& tensors) {
+Status write_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors) {
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
   std::set<std::string> seen;
   uint64_t offset = 0;
   for (const auto& [name, t] : tensors) {
     if (name == "__metadata__") return make_error("write_safetensors: '__metadata__' is reserved");
-    if (!seen.insert(name).second)
-      return make_error("write_safetensors: tensor '", name, "' given twice");
+    if (!seen.insert(name).second) return make_error("write_safetensors: tensor '", name, "' given twice");
     if (t.device() != Device::cpu())
       return make_error("write_safetensors: tensor '", name, "' is on ", to_string(t.device()),
                         "; copy it to the host first");
-    if (!t.defined() && t.nbytes() != 0)
-      return make_error("write_safetensors: tensor '", name, "' has no data");
+    if (!t.defined() && t.nbytes() != 0) return make_error("write_safetensors: tensor '", name, "' has no data");
     nlohmann::ordered_json entry;
     entry["dtype"] = st_dtype_name(t.dtype());
     entry["shape"] = t.shape();

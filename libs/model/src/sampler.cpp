@@ -4,9 +4,7 @@
 
 namespace starmesh {
 
-Status validate(const SamplingParams& p) {
-  return check_sample_spec(SampleSpec{p.temperature, p.top_k, p.top_p, 0.0});
-}
+Status validate(const SamplingParams& p) { return check_sample_spec(SampleSpec{p.temperature, p.top_k, p.top_p, 0.0}); }
 
 double uniform_draw(uint64_t seed, uint64_t index) {
   uint64_t z = seed + (index + 1) * 0x9E3779B97F4A7C15ull;

@@ -6,18 +6,17 @@
 #include <cstring>
 #include <deque>
 #include <fstream>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "starmesh/model/bpe.hpp"
 #include "starmesh/model/pre_tokenizer.hpp"
 
 namespace starmesh {
 
-using nlohmann::json;
 using detail::BpeModel;
 using detail::RegexSplitter;
+using nlohmann::json;
 
 namespace {
 
@@ -31,8 +30,7 @@ class AddedTokenMatcher {
     for (const char c : content) {
       const auto byte = static_cast<unsigned char>(c);
       auto& children = nodes_[node].children;
-      auto it = std::find_if(children.begin(), children.end(),
-                             [&](const auto& child) { return child.first == byte; });
+      auto it = std::find_if(children.begin(), children.end(), [&](const auto& child) { return child.first == byte; });
       if (it == children.end()) {
         children.emplace_back(byte, static_cast<int32_t>(nodes_.size()));
         node = static_cast<int32_t>(nodes_.size());
@@ -52,8 +50,7 @@ class AddedTokenMatcher {
     size_t last = 0;
     for (size_t pos = 0; pos < text.size();) {
       size_t end = 0;
-      const int32_t id = can_start_[static_cast<unsigned char>(text[pos])]
-                             ? longest_at(text, pos, end) : -1;
+      const int32_t id = can_start_[static_cast<unsigned char>(text[pos])] ? longest_at(text, pos, end) : -1;
       if (id < 0) {
         ++pos;
         continue;
@@ -71,8 +68,7 @@ class AddedTokenMatcher {
     for (size_t i = pos; i < text.size(); ++i) {
       const auto byte = static_cast<unsigned char>(text[i]);
       const auto& children = nodes_[node].children;
-      auto it = std::find_if(children.begin(), children.end(),
-                             [&](const auto& child) { return child.first == byte; });
+      auto it = std::find_if(children.begin(), children.end(), [&](const auto& child) { return child.first == byte; });
       if (it == children.end()) break;
       node = it->second;
       if (nodes_[node].id >= 0) {
@@ -145,8 +141,10 @@ Status parse_pre_tokenizer(const json& j, std::vector<PreTokenizerStep>& steps) 
     } else if (pattern.contains("String")) {
       step.splitter = RegexSplitter::literal(pattern.at("String").get<std::string>());
     } else {
-      return make_error("tokenizer.json: Split pattern must be {\"Regex\": ...} or "
-                        "{\"String\": ...}, got ", pattern.dump());
+      return make_error(
+          "tokenizer.json: Split pattern must be {\"Regex\": ...} or "
+          "{\"String\": ...}, got ",
+          pattern.dump());
     }
   } else if (type == "ByteLevel") {
     step.byte_level = true;
@@ -234,11 +232,9 @@ Expected<BpeModel> parse_model(const json& m) {
       if (space == std::string::npos || text.find(' ', space + 1) != std::string::npos) {
         return make_error("tokenizer.json: merge '", text, "' is not two tokens split by a space");
       }
-      SM_TRY(model.add_merge(std::string_view(text).substr(0, space),
-                             std::string_view(text).substr(space + 1)));
+      SM_TRY(model.add_merge(std::string_view(text).substr(0, space), std::string_view(text).substr(space + 1)));
     } else if (merge.is_array() && merge.size() == 2) {
-      SM_TRY(model.add_merge(merge[0].get_ref<const std::string&>(),
-                             merge[1].get_ref<const std::string&>()));
+      SM_TRY(model.add_merge(merge[0].get_ref<const std::string&>(), merge[1].get_ref<const std::string&>()));
     } else {
       return make_error("tokenizer.json: merge ", merge.dump(), " is not \"a b\" or [\"a\", \"b\"]");
     }
@@ -260,19 +256,18 @@ Expected<std::shared_ptr<Tokenizer::Impl>> parse_tokenizer(const json& root) {
     return make_error("tokenizer.json: pre_tokenizer null is not supported (need ByteLevel)");
   }
   SM_TRY(parse_pre_tokenizer(pre, impl->steps));
-  const auto byte_levels = std::count_if(impl->steps.begin(), impl->steps.end(),
-                                         [](const auto& s) { return s.byte_level; });
+  const auto byte_levels =
+      std::count_if(impl->steps.begin(), impl->steps.end(), [](const auto& s) { return s.byte_level; });
   if (byte_levels != 1 || !impl->steps.back().byte_level) {
     return make_error("tokenizer.json: the pre_tokenizer must end with exactly one ByteLevel");
   }
   const std::string decoder = root.contains("decoder") ? type_of(root.at("decoder")) : "null";
   if (decoder != "ByteLevel") {
-    return make_error("tokenizer.json: decoder type '", decoder,
-                      "' is not supported (only ByteLevel)");
+    return make_error("tokenizer.json: decoder type '", decoder, "' is not supported (only ByteLevel)");
   }
   int templates = 0;
-  SM_TRY(parse_post_processor(root.contains("post_processor") ? root.at("post_processor") : json(),
-                              impl->bos_prefix, templates));
+  SM_TRY(parse_post_processor(root.contains("post_processor") ? root.at("post_processor") : json(), impl->bos_prefix,
+                              templates));
 
   struct Added {
     int32_t id;
@@ -286,8 +281,7 @@ Expected<std::shared_ptr<Tokenizer::Impl>> parse_tokenizer(const json& root) {
     const auto content = t.at("content").get<std::string>();
     for (const char* flag : {"single_word", "lstrip", "rstrip"}) {
       if (t.value(flag, false)) {
-        return make_error("tokenizer.json: added token '", content, "' has ", flag,
-                          " true, which is not supported");
+        return make_error("tokenizer.json: added token '", content, "' has ", flag, " true, which is not supported");
       }
     }
     const auto id = t.at("id").get<int64_t>();
@@ -295,8 +289,7 @@ Expected<std::shared_ptr<Tokenizer::Impl>> parse_tokenizer(const json& root) {
       return make_error("tokenizer.json: added token '", content, "' has a bad id ", id);
     }
     max_id = std::max(max_id, id);
-    (t.value("normalized", true) ? impl->normalized_added : impl->raw_added)
-        .add(content, static_cast<int32_t>(id));
+    (t.value("normalized", true) ? impl->normalized_added : impl->raw_added).add(content, static_cast<int32_t>(id));
     impl->added_by_content.emplace(content, static_cast<int32_t>(id));
     added.push_back(Added{static_cast<int32_t>(id), content, t.value("special", false)});
   }
@@ -315,8 +308,8 @@ Expected<std::shared_ptr<Tokenizer::Impl>> parse_tokenizer(const json& root) {
   }
   for (const int32_t id : impl->bos_prefix) {
     if (id < 0 || id >= impl->vocab_size || !(impl->flags[id] & Tokenizer::Impl::kHasToken)) {
-      return make_error("tokenizer.json: post_processor special token id ", id,
-                        " is not a token (vocab size ", impl->vocab_size, ")");
+      return make_error("tokenizer.json: post_processor special token id ", id, " is not a token (vocab size ",
+                        impl->vocab_size, ")");
     }
   }
   return impl;
@@ -327,8 +320,7 @@ Expected<std::shared_ptr<Tokenizer::Impl>> parse_tokenizer(const json& root) {
 Expected<Tokenizer> Tokenizer::load(const std::filesystem::path& tokenizer_json) {
   std::ifstream file(tokenizer_json, std::ios::binary);
   if (!file) {
-    return make_error("cannot open tokenizer file '", tokenizer_json.string(),
-                      "': ", std::strerror(errno));
+    return make_error("cannot open tokenizer file '", tokenizer_json.string(), "': ", std::strerror(errno));
   }
   std::stringstream buffer;
   buffer << file.rdbuf();
@@ -340,8 +332,7 @@ Expected<Tokenizer> Tokenizer::load(const std::filesystem::path& tokenizer_json)
     }
     return Tokenizer(std::move(impl).value());
   } catch (const json::exception& e) {
-    return make_error("tokenizer file '", tokenizer_json.string(), "' is not a valid tokenizer.json: ",
-                      e.what());
+    return make_error("tokenizer file '", tokenizer_json.string(), "' is not a valid tokenizer.json: ", e.what());
   }
 }
 
@@ -371,8 +362,7 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos) cons
   // HF splits off the non-normalized added tokens first, then the normalized ones (the
   // normalizer is null, so both look at the raw text).
   impl.raw_added.split(text, ids, [&](std::string_view gap) {
-    impl.normalized_added.split(gap, ids,
-                                [&](std::string_view plain) { impl.encode_plain(plain, ids); });
+    impl.normalized_added.split(gap, ids, [&](std::string_view plain) { impl.encode_plain(plain, ids); });
   });
   return ids;
 }

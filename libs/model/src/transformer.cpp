@@ -9,8 +9,7 @@
 namespace starmesh {
 namespace {
 
-Expected<Tensor> load_weight(backend_i& backend, const Checkpoint& ckpt, const std::string& name,
-                             const Shape& shape) {
+Expected<Tensor> load_weight(backend_i& backend, const Checkpoint& ckpt, const std::string& name, const Shape& shape) {
   SM_ASSIGN(host, ckpt.get(name, shape));
   return backend.upload(host, backend.activation_dtype());
 }
@@ -41,7 +40,11 @@ Expected<Transformer> Transformer::load(backend_i& backend, const std::filesyste
   for (int l = 0; l < config.num_hidden_layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     LayerWeights w;
-    struct Item { Tensor* dst; std::string name; Shape shape; };
+    struct Item {
+      Tensor* dst;
+      std::string name;
+      Shape shape;
+    };
     const Item items[] = {
         {&w.attn_norm, p + "input_layernorm.weight", {hidden}},
         {&w.wq, p + "self_attn.q_proj.weight", {hq * d, hidden}},
@@ -69,8 +72,8 @@ Expected<Tensor> Transformer::embed(std::span<const int32_t> ids) const {
   const int64_t n = int64_t(ids.size());
   for (size_t i = 0; i < ids.size(); ++i)
     if (ids[i] < 0 || ids[i] >= config_.vocab_size)
-      return make_error(ErrorCode::invalid_argument, "token id ", ids[i], " at position ", i, " is outside the vocabulary [0, ",
-                        config_.vocab_size, ")");
+      return make_error(ErrorCode::invalid_argument, "token id ", ids[i], " at position ", i,
+                        " is outside the vocabulary [0, ", config_.vocab_size, ")");
   SM_ASSIGN(dev_ids, backend_->upload(Tensor::from_i32(ids, {n}), DType::i32));
   SM_ASSIGN(hidden, backend_->alloc(backend_->activation_dtype(), {n, config_.hidden_size}));
   SM_TRY(backend_->embedding(dev_ids, embed_, hidden));
@@ -135,8 +138,7 @@ Expected<Tensor> Transformer::logits(const Tensor& hidden) const {
 }
 
 Expected<KvCache> Transformer::make_cache(int64_t capacity) const {
-  return KvCache::create(*backend_, config_.num_hidden_layers, capacity, config_.num_key_value_heads,
-                         config_.head_dim);
+  return KvCache::create(*backend_, config_.num_hidden_layers, capacity, config_.num_key_value_heads, config_.head_dim);
 }
 
 Expected<Tensor> Transformer::forward(std::span<const int32_t> ids, KvCache& cache, bool all_rows) const {
@@ -154,8 +156,8 @@ Expected<Tensor> Transformer::forward(std::span<const int32_t> ids, KvCache& cac
   for (int l = 0; l < layers(); ++l) {
     SM_ASSIGN(qkv, project_qkv(l, hidden, pos));
     SM_TRY(cache.write(l, qkv.k, qkv.v));
-    SM_TRY(backend_->attention(qkv.q, cache.keys(l, n), cache.values(l, n), AttentionMask::causal_from(past),
-                               scale_, attn, lse));
+    SM_TRY(backend_->attention(qkv.q, cache.keys(l, n), cache.values(l, n), AttentionMask::causal_from(past), scale_,
+                               attn, lse));
     SM_TRY(finish_layer(l, hidden, attn));
   }
   SM_TRY(cache.commit(n));

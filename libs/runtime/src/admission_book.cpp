@@ -23,7 +23,8 @@ Admission AdmissionBook::admit(uint64_t id, const PlacementAsk& ask, Time now, D
 
 Admission AdmissionBook::attach(uint64_t id, uint64_t context_id, int64_t local_tokens, Time now, Decisions& out) {
   auto k = kept_.find(context_id);
-  if (k == kept_.end() || k->second.drop_when_idle) return Admission{Admission::Kind::refused, {}, not_kept(context_id)};
+  if (k == kept_.end() || k->second.drop_when_idle)
+    return Admission{Admission::Kind::refused, {}, not_kept(context_id)};
   ++k->second.users;  // a user from now on, placed or waiting: nothing drops it meanwhile
   attached_[id] = context_id;
   PlacementAsk ask;
@@ -80,8 +81,7 @@ Expected<Placement> AdmissionBook::try_attach(uint64_t id, uint64_t context_id, 
   for (;;) {
     const Status booked = members_.reserve_exact(id, {{q.worker_id, local_tokens}});
     if (booked) break;
-    if (!evict_one(out))
-      return make_error(ErrorCode::overloaded, "context ", context_id, ": ", booked.message());
+    if (!evict_one(out)) return make_error(ErrorCode::overloaded, "context ", context_id, ": ", booked.message());
   }
   k->second.last_used = now;
   Placement placed = k->second.placement;
@@ -103,7 +103,7 @@ bool AdmissionBook::fits_when_idle(const PlacementAsk& ask, uint64_t context_id)
 Error AdmissionBook::never_fits(uint64_t id, const PlacementAsk& ask, uint64_t context_id) {
   if (context_id == 0) {
     auto p = members_.place(id, ask);  // fails: it does not fit even an idle mesh
-    if (p) {  // unreachable by the callers' checks; keep the book consistent if it happens
+    if (p) {                           // unreachable by the callers' checks; keep the book consistent if it happens
       members_.release(id);
       return make_error("request ", id, ": placement changed while refusing it");
     }
@@ -144,8 +144,10 @@ void AdmissionBook::detach(uint64_t id, Time now, Decisions& out) {
   attached_.erase(a);
   if (k == kept_.end() || --k->second.users > 0) return;
   k->second.last_used = now;
-  if (k->second.drop_when_idle) drop_context(k->first, Decisions::Why::requested, out);
-  else if (options_.context_ttl.count() > 0) out.timers.push_back({TimerKind::context_ttl, k->first, options_.context_ttl});
+  if (k->second.drop_when_idle)
+    drop_context(k->first, Decisions::Why::requested, out);
+  else if (options_.context_ttl.count() > 0)
+    out.timers.push_back({TimerKind::context_ttl, k->first, options_.context_ttl});
 }
 
 // Places queued requests in arrival order while they fit; refuses those that no longer fit
@@ -196,8 +198,10 @@ bool AdmissionBook::keep(uint64_t id, Time now, Decisions& out) {
 void AdmissionBook::drop(uint64_t context_id, Time now, Decisions& out) {
   auto k = kept_.find(context_id);
   if (k == kept_.end()) return;
-  if (k->second.users > 0) k->second.drop_when_idle = true;
-  else drop_context(context_id, Decisions::Why::requested, out);
+  if (k->second.users > 0)
+    k->second.drop_when_idle = true;
+  else
+    drop_context(context_id, Decisions::Why::requested, out);
   drain_queue(now, out);
 }
 
@@ -247,8 +251,10 @@ std::vector<uint64_t> AdmissionBook::contexts_on(uint32_t worker_id) const {
 void AdmissionBook::worker_leaving(uint32_t worker_id, Time now, Decisions& out) {
   for (uint64_t cid : contexts_on(worker_id)) {  // they go with it (now, or when their users end)
     Kept& k = kept_.at(cid);
-    if (k.users > 0) k.drop_when_idle = true;
-    else drop_context(cid, Decisions::Why::worker_left, out);
+    if (k.users > 0)
+      k.drop_when_idle = true;
+    else
+      drop_context(cid, Decisions::Why::worker_left, out);
   }
   drain_queue(now, out);  // queued requests that needed it may no longer fit
 }

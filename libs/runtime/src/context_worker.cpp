@@ -115,10 +115,9 @@ caf::result<CoordinatorActor> start_phase2(WorkerPtr self, Phase2Order& o) {
     return mesh_error(ErrorCode::invalid_argument, req + ": " + std::to_string(local) +
                                                        " query and generated tokens exceed the " +
                                                        std::to_string(job->local_capacity) + " reserved for them");
-  auto cs = std::make_shared<CoordinatorSetup>(
-      CoordinatorSetup{st.engine, job->shard, job->plan.context_tokens, job->local_capacity, std::move(job->transport),
-                       job->host_names, std::move(o), job->step_timeout,
-                       std::shared_ptr<const std::atomic<bool>>(job, &job->stop)});
+  auto cs = std::make_shared<CoordinatorSetup>(CoordinatorSetup{
+      st.engine, job->shard, job->plan.context_tokens, job->local_capacity, std::move(job->transport), job->host_names,
+      std::move(o), job->step_timeout, std::shared_ptr<const std::atomic<bool>>(job, &job->stop)});
   job->phase2_started = true;
   if (!job->keep) job->shard.reset();  // the coordinator holds it (and a kept context, if any)
   job->coordinator = self->spawn<caf::linked>(query_coordinator, cs);
@@ -147,7 +146,8 @@ WorkerActor::behavior_type context_worker(WorkerPtr self, std::shared_ptr<Worker
         if (!job->served && !job->freed) {
           spdlog::warn("{}: request {}: {}", setup->endpoint, id, job->served.message());
           if (job->driver)
-            self->send(job->driver, failed_atom::value, id, with_prefix("the shard loop failed: ", job->served.error()));
+            self->send(job->driver, failed_atom::value, id,
+                       with_prefix("the shard loop failed: ", job->served.error()));
         }
         self->state.book->thread_ended(id);
       },

@@ -12,13 +12,14 @@ std::string worker_name(uint32_t id, const std::string& endpoint) {
 
 Expected<uint32_t> Membership::add(WorkerActor handle, WorkerInfo info) {
   if (info.kv_capacity <= 0)
-    return make_error(ErrorCode::invalid_argument, "worker at ", info.endpoint, " offers no KV capacity: start it with --capacity > 0");
+    return make_error(ErrorCode::invalid_argument, "worker at ", info.endpoint,
+                      " offers no KV capacity: start it with --capacity > 0");
   if (!model_.empty() && info.model != model_)
-    return make_error(ErrorCode::invalid_argument, "worker at ", info.endpoint, " serves model '", info.model, "' but this mesh serves '", model_,
-                      "': start it with the router's --model");
+    return make_error(ErrorCode::invalid_argument, "worker at ", info.endpoint, " serves model '", info.model,
+                      "' but this mesh serves '", model_, "': start it with the router's --model");
   if (!data_plane_.empty() && info.data_plane != data_plane_)
-    return make_error(ErrorCode::invalid_argument, "worker at ", info.endpoint, " speaks data plane '", info.data_plane, "' but the mesh uses '",
-                      data_plane_, "': start every worker with the same --transport");
+    return make_error(ErrorCode::invalid_argument, "worker at ", info.endpoint, " speaks data plane '", info.data_plane,
+                      "' but the mesh uses '", data_plane_, "': start every worker with the same --transport");
   if (model_.empty()) model_ = info.model;
   if (data_plane_.empty()) data_plane_ = info.data_plane;
   const uint32_t id = next_id_++;
@@ -47,8 +48,8 @@ std::optional<WorkerView> Membership::remove(uint32_t id) {
 
 // The placement of `ask` if every worker had `free_of(entry)` tokens free; nothing booked.
 template <class FreeOf>
-Expected<std::optional<Placement>> plan_on(const std::map<uint32_t, Membership::Entry>& workers, const PlacementAsk& ask,
-                                           const FreeOf& free_of) {
+Expected<std::optional<Placement>> plan_on(const std::map<uint32_t, Membership::Entry>& workers,
+                                           const PlacementAsk& ask, const FreeOf& free_of) {
   std::vector<const Membership::Entry*> candidates;
   for (const auto& [id, e] : workers)
     if (free_of(e) > 0 && !e.view.draining) candidates.push_back(&e);
@@ -102,7 +103,8 @@ std::optional<WorkerView> Membership::drain(uint32_t id) {
 
 Expected<Placement> Membership::place(uint64_t request_id, const PlacementAsk& ask) {
   if (workers_.empty())
-    return make_error(ErrorCode::unavailable, "no worker has registered with the router yet: start `starmesh worker --router HOST:PORT`");
+    return make_error(ErrorCode::unavailable,
+                      "no worker has registered with the router yet: start `starmesh worker --router HOST:PORT`");
   if (reservations_.count(request_id)) return make_error("request ", request_id, " is already placed");
   SM_ASSIGN(planned, plan_on(workers_, ask, [](const Entry& e) { return e.free(); }));
   if (planned) {
@@ -117,9 +119,10 @@ Expected<Placement> Membership::place(uint64_t request_id, const PlacementAsk& a
     total_free += std::max<int64_t>(0, e.free());
     per_worker += (per_worker.empty() ? "" : ", ") + name(id) + ": " + std::to_string(std::max<int64_t>(0, e.free()));
   }
-  return make_error(ErrorCode::overloaded, "not enough free KV capacity: the request needs ", ask.context_tokens, " context tokens spread over ",
-                    "the workers plus ", ask.local_tokens, " query and generated tokens on one of them, but the ",
-                    workers_.size(), " workers have ", total_free, " free tokens (", per_worker,
+  return make_error(ErrorCode::overloaded, "not enough free KV capacity: the request needs ", ask.context_tokens,
+                    " context tokens spread over ", "the workers plus ", ask.local_tokens,
+                    " query and generated tokens on one of them, but the ", workers_.size(), " workers have ",
+                    total_free, " free tokens (", per_worker,
                     "); add workers, start them with a larger --capacity, or shorten the context");
 }
 
@@ -134,7 +137,8 @@ Status Membership::reserve_exact(uint64_t key, const std::vector<std::pair<uint3
     auto w = workers_.find(id);
     if (w == workers_.end()) return make_error(ErrorCode::unavailable, name(id), " is no longer in the mesh");
     if (w->second.free() < n)
-      return make_error(ErrorCode::overloaded, name(id), " has ", std::max<int64_t>(0, w->second.free()), " free KV tokens, ", n, " are needed");
+      return make_error(ErrorCode::overloaded, name(id), " has ", std::max<int64_t>(0, w->second.free()),
+                        " free KV tokens, ", n, " are needed");
   }
   book(key, tokens);
   return {};

@@ -84,7 +84,9 @@ void MeshClient::generate(GenerateRequest request, std::function<bool(const Toke
   GenerateOrder order{std::move(request), false};
   submit(
       std::move(order),
-      [on_tokens = std::move(on_tokens)](const ClientChunk& c) { return on_tokens(TokenChunk{c.ids, c.text}); },
+      [on_tokens = std::move(on_tokens)](const ClientChunk& c) {
+        return on_tokens(TokenChunk{c.ids, c.text});
+      },
       std::move(on_done));
 }
 
@@ -145,7 +147,9 @@ Expected<MeshClient::Result> MeshClient::run(GenerateOrder order) {
 
 Expected<RouterActor> connect_router(caf::actor_system& sys, const std::string& host, uint16_t port) {
   auto r = sys.middleman().remote_actor<RouterActor>(host, port);
-  if (!r) return make_error(ErrorCode::unavailable, "cannot reach the router at ", host, ":", port, ": ", describe(r.error()));
+  if (!r)
+    return make_error(ErrorCode::unavailable, "cannot reach the router at ", host, ":", port, ": ",
+                      describe(r.error()));
   return *r;
 }
 

@@ -14,18 +14,18 @@ RouterMetrics::RouterMetrics()
       queued(registry.gauge("starmesh_requests_queued", "Requests waiting for KV capacity now.").with()),
       queue_wait_seconds(registry
                              .histogram("starmesh_queue_wait_seconds",
-                                        "How long requests that had to wait for KV capacity waited.", duration_buckets())
+                                        "How long requests that had to wait for KV capacity waited.",
+                                        duration_buckets())
                              .with()),
       request_seconds(registry
                           .histogram("starmesh_request_seconds", "From the request's arrival to its last token.",
                                      duration_buckets())
                           .with()),
-      first_token_seconds(
-          registry
-              .histogram("starmesh_first_token_seconds",
-                         "From the request's arrival to its first generated token (phase 1 included).",
-                         duration_buckets())
-              .with()),
+      first_token_seconds(registry
+                              .histogram("starmesh_first_token_seconds",
+                                         "From the request's arrival to its first generated token (phase 1 included).",
+                                         duration_buckets())
+                              .with()),
       phase1_seconds(registry
                          .histogram("starmesh_phase1_seconds",
                                     "Context encoding of a request (all hosts, in parallel).", duration_buckets())
@@ -34,14 +34,15 @@ RouterMetrics::RouterMetrics()
       generated_tokens(
           registry.counter("starmesh_generated_tokens_total", "Tokens generated for finished requests.").with()),
       workers(registry.gauge("starmesh_workers", "Workers registered with the router.").with()),
-      kv_capacity(registry.gauge("starmesh_kv_capacity_tokens", "KV capacity of the registered workers, in tokens.")
-                      .with()),
+      kv_capacity(
+          registry.gauge("starmesh_kv_capacity_tokens", "KV capacity of the registered workers, in tokens.").with()),
       kv_reserved(registry
                       .gauge("starmesh_kv_reserved_tokens",
                              "KV the router has placed on workers for running requests and kept contexts.")
                       .with()),
       kept_contexts(
-          registry.gauge("starmesh_kept_contexts", "Contexts kept encoded for further questions (encode once, ask many).")
+          registry
+              .gauge("starmesh_kept_contexts", "Contexts kept encoded for further questions (encode once, ask many).")
               .with()) {}
 
 WorkerMetrics::WorkerMetrics(int64_t kv_capacity_tokens)
@@ -49,8 +50,8 @@ WorkerMetrics::WorkerMetrics(int64_t kv_capacity_tokens)
                   .with({{"result", "encoded"}})),
       refused(registry.counter("starmesh_worker_requests_total", "").with({{"result", "refused"}})),
       phase1_failed(registry.counter("starmesh_worker_requests_total", "").with({{"result", "failed"}})),
-      encoded_tokens(registry.counter("starmesh_worker_encoded_tokens_total", "Context tokens this worker encoded.")
-                         .with()),
+      encoded_tokens(
+          registry.counter("starmesh_worker_encoded_tokens_total", "Context tokens this worker encoded.").with()),
       phase1_seconds(registry
                          .histogram("starmesh_worker_phase1_seconds", "Phase 1 of this worker's blocks of a request.",
                                     duration_buckets())

@@ -66,7 +66,8 @@ Error to_error(const caf::error& e) {
     return Error{ctx.get_as<std::string>(0), code};
   }
   if (e == caf::sec::request_timeout) return Error{"the request timed out", ErrorCode::timeout};
-  if (e == caf::sec::request_receiver_down) return Error{"the receiver of the request went away", ErrorCode::unavailable};
+  if (e == caf::sec::request_receiver_down)
+    return Error{"the receiver of the request went away", ErrorCode::unavailable};
   if (e == caf::sec::unexpected_message)
     return Error{"unexpected message (is every mesh message type registered on both sides?)"};
   return Error{caf::to_string(e)};

@@ -7,8 +7,8 @@
 #include <thread>
 
 #include "starmesh/model/generator.hpp"
-#include "starmesh/runtime/worker_engine.hpp"
 #include "starmesh/runtime/remote_shards.hpp"
+#include "starmesh/runtime/worker_engine.hpp"
 
 namespace starmesh {
 
@@ -111,20 +111,23 @@ CoordinatorActor::behavior_type query_coordinator(CoordinatorActor::stateful_poi
       std::lock_guard lock(self->state.channel->mu);
       std::swap(batch, self->state.channel->pending);
     }
-    if (!batch.ids.empty()) self->send(setup->order.sink, tokens_atom::value, setup->order.request_id, std::move(batch));
+    if (!batch.ids.empty())
+      self->send(setup->order.sink, tokens_atom::value, setup->order.request_id, std::move(batch));
   };
   return {
-    [=](cancel_atom, uint64_t) { self->state.channel->cancel = true; },
-    [=](tokens_atom, uint64_t) { flush(); },
-    [=](finished_atom, uint64_t) {
-      flush();
-      if (self->state.thread.joinable()) self->state.thread.join();
-      CoordinatorChannel& ch = *self->state.channel;
-      const uint64_t id = setup->order.request_id;
-      if (ch.error) self->send(setup->order.sink, done_atom::value, id, ch.report);
-      else self->send(setup->order.sink, failed_atom::value, id, ch.error.error());
-      self->quit();
-    },
+      [=](cancel_atom, uint64_t) { self->state.channel->cancel = true; },
+      [=](tokens_atom, uint64_t) { flush(); },
+      [=](finished_atom, uint64_t) {
+        flush();
+        if (self->state.thread.joinable()) self->state.thread.join();
+        CoordinatorChannel& ch = *self->state.channel;
+        const uint64_t id = setup->order.request_id;
+        if (ch.error)
+          self->send(setup->order.sink, done_atom::value, id, ch.report);
+        else
+          self->send(setup->order.sink, failed_atom::value, id, ch.error.error());
+        self->quit();
+      },
   };
 }
 

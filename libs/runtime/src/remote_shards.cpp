@@ -25,7 +25,8 @@ Expected<Tensor> host_f32(backend_i& be, const Tensor& t) {
 Expected<std::vector<AttentionState>> RemoteShards::gather(int layer, const Tensor& q) {
   const int root = transport_.rank();
   const int peers = transport_.size() - 1;
-  if (root != peers) return make_error("phase 2: the coordinator must be the last rank, it is ", root, " of ", peers + 1);
+  if (root != peers)
+    return make_error("phase 2: the coordinator must be the last rank, it is ", root, " of ", peers + 1);
   if (peers == 0) return std::vector<AttentionState>{};
   const int64_t n = q.dim(0), hq = q.dim(1), d = q.dim(2);
   SM_ASSIGN(qh, host_f32(model_.backend(), q));
@@ -34,7 +35,8 @@ Expected<std::vector<AttentionState>> RemoteShards::gather(int layer, const Tens
   Tensor header;
   if (layer == 0) {
     header = encode_header({Phase2Op::step, int32_t(step_), int32_t(n), model_.layers()});
-    for (int r = 0; r < peers; ++r) batch.push_back(Transfer::send(r, phase2_tag(step_, 0, Phase2Kind::header), header));
+    for (int r = 0; r < peers; ++r)
+      batch.push_back(Transfer::send(r, phase2_tag(step_, 0, Phase2Kind::header), header));
   }
   for (int r = 0; r < peers; ++r) batch.push_back(Transfer::send(r, phase2_tag(step_, layer, Phase2Kind::query), qh));
   // Each answer is o f32 [n, hq, d] then lse f32 [n, hq], back to back in one message.
@@ -52,10 +54,12 @@ Expected<std::vector<AttentionState>> RemoteShards::gather(int layer, const Tens
                       "): the request was freed while waiting for its shard hosts");
   if (!st) {
     std::string hosts;
-    for (int r = 0; r < peers; ++r) hosts += (hosts.empty() ? "" : ", ") + (size_t(r) < names_.size() ? names_[size_t(r)] : "rank " + std::to_string(r));
+    for (int r = 0; r < peers; ++r)
+      hosts +=
+          (hosts.empty() ? "" : ", ") + (size_t(r) < names_.size() ? names_[size_t(r)] : "rank " + std::to_string(r));
     return make_error(st.code() == ErrorCode::timeout ? ErrorCode::timeout : ErrorCode::unavailable, "phase 2 (step ",
-                      step_, ", layer ", layer, "): the shard hosts (", hosts,
-                      ") did not all answer within ", format_seconds(timeout_), ": ", st.message());
+                      step_, ", layer ", layer, "): the shard hosts (", hosts, ") did not all answer within ",
+                      format_seconds(timeout_), ": ", st.message());
   }
   std::vector<AttentionState> out;
   out.reserve(size_t(peers));
@@ -74,7 +78,8 @@ Status RemoteShards::finish() {
   const Tensor done = encode_header({Phase2Op::done, int32_t(step_), 0, model_.layers()});
   Status first;
   for (int r = 0; r + 1 < transport_.size(); ++r) {
-    const Status st = transport_.send(r, phase2_tag(step_, 0, Phase2Kind::header), done, deadline_in(std::chrono::milliseconds(1000)));
+    const Status st = transport_.send(r, phase2_tag(step_, 0, Phase2Kind::header), done,
+                                      deadline_in(std::chrono::milliseconds(1000)));
     if (!st && first) first = st;
   }
   return first;

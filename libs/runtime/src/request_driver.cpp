@@ -30,9 +30,10 @@ Expected<RequestTokens> check_request(const RouterContext& ctx, const GenerateRe
     if (!star) return make_error("context_id asks a query over a kept context: use mode star");
     if (!r.context_ids.empty() || !r.context_text.empty())
       return make_error("give either a context or the id of a kept one (context_id), not both");
-    if (r.keep_context) return make_error("keep_context applies to a new context; context ", r.context_id, " is kept already");
+    if (r.keep_context)
+      return make_error("keep_context applies to a new context; context ", r.context_id, " is kept already");
   }
-  t.context = !r.context_ids.empty() ? r.context_ids
+  t.context = !r.context_ids.empty()   ? r.context_ids
               : r.context_text.empty() ? std::vector<int32_t>{}
                                        : ctx.tokenizer.encode(r.context_text, r.add_bos);
   const bool bos_on_query = t.context.empty() && r.context_ids.empty() && !kept;
@@ -90,17 +91,21 @@ void finish(DriverPtr self, Expected<GenerateSummary> result) {
   if (st.coordinator && (!result || result->stop_reason == StopReason::cancelled))
     self->send(st.coordinator, cancel_atom::value, id);
   // A request that asked to keep its context and got through phase 1 keeps its shards.
-  const bool keep = st.setup->order.request.keep_context && result && st.placed &&
-                    st.encoded == st.placement.hosts.size();
+  const bool keep =
+      st.setup->order.request.keep_context && result && st.placed && st.encoded == st.placement.hosts.size();
   if (keep) result->context_id = id;
   // Fire and forget: the driver does not wait for the answers.
   for (const PlacedHost& h : st.placement.hosts) {
-    if (keep) caf::anon_send(h.worker, keep_atom::value, id);
-    else caf::anon_send(h.worker, free_atom::value, id);
+    if (keep)
+      caf::anon_send(h.worker, keep_atom::value, id);
+    else
+      caf::anon_send(h.worker, free_atom::value, id);
   }
   // The router's book: `keep` turns the placement into the kept context's, `release` frees it.
-  if (keep) caf::anon_send(st.setup->router, keep_atom::value, id);
-  else self->send(st.setup->router, release_atom::value, id);
+  if (keep)
+    caf::anon_send(st.setup->router, keep_atom::value, id);
+  else
+    self->send(st.setup->router, release_atom::value, id);
   const std::string tail = st.text.flush();
   if (!tail.empty()) self->send(st.setup->client, tokens_atom::value, id, ClientChunk{{}, tail, {}});
   RouterMetrics& m = *st.setup->context->metrics;
@@ -132,7 +137,8 @@ void fail(DriverPtr self, Error why) { finish(self, std::move(why)); }
 
 // "did not answer within 10 s" for a timeout, "went away" for a dead receiver, else its words;
 // the code comes along.
-Error explain(const caf::error& e, const std::string& who, const std::string& doing, std::chrono::milliseconds timeout) {
+Error explain(const caf::error& e, const std::string& who, const std::string& doing,
+              std::chrono::milliseconds timeout) {
   if (e == caf::sec::request_timeout)
     return Error{who + " did not " + doing + " within " + format_seconds(timeout), ErrorCode::timeout};
   if (e == caf::sec::request_receiver_down)
@@ -236,8 +242,8 @@ RequestActor::behavior_type request_driver(DriverPtr self, std::shared_ptr<Drive
     auto& s = self->state;
     if (s.finished) return;
     if (s.coordinator && dm.source == s.coordinator.address()) {
-      fail(self, make_error(ErrorCode::unavailable, "the query coordinator on ", s.host_name(s.placement.hosts.size() - 1),
-                            " ended without a result"));
+      fail(self, make_error(ErrorCode::unavailable, "the query coordinator on ",
+                            s.host_name(s.placement.hosts.size() - 1), " ended without a result"));
       return;
     }
     auto it = s.host_of.find(dm.source);
@@ -318,7 +324,8 @@ RequestActor::behavior_type request_driver(DriverPtr self, std::shared_ptr<Drive
         auto& s = self->state;
         // From the coordinator (its error), or from a shard host's loop.
         const caf::actor_addr from = self->current_sender() ? self->current_sender()->address() : caf::actor_addr{};
-        std::string who = s.placed ? "the query coordinator on " + s.host_name(s.placement.hosts.size() - 1) : "a worker";
+        std::string who =
+            s.placed ? "the query coordinator on " + s.host_name(s.placement.hosts.size() - 1) : "a worker";
         auto it = s.host_of.find(from);
         if (it != s.host_of.end()) who = s.host_name(it->second);
         fail(self, with_prefix(who + ": ", std::move(why)));
@@ -341,8 +348,9 @@ RequestActor::behavior_type request_driver(DriverPtr self, std::shared_ptr<Drive
       [=](tick_atom, uint64_t t) {
         auto& s = self->state;
         if (s.finished || t != s.tick) return;
-        fail(self, make_error(ErrorCode::timeout, "the query coordinator on ", s.host_name(s.placement.hosts.size() - 1),
-                              " sent nothing for ", format_seconds(s.setup->context->options.step_timeout)));
+        fail(self,
+             make_error(ErrorCode::timeout, "the query coordinator on ", s.host_name(s.placement.hosts.size() - 1),
+                        " sent nothing for ", format_seconds(s.setup->context->options.step_timeout)));
       },
   };
 }

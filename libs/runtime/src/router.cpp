@@ -34,11 +34,16 @@ using RouterPtr = RouterActor::stateful_pointer<RouterState>;
 
 const char* drop_reason(Decisions::Why why) {
   switch (why) {
-    case Decisions::Why::evicted: return "to make room for other work";
-    case Decisions::Why::ttl: return "unused for its TTL";
-    case Decisions::Why::requested: return "as asked";
-    case Decisions::Why::worker_left: return "its worker left";
-    case Decisions::Why::worker_lost: return "its worker was lost";
+    case Decisions::Why::evicted:
+      return "to make room for other work";
+    case Decisions::Why::ttl:
+      return "unused for its TTL";
+    case Decisions::Why::requested:
+      return "as asked";
+    case Decisions::Why::worker_left:
+      return "its worker left";
+    case Decisions::Why::worker_lost:
+      return "its worker was lost";
   }
   return "";
 }
@@ -67,8 +72,10 @@ void apply(RouterPtr self, Decisions& d) {
     auto p = st.queued.find(a.id);
     if (p == st.queued.end()) continue;  // its driver went away meanwhile
     st.context->metrics->queue_wait_seconds.observe(a.waited.count());
-    if (a.placement) p->second.deliver(std::move(*a.placement));
-    else p->second.deliver(mesh_error(a.placement.error()));
+    if (a.placement)
+      p->second.deliver(std::move(*a.placement));
+    else
+      p->second.deliver(mesh_error(a.placement.error()));
     st.queued.erase(p);
   }
   for (const auto& dropped : d.dropped) {
@@ -76,8 +83,10 @@ void apply(RouterPtr self, Decisions& d) {
     for (const WorkerActor& w : dropped.workers) caf::anon_send(w, drop_atom::value, dropped.context_id);
   }
   for (const TimerOrder& t : d.timers) {
-    if (t.kind == TimerKind::queue_deadline) self->delayed_send(self, t.after, deadline_atom::value, t.id);
-    else self->delayed_send(self, t.after, ttl_atom::value, t.id);
+    if (t.kind == TimerKind::queue_deadline)
+      self->delayed_send(self, t.after, deadline_atom::value, t.id);
+    else
+      self->delayed_send(self, t.after, ttl_atom::value, t.id);
   }
   publish(st);
 }

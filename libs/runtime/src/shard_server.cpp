@@ -48,7 +48,8 @@ Expected<ShardServerStats> serve_shard(const Transformer& model, const KvCache& 
   const int root = transport.size() - 1;
   if (transport.rank() == root) return make_error("serve_shard: rank ", root, " is the coordinator, not a shard host");
   if (model.layers() > kMaxPhase2Layers)
-    return make_error("phase 2 on the wire supports up to ", kMaxPhase2Layers, " layers, the model has ", model.layers());
+    return make_error("phase 2 on the wire supports up to ", kMaxPhase2Layers, " layers, the model has ",
+                      model.layers());
   const LlamaConfig& cfg = model.config();
   const int64_t hq = cfg.num_attention_heads, d = cfg.head_dim;
   backend_i& be = model.backend();
@@ -63,8 +64,7 @@ Expected<ShardServerStats> serve_shard(const Transformer& model, const KvCache& 
     if (w == Wait::failed) return make_error("phase 2: waiting for the coordinator's step ", step, ": ", err.message());
     const Phase2Header h = decode_header(header_buf);
     if (h.op == Phase2Op::done) return stats;
-    if (h.op != Phase2Op::step || h.step != int32_t(step) || h.layers != model.layers() ||
-        h.rows <= 0)
+    if (h.op != Phase2Op::step || h.step != int32_t(step) || h.layers != model.layers() || h.rows <= 0)
       return make_error("phase 2: a bad header from the coordinator (op ", int(h.op), ", step ", h.step, " for ", step,
                         ", ", h.rows, " rows, ", h.layers, " layers for ", model.layers(), ")");
     const int64_t n = h.rows;
@@ -74,7 +74,8 @@ Expected<ShardServerStats> serve_shard(const Transformer& model, const KvCache& 
     for (int l = 0; l < model.layers(); ++l) {
       // Within a step Q comes at compute speed: one receive with the step's deadline.
       if (stop.load()) return stats;
-      const Status got = transport.recv(root, phase2_tag(step, l, Phase2Kind::query), q, deadline_in(options.step_timeout));
+      const Status got =
+          transport.recv(root, phase2_tag(step, l, Phase2Kind::query), q, deadline_in(options.step_timeout));
       if (!got) return make_error("phase 2: Q of step ", step, ", layer ", l, " did not come: ", got.message());
       AttentionState part;
       {

@@ -10,7 +10,8 @@ Expected<std::shared_ptr<Job>> make_job(EncodeOrder& o, int64_t vocab_size) {
   SM_ASSIGN(plan, plan_blocks(o.plan.context_tokens, o.plan.block_size, o.plan.anchor_size, o.plan.hosts));
   if (int(plan.hosts.size()) != o.plan.hosts)
     return bad("the plan has ", plan.hosts.size(), " hosts, the order says ", o.plan.hosts);
-  if (o.host < 0 || o.host >= o.plan.hosts) return bad("host ", o.host, " is not in a plan of ", o.plan.hosts, " hosts");
+  if (o.host < 0 || o.host >= o.plan.hosts)
+    return bad("host ", o.host, " is not in a plan of ", o.plan.hosts, " hosts");
   if (o.group.size() != size_t(o.plan.hosts)) return bad(o.group.size(), " group members for ", o.plan.hosts, " hosts");
   const HostRange& r = plan.hosts[size_t(o.host)];
   const bool reuse = o.reuse_context != 0;  // a kept context's shard: no ids travel

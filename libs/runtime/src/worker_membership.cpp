@@ -84,8 +84,8 @@ bool WorkerMembership::rejoin(const WaitForSignal& wait, bool& stop) {
     }
     auto again = join();
     if (again) {
-      spdlog::info("registered again with the router at {}:{} as worker {}", options_.router_host,
-                   options_.router_port, *again);
+      spdlog::info("registered again with the router at {}:{} as worker {}", options_.router_host, options_.router_port,
+                   *again);
       return true;
     }
     if (again.code() != ErrorCode::unavailable) spdlog::warn("registering again: {}", again.error().message);
@@ -98,8 +98,9 @@ void WorkerMembership::leave(const WaitForSignal& wait) {
   caf::scoped_actor self{sys_};
   bool told = false;
   self->request(router_, std::chrono::seconds(2), leave_atom::value, worker_)
-      .receive([&](bool known) { told = known; },
-               [&](caf::error& e) { spdlog::warn("could not tell the router that this worker leaves: {}", describe(e)); });
+      .receive(
+          [&](bool known) { told = known; },
+          [&](caf::error& e) { spdlog::warn("could not tell the router that this worker leaves: {}", describe(e)); });
   if (!told) return;  // nobody will place work here anyway
   const auto until = std::chrono::steady_clock::now() + options_.drain_timeout;
   for (;;) {

@@ -6,9 +6,12 @@ std::string_view to_string(AttentionMode mode) { return mode == AttentionMode::g
 
 std::string_view to_string(StopReason reason) {
   switch (reason) {
-    case StopReason::eos: return "eos";
-    case StopReason::max_tokens: return "max_tokens";
-    case StopReason::cancelled: return "cancelled";
+    case StopReason::eos:
+      return "eos";
+    case StopReason::max_tokens:
+      return "max_tokens";
+    case StopReason::cancelled:
+      return "cancelled";
   }
   return "max_tokens";
 }

@@ -31,14 +31,14 @@ struct AttentionPlan {
   bool pack_heads = false;
   int splits = 1;
   int keys_per_split = 0;
-  bool skip_idle_warps = false;  // fewer rows than a tile: idle warps skip the math
-  bool use_wgmma = false;        // Hopper warpgroup-MMA prefill kernel (no split, no packing)
-  bool wgmma_pingpong = false;   // its two consumer warpgroups alternate on the tensor cores
-  bool wgmma_overlap = false;    // each keeps S of tile t and P V of tile t-1 in flight together
-  bool wgmma_group_order = false;  // the q heads of one kv head run side by side (K/V in L2 once)
+  bool skip_idle_warps = false;     // fewer rows than a tile: idle warps skip the math
+  bool use_wgmma = false;           // Hopper warpgroup-MMA prefill kernel (no split, no packing)
+  bool wgmma_pingpong = false;      // its two consumer warpgroups alternate on the tensor cores
+  bool wgmma_overlap = false;       // each keeps S of tile t and P V of tile t-1 in flight together
+  bool wgmma_group_order = false;   // the q heads of one kv head run side by side (K/V in L2 once)
   bool wgmma_lazy_rescale = false;  // skip the output rescale where no row max moved
-  bool use_wgmma_partial = false;  // Hopper split-KV wgmma kernel for 17-64 rows (else mma.sync)
-  size_t workspace_bytes = 0;  // f32 partial (o, lse) when splits > 1
+  bool use_wgmma_partial = false;   // Hopper split-KV wgmma kernel for 17-64 rows (else mma.sync)
+  size_t workspace_bytes = 0;       // f32 partial (o, lse) when splits > 1
 };
 
 // Chooses the plan for `num_sms` multiprocessors; `hopper`: compute capability 9.0, where the

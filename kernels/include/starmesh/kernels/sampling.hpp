@@ -14,7 +14,7 @@ int sample_max_vocab();
 
 // out: one int32 on the device. n >= 1; the caller checks the parameters. Returns
 // cudaErrorNotSupported for a vocabulary above sample_max_vocab() (not greedy).
-cudaError_t sample_token(const float* logits, int n, float temperature, int top_k, float top_p, double u,
-                         int32_t* out, cudaStream_t stream);
+cudaError_t sample_token(const float* logits, int n, float temperature, int top_k, float top_p, double u, int32_t* out,
+                         cudaStream_t stream);
 
 }  // namespace starmesh::kernels

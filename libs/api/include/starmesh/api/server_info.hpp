@@ -6,9 +6,9 @@
 namespace starmesh {
 
 struct ServerInfo {
-  std::string model;             // the served checkpoint's name
-  uint32_t workers = 0;          // context workers available now
-  std::string version;           // starmesh version
+  std::string model;               // the served checkpoint's name
+  uint32_t workers = 0;            // context workers available now
+  std::string version;             // starmesh version
   int64_t max_context_tokens = 0;  // 0: not known
 };
 

@@ -28,7 +28,8 @@ class remote_partials_i {
 // The other hosts' shards, held in this process (tests, `--mode star` in one process).
 class InProcessShards final : public remote_partials_i {
  public:
-  InProcessShards(const Transformer& model, std::vector<const KvShard*> shards) : model_(model), shards_(std::move(shards)) {}
+  InProcessShards(const Transformer& model, std::vector<const KvShard*> shards)
+      : model_(model), shards_(std::move(shards)) {}
   Expected<std::vector<AttentionState>> gather(int layer, const Tensor& q) override;
 
  private:

@@ -51,8 +51,8 @@ class backend_i {
   // Attention with its log-sum-exp. q [nq, hq, d], k and v [nk, hkv, d] (hq % hkv == 0),
   // o [nq, hq, d], lse f32 [nq, hq] (natural log of the sum of exp(scale * q.k) over the
   // visible keys; -inf and o = 0 for a query that sees no key).
-  virtual Status attention(const Tensor& q, const Tensor& k, const Tensor& v, AttentionMask mask,
-                           float scale, const Tensor& o, const Tensor& lse) = 0;
+  virtual Status attention(const Tensor& q, const Tensor& k, const Tensor& v, AttentionMask mask, float scale,
+                           const Tensor& o, const Tensor& lse) = 0;
 
   // The next token from f32 logits [vocab] or [rows, vocab] (the last row), by the rule of
   // sampling.hpp; only the token id leaves the device.

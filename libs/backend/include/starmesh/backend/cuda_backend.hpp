@@ -30,8 +30,8 @@ class CudaBackend final : public backend_i {
   Status rope(const Tensor& x, const Tensor& positions, const Tensor& inv_freq) override;
   Status swiglu(const Tensor& gate, const Tensor& up, const Tensor& out) override;
   Status add(const Tensor& a, const Tensor& b, const Tensor& out) override;
-  Status attention(const Tensor& q, const Tensor& k, const Tensor& v, AttentionMask mask, float scale,
-                   const Tensor& o, const Tensor& lse) override;
+  Status attention(const Tensor& q, const Tensor& k, const Tensor& v, AttentionMask mask, float scale, const Tensor& o,
+                   const Tensor& lse) override;
   Expected<int32_t> sample(const Tensor& logits, const SampleSpec& spec) override;
   Status synchronize() override;
 

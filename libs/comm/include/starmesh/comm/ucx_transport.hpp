@@ -56,7 +56,8 @@ class UcxContext {
   // A group in which this process is `rank` of `size`; addresses[r] is rank r's
   // local_address() (this one's included). `group` tells concurrent groups on one context
   // apart; at most one live group per id. Connections are made lazily by the first message.
-  Expected<std::unique_ptr<UcxTransport>> connect(int rank, int size, const std::vector<std::vector<uint8_t>>& addresses,
+  Expected<std::unique_ptr<UcxTransport>> connect(int rank, int size,
+                                                  const std::vector<std::vector<uint8_t>>& addresses,
                                                   uint16_t group = 0);
 
  private:

@@ -20,9 +20,9 @@ enum class ErrorCode : uint8_t {
 };
 
 inline constexpr ErrorCode kAllErrorCodes[] = {
-    ErrorCode::internal,   ErrorCode::invalid_argument, ErrorCode::not_found,
-    ErrorCode::refused,    ErrorCode::overloaded,       ErrorCode::timeout,
-    ErrorCode::cancelled,  ErrorCode::unavailable,      ErrorCode::unauthenticated,
+    ErrorCode::internal,  ErrorCode::invalid_argument, ErrorCode::not_found,
+    ErrorCode::refused,   ErrorCode::overloaded,       ErrorCode::timeout,
+    ErrorCode::cancelled, ErrorCode::unavailable,      ErrorCode::unauthenticated,
 };
 
 // "invalid_argument": the spelling used on every wire (Cap'n Proto, logs, metrics labels).

@@ -39,14 +39,26 @@ class Expected {
   Expected(Error e) : v_(std::move(e)) {}      // NOLINT
   bool has_value() const { return v_.index() == 0; }
   explicit operator bool() const { return has_value(); }
-  T& value() & { assert(has_value()); return std::get<0>(v_); }
-  const T& value() const& { assert(has_value()); return std::get<0>(v_); }
-  T&& value() && { assert(has_value()); return std::get<0>(std::move(v_)); }
+  T& value() & {
+    assert(has_value());
+    return std::get<0>(v_);
+  }
+  const T& value() const& {
+    assert(has_value());
+    return std::get<0>(v_);
+  }
+  T&& value() && {
+    assert(has_value());
+    return std::get<0>(std::move(v_));
+  }
   T& operator*() & { return value(); }
   const T& operator*() const& { return value(); }
   T* operator->() { return &value(); }
   const T* operator->() const { return &value(); }
-  const Error& error() const { assert(!has_value()); return std::get<1>(v_); }
+  const Error& error() const {
+    assert(!has_value());
+    return std::get<1>(v_);
+  }
   Status status() const { return has_value() ? Status{} : Status{error()}; }
   ErrorCode code() const { return error().code; }
 
@@ -58,10 +70,14 @@ namespace detail {
 template <class... Parts>
 std::string concat(Parts&&... parts) {
   std::string s;
-  ((s += [](auto&& p) {
-     if constexpr (std::is_convertible_v<decltype(p), std::string_view>) return std::string(p);
-     else return std::to_string(p);
-   }(std::forward<Parts>(parts))), ...);
+  ((s +=
+    [](auto&& p) {
+      if constexpr (std::is_convertible_v<decltype(p), std::string_view>)
+        return std::string(p);
+      else
+        return std::to_string(p);
+    }(std::forward<Parts>(parts))),
+   ...);
   return s;
 }
 }  // namespace detail
@@ -91,14 +107,14 @@ inline Error with_prefix(const std::string& prefix, Error e) {
 }  // namespace starmesh
 
 // Propagates an error from an expression returning Status.
-#define SM_TRY(expr)                                      \
-  do {                                                    \
-    ::starmesh::Status sm_status_ = (expr);               \
-    if (!sm_status_) return sm_status_.error();           \
+#define SM_TRY(expr)                            \
+  do {                                          \
+    ::starmesh::Status sm_status_ = (expr);     \
+    if (!sm_status_) return sm_status_.error(); \
   } while (0)
 
 // Binds `var` to the value of an Expected expression, or returns its error.
-#define SM_ASSIGN(var, expr)                               \
-  auto var##_expected_ = (expr);                           \
-  if (!var##_expected_) return var##_expected_.error();    \
+#define SM_ASSIGN(var, expr)                            \
+  auto var##_expected_ = (expr);                        \
+  if (!var##_expected_) return var##_expected_.error(); \
   auto var = std::move(var##_expected_).value()

@@ -51,7 +51,9 @@ class Tensor {
 
   void* data() const { return data_; }
   template <class T>
-  T* data_as() const { return static_cast<T*>(data_); }
+  T* data_as() const {
+    return static_cast<T*>(data_);
+  }
 
   // Rows [begin, end) of the first dimension, sharing storage.
   Tensor rows(int64_t begin, int64_t end) const;

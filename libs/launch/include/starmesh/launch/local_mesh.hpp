@@ -15,18 +15,18 @@
 namespace starmesh {
 
 struct LocalMeshOptions {
-  std::string program;             // the `starmesh` executable
+  std::string program;  // the `starmesh` executable
   std::string model_dir;
   int workers = 4;
-  std::string transport = "ucx-shm";  // worker --transport
-  std::string device = "cpu";         // worker --device
-  int64_t capacity = 65536;           // worker --capacity (KV tokens), for every worker
-  std::vector<int64_t> capacities;    // per worker, overrides `capacity` where given
-  int threads_per_worker = 1;         // worker --threads
-  int64_t block_size = 1024;          // router --block-size
+  std::string transport = "ucx-shm";                  // worker --transport
+  std::string device = "cpu";                         // worker --device
+  int64_t capacity = 65536;                           // worker --capacity (KV tokens), for every worker
+  std::vector<int64_t> capacities;                    // per worker, overrides `capacity` where given
+  int threads_per_worker = 1;                         // worker --threads
+  int64_t block_size = 1024;                          // router --block-size
   std::vector<std::string> router_args, worker_args;  // extra flags
   bool metrics = false;  // every child serves /metrics on a free 127.0.0.1 port (metrics_ports())
-  std::string log_dir;  // children's stdout/stderr go to LOG_DIR/router.log, worker-N.log; empty: inherited
+  std::string log_dir;   // children's stdout/stderr go to LOG_DIR/router.log, worker-N.log; empty: inherited
   std::chrono::milliseconds start_timeout{30000};
 };
 

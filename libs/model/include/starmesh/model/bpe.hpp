@@ -25,14 +25,13 @@ using TokenMap = std::unordered_map<std::string, int32_t, StringHash, std::equal
 class BpeModel {
  public:
   struct Options {
-    bool ignore_merges = false;  // a pre-token found whole in the vocab is taken as is
+    bool ignore_merges = false;            // a pre-token found whole in the vocab is taken as is
     std::optional<std::string> unk_token;  // stands for a byte the vocab lacks (else dropped)
     bool fuse_unk = false;                 // consecutive unknowns give one unk
   };
 
   // `vocab` maps token -> id. Fails if the unk token is not in the vocab.
-  static Expected<BpeModel> create(TokenMap vocab,
-                                   Options options);
+  static Expected<BpeModel> create(TokenMap vocab, Options options);
 
   // Adds the merge of rank = number of merges added before. Both parts and their
   // concatenation must be in the vocab; a later duplicate replaces the earlier rank (as HF).
@@ -52,14 +51,13 @@ class BpeModel {
     int32_t merged_id;
   };
   static uint64_t pair_key(int32_t left, int32_t right) {
-    return (static_cast<uint64_t>(static_cast<uint32_t>(left)) << 32) |
-           static_cast<uint32_t>(right);
+    return (static_cast<uint64_t>(static_cast<uint32_t>(left)) << 32) | static_cast<uint32_t>(right);
   }
   const Merge* find_merge(int32_t left, int32_t right) const;
 
   TokenMap vocab_;
   std::unordered_map<uint64_t, Merge> merges_;  // (left id, right id) -> rank, merged id
-  std::array<int32_t, 256> byte_ids_{};          // id of each byte's ByteLevel character, or -1
+  std::array<int32_t, 256> byte_ids_{};         // id of each byte's ByteLevel character, or -1
   int32_t next_rank_ = 0;
   Options options_;
   std::optional<int32_t> unk_id_;

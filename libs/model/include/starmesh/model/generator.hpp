@@ -30,12 +30,10 @@ using StepFn = std::function<Expected<Tensor>(std::span<const int32_t> ids)>;
 // The loop over any engine. on_token(id) is called for every generated token; returning false
 // stops generation.
 Expected<GenerationStats> generate_with(backend_i& backend, const StepFn& step, std::span<const int32_t> prompt,
-                                        const GenerationParams& params,
-                                        const std::function<bool(int32_t)>& on_token);
+                                        const GenerationParams& params, const std::function<bool(int32_t)>& on_token);
 
 // Global attention over `cache`.
 Expected<GenerationStats> generate(const Transformer& model, KvCache& cache, std::span<const int32_t> prompt,
-                                   const GenerationParams& params,
-                                   const std::function<bool(int32_t)>& on_token);
+                                   const GenerationParams& params, const std::function<bool(int32_t)>& on_token);
 
 }  // namespace starmesh

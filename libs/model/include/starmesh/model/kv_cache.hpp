@@ -10,8 +10,7 @@ namespace starmesh {
 
 class KvCache {
  public:
-  static Expected<KvCache> create(backend_i& backend, int layers, int64_t capacity, int64_t kv_heads,
-                                  int64_t head_dim);
+  static Expected<KvCache> create(backend_i& backend, int layers, int64_t capacity, int64_t kv_heads, int64_t head_dim);
 
   int layers() const { return int(keys_.size()); }
   int64_t length() const { return length_; }

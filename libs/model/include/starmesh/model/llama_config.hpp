@@ -36,7 +36,7 @@ struct LlamaConfig {
   int64_t max_position_embeddings = 0;
   bool tie_word_embeddings = false;
   std::optional<int32_t> bos_token_id;
-  std::vector<int32_t> eos_token_ids;  // "eos_token_id": an int or a list; empty if absent
+  std::vector<int32_t> eos_token_ids;      // "eos_token_id": an int or a list; empty if absent
   std::optional<std::string> torch_dtype;  // "torch_dtype" or "dtype", e.g. "bfloat16"
 };
 

@@ -43,8 +43,8 @@ class SafetensorsFile {
     size_t begin = 0;  // byte offset into the data section
   };
   std::string path_;
-  std::shared_ptr<void> mapping_;     // owns the mmap
-  const std::byte* data_ = nullptr;   // start of the data section, inside mapping_
+  std::shared_ptr<void> mapping_;    // owns the mmap
+  const std::byte* data_ = nullptr;  // start of the data section, inside mapping_
   std::map<std::string, Entry, std::less<>> entries_;
 };
 
@@ -70,7 +70,7 @@ class Checkpoint {
 
  private:
   std::string dir_;
-  std::string source_;                 // "model.safetensors" or "model.safetensors.index.json"
+  std::string source_;                   // "model.safetensors" or "model.safetensors.index.json"
   std::vector<std::string> file_names_;  // relative to dir_, parallel to files_
   std::vector<SafetensorsFile> files_;
   std::map<std::string, size_t, std::less<>> where_;  // tensor name -> index into files_
@@ -78,7 +78,6 @@ class Checkpoint {
 
 // Writes host tensors to `path` (through a temporary file renamed into place). Names must be
 // unique and not "__metadata__"; the header is padded to a multiple of 8 bytes.
-Status write_safetensors(const std::string& path,
-                         const std::vector<std::pair<std::string, Tensor>>& tensors);
+Status write_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors);
 
 }  // namespace starmesh

@@ -24,8 +24,8 @@ struct WorkerSetup {
   data_plane_i* data_plane = nullptr;  // outlives the worker
   std::string endpoint;                // "127.0.0.1:PORT": names this worker in messages
   std::string device = "cpu";
-  int64_t kv_capacity = 0;             // tokens
-  ShardServerOptions shard_server;     // spin and nap of idle shard loops (step_timeout comes per request)
+  int64_t kv_capacity = 0;                 // tokens
+  ShardServerOptions shard_server;         // spin and nap of idle shard loops (step_timeout comes per request)
   std::shared_ptr<WorkerMetrics> metrics;  // null: none kept (the worker command always makes them)
 };
 

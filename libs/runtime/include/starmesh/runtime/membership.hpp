@@ -47,7 +47,7 @@ class Membership {
   // "worker 3 at 127.0.0.1:PORT", for messages.
   std::string name(uint32_t id) const;
 
- struct Entry {
+  struct Entry {
     WorkerView view;
     WorkerActor handle;
     int64_t free() const { return view.info.kv_free - view.reserved; }

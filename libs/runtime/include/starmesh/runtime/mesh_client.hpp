@@ -8,8 +8,8 @@
 #include <chrono>
 #include <functional>
 
-#include "starmesh/service/generate_service.hpp"
 #include "starmesh/runtime/messages.hpp"
+#include "starmesh/service/generate_service.hpp"
 
 namespace starmesh {
 

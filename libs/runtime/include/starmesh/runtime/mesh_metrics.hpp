@@ -14,7 +14,7 @@ struct RouterMetrics {
   metrics::Registry registry;
   metrics::Counter &requests_ok, &requests_failed;
   metrics::Gauge &in_flight, &queued;
-  metrics::Histogram& queue_wait_seconds;
+  metrics::Histogram &queue_wait_seconds;
   metrics::Histogram &request_seconds, &first_token_seconds, &phase1_seconds;
   metrics::Counter &context_tokens, &generated_tokens;
   metrics::Gauge &workers, &kv_capacity, &kv_reserved, &kept_contexts;
@@ -24,8 +24,8 @@ struct WorkerMetrics {
   explicit WorkerMetrics(int64_t kv_capacity_tokens);
   metrics::Registry registry;
   metrics::Counter &encoded, &refused, &phase1_failed;
-  metrics::Counter& encoded_tokens;
-  metrics::Histogram& phase1_seconds;
+  metrics::Counter &encoded_tokens;
+  metrics::Histogram &phase1_seconds;
   metrics::Gauge &kv_capacity, &kv_reserved, &requests;
 };
 

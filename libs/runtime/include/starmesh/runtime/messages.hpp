@@ -65,27 +65,27 @@ std::vector<int32_t> unpack_ids(const std::vector<uint8_t>& bytes);
 
 // What a worker tells the router when it registers.
 struct WorkerInfo {
-  std::string endpoint;           // "127.0.0.1:PORT": where its actor is published (names it in errors)
-  std::string device;             // "cpu", "cuda:0"
-  int64_t kv_capacity = 0;        // KV pool size in tokens
-  int64_t kv_free = 0;            // free tokens at registration
-  std::string model;              // model signature (model_signature()): the router refuses a mismatch
-  std::string data_plane;         // e.g. "ucx-tcp": every worker of a mesh must speak the same one
-  std::vector<uint8_t> address;   // data-plane address blob (e.g. a UCX worker address)
+  std::string endpoint;          // "127.0.0.1:PORT": where its actor is published (names it in errors)
+  std::string device;            // "cpu", "cuda:0"
+  int64_t kv_capacity = 0;       // KV pool size in tokens
+  int64_t kv_free = 0;           // free tokens at registration
+  std::string model;             // model signature (model_signature()): the router refuses a mismatch
+  std::string data_plane;        // e.g. "ucx-tcp": every worker of a mesh must speak the same one
+  std::vector<uint8_t> address;  // data-plane address blob (e.g. a UCX worker address)
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, WorkerInfo& x) {
-  return f(caf::meta::type_name("WorkerInfo"), x.endpoint, x.device, x.kv_capacity, x.kv_free, x.model,
-           x.data_plane, x.address);
+  return f(caf::meta::type_name("WorkerInfo"), x.endpoint, x.device, x.kv_capacity, x.kv_free, x.model, x.data_plane,
+           x.address);
 }
 
 // One registered worker as the router sees it.
 struct WorkerView {
   uint32_t id = 0;
   WorkerInfo info;
-  int64_t reserved = 0;  // tokens the router has placed on it for running requests
-  int32_t requests = 0;  // running requests that use it
+  int64_t reserved = 0;   // tokens the router has placed on it for running requests
+  int32_t requests = 0;   // running requests that use it
   bool draining = false;  // leaving: finishes its requests, gets no new ones
 };
 
@@ -108,8 +108,8 @@ typename Inspector::result_type inspect(Inspector& f, SamplingParams& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, GenerateRequest& x) {
-  return f(caf::meta::type_name("GenerateRequest"), x.context_text, x.query_text, x.context_ids, x.query_ids,
-           x.add_bos, x.mode, x.block_size, x.anchor_size, x.max_hosts, x.max_new_tokens, x.sampling, x.keep_context,
+  return f(caf::meta::type_name("GenerateRequest"), x.context_text, x.query_text, x.context_ids, x.query_ids, x.add_bos,
+           x.mode, x.block_size, x.anchor_size, x.max_hosts, x.max_new_tokens, x.sampling, x.keep_context,
            x.context_id);
 }
 
@@ -132,8 +132,8 @@ typename Inspector::result_type inspect(Inspector& f, GenerateOrder& x) {
 // Generated tokens as the client sees them.
 struct ClientChunk {
   std::vector<int32_t> ids;
-  std::string text;              // UTF-8 complete (an incomplete tail waits for the next chunk)
-  std::vector<uint8_t> logits;   // f32 [ids.size(), vocab] as bytes, only with return_logits
+  std::string text;             // UTF-8 complete (an incomplete tail waits for the next chunk)
+  std::vector<uint8_t> logits;  // f32 [ids.size(), vocab] as bytes, only with return_logits
 };
 
 template <class Inspector>
@@ -146,10 +146,10 @@ typename Inspector::result_type inspect(Inspector& f, ClientChunk& x) {
 // What the request driver asks of the router once the request is tokenized.
 struct PlacementAsk {
   int64_t context_tokens = 0;
-  int64_t local_tokens = 0;   // query + max new tokens: the query host holds them too
+  int64_t local_tokens = 0;  // query + max new tokens: the query host holds them too
   int64_t block_size = 0;
   int64_t anchor_size = -1;
-  int32_t max_hosts = 0;      // 0: every worker with free capacity
+  int32_t max_hosts = 0;  // 0: every worker with free capacity
 };
 
 template <class Inspector>
@@ -182,17 +182,16 @@ struct Ticket;
 
 // The query coordinator of one request (spawned on the query host). finished is internal:
 // its generation thread says it is done.
-using CoordinatorActor = caf::typed_actor<caf::reacts_to<cancel_atom, uint64_t>,  //
-                                          caf::reacts_to<tokens_atom, uint64_t>,  // internal
+using CoordinatorActor = caf::typed_actor<caf::reacts_to<cancel_atom, uint64_t>,     //
+                                          caf::reacts_to<tokens_atom, uint64_t>,     // internal
                                           caf::reacts_to<finished_atom, uint64_t>>;  // internal
 
 // The router-side driver of one request: receives the coordinator's stream and the client's
 // cancel; tick is its own timer.
-using RequestActor = caf::typed_actor<caf::reacts_to<tokens_atom, uint64_t, TokenBatch>,
-                                      caf::reacts_to<done_atom, uint64_t, Phase2Report>,
-                                      caf::reacts_to<failed_atom, uint64_t, Error>,
-                                      caf::reacts_to<cancel_atom, uint64_t>,
-                                      caf::reacts_to<tick_atom, uint64_t>>;
+using RequestActor =
+    caf::typed_actor<caf::reacts_to<tokens_atom, uint64_t, TokenBatch>,
+                     caf::reacts_to<done_atom, uint64_t, Phase2Report>, caf::reacts_to<failed_atom, uint64_t, Error>,
+                     caf::reacts_to<cancel_atom, uint64_t>, caf::reacts_to<tick_atom, uint64_t>>;
 
 // Where the router streams a request's result (MeshClient, tests).
 using ClientSinkActor = caf::typed_actor<caf::reacts_to<tokens_atom, uint64_t, ClientChunk>,
@@ -201,28 +200,28 @@ using ClientSinkActor = caf::typed_actor<caf::reacts_to<tokens_atom, uint64_t, C
 
 // A context worker. encoded and served are internal: a compute thread finished phase 1, a
 // shard loop ended.
-using WorkerActor = caf::typed_actor<caf::replies_to<encode_atom, EncodeOrder>::with<EncodeReport>,
-                                     caf::replies_to<phase2_atom, Phase2Order>::with<CoordinatorActor>,
-                                     caf::replies_to<free_atom, uint64_t>::with<int64_t>,
-                                     caf::replies_to<keep_atom, uint64_t>::with<int64_t>,  // end, keeping the shard
-                                     caf::replies_to<drop_atom, uint64_t>::with<int64_t>,  // a kept context goes (0: all)
-                                     caf::replies_to<status_atom>::with<WorkerInfo>,
-                                     caf::reacts_to<encoded_atom, uint64_t>,   // internal
-                                     caf::reacts_to<served_atom, uint64_t>>;   // internal
+using WorkerActor =
+    caf::typed_actor<caf::replies_to<encode_atom, EncodeOrder>::with<EncodeReport>,
+                     caf::replies_to<phase2_atom, Phase2Order>::with<CoordinatorActor>,
+                     caf::replies_to<free_atom, uint64_t>::with<int64_t>,
+                     caf::replies_to<keep_atom, uint64_t>::with<int64_t>,  // end, keeping the shard
+                     caf::replies_to<drop_atom, uint64_t>::with<int64_t>,  // a kept context goes (0: all)
+                     caf::replies_to<status_atom>::with<WorkerInfo>,
+                     caf::reacts_to<encoded_atom, uint64_t>,  // internal
+                     caf::reacts_to<served_atom, uint64_t>>;  // internal
 
-using RouterActor = caf::typed_actor<caf::replies_to<register_atom, WorkerActor, WorkerInfo>::with<uint32_t>,
-                                     caf::replies_to<generate_atom, GenerateOrder, ClientSinkActor>::with<Ticket>,
-                                     caf::replies_to<place_atom, uint64_t, PlacementAsk>::with<Placement>,
-                                     caf::reacts_to<release_atom, uint64_t>,
-                                     caf::replies_to<members_atom>::with<std::vector<WorkerView>>,
-                                     caf::reacts_to<deadline_atom, uint64_t>,  // a queued request's wait ends
-                                     caf::reacts_to<ttl_atom, uint64_t>,       // a kept context may have expired
-                                     caf::replies_to<leave_atom, WorkerActor>::with<bool>,  // a worker drains
-                                     // keep: the request's shards become a kept context;
-                                     // attach: place a request (id, context id, local tokens) on one
-                                     caf::replies_to<keep_atom, uint64_t>::with<bool>,
-                                     caf::replies_to<attach_atom, uint64_t, uint64_t, int64_t>::with<Placement>,
-                                     caf::reacts_to<drop_atom, uint64_t>>;
+using RouterActor = caf::typed_actor<
+    caf::replies_to<register_atom, WorkerActor, WorkerInfo>::with<uint32_t>,
+    caf::replies_to<generate_atom, GenerateOrder, ClientSinkActor>::with<Ticket>,
+    caf::replies_to<place_atom, uint64_t, PlacementAsk>::with<Placement>, caf::reacts_to<release_atom, uint64_t>,
+    caf::replies_to<members_atom>::with<std::vector<WorkerView>>,
+    caf::reacts_to<deadline_atom, uint64_t>,               // a queued request's wait ends
+    caf::reacts_to<ttl_atom, uint64_t>,                    // a kept context may have expired
+    caf::replies_to<leave_atom, WorkerActor>::with<bool>,  // a worker drains
+    // keep: the request's shards become a kept context;
+    // attach: place a request (id, context id, local tokens) on one
+    caf::replies_to<keep_atom, uint64_t>::with<bool>,
+    caf::replies_to<attach_atom, uint64_t, uint64_t, int64_t>::with<Placement>, caf::reacts_to<drop_atom, uint64_t>>;
 
 // -- messages that carry handles ----------------------------------------------------------------
 
@@ -248,8 +247,7 @@ struct PlacedHost {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, PlacedHost& x) {
-  return f(caf::meta::type_name("PlacedHost"), x.worker_id, x.worker, x.endpoint, x.address, x.begin, x.end,
-           x.reserve);
+  return f(caf::meta::type_name("PlacedHost"), x.worker_id, x.worker, x.endpoint, x.address, x.begin, x.end, x.reserve);
 }
 
 struct Placement {
@@ -277,15 +275,15 @@ typename Inspector::result_type inspect(Inspector& f, GroupMember& x) {
 struct EncodeOrder {
   uint64_t request_id = 0;
   PlanSpec plan;
-  int32_t host = 0;                   // this worker's host index in the plan (its data-plane rank)
-  std::vector<uint8_t> anchor_ids;    // context tokens [0, anchor_size), packed (pack_ids); empty if unused
-  std::vector<uint8_t> shard_ids;     // context tokens [begin, end) of this host, packed
-  int64_t local_capacity = 0;         // query host: query + max new tokens; 0 elsewhere
-  int64_t step_timeout_ms = 60000;    // phase 2: the longest wait for the next message of a step
-  std::vector<GroupMember> group;     // index = plan host = data-plane rank
-  RequestActor driver;                // told if the shard loop fails
-  bool keep = false;                  // the shard may be kept after phase 2 (keep, not free)
-  uint64_t reuse_context = 0;         // serve a kept context's shard: no phase 1, no ids
+  int32_t host = 0;                 // this worker's host index in the plan (its data-plane rank)
+  std::vector<uint8_t> anchor_ids;  // context tokens [0, anchor_size), packed (pack_ids); empty if unused
+  std::vector<uint8_t> shard_ids;   // context tokens [begin, end) of this host, packed
+  int64_t local_capacity = 0;       // query host: query + max new tokens; 0 elsewhere
+  int64_t step_timeout_ms = 60000;  // phase 2: the longest wait for the next message of a step
+  std::vector<GroupMember> group;   // index = plan host = data-plane rank
+  RequestActor driver;              // told if the shard loop fails
+  bool keep = false;                // the shard may be kept after phase 2 (keep, not free)
+  uint64_t reuse_context = 0;       // serve a kept context's shard: no phase 1, no ids
 };
 
 template <class Inspector>
@@ -297,9 +295,9 @@ typename Inspector::result_type inspect(Inspector& f, EncodeOrder& x) {
 struct EncodeReport {
   uint64_t request_id = 0;
   int32_t host = 0;
-  int64_t tokens = 0;          // context tokens encoded (the shard)
-  double phase1_seconds = 0;   // compute time of this host's phase 1
-  int64_t kv_free = 0;         // the worker's free KV tokens afterwards
+  int64_t tokens = 0;         // context tokens encoded (the shard)
+  double phase1_seconds = 0;  // compute time of this host's phase 1
+  int64_t kv_free = 0;        // the worker's free KV tokens afterwards
 };
 
 template <class Inspector>
@@ -310,7 +308,7 @@ typename Inspector::result_type inspect(Inspector& f, EncodeReport& x) {
 // Phase 2 on the query host.
 struct Phase2Order {
   uint64_t request_id = 0;
-  std::vector<int32_t> query;         // the query tokens (short)
+  std::vector<int32_t> query;  // the query tokens (short)
   int32_t max_new_tokens = 0;
   SamplingParams sampling;
   std::vector<int32_t> stop_ids;

@@ -22,7 +22,7 @@ struct WorkerEngine;
 
 struct CoordinatorSetup {
   std::shared_ptr<WorkerEngine> engine;
-  std::shared_ptr<const KvShard> shard;    // the query host's own blocks (kept contexts share it)
+  std::shared_ptr<const KvShard> shard;  // the query host's own blocks (kept contexts share it)
   int64_t context_tokens = 0;
   int64_t local_capacity = 0;              // query + generated tokens
   std::unique_ptr<transport_i> transport;  // the request's group; this host is the last rank

@@ -28,7 +28,7 @@ struct RouterContext {
   RouterOptions options;
   LlamaConfig config;
   Tokenizer tokenizer;
-  std::string model;  // model_signature(config)
+  std::string model;                                                           // model_signature(config)
   std::shared_ptr<RouterMetrics> metrics = std::make_shared<RouterMetrics>();  // updated by router and drivers
 };
 
