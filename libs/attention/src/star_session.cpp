@@ -37,6 +37,7 @@ Expected<std::unique_ptr<StarSession>> StarSession::encode(const Transformer& mo
   KvShard last = std::move(shards.back());
   shards.pop_back();
   SM_ASSIGN(qh, QueryHost::create(model, std::move(last), plan.context_tokens, capacity));
+  SM_TRY(model.backend().synchronize());  // the time ends when the device's work does, not when it was queued
   std::unique_ptr<StarSession> s(new StarSession(std::move(plan), std::move(shards), std::move(qh), model));
   s->phase1_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return s;

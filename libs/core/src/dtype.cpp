@@ -18,14 +18,6 @@ std::string_view dtype_name(DType t) {
   return "?";
 }
 
-Expected<DType> dtype_from_name(std::string_view name) {
-  if (name == "f32" || name == "float32") return DType::f32;
-  if (name == "f16" || name == "float16") return DType::f16;
-  if (name == "bf16" || name == "bfloat16") return DType::bf16;
-  if (name == "i32" || name == "int32") return DType::i32;
-  return make_error("unknown dtype '", name, "' (use f32, f16, bf16 or i32)");
-}
-
 float f16_to_f32(uint16_t h) {
   const uint32_t sign = uint32_t(h & 0x8000u) << 16;
   const uint32_t exp = (h >> 10) & 0x1fu;

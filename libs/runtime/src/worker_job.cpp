@@ -50,6 +50,10 @@ void run_job(std::shared_ptr<WorkerEngine> engine, std::shared_ptr<Job> job, Sha
   } else {
     const auto t0 = std::chrono::steady_clock::now();
     auto s = encode_host(model, job->plan, job->host, job->context, EncodeControl{&engine->compute, &job->stop});
+    if (s) {  // the time ends when the device's work does, not when it was queued
+      std::lock_guard lock(engine->compute);
+      if (Status synced = model.backend().synchronize(); !synced) s = synced.error();
+    }
     if (s) {
       job->shard_tokens = s->end - s->begin;
       job->shard = std::make_shared<const KvShard>(std::move(*s));

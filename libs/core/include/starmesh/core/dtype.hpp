@@ -26,7 +26,6 @@ constexpr size_t dtype_size(DType t) {
 }
 
 std::string_view dtype_name(DType t);
-Expected<DType> dtype_from_name(std::string_view name);  // "f32", "bf16", ...
 
 inline float bf16_to_f32(uint16_t h) {
   uint32_t u = uint32_t(h) << 16;
