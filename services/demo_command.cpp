@@ -14,12 +14,14 @@
 #include <string>
 
 #include "commands.hpp"
+#include "starmesh/attention/block_plan.hpp"
 #include "starmesh/attention/star_session.hpp"
 #include "starmesh/backend/device.hpp"
 #include "starmesh/launch/local_mesh.hpp"
 #include "starmesh/model/generator.hpp"
 #include "starmesh/model/tokenizer.hpp"
 #include "starmesh/runtime/mesh_config.hpp"
+#include "starmesh/service/request.hpp"
 
 namespace starmesh::cli {
 namespace {
@@ -275,20 +277,29 @@ void add_demo_command(CLI::App& app, int& exit_code) {
       "Start a router and N workers on 127.0.0.1, answer a long-context question and a follow-up over the kept "
       "context, stop everything");
   cmd->add_option("--model", f->model_dir, "Model folder")->capture_default_str();
-  cmd->add_option("--workers", f->workers, "Context workers (processes)")->capture_default_str();
+  cmd->add_option("--workers", f->workers, "Context workers (processes)")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
   cmd->add_option("--context-tokens", f->context_tokens, "Length of the generated document in tokens")
+      ->check(CLI::Range(int64_t(1), kMaxContextTokens))
       ->capture_default_str();
   cmd->add_option("--context-file", f->context_file, "Use this file as the context instead");
   cmd->add_option("--query", f->query, "The question")->capture_default_str();
   cmd->add_option("--followup", f->followup, "A second question, asked over the kept context (no phase 1)")
       ->capture_default_str();
-  cmd->add_option("--block-size", f->block_size, "Context block size in tokens")->capture_default_str();
-  cmd->add_option("--max-tokens", f->max_tokens, "Tokens to generate")->capture_default_str();
+  cmd->add_option("--block-size", f->block_size, "Context block size in tokens")
+      ->check(CLI::Range(int64_t(1), kMaxContextTokens))
+      ->capture_default_str();
+  cmd->add_option("--max-tokens", f->max_tokens, "Tokens to generate")
+      ->check(CLI::Range(0, kMaxNewTokens))
+      ->capture_default_str();
   cmd->add_option("--transport", f->transport, "Data plane: ucx-shm, ucx-tcp or ucx-auto")->capture_default_str();
   cmd->add_option("--device", f->device, "auto (the GPU if present), cpu or cuda")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
       ->capture_default_str();
-  cmd->add_option("--threads", f->threads, "Compute threads per worker")->capture_default_str();
+  cmd->add_option("--threads", f->threads, "Compute threads per worker")
+      ->check(CLI::Range(0, 1024))
+      ->capture_default_str();
   cmd->add_flag("!--no-verify", f->verify, "Skip the check against the single-process engine");
   cmd->add_option("--logs", f->logs, "Keep the router's and workers' logs in this folder");
   cmd->callback([f, &exit_code] { exit_code = run_demo(*f); });

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "commands.hpp"
+#include "starmesh/attention/block_plan.hpp"
 #include "starmesh/attention/star_session.hpp"
 #include "starmesh/backend/device.hpp"
 #include "starmesh/model/generator.hpp"
@@ -159,16 +160,25 @@ void add_generate_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--mode", opts->mode, "global (exact attention) or star (Star Attention)")
       ->check(CLI::IsMember({"global", "star"}))
       ->capture_default_str();
-  cmd->add_option("--hosts", opts->star.hosts, "Star: simulated hosts")->capture_default_str();
-  cmd->add_option("--block-size", opts->star.block_size, "Star: context block size in tokens")->capture_default_str();
-  cmd->add_option("--anchor-size", opts->star.anchor_size, "Star: anchor tokens (default: the block size)");
+  cmd->add_option("--hosts", opts->star.hosts, "Star: simulated hosts")
+      ->check(CLI::Range(1, kMaxHosts))
+      ->capture_default_str();
+  cmd->add_option("--block-size", opts->star.block_size, "Star: context block size in tokens")
+      ->check(CLI::Range(int64_t(1), kMaxContextTokens))
+      ->capture_default_str();
+  cmd->add_option("--anchor-size", opts->star.anchor_size, "Star: anchor tokens (default: the block size)")
+      ->check(CLI::Range(int64_t(-1), kMaxContextTokens));
   cmd->add_flag("--no-anchor", opts->no_anchor, "Star: encode blocks without the anchor (ablation)");
-  cmd->add_option("--max-tokens", opts->max_new_tokens, "Tokens to generate")->capture_default_str();
+  cmd->add_option("--max-tokens", opts->max_new_tokens, "Tokens to generate")
+      ->check(CLI::Range(0, kMaxNewTokens))
+      ->capture_default_str();
   cmd->add_option("--temperature", opts->sampling.temperature, "0 = greedy")->capture_default_str();
   cmd->add_option("--top-k", opts->sampling.top_k, "0 = no limit")->capture_default_str();
   cmd->add_option("--top-p", opts->sampling.top_p, "Nucleus mass in (0, 1]")->capture_default_str();
   cmd->add_option("--seed", opts->sampling.seed, "Sampling seed")->capture_default_str();
-  cmd->add_option("--threads", opts->threads, "CPU threads (0 = all cores)")->capture_default_str();
+  cmd->add_option("--threads", opts->threads, "CPU threads (0 = all cores)")
+      ->check(CLI::Range(0, 1024))
+      ->capture_default_str();
   cmd->add_option("--device", opts->device, "cpu, cuda, cuda:N or auto")->capture_default_str();
   cmd->add_flag("!--no-bos", opts->add_bos, "Do not prepend the BOS token to --prompt");
   cmd->callback([opts, cmd, &exit_code] {

@@ -1,6 +1,8 @@
 #pragma once
 // What `starmesh router`, `worker` and `demo` share: host:port parsing, the port file,
-// logs on stderr, and waiting for SIGINT/SIGTERM.
+// logs on stderr, waiting for SIGINT/SIGTERM, and the main actor's lifetime.
+#include <atomic>
+#include <caf/all.hpp>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -37,6 +39,26 @@ Expected<std::unique_ptr<metrics::HttpEndpoint>> serve_metrics(const metrics::Re
 
 // spdlog's default logger on stderr (stdout is for answers).
 void log_to_stderr(const std::string& name);
+
+// A flag that turns true when `actor` terminates, for whatever reason: a process whose main
+// actor died must not stay up behind a healthy-looking endpoint.
+template <class Handle>
+std::shared_ptr<std::atomic<bool>> flag_when_down(const Handle& actor) {
+  auto down = std::make_shared<std::atomic<bool>>(false);
+  auto ptr = caf::actor_cast<caf::strong_actor_ptr>(actor);
+  if (ptr) ptr->get()->attach_functor([down] { down->store(true); });
+  return down;
+}
+
+// Sends `actor` an exit message when the scope ends (every return path of a command), so the
+// actor system's destructor does not wait forever for it.
+template <class Handle>
+struct StopOnExit {
+  Handle actor;
+  ~StopOnExit() {
+    if (actor) caf::anon_send_exit(actor, caf::exit_reason::user_shutdown);
+  }
+};
 
 // Blocks SIGINT and SIGTERM in this thread and every thread started after: call first in
 // main, then wait_for_signal() picks them up.

@@ -10,9 +10,11 @@
 
 #include "commands.hpp"
 #include "mesh_common.hpp"
+#include "starmesh/attention/block_plan.hpp"
 #include "starmesh/runtime/mesh_client.hpp"
 #include "starmesh/runtime/mesh_config.hpp"
 #include "starmesh/runtime/router.hpp"
+#include "starmesh/service/request.hpp"
 #ifdef STARMESH_WITH_API
 #include "starmesh/api/api_server.hpp"
 #endif
@@ -63,11 +65,10 @@ int run_router(const RouterFlags& f) {
   MeshConfig cfg({f.actor_threads});
   caf::actor_system sys{cfg};
   RouterActor router = spawn_router(sys, *context);
+  StopOnExit<RouterActor> stop_router{router};  // every return below, errors included
+  auto router_down = flag_when_down(router);
   auto port = sys.middleman().publish(router, listen->port, listen->host.c_str(), true);
-  if (!port) {
-    caf::anon_send_exit(router, caf::exit_reason::user_shutdown);
-    return fail("cannot listen on " + f.listen + ": " + describe(port.error()));
-  }
+  if (!port) return fail("cannot listen on " + f.listen + ": " + describe(port.error()));
   if (!f.port_file.empty())
     if (Status s = write_port_file(f.port_file, *port); !s) return fail(s.message());
   spdlog::info("listening on {}:{} for workers (model {}, {})", listen->host, *port, f.model_dir, (*context)->model);
@@ -108,15 +109,13 @@ int run_router(const RouterFlags& f) {
   if (!f.api_tokens_file.empty()) return fail("--api-tokens-file: this build has no public API (Cap'n Proto)");
 #endif
 
-  const int sig = [] {
-    for (;;)
-      if (int s = wait_for_signal(std::chrono::milliseconds(500))) return s;
-  }();
-  spdlog::info("signal {}: stopping", sig);
+  int sig = 0;
+  while (!sig && !router_down->load()) sig = wait_for_signal(std::chrono::milliseconds(200));
 #ifdef STARMESH_WITH_API
   if (api) api->stop();
 #endif
-  caf::anon_send_exit(router, caf::exit_reason::user_shutdown);
+  if (!sig) return fail("the router actor ended unexpectedly: stopping (the mesh cannot serve without it)");
+  spdlog::info("signal {}: stopping", sig);
   return 0;
 }
 
@@ -130,20 +129,28 @@ void add_router_command(CLI::App& app, int& exit_code) {
       ->capture_default_str();
   cmd->add_option("--model", f->model_dir, "Model folder (config.json, tokenizer.json) the workers serve")
       ->capture_default_str();
-  cmd->add_option("--block-size", f->block_size, "Default context block size in tokens")->capture_default_str();
+  cmd->add_option("--block-size", f->block_size, "Default context block size in tokens")
+      ->check(CLI::Range(int64_t(1), kMaxContextTokens))
+      ->capture_default_str();
   cmd->add_option("--control-timeout", f->control_timeout, "Seconds a worker may take to answer a control message")
+      ->check(CLI::Range(0.001, 2592000.0))
       ->capture_default_str();
   cmd->add_option("--phase1-timeout", f->phase1_timeout, "Seconds a worker may take for phase 1")
+      ->check(CLI::Range(0.001, 2592000.0))
       ->capture_default_str();
   cmd->add_option("--step-timeout", f->step_timeout, "Seconds between two generated tokens before a request fails")
+      ->check(CLI::Range(0.001, 2592000.0))
       ->capture_default_str();
   cmd->add_option("--queue-timeout", f->queue_timeout,
                   "Seconds a request that must wait for KV capacity may wait (0: refuse it at once)")
+      ->check(CLI::Range(0.0, 86400.0))
       ->capture_default_str();
   cmd->add_option("--context-ttl", f->context_ttl,
                   "Seconds a kept context may sit unused before it is dropped (0: until its KV is needed)")
+      ->check(CLI::Range(0.0, 31536000.0))
       ->capture_default_str();
   cmd->add_option("--max-queued", f->max_queued, "Requests that may wait for KV capacity at once")
+      ->check(CLI::Range(size_t(0), size_t(1) << 20))
       ->capture_default_str();
   cmd->add_option("--port-file", f->port_file, "Write the port listened on to this file");
   cmd->add_option("--api-listen", f->api_listen, "HOST:PORT of the public API (Cap'n Proto); empty: off");
@@ -151,7 +158,9 @@ void add_router_command(CLI::App& app, int& exit_code) {
                   "Clients log in with one of these tokens (one per line); without it the API is open");
   cmd->add_option("--metrics-listen", f->metrics_listen, "HOST:PORT of the Prometheus /metrics endpoint; empty: off");
   cmd->add_option("--metrics-port-file", f->metrics_port_file, "Write the metrics port to this file");
-  cmd->add_option("--actor-threads", f->actor_threads, "Threads of the actor scheduler")->capture_default_str();
+  cmd->add_option("--actor-threads", f->actor_threads, "Threads of the actor scheduler")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
   cmd->callback([f, &exit_code] { exit_code = run_router(*f); });
 }
 

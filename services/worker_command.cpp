@@ -11,10 +11,12 @@
 
 #include "commands.hpp"
 #include "mesh_common.hpp"
+#include "starmesh/attention/block_plan.hpp"
 #include "starmesh/backend/device.hpp"
 #include "starmesh/runtime/context_worker.hpp"
 #include "starmesh/runtime/mesh_config.hpp"
 #include "starmesh/runtime/worker_membership.hpp"
+#include "starmesh/service/request.hpp"
 
 extern "C" void openblas_set_num_threads(int);  // OpenBLAS (the CPU backend's GEMMs)
 
@@ -86,15 +88,12 @@ int run_worker(const WorkerFlags& f) {
     setup.kv_capacity = f.capacity;
     setup.metrics = worker_metrics;
     WorkerActor worker = spawn_context_worker(sys, setup);
-    auto stop_worker = [&](int code) {
-      caf::anon_send_exit(worker, caf::exit_reason::user_shutdown);
-      return code;
-    };
+    StopOnExit<WorkerActor> stop_worker{worker};  // every return below, errors included
     auto port = sys.middleman().publish(worker, listen->port, listen->host.c_str(), true);
-    if (!port) return stop_worker(fail("cannot listen on " + f.listen + ": " + describe(port.error())));
+    if (!port) return fail("cannot listen on " + f.listen + ": " + describe(port.error()));
     const std::string endpoint = listen->host + ":" + std::to_string(*port);
     if (!f.port_file.empty())
-      if (Status s = write_port_file(f.port_file, *port); !s) return stop_worker(fail(s.message()));
+      if (Status s = write_port_file(f.port_file, *port); !s) return fail(s.message());
     WorkerMembershipOptions mo;
     mo.router_host = router_at->host;
     mo.router_port = router_at->port;
@@ -104,12 +103,12 @@ int run_worker(const WorkerFlags& f) {
     mo.exit_with_router = f.exit_with_router;
     WorkerMembership membership(sys, worker, mo);
     auto id = membership.join();
-    if (!id) return stop_worker(fail(id.error().message));
+    if (!id) return fail(id.error().message);
     spdlog::info("worker {} at {}: {} on {}, {} KV tokens, {} compute threads, data plane {}", *id, endpoint,
                  model_signature(model->config()), setup.device, f.capacity, pool.size(), (*plane)->name());
     fmt::print("starmesh worker {} at {} registered with the router at {}\n", *id, endpoint, f.router);
     std::fflush(stdout);
-    exit_code = stop_worker(membership.run(wait_for_signal));
+    exit_code = membership.run(wait_for_signal);
   }  // the actor system waits for the worker (and joins its threads) here
   return exit_code;
 }
@@ -128,8 +127,12 @@ void add_worker_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--device", f->device,
                   "cpu (one CPU slot), cuda (one GPU: pick it with CUDA_VISIBLE_DEVICES) or auto")
       ->capture_default_str();
-  cmd->add_option("--capacity", f->capacity, "KV pool size in tokens")->capture_default_str();
-  cmd->add_option("--threads", f->threads, "Compute threads of the CPU backend (0: all cores)")->capture_default_str();
+  cmd->add_option("--capacity", f->capacity, "KV pool size in tokens")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 34))
+      ->capture_default_str();
+  cmd->add_option("--threads", f->threads, "Compute threads of the CPU backend (0: all cores)")
+      ->check(CLI::Range(0, 1024))
+      ->capture_default_str();
   cmd->add_option("--transport", f->transport, "Data plane: ucx-tcp, ucx-shm (one machine) or ucx-auto")
       ->capture_default_str();
   cmd->add_option("--net-devices", f->net_devices, "Network devices UCX may use (lo: loopback only; all)")
@@ -138,11 +141,16 @@ void add_worker_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--metrics-listen", f->metrics_listen, "HOST:PORT of the Prometheus /metrics endpoint; empty: off");
   cmd->add_option("--metrics-port-file", f->metrics_port_file, "Write the metrics port to this file");
   cmd->add_option("--drain-timeout", f->drain_timeout,
-                  "On SIGTERM/SIGINT: seconds to let running requests finish (new ones go elsewhere); a second signal "
+                  "On SIGTERM/SIGINT: seconds to let running requests finish (new ones go "
+                  "elsewhere)->check(CLI::Range(0.0, 86400.0)); a second signal "
                   "stops at once")
       ->capture_default_str();
-  cmd->add_option("--register-timeout", f->register_timeout, "Seconds to wait for the router")->capture_default_str();
-  cmd->add_option("--actor-threads", f->actor_threads, "Threads of the actor scheduler")->capture_default_str();
+  cmd->add_option("--register-timeout", f->register_timeout, "Seconds to wait for the router")
+      ->check(CLI::Range(0.001, 3600.0))
+      ->capture_default_str();
+  cmd->add_option("--actor-threads", f->actor_threads, "Threads of the actor scheduler")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
   cmd->add_flag("--exit-with-router", f->exit_with_router,
                 "Stop when the router goes away (default: register again with the next router there)");
   cmd->callback([f, &exit_code] { exit_code = run_worker(*f); });

@@ -1,5 +1,7 @@
 #include <doctest/doctest.h>
 
+#include <limits>
+
 #include "starmesh/attention/block_plan.hpp"
 
 using namespace starmesh;
@@ -46,4 +48,21 @@ TEST_CASE("hosts beyond the block count are not used, and bad plans are refused"
   CHECK_FALSE(plan_blocks(100, 0, -1, 2));
   CHECK_FALSE(plan_blocks(0, 16, -1, 2));
   CHECK(plan_blocks(100, 16, -1, 0).error().message.find("hosts") != std::string::npos);
+}
+
+TEST_CASE("plans are bounded and overflow-safe: every refusal names its bound") {
+  const int64_t max64 = std::numeric_limits<int64_t>::max();
+  auto one = plan_blocks(1000, max64, -1, 4);  // a block larger than the context: one block, no overflow
+  REQUIRE(one);
+  CHECK(one->blocks.size() == 1);
+  CHECK(one->hosts[0].end == 1000);
+  CHECK(one->anchor_size == 1000);
+  auto too_many_blocks = plan_blocks(kMaxContextTokens, 1, -1, 4);
+  REQUIRE_FALSE(too_many_blocks);
+  CHECK(too_many_blocks.code() == ErrorCode::invalid_argument);
+  CHECK(too_many_blocks.error().message.find("more than 1048576") != std::string::npos);
+  CHECK(plan_blocks(kMaxContextTokens + 1, 4096, -1, 4).error().message.find("16777216") != std::string::npos);
+  CHECK(plan_blocks(100, 16, -2, 2).error().message.find("anchor_size must be >= 0, or -1") != std::string::npos);
+  CHECK(plan_blocks(100, 16, -1, kMaxHosts + 1).error().message.find("[1, 4096]") != std::string::npos);
+  CHECK(plan_blocks(100, -16, -1, 2).code() == ErrorCode::invalid_argument);
 }

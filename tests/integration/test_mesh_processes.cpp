@@ -15,109 +15,17 @@
 #include <random>
 #include <thread>
 
+#include "integration/process_mesh.hpp"
 #include "starmesh/attention/star_session.hpp"
 #include "starmesh/backend/cpu_backend.hpp"
 #include "starmesh/launch/local_mesh.hpp"
 #include "starmesh/model/generator.hpp"
 #include "starmesh/runtime/mesh_config.hpp"
-#include "support/engine_reference.hpp"
-
-extern "C" void openblas_set_num_threads(int);
 
 using namespace starmesh;
 using namespace std::chrono_literals;
+using test::ProcessMesh;
 using test::Reference;
-
-namespace {
-
-struct ProcessMesh {
-  ThreadPool pool{1};
-  CpuBackend cpu{pool};
-  Transformer model = [this] {
-    openblas_set_num_threads(1);  // as the workers (--threads 1)
-    return Transformer::load(cpu, STARMESH_DEFAULT_MODEL_DIR).value();
-  }();
-  MeshConfig cfg{{2, true, false}};
-  caf::actor_system sys{cfg};
-  std::string logs;
-  std::unique_ptr<LocalMesh> mesh;
-
-  ProcessMesh() {
-    char tmpl[] = "/tmp/starmesh-it-XXXXXX";
-    REQUIRE(mkdtemp(tmpl));
-    logs = tmpl;
-  }
-  ~ProcessMesh() {
-    if (mesh) mesh->stop();
-    mesh.reset();
-    std::filesystem::remove_all(logs);
-  }
-
-  void start(const std::string& transport, int workers, std::vector<int64_t> capacities = {},
-             std::vector<std::string> router_args = {}) {
-    LocalMeshOptions o;
-    o.program = STARMESH_CLI;
-    o.model_dir = STARMESH_DEFAULT_MODEL_DIR;
-    o.workers = workers;
-    o.transport = transport;
-    o.capacity = 8192;
-    o.capacities = std::move(capacities);
-    o.threads_per_worker = 1;
-    o.block_size = 256;
-    o.router_args = std::move(router_args);
-    o.log_dir = logs;
-    auto m = LocalMesh::start(sys, o);
-    REQUIRE_MESSAGE(m, (m ? "" : m.error().message));
-    mesh = std::move(*m);
-  }
-
-  Expected<MeshClient::Result> run(const std::vector<int32_t>& ctx, const std::vector<int32_t>& query, int64_t block,
-                                   int max_new) {
-    GenerateOrder o;
-    o.request.context_ids = ctx;
-    o.request.query_ids = query;
-    o.request.block_size = block;
-    o.request.max_new_tokens = max_new;
-    o.return_logits = true;
-    auto r = mesh->client().run(o);
-    if (!r) MESSAGE("logs:\n" << mesh->log_tail());
-    return r;
-  }
-
-  std::vector<int32_t> random_ids(size_t n, uint32_t seed) const { return test::random_token_ids(n, seed); }
-  Reference star(const std::vector<int32_t>& ctx, const std::vector<int32_t>& query, int64_t block, int hosts,
-                 int max_new) {
-    return test::star_reference(model, ctx, query, block, hosts, max_new);
-  }
-  Reference global(const std::vector<int32_t>& ctx, const std::vector<int32_t>& query, int max_new) {
-    return test::global_reference(model, ctx, query, max_new);
-  }
-
-  // The two checks of the issue on a running mesh of 4 workers.
-  void check_star_and_global() {
-    const auto ctx = random_ids(1536, 11), query = random_ids(8, 12);
-    auto got = run(ctx, query, 256, 16);
-    REQUIRE_MESSAGE(got, (got ? "" : got.error().message));
-    CHECK(got->summary.hosts == 4);
-    CHECK(got->summary.generated_tokens == int64_t(got->ids.size()));
-    const Reference want = star(ctx, query, 256, 4, 16);
-    CHECK(got->ids == want.ids);
-    const double err = test::relative_distance(got->logits, want.logits);
-    const std::string exact = got->logits == want.logits ? " (bit for bit)" : "";
-    MESSAGE("star, 1536 context tokens, 4 workers: logits relative distance " << err << exact);
-    CHECK(err < 1e-6);
-
-    const auto small = random_ids(200, 13);
-    auto one = run(small, query, 256, 16);
-    REQUIRE_MESSAGE(one, (one ? "" : one.error().message));
-    CHECK(one->summary.hosts == 1);
-    const Reference g = global(small, query, 16);
-    CHECK(one->ids == g.ids);
-    CHECK(test::relative_distance(one->logits, g.logits) < 1e-5);
-  }
-};
-
-}  // namespace
 
 TEST_CASE_FIXTURE(
     ProcessMesh,

@@ -5,20 +5,25 @@
 namespace starmesh {
 
 Expected<BlockPlan> plan_blocks(int64_t context_tokens, int64_t block_size, int64_t anchor_size, int hosts) {
-  if (context_tokens <= 0)
-    return make_error(ErrorCode::invalid_argument,
-                      "the context is empty: Star Attention needs at least one context token");
-  if (block_size <= 0) return make_error(ErrorCode::invalid_argument, "block_size must be > 0, got ", block_size);
-  if (hosts <= 0) return make_error(ErrorCode::invalid_argument, "the number of hosts must be > 0, got ", hosts);
-  if (anchor_size < 0) anchor_size = block_size;
+  auto bad = [](auto&&... parts) { return make_error(ErrorCode::invalid_argument, parts...); };
+  if (context_tokens <= 0) return bad("the context is empty: Star Attention needs at least one context token");
+  if (context_tokens > kMaxContextTokens)
+    return bad("the context has ", context_tokens, " tokens, more than the ", kMaxContextTokens, " a plan may hold");
+  if (block_size <= 0) return bad("block_size must be > 0, got ", block_size);
+  if (hosts <= 0 || hosts > kMaxHosts) return bad("the number of hosts must be in [1, ", kMaxHosts, "], got ", hosts);
+  if (anchor_size < -1) return bad("anchor_size must be >= 0, or -1 for the block size, got ", anchor_size);
+  if (anchor_size == -1) anchor_size = block_size;
   if (anchor_size > block_size)
-    return make_error(ErrorCode::invalid_argument, "anchor_size (", anchor_size, ") must not exceed block_size (",
-                      block_size, ")");
+    return bad("anchor_size (", anchor_size, ") must not exceed block_size (", block_size, ")");
+  // Overflow-safe: no context_tokens + block_size.
+  const int64_t n_blocks = context_tokens / block_size + (context_tokens % block_size != 0 ? 1 : 0);
+  if (n_blocks > kMaxBlocks)
+    return bad(context_tokens, " context tokens in blocks of ", block_size, " make ", n_blocks, " blocks, more than ",
+               kMaxBlocks, ": use larger blocks");
   BlockPlan plan;
   plan.context_tokens = context_tokens;
   plan.block_size = block_size;
   plan.anchor_size = std::min(anchor_size, context_tokens);
-  const int64_t n_blocks = (context_tokens + block_size - 1) / block_size;
   const int used = int(std::min<int64_t>(hosts, n_blocks));
   // Contiguous ranges, as even as possible; the earlier hosts take the remainder.
   int block = 0;

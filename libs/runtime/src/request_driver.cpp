@@ -22,9 +22,21 @@ Expected<RequestTokens> check_request(const RouterContext& ctx, const GenerateRe
   RequestTokens t;
   const bool star = r.mode == AttentionMode::star;
   if (!star && r.mode != AttentionMode::global) return make_error("unknown attention mode ", int(r.mode));
-  if (r.max_new_tokens < 0) return make_error("max_new_tokens must be >= 0, got ", r.max_new_tokens);
+  if (r.max_new_tokens < 0 || r.max_new_tokens > kMaxNewTokens)
+    return make_error("max_new_tokens must be in [0, ", kMaxNewTokens, "], got ", r.max_new_tokens);
   SM_TRY(validate(r.sampling));
-  if (r.max_hosts < 0) return make_error("max_hosts must be >= 0 (0: every worker), got ", r.max_hosts);
+  if (r.max_hosts < 0 || r.max_hosts > kMaxHosts)
+    return make_error("max_hosts must be in [0, ", kMaxHosts, "] (0: every worker), got ", r.max_hosts);
+  if (r.block_size < 0 || r.block_size > kMaxContextTokens)
+    return make_error("block_size must be in [0, ", kMaxContextTokens, "] (0: the server's default), got ",
+                      r.block_size);
+  if (r.anchor_size < -1 || r.anchor_size > kMaxContextTokens)
+    return make_error("anchor_size must be in [0, ", kMaxContextTokens, "], or -1 for the block size, got ",
+                      r.anchor_size);
+  if (r.context_text.size() > kMaxTextBytes || r.query_text.size() > kMaxTextBytes)
+    return make_error("context and query text may hold at most ", kMaxTextBytes, " bytes each");
+  if (int64_t(r.context_ids.size()) > kMaxContextTokens || int64_t(r.query_ids.size()) > kMaxQueryTokens)
+    return make_error("at most ", kMaxContextTokens, " context and ", kMaxQueryTokens, " query token ids");
   const bool kept = r.context_id != 0;  // a new query over a kept context: its plan and shards are set
   if (kept) {
     if (!star) return make_error("context_id asks a query over a kept context: use mode star");
@@ -39,6 +51,9 @@ Expected<RequestTokens> check_request(const RouterContext& ctx, const GenerateRe
   const bool bos_on_query = t.context.empty() && r.context_ids.empty() && !kept;
   t.query = !r.query_ids.empty() ? r.query_ids : ctx.tokenizer.encode(r.query_text, r.add_bos && bos_on_query);
   if (t.query.empty()) return make_error("the query is empty: give query text or query ids");
+  if (int64_t(t.context.size()) > kMaxContextTokens || int64_t(t.query.size()) > kMaxQueryTokens)
+    return make_error("the context has ", t.context.size(), " tokens and the query ", t.query.size(), "; at most ",
+                      kMaxContextTokens, " and ", kMaxQueryTokens);
   const int64_t vocab = ctx.config.vocab_size;
   for (const auto* ids : {&t.context, &t.query})
     for (int32_t id : *ids)

@@ -26,7 +26,10 @@ Expected<uint32_t> register_worker(caf::actor_system& sys, const RouterActor& ro
 }
 
 WorkerMembership::WorkerMembership(caf::actor_system& sys, WorkerActor worker, WorkerMembershipOptions options)
-    : sys_(sys), worker_(std::move(worker)), options_(std::move(options)) {}
+    : sys_(sys), worker_(std::move(worker)), options_(std::move(options)) {
+  if (auto ptr = caf::actor_cast<caf::strong_actor_ptr>(worker_))
+    ptr->get()->attach_functor([down = worker_down_] { down->store(true); });
+}
 
 WorkerMembership::~WorkerMembership() {
   if (watcher_) caf::anon_send_exit(watcher_, caf::exit_reason::user_shutdown);
@@ -56,6 +59,10 @@ void WorkerMembership::watch(const RouterActor& router) {
 
 int WorkerMembership::run(const WaitForSignal& wait) {
   for (;;) {
+    if (worker_down_->load()) {
+      spdlog::error("the worker actor ended unexpectedly: stopping");
+      return 1;
+    }
     if (int sig = wait(std::chrono::milliseconds(200))) {
       spdlog::info("signal {}: leaving the mesh", sig);
       if (!router_gone_->load()) leave(wait);

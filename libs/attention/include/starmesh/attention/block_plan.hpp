@@ -34,9 +34,16 @@ struct BlockPlan {
   std::string describe() const;
 };
 
-// Refuses, with a message, zero or negative sizes, an anchor larger than a block, and more
-// hosts than blocks is fine: the extra hosts are left out of the plan.
-// anchor_size < 0 means "the default": anchor = block (the paper's best setting).
+// The most a plan may describe: requests and peers set these numbers, and a plan allocates
+// per block and per host, so each is bounded before anything is computed from it.
+inline constexpr int64_t kMaxContextTokens = int64_t(1) << 24;  // 16,777,216 tokens
+inline constexpr int64_t kMaxBlocks = int64_t(1) << 20;         // context_tokens / block_size
+inline constexpr int kMaxHosts = 4096;
+
+// Refuses (invalid_argument), naming the bound: an empty or too long context, a block size
+// <= 0, an anchor_size below -1 or larger than a block, hosts <= 0 or above kMaxHosts, more
+// than kMaxBlocks blocks. More hosts than blocks is fine: the extra hosts are left out.
+// anchor_size -1 means "the default": anchor = block (the paper's best setting); 0: none.
 Expected<BlockPlan> plan_blocks(int64_t context_tokens, int64_t block_size, int64_t anchor_size, int hosts);
 
 }  // namespace starmesh

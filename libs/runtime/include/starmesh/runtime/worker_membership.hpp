@@ -41,9 +41,10 @@ class WorkerMembership {
   // Connects to the router and registers; the error says why not.
   Expected<uint32_t> join();
 
-  // Serves until a signal (then leaves gracefully, a second signal cutting the drain short)
-  // or, with exit_with_router, until the router goes away. Returns the process exit code:
-  // 0 after a signal, 1 when the router went away.
+  // Serves until a signal (then leaves gracefully, a second signal cutting the drain short),
+  // until the worker actor ends (it must not stay registered-looking without it), or, with
+  // exit_with_router, until the router goes away. Returns the process exit code: 0 after a
+  // signal, 1 otherwise.
   int run(const WaitForSignal& wait);
 
  private:
@@ -57,6 +58,7 @@ class WorkerMembership {
   RouterActor router_;
   caf::actor watcher_;
   std::shared_ptr<std::atomic<bool>> router_gone_ = std::make_shared<std::atomic<bool>>(false);
+  std::shared_ptr<std::atomic<bool>> worker_down_ = std::make_shared<std::atomic<bool>>(false);
 };
 
 }  // namespace starmesh

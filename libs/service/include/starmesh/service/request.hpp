@@ -30,6 +30,12 @@ std::string_view to_string(StopReason reason);
 std::optional<AttentionMode> attention_mode_from_string(std::string_view text);  // "star", "global"
 std::optional<StopReason> stop_reason_from_string(std::string_view text);
 
+// Bounds every server enforces on a request before any work (the block plan's own bounds,
+// kMaxContextTokens and kMaxHosts, are in libs/attention/block_plan.hpp).
+inline constexpr int kMaxNewTokens = 1 << 20;
+inline constexpr int64_t kMaxQueryTokens = int64_t(1) << 20;
+inline constexpr size_t kMaxTextBytes = size_t(1) << 27;  // 128 MiB of context or query text
+
 struct GenerateRequest {
   // Text or token ids (ids win when given). The context may be empty in global mode.
   std::string context_text, query_text;

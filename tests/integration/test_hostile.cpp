@@ -1,0 +1,118 @@
+// Hostile input against real processes on 127.0.0.1 (the hardening issue's attacks, bounded),
+// each followed by a normal request that must still get the reference tokens.
+#include <arpa/inet.h>
+#include <doctest/doctest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <limits>
+
+#include "integration/process_mesh.hpp"
+
+using namespace starmesh;
+using test::ProcessMesh;
+
+namespace {
+
+struct Ran {
+  int status = -1;
+  std::string out;
+  bool exited() const { return WIFEXITED(status); }
+  int code() const { return WEXITSTATUS(status); }
+};
+
+// Runs `args` (the CLI's) under a 20 s limit; `timeout` exits 124 if the command hangs.
+Ran run_cli(const std::string& args) {
+  const std::string cmd = "timeout 20 " + std::string(STARMESH_CLI) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  REQUIRE(p);
+  Ran r;
+  char buf[4096];
+  for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) r.out.append(buf, n);
+  r.status = pclose(p);
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE_FIXTURE(ProcessMesh, "numbers out of bounds are refused naming the bound, and the mesh serves on") {
+  start("ucx-shm", 2);
+  const auto ctx = random_ids(600, 41), query = random_ids(4, 42);
+  struct Attack {
+    const char* what;
+    void (*set)(GenerateRequest&);
+    const char* bound;
+  };
+  const Attack attacks[] = {
+      {"block size 2^63-1", [](GenerateRequest& r) { r.block_size = std::numeric_limits<int64_t>::max(); },
+       "block_size must be in [0, 16777216]"},
+      {"negative block size", [](GenerateRequest& r) { r.block_size = -5; }, "block_size must be in [0, 16777216]"},
+      {"negative anchor", [](GenerateRequest& r) { r.anchor_size = -7; }, "anchor_size must be in [0, 16777216]"},
+      {"2^31-1 new tokens", [](GenerateRequest& r) { r.max_new_tokens = std::numeric_limits<int>::max(); },
+       "max_new_tokens must be in [0, 1048576]"},
+      {"a billion hosts", [](GenerateRequest& r) { r.max_hosts = 1000000000; }, "max_hosts must be in [0, 4096]"},
+  };
+  for (const Attack& a : attacks) {
+    CAPTURE(a.what);
+    GenerateOrder o;
+    o.request.context_ids = ctx;
+    o.request.query_ids = query;
+    o.request.block_size = 256;
+    o.request.max_new_tokens = 4;
+    a.set(o.request);
+    auto got = mesh->client().run(o);
+    REQUIRE_FALSE(got);
+    CHECK(got.code() == ErrorCode::invalid_argument);
+    CHECK(got.error().message.find(a.bound) != std::string::npos);
+  }
+  const auto members = mesh->client().members().value();  // a variable: value() of a temporary dangles
+  for (const auto& w : members) CHECK(w.reserved == 0);
+  auto after = run(ctx, query, 256, 8);
+  REQUIRE_MESSAGE(after, (after ? "" : after.error().message));
+  CHECK(after->ids == star(ctx, query, 256, 2, 8).ids);
+}
+
+TEST_CASE("the CLI refuses out-of-bound flags with an error, not a crash") {
+  auto huge = run_cli("generate --mode star --block-size 9223372036854775807 --context abc --query d");
+  INFO(huge.out);
+  CHECK(huge.exited());
+  CHECK(huge.code() != 0);
+  CHECK(huge.out.find("--block-size") != std::string::npos);
+  auto hosts = run_cli("generate --mode star --hosts -3 --context abc --query d");
+  CHECK(hosts.exited());
+  CHECK(hosts.code() != 0);
+  auto anchor = run_cli("generate --mode star --anchor-size -9 --context abc --query d");
+  CHECK(anchor.exited());
+  CHECK(anchor.code() != 0);
+}
+
+TEST_CASE("a router whose API cannot start exits non-zero at once") {
+  // A port that is taken: a listening socket of this test.
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(listen(fd, 1) == 0);
+  socklen_t len = sizeof addr;
+  REQUIRE(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  const std::string busy = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  auto taken = run_cli("router --listen 127.0.0.1:0 --api-listen " + busy);
+  close(fd);
+  INFO(taken.out);
+  CHECK(taken.exited());
+  CHECK(taken.code() != 0);
+  CHECK(taken.code() != 124);  // not killed by the time limit: it exited by itself
+  CHECK(taken.out.find(busy) != std::string::npos);
+
+  auto no_tokens = run_cli("router --listen 127.0.0.1:0 --api-listen 127.0.0.1:0 --api-tokens-file /nonexistent/tokens");
+  INFO(no_tokens.out);
+  CHECK(no_tokens.exited());
+  CHECK(no_tokens.code() != 0);
+  CHECK(no_tokens.code() != 124);
+  CHECK(no_tokens.out.find("/nonexistent/tokens") != std::string::npos);
+}
