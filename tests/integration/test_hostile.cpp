@@ -109,7 +109,8 @@ TEST_CASE("a router whose API cannot start exits non-zero at once") {
   CHECK(taken.code() != 124);  // not killed by the time limit: it exited by itself
   CHECK(taken.out.find(busy) != std::string::npos);
 
-  auto no_tokens = run_cli("router --listen 127.0.0.1:0 --api-listen 127.0.0.1:0 --api-tokens-file /nonexistent/tokens");
+  auto no_tokens =
+      run_cli("router --listen 127.0.0.1:0 --api-listen 127.0.0.1:0 --api-tokens-file /nonexistent/tokens");
   INFO(no_tokens.out);
   CHECK(no_tokens.exited());
   CHECK(no_tokens.code() != 0);
