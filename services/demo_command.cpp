@@ -4,6 +4,7 @@
 #include <fmt/core.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <caf/io/all.hpp>
 #include <chrono>
 #include <condition_variable>
@@ -12,8 +13,10 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include "commands.hpp"
+#include "mesh_common.hpp"
 #include "starmesh/attention/block_plan.hpp"
 #include "starmesh/attention/star_session.hpp"
 #include "starmesh/backend/device.hpp"
@@ -174,6 +177,39 @@ void print_first(const DemoFlags& f, const Answer& a, double startup) {
              a.first_token * 1e3, a.end_to_end * 1e3, startup);
 }
 
+// SIGINT / SIGTERM while the demo runs: stop the mesh's processes, remove the demo's own
+// temporary folder, and end (128 + the signal). The children also get SIGTERM from the
+// kernel when this process ends (--exit-with-parent), so none outlives it either way.
+class SignalWatch {
+ public:
+  explicit SignalWatch(std::string own_dir) : own_dir_(std::move(own_dir)) {
+    thread_ = std::thread([this] {
+      while (!done_.load()) {
+        const int sig = wait_for_signal(std::chrono::milliseconds(100));
+        if (!sig || done_.load()) continue;
+        fmt::print(stderr, "\nsignal {}: stopping the mesh\n", sig);
+        if (LocalMesh* m = mesh_.load()) m->stop(std::chrono::milliseconds(3000));
+        std::error_code ec;
+        if (!own_dir_.empty()) std::filesystem::remove_all(own_dir_, ec);
+        std::_Exit(128 + sig);
+      }
+    });
+  }
+  ~SignalWatch() { disarm(); }
+  void watch(LocalMesh* mesh) { mesh_ = mesh; }
+  // From here on the main thread stops the mesh itself.
+  void disarm() {
+    done_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  std::string own_dir_;
+  std::atomic<LocalMesh*> mesh_{nullptr};
+  std::atomic<bool> done_{false};
+  std::thread thread_;
+};
+
 int run_demo(const DemoFlags& f) {
   if (f.workers < 1) return fail("--workers must be >= 1");
   auto device_flag = parse_device(f.device);
@@ -193,6 +229,8 @@ int run_demo(const DemoFlags& f) {
     logs = tmpl;
   }
   std::filesystem::create_directories(logs);
+  block_stop_signals();  // before any thread starts: the watch below takes them
+  SignalWatch signals(own_logs ? logs : std::string());
 
   if (device.kind == DeviceSpec::Kind::cpu)
     fmt::print("starmesh demo: a router and {} workers on 127.0.0.1 (CPU backend, {} thread{} each, data plane {})\n",
@@ -215,10 +253,13 @@ int run_demo(const DemoFlags& f) {
   const auto t_start = Clock::now();
   auto mesh = LocalMesh::start(sys, mo);
   if (!mesh) return fail(mesh.error().message + "\n(logs in " + logs + ")");
+  signals.watch(mesh->get());
   const double startup = since(t_start);
-  fmt::print("mesh up in {:.2f} s (router on 127.0.0.1:{})\n", startup, (*mesh)->router_port());
+  fmt::print("mesh up in {:.2f} s (router on 127.0.0.1:{}; logs in {})\n", startup, (*mesh)->router_port(), logs);
+  std::fflush(stdout);
   // A failed question ends the demo with the error and the end of the mesh's logs.
   auto give_up = [&](const Error& e) {
+    signals.disarm();
     const std::string tail = (*mesh)->log_tail();
     (*mesh)->stop();
     return fail(e.message + (tail.empty() ? "" : "\n" + tail));
@@ -252,6 +293,7 @@ int run_demo(const DemoFlags& f) {
   fmt::print(
       "\nno phase 1 (attached to the kept shards in {:.1f} ms); first token after {:.1f} ms, last after {:.1f} ms\n",
       second->summary.phase1_seconds * 1e3, second->first_token * 1e3, second->end_to_end * 1e3);
+  signals.disarm();
   (*mesh)->stop();
 
   int code = 0;

@@ -3,7 +3,11 @@
 #include <signal.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <sys/prctl.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <fstream>
 
@@ -79,20 +83,45 @@ sigset_t stop_signals() {
   sigaddset(&set, SIGTERM);
   return set;
 }
+
+// A stop signal caught by a thread that did not block it: threads that libraries start before
+// main (OpenBLAS's pool) keep the default mask, and the kernel may deliver there. A signal
+// handler can only reach the waiting thread through a global, hence this one.
+std::atomic<int> caught_signal{0};
+extern "C" void catch_stop_signal(int sig) { caught_signal.store(sig); }
 }  // namespace
 
+void exit_with_parent() {
+  const pid_t parent = getppid();
+  prctl(PR_SET_PDEATHSIG, SIGTERM);
+  if (getppid() != parent) raise(SIGTERM);  // the parent ended before the call
+}
+
 void block_stop_signals() {
+  struct sigaction sa {};
+  sa.sa_handler = catch_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
   const sigset_t set = stop_signals();
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
 
 int wait_for_signal(std::chrono::milliseconds timeout) {
+  if (int caught = caught_signal.exchange(0)) return caught;
   const sigset_t set = stop_signals();
-  timespec ts{};
-  ts.tv_sec = timeout.count() / 1000;
-  ts.tv_nsec = (timeout.count() % 1000) * 1000000;
-  const int sig = sigtimedwait(&set, nullptr, &ts);
-  return sig > 0 ? sig : 0;
+  // Short slices, so a signal another thread caught is seen within 50 ms.
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+    const auto slice = std::clamp(left, std::chrono::milliseconds(0), std::chrono::milliseconds(50));
+    timespec ts{};
+    ts.tv_nsec = long(slice.count()) * 1000000;
+    const int sig = sigtimedwait(&set, nullptr, &ts);
+    if (sig > 0) return sig;
+    if (int caught = caught_signal.exchange(0)) return caught;
+    if (slice.count() == 0 || left <= slice) return 0;
+  }
 }
 
 }  // namespace starmesh::cli

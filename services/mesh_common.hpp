@@ -60,6 +60,10 @@ struct StopOnExit {
   }
 };
 
+// This process gets SIGTERM when the process that started it ends, however it ends (for
+// children of a launcher such as `starmesh demo`: they must not outlive it).
+void exit_with_parent();
+
 // Blocks SIGINT and SIGTERM in this thread and every thread started after: call first in
 // main, then wait_for_signal() picks them up.
 void block_stop_signals();

@@ -29,9 +29,10 @@ struct RouterFlags {
   double control_timeout = 10, phase1_timeout = 600, step_timeout = 60, queue_timeout = 60, context_ttl = 1800;
   size_t max_queued = 256;
   std::string port_file;
-  std::string api_listen, api_tokens_file;
+  std::string api_listen, api_tokens_file, api_port_file;
   std::string metrics_listen, metrics_port_file;
   int actor_threads = 2;
+  bool exit_with_parent = false;
 };
 
 int fail(const std::string& what) {
@@ -40,6 +41,7 @@ int fail(const std::string& what) {
 }
 
 int run_router(const RouterFlags& f) {
+  if (f.exit_with_parent) exit_with_parent();
   block_stop_signals();
   log_to_stderr("router");
   auto listen = parse_host_port(f.listen, "--listen");
@@ -102,11 +104,17 @@ int run_router(const RouterFlags& f) {
         std::move(tokens));
     if (!started) return fail(started.error().message);
     api = std::move(*started);
-    spdlog::info("public API on {}", f.api_listen);
+    const std::string api_host = f.api_listen.substr(0, f.api_listen.rfind(':'));
+    spdlog::info("public API on {}:{}", api_host, api->port());
+    fmt::print("starmesh API listening on {}:{}\n", api_host, api->port());
+    std::fflush(stdout);
+    if (!f.api_port_file.empty())
+      if (Status s = write_port_file(f.api_port_file, api->port()); !s) return fail(s.message());
   }
 #else
   if (!f.api_listen.empty()) return fail("--api-listen: this build has no public API (Cap'n Proto)");
   if (!f.api_tokens_file.empty()) return fail("--api-tokens-file: this build has no public API (Cap'n Proto)");
+  if (!f.api_port_file.empty()) return fail("--api-port-file: this build has no public API (Cap'n Proto)");
 #endif
 
   int sig = 0;
@@ -154,6 +162,7 @@ void add_router_command(CLI::App& app, int& exit_code) {
       ->capture_default_str();
   cmd->add_option("--port-file", f->port_file, "Write the port listened on to this file");
   cmd->add_option("--api-listen", f->api_listen, "HOST:PORT of the public API (Cap'n Proto); empty: off");
+  cmd->add_option("--api-port-file", f->api_port_file, "Write the API's port to this file (with --api-listen HOST:0)");
   cmd->add_option("--api-tokens-file", f->api_tokens_file,
                   "Clients log in with one of these tokens (one per line); without it the API is open");
   cmd->add_option("--metrics-listen", f->metrics_listen, "HOST:PORT of the Prometheus /metrics endpoint; empty: off");
@@ -161,6 +170,8 @@ void add_router_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--actor-threads", f->actor_threads, "Threads of the actor scheduler")
       ->check(CLI::Range(1, 256))
       ->capture_default_str();
+  cmd->add_flag("--exit-with-parent", f->exit_with_parent,
+                "Stop when the process that started this one ends (for launchers such as `starmesh demo`)");
   cmd->callback([f, &exit_code] { exit_code = run_router(*f); });
 }
 

@@ -37,6 +37,7 @@ struct WorkerFlags {
   double register_timeout = 10;
   double drain_timeout = 30;
   int actor_threads = 2;
+  bool exit_with_parent = false;
   bool exit_with_router = false;
 };
 
@@ -46,6 +47,7 @@ int fail(const std::string& what) {
 }
 
 int run_worker(const WorkerFlags& f) {
+  if (f.exit_with_parent) exit_with_parent();
   block_stop_signals();
   log_to_stderr("worker");
   auto router_at = parse_host_port(f.router, "--router");
@@ -153,6 +155,8 @@ void add_worker_command(CLI::App& app, int& exit_code) {
       ->capture_default_str();
   cmd->add_flag("--exit-with-router", f->exit_with_router,
                 "Stop when the router goes away (default: register again with the next router there)");
+  cmd->add_flag("--exit-with-parent", f->exit_with_parent,
+                "Stop when the process that started this one ends (for launchers such as `starmesh demo`)");
   cmd->callback([f, &exit_code] { exit_code = run_worker(*f); });
 }
 

@@ -7,10 +7,18 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <csignal>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <limits>
+#include <sstream>
+#include <thread>
 
 #include "integration/process_mesh.hpp"
+#include "starmesh/api/api_client.hpp"
 
 using namespace starmesh;
 using test::ProcessMesh;
@@ -116,4 +124,89 @@ TEST_CASE("a router whose API cannot start exits non-zero at once") {
   CHECK(no_tokens.code() != 0);
   CHECK(no_tokens.code() != 124);
   CHECK(no_tokens.out.find("/nonexistent/tokens") != std::string::npos);
+}
+
+TEST_CASE_FIXTURE(ProcessMesh, "an API on port 0 tells its port (port file and stdout), and serves there") {
+  const std::string port_file = logs + "/api.port";
+  start("ucx-shm", 2, {}, {"--api-listen", "127.0.0.1:0", "--api-port-file", port_file});
+  std::string port;
+  for (int i = 0; i < 100 && port.empty(); ++i) {
+    std::ifstream(port_file) >> port;
+    if (port.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  REQUIRE_FALSE(port.empty());
+  CHECK(std::stoi(port) > 0);
+  auto client = ApiClient::connect("127.0.0.1:" + port);
+  REQUIRE_MESSAGE(client, (client ? "" : client.error().message));
+  auto info = (*client)->info();
+  REQUIRE(info);
+  CHECK(info->workers == 2);
+}
+
+namespace {
+// The pids whose parent is `parent` (from /proc).
+std::vector<pid_t> children_of(pid_t parent) {
+  std::vector<pid_t> out;
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = e.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream stat(e.path() / "stat");
+    std::string line;
+    std::getline(stat, line);
+    const size_t close = line.rfind(')');  // "pid (comm) state ppid ..."
+    if (close == std::string::npos) continue;
+    std::istringstream rest(line.substr(close + 2));
+    char state = 0;
+    pid_t ppid = 0;
+    rest >> state >> ppid;
+    if (ppid == parent && state != 'Z') out.push_back(pid_t(std::stoi(name)));
+  }
+  return out;
+}
+bool alive(pid_t pid) { return ::kill(pid, 0) == 0 || errno != ESRCH; }
+}  // namespace
+
+TEST_CASE("SIGINT to starmesh demo takes its router, workers and temporary folder with it") {
+  int out[2];
+  REQUIRE(pipe(out) == 0);
+  const pid_t demo = fork();
+  REQUIRE(demo >= 0);
+  if (demo == 0) {
+    dup2(out[1], 1);
+    close(out[0]);
+    execl(STARMESH_CLI, STARMESH_CLI, "demo", "--workers", "2", "--context-tokens", "1500", "--block-size", "256",
+          "--max-tokens", "400", "--device", "cpu", "--no-verify", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(out[1]);
+  // Wait for "mesh up in ... logs in DIR)" on its stdout.
+  std::string text, logs;
+  char buf[512];
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (logs.empty() && std::chrono::steady_clock::now() < until) {
+    const ssize_t n = read(out[0], buf, sizeof buf);
+    if (n <= 0) break;
+    text.append(buf, size_t(n));
+    const size_t at = text.find("logs in ");
+    const size_t end = at == std::string::npos ? at : text.find(')', at);
+    if (end != std::string::npos) logs = text.substr(at + 8, end - at - 8);
+  }
+  INFO(text);
+  REQUIRE_FALSE(logs.empty());
+  CHECK(std::filesystem::exists(logs));
+  const std::vector<pid_t> children = children_of(demo);
+  CHECK(children.size() == 3);  // the router and 2 workers
+  REQUIRE(::kill(demo, SIGINT) == 0);
+  int status = 0;
+  REQUIRE(waitpid(demo, &status, 0) == demo);
+  close(out[0]);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 128 + SIGINT);
+  bool gone = false;
+  for (int i = 0; i < 100 && !gone; ++i) {
+    gone = std::none_of(children.begin(), children.end(), alive);
+    if (!gone) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  CHECK(gone);
+  CHECK_FALSE(std::filesystem::exists(logs));
 }

@@ -84,8 +84,9 @@ TEST_CASE("router and workers export their metrics, and a real Prometheus scrape
   const std::string router = test::http_get(ports[0], "/metrics").body;
   INFO("router /metrics:\n" << router);
   CHECK(sample(router, "starmesh_requests_total{outcome=\"ok\"}") == 1);
-  CHECK(sample(router, "starmesh_requests_total{outcome=\"failed\"}") == 1);
-  CHECK(sample(router, "starmesh_request_seconds_count") == 2);
+  CHECK(sample(router, "starmesh_requests_total{outcome=\"refused\"}") == 1);  // by its error code
+  CHECK(sample(router, "starmesh_requests_total{outcome=\"cancelled\"}") == 0);
+  CHECK(sample(router, "starmesh_request_seconds_count") == 1);  // served requests only
   CHECK(sample(router, "starmesh_first_token_seconds_count") == 1);
   CHECK(sample(router, "starmesh_phase1_seconds_count") == 1);
   CHECK(sample(router, "starmesh_context_tokens_total") == 700);

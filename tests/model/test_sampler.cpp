@@ -82,5 +82,18 @@ TEST_CASE("utf8 stream holds back a split character") {
   CHECK(s.push(euro.substr(1, 1)).empty());
   CHECK(s.push(euro.substr(2) + "b") == euro + "b");
   CHECK(s.push("\xF0\x9F") == "");
-  CHECK(s.flush() == "\xF0\x9F");
+  CHECK(s.flush() == "\xEF\xBF\xBD");  // a lone lead at the end: U+FFFD, never a broken byte
+  CHECK(s.flush().empty());
+}
+
+TEST_CASE("utf8 stream turns bytes that cannot be UTF-8 into U+FFFD") {
+  Utf8Stream s;
+  const std::string fffd = "\xEF\xBF\xBD";
+  CHECK(s.push("a\x80"
+               "b") == "a" + fffd + "b");                          // a stray continuation byte
+  CHECK(s.push("\xC0\xAF") == fffd + fffd);                        // an overlong encoding
+  CHECK(s.push("\xED\xA0\x80") == fffd + fffd + fffd);             // a surrogate
+  CHECK(s.push("\xE2\x82x") == fffd + fffd + "x");                 // a sequence cut by an ASCII byte
+  CHECK(s.push("\xF4\x90\x80\x80") == fffd + fffd + fffd + fffd);  // above U+10FFFF
+  CHECK(s.push("\xF0\x9F\x98\x80") == "\xF0\x9F\x98\x80");         // U+1F600 whole
 }

@@ -218,6 +218,19 @@ TEST_CASE("tokenizer: unsupported tokenizer.json parts are refused, naming them"
   CHECK(load_error(tiny_with("version", "1.0")) == "(loaded)");
 }
 
+TEST_CASE("tokenizer: ids that would make the vocabulary huge are refused before anything is allocated") {
+  std::ifstream in(kTinyTokenizer);
+  auto root = nlohmann::json::parse(in);
+  auto added = root;
+  added["added_tokens"].push_back({{"id", 1000000000}, {"content", "<|huge|>"}, {"special", true}});
+  const std::string added_error = load_error(added.dump());
+  CHECK_MESSAGE(added_error.find("has id 1000000000, outside [0, 4194304)") != std::string::npos, added_error);
+  auto vocab = root;
+  vocab["model"]["vocab"]["zz-huge"] = 1000000000;
+  const std::string vocab_error = load_error(vocab.dump());
+  CHECK_MESSAGE(vocab_error.find("'zz-huge' has id 1000000000") != std::string::npos, vocab_error);
+}
+
 TEST_CASE("tokenizer: a plain ByteLevel pre-tokenizer splits with the GPT-2 regex") {
   // The tiny tokenizer's vocab and merges under GPT-2's split instead of Llama 3's.
   auto gpt2 = nlohmann::json::parse(tiny_with("version", "1.0"));

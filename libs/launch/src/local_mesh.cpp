@@ -86,14 +86,15 @@ Expected<std::unique_ptr<LocalMesh>> LocalMesh::start(caf::actor_system& sys, co
 
   for (int i = 0; i < o.workers; ++i) {
     const int64_t cap = size_t(i) < o.capacities.size() ? o.capacities[size_t(i)] : o.capacity;
-    std::vector<std::string> w = {o.program,     "worker",
-                                  "--router",    "127.0.0.1:" + std::to_string(port),
-                                  "--listen",    "127.0.0.1:0",
-                                  "--model",     o.model_dir,
-                                  "--transport", o.transport,
-                                  "--device",    o.device,
-                                  "--capacity",  std::to_string(cap),
-                                  "--threads",   std::to_string(o.threads_per_worker)};
+    std::vector<std::string> w = {o.program,           "worker",
+                                  "--router",          "127.0.0.1:" + std::to_string(port),
+                                  "--listen",          "127.0.0.1:0",
+                                  "--model",           o.model_dir,
+                                  "--transport",       o.transport,
+                                  "--device",          o.device,
+                                  "--capacity",        std::to_string(cap),
+                                  "--threads",         std::to_string(o.threads_per_worker),
+                                  "--exit-with-parent"};
     w.insert(w.end(), o.worker_args.begin(), o.worker_args.end());
     const auto mf = m->metrics_flags("worker-" + std::to_string(i + 1));
     w.insert(w.end(), mf.begin(), mf.end());
@@ -114,8 +115,8 @@ Status LocalMesh::spawn_router(uint16_t port, Clock::time_point until) {
   const std::string port_file = dir_ + "/router.port";
   std::filesystem::remove(port_file);
   std::vector<std::string> router = {
-      o.program, "router",    "--listen",     "127.0.0.1:" + std::to_string(port), "--port-file", port_file,
-      "--model", o.model_dir, "--block-size", std::to_string(o.block_size)};
+      o.program, "router",    "--listen",     "127.0.0.1:" + std::to_string(port), "--port-file",       port_file,
+      "--model", o.model_dir, "--block-size", std::to_string(o.block_size),        "--exit-with-parent"};
   router.insert(router.end(), o.router_args.begin(), o.router_args.end());
   const auto mf = metrics_flags("router");
   router.insert(router.end(), mf.begin(), mf.end());

@@ -218,8 +218,9 @@ Expected<BpeModel> parse_model(const json& m) {
   vocab.reserve(vocab_json.size());
   for (const auto& [token, id] : vocab_json.items()) {
     const auto value = id.get<int64_t>();
-    if (value < 0 || value > INT32_MAX) {
-      return make_error("tokenizer.json: vocab token '", token, "' has a bad id ", value);
+    if (value < 0 || value >= kMaxVocabulary) {
+      return make_error(ErrorCode::invalid_argument, "tokenizer.json: vocab token '", token, "' has id ", value,
+                        ", outside [0, ", kMaxVocabulary, ")");
     }
     vocab.emplace(token, static_cast<int32_t>(value));
   }
@@ -285,8 +286,9 @@ Expected<std::shared_ptr<Tokenizer::Impl>> parse_tokenizer(const json& root) {
       }
     }
     const auto id = t.at("id").get<int64_t>();
-    if (id < 0 || id > INT32_MAX) {
-      return make_error("tokenizer.json: added token '", content, "' has a bad id ", id);
+    if (id < 0 || id >= kMaxVocabulary) {
+      return make_error(ErrorCode::invalid_argument, "tokenizer.json: added token '", content, "' has id ", id,
+                        ", outside [0, ", kMaxVocabulary, ")");
     }
     max_id = std::max(max_id, id);
     (t.value("normalized", true) ? impl->normalized_added : impl->raw_added).add(content, static_cast<int32_t>(id));

@@ -1,26 +1,68 @@
 #include "starmesh/model/utf8_stream.hpp"
 
 namespace starmesh {
+namespace {
+
+constexpr const char* kReplacement = "\xEF\xBF\xBD";  // U+FFFD
+
+// The length of the valid UTF-8 sequence at s[i] (1-4), 0 if it is invalid, or -1 if it is
+// a valid beginning cut short by the end of s.
+int sequence_at(const std::string& s, size_t i) {
+  const auto byte = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char c = byte(i);
+  if (c < 0x80) return 1;
+  int len = 0;
+  unsigned char lo = 0x80, hi = 0xBF;  // the range of the second byte (RFC 3629's table)
+  if (c >= 0xC2 && c <= 0xDF)
+    len = 2;
+  else if (c == 0xE0)
+    len = 3, lo = 0xA0;
+  else if (c >= 0xE1 && c <= 0xEC)
+    len = 3;
+  else if (c == 0xED)
+    len = 3, hi = 0x9F;  // no surrogates
+  else if (c >= 0xEE && c <= 0xEF)
+    len = 3;
+  else if (c == 0xF0)
+    len = 4, lo = 0x90;
+  else if (c >= 0xF1 && c <= 0xF3)
+    len = 4;
+  else if (c == 0xF4)
+    len = 4, hi = 0x8F;
+  else
+    return 0;
+  for (int k = 1; k < len; ++k) {
+    if (i + size_t(k) >= s.size()) return -1;
+    const unsigned char b = byte(i + size_t(k));
+    if (k == 1 ? (b < lo || b > hi) : (b & 0xC0) != 0x80) return 0;
+  }
+  return len;
+}
+
+}  // namespace
 
 std::string Utf8Stream::push(const std::string& bytes) {
   pending_ += bytes;
-  // Look back at most 3 bytes for the lead byte of an unfinished sequence.
-  size_t keep_from = pending_.size();
-  for (size_t back = 1; back <= 3 && back <= pending_.size(); ++back) {
-    const unsigned char c = static_cast<unsigned char>(pending_[pending_.size() - back]);
-    if ((c & 0xC0) == 0x80) continue;  // continuation byte: keep looking
-    const size_t len = (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 1;
-    if (len > back) keep_from = pending_.size() - back;
-    break;
+  std::string out;
+  size_t i = 0;
+  while (i < pending_.size()) {
+    const int len = sequence_at(pending_, i);
+    if (len < 0) break;  // may be completed by the next token: hold it back
+    if (len == 0) {
+      out += kReplacement;  // one replacement per invalid byte, as Python's errors="replace"
+      ++i;
+      continue;
+    }
+    out.append(pending_, i, size_t(len));
+    i += size_t(len);
   }
-  std::string out = pending_.substr(0, keep_from);
-  pending_.erase(0, keep_from);
+  pending_.erase(0, i);
   return out;
 }
 
 std::string Utf8Stream::flush() {
-  std::string out;
-  out.swap(pending_);
+  std::string out = pending_.empty() ? std::string() : std::string(kReplacement);  // a sequence left unfinished
+  pending_.clear();
   return out;
 }
 

@@ -9,7 +9,7 @@ std::vector<double> duration_buckets() { return metrics::exponential_buckets(0.0
 RouterMetrics::RouterMetrics()
     : requests_ok(registry.counter("starmesh_requests_total", "Requests the router finished, by outcome.")
                       .with({{"outcome", "ok"}})),
-      requests_failed(registry.counter("starmesh_requests_total", "").with({{"outcome", "failed"}})),
+      requests_cancelled(registry.counter("starmesh_requests_total", "").with({{"outcome", "cancelled"}})),
       in_flight(registry.gauge("starmesh_requests_in_flight", "Requests the router is running now.").with()),
       queued(registry.gauge("starmesh_requests_queued", "Requests waiting for KV capacity now.").with()),
       queue_wait_seconds(registry
@@ -43,7 +43,11 @@ RouterMetrics::RouterMetrics()
       kept_contexts(
           registry
               .gauge("starmesh_kept_contexts", "Contexts kept encoded for further questions (encode once, ask many).")
-              .with()) {}
+              .with()) {
+  for (ErrorCode code : kAllErrorCodes)
+    requests_failed[size_t(code)] =
+        &registry.counter("starmesh_requests_total", "").with({{"outcome", std::string(to_string(code))}});
+}
 
 WorkerMetrics::WorkerMetrics(int64_t kv_capacity_tokens)
     : encoded(registry.counter("starmesh_worker_requests_total", "Encode orders this worker took, by result.")

@@ -125,16 +125,20 @@ void finish(DriverPtr self, Expected<GenerateSummary> result) {
   if (!tail.empty()) self->send(st.setup->client, tokens_atom::value, id, ClientChunk{{}, tail, {}});
   RouterMetrics& m = *st.setup->context->metrics;
   m.in_flight.add(-1);
-  m.request_seconds.observe(seconds_since(st.arrived));
-  if (result) {
+  if (!result) {
+    m.failed(result.code()).inc();
+  } else if (result->stop_reason == StopReason::cancelled) {
+    m.requests_cancelled.inc();
+  } else {
     m.requests_ok.inc();
+    m.request_seconds.observe(seconds_since(st.arrived));  // the latency of served requests only
+  }
+  if (result) {
     m.generated_tokens.inc(double(result->generated_tokens));
     if (st.setup->order.request.context_id == 0) {  // a kept context was encoded before
       m.context_tokens.inc(double(result->context_tokens));
       if (result->phase1_seconds > 0) m.phase1_seconds.observe(result->phase1_seconds);
     }
-  } else {
-    m.requests_failed.inc();
   }
   if (result) {
     spdlog::info("request {}: {} tokens ({}), phase 1 {:.1f} ms, prefill {:.1f} ms, decode {:.1f} ms", id,

@@ -27,6 +27,10 @@
 
 namespace starmesh {
 
+// Token ids a tokenizer.json may use: the vocabulary is allocated up to its largest id, so a
+// file cannot ask for more (Llama 3 uses 128,256).
+inline constexpr int64_t kMaxVocabulary = int64_t(1) << 22;
+
 class Tokenizer {
  public:
   static Expected<Tokenizer> load(const std::filesystem::path& tokenizer_json);

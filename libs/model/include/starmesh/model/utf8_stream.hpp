@@ -1,15 +1,16 @@
 #pragma once
-// Streams token bytes as text: holds back an incomplete UTF-8 sequence at the end until the
-// next token completes it, so a multi-byte character split over two tokens prints whole.
+// Streams token bytes as text, always valid UTF-8: holds back an incomplete sequence at the
+// end until the next token completes it, so a multi-byte character split over two tokens
+// prints whole; bytes that cannot be UTF-8 become U+FFFD (one per byte).
 #include <string>
 
 namespace starmesh {
 
 class Utf8Stream {
  public:
-  // Appends bytes; returns the longest prefix that ends on a character boundary.
+  // Appends bytes; returns the text up to the last complete character.
   std::string push(const std::string& bytes);
-  // Whatever is held back (an invalid tail is returned as is).
+  // The end of the stream: a sequence still unfinished becomes one U+FFFD.
   std::string flush();
 
  private:

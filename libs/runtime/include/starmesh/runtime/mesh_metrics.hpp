@@ -3,8 +3,11 @@
 // libs/metrics): each owns a registry with its metrics looked up once, so the hot paths only
 // touch atomics. deploy/grafana and deploy/prometheus use these names; tests check that
 // every name they use is exported.
+#include <array>
 #include <chrono>
+#include <iterator>
 
+#include "starmesh/core/error_code.hpp"
 #include "starmesh/metrics/registry.hpp"
 
 namespace starmesh {
@@ -12,7 +15,11 @@ namespace starmesh {
 struct RouterMetrics {
   RouterMetrics();
   metrics::Registry registry;
-  metrics::Counter &requests_ok, &requests_failed;
+  // starmesh_requests_total by outcome: "ok", "cancelled", or the error's code
+  // ("invalid_argument", "refused", "overloaded", "timeout", "unavailable", ...).
+  metrics::Counter &requests_ok, &requests_cancelled;
+  std::array<metrics::Counter *, std::size(kAllErrorCodes)> requests_failed{};  // by ErrorCode
+  metrics::Counter &failed(ErrorCode code) { return *requests_failed[size_t(code)]; }
   metrics::Gauge &in_flight, &queued;
   metrics::Histogram &queue_wait_seconds;
   metrics::Histogram &request_seconds, &first_token_seconds, &phase1_seconds;
