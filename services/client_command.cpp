@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "api_login.hpp"
 #include "commands.hpp"
 #include "starmesh/api/api_client.hpp"
 #include "starmesh/api/api_server.hpp"
@@ -57,17 +58,6 @@ Expected<GenerateRequest> build_request(const ClientOptions& o) {
   }
   if (o.no_anchor) r.anchor_size = 0;
   return r;
-}
-
-// The login token: the first in --token-file, else $STARMESH_API_TOKEN, else none (an open
-// router takes any).
-Expected<std::string> credentials(const std::string& token_file) {
-  if (!token_file.empty()) {
-    SM_ASSIGN(tokens, load_api_tokens(token_file));
-    return tokens.front();
-  }
-  const char* env = std::getenv("STARMESH_API_TOKEN");
-  return std::string(env ? env : "");
 }
 
 double ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }

@@ -8,6 +8,9 @@ namespace starmesh::cli {
 // `starmesh generate`: one model, one process, streaming tokens to stdout.
 void add_generate_command(CLI::App& app, int& exit_code);
 
+// `starmesh eval`: accuracy on synthetic long-context tasks, global vs star.
+void add_eval_command(CLI::App& app, int& exit_code);
+
 // `starmesh client ...`: talks to a starmesh server over the public API (Cap'n Proto).
 void add_client_command(CLI::App& app, int& exit_code);
 

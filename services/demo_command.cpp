@@ -1,6 +1,8 @@
-// `starmesh demo`: a router and N workers as processes on 127.0.0.1 (CPU backend), one
-// long-context request on the embedded default model, the answer with its phase-1 / phase-2
-// timing, a check against the single-process Star Attention engine, then everything stops.
+// `starmesh demo`: a router and N workers as processes on 127.0.0.1 (CPU backend, or the
+// GPU), a long document with a fact hidden in it asked through the mesh on the embedded
+// default model (it was trained to find such facts), asked again over the kept context; the
+// answers checked against the fact and the tokens against the single-process Star Attention
+// engine, with the phase-1 / phase-2 timing; then everything stops.
 #include <fmt/core.h>
 #include <unistd.h>
 
@@ -12,6 +14,7 @@
 #include <fstream>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <string>
 #include <thread>
 
@@ -20,6 +23,7 @@
 #include "starmesh/attention/block_plan.hpp"
 #include "starmesh/attention/star_session.hpp"
 #include "starmesh/backend/device.hpp"
+#include "starmesh/eval/tasks.hpp"
 #include "starmesh/launch/local_mesh.hpp"
 #include "starmesh/model/generator.hpp"
 #include "starmesh/model/tokenizer.hpp"
@@ -34,15 +38,14 @@ using Clock = std::chrono::steady_clock;
 struct DemoFlags {
   std::string model_dir = STARMESH_DEFAULT_MODEL_DIR;
   int workers = 4;
-  int64_t context_tokens = 8192;
+  int64_t context_tokens = 4096;
   int64_t block_size = 1024;
   int max_tokens = 32;
   std::string transport = "ucx-shm";
   std::string device = "auto";
   int threads = 1;
-  std::string context_file;
-  std::string query = "Which lighthouse keeper saw the most ships, and in which year?";
-  std::string followup = "Who kept the log in the last year it mentions?";  // over the kept context
+  uint64_t seed = 7;  // of the generated document (the fact, where it hides, the filler)
+  std::string context_file, query, followup, expect;  // a document of your own
   bool verify = true;
   std::string logs;
 };
@@ -54,25 +57,27 @@ int fail(const std::string& what) {
   return 1;
 }
 
-// A made-up logbook, grown until it has about `tokens` tokens (the tokenizer decides).
-std::string make_document(const Tokenizer& tok, int64_t tokens) {
-  static const char* seas[] = {"calm", "rough", "grey", "silver", "restless", "still"};
-  std::string doc = "The logbooks of the northern lighthouses, copied out in full.\n";
-  std::vector<size_t> line_ends;
-  for (int i = 1;; ++i) {
-    doc += fmt::format(
-        "Entry {}: in the year {}, the keeper of lighthouse {} counted {} ships, kept the lamp lit "
-        "for {} hours, and wrote that the sea was {}.\n",
-        i, 1850 + (i * 7) % 90, 1 + (i * 13) % 97, (i * 37) % 211, 6 + (i * 11) % 13, seas[i % 6]);
-    line_ends.push_back(doc.size());
-    if (i % 8 == 0 && int64_t(tok.encode(doc, true).size()) > tokens) break;
+// What the demo asks: a generated document with a fact hidden in it (a needle: the model was
+// trained to find such facts, tools/train) and the question for it, or a document of the
+// user's own with their question (and the answer to expect, if they give one).
+struct DemoDocument {
+  std::string text, query, followup;
+  std::optional<std::string> answer;  // checked when known
+};
+
+Expected<DemoDocument> make_demo_document(const DemoFlags& f) {
+  if (f.context_file.empty()) {
+    std::mt19937_64 rng(f.seed);
+    eval::Instance inst = eval::make_instance(eval::Task::niah_single, f.context_tokens, rng);
+    return DemoDocument{inst.context, inst.query, f.followup.empty() ? inst.query : f.followup, inst.answer};
   }
-  // Back off whole lines until it fits.
-  while (line_ends.size() > 1 && int64_t(tok.encode(doc, true).size()) > tokens) {
-    line_ends.pop_back();
-    doc.resize(line_ends.back());
-  }
-  return doc;
+  if (f.query.empty()) return make_error(ErrorCode::invalid_argument, "--context-file needs --query");
+  std::ifstream in(f.context_file, std::ios::binary);
+  if (!in) return make_error(ErrorCode::invalid_argument, "cannot read --context-file '", f.context_file, "'");
+  DemoDocument d{std::string(std::istreambuf_iterator<char>(in), {}), f.query,
+                 f.followup.empty() ? f.query : f.followup, std::nullopt};
+  if (!f.expect.empty()) d.answer = f.expect;
+  return d;
 }
 
 std::string self_exe() {
@@ -85,8 +90,17 @@ std::string self_exe() {
 struct Answer {
   GenerateSummary summary;
   std::vector<int32_t> ids;
+  std::string text;
   double first_token = 0, end_to_end = 0;
 };
+
+// A question or an answer on one line, for printing.
+std::string trimmed(const std::string& s) {
+  std::string out;
+  for (char c : s) out += c == '\n' ? ' ' : c;
+  const size_t b = out.find_first_not_of(' '), e = out.find_last_not_of(' ');
+  return b == std::string::npos ? std::string() : out.substr(b, e - b + 1);
+}
 
 // Asks one question through the mesh, streaming the answer's text to stdout.
 Expected<Answer> ask(MeshClient& client, const GenerateOrder& order) {
@@ -102,6 +116,7 @@ Expected<Answer> ask(MeshClient& client, const GenerateOrder& order) {
         std::lock_guard lock(mu);
         if (!first) first = since(t_request);
         a.ids.insert(a.ids.end(), c.ids.begin(), c.ids.end());
+        a.text += c.text;
         std::fputs(c.text.c_str(), stdout);
         std::fflush(stdout);
         return true;
@@ -158,13 +173,6 @@ Expected<bool> verify(const DemoFlags& f, const DeviceSpec& device, const std::v
   return same;
 }
 
-Expected<std::string> read_document(const DemoFlags& f, const Tokenizer& tok) {
-  if (f.context_file.empty()) return make_document(tok, f.context_tokens);
-  std::ifstream in(f.context_file, std::ios::binary);
-  if (!in) return make_error(ErrorCode::invalid_argument, "cannot read --context-file '", f.context_file, "'");
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
 void print_first(const DemoFlags& f, const Answer& a, double startup) {
   const GenerateSummary& s = a.summary;
   const double tps = s.generated_tokens > 1 ? double(s.generated_tokens - 1) / s.decode_seconds : 0;
@@ -217,9 +225,9 @@ int run_demo(const DemoFlags& f) {
   const DeviceSpec device = resolve_device(*device_flag);
   auto tok = Tokenizer::load(f.model_dir + "/tokenizer.json");
   if (!tok) return fail(tok.error().message);
-  auto document = read_document(f, *tok);
+  auto document = make_demo_document(f);
   if (!document) return fail(document.error().message);
-  const std::vector<int32_t> context = tok->encode(*document, true), query = tok->encode(f.query, false);
+  const std::vector<int32_t> context = tok->encode(document->text, true), query = tok->encode(document->query, false);
 
   std::string logs = f.logs;
   const bool own_logs = logs.empty();
@@ -266,14 +274,14 @@ int run_demo(const DemoFlags& f) {
   };
 
   GenerateOrder order;
-  order.request.context_text = *document;
-  order.request.query_text = f.query;
+  order.request.context_text = document->text;
+  order.request.query_text = document->query;
   order.request.mode = AttentionMode::star;
   order.request.block_size = f.block_size;
   order.request.max_new_tokens = f.max_tokens;
   order.request.keep_context = true;  // the follow-up question asks it again without phase 1
-  fmt::print("context: {} tokens, blocks of {} (anchor = block); query: \"{}\" ({} tokens)\nanswer: ", context.size(),
-             f.block_size, f.query, query.size());
+  fmt::print("context: {} tokens, blocks of {} (anchor = block){}\nquery ({} tokens): {}\nanswer:", context.size(),
+             f.block_size, document->answer ? "; a fact is hidden in it" : "", query.size(), trimmed(document->query));
   std::fflush(stdout);
   auto first = ask((*mesh)->client(), order);
   fmt::print("\n");
@@ -282,10 +290,11 @@ int run_demo(const DemoFlags& f) {
 
   // Encode once, ask many times: a second question over the kept context.
   GenerateOrder again;
-  again.request.query_text = f.followup;
+  again.request.query_text = document->followup;
   again.request.max_new_tokens = f.max_tokens;
   again.request.context_id = first->summary.context_id;
-  fmt::print("\nfollow-up over the kept context {}: \"{}\"\nanswer: ", again.request.context_id, f.followup);
+  fmt::print("\nasked again over the kept context {} ({}):\nanswer:", again.request.context_id,
+             document->followup == document->query ? "the same question" : trimmed(document->followup));
   std::fflush(stdout);
   auto second = ask((*mesh)->client(), again);
   fmt::print("\n");
@@ -297,9 +306,17 @@ int run_demo(const DemoFlags& f) {
   (*mesh)->stop();
 
   int code = 0;
+  if (document->answer) {  // the model's answers against the fact hidden in the document
+    for (const auto* a : {&*first, &*second}) {
+      const bool right = eval::is_correct(eval::Instance{eval::Task::niah_single, "", "", *document->answer}, a->text);
+      fmt::print("check: the hidden answer is {}: the mesh answered {}{}\n", *document->answer, trimmed(a->text),
+                 right ? ", correct" : ", WRONG");
+      if (!right) code = 1;
+    }
+  }
   if (f.verify) {
     auto same = verify(f, device, context, first->summary.hosts,
-                       {{query, first->ids}, {tok->encode(f.followup, false), second->ids}});
+                       {{query, first->ids}, {tok->encode(document->followup, false), second->ids}});
     if (!same) return fail(same.error().message);
     if (!*same) code = 1;
   }
@@ -325,10 +342,13 @@ void add_demo_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--context-tokens", f->context_tokens, "Length of the generated document in tokens")
       ->check(CLI::Range(int64_t(1), kMaxContextTokens))
       ->capture_default_str();
-  cmd->add_option("--context-file", f->context_file, "Use this file as the context instead");
-  cmd->add_option("--query", f->query, "The question")->capture_default_str();
-  cmd->add_option("--followup", f->followup, "A second question, asked over the kept context (no phase 1)")
+  cmd->add_option("--seed", f->seed, "Seed of the generated document (its hidden fact and filler)")
       ->capture_default_str();
+  cmd->add_option("--context-file", f->context_file, "Use this file as the context instead (with --query)");
+  cmd->add_option("--query", f->query, "The question about --context-file");
+  cmd->add_option("--followup", f->followup,
+                  "A second question, asked over the kept context (no phase 1); default: the first again");
+  cmd->add_option("--expect", f->expect, "The answer to expect for --context-file (checked)");
   cmd->add_option("--block-size", f->block_size, "Context block size in tokens")
       ->check(CLI::Range(int64_t(1), kMaxContextTokens))
       ->capture_default_str();

@@ -9,6 +9,7 @@ int main(int argc, char** argv) {
   app.set_config("--config", "", "Read flags from a TOML/INI file: a section per subcommand, e.g. [worker]");
   int exit_code = 0;
   starmesh::cli::add_generate_command(app, exit_code);
+  starmesh::cli::add_eval_command(app, exit_code);
 #ifdef STARMESH_WITH_API
   starmesh::cli::add_client_command(app, exit_code);
 #endif

@@ -16,6 +16,7 @@ ALLOWED = {
     "model": {"core", "backend"},
     "attention": {"core", "backend", "model"},
     "service": {"core"},
+    "eval": set(),
     "comm": {"core"},
     "metrics": {"core"},
     "runtime": {"core", "backend", "model", "attention", "service", "comm", "metrics"},

@@ -35,8 +35,8 @@ struct Engine {
   std::optional<Transformer> model;
   std::optional<Tokenizer> tokenizer;
   Engine() {
-    auto m = Transformer::load(backend, STARMESH_DEFAULT_MODEL_DIR);
-    auto t = Tokenizer::load(std::string(STARMESH_DEFAULT_MODEL_DIR) + "/tokenizer.json");
+    auto m = Transformer::load(backend, STARMESH_GOLDEN_MODEL_DIR);
+    auto t = Tokenizer::load(std::string(STARMESH_GOLDEN_MODEL_DIR) + "/tokenizer.json");
     if (!m || !t) throw std::runtime_error("cannot load the embedded model");
     model.emplace(std::move(*m));
     tokenizer.emplace(std::move(*t));

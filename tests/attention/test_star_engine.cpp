@@ -20,7 +20,7 @@ namespace {
 struct Golden {
   ThreadPool pool{2};
   CpuBackend cpu{pool};
-  Transformer model = Transformer::load(cpu, STARMESH_DEFAULT_MODEL_DIR).value();
+  Transformer model = Transformer::load(cpu, STARMESH_GOLDEN_MODEL_DIR).value();
 
   std::vector<int32_t> random_ids(size_t n, uint32_t seed) const {
     std::mt19937 rng(seed);
@@ -155,7 +155,7 @@ TEST_CASE_FIXTURE(Golden, "star attention on a long context: distance from globa
 
 TEST_CASE_FIXTURE(Golden, "the engine agrees with an independent float64 Star Attention from the definitions") {
   // star_reference.hpp shares no code with the engine: plain loops over the definitions.
-  static const auto naive = test::NaiveLlama::load(STARMESH_DEFAULT_MODEL_DIR);
+  static const auto naive = test::NaiveLlama::load(STARMESH_GOLDEN_MODEL_DIR);
   const auto ctx = random_ids(100, 9), query = random_ids(6, 10);
   struct Variant {
     int64_t block, anchor;

@@ -14,7 +14,7 @@ using starmesh::test::NaiveLlama;
 namespace {
 
 const NaiveLlama& tiny_model() {
-  static const NaiveLlama m = NaiveLlama::load(STARMESH_DEFAULT_MODEL_DIR);
+  static const NaiveLlama m = NaiveLlama::load(STARMESH_GOLDEN_MODEL_DIR);
   return m;
 }
 

@@ -325,7 +325,7 @@ TEST_CASE_FIXTURE(Backends, "cuda sampling draws the token the cpu reference dra
 }
 
 TEST_CASE_FIXTURE(Backends, "golden model on cuda equals HF transformers within bf16 tolerance") {
-  auto model = Transformer::load(*gpu, STARMESH_DEFAULT_MODEL_DIR).value();
+  auto model = Transformer::load(*gpu, STARMESH_GOLDEN_MODEL_DIR).value();
   auto ref = SafetensorsFile::open(STARMESH_FIXTURES_DIR "/golden/reference.safetensors").value();
   for (int i = 0; i < 4; ++i) {
     const Tensor ids_t = ref.get("input_" + std::to_string(i)).value();
@@ -339,8 +339,8 @@ TEST_CASE_FIXTURE(Backends, "golden model on cuda equals HF transformers within 
 }
 
 TEST_CASE_FIXTURE(Backends, "star attention engine on cuda agrees with the cpu engine") {
-  auto mg = Transformer::load(*gpu, STARMESH_DEFAULT_MODEL_DIR).value();
-  auto mc = Transformer::load(cpu, STARMESH_DEFAULT_MODEL_DIR).value();
+  auto mg = Transformer::load(*gpu, STARMESH_GOLDEN_MODEL_DIR).value();
+  auto mc = Transformer::load(cpu, STARMESH_GOLDEN_MODEL_DIR).value();
   std::vector<int32_t> ctx(3000), query = {5, 17, 99, 1000, 3};
   for (size_t i = 0; i < ctx.size(); ++i) ctx[i] = int32_t((i * 7919) % 2000);
   auto sg = StarSession::encode(mg, ctx, {512, -1, 4}, 16).value();

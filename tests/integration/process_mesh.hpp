@@ -20,11 +20,12 @@ struct ProcessMesh {
   CpuBackend cpu{pool};
   Transformer model = [this] {
     openblas_set_num_threads(1);  // as the workers (--threads 1)
-    return Transformer::load(cpu, STARMESH_DEFAULT_MODEL_DIR).value();
+    return Transformer::load(cpu, STARMESH_GOLDEN_MODEL_DIR).value();
   }();
   MeshConfig cfg{{2, true, false}};
   caf::actor_system sys{cfg};
   std::string logs;
+  std::string model_dir = STARMESH_GOLDEN_MODEL_DIR;  // what the workers serve (set before start)
   std::unique_ptr<LocalMesh> mesh;
 
   ProcessMesh() {
@@ -42,7 +43,7 @@ struct ProcessMesh {
              std::vector<std::string> router_args = {}) {
     LocalMeshOptions o;
     o.program = STARMESH_CLI;
-    o.model_dir = STARMESH_DEFAULT_MODEL_DIR;
+    o.model_dir = model_dir;
     o.workers = workers;
     o.transport = transport;
     o.capacity = 8192;

@@ -174,8 +174,8 @@ TEST_CASE("SIGINT to starmesh demo takes its router, workers and temporary folde
   if (demo == 0) {
     dup2(out[1], 1);
     close(out[0]);
-    execl(STARMESH_CLI, STARMESH_CLI, "demo", "--workers", "2", "--context-tokens", "1500", "--block-size", "256",
-          "--max-tokens", "400", "--device", "cpu", "--no-verify", static_cast<char*>(nullptr));
+    execl(STARMESH_CLI, STARMESH_CLI, "demo", "--workers", "2", "--context-tokens", "4000", "--block-size", "256",
+          "--device", "cpu", static_cast<char*>(nullptr));
     _exit(127);
   }
   close(out[1]);

@@ -58,7 +58,7 @@ TEST_CASE("router and workers export their metrics, and a real Prometheus scrape
   caf::actor_system sys{cfg};
   LocalMeshOptions o;
   o.program = STARMESH_CLI;
-  o.model_dir = STARMESH_DEFAULT_MODEL_DIR;
+  o.model_dir = STARMESH_GOLDEN_MODEL_DIR;
   o.workers = 2;
   o.transport = "ucx-shm";
   o.capacity = 2048;

@@ -196,7 +196,7 @@ TEST_CASE("Llama-3.2-1B: tied embeddings, explicit head_dim") {
 }
 
 TEST_CASE("golden transformers-5 config: rope_parameters") {
-  auto loaded = load_llama_config(STARMESH_DEFAULT_MODEL_DIR);
+  auto loaded = load_llama_config(STARMESH_GOLDEN_MODEL_DIR);
   REQUIRE_MESSAGE(loaded.has_value(), (loaded ? "" : loaded.error().message));
   const LlamaConfig& c = *loaded;
   CHECK(c.vocab_size == 2048);
@@ -354,7 +354,7 @@ TEST_CASE("rope_inv_freq, llama3 rescaling") {
     }
   }
   SUBCASE("golden tiny model and Llama-3.2-1B (factor 32)") {
-    auto golden = load_llama_config(STARMESH_DEFAULT_MODEL_DIR);
+    auto golden = load_llama_config(STARMESH_GOLDEN_MODEL_DIR);
     REQUIRE(golden);
     const std::vector<float> g = rope_inv_freq(*golden);
     REQUIRE(g.size() == 32);

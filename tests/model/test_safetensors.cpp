@@ -15,7 +15,7 @@ using namespace starmesh;
 
 namespace {
 
-const std::string kModelDir = STARMESH_DEFAULT_MODEL_DIR;
+const std::string kModelDir = STARMESH_GOLDEN_MODEL_DIR;
 const std::string kShard1 = "model-00001-of-00002.safetensors";
 const std::string kShard2 = "model-00002-of-00002.safetensors";
 

@@ -16,7 +16,7 @@ using starmesh::Tokenizer;
 namespace {
 
 const char* const kLlamaTokenizer = STARMESH_TESTDATA_DIR "/llama3_1/tokenizer.json";
-const char* const kTinyTokenizer = STARMESH_DEFAULT_MODEL_DIR "/tokenizer.json";
+const char* const kTinyTokenizer = STARMESH_GOLDEN_MODEL_DIR "/tokenizer.json";
 
 std::string ids_text(const std::vector<int32_t>& ids) {
   std::string s = "[";

@@ -15,7 +15,7 @@ namespace {
 struct Golden {
   ThreadPool pool{2};
   CpuBackend cpu{pool};
-  Transformer model = Transformer::load(cpu, STARMESH_DEFAULT_MODEL_DIR).value();
+  Transformer model = Transformer::load(cpu, STARMESH_GOLDEN_MODEL_DIR).value();
 };
 
 std::vector<int32_t> ids_of(const Tensor& t) {

@@ -30,7 +30,7 @@ struct InProcessMesh {
   int blas = (openblas_set_num_threads(1), 1);
   ThreadPool pool{1};
   CpuBackend cpu{pool};
-  Transformer model = Transformer::load(cpu, STARMESH_DEFAULT_MODEL_DIR).value();
+  Transformer model = Transformer::load(cpu, STARMESH_GOLDEN_MODEL_DIR).value();
   std::shared_ptr<InProcessHub> hub = InProcessHub::create();
   std::vector<std::unique_ptr<data_plane_i>> planes;
   MeshConfig cfg{{2, false, false}};
@@ -41,7 +41,7 @@ struct InProcessMesh {
 
   InProcessMesh() {
     RouterOptions o;
-    o.model_dir = STARMESH_DEFAULT_MODEL_DIR;
+    o.model_dir = STARMESH_GOLDEN_MODEL_DIR;
     o.block_size = 128;
     o.control_timeout = 10s;
     o.phase1_timeout = 60s;

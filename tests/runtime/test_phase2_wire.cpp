@@ -20,7 +20,7 @@ namespace {
 struct Tiny {
   ThreadPool pool{1};
   CpuBackend cpu{pool};
-  Transformer model = Transformer::load(cpu, STARMESH_DEFAULT_MODEL_DIR).value();
+  Transformer model = Transformer::load(cpu, STARMESH_GOLDEN_MODEL_DIR).value();
   std::vector<int32_t> ids(size_t n, uint32_t seed) const {
     std::mt19937 rng(seed);
     std::vector<int32_t> v(n);

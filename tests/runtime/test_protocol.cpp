@@ -120,7 +120,7 @@ struct Deterministic {
 
   explicit Deterministic(std::chrono::milliseconds queue_timeout = 60s) {
     RouterOptions o;
-    o.model_dir = STARMESH_DEFAULT_MODEL_DIR;
+    o.model_dir = STARMESH_GOLDEN_MODEL_DIR;
     o.block_size = 64;
     o.control_timeout = 1s;
     o.phase1_timeout = 3s;
