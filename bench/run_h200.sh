@@ -2,8 +2,10 @@
 # On the H200 machine: unpack the compute core's Debian dependencies (carried as .debs in
 # .devdata/debs), build the compute core with CUDA, run the cross-backend tests, time our
 # attention kernels, then PyTorch SDPA on the same shapes.
-# Usage: bench/run_h200.sh [--quick | --prefill | --partial | --tests] (--tests: stop after
-# the tests; --prefill / --partial: those shapes, cuDNN only as the anchor)
+# Usage: bench/run_h200.sh [--quick | --prefill | --partial | --tests | --eval] (--tests: stop
+# after the tests; --prefill / --partial: those shapes, cuDNN only as the anchor; --eval: the
+# tests, then `starmesh eval` on the GPU into $OUT/eval.json). The .debs come from
+# tools/fetch_device_debs.sh, run here first.
 set -eo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-/tmp/out}"
@@ -20,6 +22,15 @@ cmake --build /tmp/build -j16 --target test_backend_ops attention_bench test_bac
 echo "== cross-backend tests"
 /tmp/build/bin/test_backend_ops 2>&1 | tee "$out/test_backend_ops.log" | grep -E "MESSAGE|ERROR|test cases|assertions|Status|relative" || true
 [ "${1:-}" = "--tests" ] && exit 0
+if [ "${1:-}" = "--eval" ]; then
+  cmake --build /tmp/build -j16 --target starmesh >> "$out/build.log" 2>&1 || { grep -E "error|FAILED" "$out/build.log" | head; exit 1; }
+  echo "== starmesh eval on the GPU (models/starmesh-needle)"
+  /tmp/build/bin/starmesh eval --device cuda --n "${EVAL_N:-20}" --json > "$out/eval.json" 2> "$out/eval.log" || { tail "$out/eval.log"; exit 1; }
+  /tmp/build/bin/starmesh eval --device cuda --n "${EVAL_N:-20}" --tasks niah_single --lengths 4096 --fractions 4 \
+    --modes star --anchor-fractions 1,0.5,0.25,0.125 > "$out/eval_anchor.txt" 2>> "$out/eval.log"
+  tail -1 "$out/eval.log"
+  exit 0
+fi
 echo "== our kernels"
 /tmp/build/bin/attention_bench "$@" 2>&1 | tee "$out/attention_bench.log"
 echo "== PyTorch SDPA anchor"
