@@ -26,6 +26,7 @@
 #include "starmesh/eval/tasks.hpp"
 #include "starmesh/launch/local_mesh.hpp"
 #include "starmesh/model/generator.hpp"
+#include "starmesh/model/loaded_model.hpp"
 #include "starmesh/model/tokenizer.hpp"
 #include "starmesh/runtime/mesh_config.hpp"
 #include "starmesh/service/request.hpp"
@@ -140,9 +141,9 @@ Expected<Answer> ask(MeshClient& client, const GenerateOrder& order) {
 Expected<bool> verify(const DemoFlags& f, const DeviceSpec& device, const std::vector<int32_t>& context, int hosts,
                       const std::vector<std::pair<std::vector<int32_t>, std::vector<int32_t>>>& asked) {
   const auto t0 = Clock::now();
-  ThreadPool pool(f.threads);
-  SM_ASSIGN(be, make_backend(device, pool));
-  SM_ASSIGN(model, Transformer::load(*be, f.model_dir));
+  SM_ASSIGN(loaded, load_model(f.model_dir, device, f.threads));
+  const Transformer& model = *loaded->model;
+  backend_i& be = model.backend();
   GenerationParams p;
   p.max_new_tokens = f.max_tokens;
   p.stop_ids = model.config().eos_token_ids;
@@ -153,7 +154,7 @@ Expected<bool> verify(const DemoFlags& f, const DeviceSpec& device, const std::v
               StarSession::encode(model, context, {f.block_size, -1, hosts}, int64_t(query.size()) + f.max_tokens));
     std::vector<int32_t> want;
     SM_ASSIGN(g, generate_with(
-                     *be, [&](std::span<const int32_t> x) { return star->step(x); }, query, p,
+                     be, [&](std::span<const int32_t> x) { return star->step(x); }, query, p,
                      [&](int32_t t) {
                        want.push_back(t);
                        return true;

@@ -21,6 +21,7 @@
 #include "starmesh/backend/device.hpp"
 #include "starmesh/eval/tasks.hpp"
 #include "starmesh/model/generator.hpp"
+#include "starmesh/model/loaded_model.hpp"
 #include "starmesh/model/tokenizer.hpp"
 #include "starmesh/model/utf8_stream.hpp"
 #include "starmesh/service/request.hpp"
@@ -28,8 +29,6 @@
 #include "api_login.hpp"
 #include "starmesh/api/api_client.hpp"
 #endif
-
-extern "C" void openblas_set_num_threads(int);  // OpenBLAS (the CPU backend's GEMMs)
 
 namespace starmesh::cli {
 namespace {
@@ -111,8 +110,8 @@ Answerer engine_answerer(const Transformer& model, const Tokenizer& tok, int max
       SM_TRY(generate(model, cache, prompt, params, collect).status());
     } else {
       SM_ASSIGN(star, StarSession::encode(model, p.context, {p.block_size, p.anchor_size, p.hosts}, local));
-      SM_TRY(generate_with(model.backend(), [&](std::span<const int32_t> x) { return star->step(x); }, p.query, params,
-                           collect)
+      SM_TRY(generate_with(
+                 model.backend(), [&](std::span<const int32_t> x) { return star->step(x); }, p.query, params, collect)
                  .status());
     }
     return text_of(tok, ids);
@@ -273,17 +272,15 @@ int run(const EvalFlags& f) {
   } else {
     auto device = parse_device(f.device);
     if (!device) return fail("--device: " + device.error().message);
-    if (f.threads > 0) openblas_set_num_threads(f.threads);
-    ThreadPool pool(f.threads);
-    auto backend = make_backend(*device, pool);
-    if (!backend) return fail(backend.error().message);
-    auto model = Transformer::load(**backend, f.model_dir);
-    if (!model) return fail(model.error().message);
-    rows = run_eval(f, *tok, engine_answerer(*model, *tok, f.max_tokens));
+    auto loaded = load_model(f.model_dir, *device, f.threads);
+    if (!loaded) return fail(loaded.error().message);
+    rows = run_eval(f, *tok, engine_answerer(*(*loaded)->model, *tok, f.max_tokens));
   }
   if (!rows) return fail(rows.error().message);
-  if (f.json) print_json(*rows);
-  else print_table(*rows);
+  if (f.json)
+    print_json(*rows);
+  else
+    print_table(*rows);
   fmt::print(stderr, "{} rows in {:.1f} s\n", rows->size(),
              std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   return 0;

@@ -14,6 +14,7 @@
 #include "starmesh/attention/star_session.hpp"
 #include "starmesh/backend/device.hpp"
 #include "starmesh/model/generator.hpp"
+#include "starmesh/model/loaded_model.hpp"
 #include "starmesh/model/tokenizer.hpp"
 #include "starmesh/model/utf8_stream.hpp"
 #include "starmesh/service/request.hpp"
@@ -71,12 +72,10 @@ int run_generate(const GenerateOptions& o) {
   auto mode = attention_mode_from_string(o.mode);
   if (!mode) return fail("--mode must be 'global' or 'star', got '" + o.mode + "'");
   const bool star_mode = *mode == AttentionMode::star;
-  ThreadPool pool(o.threads);
-  auto owned = make_backend(*device, pool);
-  if (!owned) return fail(owned.error().message);
-  backend_i& backend = **owned;
-  auto model = Transformer::load(backend, o.model_dir);
-  if (!model) return fail(model.error().message);
+  auto loaded = load_model(o.model_dir, *device, o.threads);
+  if (!loaded) return fail(loaded.error().message);
+  const Transformer* model = &*(*loaded)->model;
+  backend_i& backend = model->backend();
   auto tokenizer = Tokenizer::load(o.model_dir + "/tokenizer.json");
   if (!tokenizer) return fail(tokenizer.error().message);
   auto tokens = request_tokens(o, *tokenizer);

@@ -13,12 +13,11 @@
 #include "mesh_common.hpp"
 #include "starmesh/attention/block_plan.hpp"
 #include "starmesh/backend/device.hpp"
+#include "starmesh/model/loaded_model.hpp"
 #include "starmesh/runtime/context_worker.hpp"
 #include "starmesh/runtime/mesh_config.hpp"
 #include "starmesh/runtime/worker_membership.hpp"
 #include "starmesh/service/request.hpp"
-
-extern "C" void openblas_set_num_threads(int);  // OpenBLAS (the CPU backend's GEMMs)
 
 namespace starmesh::cli {
 namespace {
@@ -66,12 +65,9 @@ int run_worker(const WorkerFlags& f) {
 
   // Owned here, used by the worker's actors and threads: they outlive the actor system.
   // --threads bounds the backend's own pool and OpenBLAS's (one CPU slot per worker).
-  if (f.threads > 0) openblas_set_num_threads(f.threads);
-  ThreadPool pool(f.threads);
-  auto backend = make_backend(*device, pool);
-  if (!backend) return fail(backend.error().message);
-  auto model = Transformer::load(**backend, f.model_dir);
-  if (!model) return fail(model.error().message);
+  auto loaded = load_model(f.model_dir, *device, f.threads);
+  if (!loaded) return fail(loaded.error().message);
+  const Transformer& model = *(*loaded)->model;
   auto plane = make_ucx_data_plane(*ucx);
   if (!plane) return fail(plane.error().message);
   auto worker_metrics = std::make_shared<WorkerMetrics>(f.capacity);
@@ -83,7 +79,7 @@ int run_worker(const WorkerFlags& f) {
     MeshConfig cfg({f.actor_threads});
     caf::actor_system sys{cfg};
     WorkerSetup setup;
-    setup.model = &*model;
+    setup.model = &model;
     setup.data_plane = plane->get();
     setup.endpoint = f.listen + " (pid " + std::to_string(getpid()) + ")";
     setup.device = to_string(resolve_device(*device));
@@ -107,7 +103,7 @@ int run_worker(const WorkerFlags& f) {
     auto id = membership.join();
     if (!id) return fail(id.error().message);
     spdlog::info("worker {} at {}: {} on {}, {} KV tokens, {} compute threads, data plane {}", *id, endpoint,
-                 model_signature(model->config()), setup.device, f.capacity, pool.size(), (*plane)->name());
+                 model_signature(model.config()), setup.device, f.capacity, (*loaded)->pool.size(), (*plane)->name());
     fmt::print("starmesh worker {} at {} registered with the router at {}\n", *id, endpoint, f.router);
     std::fflush(stdout);
     exit_code = membership.run(wait_for_signal);

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "integration/process_mesh.hpp"
+#include "integration/run_cli.hpp"
 
 using namespace starmesh;
 using test::ProcessMesh;
@@ -17,19 +18,14 @@ using test::ProcessMesh;
 namespace {
 
 nlohmann::json eval_json(const std::string& args) {
-  const std::string cmd = "timeout 300 " + std::string(STARMESH_CLI) + " eval --model " + STARMESH_NEEDLE_MODEL_DIR +
-                          " --tasks niah_single --lengths 1024 --n 8 --seed 3 --modes global,star --fractions 4"
-                          " --threads 1 --json " +
-                          args + " 2>/dev/null";
-  FILE* p = popen(cmd.c_str(), "r");
-  REQUIRE(p);
-  std::string out;
-  char buf[4096];
-  for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
-  const int status = pclose(p);
-  INFO(cmd << "\n" << out);
-  REQUIRE(status == 0);
-  return nlohmann::json::parse(out);
+  const test::Ran ran = test::run_cli(std::string("eval --model ") + STARMESH_NEEDLE_MODEL_DIR +
+                                          " --tasks niah_single --lengths 1024 --n 8 --seed 3 --modes global,star"
+                                          " --fractions 4 --threads 1 --json " +
+                                          args + " 2>/dev/null",
+                                      300);
+  INFO(args << "\n" << ran.out);
+  REQUIRE(ran.ok());
+  return nlohmann::json::parse(ran.out);
 }
 
 double accuracy(const nlohmann::json& rows, const std::string& mode) {
@@ -41,7 +37,8 @@ double accuracy(const nlohmann::json& rows, const std::string& mode) {
 
 }  // namespace
 
-TEST_CASE_FIXTURE(ProcessMesh, "starmesh eval through a mesh: the engine's answers, global finds the needle, star 1/4 close") {
+TEST_CASE_FIXTURE(ProcessMesh,
+                  "starmesh eval through a mesh: the engine's answers, global finds the needle, star 1/4 close") {
   model_dir = STARMESH_NEEDLE_MODEL_DIR;
   const std::string port_file = logs + "/api.port";
   start("ucx-shm", 2, {}, {"--api-listen", "127.0.0.1:0", "--api-port-file", port_file});

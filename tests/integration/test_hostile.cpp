@@ -18,33 +18,12 @@
 #include <thread>
 
 #include "integration/process_mesh.hpp"
+#include "integration/run_cli.hpp"
 #include "starmesh/api/api_client.hpp"
 
 using namespace starmesh;
 using test::ProcessMesh;
-
-namespace {
-
-struct Ran {
-  int status = -1;
-  std::string out;
-  bool exited() const { return WIFEXITED(status); }
-  int code() const { return WEXITSTATUS(status); }
-};
-
-// Runs `args` (the CLI's) under a 20 s limit; `timeout` exits 124 if the command hangs.
-Ran run_cli(const std::string& args) {
-  const std::string cmd = "timeout 20 " + std::string(STARMESH_CLI) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  REQUIRE(p);
-  Ran r;
-  char buf[4096];
-  for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) r.out.append(buf, n);
-  r.status = pclose(p);
-  return r;
-}
-
-}  // namespace
+using test::run_cli;
 
 TEST_CASE_FIXTURE(ProcessMesh, "numbers out of bounds are refused naming the bound, and the mesh serves on") {
   start("ucx-shm", 2);
@@ -84,15 +63,15 @@ TEST_CASE_FIXTURE(ProcessMesh, "numbers out of bounds are refused naming the bou
 }
 
 TEST_CASE("the CLI refuses out-of-bound flags with an error, not a crash") {
-  auto huge = run_cli("generate --mode star --block-size 9223372036854775807 --context abc --query d");
+  auto huge = run_cli("generate --mode star --block-size 9223372036854775807 --context abc --query d 2>&1");
   INFO(huge.out);
   CHECK(huge.exited());
   CHECK(huge.code() != 0);
   CHECK(huge.out.find("--block-size") != std::string::npos);
-  auto hosts = run_cli("generate --mode star --hosts -3 --context abc --query d");
+  auto hosts = run_cli("generate --mode star --hosts -3 --context abc --query d 2>&1");
   CHECK(hosts.exited());
   CHECK(hosts.code() != 0);
-  auto anchor = run_cli("generate --mode star --anchor-size -9 --context abc --query d");
+  auto anchor = run_cli("generate --mode star --anchor-size -9 --context abc --query d 2>&1");
   CHECK(anchor.exited());
   CHECK(anchor.code() != 0);
 }
@@ -109,7 +88,7 @@ TEST_CASE("a router whose API cannot start exits non-zero at once") {
   socklen_t len = sizeof addr;
   REQUIRE(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
   const std::string busy = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
-  auto taken = run_cli("router --listen 127.0.0.1:0 --api-listen " + busy);
+  auto taken = run_cli("router --listen 127.0.0.1:0 --api-listen " + busy + " 2>&1");
   close(fd);
   INFO(taken.out);
   CHECK(taken.exited());
@@ -118,7 +97,7 @@ TEST_CASE("a router whose API cannot start exits non-zero at once") {
   CHECK(taken.out.find(busy) != std::string::npos);
 
   auto no_tokens =
-      run_cli("router --listen 127.0.0.1:0 --api-listen 127.0.0.1:0 --api-tokens-file /nonexistent/tokens");
+      run_cli("router --listen 127.0.0.1:0 --api-listen 127.0.0.1:0 --api-tokens-file /nonexistent/tokens 2>&1");
   INFO(no_tokens.out);
   CHECK(no_tokens.exited());
   CHECK(no_tokens.code() != 0);

@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "integration/process_mesh.hpp"
+#include "integration/run_cli.hpp"
 #include "starmesh/attention/star_session.hpp"
 #include "starmesh/backend/cpu_backend.hpp"
 #include "starmesh/launch/local_mesh.hpp"
@@ -177,17 +178,11 @@ TEST_CASE_FIXTURE(ProcessMesh, "a router that dies and comes back: the workers r
 }
 
 TEST_CASE("the main job, starmesh demo, answers both questions as the single-process engine does") {
-  const std::string cmd = std::string(STARMESH_CLI) +
-                          " demo --workers 2 --context-tokens 1500 --block-size 256 --max-tokens 12 --device cpu 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  REQUIRE(p);
-  std::string out;
-  char buf[4096];
-  for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
-  const int status = pclose(p);
+  const test::Ran ran =
+      test::run_cli("demo --workers 2 --context-tokens 1500 --block-size 256 --max-tokens 12 --device cpu 2>&1", 300);
+  const std::string& out = ran.out;
   INFO(out);
-  CHECK(WIFEXITED(status));
-  CHECK(WEXITSTATUS(status) == 0);
+  CHECK(ran.ok());
   CHECK(out.find("asked again over the kept context") != std::string::npos);
   CHECK(out.find("no phase 1 (attached to the kept shards") != std::string::npos);
   // The embedded model finds the fact hidden in the document, both times.

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "runtime/placement_fixtures.hpp"
 #include "starmesh/runtime/admission_book.hpp"
 
 using namespace starmesh;
@@ -13,23 +14,9 @@ namespace {
 using Time = AdmissionBook::Time;
 const Time t0 = Time{} + 1000s;
 
-WorkerInfo worker(const std::string& endpoint, int64_t capacity) {
-  WorkerInfo i;
-  i.endpoint = endpoint;
-  i.kv_capacity = capacity;
-  i.kv_free = capacity;
-  i.model = "m";
-  i.data_plane = "in-process";
-  return i;
-}
-
+WorkerInfo worker(const std::string& endpoint, int64_t capacity) { return test::worker_info(endpoint, capacity); }
 PlacementAsk ask(int64_t context, int64_t local, int64_t block, int max_hosts = 0) {
-  PlacementAsk a;
-  a.context_tokens = context;
-  a.local_tokens = local;
-  a.block_size = block;
-  a.max_hosts = max_hosts;
-  return a;
+  return test::placement_ask(context, local, block, max_hosts);
 }
 
 struct Book {

@@ -1,29 +1,15 @@
 // Membership: registration checks, placement on workers with free KV, refusals with numbers.
 #include <doctest/doctest.h>
 
+#include "runtime/placement_fixtures.hpp"
 #include "starmesh/runtime/membership.hpp"
 
 using namespace starmesh;
 
 namespace {
-WorkerInfo info(const std::string& endpoint, int64_t capacity) {
-  WorkerInfo i;
-  i.endpoint = endpoint;
-  i.device = "cpu";
-  i.kv_capacity = capacity;
-  i.kv_free = capacity;
-  i.model = "m";
-  i.data_plane = "in-process";
-  i.address = {1};
-  return i;
-}
+WorkerInfo info(const std::string& endpoint, int64_t capacity) { return test::worker_info(endpoint, capacity); }
 PlacementAsk ask(int64_t context, int64_t local, int64_t block, int max_hosts = 0) {
-  PlacementAsk a;
-  a.context_tokens = context;
-  a.local_tokens = local;
-  a.block_size = block;
-  a.max_hosts = max_hosts;
-  return a;
+  return test::placement_ask(context, local, block, max_hosts);
 }
 }  // namespace
 

@@ -10,40 +10,42 @@ namespace {
 // The word lists of tools/train/tasks.py, verbatim: every word is one token of the
 // starmesh-needle tokenizer, so instances are exactly as long as planned.
 const std::vector<std::string> kAdjectives = {
-    "quiet", "silver", "ancient", "bright", "hidden", "golden", "frozen", "gentle", "hollow", "lonely", "narrow",
-    "rapid", "scarlet", "shallow", "silent", "steady", "sudden", "tender", "violet", "wild", "amber", "bitter",
-    "brave", "calm", "clever", "crimson", "distant", "dusty", "eager", "faint", "fierce", "fragile", "grand",
-    "green", "humble", "icy", "ivory", "jolly", "lively", "lucky", "mellow", "misty", "modest", "noble", "pale",
-    "proud", "rough", "royal", "rusty", "sacred", "sharp", "shy", "sleepy", "smooth", "solemn", "sour", "spotted",
-    "stormy", "sunny", "swift", "tall", "tiny", "vivid", "warm", "weary",
+    "quiet", "silver",  "ancient", "bright",  "hidden",  "golden", "frozen", "gentle", "hollow", "lonely",  "narrow",
+    "rapid", "scarlet", "shallow", "silent",  "steady",  "sudden", "tender", "violet", "wild",   "amber",   "bitter",
+    "brave", "calm",    "clever",  "crimson", "distant", "dusty",  "eager",  "faint",  "fierce", "fragile", "grand",
+    "green", "humble",  "icy",     "ivory",   "jolly",   "lively", "lucky",  "mellow", "misty",  "modest",  "noble",
+    "pale",  "proud",   "rough",   "royal",   "rusty",   "sacred", "sharp",  "shy",    "sleepy", "smooth",  "solemn",
+    "sour",  "spotted", "stormy",  "sunny",   "swift",   "tall",   "tiny",   "vivid",  "warm",   "weary",
 };
 const std::vector<std::string> kNouns = {
-    "harbor", "falcon", "river", "mountain", "lantern", "garden", "meadow", "forest", "castle", "island", "valley",
-    "bridge", "tower", "village", "canyon", "desert", "glacier", "orchard", "prairie", "lagoon", "beacon",
-    "cottage", "fountain", "compass", "anchor", "barrel", "basket", "blanket", "bottle", "candle", "carpet",
-    "cellar", "chimney", "cloud", "comet", "copper", "crystal", "dragon", "engine", "feather", "fiddle", "harvest",
-    "helmet", "hammer", "kettle", "ladder", "lemon", "marble", "mirror", "needle", "ocean", "otter", "owl",
-    "painter", "parrot", "pebble", "pepper", "pilot", "planet", "pocket", "pony", "quarry", "rabbit", "raven",
-    "ribbon", "rocket", "saddle", "sailor", "scholar", "shadow", "shell", "shepherd", "singer", "spider", "spring",
-    "squirrel", "statue", "stone", "storm", "sugar", "summer", "tiger", "timber", "tulip", "tunnel", "turtle",
-    "velvet", "violin", "wagon", "walnut", "whale", "willow", "window", "winter", "wizard", "wolf", "meadowlark",
-    "badger", "beetle", "cedar", "clover", "coral", "dolphin", "ember", "fox", "goose", "heron", "juniper", "lily",
-    "lynx", "maple", "moth", "nectar", "oak", "pine", "poppy", "salmon", "sparrow", "thistle", "thunder", "trout",
-    "walrus", "wren",
+    "harbor", "falcon",   "river",    "mountain", "lantern", "garden",   "meadow",     "forest",  "castle",  "island",
+    "valley", "bridge",   "tower",    "village",  "canyon",  "desert",   "glacier",    "orchard", "prairie", "lagoon",
+    "beacon", "cottage",  "fountain", "compass",  "anchor",  "barrel",   "basket",     "blanket", "bottle",  "candle",
+    "carpet", "cellar",   "chimney",  "cloud",    "comet",   "copper",   "crystal",    "dragon",  "engine",  "feather",
+    "fiddle", "harvest",  "helmet",   "hammer",   "kettle",  "ladder",   "lemon",      "marble",  "mirror",  "needle",
+    "ocean",  "otter",    "owl",      "painter",  "parrot",  "pebble",   "pepper",     "pilot",   "planet",  "pocket",
+    "pony",   "quarry",   "rabbit",   "raven",    "ribbon",  "rocket",   "saddle",     "sailor",  "scholar", "shadow",
+    "shell",  "shepherd", "singer",   "spider",   "spring",  "squirrel", "statue",     "stone",   "storm",   "sugar",
+    "summer", "tiger",    "timber",   "tulip",    "tunnel",  "turtle",   "velvet",     "violin",  "wagon",   "walnut",
+    "whale",  "willow",   "window",   "winter",   "wizard",  "wolf",     "meadowlark", "badger",  "beetle",  "cedar",
+    "clover", "coral",    "dolphin",  "ember",    "fox",     "goose",    "heron",      "juniper", "lily",    "lynx",
+    "maple",  "moth",     "nectar",   "oak",      "pine",    "poppy",    "salmon",     "sparrow", "thistle", "thunder",
+    "trout",  "walrus",   "wren",
 };
 const std::vector<std::string> kVerbs = {
-    "watched", "carried", "followed", "painted", "visited", "crossed", "guarded", "admired", "found", "measured",
-    "opened", "repaired", "cleaned", "counted", "described", "noticed", "pulled", "pushed", "lifted", "dropped",
-    "borrowed", "returned", "shared", "traded", "chased", "greeted", "praised", "remembered", "forgot", "studied",
-    "built",
+    "watched", "carried",  "followed", "painted",    "visited",  "crossed",  "guarded",   "admired",
+    "found",   "measured", "opened",   "repaired",   "cleaned",  "counted",  "described", "noticed",
+    "pulled",  "pushed",   "lifted",   "dropped",    "borrowed", "returned", "shared",    "traded",
+    "chased",  "greeted",  "praised",  "remembered", "forgot",   "studied",  "built",
 };
 const std::vector<std::string> kPrepositions = {
     "near", "under", "beside", "behind", "above", "across", "around", "beyond", "inside", "below",
 };
 const std::vector<std::string> kCoded = {
-    "zorp", "blick", "quan", "frell", "dax", "mibble", "tusk", "vorn", "glim", "prax", "snoot", "wembly", "yarp",
-    "kib", "drell", "flonk", "grib", "hask", "jov", "lurp", "mox", "nib", "plov", "quib", "rask", "skiv", "tib",
-    "vex", "wug", "yib", "zaf", "brin", "clum", "dorf", "ekko", "fizz", "gork", "hoob", "ilk", "jeb",
+    "zorp",  "blick",  "quan", "frell", "dax",   "mibble", "tusk", "vorn", "glim", "prax",
+    "snoot", "wembly", "yarp", "kib",   "drell", "flonk",  "grib", "hask", "jov",  "lurp",
+    "mox",   "nib",    "plov", "quib",  "rask",  "skiv",   "tib",  "vex",  "wug",  "yib",
+    "zaf",   "brin",   "clum", "dorf",  "ekko",  "fizz",   "gork", "hoob", "ilk",  "jeb",
 };
 
 constexpr int64_t kNumberLo = 100000, kNumberHi = 999999;  // needle values: 6 digits
@@ -52,10 +54,14 @@ constexpr const char* kAnswerSep = ", ";
 
 const char* preamble(Task t) {
   switch (t) {
-    case Task::vt: return "Track the chains of variable assignments hidden in the following text.\n";
-    case Task::cwe: return "Below is a numbered list of words. Some words appear more often than others.\n";
-    case Task::fwe: return "Read the following coded text and find the coded words that appear most often.\n";
-    default: return "Some special magic numbers are hidden in the following text. Remember them.\n";
+    case Task::vt:
+      return "Track the chains of variable assignments hidden in the following text.\n";
+    case Task::cwe:
+      return "Below is a numbered list of words. Some words appear more often than others.\n";
+    case Task::fwe:
+      return "Read the following coded text and find the coded words that appear most often.\n";
+    default:
+      return "Some special magic numbers are hidden in the following text. Remember them.\n";
   }
 }
 
@@ -72,12 +78,18 @@ std::string filler_sentence(std::mt19937_64& rng) {
                     noun2 = pick(kNouns, rng), noun3 = pick(kNouns, rng), verb = pick(kVerbs, rng),
                     prep = pick(kPrepositions, rng);
   switch (uniform(0, 5, rng)) {
-    case 0: return "The " + adj + " " + noun + " " + verb + " the " + noun2 + ".";
-    case 1: return "One " + noun + " " + verb + " the " + adj + " " + noun2 + " " + prep + " the " + noun3 + ".";
-    case 2: return "The " + noun + " was " + adj + " and the " + noun2 + " was " + adj2 + ".";
-    case 3: return "Nobody " + verb + " the " + adj + " " + noun + " " + prep + " the " + noun2 + ".";
-    case 4: return "Every " + noun + " " + prep + " the " + noun2 + " is " + adj + ".";
-    default: return "Yesterday the " + noun + " " + verb + " the " + adj + " " + noun2 + ".";
+    case 0:
+      return "The " + adj + " " + noun + " " + verb + " the " + noun2 + ".";
+    case 1:
+      return "One " + noun + " " + verb + " the " + adj + " " + noun2 + " " + prep + " the " + noun3 + ".";
+    case 2:
+      return "The " + noun + " was " + adj + " and the " + noun2 + " was " + adj2 + ".";
+    case 3:
+      return "Nobody " + verb + " the " + adj + " " + noun + " " + prep + " the " + noun2 + ".";
+    case 4:
+      return "Every " + noun + " " + prep + " the " + noun2 + " is " + adj + ".";
+    default:
+      return "Yesterday the " + noun + " " + verb + " the " + adj + " " + noun2 + ".";
   }
 }
 
@@ -161,8 +173,9 @@ Instance niah(Task task, int64_t tokens, std::mt19937_64& rng) {
   const std::string pre = preamble(task);
   const int64_t budget = tokens - estimate_tokens(pre) - tokens_of(needles);
   Instance out{task, pre + insert_sorted(rng, haystack(rng, budget), needles), "", join(asked_values, kAnswerSep)};
-  out.query = task == Task::niah_multivalue ? "\nQuestion: What are all the special magic numbers for " + asked + "?\nAnswer:"
-                                            : "\nQuestion: What is the special magic number for " + asked + "?\nAnswer:";
+  out.query = task == Task::niah_multivalue
+                  ? "\nQuestion: What are all the special magic numbers for " + asked + "?\nAnswer:"
+                  : "\nQuestion: What is the special magic number for " + asked + "?\nAnswer:";
   return out;
 }
 
@@ -248,12 +261,18 @@ Instance fwe(int64_t tokens, std::mt19937_64& rng) {
 
 std::string_view to_string(Task task) {
   switch (task) {
-    case Task::niah_single: return "niah_single";
-    case Task::niah_multikey: return "niah_multikey";
-    case Task::niah_multivalue: return "niah_multivalue";
-    case Task::vt: return "vt";
-    case Task::cwe: return "cwe";
-    case Task::fwe: return "fwe";
+    case Task::niah_single:
+      return "niah_single";
+    case Task::niah_multikey:
+      return "niah_multikey";
+    case Task::niah_multivalue:
+      return "niah_multivalue";
+    case Task::vt:
+      return "vt";
+    case Task::cwe:
+      return "cwe";
+    case Task::fwe:
+      return "fwe";
   }
   return "niah_single";
 }
@@ -290,10 +309,14 @@ int64_t estimate_tokens(std::string_view text) {
 Instance make_instance(Task task, int64_t tokens, std::mt19937_64& rng) {
   tokens = std::clamp<int64_t>(tokens, 64, int64_t(1) << 22);
   switch (task) {
-    case Task::vt: return vt(tokens, rng);
-    case Task::cwe: return cwe(tokens, rng);
-    case Task::fwe: return fwe(tokens, rng);
-    default: return niah(task, tokens, rng);
+    case Task::vt:
+      return vt(tokens, rng);
+    case Task::cwe:
+      return cwe(tokens, rng);
+    case Task::fwe:
+      return fwe(tokens, rng);
+    default:
+      return niah(task, tokens, rng);
   }
 }
 
