@@ -5,6 +5,8 @@
 #include <doctest/doctest.h>
 
 #include <filesystem>
+#include <fstream>
+#include <thread>
 
 #include "starmesh/backend/cpu_backend.hpp"
 #include "starmesh/launch/local_mesh.hpp"
@@ -55,6 +57,19 @@ struct ProcessMesh {
     auto m = LocalMesh::start(sys, o);
     REQUIRE_MESSAGE(m, (m ? "" : m.error().message));
     mesh = std::move(*m);
+  }
+
+  // A mesh whose router also serves the public API on a free port: its address, read from
+  // the router's --api-port-file ("" if it never appeared).
+  std::string start_with_api(int workers) {
+    const std::string port_file = logs + "/api.port";
+    start("ucx-shm", workers, {}, {"--api-listen", "127.0.0.1:0", "--api-port-file", port_file});
+    std::string port;
+    for (int i = 0; i < 100 && port.empty(); ++i) {
+      std::ifstream(port_file) >> port;
+      if (port.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return port.empty() ? std::string() : "127.0.0.1:" + port;
   }
 
   Expected<MeshClient::Result> run(const std::vector<int32_t>& ctx, const std::vector<int32_t>& query, int64_t block,

@@ -40,16 +40,9 @@ double accuracy(const nlohmann::json& rows, const std::string& mode) {
 TEST_CASE_FIXTURE(ProcessMesh,
                   "starmesh eval through a mesh: the engine's answers, global finds the needle, star 1/4 close") {
   model_dir = STARMESH_NEEDLE_MODEL_DIR;
-  const std::string port_file = logs + "/api.port";
-  start("ucx-shm", 2, {}, {"--api-listen", "127.0.0.1:0", "--api-port-file", port_file});
-  std::string port;
-  for (int i = 0; i < 100 && port.empty(); ++i) {
-    std::ifstream(port_file) >> port;
-    if (port.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  REQUIRE_FALSE(port.empty());
-
-  const nlohmann::json meshed = eval_json("--connect 127.0.0.1:" + port);
+  const std::string address = start_with_api(2);
+  REQUIRE_FALSE(address.empty());
+  const nlohmann::json meshed = eval_json("--connect " + address);
   const nlohmann::json engine = eval_json("--device cpu");
   REQUIRE(meshed.size() == 2);
   REQUIRE(engine.size() == 2);

@@ -105,17 +105,10 @@ TEST_CASE("a router whose API cannot start exits non-zero at once") {
   CHECK(no_tokens.out.find("/nonexistent/tokens") != std::string::npos);
 }
 
-TEST_CASE_FIXTURE(ProcessMesh, "an API on port 0 tells its port (port file and stdout), and serves there") {
-  const std::string port_file = logs + "/api.port";
-  start("ucx-shm", 2, {}, {"--api-listen", "127.0.0.1:0", "--api-port-file", port_file});
-  std::string port;
-  for (int i = 0; i < 100 && port.empty(); ++i) {
-    std::ifstream(port_file) >> port;
-    if (port.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  REQUIRE_FALSE(port.empty());
-  CHECK(std::stoi(port) > 0);
-  auto client = ApiClient::connect("127.0.0.1:" + port);
+TEST_CASE_FIXTURE(ProcessMesh, "an API on port 0 tells its port in a port file, and serves there") {
+  const std::string address = start_with_api(2);
+  REQUIRE_FALSE(address.empty());
+  auto client = ApiClient::connect(address);
   REQUIRE_MESSAGE(client, (client ? "" : client.error().message));
   auto info = (*client)->info();
   REQUIRE(info);
