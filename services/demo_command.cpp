@@ -24,6 +24,7 @@
 #include "starmesh/attention/star_session.hpp"
 #include "starmesh/backend/device.hpp"
 #include "starmesh/eval/tasks.hpp"
+#include "starmesh/launch/dev_tls.hpp"
 #include "starmesh/launch/local_mesh.hpp"
 #include "starmesh/model/generator.hpp"
 #include "starmesh/model/loaded_model.hpp"
@@ -242,12 +243,17 @@ int run_demo(const DemoFlags& f) {
   SignalWatch signals(own_logs ? logs : std::string());
 
   if (device.kind == DeviceSpec::Kind::cpu)
-    fmt::print("starmesh demo: a router and {} workers on 127.0.0.1 (CPU backend, {} thread{} each, data plane {})\n",
-               f.workers, f.threads, f.threads == 1 ? "" : "s", f.transport);
+    fmt::print(
+        "starmesh demo: a router and {} workers on 127.0.0.1 (CPU backend, {} thread{} each, data plane {}; mutual "
+        "TLS)\n",
+        f.workers, f.threads, f.threads == 1 ? "" : "s", f.transport);
   else
-    fmt::print("starmesh demo: a router and {} workers on 127.0.0.1 (sharing GPU 0, data plane {})\n", f.workers,
-               f.transport);
-  MeshConfig cfg({2});
+    fmt::print("starmesh demo: a router and {} workers on 127.0.0.1 (sharing GPU 0, data plane {}; mutual TLS)\n",
+               f.workers, f.transport);
+  // The mesh speaks mutual TLS, with a throwaway CA in the demo's folder.
+  auto tls = make_dev_tls(logs + "/tls");
+  if (!tls) return fail(tls.error().message);
+  MeshConfig cfg({2, true, false, tls->mesh});
   caf::actor_system sys{cfg};
   LocalMeshOptions mo;
   mo.program = self_exe();
@@ -259,6 +265,7 @@ int run_demo(const DemoFlags& f) {
   mo.block_size = f.block_size;
   mo.capacity = int64_t(context.size()) + int64_t(query.size()) + f.max_tokens + 1024;
   mo.log_dir = logs;
+  mo.tls = tls->mesh;
   const auto t_start = Clock::now();
   auto mesh = LocalMesh::start(sys, mo);
   if (!mesh) return fail(mesh.error().message + "\n(logs in " + logs + ")");

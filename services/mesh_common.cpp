@@ -91,6 +91,16 @@ std::atomic<int> caught_signal{0};
 extern "C" void catch_stop_signal(int sig) { caught_signal.store(sig); }
 }  // namespace
 
+void add_tls_flags(CLI::App& cmd, MeshTls& tls) {
+  cmd.add_option("--tls-ca", tls.ca_file,
+                 "Mutual TLS: the mesh's CA certificate (PEM); peers without one it signed are refused")
+      ->check(CLI::ExistingFile);
+  cmd.add_option("--tls-cert", tls.cert_file, "Mutual TLS: this process's certificate (PEM), signed by --tls-ca")
+      ->check(CLI::ExistingFile);
+  cmd.add_option("--tls-key", tls.key_file, "Mutual TLS: the certificate's private key (PEM)")
+      ->check(CLI::ExistingFile);
+}
+
 void exit_with_parent() {
   const pid_t parent = getppid();
   prctl(PR_SET_PDEATHSIG, SIGTERM);

@@ -1,6 +1,7 @@
 #pragma once
 // What `starmesh router`, `worker` and `demo` share: host:port parsing, the port file,
 // logs on stderr, waiting for SIGINT/SIGTERM, and the main actor's lifetime.
+#include <CLI/CLI.hpp>
 #include <atomic>
 #include <caf/all.hpp>
 #include <chrono>
@@ -11,6 +12,7 @@
 #include "starmesh/comm/ucx_transport.hpp"
 #include "starmesh/core/expected.hpp"
 #include "starmesh/metrics/http_endpoint.hpp"
+#include "starmesh/runtime/mesh_config.hpp"
 
 namespace starmesh::cli {
 
@@ -39,6 +41,9 @@ Expected<std::unique_ptr<metrics::HttpEndpoint>> serve_metrics(const metrics::Re
 
 // spdlog's default logger on stderr (stdout is for answers).
 void log_to_stderr(const std::string& name);
+
+// --tls-ca, --tls-cert, --tls-key: the mesh's mutual TLS (all three, or none).
+void add_tls_flags(CLI::App& cmd, MeshTls& tls);
 
 // A flag that turns true when `actor` terminates, for whatever reason: a process whose main
 // actor died must not stay up behind a healthy-looking endpoint.

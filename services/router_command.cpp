@@ -33,6 +33,7 @@ struct RouterFlags {
   std::string metrics_listen, metrics_port_file;
   int actor_threads = 2;
   bool exit_with_parent = false;
+  MeshTls tls;  // --tls-ca, --tls-cert, --tls-key
 };
 
 int fail(const std::string& what) {
@@ -42,6 +43,7 @@ int fail(const std::string& what) {
 
 int run_router(const RouterFlags& f) {
   if (f.exit_with_parent) exit_with_parent();
+  if (Status tls = f.tls.check(); !tls) return fail(tls.message());
   block_stop_signals();
   log_to_stderr("router");
   auto listen = parse_host_port(f.listen, "--listen");
@@ -64,13 +66,13 @@ int run_router(const RouterFlags& f) {
   auto metrics_endpoint = serve_metrics((*context)->metrics->registry, f.metrics_listen, f.metrics_port_file);
   if (!metrics_endpoint) return fail(metrics_endpoint.error().message);
 
-  MeshConfig cfg({f.actor_threads});
+  MeshConfig cfg({f.actor_threads, true, false, f.tls});
   caf::actor_system sys{cfg};
   RouterActor router = spawn_router(sys, *context);
   StopOnExit<RouterActor> stop_router{router};  // every return below, errors included
   auto router_down = flag_when_down(router);
-  auto port = sys.middleman().publish(router, listen->port, listen->host.c_str(), true);
-  if (!port) return fail("cannot listen on " + f.listen + ": " + describe(port.error()));
+  auto port = publish_actor(router, listen->host, listen->port);
+  if (!port) return fail(port.error().message);
   if (!f.port_file.empty())
     if (Status s = write_port_file(f.port_file, *port); !s) return fail(s.message());
   spdlog::info("listening on {}:{} for workers (model {}, {})", listen->host, *port, f.model_dir, (*context)->model);
@@ -170,6 +172,7 @@ void add_router_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--actor-threads", f->actor_threads, "Threads of the actor scheduler")
       ->check(CLI::Range(1, 256))
       ->capture_default_str();
+  add_tls_flags(*cmd, f->tls);
   cmd->add_flag("--exit-with-parent", f->exit_with_parent,
                 "Stop when the process that started this one ends (for launchers such as `starmesh demo`)");
   cmd->callback([f, &exit_code] { exit_code = run_router(*f); });

@@ -37,6 +37,7 @@ struct WorkerFlags {
   double drain_timeout = 30;
   int actor_threads = 2;
   bool exit_with_parent = false;
+  MeshTls tls;  // --tls-ca, --tls-cert, --tls-key
   bool exit_with_router = false;
 };
 
@@ -47,6 +48,7 @@ int fail(const std::string& what) {
 
 int run_worker(const WorkerFlags& f) {
   if (f.exit_with_parent) exit_with_parent();
+  if (Status tls = f.tls.check(); !tls) return fail(tls.message());
   block_stop_signals();
   log_to_stderr("worker");
   auto router_at = parse_host_port(f.router, "--router");
@@ -76,7 +78,7 @@ int run_worker(const WorkerFlags& f) {
 
   int exit_code = 0;
   {
-    MeshConfig cfg({f.actor_threads});
+    MeshConfig cfg({f.actor_threads, true, false, f.tls});
     caf::actor_system sys{cfg};
     WorkerSetup setup;
     setup.model = &model;
@@ -87,8 +89,8 @@ int run_worker(const WorkerFlags& f) {
     setup.metrics = worker_metrics;
     WorkerActor worker = spawn_context_worker(sys, setup);
     StopOnExit<WorkerActor> stop_worker{worker};  // every return below, errors included
-    auto port = sys.middleman().publish(worker, listen->port, listen->host.c_str(), true);
-    if (!port) return fail("cannot listen on " + f.listen + ": " + describe(port.error()));
+    auto port = publish_actor(worker, listen->host, listen->port);
+    if (!port) return fail(port.error().message);
     const std::string endpoint = listen->host + ":" + std::to_string(*port);
     if (!f.port_file.empty())
       if (Status s = write_port_file(f.port_file, *port); !s) return fail(s.message());
@@ -151,6 +153,7 @@ void add_worker_command(CLI::App& app, int& exit_code) {
       ->capture_default_str();
   cmd->add_flag("--exit-with-router", f->exit_with_router,
                 "Stop when the router goes away (default: register again with the next router there)");
+  add_tls_flags(*cmd, f->tls);
   cmd->add_flag("--exit-with-parent", f->exit_with_parent,
                 "Stop when the process that started this one ends (for launchers such as `starmesh demo`)");
   cmd->callback([f, &exit_code] { exit_code = run_worker(*f); });

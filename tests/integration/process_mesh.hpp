@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "starmesh/backend/cpu_backend.hpp"
+#include "starmesh/launch/dev_tls.hpp"
 #include "starmesh/launch/local_mesh.hpp"
 #include "starmesh/runtime/mesh_config.hpp"
 #include "support/engine_reference.hpp"
@@ -24,17 +25,18 @@ struct ProcessMesh {
     openblas_set_num_threads(1);  // as the workers (--threads 1)
     return Transformer::load(cpu, STARMESH_GOLDEN_MODEL_DIR).value();
   }();
-  MeshConfig cfg{{2, true, false}};
+  std::string logs = [] {
+    char tmpl[] = "/tmp/starmesh-it-XXXXXX";
+    REQUIRE(mkdtemp(tmpl));
+    return std::string(tmpl);
+  }();
+  // The mesh speaks mutual TLS, as in production; this client presents the mesh's certificate.
+  DevTls tls = make_dev_tls(logs + "/tls").value();
+  MeshConfig cfg{{2, true, false, tls.mesh}};
   caf::actor_system sys{cfg};
-  std::string logs;
   std::string model_dir = STARMESH_GOLDEN_MODEL_DIR;  // what the workers serve (set before start)
   std::unique_ptr<LocalMesh> mesh;
 
-  ProcessMesh() {
-    char tmpl[] = "/tmp/starmesh-it-XXXXXX";
-    REQUIRE(mkdtemp(tmpl));
-    logs = tmpl;
-  }
   ~ProcessMesh() {
     if (mesh) mesh->stop();
     mesh.reset();
@@ -54,6 +56,7 @@ struct ProcessMesh {
     o.block_size = 256;
     o.router_args = std::move(router_args);
     o.log_dir = logs;
+    o.tls = tls.mesh;
     auto m = LocalMesh::start(sys, o);
     REQUIRE_MESSAGE(m, (m ? "" : m.error().message));
     mesh = std::move(*m);

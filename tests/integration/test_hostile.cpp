@@ -182,3 +182,34 @@ TEST_CASE("SIGINT to starmesh demo takes its router, workers and temporary folde
   CHECK(gone);
   CHECK_FALSE(std::filesystem::exists(logs));
 }
+
+TEST_CASE_FIXTURE(
+    ProcessMesh,
+    "mutual TLS: peers without a certificate from the mesh's CA cannot join or ask, and the mesh serves on") {
+  start("ucx-shm", 2);
+  const std::string router = "127.0.0.1:" + std::to_string(mesh->router_port());
+  const std::string worker_args = "worker --router " + router + " --capacity 4096 --threads 1 --register-timeout 3 ";
+  const std::string rogue_tls =
+      "--tls-ca " + tls.rogue.ca_file + " --tls-cert " + tls.rogue.cert_file + " --tls-key " + tls.rogue.key_file;
+  for (int round = 0; round < 2; ++round) {
+    CAPTURE(round);
+    auto plain = run_cli(worker_args + "2>&1");  // no certificate at all
+    CHECK(plain.exited());
+    CHECK(plain.code() != 0);
+    CHECK(plain.out.find("cannot reach the router") != std::string::npos);
+    auto self_signed = run_cli(worker_args + rogue_tls + " 2>&1");  // a certificate the CA did not sign
+    CHECK(self_signed.exited());
+    CHECK(self_signed.code() != 0);
+    // A client actor system without the mesh's certificate cannot reach the router either.
+    MeshConfig plain_cfg{{1, true, false}};
+    caf::actor_system plain_sys{plain_cfg};
+    auto reached = connect_router(plain_sys, "127.0.0.1", mesh->router_port());
+    CHECK_FALSE(reached);
+    // The refused handshakes left the real connections alone: the workers stay and serve.
+    CHECK(mesh->client().members().value().size() == 2);
+    const auto ctx = random_ids(500, 51 + uint32_t(round)), query = random_ids(4, 52);
+    auto got = run(ctx, query, 256, 6);
+    REQUIRE_MESSAGE(got, (got ? "" : got.error().message));
+    CHECK(got->ids == star(ctx, query, 256, 2, 6).ids);
+  }
+}

@@ -56,6 +56,11 @@ bool exited(pid_t pid, std::string& how) {
   return true;
 }
 
+std::vector<std::string> tls_flags(const MeshTls& tls) {
+  if (!tls.enabled()) return {};
+  return {"--tls-ca", tls.ca_file, "--tls-cert", tls.cert_file, "--tls-key", tls.key_file};
+}
+
 Expected<uint16_t> wait_port_file(const std::string& path, pid_t pid, const std::string& who, Clock::time_point until) {
   for (;;) {
     std::ifstream in(path);
@@ -96,6 +101,8 @@ Expected<std::unique_ptr<LocalMesh>> LocalMesh::start(caf::actor_system& sys, co
                                   "--threads",         std::to_string(o.threads_per_worker),
                                   "--exit-with-parent"};
     w.insert(w.end(), o.worker_args.begin(), o.worker_args.end());
+    const auto tf = tls_flags(o.tls);
+    w.insert(w.end(), tf.begin(), tf.end());
     const auto mf = m->metrics_flags("worker-" + std::to_string(i + 1));
     w.insert(w.end(), mf.begin(), mf.end());
     SM_ASSIGN(wpid, spawn_child(w, log("worker-" + std::to_string(i + 1))));
@@ -118,6 +125,8 @@ Status LocalMesh::spawn_router(uint16_t port, Clock::time_point until) {
       o.program, "router",    "--listen",     "127.0.0.1:" + std::to_string(port), "--port-file",       port_file,
       "--model", o.model_dir, "--block-size", std::to_string(o.block_size),        "--exit-with-parent"};
   router.insert(router.end(), o.router_args.begin(), o.router_args.end());
+  const auto tf = tls_flags(o.tls);
+  router.insert(router.end(), tf.begin(), tf.end());
   const auto mf = metrics_flags("router");
   router.insert(router.end(), mf.begin(), mf.end());
   const std::string log = o.log_dir.empty() ? std::string() : o.log_dir + "/router.log";

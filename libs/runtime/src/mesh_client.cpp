@@ -1,11 +1,14 @@
 #include "starmesh/runtime/mesh_client.hpp"
 
 #include <caf/io/all.hpp>
+#include <caf/openssl/remote_actor.hpp>
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
 #include <optional>
 #include <thread>
+
+#include "starmesh/runtime/mesh_config.hpp"
 
 namespace starmesh {
 
@@ -146,7 +149,9 @@ Expected<MeshClient::Result> MeshClient::run(GenerateOrder order) {
 }
 
 Expected<RouterActor> connect_router(caf::actor_system& sys, const std::string& host, uint16_t port) {
-  auto r = sys.middleman().remote_actor<RouterActor>(host, port);
+  // Over mutual TLS when this system has the mesh's certificates (mesh_config.hpp).
+  auto r = mesh_tls(sys) ? caf::openssl::remote_actor<RouterActor>(sys, host, port)
+                         : sys.middleman().remote_actor<RouterActor>(host, port);
   if (!r)
     return make_error(ErrorCode::unavailable, "cannot reach the router at ", host, ":", port, ": ",
                       describe(r.error()));

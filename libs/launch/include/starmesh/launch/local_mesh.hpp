@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "starmesh/runtime/mesh_client.hpp"
+#include "starmesh/runtime/mesh_config.hpp"
 
 namespace starmesh {
 
@@ -28,6 +29,7 @@ struct LocalMeshOptions {
   bool metrics = false;  // every child serves /metrics on a free 127.0.0.1 port (metrics_ports())
   std::string log_dir;   // children's stdout/stderr go to LOG_DIR/router.log, worker-N.log; empty: inherited
   std::chrono::milliseconds start_timeout{30000};
+  MeshTls tls;  // given: every child speaks mutual TLS with these files (the client must too)
 };
 
 class LocalMesh {
