@@ -45,14 +45,20 @@ Expected<UcxOptions> ucx_options(const std::string& transport, const std::string
   return ucx;
 }
 
+std::function<Status()> live_while(std::shared_ptr<const std::atomic<bool>> running, std::string what) {
+  return [running, what] {
+    return running->load() ? Status{} : make_error(ErrorCode::unavailable, "the ", what, " actor is not running");
+  };
+}
+
 Expected<std::unique_ptr<metrics::HttpEndpoint>> serve_metrics(const metrics::Registry& registry,
-                                                               const std::string& listen,
-                                                               const std::string& port_file) {
+                                                               const std::string& listen, const std::string& port_file,
+                                                               metrics::HealthChecks health) {
   if (listen.empty()) {
     if (!port_file.empty()) return make_error("--metrics-port-file needs --metrics-listen");
     return std::unique_ptr<metrics::HttpEndpoint>();
   }
-  SM_ASSIGN(ep, metrics::HttpEndpoint::start(registry, listen));
+  SM_ASSIGN(ep, metrics::HttpEndpoint::start(registry, listen, std::move(health)));
   if (!port_file.empty()) SM_TRY(write_port_file(port_file, uint16_t(ep->port())));
   spdlog::info("metrics at http://{}:{}/metrics", listen.substr(0, listen.rfind(':')), ep->port());
   return ep;

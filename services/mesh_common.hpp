@@ -34,10 +34,14 @@ inline std::chrono::milliseconds seconds_flag(double seconds) {
 // Writes `port` to `path` (atomically: a reader never sees half a number).
 Status write_port_file(const std::string& path, uint16_t port);
 
-// The /metrics endpoint on `listen` (empty: none, null returned); its port goes to
-// `port_file` when one is given.
+// The /metrics, /healthz and /readyz endpoint on `listen` (empty: none, null returned); its
+// port goes to `port_file` when one is given.
 Expected<std::unique_ptr<metrics::HttpEndpoint>> serve_metrics(const metrics::Registry& registry,
-                                                               const std::string& listen, const std::string& port_file);
+                                                               const std::string& listen, const std::string& port_file,
+                                                               metrics::HealthChecks health = {});
+
+// /healthz: `running` (track_running) says the main actor runs.
+std::function<Status()> live_while(std::shared_ptr<const std::atomic<bool>> running, std::string what);
 
 // spdlog's default logger on stderr (stdout is for answers).
 void log_to_stderr(const std::string& name);
@@ -45,14 +49,13 @@ void log_to_stderr(const std::string& name);
 // --tls-ca, --tls-cert, --tls-key: the mesh's mutual TLS (all three, or none).
 void add_tls_flags(CLI::App& cmd, MeshTls& tls);
 
-// A flag that turns true when `actor` terminates, for whatever reason: a process whose main
-// actor died must not stay up behind a healthy-looking endpoint.
+// `running` turns true now and false when `actor` terminates, for whatever reason: a process
+// whose main actor died must not stay up behind a healthy-looking endpoint.
 template <class Handle>
-std::shared_ptr<std::atomic<bool>> flag_when_down(const Handle& actor) {
-  auto down = std::make_shared<std::atomic<bool>>(false);
+void track_running(const Handle& actor, const std::shared_ptr<std::atomic<bool>>& running) {
+  running->store(true);
   auto ptr = caf::actor_cast<caf::strong_actor_ptr>(actor);
-  if (ptr) ptr->get()->attach_functor([down] { down->store(true); });
-  return down;
+  if (ptr) ptr->get()->attach_functor([running] { running->store(false); });
 }
 
 // Sends `actor` an exit message when the scope ends (every return path of a command), so the

@@ -63,14 +63,24 @@ int run_router(const RouterFlags& f) {
   options.admission.max_queued = f.max_queued;
   auto context = load_router_context(options);
   if (!context) return fail(context.error().message);
-  auto metrics_endpoint = serve_metrics((*context)->metrics->registry, f.metrics_listen, f.metrics_port_file);
+  // /healthz: the router actor runs; /readyz: and a worker has registered.
+  auto running = std::make_shared<std::atomic<bool>>(false);
+  metrics::HealthChecks health;
+  health.live = live_while(running, "router");
+  health.ready = [live = health.live, m = (*context)->metrics]() -> Status {
+    SM_TRY(live());
+    if (m->workers.value() < 1) return make_error(ErrorCode::unavailable, "no worker has registered yet");
+    return {};
+  };
+  auto metrics_endpoint =
+      serve_metrics((*context)->metrics->registry, f.metrics_listen, f.metrics_port_file, std::move(health));
   if (!metrics_endpoint) return fail(metrics_endpoint.error().message);
 
   MeshConfig cfg({f.actor_threads, true, false, f.tls});
   caf::actor_system sys{cfg};
   RouterActor router = spawn_router(sys, *context);
   StopOnExit<RouterActor> stop_router{router};  // every return below, errors included
-  auto router_down = flag_when_down(router);
+  track_running(router, running);
   auto port = publish_actor(router, listen->host, listen->port);
   if (!port) return fail(port.error().message);
   if (!f.port_file.empty())
@@ -120,7 +130,7 @@ int run_router(const RouterFlags& f) {
 #endif
 
   int sig = 0;
-  while (!sig && !router_down->load()) sig = wait_for_signal(std::chrono::milliseconds(200));
+  while (!sig && running->load()) sig = wait_for_signal(std::chrono::milliseconds(200));
 #ifdef STARMESH_WITH_API
   if (api) api->stop();
 #endif

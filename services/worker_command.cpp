@@ -73,7 +73,18 @@ int run_worker(const WorkerFlags& f) {
   auto plane = make_ucx_data_plane(*ucx);
   if (!plane) return fail(plane.error().message);
   auto worker_metrics = std::make_shared<WorkerMetrics>(f.capacity);
-  auto metrics_endpoint = serve_metrics(worker_metrics->registry, f.metrics_listen, f.metrics_port_file);
+  // /healthz: the worker actor runs; /readyz: and it is registered with a router.
+  auto running = std::make_shared<std::atomic<bool>>(false);
+  WorkerMembershipOptions mo;
+  metrics::HealthChecks health;
+  health.live = live_while(running, "worker");
+  health.ready = [live = health.live, registered = mo.registered]() -> Status {
+    SM_TRY(live());
+    if (!registered->load()) return make_error(ErrorCode::unavailable, "not registered with a router");
+    return {};
+  };
+  auto metrics_endpoint =
+      serve_metrics(worker_metrics->registry, f.metrics_listen, f.metrics_port_file, std::move(health));
   if (!metrics_endpoint) return fail(metrics_endpoint.error().message);
 
   int exit_code = 0;
@@ -89,12 +100,12 @@ int run_worker(const WorkerFlags& f) {
     setup.metrics = worker_metrics;
     WorkerActor worker = spawn_context_worker(sys, setup);
     StopOnExit<WorkerActor> stop_worker{worker};  // every return below, errors included
+    track_running(worker, running);
     auto port = publish_actor(worker, listen->host, listen->port);
     if (!port) return fail(port.error().message);
     const std::string endpoint = listen->host + ":" + std::to_string(*port);
     if (!f.port_file.empty())
       if (Status s = write_port_file(f.port_file, *port); !s) return fail(s.message());
-    WorkerMembershipOptions mo;
     mo.router_host = router_at->host;
     mo.router_port = router_at->port;
     mo.endpoint = endpoint;

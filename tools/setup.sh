@@ -12,7 +12,7 @@ packages=(
   libcaf-dev libssl-dev capnproto libcapnp-dev libucx-dev ucx-utils
   libspdlog-dev libfmt-dev doctest-dev
   nlohmann-json3-dev libcli11-dev
-  python3-yaml clang-format openssl
+  python3-yaml clang-format openssl libcpp-httplib-dev
 )
 # npm: the machine's Node.js may already bring it (Debian's npm package conflicts with it).
 command -v npm >/dev/null || packages+=(npm)

@@ -69,6 +69,10 @@ TEST_CASE("router and workers export their metrics, and a real Prometheus scrape
   REQUIRE_MESSAGE(mesh, (mesh ? "" : mesh.error().message));
   const auto ports = (*mesh)->metrics_ports();
   REQUIRE(ports.size() == 3);
+  for (int port : ports) {  // the router and both workers: alive, and ready to serve
+    CHECK(test::http_get(port, "/healthz").status == 200);
+    CHECK(test::http_get(port, "/readyz").status == 200);
+  }
 
   GenerateOrder ok;
   ok.request.context_ids = test::random_token_ids(700, 5);

@@ -29,7 +29,9 @@ inline HttpResponse http_get(int port, const std::string& path, const std::strin
     ::close(fd);
     return r;
   }
-  const std::string req = method + " " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+  // A method with a body says how long it is (none here), as HTTP asks.
+  const std::string length = method == "GET" || method == "HEAD" ? "" : "Content-Length: 0\r\n";
+  const std::string req = method + " " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n" + length + "\r\n";
   if (::send(fd, req.data(), req.size(), 0) != ssize_t(req.size())) {
     ::close(fd);
     return r;

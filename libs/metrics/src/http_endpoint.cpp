@@ -1,113 +1,98 @@
 #include "starmesh/metrics/http_endpoint.hpp"
 
-#include <netdb.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
+#include <httplib.h>
 
-#include <cerrno>
-#include <cstring>
+#include <thread>
 
 namespace starmesh::metrics {
+
+struct HttpEndpoint::Impl {
+  httplib::Server server;
+  std::thread thread;
+};
+
 namespace {
 
-void send_all(int fd, const std::string& data) {
-  for (size_t sent = 0; sent < data.size();) {
-    const ssize_t n = ::send(fd, data.data() + sent, data.size() - sent, MSG_NOSIGNAL);
-    if (n <= 0) return;  // the client went away: nothing to tell it
-    sent += size_t(n);
-  }
-}
-
-std::string response(int status, const char* reason, const std::string& type, const std::string& body, bool with_body) {
-  return "HTTP/1.1 " + std::to_string(status) + " " + reason + "\r\nContent-Type: " + type +
-         "\r\nContent-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" +
-         (with_body ? body : std::string());
+void answer_check(const std::function<Status()>& check, httplib::Response& res) {
+  const Status s = check();
+  res.status = s ? 200 : 503;
+  res.set_content(s ? "ok\n" : s.message() + "\n", "text/plain");
 }
 
 }  // namespace
 
-Expected<std::unique_ptr<HttpEndpoint>> HttpEndpoint::start(const Registry& registry, const std::string& host_port) {
+Expected<std::unique_ptr<HttpEndpoint>> HttpEndpoint::start(const Registry& registry, const std::string& host_port,
+                                                            HealthChecks health, HttpLimits limits) {
   const auto colon = host_port.rfind(':');
   if (colon == std::string::npos || colon == 0 || colon + 1 == host_port.size())
-    return make_error("metrics endpoint: '", host_port, "' is not HOST:PORT");
-  const std::string host = host_port.substr(0, colon), port = host_port.substr(colon + 1);
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-  addrinfo* found = nullptr;
-  if (const int rc = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &found); rc != 0)
-    return make_error("metrics endpoint: cannot listen on ", host_port, ": ", ::gai_strerror(rc));
-  std::unique_ptr<HttpEndpoint> ep(new HttpEndpoint(registry));
-  std::string why = "no address";
-  for (addrinfo* a = found; a && ep->listen_fd_ < 0; a = a->ai_next) {
-    const int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
-    if (fd < 0) continue;
-    const int one = 1;
-    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (::bind(fd, a->ai_addr, a->ai_addrlen) == 0 && ::listen(fd, 16) == 0) {
-      ep->listen_fd_ = fd;
-    } else {
-      why = std::strerror(errno);
-      ::close(fd);
-    }
+    return make_error(ErrorCode::invalid_argument, "metrics endpoint: '", host_port, "' is not HOST:PORT");
+  const std::string host = host_port.substr(0, colon);
+  int port = -1;
+  try {
+    size_t used = 0;
+    port = std::stoi(host_port.substr(colon + 1), &used);
+    if (used != host_port.size() - colon - 1) port = -1;
+  } catch (const std::exception&) {
   }
-  ::freeaddrinfo(found);
-  if (ep->listen_fd_ < 0) return make_error("metrics endpoint: cannot listen on ", host_port, ": ", why);
-  sockaddr_storage bound{};
-  socklen_t len = sizeof bound;
-  ::getsockname(ep->listen_fd_, reinterpret_cast<sockaddr*>(&bound), &len);
-  ep->port_ = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
-                                                : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
-  ep->thread_ = std::thread([p = ep.get()] { p->serve(); });
+  if (port < 0 || port > 65535)
+    return make_error(ErrorCode::invalid_argument, "metrics endpoint: '", host_port, "': the port must be 0 to 65535");
+
+  auto impl = std::make_unique<Impl>();
+  httplib::Server& s = impl->server;
+  s.set_read_timeout(limits.read_timeout);
+  s.set_write_timeout(limits.write_timeout);
+  s.set_keep_alive_timeout(std::chrono::duration_cast<std::chrono::seconds>(limits.keep_alive).count());
+  s.set_payload_max_length(limits.max_request_bytes);
+  // SO_REUSEADDR only: httplib's default adds SO_REUSEPORT, which lets a second process bind
+  // the same port and take half its connections instead of failing.
+  s.set_socket_options([](socket_t sock) {
+    const int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
+  s.Get("/metrics", [&registry](const httplib::Request&, httplib::Response& res) {
+    res.set_content(registry.expose(), "text/plain; version=0.0.4; charset=utf-8");
+  });
+  s.Get("/healthz", [live = health.live](const httplib::Request&, httplib::Response& res) { answer_check(live, res); });
+  s.Get("/readyz",
+        [ready = health.ready](const httplib::Request&, httplib::Response& res) { answer_check(ready, res); });
+  auto known = [](const std::string& path) { return path == "/metrics" || path == "/healthz" || path == "/readyz"; };
+  auto refuse = [known](const httplib::Request& req, httplib::Response& res) {
+    res.status = known(req.path) ? 405 : 404;
+    res.set_content(known(req.path) ? "only GET\n" : "not found: /metrics, /healthz, /readyz\n", "text/plain");
+  };
+  s.Post(".*", refuse);
+  s.Put(".*", refuse);
+  s.Delete(".*", refuse);
+  s.Patch(".*", refuse);
+  s.set_error_handler([known](const httplib::Request& req, httplib::Response& res) {
+    if (res.status == 404 && !known(req.path))
+      res.set_content("not found: /metrics, /healthz, /readyz\n", "text/plain");
+  });
+  const int bound = port == 0 ? s.bind_to_any_port(host) : (s.bind_to_port(host, port) ? port : -1);
+  if (bound <= 0)
+    return make_error(ErrorCode::unavailable, "metrics endpoint: cannot listen on ", host_port,
+                      " (taken, or not an address of this machine)");
+  impl->thread = std::thread([srv = &impl->server] { srv->listen_after_bind(); });
+  // Returns once the server loop runs: a stop() before that would be missed by the loop, and
+  // the destructor would wait for it forever.
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (!impl->server.is_running() && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  if (!impl->server.is_running()) {
+    impl->server.stop();
+    impl->thread.join();
+    return make_error(ErrorCode::internal, "metrics endpoint on ", host_port, ": the server loop did not start");
+  }
+  std::unique_ptr<HttpEndpoint> ep(new HttpEndpoint(std::move(impl)));
+  ep->port_ = bound;
   return ep;
 }
 
+HttpEndpoint::HttpEndpoint(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
 HttpEndpoint::~HttpEndpoint() {
-  stop_ = true;
-  if (thread_.joinable()) thread_.join();
-  if (listen_fd_ >= 0) ::close(listen_fd_);
-}
-
-void HttpEndpoint::serve() {
-  while (!stop_) {
-    pollfd p{listen_fd_, POLLIN, 0};
-    if (::poll(&p, 1, 100) <= 0) continue;  // wakes up to notice stop_
-    const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd < 0) continue;
-    answer(fd);
-    ::close(fd);
-  }
-}
-
-void HttpEndpoint::answer(int fd) {
-  // The request head, within 2 s and 8 KB (a scrape sends a few hundred bytes).
-  timeval tv{2, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  std::string head;
-  char buf[1024];
-  while (head.find("\r\n\r\n") == std::string::npos && head.size() < 8192) {
-    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-    if (n <= 0) break;
-    head.append(buf, size_t(n));
-  }
-  const auto sp1 = head.find(' '), sp2 = head.find(' ', sp1 == std::string::npos ? 0 : sp1 + 1);
-  if (sp1 == std::string::npos || sp2 == std::string::npos) {
-    send_all(fd, response(400, "Bad Request", "text/plain", "not an HTTP request\n", true));
-    return;
-  }
-  const std::string method = head.substr(0, sp1);
-  std::string path = head.substr(sp1 + 1, sp2 - sp1 - 1);
-  path = path.substr(0, path.find('?'));
-  if (path != "/metrics") {
-    send_all(fd, response(404, "Not Found", "text/plain", "not found: the metrics are at /metrics\n", true));
-  } else if (method != "GET" && method != "HEAD") {
-    send_all(fd, response(405, "Method Not Allowed", "text/plain", "only GET\n", true));
-  } else {
-    send_all(fd, response(200, "OK", "text/plain; version=0.0.4; charset=utf-8", registry_.expose(), method == "GET"));
-  }
+  impl_->server.stop();
+  if (impl_->thread.joinable()) impl_->thread.join();
 }
 
 }  // namespace starmesh::metrics

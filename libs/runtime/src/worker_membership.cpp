@@ -39,6 +39,7 @@ Expected<uint32_t> WorkerMembership::join() {
   SM_ASSIGN(router, connect_router(sys_, options_.router_host, options_.router_port));
   SM_ASSIGN(id, register_worker(sys_, router, worker_, options_.register_timeout, options_.endpoint));
   watch(router);
+  options_.registered->store(true);
   return id;
 }
 
@@ -65,10 +66,12 @@ int WorkerMembership::run(const WaitForSignal& wait) {
     }
     if (int sig = wait(std::chrono::milliseconds(200))) {
       spdlog::info("signal {}: leaving the mesh", sig);
+      options_.registered->store(false);  // not ready for new work while it drains
       if (!router_gone_->load()) leave(wait);
       return 0;
     }
     if (!router_gone_->load()) continue;
+    options_.registered->store(false);
     const std::string at = options_.router_host + ":" + std::to_string(options_.router_port);
     if (options_.exit_with_router) {
       spdlog::error("the router at {} went away: stopping", at);

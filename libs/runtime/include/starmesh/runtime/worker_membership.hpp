@@ -28,6 +28,8 @@ struct WorkerMembershipOptions {
   std::chrono::milliseconds register_timeout{10000};
   std::chrono::milliseconds drain_timeout{30000};
   bool exit_with_router = false;  // stop when the router goes away instead of waiting for the next
+  // Kept true while the worker is registered with a live router (readiness probes read it).
+  std::shared_ptr<std::atomic<bool>> registered = std::make_shared<std::atomic<bool>>(false);
 };
 
 class WorkerMembership {
