@@ -19,7 +19,11 @@ struct RouterMetrics {
   // ("invalid_argument", "refused", "overloaded", "timeout", "unavailable", ...).
   metrics::Counter &requests_ok, &requests_cancelled;
   std::array<metrics::Counter *, std::size(kAllErrorCodes)> requests_failed{};  // by ErrorCode
-  metrics::Counter &failed(ErrorCode code) { return *requests_failed[size_t(code)]; }
+  // A code from a peer may lie outside the set: it counts as internal.
+  metrics::Counter &failed(ErrorCode code) {
+    const size_t i = size_t(code) < requests_failed.size() ? size_t(code) : size_t(ErrorCode::internal);
+    return *requests_failed[i];
+  }
   metrics::Gauge &in_flight, &queued;
   metrics::Histogram &queue_wait_seconds;
   metrics::Histogram &request_seconds, &first_token_seconds, &phase1_seconds;
