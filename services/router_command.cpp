@@ -27,6 +27,7 @@ struct RouterFlags {
   std::string model_dir = STARMESH_DEFAULT_MODEL_DIR;
   int64_t block_size = 1024;
   double control_timeout = 10, phase1_timeout = 600, step_timeout = 60, queue_timeout = 60, context_ttl = 1800;
+  double heartbeat = 1, liveness_timeout = 5;
   size_t max_queued = 256;
   std::string port_file;
   std::string api_listen, api_tokens_file, api_port_file;
@@ -58,6 +59,8 @@ int run_router(const RouterFlags& f) {
   options.control_timeout = seconds_flag(f.control_timeout);
   options.phase1_timeout = seconds_flag(f.phase1_timeout);
   options.step_timeout = seconds_flag(f.step_timeout);
+  options.heartbeat = seconds_flag(f.heartbeat);
+  options.liveness_timeout = seconds_flag(f.liveness_timeout);
   options.admission.queue_timeout = seconds_flag(f.queue_timeout);
   options.admission.context_ttl = seconds_flag(f.context_ttl);
   options.admission.max_queued = f.max_queued;
@@ -157,6 +160,14 @@ void add_router_command(CLI::App& app, int& exit_code) {
       ->capture_default_str();
   cmd->add_option("--phase1-timeout", f->phase1_timeout, "Seconds a worker may take for phase 1")
       ->check(CLI::Range(0.001, 2592000.0))
+      ->capture_default_str();
+  cmd->add_option("--heartbeat", f->heartbeat, "Seconds between liveness probes of every worker (0: none)")
+      ->check(CLI::Range(0.0, 3600.0))
+      ->capture_default_str();
+  cmd->add_option(
+         "--liveness-timeout", f->liveness_timeout,
+         "Seconds a worker may take to answer a probe before it is taken out of the mesh and its requests fail")
+      ->check(CLI::Range(0.1, 3600.0))
       ->capture_default_str();
   cmd->add_option("--step-timeout", f->step_timeout, "Seconds between two generated tokens before a request fails")
       ->check(CLI::Range(0.001, 2592000.0))

@@ -248,6 +248,20 @@ std::vector<uint64_t> AdmissionBook::contexts_on(uint32_t worker_id) const {
   return on;
 }
 
+std::vector<uint64_t> AdmissionBook::requests_on(uint32_t worker_id) const {
+  std::vector<uint64_t> out;
+  auto uses = [worker_id](const Placement& p) {
+    return std::any_of(p.hosts.begin(), p.hosts.end(), [&](const PlacedHost& h) { return h.worker_id == worker_id; });
+  };
+  for (const auto& [id, p] : placements_)
+    if (uses(p)) out.push_back(id);
+  for (const auto& [id, cid] : attached_) {
+    auto k = kept_.find(cid);
+    if (k != kept_.end() && uses(k->second.placement)) out.push_back(id);
+  }
+  return out;
+}
+
 void AdmissionBook::worker_leaving(uint32_t worker_id, Time now, Decisions& out) {
   for (uint64_t cid : contexts_on(worker_id)) {  // they go with it (now, or when their users end)
     Kept& k = kept_.at(cid);

@@ -15,6 +15,9 @@ struct WorkerState {
   std::shared_ptr<WorkerEngine> engine;
   std::unique_ptr<JobsBook> book;
   std::map<uint64_t, caf::typed_response_promise<EncodeReport>> pending;  // phase 1 running
+  // What status answers, made once: asking the data plane for its address takes the lock a
+  // join holds while it waits for a peer, and a liveness probe must not wait for that.
+  WorkerInfo info;
 
   ~WorkerState() {
     if (!book) return;
@@ -55,21 +58,11 @@ caf::result<EncodeReport> start_encode(WorkerPtr self, EncodeOrder& o) {
     if (s.code() == ErrorCode::overloaded) count_refusal(st);
     return mesh_error(s.error());
   }
-  std::vector<std::vector<uint8_t>> addresses;
-  for (const GroupMember& m : o.group) addresses.push_back(m.address);
-  auto transport = setup.data_plane->join(job->id, job->host, addresses);
-  if (!transport) {
-    st.book->withdraw(job->id);
-    count_refusal(st);
-    return mesh_error(ErrorCode::unavailable, "could not join the data plane of request " + std::to_string(job->id) +
-                                                  ": " + transport.error().message);
-  }
-  job->transport = std::move(*transport);
   publish_pool(st);
   if (job->driver) self->monitor(job->driver);
   auto promise = self->make_response_promise<EncodeReport>();
   st.pending[job->id] = promise;
-  job->thread = std::thread(run_job, st.engine, job, setup.shard_server, WorkerActor{self});
+  job->thread = std::thread(run_job, st.engine, job, setup.data_plane, setup.shard_server, WorkerActor{self});
   return promise;
 }
 
@@ -129,6 +122,7 @@ WorkerActor::behavior_type context_worker(WorkerPtr self, std::shared_ptr<Worker
   st.setup = setup;
   st.engine = std::make_shared<WorkerEngine>(*setup->model);
   st.book = std::make_unique<JobsBook>(setup->kv_capacity);
+  st.info = describe_worker(*setup, setup->kv_capacity);
   self->set_down_handler([=](caf::down_msg& dm) {
     // A request's driver went away (its router died): nobody will free its jobs.
     for (auto& job : self->state.book->orphans_of(dm.source)) {
@@ -169,7 +163,11 @@ WorkerActor::behavior_type context_worker(WorkerPtr self, std::shared_ptr<Worker
         publish_pool(self->state);
         return self->state.book->pool().free();
       },
-      [=](status_atom) -> WorkerInfo { return describe_worker(*setup, self->state.book->pool().free()); },
+      [=](status_atom) -> WorkerInfo {
+        WorkerInfo info = self->state.info;
+        info.kv_free = self->state.book->pool().free();
+        return info;
+      },
   };
 }
 

@@ -172,6 +172,12 @@ std::vector<WorkerView> Membership::view() const {
   return out;
 }
 
+std::vector<std::pair<uint32_t, WorkerActor>> Membership::handles() const {
+  std::vector<std::pair<uint32_t, WorkerActor>> out;
+  for (const auto& [id, e] : workers_) out.emplace_back(id, e.handle);
+  return out;
+}
+
 std::optional<WorkerView> Membership::find(uint32_t id) const {
   auto it = workers_.find(id);
   if (it == workers_.end()) return std::nullopt;

@@ -343,6 +343,7 @@ RequestActor::behavior_type request_driver(DriverPtr self, std::shared_ptr<Drive
         auto& s = self->state;
         // From the coordinator (its error), or from a shard host's loop.
         const caf::actor_addr from = self->current_sender() ? self->current_sender()->address() : caf::actor_addr{};
+        if (from == s.setup->router.address()) return fail(self, std::move(why));  // says which worker
         std::string who =
             s.placed ? "the query coordinator on " + s.host_name(s.placement.hosts.size() - 1) : "a worker";
         auto it = s.host_of.find(from);

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <map>
+#include <set>
 
 #include "starmesh/runtime/admission_book.hpp"
 #include "starmesh/runtime/request_driver.hpp"
@@ -25,6 +26,8 @@ struct RouterState {
   std::shared_ptr<const RouterContext> context;
   std::unique_ptr<AdmissionBook> book;
   std::map<uint64_t, caf::typed_response_promise<Placement>> queued;  // answered when the book decides
+  std::set<uint32_t> probing;                                         // workers with a liveness probe out
+  bool beating = false;                                               // the heartbeat timer is armed
   uint64_t next_request = 1;
   // Running requests (shared with the exit functor, which runs after the state is gone).
   std::shared_ptr<std::map<uint64_t, RequestActor>> drivers = std::make_shared<std::map<uint64_t, RequestActor>>();
@@ -114,6 +117,43 @@ void release(RouterPtr self, uint64_t id) {
   apply(self, d);
 }
 
+// A worker that did not answer its heartbeat in time: out of the mesh, its requests fail now
+// (naming it), its kept contexts go, and it is told to stop (it gets the message if it wakes).
+void worker_lost(RouterPtr self, uint32_t id, const WorkerActor& handle) {
+  auto& st = self->state;
+  auto gone = st.book->members().remove(id);
+  if (!gone) return;
+  const auto& opt = st.context->options;
+  const Error why{worker_name(id, gone->info.endpoint) + " stopped answering: no heartbeat within " +
+                      format_seconds(opt.liveness_timeout) + "; it was taken out of the mesh",
+                  ErrorCode::unavailable};
+  spdlog::warn("router: {} ({} workers remain)", why.message, st.book->members().size());
+  for (uint64_t request : st.book->requests_on(id))
+    if (auto d = st.drivers->find(request); d != st.drivers->end())
+      self->send(d->second, failed_atom::value, request, why);
+  Decisions d;
+  st.book->worker_lost(id, self->clock().now(), d);
+  apply(self, d);
+  caf::anon_send_exit(handle, caf::exit_reason::user_shutdown);
+}
+
+// Asks every worker without a probe out for its status; one that does not answer within the
+// liveness timeout is lost. Re-arms itself.
+void heartbeat(RouterPtr self) {
+  auto& st = self->state;
+  const auto timeout = st.context->options.liveness_timeout;
+  for (const auto& [id, handle] : st.book->members().handles()) {
+    if (!st.probing.insert(id).second) continue;
+    self->request(handle, timeout, status_atom::value)
+        .then([=](WorkerInfo&) { self->state.probing.erase(id); },
+              [=](caf::error& e) {
+                self->state.probing.erase(id);
+                if (e == caf::sec::request_timeout) worker_lost(self, id, handle);
+              });
+  }
+  self->delayed_send(self, st.context->options.heartbeat, beat_atom::value);
+}
+
 void on_down(RouterPtr self, const caf::down_msg& dm) {
   auto& st = self->state;
   if (auto gone = st.book->members().remove(dm.source)) {
@@ -149,6 +189,10 @@ RouterActor::behavior_type router(RouterPtr self, std::shared_ptr<const RouterCo
           return mesh_error(id.error());
         }
         self->monitor(worker);
+        if (!self->state.beating && self->state.context->options.heartbeat.count() > 0) {
+          self->state.beating = true;
+          self->delayed_send(self, self->state.context->options.heartbeat, beat_atom::value);
+        }
         Decisions d;
         self->state.book->capacity_changed(now(), d);
         apply(self, d);
@@ -186,6 +230,7 @@ RouterActor::behavior_type router(RouterPtr self, std::shared_ptr<const RouterCo
         self->state.book->context_ttl(context_id, now(), d);
         apply(self, d);
       },
+      [=](beat_atom) { heartbeat(self); },
       [=](release_atom, uint64_t id) { release(self, id); },
       [=](keep_atom, uint64_t id) -> bool {  // the request ends; its shards become kept context `id`
         self->state.drivers->erase(id);

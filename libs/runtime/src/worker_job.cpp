@@ -37,14 +37,26 @@ Expected<std::shared_ptr<Job>> make_job(EncodeOrder& o, int64_t vocab_size) {
   job->keep = o.keep;
   job->local_capacity = job->query_host ? o.local_capacity : 0;
   job->step_timeout = std::chrono::milliseconds(std::max<int64_t>(1, o.step_timeout_ms));
-  for (const GroupMember& m : o.group) job->host_names.push_back(worker_name(m.worker_id, m.endpoint));
+  for (const GroupMember& m : o.group) {
+    job->host_names.push_back(worker_name(m.worker_id, m.endpoint));
+    job->addresses.push_back(m.address);
+  }
   job->driver = o.driver;
   return job;
 }
 
-void run_job(std::shared_ptr<WorkerEngine> engine, std::shared_ptr<Job> job, ShardServerOptions serve,
-             WorkerActor worker) {
+void run_job(std::shared_ptr<WorkerEngine> engine, std::shared_ptr<Job> job, data_plane_i* plane,
+             ShardServerOptions serve, WorkerActor worker) {
   const Transformer& model = engine->model;
+  auto transport = plane->join(job->id, job->host, job->addresses);
+  if (!transport) {
+    job->phase1 = make_error(ErrorCode::unavailable, "could not join the data plane of request ", job->id, ": ",
+                             transport.error().message);
+    caf::anon_send(worker, encoded_atom::value, job->id);
+    caf::anon_send(worker, served_atom::value, job->id);
+    return;
+  }
+  job->transport = std::move(*transport);
   if (job->shard) {  // a kept context's shard: nothing to encode
     job->shard_tokens = job->shard->end - job->shard->begin;
   } else {

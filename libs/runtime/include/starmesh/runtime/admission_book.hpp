@@ -103,6 +103,9 @@ class AdmissionBook {
   void worker_leaving(uint32_t worker_id, Time now, Decisions& out);
   void worker_lost(uint32_t worker_id, Time now, Decisions& out);
 
+  // The running requests with a shard or their query tokens on `worker_id`.
+  std::vector<uint64_t> requests_on(uint32_t worker_id) const;
+
   size_t queued() const { return queue_.size(); }
   size_t kept_contexts() const { return kept_.size(); }
   bool is_kept(uint64_t context_id) const { return kept_.count(context_id) > 0; }

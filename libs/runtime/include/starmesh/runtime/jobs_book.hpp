@@ -31,9 +31,10 @@ struct Job {
   std::vector<int32_t> context;  // anchor and own blocks filled in; dropped after phase 1
   int64_t local_capacity = 0;    // query host: query + generated tokens
   std::chrono::milliseconds step_timeout{60000};
-  std::vector<std::string> host_names;  // per rank, for messages
+  std::vector<std::string> host_names;          // per rank, for messages
+  std::vector<std::vector<uint8_t>> addresses;  // per rank: the data-plane addresses of the group
   RequestActor driver;
-  std::unique_ptr<transport_i> transport;
+  std::unique_ptr<transport_i> transport;  // joined by the job's thread (joining may wait on peers)
   std::atomic<bool> stop{false};
   std::thread thread;
 

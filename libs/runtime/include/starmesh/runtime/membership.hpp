@@ -43,6 +43,8 @@ class Membership {
 
   std::vector<WorkerView> view() const;
   std::optional<WorkerView> find(uint32_t id) const;
+  // Every registered worker's id and handle (liveness probes).
+  std::vector<std::pair<uint32_t, WorkerActor>> handles() const;
   size_t size() const { return workers_.size(); }
   // "worker 3 at 127.0.0.1:PORT", for messages.
   std::string name(uint32_t id) const;

@@ -52,6 +52,7 @@ using drop_atom = caf::atom_constant<caf::atom("drop")>;
 using attach_atom = caf::atom_constant<caf::atom("attach")>;
 using deadline_atom = caf::atom_constant<caf::atom("deadline")>;  // router: a queued request's wait ends
 using ttl_atom = caf::atom_constant<caf::atom("ttl")>;            // router: check a kept context's TTL
+using beat_atom = caf::atom_constant<caf::atom("beat")>;          // router: probe every worker's liveness
 
 // A kept context (encode once, ask many times) is named by the id of the request that
 // encoded it; its KV is booked under this key, apart from the requests' own.
@@ -217,6 +218,7 @@ using RouterActor = caf::typed_actor<
     caf::replies_to<members_atom>::with<std::vector<WorkerView>>,
     caf::reacts_to<deadline_atom, uint64_t>,               // a queued request's wait ends
     caf::reacts_to<ttl_atom, uint64_t>,                    // a kept context may have expired
+    caf::reacts_to<beat_atom>,                             // probe the workers (liveness)
     caf::replies_to<leave_atom, WorkerActor>::with<bool>,  // a worker drains
     // keep: the request's shards become a kept context;
     // attach: place a request (id, context id, local tokens) on one

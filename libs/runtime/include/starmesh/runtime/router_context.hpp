@@ -20,6 +20,11 @@ struct RouterOptions {
   std::chrono::milliseconds control_timeout{10000};
   std::chrono::milliseconds phase1_timeout{600000};  // one worker's phase 1
   std::chrono::milliseconds step_timeout{60000};     // between two tokens (and for the first)
+  // Liveness: every `heartbeat` the router asks each worker for its status; one that has not
+  // answered for `liveness_timeout` (stopped, hung, cut off) is taken out of the mesh and the
+  // requests on it fail at once with `unavailable`, naming it (0: no heartbeats).
+  std::chrono::milliseconds heartbeat{1000};
+  std::chrono::milliseconds liveness_timeout{5000};
   // The queue and kept contexts (admission_book.hpp has the rules).
   AdmissionOptions admission;
 };
