@@ -23,7 +23,6 @@
 #include "starmesh/model/generator.hpp"
 #include "starmesh/model/loaded_model.hpp"
 #include "starmesh/model/tokenizer.hpp"
-#include "starmesh/model/utf8_stream.hpp"
 #include "starmesh/service/request.hpp"
 #ifdef STARMESH_WITH_API
 #include "api_login.hpp"
@@ -80,17 +79,6 @@ std::vector<Config> configs(const EvalFlags& f) {
   return out;
 }
 
-// Text of generated ids, special tokens left out.
-std::string text_of(const Tokenizer& tok, const std::vector<int32_t>& ids) {
-  Utf8Stream text;
-  std::string out;
-  for (int32_t id : ids) {
-    auto bytes = tok.token_bytes(id);
-    if (bytes && !tok.is_special(id)) out += text.push(*bytes);
-  }
-  return out + text.flush();
-}
-
 // The single-process engine: global attention, or Star Attention with `hosts` simulated hosts.
 Answerer engine_answerer(const Transformer& model, const Tokenizer& tok, int max_tokens) {
   return [&model, &tok, max_tokens](const Prompt& p) -> Expected<std::string> {
@@ -114,7 +102,7 @@ Answerer engine_answerer(const Transformer& model, const Tokenizer& tok, int max
                  model.backend(), [&](std::span<const int32_t> x) { return star->step(x); }, p.query, params, collect)
                  .status());
     }
-    return text_of(tok, ids);
+    return tok.decode(ids, /*skip_special=*/true);
   };
 }
 

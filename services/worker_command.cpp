@@ -74,10 +74,9 @@ int run_worker(const WorkerFlags& f) {
   if (!plane) return fail(plane.error().message);
   auto worker_metrics = std::make_shared<WorkerMetrics>(f.capacity);
   // /healthz: the worker actor runs; /readyz: and it is registered with a router.
-  auto running = std::make_shared<std::atomic<bool>>(false);
-  WorkerMembershipOptions mo;
+  WorkerMembershipOptions mo;  // its flags: the worker actor runs, it is registered
   metrics::HealthChecks health;
-  health.live = live_while(running, "worker");
+  health.live = live_while(mo.worker_running, "worker");
   health.ready = [live = health.live, registered = mo.registered]() -> Status {
     SM_TRY(live());
     if (!registered->load()) return make_error(ErrorCode::unavailable, "not registered with a router");
@@ -100,7 +99,6 @@ int run_worker(const WorkerFlags& f) {
     setup.metrics = worker_metrics;
     WorkerActor worker = spawn_context_worker(sys, setup);
     StopOnExit<WorkerActor> stop_worker{worker};  // every return below, errors included
-    track_running(worker, running);
     auto port = publish_actor(worker, listen->host, listen->port);
     if (!port) return fail(port.error().message);
     const std::string endpoint = listen->host + ":" + std::to_string(*port);

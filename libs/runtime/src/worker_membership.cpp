@@ -27,8 +27,9 @@ Expected<uint32_t> register_worker(caf::actor_system& sys, const RouterActor& ro
 
 WorkerMembership::WorkerMembership(caf::actor_system& sys, WorkerActor worker, WorkerMembershipOptions options)
     : sys_(sys), worker_(std::move(worker)), options_(std::move(options)) {
+  options_.worker_running->store(true);
   if (auto ptr = caf::actor_cast<caf::strong_actor_ptr>(worker_))
-    ptr->get()->attach_functor([down = worker_down_] { down->store(true); });
+    ptr->get()->attach_functor([running = options_.worker_running] { running->store(false); });
 }
 
 WorkerMembership::~WorkerMembership() {
@@ -60,7 +61,7 @@ void WorkerMembership::watch(const RouterActor& router) {
 
 int WorkerMembership::run(const WaitForSignal& wait) {
   for (;;) {
-    if (worker_down_->load()) {
+    if (!options_.worker_running->load()) {
       spdlog::error("the worker actor ended unexpectedly: stopping");
       return 1;
     }

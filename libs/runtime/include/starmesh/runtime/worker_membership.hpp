@@ -30,6 +30,8 @@ struct WorkerMembershipOptions {
   bool exit_with_router = false;  // stop when the router goes away instead of waiting for the next
   // Kept true while the worker is registered with a live router (readiness probes read it).
   std::shared_ptr<std::atomic<bool>> registered = std::make_shared<std::atomic<bool>>(false);
+  // True from construction while the worker actor runs (liveness probes read it too).
+  std::shared_ptr<std::atomic<bool>> worker_running = std::make_shared<std::atomic<bool>>(false);
 };
 
 class WorkerMembership {
@@ -60,7 +62,6 @@ class WorkerMembership {
   RouterActor router_;
   caf::actor watcher_;
   std::shared_ptr<std::atomic<bool>> router_gone_ = std::make_shared<std::atomic<bool>>(false);
-  std::shared_ptr<std::atomic<bool>> worker_down_ = std::make_shared<std::atomic<bool>>(false);
 };
 
 }  // namespace starmesh
