@@ -1,9 +1,11 @@
 #include <fmt/core.h>
 
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -27,7 +29,8 @@ struct GenerateOptions {
   std::string model_dir = STARMESH_DEFAULT_MODEL_DIR;
   std::string prompt;  // the query when there is no context
   std::string prompt_ids;
-  std::string context, context_file, query;
+  std::string context, context_file, context_ids_file, query;
+  bool json = false;
   std::string mode = "global";
   StarOptions star{4096, -1, 4};
   bool no_anchor = false;
@@ -40,7 +43,7 @@ struct GenerateOptions {
 
 Expected<std::string> read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) return make_error("cannot read --context-file '", path, "'");
+  if (!in) return make_error("cannot read '", path, "'");
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
@@ -50,6 +53,14 @@ Expected<std::pair<std::vector<int32_t>, std::vector<int32_t>>> request_tokens(c
   if (!o.prompt_ids.empty()) {
     SM_ASSIGN(ids, parse_ids("--prompt-ids", o.prompt_ids));
     return std::pair{std::vector<int32_t>{}, ids};
+  }
+  if (!o.context_ids_file.empty()) {  // a tokenized context: exact lengths for benchmarks
+    SM_ASSIGN(text, read_file(o.context_ids_file));
+    while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.pop_back();
+    SM_ASSIGN(ids, parse_ids("--context-ids-file", text));
+    if (int64_t(ids.size()) > kMaxContextTokens)
+      return make_error("--context-ids-file: ", ids.size(), " tokens, more than the ", kMaxContextTokens, " allowed");
+    return std::pair{ids, tok.encode(o.query, false)};
   }
   std::string context = o.context;
   if (!o.context_file.empty()) {
@@ -102,7 +113,7 @@ int run_generate(const GenerateOptions& o) {
     if (!s) return fail(s.error().message);
     star = std::move(*s);
     phase1_seconds = star->phase1_seconds();
-    fmt::print(stderr, "star plan: {}\n", star->plan().describe());
+    if (!o.json) fmt::print(stderr, "star plan: {}\n", star->plan().describe());
     step = [&](std::span<const int32_t> ids) { return star->step(ids); };
   } else {
     prompt.insert(prompt.begin(), context.begin(), context.end());
@@ -113,29 +124,70 @@ int run_generate(const GenerateOptions& o) {
   }
 
   Utf8Stream text;
-  std::string error;
+  std::string error, out_text;
+  std::vector<int32_t> out_ids;
   auto stats = generate_with(backend, step, prompt, params, [&](int32_t id) {
     auto bytes = tokenizer->token_bytes(id);
     if (!bytes) {
       error = bytes.error().message;
       return false;
     }
-    if (!tokenizer->is_special(id)) std::fputs(text.push(*bytes).c_str(), stdout);
-    std::fflush(stdout);
+    out_ids.push_back(id);
+    if (tokenizer->is_special(id)) return true;
+    const std::string piece = text.push(*bytes);
+    if (o.json) {
+      out_text += piece;
+    } else {
+      std::fputs(piece.c_str(), stdout);
+      std::fflush(stdout);
+    }
     return true;
   });
-  std::fputs(text.flush().c_str(), stdout);
-  std::fputs("\n", stdout);
+  if (o.json) {
+    out_text += text.flush();
+  } else {
+    std::fputs(text.flush().c_str(), stdout);
+    std::fputs("\n", stdout);
+  }
   if (!stats) return fail(stats.error().message);
   if (!error.empty()) return fail(error);
   const double decode_tps =
       stats->generated_tokens > 1 ? double(stats->generated_tokens - 1) / stats->decode_seconds : 0;
-  if (star_mode)
-    fmt::print(stderr, "mode star: context {} tokens, phase 1 {:.1f} ms; query {} tokens, phase 2 prefill {:.1f} ms; ",
-               context.size(), phase1_seconds * 1e3, query.size(), stats->prefill_seconds * 1e3);
-  else
+  if (o.json) {
+    nlohmann::json j;
+    j["mode"] = o.mode;
+    j["device"] = o.device;
+    j["context_tokens"] = context.size();
+    j["query_tokens"] = query.size();
+    j["prompt_tokens"] = stats->prompt_tokens;
+    j["generated_tokens"] = stats->generated_tokens;
+    j["ids"] = out_ids;
+    j["text"] = out_text;
+    j["prefill_s"] = stats->prefill_seconds;  // star: phase 2's query prefill
+    j["decode_s"] = stats->decode_seconds;
+    j["decode_tok_s"] = decode_tps;
+    j["peak_gpu_bytes"] = backend.peak_memory_bytes();
+    if (star_mode) {
+      j["phase1_s"] = star->phase1_seconds();
+      j["phase1_host_s"] = star->host_phase1_seconds();
+      j["phase1_max_host_s"] = star->phase1_max_host_seconds();
+      j["plan"] = star->plan().describe();
+    }
+    std::puts(j.dump().c_str());
+    return 0;
+  }
+  if (star_mode) {
+    std::string hosts;
+    for (double h : star->host_phase1_seconds()) hosts += fmt::format("{}{:.1f}", hosts.empty() ? "" : " ", h * 1e3);
+    fmt::print(stderr,
+               "mode star: context {} tokens, phase 1 {:.1f} ms (per host: {} ms; slowest {:.1f} ms); query {} tokens, "
+               "phase 2 prefill {:.1f} ms; ",
+               context.size(), phase1_seconds * 1e3, hosts, star->phase1_max_host_seconds() * 1e3, query.size(),
+               stats->prefill_seconds * 1e3);
+  } else {
     fmt::print(stderr, "mode global: prompt {} tokens, prefill {:.1f} ms ({:.0f} tok/s); ", stats->prompt_tokens,
                stats->prefill_seconds * 1e3, double(stats->prompt_tokens) / stats->prefill_seconds);
+  }
   fmt::print(stderr, "generated {} tokens, {:.1f} tok/s\n", stats->generated_tokens, decode_tps);
   return 0;
 }
@@ -152,10 +204,13 @@ void add_generate_command(CLI::App& app, int& exit_code) {
   auto* ids = cmd->add_option("--prompt-ids", opts->prompt_ids, "Prompt as comma-separated token ids");
   auto* context = cmd->add_option("--context", opts->context, "Context text (the long document)");
   auto* context_file = cmd->add_option("--context-file", opts->context_file, "Read the context from a file");
+  auto* context_ids = cmd->add_option("--context-ids-file", opts->context_ids_file,
+                                      "Read the context as comma-separated token ids (no BOS added)");
   auto* query = cmd->add_option("--query", opts->query, "Query text, asked after the context");
   prompt->excludes(ids)->excludes(query);
   context->excludes(context_file)->excludes(ids);
   context_file->excludes(ids);
+  context_ids->excludes(ids)->excludes(context)->excludes(context_file)->excludes(prompt);
   cmd->add_option("--mode", opts->mode, "global (exact attention) or star (Star Attention)")
       ->check(CLI::IsMember({"global", "star"}))
       ->capture_default_str();
@@ -180,6 +235,7 @@ void add_generate_command(CLI::App& app, int& exit_code) {
       ->capture_default_str();
   cmd->add_option("--device", opts->device, "cpu, cuda, cuda:N or auto")->capture_default_str();
   cmd->add_flag("!--no-bos", opts->add_bos, "Do not prepend the BOS token to --prompt");
+  cmd->add_flag("--json", opts->json, "Print one JSON object (text, ids, timings, per-host phase 1) instead of text");
   cmd->callback([opts, cmd, &exit_code] {
     if (cmd->count("--prompt") + cmd->count("--prompt-ids") + cmd->count("--query") == 0)
       throw CLI::RequiredError("--prompt, --prompt-ids or --query");

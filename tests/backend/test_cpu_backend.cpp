@@ -139,3 +139,40 @@ TEST_CASE_FIXTURE(Fixture, "cpu attention with lse equals float64 over masks and
   REQUIRE_FALSE(st);
   CHECK(st.message().find("3 query heads") != std::string::npos);
 }
+
+TEST_CASE_FIXTURE(Fixture, "cpu merge_states of per-segment attention equals float64 attention over all keys") {
+  const int64_t nq = 3, nk = 90, hq = 4, hkv = 2, d = 16;
+  auto q = random_vector(size_t(nq * hq * d), 7, -2, 2);
+  auto k = random_vector(size_t(nk * hkv * d), 8, -2, 2);
+  auto v = random_vector(size_t(nk * hkv * d), 9);
+  const float scale = float(1 / std::sqrt(double(d)));
+  Tensor qt = filled(q, {nq, hq, d}), kt = filled(k, {nk, hkv, d}), vt = filled(v, {nk, hkv, d});
+  // Keys cut into uneven segments, plus one part that saw no key (lse = -inf).
+  std::vector<Tensor> os, ls;
+  for (auto [b, e] : {std::pair<int64_t, int64_t>{0, 7}, {7, 50}, {50, 90}, {90, 90}}) {
+    os.push_back(Tensor::zeros(DType::f32, {nq, hq, d}));
+    ls.push_back(Tensor::zeros(DType::f32, {nq, hq}));
+    if (b == e)
+      std::fill_n(ls.back().data_as<float>(), nq * hq, -INFINITY);
+    else
+      REQUIRE(cpu.attention(qt, kt.rows(b, e), vt.rows(b, e), {}, scale, os.back(), ls.back()));
+  }
+  Tensor o = Tensor::zeros(DType::f32, {nq, hq, d}), lse = Tensor::zeros(DType::f32, {nq, hq});
+  REQUIRE(cpu.merge_states(os, ls, o, lse));
+  auto ref = starmesh::test::attention_f64(q, k, v, nq, nk, hq, hkv, d, false, 0, scale);
+  CHECK(relative_error(o.to_f32_vector(), ref.o) < 1e-5);
+  auto l = lse.to_f32_vector();
+  for (size_t i = 0; i < l.size(); ++i) CHECK(l[i] == doctest::Approx(ref.lse[i]).epsilon(1e-5));
+
+  // Only empty parts: o = 0, lse = -inf, no NaN.
+  std::vector<Tensor> empty_o{os[3], os[3]}, empty_l{ls[3], ls[3]};
+  REQUIRE(cpu.merge_states(empty_o, empty_l, o, lse));
+  for (float x : o.to_f32_vector()) CHECK(x == 0.0f);
+  for (float x : lse.to_f32_vector()) CHECK((std::isinf(x) && x < 0));
+
+  // Bad input names what is wrong.
+  CHECK(cpu.merge_states({}, {}, o, lse).message().find("no parts") != std::string::npos);
+  CHECK(cpu.merge_states(os, {ls.data(), 2}, o, lse).message().find("4 o parts but 2") != std::string::npos);
+  CHECK(cpu.merge_states(os, ls, os[1], lse).message().find("aliases the output") != std::string::npos);
+  CHECK_FALSE(cpu.merge_states(os, ls, Tensor::zeros(DType::f32, {nq, hq, d + 1}), lse));
+}

@@ -209,6 +209,35 @@ TEST_CASE_FIXTURE(Backends, "cuda attention with lse equals the cpu reference (m
   CHECK(st.message().find("head dim 96") != std::string::npos);
 }
 
+TEST_CASE_FIXTURE(Backends, "cuda merge_states equals the cpu reference (bf16 and f32 parts, empty parts, chunks)") {
+  // 3 parts fit one launch; 70 take three chunks through the f32 accumulator.
+  for (int parts : {1, 3, 70}) {
+    const int64_t n = 5, h = 8, d = 128;
+    std::vector<Tensor> o_host, l_host, o_dev, l_dev;
+    uint64_t seed = 3000 + uint64_t(parts);
+    for (int i = 0; i < parts; ++i) {
+      o_host.push_back(rand({n, h, d}, ++seed));
+      Tensor l = rand({n, h}, ++seed, -30, 30);
+      if (i % 5 == 1) l.data_as<float>()[i % (n * h)] = -INFINITY;  // a part that saw no key
+      l_host.push_back(l);
+      o_dev.push_back(to_gpu(o_host.back(), i % 2 ? DType::f32 : DType::bf16));
+      l_dev.push_back(to_gpu(l, DType::f32));
+    }
+    Tensor o = Tensor::zeros(DType::f32, {n, h, d}), lse = Tensor::zeros(DType::f32, {n, h});
+    REQUIRE(cpu.merge_states(o_host, l_host, o, lse));
+    for (DType out : {DType::bf16, DType::f32}) {
+      Tensor og = poisoned({n, h, d}, out), lg = poisoned({n, h}, DType::f32);
+      REQUIRE(gpu->merge_states(o_dev, l_dev, og, lg));
+      CAPTURE(parts);
+      CHECK(nmse(back(og), o.to_f32_vector()) < (out == DType::f32 ? 1e-10 : 1e-4));
+      CHECK(nmse(back(lg), lse.to_f32_vector()) < 1e-10);
+    }
+  }
+  Tensor a = poisoned({1, 2, 64}), l = poisoned({1, 2}, DType::f32);
+  std::vector<Tensor> os{a}, ls{l};
+  CHECK(gpu->merge_states(os, ls, a, poisoned({1, 2}, DType::f32)).message().find("aliases") != std::string::npos);
+}
+
 TEST_CASE_FIXTURE(Backends, "every variant of the wgmma prefill kernel equals the cpu reference") {
   const auto [major, sms] = device_info();
   if (major != 9) {

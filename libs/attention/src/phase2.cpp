@@ -1,20 +1,58 @@
 #include "starmesh/attention/phase2.hpp"
 
+#include <algorithm>
 #include <numeric>
 
 namespace starmesh {
 namespace {
 
-// Attention of q over (keys, values) with `mask`, as a host state.
-Expected<AttentionState> partial(const Transformer& model, const Tensor& q, const Tensor& keys, const Tensor& values,
-                                 AttentionMask mask) {
+// Attention of q over (keys, values) with `mask`, left on the model's device (o in the
+// activation dtype): the query host merges it there, no copy and no synchronisation.
+Expected<AttentionState> device_partial(const Transformer& model, const Tensor& q, const Tensor& keys,
+                                        const Tensor& values, AttentionMask mask) {
   backend_i& be = model.backend();
   const int64_t n = q.dim(0), hq = q.dim(1), d = q.dim(2);
   SM_ASSIGN(o, be.alloc(be.activation_dtype(), {n, hq, d}));
   SM_ASSIGN(lse, be.alloc(DType::f32, {n, hq}));
   SM_TRY(be.attention(q, keys, values, mask, model.attention_scale(), o, lse));
-  SM_ASSIGN(o_host, be.download(o));
-  SM_ASSIGN(lse_host, be.download(lse));
+  return AttentionState{o, lse};
+}
+
+// Moves the parts that are not on the backend's device (from the wire: host f32) there in
+// one upload per layer, packed back to back; parts already there stay where they are.
+Status to_device(backend_i& be, std::vector<AttentionState>& parts) {
+  int64_t total = 0;
+  for (const AttentionState& p : parts)
+    if (p.o.device() != be.device()) {
+      if (p.o.dtype() != DType::f32 || p.lse.dtype() != DType::f32)
+        return make_error("phase 2: a partial state from the wire must be f32");
+      total += p.o.numel() + p.lse.numel();
+    }
+  if (total == 0) return {};
+  Tensor packed = Tensor::zeros(DType::f32, {total});
+  float* at = packed.data_as<float>();
+  for (const AttentionState& p : parts)
+    if (p.o.device() != be.device())
+      for (const Tensor* t : {&p.o, &p.lse}) at = std::copy_n(t->data_as<float>(), t->numel(), at);
+  SM_ASSIGN(dev, be.upload(packed, DType::f32));
+  int64_t off = 0;
+  for (AttentionState& p : parts)
+    if (p.o.device() != be.device())
+      for (Tensor* t : {&p.o, &p.lse}) {
+        *t = dev.rows(off, off + t->numel()).reshape(t->shape());
+        off += t->numel();
+      }
+  return {};
+}
+
+}  // namespace
+
+Expected<AttentionState> shard_partial(const Transformer& model, const KvCache& shard, int layer, const Tensor& q) {
+  if (layer < 0 || layer >= shard.layers()) return make_error("shard_partial: no layer ", layer);
+  backend_i& be = model.backend();
+  SM_ASSIGN(p, device_partial(model, q, shard.keys(layer), shard.values(layer), AttentionMask::none()));
+  SM_ASSIGN(o_host, be.download(p.o));
+  SM_ASSIGN(lse_host, be.download(p.lse));
   if (o_host.dtype() != DType::f32) {
     const std::vector<float> f = o_host.to_f32_vector();
     o_host = Tensor::from_f32(f, o_host.shape());
@@ -22,17 +60,11 @@ Expected<AttentionState> partial(const Transformer& model, const Tensor& q, cons
   return AttentionState{o_host, lse_host};
 }
 
-}  // namespace
-
-Expected<AttentionState> shard_partial(const Transformer& model, const KvCache& shard, int layer, const Tensor& q) {
-  if (layer < 0 || layer >= shard.layers()) return make_error("shard_partial: no layer ", layer);
-  return partial(model, q, shard.keys(layer), shard.values(layer), AttentionMask::none());
-}
-
 Expected<std::vector<AttentionState>> InProcessShards::gather(int layer, const Tensor& q) {
   std::vector<AttentionState> out;
   for (const KvShard* s : shards_) {
-    SM_ASSIGN(p, shard_partial(model_, s->cache, layer, q));
+    if (layer < 0 || layer >= s->cache.layers()) return make_error("phase 2: no layer ", layer);
+    SM_ASSIGN(p, device_partial(model_, q, s->cache.keys(layer), s->cache.values(layer), AttentionMask::none()));
     out.push_back(std::move(p));
   }
   return out;
@@ -63,15 +95,22 @@ Expected<Tensor> QueryHost::step(std::span<const int32_t> ids, remote_partials_i
   for (int l = 0; l < model.layers(); ++l) {
     SM_ASSIGN(qkv, model.project_qkv(l, hidden, pos));
     SM_TRY(local_.write(l, qkv.k, qkv.v));
-    SM_ASSIGN(remote, remotes.gather(l, qkv.q));
-    std::vector<AttentionState> parts = std::move(remote);
-    SM_ASSIGN(own_shard, partial(model, qkv.q, shard_->cache.keys(l), shard_->cache.values(l), AttentionMask::none()));
+    SM_ASSIGN(parts, remotes.gather(l, qkv.q));
+    SM_TRY(to_device(be, parts));
+    SM_ASSIGN(own_shard,
+              device_partial(model, qkv.q, shard_->cache.keys(l), shard_->cache.values(l), AttentionMask::none()));
     SM_ASSIGN(own_local,
-              partial(model, qkv.q, local_.keys(l, n), local_.values(l, n), AttentionMask::causal_from(past)));
+              device_partial(model, qkv.q, local_.keys(l, n), local_.values(l, n), AttentionMask::causal_from(past)));
     parts.push_back(std::move(own_shard));
     parts.push_back(std::move(own_local));
-    SM_ASSIGN(merged, merge(parts));
-    SM_ASSIGN(attn, be.upload(merged.o, be.activation_dtype()));
+    std::vector<Tensor> os, ls;
+    for (const AttentionState& p : parts) {
+      os.push_back(p.o);
+      ls.push_back(p.lse);
+    }
+    SM_ASSIGN(attn, be.alloc(be.activation_dtype(), {n, qkv.q.dim(1), qkv.q.dim(2)}));
+    SM_ASSIGN(lse, be.alloc(DType::f32, {n, qkv.q.dim(1)}));
+    SM_TRY(be.merge_states(os, ls, attn, lse));
     SM_TRY(model.finish_layer(l, hidden, attn));
   }
   SM_TRY(local_.commit(n));

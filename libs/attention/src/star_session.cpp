@@ -1,5 +1,6 @@
 #include "starmesh/attention/star_session.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <optional>
 
@@ -20,26 +21,43 @@ StarSession::StarSession(BlockPlan plan, std::vector<KvShard> others, QueryHost 
 
 Expected<std::unique_ptr<StarSession>> StarSession::encode(const Transformer& model, std::span<const int32_t> context,
                                                            const StarOptions& options, int64_t capacity) {
-  const auto t0 = std::chrono::steady_clock::now();
+  using Clock = std::chrono::steady_clock;
+  backend_i& be = model.backend();
+  // Device work is timed to its end (synchronize), not to when it was queued.
+  auto seconds_since = [&](Clock::time_point t) -> Expected<double> {
+    SM_TRY(be.synchronize());
+    return std::chrono::duration<double>(Clock::now() - t).count();
+  };
+  const auto t0 = Clock::now();
   SM_ASSIGN(plan, plan_blocks(int64_t(context.size()), options.block_size, options.anchor_size, options.hosts));
-  // Every host would compute the same anchor KV; in one process it is computed once.
+  // Every host would compute the same anchor KV; in one process it is computed once, and
+  // its time is counted for every host that needs it.
   std::optional<KvCache> anchor;
+  double anchor_seconds = 0;
   for (int h = 0; h < int(plan.hosts.size()) && !anchor; ++h) {
     if (!host_needs_anchor(plan, h)) continue;
+    const auto ta = Clock::now();
     SM_ASSIGN(a, encode_anchor(model, plan, context));
     anchor = std::move(a);
+    SM_ASSIGN(sec, seconds_since(ta));
+    anchor_seconds = sec;
   }
   std::vector<KvShard> shards;
+  std::vector<double> host_seconds;
   for (int h = 0; h < int(plan.hosts.size()); ++h) {
+    const auto th = Clock::now();
     SM_ASSIGN(shard, encode_shard(model, plan, h, context, anchor ? &*anchor : nullptr));
     shards.push_back(std::move(shard));
+    SM_ASSIGN(sec, seconds_since(th));
+    host_seconds.push_back(sec + (host_needs_anchor(plan, h) ? anchor_seconds : 0.0));
   }
   KvShard last = std::move(shards.back());
   shards.pop_back();
   SM_ASSIGN(qh, QueryHost::create(model, std::move(last), plan.context_tokens, capacity));
-  SM_TRY(model.backend().synchronize());  // the time ends when the device's work does, not when it was queued
   std::unique_ptr<StarSession> s(new StarSession(std::move(plan), std::move(shards), std::move(qh), model));
-  s->phase1_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  SM_ASSIGN(total, seconds_since(t0));
+  s->phase1_seconds_ = total;
+  s->host_phase1_seconds_ = std::move(host_seconds);
   return s;
 }
 

@@ -85,4 +85,37 @@ Status CpuBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, 
   return {};
 }
 
+Status CpuBackend::merge_states(std::span<const Tensor> o_parts, std::span<const Tensor> lse_parts, const Tensor& o,
+                                const Tensor& lse) {
+  SM_TRY(check_merge_args(o_parts, lse_parts, o, lse, DType::f32));
+  for (const Tensor* t : {&o, &lse})
+    if (t->device().kind != DeviceKind::cpu) return make_error("merge_states: output is not a CPU tensor");
+  for (size_t i = 0; i < o_parts.size(); ++i)
+    if (o_parts[i].device().kind != DeviceKind::cpu || lse_parts[i].device().kind != DeviceKind::cpu)
+      return make_error("merge_states: part ", i, " is not a CPU tensor");
+  const int64_t rh = lse.numel(), d = o.dim(2);
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  float* os = o.data_as<float>();
+  float* ls = lse.data_as<float>();
+  for (int64_t idx = 0; idx < rh; ++idx) {
+    float m = neg_inf;
+    for (const Tensor& l : lse_parts) m = std::max(m, l.data_as<float>()[idx]);
+    double sum = 0.0;
+    if (m != neg_inf)
+      for (const Tensor& l : lse_parts) sum += std::exp(double(l.data_as<float>()[idx]) - m);
+    // Accumulated in double: the reference for the device's f32 merge.
+    std::vector<double> acc(size_t(d), 0.0);
+    for (size_t i = 0; sum > 0.0 && i < o_parts.size(); ++i) {
+      const float li = lse_parts[i].data_as<float>()[idx];
+      if (li == neg_inf) continue;
+      const double w = std::exp(double(li) - m) / sum;
+      const float* part = o_parts[i].data_as<float>() + idx * d;
+      for (int64_t c = 0; c < d; ++c) acc[size_t(c)] += w * part[c];
+    }
+    for (int64_t c = 0; c < d; ++c) os[idx * d + c] = float(acc[size_t(c)]);
+    ls[idx] = sum > 0.0 ? float(m + std::log(sum)) : neg_inf;
+  }
+  return {};
+}
+
 }  // namespace starmesh

@@ -295,6 +295,49 @@ Status CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v,
   return cuda_status(kernels::attention_forward(args, plan, workspace.data(), impl_->stream), "attention kernel");
 }
 
+Status CudaBackend::merge_states(std::span<const Tensor> o_parts, std::span<const Tensor> lse_parts, const Tensor& o,
+                                 const Tensor& lse) {
+  SM_TRY(check_merge_args(o_parts, lse_parts, o, lse, DType::bf16));
+  SM_TRY(expect_device(o, device(), o.dtype(), "merge_states o"));
+  SM_TRY(expect_device(lse, device(), DType::f32, "merge_states lse"));
+  for (size_t i = 0; i < o_parts.size(); ++i) {
+    SM_TRY(expect_device(o_parts[i], device(), o_parts[i].dtype(), "merge_states o part"));
+    SM_TRY(expect_device(lse_parts[i], device(), DType::f32, "merge_states lse part"));
+  }
+  const int rows = int(o.dim(0)), heads = int(o.dim(1)), d = int(o.dim(2));
+  auto part = [](const Tensor& po, const Tensor& pl) {
+    return kernels::MergePart{po.data(), pl.data_as<float>(), po.dtype() == DType::f32};
+  };
+  // More parts than one launch takes: fold them in chunks into an f32 accumulator (two
+  // buffers, since a launch's output must not alias its parts), the last chunk into o.
+  Tensor acc_o, acc_lse, next_o, next_lse;
+  size_t at = 0;
+  while (true) {
+    kernels::MergePartList list;
+    if (acc_o.defined()) list.part[list.n++] = part(acc_o, acc_lse);
+    while (list.n < kernels::kMaxMergeParts && at < o_parts.size()) {
+      list.part[list.n++] = part(o_parts[at], lse_parts[at]);
+      ++at;
+    }
+    const bool last = at == o_parts.size();
+    if (last)
+      return cuda_status(kernels::merge_attention_list(list, rows, heads, d, o.data(), o.dtype() == DType::f32,
+                                                       lse.data_as<float>(), impl_->stream),
+                         "merge_states kernel");
+    if (!next_o.defined()) {
+      SM_ASSIGN(t_o, impl_->alloc_raw(DType::f32, o.shape(), false));
+      SM_ASSIGN(t_lse, impl_->alloc_raw(DType::f32, lse.shape(), false));
+      next_o = t_o;
+      next_lse = t_lse;
+    }
+    SM_TRY(cuda_status(kernels::merge_attention_list(list, rows, heads, d, next_o.data(), true,
+                                                     next_lse.data_as<float>(), impl_->stream),
+                       "merge_states kernel"));
+    std::swap(acc_o, next_o);
+    std::swap(acc_lse, next_lse);
+  }
+}
+
 Expected<int32_t> CudaBackend::sample(const Tensor& logits, const SampleSpec& spec) {
   SM_ASSIGN(vocab, check_sample_args(logits, spec, device()));
   const bool greedy = spec.temperature == 0.0f || spec.top_k == 1;
@@ -314,5 +357,16 @@ Expected<int32_t> CudaBackend::sample(const Tensor& logits, const SampleSpec& sp
 }
 
 Status CudaBackend::synchronize() { return cuda_status(cudaStreamSynchronize(impl_->stream), "synchronize"); }
+
+int64_t CudaBackend::peak_memory_bytes() const {
+  // Tensors come from the device's default stream-ordered pool: its high-water mark, plus the
+  // cuBLASLt workspace, allocated apart.
+  cudaMemPool_t pool = nullptr;
+  uint64_t high = 0;  // the attribute is a cuuint64_t (unsigned 64-bit)
+  if (cudaDeviceGetDefaultMemPool(&pool, impl_->device) != cudaSuccess ||
+      cudaMemPoolGetAttribute(pool, cudaMemPoolAttrUsedMemHigh, &high) != cudaSuccess)
+    return 0;
+  return int64_t(high) + int64_t(kCublasWorkspaceBytes);
+}
 
 }  // namespace starmesh

@@ -55,4 +55,20 @@ cudaError_t attention_forward(const AttentionArgs& a, const AttentionPlan& plan,
 cudaError_t merge_attention_states(const float* o_parts, const float* lse_parts, int n, int rows, int heads, int d,
                                    void* o, bool o_is_f32, float* lse, cudaStream_t stream);
 
+// The same merge over states held apart (phase 2: each host's partial where it landed).
+// Part i: o [rows, heads, d] in bf16 or f32, lse f32 [rows, heads]. At most kMaxMergeParts
+// per launch (the list travels as a kernel argument); the output must not alias a part.
+constexpr int kMaxMergeParts = 32;
+struct MergePart {
+  const void* o = nullptr;
+  const float* lse = nullptr;
+  bool o_is_f32 = false;
+};
+struct MergePartList {
+  MergePart part[kMaxMergeParts];
+  int n = 0;
+};
+cudaError_t merge_attention_list(const MergePartList& parts, int rows, int heads, int d, void* o, bool o_is_f32,
+                                 float* lse, cudaStream_t stream);
+
 }  // namespace starmesh::kernels

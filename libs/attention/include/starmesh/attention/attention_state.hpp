@@ -2,7 +2,8 @@
 // The partial attention state (o, lse) and its exact merge (STAR_ATTENTION.md phase 2):
 //   lse = logsumexp_h(lse_h);  o = sum_h exp(lse_h - lse) * o_h
 // Natural log, float32. An empty state (lse = -inf, o = 0) merges without NaN.
-// These are host (CPU) functions over f32 tensors.
+// The functions here are the host (CPU) merge over f32 tensors, for the wire and the tests;
+// the query host merges on its device with backend_i::merge_states.
 #include <span>
 
 #include "starmesh/core/tensor.hpp"
@@ -10,7 +11,7 @@
 namespace starmesh {
 
 struct AttentionState {
-  Tensor o;    // f32 [n, heads, d]
+  Tensor o;    // [n, heads, d]: f32 on the host; on a device, f32 or the activation dtype
   Tensor lse;  // f32 [n, heads]
   // A state that attended to nothing: o = 0, lse = -inf.
   static AttentionState empty(int64_t n, int64_t heads, int64_t d);

@@ -18,7 +18,8 @@ namespace starmesh {
 Expected<AttentionState> shard_partial(const Transformer& model, const KvCache& shard, int layer, const Tensor& q);
 
 // Where the query host gets the other hosts' partials for one layer: in one process, direct
-// calls (InProcessShards); in the mesh, the data plane.
+// calls (InProcessShards, states left on the device); in the mesh, the data plane (host f32
+// states, uploaded together). The query host merges them all on its device.
 class remote_partials_i {
  public:
   virtual ~remote_partials_i() = default;

@@ -2,6 +2,7 @@
 // Star Attention with every host simulated in one process: phase 1 for each host, then a
 // query host that gathers the other shards' partials by direct calls. This is the
 // single-process truth that the distributed mesh is compared with.
+#include <algorithm>
 #include <memory>
 #include <span>
 
@@ -27,7 +28,15 @@ class StarSession {
   }
 
   const BlockPlan& plan() const { return plan_; }
+  // Phase 1 as run here, every host one after another on one device.
   double phase1_seconds() const { return phase1_seconds_; }
+  // Each host's own phase 1 (its anchor and its blocks, timed to the device's end), and the
+  // slowest: what phase 1 takes when the hosts run in parallel, one device each.
+  const std::vector<double>& host_phase1_seconds() const { return host_phase1_seconds_; }
+  double phase1_max_host_seconds() const {
+    return host_phase1_seconds_.empty() ? 0.0
+                                        : *std::max_element(host_phase1_seconds_.begin(), host_phase1_seconds_.end());
+  }
 
  private:
   StarSession(BlockPlan plan, std::vector<KvShard> others, QueryHost qh, const Transformer& model);
@@ -37,6 +46,7 @@ class StarSession {
   QueryHost query_host_;
   InProcessShards remotes_;
   double phase1_seconds_ = 0;
+  std::vector<double> host_phase1_seconds_;
 };
 
 }  // namespace starmesh

@@ -3,6 +3,7 @@
 // The CPU backend is the reference; the CUDA backend must agree with it (tests/backend).
 // Tensors passed to an op live on the backend's device; outputs are written in place
 // (a Tensor is a handle, so `const Tensor& out` still lets the op write its elements).
+#include <span>
 #include <string>
 
 #include "starmesh/backend/sampling.hpp"
@@ -53,6 +54,12 @@ class backend_i {
   // visible keys; -inf and o = 0 for a query that sees no key).
   virtual Status attention(const Tensor& q, const Tensor& k, const Tensor& v, AttentionMask mask, float scale,
                            const Tensor& o, const Tensor& lse) = 0;
+  // The exact merge of partial attention states (Star Attention phase 2), per row and head:
+  // lse = log sum_i exp(lse_i), o = sum_i exp(lse_i - lse) o_i. Part i: o_parts[i]
+  // [n, heads, d] in the activation dtype or f32, lse_parts[i] f32 [n, heads]. Out: o
+  // [n, heads, d] (activation dtype or f32), lse f32 [n, heads]; neither may alias a part.
+  virtual Status merge_states(std::span<const Tensor> o_parts, std::span<const Tensor> lse_parts, const Tensor& o,
+                              const Tensor& lse) = 0;
 
   // The next token from f32 logits [vocab] or [rows, vocab] (the last row), by the rule of
   // sampling.hpp; only the token id leaves the device.
@@ -60,12 +67,21 @@ class backend_i {
 
   // Waits for all queued work (a no-op on the CPU).
   virtual Status synchronize() = 0;
+  // The most device memory this backend's allocations held at once so far, in bytes (0 where
+  // it is not measured: the CPU).
+  virtual int64_t peak_memory_bytes() const { return 0; }
 };
 
 // The shape and dtype checks of backend_i::attention, shared by every backend: q, k, v, o
 // in `act` ([nq, hq, d], [nk, hkv, d], [nk, hkv, d], [nq, hq, d]), lse f32 [nq, hq].
 Status check_attention_args(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
                             DType act);
+
+// The checks of backend_i::merge_states, shared by every backend: at least one part, as many
+// o parts as lse parts, every o (parts and out) [n, heads, d] in `act` or f32, every lse f32
+// [n, heads].
+Status check_merge_args(std::span<const Tensor> o_parts, std::span<const Tensor> lse_parts, const Tensor& o,
+                        const Tensor& lse, DType act);
 
 // The checks of backend_i::sample, shared by every backend: f32 logits with at least one
 // element, on `dev`; a valid spec. Returns the vocabulary size (the last dimension).

@@ -27,6 +27,8 @@ class CpuBackend final : public backend_i {
   Status add(const Tensor& a, const Tensor& b, const Tensor& out) override;
   Status attention(const Tensor& q, const Tensor& k, const Tensor& v, AttentionMask mask, float scale, const Tensor& o,
                    const Tensor& lse) override;
+  Status merge_states(std::span<const Tensor> o_parts, std::span<const Tensor> lse_parts, const Tensor& o,
+                      const Tensor& lse) override;
   Expected<int32_t> sample(const Tensor& logits, const SampleSpec& spec) override;
   Status synchronize() override { return {}; }
 

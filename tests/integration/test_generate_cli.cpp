@@ -1,0 +1,77 @@
+// `starmesh generate --json`: one JSON object a script can read (ids, text, timings, each
+// host's phase 1), a tokenized context from --context-ids-file, and a refusal that names a
+// bad file. With one block, Star Attention is exact: its tokens equal global attention's.
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "integration/run_cli.hpp"
+
+using namespace starmesh;
+
+namespace {
+
+std::string write_ids(const std::string& name, int count) {
+  const std::string path = "/tmp/starmesh_test_" + std::to_string(::getpid()) + "_" + name;
+  std::ofstream out(path);
+  for (int i = 0; i < count; ++i) out << (i ? "," : "") << (i * 37 + 11) % 400 + 3;
+  out << "\n";
+  return path;
+}
+
+nlohmann::json generate_json(const std::string& args) {
+  const test::Ran ran =
+      test::run_cli(std::string("generate --model ") + STARMESH_GOLDEN_MODEL_DIR +
+                        " --threads 1 --max-tokens 6 --query 'a question' --json " + args + " 2>/dev/null",
+                    120);
+  INFO(args << "\n" << ran.out);
+  REQUIRE(ran.ok());
+  return nlohmann::json::parse(ran.out);
+}
+
+}  // namespace
+
+TEST_CASE("generate --json reports ids, text and each host's phase 1, from a tokenized context") {
+  const std::string ids = write_ids("ctx.txt", 700);
+  const nlohmann::json star = generate_json("--context-ids-file " + ids + " --mode star --hosts 3 --block-size 128");
+  CHECK(star["context_tokens"] == 700);
+  CHECK(star["generated_tokens"] == star["ids"].size());
+  CHECK(star["ids"].size() == 6);
+  REQUIRE(star["phase1_host_s"].size() == 3);
+  double slowest = 0;
+  for (const auto& h : star["phase1_host_s"]) {
+    CHECK(h.get<double>() > 0);
+    slowest = std::max(slowest, h.get<double>());
+  }
+  CHECK(star["phase1_max_host_s"].get<double>() == slowest);
+  CHECK(star["phase1_s"].get<double>() >= slowest);
+  CHECK(star["decode_tok_s"].get<double>() > 0);
+
+  // One block holds the whole context: phase 1 is plain causal encoding, and the tokens are
+  // global attention's.
+  const nlohmann::json one = generate_json("--context-ids-file " + ids + " --mode star --hosts 1 --block-size 1024");
+  const nlohmann::json global = generate_json("--context-ids-file " + ids + " --mode global");
+  CHECK(one["ids"] == global["ids"]);
+  CHECK(global["context_tokens"] == 700);
+  CHECK_FALSE(global.contains("phase1_s"));
+  std::remove(ids.c_str());
+}
+
+TEST_CASE("generate refuses a context ids file that is missing or holds something else") {
+  const test::Ran missing = test::run_cli(std::string("generate --model ") + STARMESH_GOLDEN_MODEL_DIR +
+                                          " --context-ids-file /nonexistent/ids --query q 2>&1");
+  CHECK_FALSE(missing.ok());
+  CHECK(missing.out.find("cannot read '/nonexistent/ids'") != std::string::npos);
+  const std::string bad = "/tmp/starmesh_test_" + std::to_string(::getpid()) + "_bad.txt";
+  std::ofstream(bad) << "1,2,three,4";
+  const test::Ran ran = test::run_cli(std::string("generate --model ") + STARMESH_GOLDEN_MODEL_DIR +
+                                      " --context-ids-file " + bad + " --query q 2>&1");
+  CHECK_FALSE(ran.ok());
+  CHECK(ran.out.find("--context-ids-file: 'three' is not a token id") != std::string::npos);
+  std::remove(bad.c_str());
+}
