@@ -2,9 +2,11 @@
 # On the H200 machine: unpack the compute core's Debian dependencies (carried as .debs in
 # .devdata/debs), build the compute core with CUDA, run the cross-backend tests, time our
 # attention kernels, then PyTorch SDPA on the same shapes.
-# Usage: bench/run_h200.sh [--quick | --prefill | --partial | --tests | --eval] (--tests: stop
-# after the tests; --prefill / --partial: those shapes, cuDNN only as the anchor; --eval: the
-# tests, then `starmesh eval` on the GPU into $OUT/eval.json). The .debs come from
+# Usage: bench/run_h200.sh [--quick | --prefill | --partial | --tests | --eval | --e2e] (--tests:
+# stop after the tests; --prefill / --partial: those shapes, cuDNN only as the anchor; --eval:
+# the tests, then `starmesh eval` on the GPU into $OUT/eval.json; --e2e: a random-weight
+# Llama-3.1-8B checkpoint, decode_bench (global and star, per-op profile) and HF transformers
+# on it, contexts from $E2E_CONTEXTS, JSON into $OUT). The .debs come from
 # tools/fetch_device_debs.sh, run here first.
 set -eo pipefail
 cd "$(dirname "$0")/.."
@@ -17,8 +19,26 @@ export LD_LIBRARY_PATH="$lib:$lib/openblas-pthread:${LD_LIBRARY_PATH:-}"
 export NCCL_NVLS_ENABLE=0
 cmake -S . -B /tmp/build -G Ninja -DSTARMESH_CORE_ONLY=ON -DSTARMESH_CUDA=ON -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_CUDA_ARCHITECTURES=90a > "$out/configure.log" 2>&1 || { tail -30 "$out/configure.log"; exit 1; }
-cmake --build /tmp/build -j16 --target test_backend_ops attention_bench test_backend test_attention > "$out/build.log" 2>&1 \
+targets=(test_backend_ops attention_bench test_backend test_attention)
+[ "${1:-}" = "--e2e" ] && targets+=(decode_bench starmesh)
+cmake --build /tmp/build -j16 --target "${targets[@]}" > "$out/build.log" 2>&1 \
   || { grep -E "error|FAILED" "$out/build.log" | head -30; exit 1; }
+if [ "${1:-}" = "--e2e" ]; then
+  ck=/tmp/llama-3.1-8b-random
+  [ -f "$ck/model.safetensors.index.json" ] || { echo "== random Llama-3.1-8B checkpoint"; \
+    python3 tools/make_random_checkpoint.py --config llama-3.1-8b --out "$ck" --seed 1 2>&1 | tail -3; }
+  contexts="${E2E_CONTEXTS:-32768,131072}"
+  echo "== cross-backend tests (merge and star engine)"
+  /tmp/build/bin/test_backend_ops -tc="*merge*,*star*" 2>&1 | grep -E "ERROR|test cases|assertions|Status" || true
+  echo "== decode_bench: ours, global and star (4 hosts), contexts $contexts"
+  /tmp/build/bin/decode_bench --model "$ck" --contexts "$contexts" --modes global,star --hosts 4 \
+    --json "$out/decode_bench.json" 2>&1 | tee "$out/decode_bench.log"
+  [ "${E2E_HF:-1}" = 0 ] && exit 0
+  echo "== HF transformers on the same checkpoint"
+  python3 bench/hf_anchor_e2e.py --model "$ck" --contexts "$contexts" --decode-tokens 64 --json "$out/hf.json" 2>&1 \
+    | tail -8
+  exit 0
+fi
 echo "== cross-backend tests"
 /tmp/build/bin/test_backend_ops 2>&1 | tee "$out/test_backend_ops.log" | grep -E "MESSAGE|ERROR|test cases|assertions|Status|relative" || true
 [ "${1:-}" = "--tests" ] && exit 0

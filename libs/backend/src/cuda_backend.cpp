@@ -37,6 +37,15 @@ Status expect_device(const Tensor& t, Device dev, DType dtype, const char* what)
 
 cudaDataType_t cuda_type(DType t) { return t == DType::f32 ? CUDA_R_32F : CUDA_R_16BF; }
 
+// Profile labels: GEMMs by shape (their bandwidth differs), attention by rows and keys.
+std::string fmt_matmul(const Tensor& x, const Tensor& w, const Tensor& out) {
+  return "matmul [" + std::to_string(x.dim(0)) + " x " + std::to_string(w.dim(1)) + "] x [" + std::to_string(w.dim(0)) +
+         " x " + std::to_string(w.dim(1)) + "]^T -> " + std::string(dtype_name(out.dtype()));
+}
+std::string fmt_attention(const Tensor& q, const Tensor& k) {
+  return "attention " + std::to_string(q.dim(0)) + " rows x " + std::to_string(k.dim(0)) + " keys";
+}
+
 }  // namespace
 
 struct CudaBackend::Impl {
@@ -50,6 +59,25 @@ struct CudaBackend::Impl {
   std::map<std::tuple<int64_t, int64_t, int64_t, int>, cublasLtMatmulAlgo_t> algos;
   int32_t* token = nullptr;  // where sample() leaves its draw
 
+  // Op profile (benchmarks): a pair of events around each op while on.
+  struct Mark {
+    std::string op;
+    cudaEvent_t begin, end;
+  };
+  bool profiling = false;
+  std::vector<Mark> marks;
+  std::vector<cudaEvent_t> spare_events;
+  cudaEvent_t event() {
+    if (spare_events.empty()) {
+      cudaEvent_t e = nullptr;
+      cudaEventCreate(&e);
+      return e;
+    }
+    cudaEvent_t e = spare_events.back();
+    spare_events.pop_back();
+    return e;
+  }
+
   Expected<Tensor> alloc_raw(DType t, const Shape& shape, bool zero) {
     const size_t bytes = std::max<size_t>(size_t(numel(shape)) * dtype_size(t), 1);
     void* p = nullptr;
@@ -61,13 +89,64 @@ struct CudaBackend::Impl {
   }
 };
 
+// Records the GPU time of one op while profiling is on (an event before, one after).
+class OpScope {
+ public:
+  template <class Label>
+  OpScope(CudaBackend::Impl& impl, Label&& label) : impl_(impl) {
+    if (!impl.profiling) return;
+    mark_.op = std::string(label());
+    mark_.begin = impl.event();
+    mark_.end = impl.event();
+    cudaEventRecord(mark_.begin, impl.stream);
+  }
+  ~OpScope() {
+    if (!mark_.begin) return;
+    cudaEventRecord(mark_.end, impl_.stream);
+    impl_.marks.push_back(std::move(mark_));
+  }
+  OpScope(const OpScope&) = delete;
+  OpScope& operator=(const OpScope&) = delete;
+
+ private:
+  CudaBackend::Impl& impl_;
+  CudaBackend::Impl::Mark mark_{{}, nullptr, nullptr};
+};
+#define SM_OP_SCOPE(label) OpScope op_scope_(*impl_, [&] { return label; })
+
 CudaBackend::CudaBackend(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+void CudaBackend::set_profiling(bool on) { impl_->profiling = on; }
+
+Expected<std::vector<OpTime>> CudaBackend::take_profile() {
+  SM_TRY(synchronize());
+  std::map<std::string, OpTime> by_op;
+  for (const Impl::Mark& m : impl_->marks) {
+    float ms = 0;
+    cudaEventElapsedTime(&ms, m.begin, m.end);
+    OpTime& t = by_op[m.op];
+    t.op = m.op;
+    t.calls += 1;
+    t.seconds += ms * 1e-3;
+    impl_->spare_events.push_back(m.begin);
+    impl_->spare_events.push_back(m.end);
+  }
+  impl_->marks.clear();
+  std::vector<OpTime> out;
+  for (auto& [op, t] : by_op) out.push_back(t);
+  return out;
+}
 
 CudaBackend::~CudaBackend() {
   if (!impl_) return;
   cudaStreamSynchronize(impl_->stream);
   if (impl_->lt_workspace) cudaFree(impl_->lt_workspace);
   if (impl_->token) cudaFree(impl_->token);
+  for (const Impl::Mark& m : impl_->marks) {
+    cudaEventDestroy(m.begin);
+    cudaEventDestroy(m.end);
+  }
+  for (cudaEvent_t e : impl_->spare_events) cudaEventDestroy(e);
   if (impl_->lt) cublasLtDestroy(impl_->lt);
   if (impl_->stream) cudaStreamDestroy(impl_->stream);
 }
@@ -104,12 +183,14 @@ Device CudaBackend::device() const { return Device::cuda(impl_->device); }
 void* CudaBackend::stream() const { return impl_->stream; }
 
 Expected<Tensor> CudaBackend::alloc(DType t, const Shape& shape) {
+  SM_OP_SCOPE("alloc (zero-filled)");
   for (int64_t d : shape)
     if (d < 0) return make_error("alloc: negative extent in shape ", to_string(shape));
   return impl_->alloc_raw(t, shape, true);
 }
 
 Expected<Tensor> CudaBackend::upload(const Tensor& host, DType as) {
+  SM_OP_SCOPE("upload (synchronous)");
   if (host.device().kind != DeviceKind::cpu) return make_error("upload: source is not on the host");
   Tensor src = host;
   if (host.dtype() != as) {
@@ -127,6 +208,7 @@ Expected<Tensor> CudaBackend::upload(const Tensor& host, DType as) {
 }
 
 Expected<Tensor> CudaBackend::download(const Tensor& t) {
+  SM_OP_SCOPE("download (synchronous)");
   if (t.device().kind == DeviceKind::cpu) return t;
   SM_TRY(expect_device(t, device(), t.dtype(), "download"));
   Tensor out = Tensor::zeros(t.dtype(), t.shape());
@@ -137,6 +219,7 @@ Expected<Tensor> CudaBackend::download(const Tensor& t) {
 }
 
 Status CudaBackend::copy(const Tensor& src, const Tensor& dst) {
+  SM_OP_SCOPE("copy");
   if (src.dtype() != dst.dtype() || src.numel() != dst.numel())
     return make_error("copy: ", dtype_name(src.dtype()), " ", to_string(src.shape()), " into ", dtype_name(dst.dtype()),
                       " ", to_string(dst.shape()));
@@ -147,6 +230,7 @@ Status CudaBackend::copy(const Tensor& src, const Tensor& dst) {
 }
 
 Status CudaBackend::embedding(const Tensor& ids, const Tensor& table, const Tensor& out) {
+  SM_OP_SCOPE("embedding");
   SM_TRY(expect_device(ids, device(), DType::i32, "embedding ids"));
   SM_TRY(expect_device(table, device(), DType::bf16, "embedding table"));
   const int64_t n = ids.dim(0), d = table.dim(1);
@@ -158,6 +242,7 @@ Status CudaBackend::embedding(const Tensor& ids, const Tensor& table, const Tens
 }
 
 Status CudaBackend::rms_norm(const Tensor& x, const Tensor& w, float eps, const Tensor& out) {
+  SM_OP_SCOPE("rms_norm");
   for (auto [t, what] : {std::pair{&x, "rms_norm x"}, {&w, "rms_norm weight"}, {&out, "rms_norm out"}})
     SM_TRY(expect_device(*t, device(), DType::bf16, what));
   if (x.rank() != 2) return make_error("rms_norm x: expected [n, d], got ", to_string(x.shape()));
@@ -169,6 +254,7 @@ Status CudaBackend::rms_norm(const Tensor& x, const Tensor& w, float eps, const 
 }
 
 Status CudaBackend::matmul(const Tensor& x, const Tensor& w, const Tensor& out) {
+  SM_OP_SCOPE(fmt_matmul(x, w, out));
   SM_TRY(expect_device(x, device(), DType::bf16, "matmul x"));
   SM_TRY(expect_device(w, device(), DType::bf16, "matmul weight"));
   if (out.dtype() != DType::bf16 && out.dtype() != DType::f32)
@@ -232,6 +318,7 @@ Status CudaBackend::matmul(const Tensor& x, const Tensor& w, const Tensor& out) 
 }
 
 Status CudaBackend::rope(const Tensor& x, const Tensor& positions, const Tensor& inv_freq) {
+  SM_OP_SCOPE("rope");
   SM_TRY(expect_device(x, device(), DType::bf16, "rope x"));
   SM_TRY(expect_device(positions, device(), DType::i32, "rope positions"));
   SM_TRY(expect_device(inv_freq, device(), DType::f32, "rope inv_freq"));
@@ -245,6 +332,7 @@ Status CudaBackend::rope(const Tensor& x, const Tensor& positions, const Tensor&
 }
 
 Status CudaBackend::swiglu(const Tensor& gate, const Tensor& up, const Tensor& out) {
+  SM_OP_SCOPE("swiglu");
   for (auto [t, what] : {std::pair{&gate, "swiglu gate"}, {&up, "swiglu up"}, {&out, "swiglu out"}})
     SM_TRY(expect_device(*t, device(), DType::bf16, what));
   if (gate.shape() != up.shape() || gate.shape() != out.shape())
@@ -255,6 +343,7 @@ Status CudaBackend::swiglu(const Tensor& gate, const Tensor& up, const Tensor& o
 }
 
 Status CudaBackend::add(const Tensor& a, const Tensor& b, const Tensor& out) {
+  SM_OP_SCOPE("add");
   for (auto [t, what] : {std::pair{&a, "add a"}, {&b, "add b"}, {&out, "add out"}})
     SM_TRY(expect_device(*t, device(), DType::bf16, what));
   if (a.shape() != b.shape() || a.shape() != out.shape())
@@ -265,6 +354,7 @@ Status CudaBackend::add(const Tensor& a, const Tensor& b, const Tensor& out) {
 
 Status CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, AttentionMask mask, float scale,
                               const Tensor& o, const Tensor& lse) {
+  SM_OP_SCOPE(fmt_attention(q, k));
   for (auto [t, what] : {std::pair{&q, "attention q"}, {&k, "attention k"}, {&v, "attention v"}, {&o, "attention o"}})
     SM_TRY(expect_device(*t, device(), DType::bf16, what));
   SM_TRY(expect_device(lse, device(), DType::f32, "attention lse"));
@@ -297,6 +387,7 @@ Status CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v,
 
 Status CudaBackend::merge_states(std::span<const Tensor> o_parts, std::span<const Tensor> lse_parts, const Tensor& o,
                                  const Tensor& lse) {
+  SM_OP_SCOPE("merge_states");
   SM_TRY(check_merge_args(o_parts, lse_parts, o, lse, DType::bf16));
   SM_TRY(expect_device(o, device(), o.dtype(), "merge_states o"));
   SM_TRY(expect_device(lse, device(), DType::f32, "merge_states lse"));
@@ -339,6 +430,7 @@ Status CudaBackend::merge_states(std::span<const Tensor> o_parts, std::span<cons
 }
 
 Expected<int32_t> CudaBackend::sample(const Tensor& logits, const SampleSpec& spec) {
+  SM_OP_SCOPE("sample (synchronous)");
   SM_ASSIGN(vocab, check_sample_args(logits, spec, device()));
   const bool greedy = spec.temperature == 0.0f || spec.top_k == 1;
   if (!greedy && vocab > kernels::sample_max_vocab()) {

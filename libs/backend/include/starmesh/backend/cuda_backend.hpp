@@ -4,10 +4,19 @@
 // stream-ordered allocator, so a forward pass makes no host round trip except to upload ids
 // and positions and to download what the caller asks for.
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "starmesh/backend/backend.hpp"
 
 namespace starmesh {
+
+// GPU time of one kind of op over a profiled stretch.
+struct OpTime {
+  std::string op;
+  int64_t calls = 0;
+  double seconds = 0;
+};
 
 class CudaBackend final : public backend_i {
  public:
@@ -41,8 +50,14 @@ class CudaBackend final : public backend_i {
   // The raw stream (a cudaStream_t), for benchmarks and the NCCL data plane.
   void* stream() const;
 
- private:
+  // Benchmarks: while on, each op's GPU time is recorded with a pair of CUDA events;
+  // take_profile waits for the device and returns the totals per op (and shape), then clears.
+  void set_profiling(bool on);
+  Expected<std::vector<OpTime>> take_profile();
+
   struct Impl;
+
+ private:
   explicit CudaBackend(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

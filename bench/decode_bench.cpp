@@ -1,0 +1,200 @@
+// Where a decode step's time goes on the GPU, for a real-size checkpoint: prefill (global) or
+// phase 1 (star) of a random context, then greedy decode steps timed one by one, then a few
+// steps with every op's GPU time recorded (CUDA events) beside the wall time, and the floor
+// from the bytes a step must read (weights + KV) over the measured copy bandwidth.
+// Usage: decode_bench --model DIR --contexts 32768,131072 [--modes global,star --hosts 4]
+// Prints a table per context and mode and, with --json FILE, one object for each.
+#include <fmt/core.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "starmesh/attention/star_session.hpp"
+#include "starmesh/backend/cuda_backend.hpp"
+#include "starmesh/model/loaded_model.hpp"
+#include "starmesh/model/sampler.hpp"
+
+using namespace starmesh;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+template <class T>
+T check(Expected<T> e, const char* what) {
+  if (!e) {
+    fmt::print(stderr, "{}: {}\n", what, e.error().message);
+    std::exit(1);
+  }
+  return std::move(*e);
+}
+void check(Status s, const char* what) {
+  if (!s) {
+    fmt::print(stderr, "{}: {}\n", what, s.message());
+    std::exit(1);
+  }
+}
+
+// Device-to-device copy bandwidth (read + write bytes per second), best of 5.
+double copy_bandwidth(backend_i& be) {
+  const int64_t n = int64_t(1) << 30;  // 2 GiB of bf16 each way
+  Tensor a = check(be.alloc(DType::bf16, {n}), "alloc"), b = check(be.alloc(DType::bf16, {n}), "alloc");
+  double best = 1e9;
+  for (int i = 0; i < 5; ++i) {
+    check(be.synchronize(), "sync");
+    const auto t = Clock::now();
+    check(be.copy(a, b), "copy");
+    check(be.synchronize(), "sync");
+    best = std::min(best, since(t));
+  }
+  return 2.0 * double(a.nbytes()) / best;
+}
+
+// Bytes one decode step must read: every weight but the embedding table (a gather), and the
+// KV of every cached token.
+double step_bytes(const LlamaConfig& c, int64_t cached_tokens) {
+  const double h = double(c.hidden_size), f = double(c.intermediate_size), d = double(c.head_dim);
+  const double q = double(c.num_attention_heads) * d, kv = double(c.num_key_value_heads) * d;
+  const double per_layer = h * (q + 2 * kv) + q * h + 3 * h * f + 2 * h;
+  const double weights = (double(c.num_hidden_layers) * per_layer + h + double(c.vocab_size) * h) * 2;
+  return weights + double(cached_tokens) * 2 * double(c.num_hidden_layers) * kv * 2;
+}
+
+double percentile(std::vector<double> v, double p) {
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, size_t(p * double(v.size())))];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Decode-step profile of a checkpoint on the GPU"};
+  std::string model_dir, json_path;
+  std::vector<std::string> modes{"global"};
+  std::vector<int64_t> contexts{32768};
+  int steps = 64, profiled = 8, hosts = 4;
+  app.add_option("--model", model_dir)->required();
+  app.add_option("--contexts", contexts)->delimiter(',');
+  app.add_option("--steps", steps)->check(CLI::Range(2, 4096));
+  app.add_option("--profiled-steps", profiled)->check(CLI::Range(1, 256));
+  app.add_option("--modes", modes)->delimiter(',')->check(CLI::IsMember({"global", "star"}));
+  app.add_option("--hosts", hosts)->check(CLI::Range(1, 64));
+  app.add_option("--json", json_path);
+  CLI11_PARSE(app, argc, argv);
+
+  const auto tl = Clock::now();
+  auto loaded = check(load_model(model_dir, check(parse_device("cuda"), "device"), 0), "load");
+  const Transformer& model = *loaded->model;
+  auto* cuda = dynamic_cast<CudaBackend*>(loaded->backend.get());
+  backend_i& be = *loaded->backend;
+  const LlamaConfig& cfg = model.config();
+  fmt::print("loaded {} in {:.1f} s; {} layers, hidden {}, vocab {}\n", model_dir, since(tl), cfg.num_hidden_layers,
+             cfg.hidden_size, cfg.vocab_size);
+  const double bw = copy_bandwidth(be);
+  fmt::print("device copy bandwidth {:.0f} GB/s\n", bw / 1e9);
+
+  nlohmann::json rows = nlohmann::json::array();
+  for (const int64_t n : contexts)
+    for (const std::string& mode : modes) {
+      std::mt19937 rng{static_cast<uint32_t>(n)};
+      std::uniform_int_distribution<int32_t> pick(0, int32_t(std::min<int64_t>(cfg.vocab_size, 128000) - 1));
+      std::vector<int32_t> context(static_cast<size_t>(n));
+      for (int32_t& id : context) id = pick(rng);
+      const int32_t query = pick(rng);
+      Sampler greedy(SamplingParams{});
+      std::optional<KvCache> cache;
+      std::unique_ptr<StarSession> star;
+      std::function<Expected<Tensor>(std::span<const int32_t>)> step;
+      nlohmann::json row{{"mode", mode}, {"context_tokens", n}};
+
+      check(be.synchronize(), "sync");
+      const auto t0 = Clock::now();
+      Tensor logits;
+      if (mode == "global") {
+        cache.emplace(check(model.make_cache(n + steps + profiled + 2), "cache"));
+        std::vector<int32_t> prompt = context;
+        prompt.push_back(query);
+        step = [&](std::span<const int32_t> ids) { return model.forward(ids, *cache); };
+        logits = check(step(prompt), "prefill");
+      } else {
+        StarOptions so{(n + hosts - 1) / hosts, -1, hosts};
+        star = check(StarSession::encode(model, context, so, steps + profiled + 2), "phase 1");
+        row["phase1_s"] = star->phase1_seconds();
+        row["phase1_host_s"] = star->host_phase1_seconds();
+        row["phase1_max_host_s"] = star->phase1_max_host_seconds();
+        step = [&](std::span<const int32_t> ids) { return star->step(ids); };
+        const auto tq = Clock::now();
+        logits = check(step(std::span<const int32_t>(&query, 1)), "query");
+        check(be.synchronize(), "sync");
+        row["phase2_query_s"] = since(tq);
+      }
+      int32_t next = check(greedy.next(be, logits), "sample");  // the sample waits for the device
+      row["ttft_s"] = since(t0);
+
+      std::vector<double> per_step;
+      for (int i = 0; i < steps; ++i) {
+        const auto ts = Clock::now();
+        Tensor l = check(step(std::span<const int32_t>(&next, 1)), "decode");
+        next = check(greedy.next(be, l), "sample");
+        per_step.push_back(since(ts));
+      }
+      double total = 0;
+      for (double s : per_step) total += s;
+      const double tok_s = double(steps) / total;
+      const double floor_tok_s = bw / step_bytes(cfg, n + 1);
+      row["decode_tok_s"] = tok_s;
+      row["decode_p50_s"] = percentile(per_step, 0.5);
+      row["decode_p99_s"] = percentile(per_step, 0.99);
+      row["floor_decode_tok_s"] = floor_tok_s;
+      row["copy_bw_bytes_s"] = bw;
+      row["peak_gpu_bytes"] = be.peak_memory_bytes();
+
+      // A few steps with every op timed on the device.
+      cuda->set_profiling(true);
+      const auto tp = Clock::now();
+      for (int i = 0; i < profiled; ++i) {
+        Tensor l = check(step(std::span<const int32_t>(&next, 1)), "decode");
+        next = check(greedy.next(be, l), "sample");
+      }
+      const double wall = since(tp) / profiled;
+      cuda->set_profiling(false);
+      std::vector<OpTime> ops = check(cuda->take_profile(), "profile");
+      std::sort(ops.begin(), ops.end(), [](const OpTime& a, const OpTime& b) { return a.seconds > b.seconds; });
+      double gpu = 0;
+      int64_t calls = 0;
+      for (const OpTime& o : ops) {
+        gpu += o.seconds / profiled;
+        calls += o.calls;
+      }
+      fmt::print(
+          "\n== {} at {} context tokens: ttft {:.3f} s, decode {:.1f} tok/s (p50 {:.2f} ms), floor {:.1f} tok/s "
+          "({:.0f}%)\n",
+          mode, n, row["ttft_s"].get<double>(), tok_s, row["decode_p50_s"].get<double>() * 1e3, floor_tok_s,
+          100 * tok_s / floor_tok_s);
+      if (mode == "star")
+        fmt::print("phase 1 {:.3f} s (slowest host {:.3f} s), query through phase 2 {:.1f} ms\n",
+                   row["phase1_s"].get<double>(), row["phase1_max_host_s"].get<double>(),
+                   row["phase2_query_s"].get<double>() * 1e3);
+      fmt::print("profiled step: wall {:.2f} ms, GPU time in ops {:.2f} ms, {} ops\n", wall * 1e3, gpu * 1e3,
+                 calls / profiled);
+      nlohmann::json prof = nlohmann::json::array();
+      for (const OpTime& o : ops) {
+        fmt::print("  {:>9.1f} us  {:>5} calls  {}\n", o.seconds / profiled * 1e6, o.calls / profiled, o.op);
+        prof.push_back(
+            {{"op", o.op}, {"us_per_step", o.seconds / profiled * 1e6}, {"calls_per_step", o.calls / profiled}});
+      }
+      row["profiled_wall_s"] = wall;
+      row["profiled_gpu_s"] = gpu;
+      row["ops"] = prof;
+      rows.push_back(row);
+      star.reset();
+      cache.reset();
+    }
+  if (!json_path.empty()) std::ofstream(json_path) << rows.dump(1) << "\n";
+  return 0;
+}
