@@ -26,7 +26,8 @@ cmake --build /tmp/build -j16 --target "${targets[@]}" > "$out/build.log" 2>&1 \
 if [ "${1:-}" = "--e2e" ]; then
   ck=/tmp/llama-3.1-8b-random
   [ -f "$ck/model.safetensors.index.json" ] || { echo "== random Llama-3.1-8B checkpoint"; \
-    python3 tools/make_random_checkpoint.py --config llama-3.1-8b --out "$ck" --seed 1 2>&1 | tail -3; }
+    python3 tools/make_random_checkpoint.py --config llama-3.1-8b --out "$ck" --seed 1 \
+      $([ -f build/testdata/llama3_1/tokenizer.json ] && echo --tokenizer-from build/testdata/llama3_1) 2>&1 | tail -3; }
   contexts="${E2E_CONTEXTS:-32768,131072}"
   echo "== cross-backend tests (merge and star engine)"
   /tmp/build/bin/test_backend_ops -tc="*merge*,*star*" 2>&1 | grep -E "ERROR|test cases|assertions|Status" || true
