@@ -1,6 +1,8 @@
 // RMSNorm, RoPE, SwiGLU, residual add and embedding gather on bf16, f32 inside.
 #include <cuda_bf16.h>
 
+#include <cstdint>
+
 #include "starmesh/kernels/elementwise.hpp"
 
 namespace starmesh::kernels {
@@ -30,6 +32,65 @@ __global__ void rms_norm_kernel(const __nv_bfloat16* __restrict__ x, const __nv_
   const float r = rsqrtf(warp_sums[0] / float(d) + eps);
   for (int c = threadIdx.x; c < d; c += blockDim.x)
     out[size_t(blockIdx.x) * d + c] = __float2bfloat16(__bfloat162float(row[c]) * r * __bfloat162float(w[c]));
+}
+
+// The same for rows of d % 8 == 0, d <= 8 * kNormThreads * kNormVectors: each thread loads
+// its 16-byte vectors once, all in flight together, and keeps them in registers for the
+// second pass (the plain kernel's strided loop waits on one load after another: 13 us for a
+// 4096-wide row on the H200, against a few us here).
+constexpr int kNormVectors = 4;
+__device__ float block_sum(float v, float* warp_sums) {
+  for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
+  if (threadIdx.x % 32 == 0) warp_sums[threadIdx.x / 32] = v;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    v = threadIdx.x < blockDim.x / 32 ? warp_sums[threadIdx.x] : 0.0f;
+    for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
+    if (threadIdx.x == 0) warp_sums[0] = v;
+  }
+  __syncthreads();
+  return warp_sums[0];
+}
+
+__global__ void rms_norm_vec_kernel(const uint4* __restrict__ x, const uint4* __restrict__ w, uint4* __restrict__ out,
+                                    int vecs, float d, float eps) {
+  const uint4* row = x + size_t(blockIdx.x) * vecs;
+  uint4 held[kNormVectors];
+  float ss = 0.0f;
+#pragma unroll
+  for (int i = 0; i < kNormVectors; ++i) {
+    const int c = threadIdx.x + i * kNormThreads;
+    if (c < vecs) held[i] = row[c];
+  }
+#pragma unroll
+  for (int i = 0; i < kNormVectors; ++i) {
+    const int c = threadIdx.x + i * kNormThreads;
+    if (c >= vecs) break;
+    const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&held[i]);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const float2 f = __bfloat1622float2(h[j]);
+      ss += f.x * f.x + f.y * f.y;
+    }
+  }
+  __shared__ float warp_sums[kNormThreads / 32];
+  const float r = rsqrtf(block_sum(ss, warp_sums) / d + eps);
+#pragma unroll
+  for (int i = 0; i < kNormVectors; ++i) {
+    const int c = threadIdx.x + i * kNormThreads;
+    if (c >= vecs) break;
+    const uint4 wv = w[c];
+    const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&held[i]);
+    const __nv_bfloat162* g = reinterpret_cast<const __nv_bfloat162*>(&wv);
+    uint4 o;
+    __nv_bfloat162* op = reinterpret_cast<__nv_bfloat162*>(&o);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const float2 f = __bfloat1622float2(h[j]), gw = __bfloat1622float2(g[j]);
+      op[j] = __floats2bfloat162_rn(f.x * r * gw.x, f.y * r * gw.y);
+    }
+    out[size_t(blockIdx.x) * vecs + c] = o;
+  }
 }
 
 // One thread per (token, head, frequency): rotates the pair (f, f + d/2).
@@ -75,6 +136,13 @@ unsigned blocks_for(int64_t count) { return unsigned((count + kElementThreads - 
 
 cudaError_t rms_norm_bf16(const void* x, const void* w, void* out, int n, int d, float eps, cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
+  const bool aligned =
+      (reinterpret_cast<uintptr_t>(x) | reinterpret_cast<uintptr_t>(w) | reinterpret_cast<uintptr_t>(out)) % 16 == 0;
+  if (aligned && d % 8 == 0 && d <= 8 * kNormThreads * kNormVectors) {
+    rms_norm_vec_kernel<<<n, kNormThreads, 0, stream>>>(static_cast<const uint4*>(x), static_cast<const uint4*>(w),
+                                                        static_cast<uint4*>(out), d / 8, float(d), eps);
+    return cudaGetLastError();
+  }
   rms_norm_kernel<<<n, kNormThreads, 0, stream>>>(static_cast<const __nv_bfloat16*>(x),
                                                   static_cast<const __nv_bfloat16*>(w),
                                                   static_cast<__nv_bfloat16*>(out), d, eps);

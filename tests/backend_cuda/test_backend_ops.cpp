@@ -121,13 +121,19 @@ struct Backends {
 }  // namespace
 
 TEST_CASE_FIXTURE(Backends, "cuda elementwise ops equal the cpu reference") {
+  // RMSNorm widths: the vector kernel (d % 8 == 0 up to 8192) and the plain one past it.
+  for (int64_t width : {256, 4096, 8192, 8200, 100}) {
+    Tensor x = rand({5, width}, 1 + width, -3, 3), w = rand({width}, 2, 0.5f, 1.5f);
+    Tensor r = Tensor::zeros(DType::f32, {5, width});
+    REQUIRE(cpu.rms_norm(x, w, 1e-5f, r));
+    Tensor o = poisoned({5, width});
+    REQUIRE(gpu->rms_norm(to_gpu(x), to_gpu(w), 1e-5f, o));
+    CAPTURE(width);
+    CHECK(nmse(back(o), r.to_f32_vector()) < 1e-5);
+  }
   const int64_t n = 37, d = 256;
-  Tensor x = rand({n, d}, 1, -3, 3), w = rand({d}, 2, 0.5f, 1.5f);
   Tensor ref = Tensor::zeros(DType::f32, {n, d});
-  REQUIRE(cpu.rms_norm(x, w, 1e-5f, ref));
-  Tensor out = poisoned({n, d});
-  REQUIRE(gpu->rms_norm(to_gpu(x), to_gpu(w), 1e-5f, out));
-  CHECK(nmse(back(out), ref.to_f32_vector()) < 1e-5);
+  Tensor out;
 
   Tensor g = rand({n, d}, 3, -6, 6), u = rand({n, d}, 4);
   REQUIRE(cpu.swiglu(g, u, ref));
@@ -191,12 +197,24 @@ TEST_CASE_FIXTURE(Backends, "cuda attention with lse equals the cpu reference (m
       {2048, 2048, 32, 8, 128, true, 0},
       {1500, 1700, 16, 4, 64, true, 200},
       {1024, 3000, 32, 8, 128, false, 0},
+      // One row: the decode kernel (q heads per kv head 1, 2, 4, 8; a causal prefix; a row
+      // that sees nothing); 3 per kv head takes the general kernels.
+      {1, 8192, 32, 8, 128, false, 0},
+      {1, 131077, 32, 8, 128, true, 131076},
+      {1, 777, 8, 1, 64, false, 0},
+      {1, 300, 4, 4, 128, false, 0},
+      {1, 4099, 8, 4, 64, false, 0},
+      {1, 5000, 4, 2, 64, true, 3000},
+      {1, 50, 8, 2, 128, true, -1},
+      {1, 2000, 6, 2, 128, false, 0},
   };
   uint64_t seed = 1000;
   for (const AttnCase& c : cases) {
     AttnRun r = prepare(c, seed);
     Tensor og = poisoned({c.nq, c.hq, c.d}), lg = poisoned({c.nq, c.hq}, DType::f32);
     REQUIRE(gpu->attention(r.qg, r.kg, r.vg, {c.causal, c.diag}, r.scale, og, lg));
+    const auto [major, sms] = device_info();
+    CHECK(kernels::plan_attention(r.args, sms, major == 9).use_decode == (c.nq == 1 && c.hq / c.hkv != 3));
     CAPTURE(c.nq);
     CAPTURE(c.nk);
     CAPTURE(c.d);

@@ -22,12 +22,12 @@ Status encode_block(const Transformer& model, const BlockPlan& plan, int b, std:
   const DType act = be.activation_dtype();
   SM_ASSIGN(pos, model.positions(positions));
   SM_ASSIGN(hidden, model.embed(tokens));
-  SM_ASSIGN(out, be.alloc(act, {n, hq, d}));
-  SM_ASSIGN(lse, be.alloc(DType::f32, {n, hq}));
+  SM_ASSIGN(out, be.scratch(act, {n, hq, d}));
+  SM_ASSIGN(lse, be.scratch(DType::f32, {n, hq}));
   Tensor keys, values;  // [a + n, hkv, d]: the anchor's rows, then the block's
   if (a > 0) {
-    SM_ASSIGN(k, be.alloc(act, {a + n, hkv, d}));
-    SM_ASSIGN(v, be.alloc(act, {a + n, hkv, d}));
+    SM_ASSIGN(k, be.scratch(act, {a + n, hkv, d}));
+    SM_ASSIGN(v, be.scratch(act, {a + n, hkv, d}));
     keys = k;
     values = v;
   }

@@ -12,8 +12,8 @@ Expected<AttentionState> device_partial(const Transformer& model, const Tensor& 
                                         const Tensor& values, AttentionMask mask) {
   backend_i& be = model.backend();
   const int64_t n = q.dim(0), hq = q.dim(1), d = q.dim(2);
-  SM_ASSIGN(o, be.alloc(be.activation_dtype(), {n, hq, d}));
-  SM_ASSIGN(lse, be.alloc(DType::f32, {n, hq}));
+  SM_ASSIGN(o, be.scratch(be.activation_dtype(), {n, hq, d}));
+  SM_ASSIGN(lse, be.scratch(DType::f32, {n, hq}));
   SM_TRY(be.attention(q, keys, values, mask, model.attention_scale(), o, lse));
   return AttentionState{o, lse};
 }
@@ -108,8 +108,8 @@ Expected<Tensor> QueryHost::step(std::span<const int32_t> ids, remote_partials_i
       os.push_back(p.o);
       ls.push_back(p.lse);
     }
-    SM_ASSIGN(attn, be.alloc(be.activation_dtype(), {n, qkv.q.dim(1), qkv.q.dim(2)}));
-    SM_ASSIGN(lse, be.alloc(DType::f32, {n, qkv.q.dim(1)}));
+    SM_ASSIGN(attn, be.scratch(be.activation_dtype(), {n, qkv.q.dim(1), qkv.q.dim(2)}));
+    SM_ASSIGN(lse, be.scratch(DType::f32, {n, qkv.q.dim(1)}));
     SM_TRY(be.merge_states(os, ls, attn, lse));
     SM_TRY(model.finish_layer(l, hidden, attn));
   }

@@ -16,6 +16,7 @@ namespace starmesh {
 namespace {
 
 constexpr size_t kCublasWorkspaceBytes = size_t(32) << 20;
+constexpr size_t kMaxGemmPlans = 4096;
 
 Status cuda_status(cudaError_t e, const char* what) {
   if (e == cudaSuccess) return {};
@@ -55,8 +56,20 @@ struct CudaBackend::Impl {
   cudaStream_t stream = nullptr;
   cublasLtHandle_t lt = nullptr;
   void* lt_workspace = nullptr;
-  // The heuristic's choice per GEMM shape and output type, asked once.
-  std::map<std::tuple<int64_t, int64_t, int64_t, int>, cublasLtMatmulAlgo_t> algos;
+  // A GEMM shape's descriptors and the heuristic's algorithm, made once per shape and output
+  // type (a decode step runs the same few shapes hundreds of times).
+  struct GemmPlan {
+    cublasLtMatmulDesc_t op = nullptr;
+    cublasLtMatrixLayout_t w = nullptr, x = nullptr, out = nullptr;
+    cublasLtMatmulAlgo_t algo{};
+    ~GemmPlan() {
+      if (op) cublasLtMatmulDescDestroy(op);
+      for (auto l : {w, x, out})
+        if (l) cublasLtMatrixLayoutDestroy(l);
+    }
+  };
+  std::map<std::tuple<int64_t, int64_t, int64_t, int>, std::unique_ptr<GemmPlan>> gemms;
+  Expected<const GemmPlan*> gemm_plan(int64_t n, int64_t k, int64_t m, DType out_type);
   int32_t* token = nullptr;  // where sample() leaves its draw
 
   // Op profile (benchmarks): a pair of events around each op while on.
@@ -113,6 +126,41 @@ class OpScope {
   CudaBackend::Impl::Mark mark_{{}, nullptr, nullptr};
 };
 #define SM_OP_SCOPE(label) OpScope op_scope_(*impl_, [&] { return label; })
+
+// Row-major out[n, m] = x w^T is column-major out^T[m, n] = (w as [k, m])^T x^T.
+Expected<const CudaBackend::Impl::GemmPlan*> CudaBackend::Impl::gemm_plan(int64_t n, int64_t k, int64_t m,
+                                                                          DType out_type) {
+  const auto key = std::make_tuple(n, k, m, int(out_type));
+  if (auto it = gemms.find(key); it != gemms.end()) return it->second.get();
+  if (gemms.size() >= kMaxGemmPlans) gemms.clear();  // prompt lengths vary without end: bound the cache
+  auto p = std::make_unique<GemmPlan>();
+  const cublasOperation_t transa = CUBLAS_OP_T, transb = CUBLAS_OP_N;
+  SM_TRY(cublas_status(cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F), "matmul desc"));
+  SM_TRY(cublas_status(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &transa, sizeof(transa)),
+                       "transa"));
+  SM_TRY(cublas_status(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &transb, sizeof(transb)),
+                       "transb"));
+  SM_TRY(cublas_status(cublasLtMatrixLayoutCreate(&p->w, CUDA_R_16BF, uint64_t(k), uint64_t(m), k), "layout w"));
+  SM_TRY(cublas_status(cublasLtMatrixLayoutCreate(&p->x, CUDA_R_16BF, uint64_t(k), uint64_t(n), k), "layout x"));
+  SM_TRY(cublas_status(cublasLtMatrixLayoutCreate(&p->out, cuda_type(out_type), uint64_t(m), uint64_t(n), m),
+                       "layout out"));
+  cublasLtMatmulPreference_t pref = nullptr;
+  cublasLtMatmulHeuristicResult_t result{};
+  int found = 0;
+  Status st = cublas_status(cublasLtMatmulPreferenceCreate(&pref), "matmul preference");
+  if (st)
+    st = cublas_status(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                            &kCublasWorkspaceBytes, sizeof(kCublasWorkspaceBytes)),
+                       "matmul preference");
+  if (st)
+    st = cublas_status(cublasLtMatmulAlgoGetHeuristic(lt, p->op, p->w, p->x, p->out, p->out, pref, 1, &result, &found),
+                       "matmul heuristic");
+  if (pref) cublasLtMatmulPreferenceDestroy(pref);
+  SM_TRY(st);
+  if (found == 0) return make_error("matmul: cuBLASLt has no algorithm for [", n, ", ", k, "] x [", m, ", ", k, "]^T");
+  p->algo = result.algo;
+  return gemms.emplace(key, std::move(p)).first->second.get();
+}
 
 CudaBackend::CudaBackend(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
@@ -187,6 +235,12 @@ Expected<Tensor> CudaBackend::alloc(DType t, const Shape& shape) {
   for (int64_t d : shape)
     if (d < 0) return make_error("alloc: negative extent in shape ", to_string(shape));
   return impl_->alloc_raw(t, shape, true);
+}
+
+Expected<Tensor> CudaBackend::scratch(DType t, const Shape& shape) {
+  for (int64_t d : shape)
+    if (d < 0) return make_error("scratch: negative extent in shape ", to_string(shape));
+  return impl_->alloc_raw(t, shape, false);
 }
 
 Expected<Tensor> CudaBackend::upload(const Tensor& host, DType as) {
@@ -266,55 +320,12 @@ Status CudaBackend::matmul(const Tensor& x, const Tensor& w, const Tensor& out) 
   const int64_t n = x.dim(0), k = x.dim(1), m = w.dim(0);
   SM_TRY(expect_tensor(out, out.dtype(), {n, m}, "matmul out"));
   if (n == 0) return {};
-  // Row-major out[n, m] = x w^T is column-major out^T[m, n] = (w as [k, m])^T x^T.
-  cublasLtMatmulDesc_t op = nullptr;
-  cublasLtMatrixLayout_t la = nullptr, lb = nullptr, lc = nullptr;
-  auto cleanup = [&] {
-    if (op) cublasLtMatmulDescDestroy(op);
-    if (la) cublasLtMatrixLayoutDestroy(la);
-    if (lb) cublasLtMatrixLayoutDestroy(lb);
-    if (lc) cublasLtMatrixLayoutDestroy(lc);
-  };
-  const cublasOperation_t transa = CUBLAS_OP_T, transb = CUBLAS_OP_N;
-  Status st = cublas_status(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F), "matmul desc");
-  if (st)
-    st = cublas_status(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &transa, sizeof(transa)),
-                       "transa");
-  if (st)
-    st = cublas_status(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &transb, sizeof(transb)),
-                       "transb");
-  if (st) st = cublas_status(cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, uint64_t(k), uint64_t(m), k), "layout w");
-  if (st) st = cublas_status(cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, uint64_t(k), uint64_t(n), k), "layout x");
-  if (st)
-    st = cublas_status(cublasLtMatrixLayoutCreate(&lc, cuda_type(out.dtype()), uint64_t(m), uint64_t(n), m),
-                       "layout out");
-  const auto key = std::make_tuple(n, k, m, int(out.dtype()));
-  auto it = impl_->algos.find(key);
-  if (st && it == impl_->algos.end()) {
-    cublasLtMatmulPreference_t pref = nullptr;
-    cublasLtMatmulHeuristicResult_t result{};
-    int found = 0;
-    st = cublas_status(cublasLtMatmulPreferenceCreate(&pref), "matmul preference");
-    if (st)
-      st = cublas_status(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                                              &kCublasWorkspaceBytes, sizeof(kCublasWorkspaceBytes)),
-                         "matmul preference");
-    if (st)
-      st = cublas_status(cublasLtMatmulAlgoGetHeuristic(impl_->lt, op, la, lb, lc, lc, pref, 1, &result, &found),
-                         "matmul heuristic");
-    if (pref) cublasLtMatmulPreferenceDestroy(pref);
-    if (st && found == 0)
-      st = make_error("matmul: cuBLASLt has no algorithm for [", n, ", ", k, "] x [", m, ", ", k, "]^T");
-    if (st) it = impl_->algos.emplace(key, result.algo).first;
-  }
+  SM_ASSIGN(plan, impl_->gemm_plan(n, k, m, out.dtype()));
   const float alpha = 1.0f, beta = 0.0f;
-  if (st)
-    st = cublas_status(
-        cublasLtMatmul(impl_->lt, op, &alpha, w.data(), la, x.data(), lb, &beta, out.data(), lc, out.data(), lc,
-                       &it->second, impl_->lt_workspace, kCublasWorkspaceBytes, impl_->stream),
-        "cublasLtMatmul");
-  cleanup();
-  return st;
+  return cublas_status(
+      cublasLtMatmul(impl_->lt, plan->op, &alpha, w.data(), plan->w, x.data(), plan->x, &beta, out.data(), plan->out,
+                     out.data(), plan->out, &plan->algo, impl_->lt_workspace, kCublasWorkspaceBytes, impl_->stream),
+      "cublasLtMatmul");
 }
 
 Status CudaBackend::rope(const Tensor& x, const Tensor& positions, const Tensor& inv_freq) {

@@ -14,6 +14,23 @@ Expected<Tensor> load_weight(backend_i& backend, const Checkpoint& ckpt, const s
   return backend.upload(host, backend.activation_dtype());
 }
 
+// Copies `parts` (same width) one under another into one tensor and points each part at its
+// rows of it, so that the model keeps one copy.
+Expected<Tensor> stack_rows(backend_i& backend, std::initializer_list<Tensor*> parts) {
+  int64_t rows = 0;
+  for (const Tensor* t : parts) rows += t->dim(0);
+  const Tensor* first = *parts.begin();
+  SM_ASSIGN(stacked, backend.alloc(first->dtype(), {rows, first->dim(1)}));
+  int64_t at = 0;
+  for (Tensor* t : parts) {
+    const Tensor dst = stacked.rows(at, at + t->dim(0));
+    SM_TRY(backend.copy(*t, dst));
+    *t = dst;
+    at += t->dim(0);
+  }
+  return stacked;
+}
+
 }  // namespace
 
 Expected<Transformer> Transformer::load(backend_i& backend, const std::filesystem::path& dir) {
@@ -60,6 +77,11 @@ Expected<Transformer> Transformer::load(backend_i& backend, const std::filesyste
       SM_ASSIGN(t, load_weight(backend, ckpt, it.name, it.shape));
       *it.dst = t;
     }
+    // Q, K, V and gate, up stacked by rows: a one-token step reads each stack with one GEMM.
+    SM_ASSIGN(qkv, stack_rows(backend, {&w.wq, &w.wk, &w.wv}));
+    SM_ASSIGN(gate_up, stack_rows(backend, {&w.w_gate, &w.w_up}));
+    w.wqkv = qkv;
+    w.w_gate_up = gate_up;
     m.layers_.push_back(std::move(w));
   }
   const std::vector<float> inv_freq = rope_inv_freq(config);
@@ -75,7 +97,7 @@ Expected<Tensor> Transformer::embed(std::span<const int32_t> ids) const {
       return make_error(ErrorCode::invalid_argument, "token id ", ids[i], " at position ", i,
                         " is outside the vocabulary [0, ", config_.vocab_size, ")");
   SM_ASSIGN(dev_ids, backend_->upload(Tensor::from_i32(ids, {n}), DType::i32));
-  SM_ASSIGN(hidden, backend_->alloc(backend_->activation_dtype(), {n, config_.hidden_size}));
+  SM_ASSIGN(hidden, backend_->scratch(backend_->activation_dtype(), {n, config_.hidden_size}));
   SM_TRY(backend_->embedding(dev_ids, embed_, hidden));
   return hidden;
 }
@@ -91,12 +113,24 @@ Expected<QkvProjection> Transformer::project_qkv(int layer, const Tensor& hidden
   if (positions.rank() != 1 || positions.dim(0) != n)
     return make_error("project_qkv: ", to_string(positions.shape()), " positions for ", n, " tokens");
   const DType act = backend_->activation_dtype();
-  SM_ASSIGN(normed, backend_->alloc(act, {n, config_.hidden_size}));
+  SM_ASSIGN(normed, backend_->scratch(act, {n, config_.hidden_size}));
   SM_TRY(backend_->rms_norm(hidden, w.attn_norm, config_.rms_norm_eps, normed));
   QkvProjection out;
-  SM_ASSIGN(q, backend_->alloc(act, {n, hq * d}));
-  SM_ASSIGN(k, backend_->alloc(act, {n, hkv * d}));
-  SM_ASSIGN(v, backend_->alloc(act, {n, hkv * d}));
+  if (n == 1) {
+    // One token: one GEMM over the stacked weights; q, k, v are consecutive in its row, and
+    // q and k (heads side by side) take RoPE in one launch.
+    SM_ASSIGN(qkv, backend_->scratch(act, {1, (hq + 2 * hkv) * d}));
+    SM_TRY(backend_->matmul(normed, w.wqkv, qkv));
+    const Tensor heads = qkv.reshape({hq + 2 * hkv, d});
+    SM_TRY(backend_->rope(heads.rows(0, hq + hkv).reshape({1, hq + hkv, d}), positions, inv_freq_));
+    out.q = heads.rows(0, hq).reshape({1, hq, d});
+    out.k = heads.rows(hq, hq + hkv).reshape({1, hkv, d});
+    out.v = heads.rows(hq + hkv, hq + 2 * hkv).reshape({1, hkv, d});
+    return out;
+  }
+  SM_ASSIGN(q, backend_->scratch(act, {n, hq * d}));
+  SM_ASSIGN(k, backend_->scratch(act, {n, hkv * d}));
+  SM_ASSIGN(v, backend_->scratch(act, {n, hkv * d}));
   SM_TRY(backend_->matmul(normed, w.wq, q));
   SM_TRY(backend_->matmul(normed, w.wk, k));
   SM_TRY(backend_->matmul(normed, w.wv, v));
@@ -112,15 +146,25 @@ Status Transformer::finish_layer(int layer, const Tensor& hidden, const Tensor& 
   const LayerWeights& w = layers_.at(size_t(layer));
   const int64_t n = hidden.dim(0), h = config_.hidden_size, ffn = config_.intermediate_size;
   const DType act = backend_->activation_dtype();
-  SM_ASSIGN(proj, backend_->alloc(act, {n, h}));
+  SM_ASSIGN(proj, backend_->scratch(act, {n, h}));
   SM_TRY(backend_->matmul(attn.reshape({n, attn.numel() / std::max<int64_t>(n, 1)}), w.wo, proj));
   SM_TRY(backend_->add(hidden, proj, hidden));
-  SM_ASSIGN(normed, backend_->alloc(act, {n, h}));
+  SM_ASSIGN(normed, backend_->scratch(act, {n, h}));
   SM_TRY(backend_->rms_norm(hidden, w.mlp_norm, config_.rms_norm_eps, normed));
-  SM_ASSIGN(gate, backend_->alloc(act, {n, ffn}));
-  SM_ASSIGN(up, backend_->alloc(act, {n, ffn}));
-  SM_TRY(backend_->matmul(normed, w.w_gate, gate));
-  SM_TRY(backend_->matmul(normed, w.w_up, up));
+  Tensor gate, up;
+  if (n == 1) {  // one GEMM over the stacked gate and up weights
+    SM_ASSIGN(gate_up, backend_->scratch(act, {1, 2 * ffn}));
+    SM_TRY(backend_->matmul(normed, w.w_gate_up, gate_up));
+    gate = gate_up.reshape({2, ffn}).rows(0, 1);
+    up = gate_up.reshape({2, ffn}).rows(1, 2);
+  } else {
+    SM_ASSIGN(g, backend_->scratch(act, {n, ffn}));
+    SM_ASSIGN(u, backend_->scratch(act, {n, ffn}));
+    SM_TRY(backend_->matmul(normed, w.w_gate, g));
+    SM_TRY(backend_->matmul(normed, w.w_up, u));
+    gate = g;
+    up = u;
+  }
   SM_TRY(backend_->swiglu(gate, up, gate));
   SM_TRY(backend_->matmul(gate, w.w_down, proj));
   return backend_->add(hidden, proj, hidden);
@@ -129,10 +173,10 @@ Status Transformer::finish_layer(int layer, const Tensor& hidden, const Tensor& 
 Expected<Tensor> Transformer::logits(const Tensor& hidden) const {
   const int64_t n = hidden.dim(0);
   const DType act = backend_->activation_dtype();
-  SM_ASSIGN(normed, backend_->alloc(act, {n, config_.hidden_size}));
+  SM_ASSIGN(normed, backend_->scratch(act, {n, config_.hidden_size}));
   SM_TRY(backend_->rms_norm(hidden, final_norm_, config_.rms_norm_eps, normed));
   // Logits in f32 on every backend: sampling and comparisons want the full precision.
-  SM_ASSIGN(out, backend_->alloc(DType::f32, {n, config_.vocab_size}));
+  SM_ASSIGN(out, backend_->scratch(DType::f32, {n, config_.vocab_size}));
   SM_TRY(backend_->matmul(normed, lm_head_, out));
   return out;
 }
@@ -151,8 +195,8 @@ Expected<Tensor> Transformer::forward(std::span<const int32_t> ids, KvCache& cac
   SM_ASSIGN(pos, positions(position_ids));
   SM_ASSIGN(hidden, embed(ids));
   const int64_t hq = config_.num_attention_heads, d = config_.head_dim;
-  SM_ASSIGN(attn, backend_->alloc(backend_->activation_dtype(), {n, hq, d}));
-  SM_ASSIGN(lse, backend_->alloc(DType::f32, {n, hq}));
+  SM_ASSIGN(attn, backend_->scratch(backend_->activation_dtype(), {n, hq, d}));
+  SM_ASSIGN(lse, backend_->scratch(DType::f32, {n, hq}));
   for (int l = 0; l < layers(); ++l) {
     SM_ASSIGN(qkv, project_qkv(l, hidden, pos));
     SM_TRY(cache.write(l, qkv.k, qkv.v));

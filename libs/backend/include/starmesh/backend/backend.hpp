@@ -32,6 +32,9 @@ class backend_i {
   // Memory. alloc returns zero-filled storage; upload copies a host tensor to the device
   // in `as` dtype (weights: the backend's compute form); download returns a host copy.
   virtual Expected<Tensor> alloc(DType t, const Shape& shape) = 0;
+  // Storage for an op's output that the op overwrites whole: its contents are undefined (the
+  // CUDA backend skips the fill, a launch per tensor; the CPU backend zero-fills anyway).
+  virtual Expected<Tensor> scratch(DType t, const Shape& shape) { return alloc(t, shape); }
   virtual Expected<Tensor> upload(const Tensor& host, DType as) = 0;
   virtual Expected<Tensor> download(const Tensor& t) = 0;
   // dst = src; same dtype and element count, both on this device.

@@ -29,6 +29,7 @@ class CudaBackend final : public backend_i {
   DType activation_dtype() const override { return DType::bf16; }
 
   Expected<Tensor> alloc(DType t, const Shape& shape) override;
+  Expected<Tensor> scratch(DType t, const Shape& shape) override;
   Expected<Tensor> upload(const Tensor& host, DType as) override;
   Expected<Tensor> download(const Tensor& t) override;
   Status copy(const Tensor& src, const Tensor& dst) override;

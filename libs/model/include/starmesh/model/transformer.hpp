@@ -17,6 +17,9 @@ struct LayerWeights {
   Tensor wq, wk, wv, wo;        // [hq*d, hidden], [hkv*d, hidden], [hkv*d, hidden], [hidden, hq*d]
   Tensor mlp_norm;              // [hidden]
   Tensor w_gate, w_up, w_down;  // [ffn, hidden], [ffn, hidden], [hidden, ffn]
+  // wq, wk, wv and w_gate, w_up are row ranges of these (one copy in memory).
+  Tensor wqkv;       // [(hq + 2 hkv) d, hidden]
+  Tensor w_gate_up;  // [2 ffn, hidden]
 };
 
 // Q after RoPE [n, hq, d]; K after RoPE and V [n, hkv, d]; activation dtype.
