@@ -9,7 +9,6 @@
 #include <cstdint>
 
 #include "attention_common.cuh"
-#include "attention_decode.cuh"
 #include "attention_tile.cuh"
 #include "attention_wgmma.cuh"
 #include "starmesh/kernels/attention.hpp"
@@ -181,21 +180,6 @@ constexpr int kRowsPerCta = 64;  // AttnConfig<D>::kBlockM for every supported D
 AttentionPlan plan_attention(const AttentionArgs& a, int num_sms, bool hopper) {
   AttentionPlan p;
   const int group = a.hkv > 0 ? a.hq / a.hkv : 1;
-  // One query row (a generated token): the decode kernel, one wave of as many CTAs as fit on
-  // the SMs, splits of whole tiles. It loads 16 bytes at a time: the tensors must be 16-byte aligned.
-  const bool aligned =
-      (reinterpret_cast<uintptr_t>(a.q) | reinterpret_cast<uintptr_t>(a.k) | reinterpret_cast<uintptr_t>(a.v)) % 16 ==
-      0;
-  if (a.nq == 1 && a.hkv > 0 && decode_supports(a.d, group) && aligned) {
-    p.use_decode = true;
-    const int64_t visible = decode_visible_keys(a), tile = decode_tile_keys(a.d);
-    const int64_t target = int64_t(decode_ctas_per_sm(a.d, group)) * std::max(num_sms, 1);
-    const int64_t splits = std::max<int64_t>(1, std::min((target + a.hkv - 1) / a.hkv, (visible + tile - 1) / tile));
-    p.keys_per_split = int(((visible + splits - 1) / splits + tile - 1) / tile * tile);
-    p.splits = int(std::max<int64_t>(1, (visible + p.keys_per_split - 1) / p.keys_per_split));
-    p.workspace_bytes = p.splits > 1 ? size_t(p.splits) * a.hq * (size_t(a.d) + 1) * sizeof(float) : 0;
-    return p;
-  }
   // Few queries: one tile holds every q head of a kv head, so K/V are read once per group.
   p.pack_heads = int64_t(a.nq) * group <= kRowsPerCta;
   const int rows = p.pack_heads ? a.nq * group : a.nq;
@@ -237,25 +221,6 @@ cudaError_t attention_forward(const AttentionArgs& a, const AttentionPlan& plan,
   if (a.hkv <= 0 || a.hq % a.hkv || a.nq < 0 || a.nk < 0) return cudaErrorInvalidValue;
   if (a.nq == 0) return cudaSuccess;
   if (plan.splits > 1 && (!workspace || plan.workspace_bytes == 0)) return cudaErrorInvalidValue;
-  if (plan.use_decode) {
-    DecodeArgs da;
-    da.q = static_cast<const __nv_bfloat16*>(a.q);
-    da.k = static_cast<const __nv_bfloat16*>(a.k);
-    da.v = static_cast<const __nv_bfloat16*>(a.v);
-    da.hq = a.hq;
-    da.hkv = a.hkv;
-    da.visible = int(decode_visible_keys(a));
-    da.keys_per_split = plan.keys_per_split;
-    da.scale_log2 = a.scale * 1.4426950408889634f;
-    float* o_parts = plan.splits > 1 ? static_cast<float*>(workspace) : nullptr;
-    da.o_parts = o_parts;
-    da.lse_parts = o_parts ? o_parts + size_t(plan.splits) * a.hq * a.d : nullptr;
-    da.o = static_cast<__nv_bfloat16*>(a.o);
-    da.lse = a.lse;
-    const cudaError_t e = attention_decode(da, a.d, plan.splits, stream);
-    if (e != cudaSuccess || !o_parts) return e;
-    return merge_attention_states(o_parts, da.lse_parts, plan.splits, 1, a.hq, a.d, a.o, false, a.lse, stream);
-  }
   KernelArgs ka{};
   ka.q = static_cast<const __nv_bfloat16*>(a.q);
   ka.k = static_cast<const __nv_bfloat16*>(a.k);

@@ -3,8 +3,10 @@
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 
+#include <cmath>
 #include <cstring>
 #include <map>
+#include <span>
 #include <tuple>
 #include <vector>
 
@@ -17,6 +19,8 @@ namespace {
 
 constexpr size_t kCublasWorkspaceBytes = size_t(32) << 20;
 constexpr size_t kMaxGemmPlans = 4096;
+constexpr int kTunedGemmRows = 16;  // GEMMs of at most this many rows pick their algorithm by timing
+constexpr int kGemmCandidates = 8;
 
 Status cuda_status(cudaError_t e, const char* what) {
   if (e == cudaSuccess) return {};
@@ -69,7 +73,11 @@ struct CudaBackend::Impl {
     }
   };
   std::map<std::tuple<int64_t, int64_t, int64_t, int>, std::unique_ptr<GemmPlan>> gemms;
-  Expected<const GemmPlan*> gemm_plan(int64_t n, int64_t k, int64_t m, DType out_type);
+  // The first call of a shape also times the candidates for few rows (see gemm_plan).
+  Expected<const GemmPlan*> gemm_plan(int64_t n, int64_t k, int64_t m, DType out_type, const void* w, const void* x,
+                                      void* out);
+  int fastest_gemm(const GemmPlan& p, std::span<const cublasLtMatmulHeuristicResult_t> candidates, const void* w,
+                   const void* x, void* out);
   int32_t* token = nullptr;  // where sample() leaves its draw
 
   // Op profile (benchmarks): a pair of events around each op while on.
@@ -129,7 +137,8 @@ class OpScope {
 
 // Row-major out[n, m] = x w^T is column-major out^T[m, n] = (w as [k, m])^T x^T.
 Expected<const CudaBackend::Impl::GemmPlan*> CudaBackend::Impl::gemm_plan(int64_t n, int64_t k, int64_t m,
-                                                                          DType out_type) {
+                                                                          DType out_type, const void* w, const void* x,
+                                                                          void* out) {
   const auto key = std::make_tuple(n, k, m, int(out_type));
   if (auto it = gemms.find(key); it != gemms.end()) return it->second.get();
   if (gemms.size() >= kMaxGemmPlans) gemms.clear();  // prompt lengths vary without end: bound the cache
@@ -144,8 +153,12 @@ Expected<const CudaBackend::Impl::GemmPlan*> CudaBackend::Impl::gemm_plan(int64_
   SM_TRY(cublas_status(cublasLtMatrixLayoutCreate(&p->x, CUDA_R_16BF, uint64_t(k), uint64_t(n), k), "layout x"));
   SM_TRY(cublas_status(cublasLtMatrixLayoutCreate(&p->out, cuda_type(out_type), uint64_t(m), uint64_t(n), m),
                        "layout out"));
+  // Few rows (decode steps) are bound by reading the weight, and the heuristic's first pick
+  // reached only about half the copy bandwidth on some of them (H200, [1 x 4096] x
+  // [4096 x 4096]^T): time its best few on the real operands once and keep the fastest.
+  const int wanted = n <= kTunedGemmRows ? kGemmCandidates : 1;
   cublasLtMatmulPreference_t pref = nullptr;
-  cublasLtMatmulHeuristicResult_t result{};
+  cublasLtMatmulHeuristicResult_t results[kGemmCandidates] = {};
   int found = 0;
   Status st = cublas_status(cublasLtMatmulPreferenceCreate(&pref), "matmul preference");
   if (st)
@@ -153,13 +166,43 @@ Expected<const CudaBackend::Impl::GemmPlan*> CudaBackend::Impl::gemm_plan(int64_
                                                             &kCublasWorkspaceBytes, sizeof(kCublasWorkspaceBytes)),
                        "matmul preference");
   if (st)
-    st = cublas_status(cublasLtMatmulAlgoGetHeuristic(lt, p->op, p->w, p->x, p->out, p->out, pref, 1, &result, &found),
-                       "matmul heuristic");
+    st = cublas_status(
+        cublasLtMatmulAlgoGetHeuristic(lt, p->op, p->w, p->x, p->out, p->out, pref, wanted, results, &found),
+        "matmul heuristic");
   if (pref) cublasLtMatmulPreferenceDestroy(pref);
   SM_TRY(st);
   if (found == 0) return make_error("matmul: cuBLASLt has no algorithm for [", n, ", ", k, "] x [", m, ", ", k, "]^T");
-  p->algo = result.algo;
+  p->algo = results[found > 1 ? fastest_gemm(*p, {results, size_t(found)}, w, x, out) : 0].algo;
   return gemms.emplace(key, std::move(p)).first->second.get();
+}
+
+int CudaBackend::Impl::fastest_gemm(const GemmPlan& p, std::span<const cublasLtMatmulHeuristicResult_t> candidates,
+                                    const void* w, const void* x, void* out) {
+  cudaEvent_t start = nullptr, stop = nullptr;
+  cudaEventCreate(&start);
+  cudaEventCreate(&stop);
+  const float alpha = 1.0f, beta = 0.0f;
+  int best = 0;  // the heuristic's pick unless another runs faster
+  float best_ms = INFINITY;
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    auto run = [&] {
+      return cublasLtMatmul(lt, p.op, &alpha, w, p.w, x, p.x, &beta, out, p.out, out, p.out, &candidates[i].algo,
+                            lt_workspace, kCublasWorkspaceBytes, stream) == CUBLAS_STATUS_SUCCESS;
+    };
+    if (!run()) continue;  // warm-up; a candidate that fails is not taken
+    cudaEventRecord(start, stream);
+    for (int r = 0; r < 5; ++r) run();
+    cudaEventRecord(stop, stream);
+    float ms = 0;
+    if (cudaEventSynchronize(stop) != cudaSuccess || cudaEventElapsedTime(&ms, start, stop) != cudaSuccess) continue;
+    if (ms < best_ms) {
+      best = int(i);
+      best_ms = ms;
+    }
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  return best;
 }
 
 CudaBackend::CudaBackend(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -320,7 +363,7 @@ Status CudaBackend::matmul(const Tensor& x, const Tensor& w, const Tensor& out) 
   const int64_t n = x.dim(0), k = x.dim(1), m = w.dim(0);
   SM_TRY(expect_tensor(out, out.dtype(), {n, m}, "matmul out"));
   if (n == 0) return {};
-  SM_ASSIGN(plan, impl_->gemm_plan(n, k, m, out.dtype()));
+  SM_ASSIGN(plan, impl_->gemm_plan(n, k, m, out.dtype(), w.data(), x.data(), out.data()));
   const float alpha = 1.0f, beta = 0.0f;
   return cublas_status(
       cublasLtMatmul(impl_->lt, plan->op, &alpha, w.data(), plan->w, x.data(), plan->x, &beta, out.data(), plan->out,

@@ -38,7 +38,6 @@ struct AttentionPlan {
   bool wgmma_group_order = false;   // the q heads of one kv head run side by side (K/V in L2 once)
   bool wgmma_lazy_rescale = false;  // skip the output rescale where no row max moved
   bool use_wgmma_partial = false;   // Hopper split-KV wgmma kernel for 17-64 rows (else mma.sync)
-  bool use_decode = false;          // one query row: the decode kernel (every thread streams keys)
   size_t workspace_bytes = 0;       // f32 partial (o, lse) when splits > 1
 };
 
