@@ -52,15 +52,33 @@ __device__ float block_sum(float v, float* warp_sums) {
   return warp_sums[0];
 }
 
-__global__ void rms_norm_vec_kernel(const uint4* __restrict__ x, const uint4* __restrict__ w, uint4* __restrict__ out,
-                                    int vecs, float d, float eps) {
-  const uint4* row = x + size_t(blockIdx.x) * vecs;
+// With `delta` (the fused residual add): x += delta first, rounded to bf16 and written back
+// as the separate add would, and the norm taken of that.
+__global__ void rms_norm_vec_kernel(uint4* x, const uint4* __restrict__ delta, const uint4* __restrict__ w,
+                                    uint4* __restrict__ out, int vecs, float d, float eps) {
+  uint4* row = x + size_t(blockIdx.x) * vecs;
   uint4 held[kNormVectors];
   float ss = 0.0f;
 #pragma unroll
   for (int i = 0; i < kNormVectors; ++i) {
     const int c = threadIdx.x + i * kNormThreads;
     if (c < vecs) held[i] = row[c];
+  }
+  if (delta) {
+#pragma unroll
+    for (int i = 0; i < kNormVectors; ++i) {
+      const int c = threadIdx.x + i * kNormThreads;
+      if (c >= vecs) break;
+      const uint4 dv = delta[size_t(blockIdx.x) * vecs + c];
+      __nv_bfloat162* h = reinterpret_cast<__nv_bfloat162*>(&held[i]);
+      const __nv_bfloat162* e = reinterpret_cast<const __nv_bfloat162*>(&dv);
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const float2 a = __bfloat1622float2(h[j]), b = __bfloat1622float2(e[j]);
+        h[j] = __floats2bfloat162_rn(a.x + b.x, a.y + b.y);
+      }
+      row[c] = held[i];
+    }
   }
 #pragma unroll
   for (int i = 0; i < kNormVectors; ++i) {
@@ -139,13 +157,30 @@ cudaError_t rms_norm_bf16(const void* x, const void* w, void* out, int n, int d,
   const bool aligned =
       (reinterpret_cast<uintptr_t>(x) | reinterpret_cast<uintptr_t>(w) | reinterpret_cast<uintptr_t>(out)) % 16 == 0;
   if (aligned && d % 8 == 0 && d <= 8 * kNormThreads * kNormVectors) {
-    rms_norm_vec_kernel<<<n, kNormThreads, 0, stream>>>(static_cast<const uint4*>(x), static_cast<const uint4*>(w),
-                                                        static_cast<uint4*>(out), d / 8, float(d), eps);
+    rms_norm_vec_kernel<<<n, kNormThreads, 0, stream>>>(static_cast<uint4*>(const_cast<void*>(x)), nullptr,
+                                                        static_cast<const uint4*>(w), static_cast<uint4*>(out), d / 8,
+                                                        float(d), eps);
     return cudaGetLastError();
   }
   rms_norm_kernel<<<n, kNormThreads, 0, stream>>>(static_cast<const __nv_bfloat16*>(x),
                                                   static_cast<const __nv_bfloat16*>(w),
                                                   static_cast<__nv_bfloat16*>(out), d, eps);
+  return cudaGetLastError();
+}
+
+bool add_rms_norm_supported(const void* x, const void* delta, const void* w, const void* out, int d) {
+  const uintptr_t bits = reinterpret_cast<uintptr_t>(x) | reinterpret_cast<uintptr_t>(delta) |
+                         reinterpret_cast<uintptr_t>(w) | reinterpret_cast<uintptr_t>(out);
+  return bits % 16 == 0 && d % 8 == 0 && d <= 8 * kNormThreads * kNormVectors;
+}
+
+cudaError_t add_rms_norm_bf16(void* x, const void* delta, const void* w, void* out, int n, int d, float eps,
+                              cudaStream_t stream) {
+  if (!add_rms_norm_supported(x, delta, w, out, d)) return cudaErrorInvalidValue;
+  if (n == 0) return cudaSuccess;
+  rms_norm_vec_kernel<<<n, kNormThreads, 0, stream>>>(static_cast<uint4*>(x), static_cast<const uint4*>(delta),
+                                                      static_cast<const uint4*>(w), static_cast<uint4*>(out), d / 8,
+                                                      float(d), eps);
   return cudaGetLastError();
 }
 

@@ -131,6 +131,22 @@ TEST_CASE_FIXTURE(Backends, "cuda elementwise ops equal the cpu reference") {
     CAPTURE(width);
     CHECK(nmse(back(o), r.to_f32_vector()) < 1e-5);
   }
+  // The fused residual add + RMSNorm equals add() then rms_norm() on the same device, bit for
+  // bit (x written back too), and the CPU pair within bf16 rounding.
+  for (int64_t width : {4096, 100}) {
+    Tensor x = rand({3, width}, 30 + width, -3, 3), dx = rand({3, width}, 31), w = rand({width}, 32, 0.5f, 1.5f);
+    Tensor xa = to_gpu(x), xb = to_gpu(x), wg = to_gpu(w), dg = to_gpu(dx);
+    Tensor fused = poisoned({3, width}), apart = poisoned({3, width});
+    REQUIRE(gpu->add_rms_norm(xa, dg, wg, 1e-5f, fused));
+    REQUIRE(gpu->add(xb, dg, xb));
+    REQUIRE(gpu->rms_norm(xb, wg, 1e-5f, apart));
+    CAPTURE(width);
+    CHECK(back(fused) == back(apart));
+    CHECK(back(xa) == back(xb));
+    Tensor xc = x.clone(), r = Tensor::zeros(DType::f32, {3, width});
+    REQUIRE(cpu.add_rms_norm(xc, dx, w, 1e-5f, r));
+    CHECK(nmse(back(fused), r.to_f32_vector()) < 1e-4);
+  }
   const int64_t n = 37, d = 256;
   Tensor ref = Tensor::zeros(DType::f32, {n, d});
   Tensor out;

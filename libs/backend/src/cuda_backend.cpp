@@ -350,6 +350,24 @@ Status CudaBackend::rms_norm(const Tensor& x, const Tensor& w, float eps, const 
       "rms_norm kernel");
 }
 
+Status CudaBackend::add_rms_norm(const Tensor& x, const Tensor& delta, const Tensor& w, float eps, const Tensor& out) {
+  for (auto [t, what] : {std::pair{&x, "add_rms_norm x"},
+                         {&delta, "add_rms_norm delta"},
+                         {&w, "add_rms_norm weight"},
+                         {&out, "add_rms_norm out"}})
+    SM_TRY(expect_device(*t, device(), DType::bf16, what));
+  if (x.rank() != 2) return make_error("add_rms_norm x: expected [n, d], got ", to_string(x.shape()));
+  SM_TRY(expect_tensor(delta, DType::bf16, x.shape(), "add_rms_norm delta"));
+  SM_TRY(expect_tensor(w, DType::bf16, {x.dim(1)}, "add_rms_norm weight"));
+  SM_TRY(expect_tensor(out, DType::bf16, x.shape(), "add_rms_norm out"));
+  if (!kernels::add_rms_norm_supported(x.data(), delta.data(), w.data(), out.data(), int(x.dim(1))))
+    return backend_i::add_rms_norm(x, delta, w, eps, out);  // the two ops apart
+  SM_OP_SCOPE("add_rms_norm");
+  return cuda_status(kernels::add_rms_norm_bf16(x.data(), delta.data(), w.data(), out.data(), int(x.dim(0)),
+                                                int(x.dim(1)), eps, impl_->stream),
+                     "add_rms_norm kernel");
+}
+
 Status CudaBackend::matmul(const Tensor& x, const Tensor& w, const Tensor& out) {
   SM_OP_SCOPE(fmt_matmul(x, w, out));
   SM_TRY(expect_device(x, device(), DType::bf16, "matmul x"));

@@ -148,9 +148,8 @@ Status Transformer::finish_layer(int layer, const Tensor& hidden, const Tensor& 
   const DType act = backend_->activation_dtype();
   SM_ASSIGN(proj, backend_->scratch(act, {n, h}));
   SM_TRY(backend_->matmul(attn.reshape({n, attn.numel() / std::max<int64_t>(n, 1)}), w.wo, proj));
-  SM_TRY(backend_->add(hidden, proj, hidden));
   SM_ASSIGN(normed, backend_->scratch(act, {n, h}));
-  SM_TRY(backend_->rms_norm(hidden, w.mlp_norm, config_.rms_norm_eps, normed));
+  SM_TRY(backend_->add_rms_norm(hidden, proj, w.mlp_norm, config_.rms_norm_eps, normed));
   Tensor gate, up;
   if (n == 1) {  // one GEMM over the stacked gate and up weights
     SM_ASSIGN(gate_up, backend_->scratch(act, {1, 2 * ffn}));

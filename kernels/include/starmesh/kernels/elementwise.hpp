@@ -9,6 +9,11 @@ namespace starmesh::kernels {
 
 // out[n, d] = x / sqrt(mean(x^2) + eps) * w. x, w, out bf16; w [d].
 cudaError_t rms_norm_bf16(const void* x, const void* w, void* out, int n, int d, float eps, cudaStream_t stream);
+// x += delta (rounded to bf16, written back), then out = rms_norm(x) * w, in one pass. Needs
+// 16-byte aligned pointers and d % 8 == 0, d <= 8192 (add_rms_norm_supported).
+bool add_rms_norm_supported(const void* x, const void* delta, const void* w, const void* out, int d);
+cudaError_t add_rms_norm_bf16(void* x, const void* delta, const void* w, void* out, int n, int d, float eps,
+                              cudaStream_t stream);
 // In place, HF rotate-half RoPE: x bf16 [n, heads, d], positions i32 [n], inv_freq f32 [d/2].
 cudaError_t rope_bf16(void* x, const int32_t* positions, const float* inv_freq, int n, int heads, int d,
                       cudaStream_t stream);

@@ -44,6 +44,12 @@ class backend_i {
   virtual Status embedding(const Tensor& ids, const Tensor& table, const Tensor& out) = 0;
   // out[n, d] = x / sqrt(mean(x^2) + eps) * w. x [n, d], w [d].
   virtual Status rms_norm(const Tensor& x, const Tensor& w, float eps, const Tensor& out) = 0;
+  // The residual add and the next norm in one: x += delta, then out = rms_norm(x) * w, as
+  // add() then rms_norm() compute it (bit for bit in the activation dtype).
+  virtual Status add_rms_norm(const Tensor& x, const Tensor& delta, const Tensor& w, float eps, const Tensor& out) {
+    SM_TRY(add(x, delta, x));
+    return rms_norm(x, w, eps, out);
+  }
   // out[n, m] = x[n, k] * w[m, k]^T (HF Linear layout).
   virtual Status matmul(const Tensor& x, const Tensor& w, const Tensor& out) = 0;
   // In place, HF rotate-half RoPE: x [n, heads, d], positions i32 [n], inv_freq f32 [d/2].

@@ -36,6 +36,7 @@ class CudaBackend final : public backend_i {
 
   Status embedding(const Tensor& ids, const Tensor& table, const Tensor& out) override;
   Status rms_norm(const Tensor& x, const Tensor& w, float eps, const Tensor& out) override;
+  Status add_rms_norm(const Tensor& x, const Tensor& delta, const Tensor& w, float eps, const Tensor& out) override;
   Status matmul(const Tensor& x, const Tensor& w, const Tensor& out) override;
   Status rope(const Tensor& x, const Tensor& positions, const Tensor& inv_freq) override;
   Status swiglu(const Tensor& gate, const Tensor& up, const Tensor& out) override;
