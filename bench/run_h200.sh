@@ -37,7 +37,9 @@ if [ "${1:-}" = "--e2e" ]; then
   [ "${E2E_HF:-1}" = 0 ] && exit 0
   echo "== HF transformers on the same checkpoint"
   python3 bench/hf_anchor_e2e.py --model "$ck" --contexts "$contexts" --decode-tokens 64 --json "$out/hf.json" 2>&1 \
-    | tail -8
+    | grep -v "Loading weights" | tail -8
+  python3 bench/e2e_report.py "$out/decode_bench.json" "$out/hf.json" --date "$(date -u +%F)" \
+    --json "$out/e2e-h200.json" --svg "$out/e2e-h200.svg"
   exit 0
 fi
 echo "== cross-backend tests"
