@@ -116,6 +116,7 @@ struct GenerateSummary {
   stopReason @7 :Text;          # deprecated spelling of `stop`: "eos", "max_tokens", "cancelled"
   contextId @8 :UInt64;         # the kept context this request made or asked (0: none)
   stop @9 :StopReason;          # why generation stopped
+  phase1MaxHostSeconds @10 :Float64;  # the slowest host's own phase 1 (timed to its device's end)
 }
 
 struct ServerInfo {

@@ -98,10 +98,11 @@ int run_generate(const ClientOptions& o) {
   else
     fmt::print(stderr, "no tokens in {:.1f} ms\n", ms(t_end - t_connected));
   fmt::print(stderr,
-             "server: mode {}, context {} tokens on {} hosts, phase 1 {:.1f} ms; query {} tokens, phase 2 prefill "
-             "{:.1f} ms; generated {} tokens, decode {:.1f} ms; stop: {}\n",
-             to_string(request->mode), s.context_tokens, s.hosts, s.phase1_seconds * 1e3, s.query_tokens,
-             s.phase2_prefill_seconds * 1e3, s.generated_tokens, s.decode_seconds * 1e3, to_string(s.stop_reason));
+             "server: mode {}, context {} tokens on {} hosts, phase 1 {:.1f} ms (slowest host {:.1f} ms); query {} "
+             "tokens, phase 2 prefill {:.1f} ms; generated {} tokens, decode {:.1f} ms; stop: {}\n",
+             to_string(request->mode), s.context_tokens, s.hosts, s.phase1_seconds * 1e3,
+             s.phase1_max_host_seconds * 1e3, s.query_tokens, s.phase2_prefill_seconds * 1e3, s.generated_tokens,
+             s.decode_seconds * 1e3, to_string(s.stop_reason));
   if (s.context_id != 0)
     fmt::print(stderr, "kept context: {} (ask it again with --context-id {})\n", s.context_id, s.context_id);
   return 0;

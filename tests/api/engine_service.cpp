@@ -97,6 +97,7 @@ Expected<GenerateSummary> EngineService::serve(const Job& job) {
     star = std::move(*session);
     summary.hosts = int(star->plan().hosts.size());
     summary.phase1_seconds = star->phase1_seconds();
+    summary.phase1_max_host_seconds = star->phase1_max_host_seconds();
     step = [&](std::span<const int32_t> ids) { return star->step(ids); };
   } else {
     prompt.insert(prompt.begin(), context.begin(), context.end());

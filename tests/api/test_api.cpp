@@ -175,6 +175,8 @@ TEST_CASE("a Star Attention request streams the tokens StarSession makes, and th
   CHECK(summary->query_tokens > 0);
   CHECK(summary->hosts == 3);
   CHECK(summary->phase1_seconds > 0);
+  CHECK(summary->phase1_max_host_seconds > 0);  // crossed the wire
+  CHECK(summary->phase1_max_host_seconds <= summary->phase1_seconds);
   CHECK((summary->stop_reason == StopReason::max_tokens || summary->stop_reason == StopReason::eos));
   CHECK(eventually([&] { return served.server->active_requests() == 0; }));
 

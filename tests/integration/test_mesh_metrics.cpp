@@ -93,6 +93,7 @@ TEST_CASE("router and workers export their metrics, and a real Prometheus scrape
   CHECK(sample(router, "starmesh_request_seconds_count") == 1);  // served requests only
   CHECK(sample(router, "starmesh_first_token_seconds_count") == 1);
   CHECK(sample(router, "starmesh_phase1_seconds_count") == 1);
+  CHECK(sample(router, "starmesh_phase1_slowest_host_seconds_count") == 1);
   CHECK(sample(router, "starmesh_context_tokens_total") == 700);
   CHECK(sample(router, "starmesh_generated_tokens_total") == double(done->ids.size()));
   CHECK(sample(router, "starmesh_workers") == 2);

@@ -93,6 +93,7 @@ void to_wire(const GenerateSummary& s, wire::GenerateSummary::Builder out) {
   out.setGeneratedTokens(s.generated_tokens);
   out.setHosts(s.hosts);
   out.setPhase1Seconds(s.phase1_seconds);
+  out.setPhase1MaxHostSeconds(s.phase1_max_host_seconds);
   out.setPhase2PrefillSeconds(s.phase2_prefill_seconds);
   out.setDecodeSeconds(s.decode_seconds);
   const std::string_view reason = to_string(s.stop_reason);
@@ -118,6 +119,7 @@ GenerateSummary from_wire(wire::GenerateSummary::Reader in) {
   s.generated_tokens = in.getGeneratedTokens();
   s.hosts = in.getHosts();
   s.phase1_seconds = in.getPhase1Seconds();
+  s.phase1_max_host_seconds = in.getPhase1MaxHostSeconds();
   s.phase2_prefill_seconds = in.getPhase2PrefillSeconds();
   s.decode_seconds = in.getDecodeSeconds();
   switch (in.getStop()) {

@@ -30,6 +30,13 @@ RouterMetrics::RouterMetrics()
                          .histogram("starmesh_phase1_seconds",
                                     "Context encoding of a request (all hosts, in parallel).", duration_buckets())
                          .with()),
+      phase1_slowest_host_seconds(
+          registry
+              .histogram("starmesh_phase1_slowest_host_seconds",
+                         "The slowest host's own phase 1 of a request, timed to its device's end: what phase 1 takes "
+                         "when the hosts run in parallel.",
+                         duration_buckets())
+              .with()),
       context_tokens(registry.counter("starmesh_context_tokens_total", "Context tokens of finished requests.").with()),
       generated_tokens(
           registry.counter("starmesh_generated_tokens_total", "Tokens generated for finished requests.").with()),

@@ -138,6 +138,7 @@ void finish(DriverPtr self, Expected<GenerateSummary> result) {
     if (st.setup->order.request.context_id == 0) {  // a kept context was encoded before
       m.context_tokens.inc(double(result->context_tokens));
       if (result->phase1_seconds > 0) m.phase1_seconds.observe(result->phase1_seconds);
+      if (result->phase1_max_host_seconds > 0) m.phase1_slowest_host_seconds.observe(result->phase1_max_host_seconds);
     }
   }
   if (result) {
@@ -231,8 +232,10 @@ void start_phase1(DriverPtr self) {
     o.driver = self;
     self->request(ph.worker, opt.phase1_timeout, encode_atom::value, std::move(o))
         .then(
-            [=](EncodeReport&) {
+            [=](EncodeReport& report) {
               if (self->state.finished) return;
+              auto& slowest = self->state.summary.phase1_max_host_seconds;
+              slowest = std::max(slowest, report.phase1_seconds);
               if (++self->state.encoded == self->state.placement.hosts.size()) {
                 if (self->state.cancel_requested) {
                   GenerateSummary s = self->state.summary;

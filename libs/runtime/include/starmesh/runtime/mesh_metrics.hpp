@@ -26,7 +26,7 @@ struct RouterMetrics {
   }
   metrics::Gauge &in_flight, &queued;
   metrics::Histogram &queue_wait_seconds;
-  metrics::Histogram &request_seconds, &first_token_seconds, &phase1_seconds;
+  metrics::Histogram &request_seconds, &first_token_seconds, &phase1_seconds, &phase1_slowest_host_seconds;
   metrics::Counter &context_tokens, &generated_tokens;
   metrics::Gauge &workers, &kv_capacity, &kv_reserved, &kept_contexts;
 };

@@ -117,7 +117,8 @@ typename Inspector::result_type inspect(Inspector& f, GenerateRequest& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, GenerateSummary& x) {
   return f(caf::meta::type_name("GenerateSummary"), x.context_tokens, x.query_tokens, x.generated_tokens, x.hosts,
-           x.phase1_seconds, x.phase2_prefill_seconds, x.decode_seconds, x.stop_reason, x.context_id);
+           x.phase1_seconds, x.phase2_prefill_seconds, x.decode_seconds, x.stop_reason, x.context_id,
+           x.phase1_max_host_seconds);
 }
 
 struct GenerateOrder {

@@ -63,6 +63,9 @@ struct GenerateSummary {
   int64_t context_tokens = 0, query_tokens = 0, generated_tokens = 0;
   int hosts = 0;
   double phase1_seconds = 0, phase2_prefill_seconds = 0, decode_seconds = 0;
+  // The slowest host's own phase 1, as it timed it to its device's end (phase1_seconds is
+  // the router's wall clock from the orders out to the last report in).
+  double phase1_max_host_seconds = 0;
   StopReason stop_reason = StopReason::max_tokens;
   uint64_t context_id = 0;  // the kept context this request made or used (0: none)
 };
