@@ -6,8 +6,10 @@
 # stop after the tests; --prefill / --partial: those shapes, cuDNN only as the anchor; --eval:
 # the tests, then `starmesh eval` on the GPU into $OUT/eval.json; --e2e: a random-weight
 # Llama-3.1-8B checkpoint, decode_bench (global and star, per-op profile) and HF transformers
-# on it, contexts from $E2E_CONTEXTS, JSON into $OUT). The .debs come from
-# tools/fetch_device_debs.sh, run here first.
+# on it, contexts from $E2E_CONTEXTS, JSON into $OUT; --mesh: the whole product built with
+# CAF, Cap'n Proto and UCX, then bench/mesh_e2e.sh: a router and 4 worker processes on the GPU
+# serving the same checkpoint through the API). The .debs come from tools/fetch_device_debs.sh,
+# run here first.
 set -eo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-/tmp/out}"
@@ -17,6 +19,28 @@ export CMAKE_PREFIX_PATH=/tmp/deps/usr
 lib=/tmp/deps/usr/lib/x86_64-linux-gnu
 export LD_LIBRARY_PATH="$lib:$lib/openblas-pthread:${LD_LIBRARY_PATH:-}"
 export NCCL_NVLS_ENABLE=0
+ck=/tmp/llama-3.1-8b-random
+make_checkpoint() {
+  [ -f "$ck/model.safetensors.index.json" ] && return 0
+  echo "== random Llama-3.1-8B checkpoint"
+  python3 tools/make_random_checkpoint.py --config llama-3.1-8b --out "$ck" --seed 1 \
+    $([ -f build/testdata/llama3_1/tokenizer.json ] && echo --tokenizer-from build/testdata/llama3_1) 2>&1 | tail -3
+}
+if [ "${1:-}" = "--mesh" ]; then
+  # pkg-config (UCX, cpp-httplib) reads the unpacked .pc files; their /usr paths live under /tmp/deps.
+  export PATH="/tmp/deps/usr/bin:$PATH" PKG_CONFIG_SYSROOT_DIR=/tmp/deps
+  export PKG_CONFIG_PATH="$lib/pkgconfig:/tmp/deps/usr/share/pkgconfig" PKG_CONFIG_LIBDIR="$lib/pkgconfig"
+  cmake -S . -B /tmp/build-mesh -G Ninja -DSTARMESH_CUDA=ON -DCMAKE_BUILD_TYPE=Release -DSTARMESH_TESTS=OFF \
+    -DSTARMESH_CAPNP_PREFIX=/tmp/deps/usr \
+    -DCMAKE_CUDA_ARCHITECTURES=90a > "$out/configure.log" 2>&1 || { tail -30 "$out/configure.log"; exit 1; }
+  cmake --build /tmp/build-mesh -j16 --target starmesh > "$out/build.log" 2>&1 \
+    || { grep -E "error|FAILED" "$out/build.log" | head -30; exit 1; }
+  make_checkpoint
+  echo "== the mesh: router + 4 workers on the GPU, contexts ${E2E_CONTEXTS:-32768,131072}"
+  bash bench/mesh_e2e.sh /tmp/build-mesh/bin/starmesh "$ck" "${E2E_CONTEXTS:-32768,131072}" 4 "$out/mesh-logs" \
+    | tee "$out/mesh.jsonl"
+  exit 0
+fi
 cmake -S . -B /tmp/build -G Ninja -DSTARMESH_CORE_ONLY=ON -DSTARMESH_CUDA=ON -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_CUDA_ARCHITECTURES=90a > "$out/configure.log" 2>&1 || { tail -30 "$out/configure.log"; exit 1; }
 targets=(test_backend_ops attention_bench test_backend test_attention)
@@ -24,10 +48,7 @@ targets=(test_backend_ops attention_bench test_backend test_attention)
 cmake --build /tmp/build -j16 --target "${targets[@]}" > "$out/build.log" 2>&1 \
   || { grep -E "error|FAILED" "$out/build.log" | head -30; exit 1; }
 if [ "${1:-}" = "--e2e" ]; then
-  ck=/tmp/llama-3.1-8b-random
-  [ -f "$ck/model.safetensors.index.json" ] || { echo "== random Llama-3.1-8B checkpoint"; \
-    python3 tools/make_random_checkpoint.py --config llama-3.1-8b --out "$ck" --seed 1 \
-      $([ -f build/testdata/llama3_1/tokenizer.json ] && echo --tokenizer-from build/testdata/llama3_1) 2>&1 | tail -3; }
+  make_checkpoint
   contexts="${E2E_CONTEXTS:-32768,131072}"
   echo "== cross-backend tests"
   /tmp/build/bin/test_backend_ops 2>&1 | tee "$out/test_backend_ops.log" | grep -E "ERROR|test cases|assertions|Status" || true

@@ -15,6 +15,7 @@
 #include "commands.hpp"
 #include "starmesh/api/api_client.hpp"
 #include "starmesh/api/api_server.hpp"
+#include "starmesh/attention/block_plan.hpp"
 #include "token_ids.hpp"
 
 namespace starmesh::cli {
@@ -24,7 +25,7 @@ using Clock = std::chrono::steady_clock;
 
 struct ClientOptions {
   std::string connect, token_file;
-  std::string context, context_file, context_ids;
+  std::string context, context_file, context_ids, context_ids_file;
   std::string query, prompt_ids;
   std::string mode;  // empty: star with a context, global without
   bool no_anchor = false;
@@ -43,6 +44,10 @@ Expected<GenerateRequest> build_request(const ClientOptions& o) {
     std::ifstream in(o.context_file, std::ios::binary);
     if (!in) return make_error("cannot read --context-file '", o.context_file, "'");
     r.context_text.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  if (!o.context_ids_file.empty()) {
+    SM_ASSIGN(ids, read_ids_file("--context-ids-file", o.context_ids_file, kMaxContextTokens));
+    r.context_ids = ids;
   }
   if (!o.context_ids.empty()) {
     SM_ASSIGN(ids, parse_ids("--context-ids", o.context_ids));
@@ -133,6 +138,9 @@ void add_generate(CLI::App& client, int& exit_code) {
   auto* ids = cmd->add_option("--prompt-ids,--query-ids", o->prompt_ids, "Query as comma-separated token ids");
   context->excludes(context_file)->excludes(context_ids);
   context_file->excludes(context_ids);
+  auto* context_ids_file = cmd->add_option("--context-ids-file", o->context_ids_file,
+                                           "Read the context as comma-separated token ids (a long one)");
+  context_ids_file->excludes(context)->excludes(context_file)->excludes(context_ids);
   query->excludes(ids);
   cmd->add_option("--mode", o->mode, "star or global (default: star with a context, global without)")
       ->check(CLI::IsMember({"star", "global"}));

@@ -55,11 +55,7 @@ Expected<std::pair<std::vector<int32_t>, std::vector<int32_t>>> request_tokens(c
     return std::pair{std::vector<int32_t>{}, ids};
   }
   if (!o.context_ids_file.empty()) {  // a tokenized context: exact lengths for benchmarks
-    SM_ASSIGN(text, read_file(o.context_ids_file));
-    while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.pop_back();
-    SM_ASSIGN(ids, parse_ids("--context-ids-file", text));
-    if (int64_t(ids.size()) > kMaxContextTokens)
-      return make_error("--context-ids-file: ", ids.size(), " tokens, more than the ", kMaxContextTokens, " allowed");
+    SM_ASSIGN(ids, read_ids_file("--context-ids-file", o.context_ids_file, kMaxContextTokens));
     return std::pair{ids, tok.encode(o.query, false)};
   }
   std::string context = o.context;

@@ -17,6 +17,8 @@ mesh=(
   libcaf-dev libcaf-core0.17 libcaf-io0.17 libcaf-openssl0.17 libssl-dev
   capnproto libcapnp-dev libcapnp-0.9.2
   libucx-dev libucx0 libnuma1 libibverbs1 librdmacm1 libnl-3-200 libnl-route-3-200
+  libssl3 libcpp-httplib-dev libcpp-httplib0.11 libbrotli-dev libbrotli1 zlib1g-dev
+  pkgconf pkgconf-bin libpkgconf3
 )
 mkdir -p "$dir"
 cd "$dir"

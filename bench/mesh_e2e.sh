@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The mesh end to end on one GPU machine: a router and W worker processes (all on cuda:0), then
+# per context length one star request through the public API (`starmesh client`, blocks of
+# context / W), which reports the time to its first token and its decode speed; the server's
+# summary gives phase 1 (the router's wall clock, and the slowest host's own time). Prints one
+# JSON object per length; the processes' logs go to LOG_DIR.
+# Usage: bench/mesh_e2e.sh STARMESH_BIN MODEL_DIR CONTEXTS WORKERS LOG_DIR [MAX_TOKENS]
+set -euo pipefail
+bin=$1 model=$2 contexts=$3 workers=$4 logs=$5 max_tokens=${6:-64}
+mkdir -p "$logs"
+dir=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"' EXIT
+longest=$(echo "$contexts" | tr , '\n' | sort -n | tail -1)
+capacity=$((longest / workers + max_tokens + 1024))  # a shard, and on the query host the query and output
+
+"$bin" router --listen 127.0.0.1:0 --port-file "$dir/router.port" --api-listen 127.0.0.1:0 \
+  --api-port-file "$dir/api.port" --model "$model" --phase1-timeout 900 --step-timeout 120 \
+  > "$logs/router.log" 2>&1 &
+for _ in $(seq 600); do [ -s "$dir/router.port" ] && [ -s "$dir/api.port" ] && break; sleep 0.1; done
+port=$(cat "$dir/router.port") api=$(cat "$dir/api.port")
+for i in $(seq "$workers"); do
+  "$bin" worker --router "127.0.0.1:$port" --listen 127.0.0.1:0 --model "$model" --device "${DEVICE:-cuda}" \
+    --capacity "$capacity" > "$logs/worker-$i.log" 2>&1 &
+done
+for _ in $(seq 600); do
+  n=$("$bin" client info --connect "127.0.0.1:$api" 2>/dev/null | sed -n 's/.*workers: *\([0-9]*\).*/\1/p' | head -1)
+  [ "${n:-0}" -ge "$workers" ] && break
+  sleep 0.5
+done
+[ "${n:-0}" -ge "$workers" ] || { echo "only ${n:-0} of $workers workers registered" >&2; tail -5 "$logs"/*.log >&2; exit 1; }
+
+for len in $(echo "$contexts" | tr , ' '); do
+  python3 -c "import json, random; v = min(128000, json.load(open('$model/config.json'))['vocab_size']); \
+r = random.Random($len); print(','.join(str(r.randrange(v)) for _ in range($len)))" > "$dir/ids.txt"
+  "$bin" client generate --connect "127.0.0.1:$api" --context-ids-file "$dir/ids.txt" --prompt-ids 791,432,30 \
+    --mode star --block-size $((len / workers)) --max-tokens "$max_tokens" > "$dir/out.txt" 2> "$dir/err.txt" \
+    || { cat "$dir/err.txt" >&2; exit 1; }
+  cp "$dir/err.txt" "$logs/client-$len.txt"
+  gpu=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits 2>/dev/null | head -1 || echo 0)
+  python3 - "$dir/err.txt" "$len" "$workers" "$gpu" <<'PY'
+import json, re, sys
+text = open(sys.argv[1]).read()
+num = lambda pat: float(re.search(pat, text).group(1))
+print(json.dumps({
+    "context_tokens": int(sys.argv[2]), "mode": "mesh", "workers": int(sys.argv[3]),
+    "ttft_s": num(r"first token after ([\d.]+) ms") / 1e3,
+    "decode_tok_s": num(r"\(([\d.]+) tok/s after the first\)"),
+    "phase1_s": num(r"phase 1 ([\d.]+) ms") / 1e3,
+    "phase1_max_host_s": num(r"slowest host ([\d.]+) ms") / 1e3,
+    "gpu_memory_used_bytes": int(float(sys.argv[4]) * 2**20),
+}))
+PY
+done
