@@ -2,10 +2,12 @@
 // ApiServer on 127.0.0.1, ApiClient in process and the `starmesh client` CLI in another process.
 #include <dirent.h>
 #include <doctest/doctest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -296,6 +298,22 @@ TEST_CASE("the starmesh CLI in another process streams the same text") {
   CHECK(refused.wait(20s) == 1);
   INFO(refused.err());
   CHECK(refused.err().find("error: token id 999999") != std::string::npos);
+
+  // A tokenized context from a file (a long one does not fit a command line): the same tokens
+  // as the text tokenized by the server, and the summary names the slowest host's phase 1.
+  GenerateRequest by_ids = star_request();
+  by_ids.context_ids = reference_engine().tokenizer->encode(kContext, true);
+  by_ids.context_text.clear();
+  const std::string ids_file = "/tmp/starmesh_test_ids_" + std::to_string(::getpid());
+  std::ofstream(ids_file) << join_ids(by_ids.context_ids) << "\n";
+  test::ChildProcess from_file({STARMESH_CLI, "client", "generate", "--connect", served.address(), "--context-ids-file",
+                                ids_file, "--query", by_ids.query_text, "--mode", "star", "--block-size", "32",
+                                "--anchor-size", "16", "--max-hosts", "3", "--max-tokens", "24"});
+  REQUIRE(from_file.wait(20s) == 0);
+  CHECK(from_file.out() == run_direct(by_ids).text + "\n");
+  CHECK(from_file.out() == want.text + "\n");
+  CHECK(from_file.err().find("slowest host") != std::string::npos);
+  std::remove(ids_file.c_str());
 
   test::ChildProcess info({STARMESH_CLI, "client", "info", "--connect", served.address()});
   REQUIRE(info.wait(20s) == 0);
