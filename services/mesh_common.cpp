@@ -4,6 +4,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -105,6 +106,17 @@ void add_tls_flags(CLI::App& cmd, MeshTls& tls) {
       ->check(CLI::ExistingFile);
   cmd.add_option("--tls-key", tls.key_file, "Mutual TLS: the certificate's private key (PEM)")
       ->check(CLI::ExistingFile);
+}
+
+int64_t raise_open_file_limit() {
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return -1;
+  if (lim.rlim_cur < lim.rlim_max) {
+    rlimit raised = lim;
+    raised.rlim_cur = lim.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &raised) == 0) lim = raised;
+  }
+  return lim.rlim_cur == RLIM_INFINITY ? INT64_MAX : int64_t(lim.rlim_cur);
 }
 
 void exit_with_parent() {

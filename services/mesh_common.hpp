@@ -72,6 +72,10 @@ struct StopOnExit {
 // children of a launcher such as `starmesh demo`: they must not outlive it).
 void exit_with_parent();
 
+// Raises this process's open-file limit to its hard limit (every connection and UCX endpoint
+// takes a descriptor; the soft default of 1024 runs out first). Returns the limit now.
+int64_t raise_open_file_limit();
+
 // Blocks SIGINT and SIGTERM in this thread and every thread started after: call first in
 // main, then wait_for_signal() picks them up.
 void block_stop_signals();

@@ -6,6 +6,7 @@
 #include <caf/io/all.hpp>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "commands.hpp"
@@ -22,6 +23,28 @@
 namespace starmesh::cli {
 namespace {
 
+// What /healthz asks of the public API, from the metrics server's threads: whether the loop of
+// the API being watched still serves (true while none is).
+class ApiProbe {
+ public:
+#ifdef STARMESH_WITH_API
+  void watch(const ApiServer* api) {
+    std::lock_guard lock(mutex_);
+    api_ = api;
+  }
+  bool serving() const {
+    std::lock_guard lock(mutex_);
+    return api_ == nullptr || api_->serving();
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  const ApiServer* api_ = nullptr;
+#else
+  bool serving() const { return true; }
+#endif
+};
+
 struct RouterFlags {
   std::string listen = "127.0.0.1:7400";
   std::string model_dir = STARMESH_DEFAULT_MODEL_DIR;
@@ -31,6 +54,8 @@ struct RouterFlags {
   size_t max_queued = 256;
   std::string port_file;
   std::string api_listen, api_tokens_file, api_port_file;
+  int api_max_connections = 1024;
+  double api_login_timeout = 10;
   std::string metrics_listen, metrics_port_file;
   int actor_threads = 2;
   bool exit_with_parent = false;
@@ -66,10 +91,17 @@ int run_router(const RouterFlags& f) {
   options.admission.max_queued = f.max_queued;
   auto context = load_router_context(options);
   if (!context) return fail(context.error().message);
-  // /healthz: the router actor runs; /readyz: and a worker has registered.
+  [[maybe_unused]] const int64_t open_files = raise_open_file_limit();
+  // /healthz: the router actor runs, and the public API's loop if there is one; /readyz: and
+  // a worker has registered.
   auto running = std::make_shared<std::atomic<bool>>(false);
+  auto api_probe = std::make_shared<ApiProbe>();
   metrics::HealthChecks health;
-  health.live = live_while(running, "router");
+  health.live = [router_live = live_while(running, "router"), api_probe]() -> Status {
+    SM_TRY(router_live());
+    if (!api_probe->serving()) return make_error(ErrorCode::unavailable, "the public API's loop has stopped");
+    return {};
+  };
   health.ready = [live = health.live, m = (*context)->metrics]() -> Status {
     SM_TRY(live());
     if (m->workers.value() < 1) return make_error(ErrorCode::unavailable, "no worker has registered yet");
@@ -95,6 +127,10 @@ int run_router(const RouterFlags& f) {
   MeshClient service(sys, router, options.control_timeout);
 #ifdef STARMESH_WITH_API
   std::unique_ptr<ApiServer> api;
+  struct Unwatch {  // the health checks may outlive `api`: they stop looking at it first
+    ApiProbe& probe;
+    ~Unwatch() { probe.watch(nullptr); }
+  } unwatch{*api_probe};
   if (!f.api_listen.empty()) {
     std::vector<std::string> tokens;
     if (!f.api_tokens_file.empty()) {
@@ -105,6 +141,12 @@ int run_router(const RouterFlags& f) {
       spdlog::warn("the public API is open: any client may use it (give --api-tokens-file to require a login)");
     }
     const std::string model_name = std::filesystem::path(f.model_dir).filename().string();
+    ApiLimits limits;
+    limits.max_connections = f.api_max_connections;
+    limits.login_timeout = seconds_flag(f.api_login_timeout);
+    if (open_files < int64_t(f.api_max_connections) + 256)
+      spdlog::warn("--api-max-connections {} is close to this process's open-file limit of {}", f.api_max_connections,
+                   open_files);
     auto started = ApiServer::start(
         service, f.api_listen,
         [&service, model_name] {
@@ -116,9 +158,10 @@ int run_router(const RouterFlags& f) {
           }
           return info;
         },
-        std::move(tokens));
+        std::move(tokens), limits);
     if (!started) return fail(started.error().message);
     api = std::move(*started);
+    api_probe->watch(api.get());
     const std::string api_host = f.api_listen.substr(0, f.api_listen.rfind(':'));
     spdlog::info("public API on {}:{}", api_host, api->port());
     fmt::print("starmesh API listening on {}:{}\n", api_host, api->port());
@@ -186,6 +229,14 @@ void add_router_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--port-file", f->port_file, "Write the port listened on to this file");
   cmd->add_option("--api-listen", f->api_listen, "HOST:PORT of the public API (Cap'n Proto); empty: off");
   cmd->add_option("--api-port-file", f->api_port_file, "Write the API's port to this file (with --api-listen HOST:0)");
+  cmd->add_option("--api-max-connections", f->api_max_connections,
+                  "API connections served at once; more are closed as they come")
+      ->check(CLI::Range(1, 1000000))
+      ->capture_default_str();
+  cmd->add_option("--api-login-timeout", f->api_login_timeout,
+                  "Seconds an API connection may take to log in before it is closed")
+      ->check(CLI::Range(0.1, 3600.0))
+      ->capture_default_str();
   cmd->add_option("--api-tokens-file", f->api_tokens_file,
                   "Clients log in with one of these tokens (one per line); without it the API is open");
   cmd->add_option("--metrics-listen", f->metrics_listen, "HOST:PORT of the Prometheus /metrics endpoint; empty: off");

@@ -51,6 +51,7 @@ int run_worker(const WorkerFlags& f) {
   if (Status tls = f.tls.check(); !tls) return fail(tls.message());
   block_stop_signals();
   log_to_stderr("worker");
+  raise_open_file_limit();  // UCX endpoints and the router connection take descriptors
   auto router_at = parse_host_port(f.router, "--router");
   if (!router_at) return fail(router_at.error().message);
   auto listen = parse_host_port(f.listen, "--listen");

@@ -44,7 +44,7 @@ struct ProcessMesh {
   }
 
   void start(const std::string& transport, int workers, std::vector<int64_t> capacities = {},
-             std::vector<std::string> router_args = {}) {
+             std::vector<std::string> router_args = {}, bool metrics = false) {
     LocalMeshOptions o;
     o.program = STARMESH_CLI;
     o.model_dir = model_dir;
@@ -57,6 +57,7 @@ struct ProcessMesh {
     o.router_args = std::move(router_args);
     o.log_dir = logs;
     o.tls = tls.mesh;
+    o.metrics = metrics;
     auto m = LocalMesh::start(sys, o);
     REQUIRE_MESSAGE(m, (m ? "" : m.error().message));
     mesh = std::move(*m);
@@ -64,9 +65,10 @@ struct ProcessMesh {
 
   // A mesh whose router also serves the public API on a free port: its address, read from
   // the router's --api-port-file ("" if it never appeared).
-  std::string start_with_api(int workers) {
+  std::string start_with_api(int workers, std::vector<std::string> router_args = {}, bool metrics = false) {
     const std::string port_file = logs + "/api.port";
-    start("ucx-shm", workers, {}, {"--api-listen", "127.0.0.1:0", "--api-port-file", port_file});
+    router_args.insert(router_args.end(), {"--api-listen", "127.0.0.1:0", "--api-port-file", port_file});
+    start("ucx-shm", workers, {}, std::move(router_args), metrics);
     std::string port;
     for (int i = 0; i < 100 && port.empty(); ++i) {
       std::ifstream(port_file) >> port;

@@ -20,6 +20,7 @@
 #include "integration/process_mesh.hpp"
 #include "integration/run_cli.hpp"
 #include "starmesh/api/api_client.hpp"
+#include "support/http_client.hpp"
 
 using namespace starmesh;
 using test::ProcessMesh;
@@ -113,6 +114,48 @@ TEST_CASE_FIXTURE(ProcessMesh, "an API on port 0 tells its port in a port file, 
   auto info = (*client)->info();
   REQUIRE(info);
   CHECK(info->workers == 2);
+}
+
+TEST_CASE_FIXTURE(ProcessMesh, "a flood of API connections past the cap leaves the API serving and healthy") {
+  const std::string address =
+      start_with_api(2, {"--api-max-connections", "32", "--api-login-timeout", "3"}, /*metrics=*/true);
+  REQUIRE_FALSE(address.empty());
+  const uint16_t api_port = uint16_t(std::stoi(address.substr(address.rfind(':') + 1)));
+  // 400 connections that never log in (bounded): 32 are held until the login timeout, the
+  // rest closed as they come.
+  std::vector<int> flood;
+  for (int i = 0; i < 400; ++i) {
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(api_port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd >= 0 && connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0)
+      flood.push_back(fd);
+    else if (fd >= 0)
+      close(fd);
+  }
+  CHECK(flood.size() > 32);
+  CHECK(test::http_get(mesh->metrics_ports()[0], "/healthz").status == 200);
+  // Once the held ones time out, a client logs in and gets the reference tokens.
+  std::this_thread::sleep_for(std::chrono::milliseconds(3500));
+  auto client = ApiClient::connect(address);
+  REQUIRE_MESSAGE(client, (client ? "" : client.error().message));
+  GenerateRequest r;
+  r.context_ids = random_ids(500, 71);
+  r.query_ids = random_ids(4, 72);
+  r.mode = AttentionMode::star;
+  r.block_size = 256;
+  r.max_new_tokens = 5;
+  std::vector<int32_t> got;
+  auto done = (*client)->generate(r, [&](const TokenChunk& c) {
+    got.insert(got.end(), c.ids.begin(), c.ids.end());
+    return true;
+  });
+  REQUIRE_MESSAGE(done, (done ? "" : done.error().message));
+  CHECK(got == star(r.context_ids, r.query_ids, 256, 2, 5).ids);
+  for (int fd : flood) close(fd);
+  CHECK(test::http_get(mesh->metrics_ports()[0], "/healthz").status == 200);
 }
 
 namespace {

@@ -46,9 +46,9 @@ kj::Promise<void> StarmeshServer::dropContext(DropContextContext context) {
 }
 
 bool GatewayServer::accepts(kj::StringPtr credentials) const {
-  if (tokens_.empty()) return true;
+  if (shared_.tokens.empty()) return true;
   bool ok = false;
-  for (const std::string& t : tokens_) {
+  for (const std::string& t : shared_.tokens) {
     // Compares every byte of every token: the time taken says nothing about near misses.
     unsigned diff = t.size() != credentials.size();
     for (size_t i = 0; i < t.size(); ++i)
@@ -60,10 +60,24 @@ bool GatewayServer::accepts(kj::StringPtr credentials) const {
 
 kj::Promise<void> GatewayServer::login(LoginContext context) {
   if (accepts(context.getParams().getCredentials())) {
-    context.getResults().setStarmesh(kj::heap<StarmeshServer>(service_, info_, active_));
+    conn_->logged_in = true;
+    context.getResults().setStarmesh(kj::heap<StarmeshServer>(shared_.service, shared_.info, shared_.active));
     return kj::READY_NOW;
   }
-  return (*timer_)->afterDelay(250 * kj::MILLISECONDS).then([]() -> kj::Promise<void> {
+  const ApiLimits& lim = shared_.limits;
+  if (conn_->failures_pending >= lim.max_pending_logins || conn_->failures >= lim.max_failed_logins) {
+    conn_->close();  // a guesser: the server closes the connection on its next turn
+    return to_exception(make_error(ErrorCode::unauthenticated,
+                                   "login refused: too many failed logins on this "
+                                   "connection; it is closed"));
+  }
+  ++conn_->failures_pending;
+  ++conn_->failures;
+  const auto now = LoginLimiter::Clock::now();
+  const auto wait = shared_.limiter.failure_slot(conn_->peer, now) - now;
+  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(wait).count();
+  return shared_.timer.afterDelay(ns * kj::NANOSECONDS).then([conn = conn_]() -> kj::Promise<void> {
+    --conn->failures_pending;
     return to_exception(make_error(ErrorCode::unauthenticated,
                                    "login refused: these credentials are not among the router's API tokens"));
   });

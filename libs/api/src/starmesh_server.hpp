@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "api_connection.hpp"
+#include "login_limiter.hpp"
 #include "starmesh.capnp.h"
 #include "starmesh/api/api_server.hpp"
 
@@ -31,26 +33,28 @@ class StarmeshServer final : public wire::Starmesh::Server {
 
 // The bootstrap: hands out StarmeshServer capabilities to clients whose credentials are among
 // `tokens` (any credentials when `tokens` is empty).
+// One per connection. Failed logins are answered in the slots the shared LoginLimiter gives
+// the peer's address; a connection with too many failed logins pending, or in all, is closed.
 class GatewayServer final : public wire::Gateway::Server {
  public:
-  GatewayServer(generate_service_i& service, ApiServer::InfoFn info, std::atomic<int64_t>& active,
-                std::vector<std::string> tokens, std::shared_ptr<kj::Timer*> timer)
-      : service_(service),
-        info_(std::move(info)),
-        active_(active),
-        tokens_(std::move(tokens)),
-        timer_(std::move(timer)) {}
+  struct Shared {  // what every connection's gateway uses; lives on the loop thread
+    generate_service_i& service;
+    ApiServer::InfoFn info;
+    std::atomic<int64_t>& active;
+    std::vector<std::string> tokens;
+    kj::Timer& timer;
+    LoginLimiter limiter;
+    ApiLimits limits;
+  };
+  GatewayServer(Shared& shared, std::shared_ptr<ApiConnection> conn) : shared_(shared), conn_(std::move(conn)) {}
 
  protected:
   kj::Promise<void> login(LoginContext context) override;
 
  private:
   bool accepts(kj::StringPtr credentials) const;
-  generate_service_i& service_;
-  ApiServer::InfoFn info_;
-  std::atomic<int64_t>& active_;
-  std::vector<std::string> tokens_;
-  std::shared_ptr<kj::Timer*> timer_;  // set by the server once its event loop exists
+  Shared& shared_;
+  std::shared_ptr<ApiConnection> conn_;
 };
 
 }  // namespace starmesh::api

@@ -10,6 +10,8 @@
 // generator). on_tokens returns false once the client has cancelled, disconnected, or the
 // server is stopping. A service that drops its callbacks without calling on_done fails the
 // request with a message rather than leaving the client waiting.
+#include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -27,6 +29,16 @@ namespace starmesh {
 // error naming it.
 Expected<std::vector<std::string>> load_api_tokens(const std::string& path);
 
+// What the API lets a connection do before it logs in, and how many it serves at once.
+struct ApiLimits {
+  int max_connections = 1024;                      // more are closed as they come (each holds a file descriptor)
+  std::chrono::milliseconds login_timeout{10000};  // a connection not logged in by then is closed
+  size_t pre_login_bytes = 64 * 1024;              // bytes a connection may send before login
+  int max_pending_logins = 4;                      // failed logins of one connection waiting for their answer
+  int max_failed_logins = 16;                      // failed logins one connection may make in all
+  std::chrono::milliseconds login_spacing{250};    // failed answers per peer address: one per spacing
+};
+
 class ApiServer {
  public:
   // Called on the loop thread for every `info` request: must be quick and thread-safe.
@@ -37,7 +49,8 @@ class ApiServer {
   // credentials; see Gateway in schemas/starmesh.capnp). Returns once listening, or the
   // reason it cannot listen.
   static Expected<std::unique_ptr<ApiServer>> start(generate_service_i& service, const std::string& address,
-                                                    InfoFn info = {}, std::vector<std::string> tokens = {});
+                                                    InfoFn info = {}, std::vector<std::string> tokens = {},
+                                                    ApiLimits limits = {});
   ~ApiServer();  // stop()
   ApiServer(const ApiServer&) = delete;
   ApiServer& operator=(const ApiServer&) = delete;
@@ -49,6 +62,13 @@ class ApiServer {
   void stop();
   // Generate calls being served now (for tests and metrics).
   int64_t active_requests() const;
+  // Connections open now; connections closed at once for the cap; accept() failures (out of
+  // file descriptors, say: the listener waits and tries again).
+  int64_t connections() const;
+  int64_t refused_connections() const;
+  int64_t accept_failures() const;
+  // The loop serves (it has not stopped or failed): what /healthz says of the API.
+  bool serving() const;
 
   struct Impl;
 
