@@ -65,10 +65,11 @@ struct ProcessMesh {
 
   // A mesh whose router also serves the public API on a free port: its address, read from
   // the router's --api-port-file ("" if it never appeared).
-  std::string start_with_api(int workers, std::vector<std::string> router_args = {}, bool metrics = false) {
+  std::string start_with_api(int workers, std::vector<std::string> router_args = {}, bool metrics = false,
+                             std::vector<int64_t> capacities = {}) {
     const std::string port_file = logs + "/api.port";
     router_args.insert(router_args.end(), {"--api-listen", "127.0.0.1:0", "--api-port-file", port_file});
-    start("ucx-shm", workers, {}, std::move(router_args), metrics);
+    start("ucx-shm", workers, std::move(capacities), std::move(router_args), metrics);
     std::string port;
     for (int i = 0; i < 100 && port.empty(); ++i) {
       std::ifstream(port_file) >> port;

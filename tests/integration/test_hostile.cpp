@@ -158,6 +158,55 @@ TEST_CASE_FIXTURE(ProcessMesh, "a flood of API connections past the cap leaves t
   CHECK(test::http_get(mesh->metrics_ports()[0], "/healthz").status == 200);
 }
 
+TEST_CASE_FIXTURE(ProcessMesh, "a client that goes away during phase 1 stops it on every host at once") {
+  const std::string address = start_with_api(2, {}, /*metrics=*/true, {20000, 20000});
+  REQUIRE_FALSE(address.empty());
+  // 32K context tokens on 2 workers of 1 thread: several seconds of phase 1 each.
+  const std::string ids = logs + "/ctx.txt";
+  {
+    std::ofstream out(ids);
+    const auto ctx = random_ids(32768, 81);
+    for (size_t i = 0; i < ctx.size(); ++i) out << (i ? "," : "") << ctx[i];
+  }
+  const std::string cmd = std::string(STARMESH_CLI) + " client generate --connect " + address + " --context-ids-file " +
+                          ids + " --prompt-ids 5,6 --mode star --block-size 256 " +
+                          "--max-tokens 4 > /dev/null 2>&1 & echo $!";
+  FILE* p = popen(cmd.c_str(), "r");
+  REQUIRE(p);
+  int pid = 0;
+  REQUIRE(fscanf(p, "%d", &pid) == 1);
+  pclose(p);
+  const int router_metrics = mesh->metrics_ports()[0];
+  auto router_value = [&](const std::string& series) {
+    return test::metric_value(test::http_get(router_metrics, "/metrics").body, series);
+  };
+  // Wait until the request holds KV on the workers (phase 1 under way), then kill the client.
+  for (int i = 0; i < 200 && !(router_value("starmesh_kv_reserved_tokens") > 0); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  REQUIRE(router_value("starmesh_kv_reserved_tokens") > 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  REQUIRE(::kill(pid_t(pid), SIGKILL) == 0);
+  const auto t0 = std::chrono::steady_clock::now();
+  while (!(router_value("starmesh_requests_total{outcome=\"cancelled\"}") >= 1) &&
+         std::chrono::steady_clock::now() - t0 < std::chrono::seconds(10))
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  const double noticed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  MESSAGE("the cancel reached the router " << noticed << " s after the client died");
+  CHECK(router_value("starmesh_requests_total{outcome=\"cancelled\"}") == 1);
+  CHECK(noticed < 2.0);
+  for (int i = 0; i < 100 && router_value("starmesh_kv_reserved_tokens") > 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  CHECK(router_value("starmesh_kv_reserved_tokens") == 0);
+  // No worker finished its phase 1: each stopped between blocks.
+  for (size_t w = 1; w < mesh->metrics_ports().size(); ++w)
+    CHECK_FALSE(test::metric_value(test::http_get(mesh->metrics_ports()[w], "/metrics").body,
+                                   "starmesh_worker_requests_total{result=\"encoded\"}") >= 1);
+  const auto ctx = random_ids(500, 82), query = random_ids(4, 83);
+  auto got = run(ctx, query, 256, 5);
+  REQUIRE_MESSAGE(got, (got ? "" : got.error().message));
+  CHECK(got->ids == star(ctx, query, 256, 2, 5).ids);
+}
+
 namespace {
 // The pids whose parent is `parent` (from /proc).
 std::vector<pid_t> children_of(pid_t parent) {

@@ -23,12 +23,8 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// The value of one series ("name{labels}") in an exposition; NaN when absent.
 double sample(const std::string& exposition, const std::string& series) {
-  const std::string key = series + " ";
-  for (size_t at = 0; (at = exposition.find(key, at)) != std::string::npos; ++at)
-    if (at == 0 || exposition[at - 1] == '\n') return std::stod(exposition.substr(at + key.size()));
-  return NAN;
+  return test::metric_value(exposition, series);
 }
 
 // Every starmesh_* metric name an expression uses, histogram suffixes taken off.

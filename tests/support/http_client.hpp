@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <string>
 
 namespace starmesh::test {
@@ -59,6 +60,14 @@ inline int free_port() {
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
   ::close(fd);
   return ntohs(addr.sin_port);
+}
+
+// The value of one series ("name{labels}") in a Prometheus exposition; NaN when absent.
+inline double metric_value(const std::string& exposition, const std::string& series) {
+  const std::string key = series + " ";
+  for (size_t at = 0; (at = exposition.find(key, at)) != std::string::npos; ++at)
+    if (at == 0 || exposition[at - 1] == '\n') return std::stod(exposition.substr(at + key.size()));
+  return NAN;
 }
 
 }  // namespace starmesh::test

@@ -32,9 +32,14 @@ void Mailbox::finish(Expected<GenerateSummary> result) {
 }
 
 void Mailbox::cancel() {
-  std::lock_guard lock(mutex_);
-  cancelled_ = true;
-  batches_.clear();
+  bool running = false;
+  {
+    std::lock_guard lock(mutex_);
+    cancelled_ = true;
+    batches_.clear();
+    running = !finished_;
+  }
+  if (running) token_->cancel();  // the service stops now, not at its next token
 }
 
 GenerateCall::GenerateCall(wire::TokenSink::Client sink, GenerateContext context, std::atomic<int64_t>& active)

@@ -34,7 +34,10 @@ class Mailbox {
   bool add(const TokenChunk& chunk);
   // on_done: the first call counts.
   void finish(Expected<GenerateSummary> result);
+  // Cancels: on_tokens answers false from now on, and the token tells the service.
   void cancel();
+  // Goes with the request to the service (GenerateRequest::cancel).
+  const std::shared_ptr<CancelToken>& token() const { return token_; }
 
  private:
   friend class GenerateCall;
@@ -48,6 +51,7 @@ class Mailbox {
   std::optional<Expected<GenerateSummary>> result_;
   bool finished_ = false;
   bool cancelled_ = false;
+  std::shared_ptr<CancelToken> token_ = std::make_shared<CancelToken>();
   kj::Own<kj::CrossThreadPromiseFulfiller<void>> wake_;  // set while the pump sleeps
 };
 

@@ -14,6 +14,7 @@ kj::Promise<void> StarmeshServer::generate(GenerateContext context) {
   auto request = from_wire(params.getRequest());
   if (!request) return to_exception(request.error());
   auto call = kj::heap<GenerateCall>(params.getSink(), context, active_);
+  request->cancel = call->mailbox()->token();
   context.releaseParams();  // the context text may be large; the request holds its own copy
 
   // The callbacks hold only the mailbox: they may run on any thread, after the call is gone.

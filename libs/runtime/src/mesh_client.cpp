@@ -62,6 +62,12 @@ ClientSinkActor::behavior_type client_sink(SinkPtr self, RouterActor router, Gen
                           : to_error(e));
           });
   return {
+      [=](cancel_atom) {
+        auto& s = self->state;
+        if (s.done || s.cancelled) return;
+        s.cancelled = true;  // the driver, once known, hears of it
+        if (s.driver) self->send(s.driver, cancel_atom::value, s.request_id);
+      },
       [=](tokens_atom, uint64_t, ClientChunk& c) {
         auto& s = self->state;
         if (s.done || s.cancelled) return;
@@ -79,7 +85,12 @@ ClientSinkActor::behavior_type client_sink(SinkPtr self, RouterActor router, Gen
 
 void MeshClient::submit(GenerateOrder order, std::function<bool(const ClientChunk&)> on_chunk,
                         std::function<void(Expected<GenerateSummary>)> on_done) {
-  sys_.spawn(client_sink, router_, std::move(order), std::move(on_chunk), std::move(on_done), timeout_);
+  std::shared_ptr<CancelToken> cancel = order.request.cancel;
+  ClientSinkActor sink =
+      sys_.spawn(client_sink, router_, std::move(order), std::move(on_chunk), std::move(on_done), timeout_);
+  // The caller's client went away: the sink tells the request's driver, which stops phase 1
+  // on every host (or phase 2) at once. A sink that has ended ignores it.
+  if (cancel) cancel->on_cancel([sink] { caf::anon_send(sink, cancel_atom::value); });
 }
 
 void MeshClient::generate(GenerateRequest request, std::function<bool(const TokenChunk&)> on_tokens,

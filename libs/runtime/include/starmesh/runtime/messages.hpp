@@ -196,7 +196,8 @@ using RequestActor =
                      caf::reacts_to<cancel_atom, uint64_t>, caf::reacts_to<tick_atom, uint64_t>>;
 
 // Where the router streams a request's result (MeshClient, tests).
-using ClientSinkActor = caf::typed_actor<caf::reacts_to<tokens_atom, uint64_t, ClientChunk>,
+using ClientSinkActor = caf::typed_actor<caf::reacts_to<cancel_atom>,  // the caller's client went away
+                                         caf::reacts_to<tokens_atom, uint64_t, ClientChunk>,
                                          caf::reacts_to<done_atom, uint64_t, GenerateSummary>,
                                          caf::reacts_to<failed_atom, uint64_t, Error>>;
 

@@ -3,12 +3,14 @@
 // the summary at the end. Plain structs over core only: API clients and servers see these and
 // nothing of the mesh (CAF) or the compute stack.
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "starmesh/core/sampling_params.hpp"
+#include "starmesh/service/cancel_token.hpp"
 
 namespace starmesh {
 
@@ -52,6 +54,9 @@ struct GenerateRequest {
   // (give no context then). Kept contexts go when KV is needed for other work, oldest first.
   bool keep_context = false;
   uint64_t context_id = 0;
+  // Set by the door (in process, never from a wire): cancelled when the client goes away, so
+  // the service stops the request before it would notice by itself (its first token).
+  std::shared_ptr<CancelToken> cancel;
 };
 
 struct TokenChunk {
