@@ -48,9 +48,11 @@ interface Starmesh {
   info @1 () -> (info :ServerInfo);
   # What this endpoint serves; cheap, also a reachability check.
 
-  dropContext @2 (contextId :UInt64) -> ();
-  # Frees a context kept with keepContext (once the requests asking it end). An id that is no
-  # longer kept is ignored.
+  dropContext @2 (contextId :UInt64, contextKey :Text) -> ();
+  # Frees a context kept with keepContext (once the requests asking it end), named by the 32 hex
+  # digits the summary gave (`contextKey`). Fails with NOT_FOUND ("[not_found] ...") when no such
+  # context belongs to this login's token. contextId (64-bit, sequential) is no longer
+  # accepted: a nonzero one is refused.
 }
 
 interface TokenSink {
@@ -100,8 +102,10 @@ struct GenerateRequest {
   maxNewTokens @7 :Int32 = 64;
   sampling @8 :Sampling;
   keepContext @9 :Bool = false; # keep the context encoded after this request: ask it again with
-                                # contextId (it is dropped when its KV is needed, oldest first)
-  contextId @10 :UInt64 = 0;    # a kept context to ask (give no context then)
+                                # contextKey (it is dropped when its KV is needed, oldest first)
+  contextId @10 :UInt64 = 0;    # no longer accepted (refused when nonzero): use contextKey
+  contextKey @11 :Text;         # a kept context to ask, the 32 hex digits its summary gave (give no
+                                # context then); only the login's token that kept it may ask it
 }
 
 struct GenerateSummary {
@@ -114,9 +118,11 @@ struct GenerateSummary {
   phase2PrefillSeconds @5 :Float64;
   decodeSeconds @6 :Float64;
   stopReason @7 :Text;          # deprecated spelling of `stop`: "eos", "max_tokens", "cancelled"
-  contextId @8 :UInt64;         # the kept context this request made or asked (0: none)
+  contextId @8 :UInt64;         # always 0 now: see contextKey
+
   stop @9 :StopReason;          # why generation stopped
   phase1MaxHostSeconds @10 :Float64;  # the slowest host's own phase 1 (timed to its device's end)
+  contextKey @11 :Text;         # the kept context this request made or asked, 32 hex digits ("": none)
 }
 
 struct ServerInfo {

@@ -26,6 +26,7 @@ using Clock = std::chrono::steady_clock;
 struct ClientOptions {
   std::string connect, token_file;
   std::string context, context_file, context_ids, context_ids_file;
+  std::string context_id;  // a kept context's 32 hex digits
   std::string query, prompt_ids;
   std::string mode;  // empty: star with a context, global without
   bool no_anchor = false;
@@ -34,6 +35,10 @@ struct ClientOptions {
 
 Expected<GenerateRequest> build_request(const ClientOptions& o) {
   GenerateRequest r = o.request;
+  if (!o.context_id.empty()) {
+    SM_ASSIGN(id, ContextId::parse(o.context_id));
+    r.context_id = id;
+  }
   r.query_text = o.query;
   if (!o.prompt_ids.empty()) {
     SM_ASSIGN(ids, parse_ids("--prompt-ids", o.prompt_ids));
@@ -59,7 +64,7 @@ Expected<GenerateRequest> build_request(const ClientOptions& o) {
     if (!mode) return make_error(ErrorCode::invalid_argument, "--mode must be 'global' or 'star', got '", o.mode, "'");
     r.mode = *mode;
   } else {
-    r.mode = has_context || r.context_id != 0 ? AttentionMode::star : AttentionMode::global;
+    r.mode = has_context || !r.context_id.empty() ? AttentionMode::star : AttentionMode::global;
   }
   if (o.no_anchor) r.anchor_size = 0;
   return r;
@@ -108,8 +113,9 @@ int run_generate(const ClientOptions& o) {
              to_string(request->mode), s.context_tokens, s.hosts, s.phase1_seconds * 1e3,
              s.phase1_max_host_seconds * 1e3, s.query_tokens, s.phase2_prefill_seconds * 1e3, s.generated_tokens,
              s.decode_seconds * 1e3, to_string(s.stop_reason));
-  if (s.context_id != 0)
-    fmt::print(stderr, "kept context: {} (ask it again with --context-id {})\n", s.context_id, s.context_id);
+  if (!s.context_id.empty())
+    fmt::print(stderr, "kept context: {} (ask it again with --context-id {})\n", s.context_id.hex(),
+               s.context_id.hex());
   return 0;
 }
 
@@ -157,7 +163,8 @@ void add_generate(CLI::App& client, int& exit_code) {
   cmd->add_flag("!--no-bos", r.add_bos, "Do not prepend BOS when the server tokenizes text");
   cmd->add_flag("--keep-context", r.keep_context,
                 "Keep the context encoded after this request; the summary prints its id for --context-id");
-  cmd->add_option("--context-id", r.context_id, "Ask a context kept by an earlier request (give no context)");
+  cmd->add_option("--context-id", o->context_id,
+                  "Ask a context kept by an earlier request, by the 32 hex digits it printed (give no context)");
   cmd->callback([o, cmd, &exit_code] {
     if (cmd->count("--query") + cmd->count("--prompt-ids") == 0)
       throw CLI::RequiredError("--query (or --prompt) or --prompt-ids");
@@ -176,7 +183,7 @@ void add_client_command(CLI::App& app, int& exit_code) {
   drop_cmd->add_option("--connect", drop->connect, "Server address, host:port")->required();
   drop_cmd->add_option("--token-file", drop->token_file,
                        "Log in with the token in this file (else $STARMESH_API_TOKEN)");
-  drop_cmd->add_option("--context-id", drop->request.context_id, "The kept context")->required();
+  drop_cmd->add_option("--context-id", drop->context_id, "The kept context (32 hex digits)")->required();
   drop_cmd->callback([drop, &exit_code] {
     auto token = credentials(drop->token_file);
     if (!token) {
@@ -188,7 +195,12 @@ void add_client_command(CLI::App& app, int& exit_code) {
       exit_code = fail(c.error().message);
       return;
     }
-    const Status s = (*c)->drop_context(drop->request.context_id);
+    auto id = ContextId::parse(drop->context_id);
+    if (!id) {
+      exit_code = fail("--context-id: " + id.error().message);
+      return;
+    }
+    const Status s = (*c)->drop_context(*id);
     exit_code = s ? 0 : fail(s.message());
   });
   auto address = std::make_shared<std::string>(), token_file = std::make_shared<std::string>();

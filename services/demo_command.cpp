@@ -301,7 +301,7 @@ int run_demo(const DemoFlags& f) {
   again.request.query_text = document->followup;
   again.request.max_new_tokens = f.max_tokens;
   again.request.context_id = first->summary.context_id;
-  fmt::print("\nasked again over the kept context {} ({}):\nanswer:", again.request.context_id,
+  fmt::print("\nasked again over the kept context {} ({}):\nanswer:", again.request.context_id.hex(),
              document->followup == document->query ? "the same question" : trimmed(document->followup));
   std::fflush(stdout);
   auto second = ask((*mesh)->client(), again);

@@ -69,8 +69,8 @@ Expected<GenerateSummary> EngineService::serve(const Job& job) {
   // The mesh keeps contexts; this one-process service does not (and says so: the API tests
   // use it to see that the fields arrive).
   if (r.keep_context) return make_error(ErrorCode::invalid_argument, "this service keeps no contexts (keep_context)");
-  if (r.context_id != 0)
-    return make_error(ErrorCode::not_found, "this service keeps no contexts (context ", r.context_id, ")");
+  if (!r.context_id.empty())
+    return make_error(ErrorCode::not_found, "this service keeps no contexts (context ", r.context_id.hex(), ")");
   auto checked = request_tokens(r, tokenizer_);
   if (!checked) return with_code(checked.error(), ErrorCode::invalid_argument);
   auto tokens = std::move(*checked);

@@ -30,9 +30,11 @@ class EngineService final : public generate_service_i {
 
   void generate(GenerateRequest request, std::function<bool(const TokenChunk&)> on_tokens,
                 std::function<void(Expected<GenerateSummary>)> on_done) override;
-  Status drop_context(uint64_t context_id) override {
-    return make_error("this service keeps no contexts (context ", context_id, ")");
+  void drop_context(ContextId id, std::string tenant, std::function<void(Status)> on_done) override {
+    last_drop_tenant = std::move(tenant);
+    on_done(make_error(ErrorCode::not_found, "this service keeps no contexts (context ", id.hex(), ")"));
   }
+  std::string last_drop_tenant;  // what the API passed on (the login's token)
 
   // Sleeps this long after each token (to give a test time to cancel mid-stream).
   void set_token_delay(std::chrono::milliseconds d) { delay_ms_ = int(d.count()); }

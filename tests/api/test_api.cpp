@@ -412,7 +412,9 @@ TEST_CASE("100 small requests from 4 client threads: all served, nothing left be
 class Firehose final : public generate_service_i {
  public:
   Firehose(int chunks, size_t bytes) : chunks_(chunks), bytes_(bytes) {}
-  Status drop_context(uint64_t) override { return make_error("no contexts here"); }
+  void drop_context(ContextId, std::string, std::function<void(Status)> on_done) override {
+    on_done(make_error("no contexts here"));
+  }
   ~Firehose() override {
     if (thread_.joinable()) thread_.join();
   }
@@ -483,7 +485,9 @@ class Forgetful final : public generate_service_i {
  public:
   void generate(GenerateRequest, std::function<bool(const TokenChunk&)>,
                 std::function<void(Expected<GenerateSummary>)>) override {}
-  Status drop_context(uint64_t) override { return make_error("no contexts here"); }
+  void drop_context(ContextId, std::string, std::function<void(Status)> on_done) override {
+    on_done(make_error("no contexts here"));
+  }
 };
 
 TEST_CASE("a service that drops a request without an answer fails it instead of hanging") {
@@ -524,14 +528,32 @@ TEST_CASE("keep_context, context_id and dropContext travel over the wire") {
   CHECK(keep.error().message.find("keep_context") != std::string::npos);
   CHECK(keep.code() == ErrorCode::invalid_argument);
   r.keep_context = false;
-  r.context_id = 123456789012ull;
+  const ContextId id = ContextId::parse("00112233445566778899aabbccddeeff").value();
+  r.context_id = id;
   auto ask = stream(*client, r, got);
   REQUIRE_FALSE(ask);
-  CHECK(ask.error().message.find("context 123456789012") != std::string::npos);
+  CHECK(ask.error().message.find("context 00112233445566778899aabbccddeeff") != std::string::npos);
   CHECK(ask.code() == ErrorCode::not_found);
-  const Status drop = client->drop_context(987654321);
+  const Status drop = client->drop_context(ContextId::parse("ffeeddccbbaa99887766554433221100").value());
   REQUIRE_FALSE(drop);
-  CHECK(drop.message().find("context 987654321") != std::string::npos);
+  CHECK(drop.code() == ErrorCode::not_found);
+  CHECK(drop.message().find("context ffeeddccbbaa99887766554433221100") != std::string::npos);
+  CHECK(served.service.last_drop_tenant.empty());  // no tokens: one tenant
+}
+
+TEST_CASE("context ids are 32 hex digits, random, and parse back") {
+  const ContextId a = ContextId::random(), b = ContextId::random();
+  CHECK_FALSE(a.empty());
+  CHECK(a != b);
+  CHECK(a.hex().size() == 32);
+  CHECK(ContextId::parse(a.hex()).value() == a);
+  CHECK(ContextId::parse("00112233445566778899AABBCCDDEEFF").value().hex() == "00112233445566778899aabbccddeeff");
+  for (const char* bad : {"", "123", "00112233445566778899aabbccddeeff0", "g0112233445566778899aabbccddeeff"}) {
+    CAPTURE(bad);
+    auto p = ContextId::parse(bad);
+    REQUIRE_FALSE(p);
+    CHECK(p.code() == ErrorCode::invalid_argument);
+  }
 }
 
 TEST_CASE("a router with API tokens admits only clients that log in with one of them") {
@@ -587,7 +609,7 @@ class Failing final : public generate_service_i {
                 std::function<void(Expected<GenerateSummary>)> on_done) override {
     on_done(error);
   }
-  Status drop_context(uint64_t) override { return error; }
+  void drop_context(ContextId, std::string, std::function<void(Status)> on_done) override { on_done(error); }
 };
 
 TEST_CASE("every error code and its message survive the Cap'n Proto wire") {
@@ -606,7 +628,7 @@ TEST_CASE("every error code and its message survive the Cap'n Proto wire") {
     REQUIRE_FALSE(summary);
     CHECK(summary.code() == code);
     CHECK(summary.error().message == service.error.message);
-    const Status dropped = (*client)->drop_context(7);
+    const Status dropped = (*client)->drop_context(ContextId{0, 7});
     REQUIRE_FALSE(dropped);
     CHECK(dropped.code() == code);
     CHECK(dropped.message() == service.error.message);

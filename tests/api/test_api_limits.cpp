@@ -41,7 +41,7 @@ class Echo final : public generate_service_i {
     s.generated_tokens = int64_t(r.query_ids.size());
     on_done(s);
   }
-  Status drop_context(uint64_t) override { return {}; }
+  void drop_context(ContextId, std::string, std::function<void(Status)> on_done) override { on_done({}); }
 };
 
 struct Server {

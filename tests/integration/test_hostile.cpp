@@ -207,6 +207,62 @@ TEST_CASE_FIXTURE(ProcessMesh, "a client that goes away during phase 1 stops it 
   CHECK(got->ids == star(ctx, query, 256, 2, 5).ids);
 }
 
+TEST_CASE_FIXTURE(ProcessMesh, "a kept context has an unguessable id and answers only the token that kept it") {
+  const std::string tokens = logs + "/tokens";
+  std::ofstream(tokens) << "tenant-a-71c2\ntenant-b-0d9e\n";
+  const std::string address = start_with_api(2, {"--api-tokens-file", tokens});
+  REQUIRE_FALSE(address.empty());
+  auto a = ApiClient::connect(address, "tenant-a-71c2");
+  auto b = ApiClient::connect(address, "tenant-b-0d9e");
+  REQUIRE(a);
+  REQUIRE(b);
+  GenerateRequest keep;
+  keep.context_ids = random_ids(600, 91);
+  keep.query_ids = random_ids(4, 92);
+  keep.block_size = 256;
+  keep.max_new_tokens = 4;
+  keep.keep_context = true;
+  auto ignore = [](const TokenChunk&) { return true; };
+  auto first = (*a)->generate(keep, ignore);
+  REQUIRE_MESSAGE(first, (first ? "" : first.error().message));
+  const ContextId id = first->context_id;
+  REQUIRE_FALSE(id.empty());
+  CHECK(id.hex().size() == 32);
+  auto second = (*a)->generate(keep, ignore);  // another kept context: another random id
+  REQUIRE(second);
+  CHECK(second->context_id != id);
+  CHECK((second->context_id.hi != id.hi && second->context_id.lo != id.lo));
+
+  GenerateRequest ask;
+  ask.context_id = id;
+  ask.query_ids = random_ids(4, 93);
+  ask.max_new_tokens = 5;
+  // Another token: the same answer as for an id that was never kept.
+  auto stolen = (*b)->generate(ask, ignore);
+  REQUIRE_FALSE(stolen);
+  CHECK(stolen.code() == ErrorCode::not_found);
+  const Status dropped = (*b)->drop_context(id);
+  REQUIRE_FALSE(dropped);
+  CHECK(dropped.code() == ErrorCode::not_found);
+  GenerateRequest guess = ask;
+  guess.context_id = ContextId{id.hi, id.lo ^ 1};
+  auto guessed = (*a)->generate(guess, ignore);
+  REQUIRE_FALSE(guessed);
+  CHECK(guessed.code() == ErrorCode::not_found);
+  // Its owner still asks it, and gets the reference tokens.
+  std::vector<int32_t> got;
+  auto mine = (*a)->generate(ask, [&](const TokenChunk& c) {
+    got.insert(got.end(), c.ids.begin(), c.ids.end());
+    return true;
+  });
+  REQUIRE_MESSAGE(mine, (mine ? "" : mine.error().message));
+  CHECK(got == star(keep.context_ids, ask.query_ids, 256, 2, 5).ids);
+  CHECK((*a)->drop_context(id));
+  auto after = (*a)->generate(ask, ignore);
+  REQUIRE_FALSE(after);
+  CHECK(after.code() == ErrorCode::not_found);
+}
+
 namespace {
 // The pids whose parent is `parent` (from /proc).
 std::vector<pid_t> children_of(pid_t parent) {

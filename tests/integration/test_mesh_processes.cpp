@@ -132,7 +132,7 @@ TEST_CASE_FIXTURE(ProcessMesh, "worker processes keep a context and answer a sec
   first.request.keep_context = true;
   auto kept = mesh->client().run(first);
   REQUIRE_MESSAGE(kept, (kept ? "" : kept.error().message + "\n" + mesh->log_tail()));
-  REQUIRE(kept->summary.context_id != 0);
+  REQUIRE_FALSE(kept->summary.context_id.empty());
   CHECK(kept->ids == star(ctx, q1, 256, 3, 12).ids);
   GenerateOrder second;
   second.request.query_ids = q2;

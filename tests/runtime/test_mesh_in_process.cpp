@@ -185,8 +185,8 @@ TEST_CASE_FIXTURE(InProcessMesh,
   first_order.request.keep_context = true;
   auto first = client->run(first_order);
   REQUIRE_MESSAGE(first, (first ? "" : first.error().message));
-  const uint64_t kept = first->summary.context_id;
-  REQUIRE(kept != 0);
+  const ContextId kept = first->summary.context_id;
+  REQUIRE_FALSE(kept.empty());
   CHECK(first->ids == star(ctx, q1, 128, 3, 10).ids);
   // The context's KV stays booked on its workers, and nothing else.
   auto total_reserved = [&] {
@@ -233,7 +233,7 @@ TEST_CASE_FIXTURE(InProcessMesh, "a kept context gives way when its KV is needed
   keep.request.keep_context = true;
   auto first = client->run(keep);
   REQUIRE_MESSAGE(first, (first ? "" : first.error().message));
-  const uint64_t kept = first->summary.context_id;
+  const ContextId kept = first->summary.context_id;
   // A new context that needs most of both workers: the kept one is dropped to make room.
   const auto big = random_ids(2000, 73), query = random_ids(4, 74);
   auto second = client->run(order(big, query, 128, 4));
@@ -243,18 +243,20 @@ TEST_CASE_FIXTURE(InProcessMesh, "a kept context gives way when its KV is needed
   again.request.context_id = kept;
   auto gone = client->run(again);
   REQUIRE_FALSE(gone);
-  CHECK(gone.error().message.find("context " + std::to_string(kept) + " is not kept") != std::string::npos);
+  CHECK(gone.error().message.find("no kept context " + kept.hex()) != std::string::npos);
+  CHECK(gone.code() == ErrorCode::not_found);
   // Freed on request: asking it again is refused, its KV is back.
   auto keep2 = order(random_ids(600, 75), random_ids(4, 76), 128, 4);
   keep2.request.keep_context = true;
   auto third = client->run(keep2);
   REQUIRE(third);
-  REQUIRE(client->drop_context(third->summary.context_id));
+  REQUIRE(client->drop(third->summary.context_id));
   GenerateOrder after_drop = order({}, query, 128, 4);
   after_drop.request.context_id = third->summary.context_id;
   auto dropped = client->run(after_drop);
   REQUIRE_FALSE(dropped);
-  CHECK(dropped.error().message.find("is not kept") != std::string::npos);
+  CHECK(dropped.error().message.find("no kept context") != std::string::npos);
+  CHECK(dropped.code() == ErrorCode::not_found);
   const auto members = client->members();
   for (const auto& w : members.value()) CHECK(w.reserved == 0);
   // Bad combinations are refused with what to change.
@@ -272,7 +274,7 @@ TEST_CASE_FIXTURE(InProcessMesh, "a worker that leaves takes its kept contexts w
   keep.request.keep_context = true;
   auto first = client->run(keep);
   REQUIRE_MESSAGE(first, (first ? "" : first.error().message));
-  const uint64_t kept = first->summary.context_id;
+  const ContextId kept = first->summary.context_id;
   caf::scoped_actor self{sys};
   bool known = false;
   self->request(router, 5s, leave_atom::value, second).receive([&](bool k) { known = k; }, [](caf::error&) {});
@@ -281,7 +283,8 @@ TEST_CASE_FIXTURE(InProcessMesh, "a worker that leaves takes its kept contexts w
   again.request.context_id = kept;
   auto gone = client->run(again);
   REQUIRE_FALSE(gone);
-  CHECK(gone.error().message.find("is not kept") != std::string::npos);
+  CHECK(gone.error().message.find("no kept context") != std::string::npos);
+  CHECK(gone.code() == ErrorCode::not_found);
   const auto members = client->members();
   for (const auto& w : members.value()) CHECK(w.reserved == 0);
   // The worker's pool is empty again (the context's KV went back), so it can drain.

@@ -100,11 +100,11 @@ Expected<ServerInfo> ApiClient::info() {
   }
 }
 
-Status ApiClient::drop_context(uint64_t context_id) {
+Status ApiClient::drop_context(const ContextId& id) {
   SM_TRY(impl_->check_thread());
   try {
     auto call = impl_->main.dropContextRequest();
-    call.setContextId(context_id);
+    call.setContextKey(id.hex());
     call.send().wait(impl_->rpc.getWaitScope());
     return {};
   } catch (const kj::Exception& e) {

@@ -15,7 +15,8 @@ kj::Promise<void> StarmeshServer::generate(GenerateContext context) {
   if (!request) return to_exception(request.error());
   auto call = kj::heap<GenerateCall>(params.getSink(), context, active_);
   request->cancel = call->mailbox()->token();
-  context.releaseParams();  // the context text may be large; the request holds its own copy
+  request->tenant = tenant_;  // the login's, whatever the client sent
+  context.releaseParams();    // the context text may be large; the request holds its own copy
 
   // The callbacks hold only the mailbox: they may run on any thread, after the call is gone.
   // Should the service drop them without calling on_done, the guard answers for it.
@@ -41,9 +42,22 @@ kj::Promise<void> StarmeshServer::info(InfoContext context) {
 }
 
 kj::Promise<void> StarmeshServer::dropContext(DropContextContext context) {
-  const Status s = service_.drop_context(context.getParams().getContextId());
-  if (!s) return to_exception(s.error());
-  return kj::READY_NOW;
+  auto params = context.getParams();
+  if (params.getContextId() != 0)
+    return to_exception(make_error(ErrorCode::invalid_argument,
+                                   "contextId (64-bit) is no longer accepted: name a kept context by its contextKey"));
+  auto id = ContextId::parse(std::string_view(params.getContextKey().cStr(), params.getContextKey().size()));
+  if (!id) return to_exception(id.error());
+  // The service answers on any thread: a cross-thread fulfiller brings it back to the loop.
+  auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
+  auto fulfiller = std::make_shared<kj::Own<kj::CrossThreadPromiseFulfiller<void>>>(kj::mv(paf.fulfiller));
+  service_.drop_context(*id, tenant_, [fulfiller](Status s) {
+    if (s)
+      (*fulfiller)->fulfill();
+    else
+      (*fulfiller)->reject(to_exception(s.error()));
+  });
+  return kj::mv(paf.promise);
 }
 
 bool GatewayServer::accepts(kj::StringPtr credentials) const {
@@ -62,7 +76,10 @@ bool GatewayServer::accepts(kj::StringPtr credentials) const {
 kj::Promise<void> GatewayServer::login(LoginContext context) {
   if (accepts(context.getParams().getCredentials())) {
     conn_->logged_in = true;
-    context.getResults().setStarmesh(kj::heap<StarmeshServer>(shared_.service, shared_.info, shared_.active));
+    const kj::StringPtr token = context.getParams().getCredentials();
+    std::string tenant = shared_.tokens.empty() ? std::string() : std::string(token.cStr(), token.size());
+    context.getResults().setStarmesh(
+        kj::heap<StarmeshServer>(shared_.service, shared_.info, shared_.active, std::move(tenant)));
     return kj::READY_NOW;
   }
   const ApiLimits& lim = shared_.limits;

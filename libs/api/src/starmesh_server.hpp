@@ -17,8 +17,10 @@ namespace starmesh::api {
 
 class StarmeshServer final : public wire::Starmesh::Server {
  public:
-  StarmeshServer(generate_service_i& service, ApiServer::InfoFn info, std::atomic<int64_t>& active)
-      : service_(service), info_(std::move(info)), active_(active) {}
+  // `tenant`: whom this login speaks for (its token; "" on an API without tokens). Requests
+  // and drops carry it: a kept context answers only its tenant.
+  StarmeshServer(generate_service_i& service, ApiServer::InfoFn info, std::atomic<int64_t>& active, std::string tenant)
+      : service_(service), info_(std::move(info)), active_(active), tenant_(std::move(tenant)) {}
 
  protected:
   kj::Promise<void> generate(GenerateContext context) override;
@@ -29,12 +31,12 @@ class StarmeshServer final : public wire::Starmesh::Server {
   generate_service_i& service_;
   ApiServer::InfoFn info_;
   std::atomic<int64_t>& active_;
+  std::string tenant_;
 };
 
 // The bootstrap: hands out StarmeshServer capabilities to clients whose credentials are among
-// `tokens` (any credentials when `tokens` is empty).
-// One per connection. Failed logins are answered in the slots the shared LoginLimiter gives
-// the peer's address; a connection with too many failed logins pending, or in all, is closed.
+// `tokens` (any credentials when `tokens` is empty). One per connection. Failed logins are answered in the slots the
+// shared LoginLimiter gives the peer's address; a connection with too many failed logins pending, or in all, is closed.
 class GatewayServer final : public wire::Gateway::Server {
  public:
   struct Shared {  // what every connection's gateway uses; lives on the loop thread

@@ -48,7 +48,7 @@ Status to_wire(const GenerateRequest& r, wire::GenerateRequest::Builder out) {
   out.setMaxHosts(r.max_hosts);
   out.setMaxNewTokens(r.max_new_tokens);
   out.setKeepContext(r.keep_context);
-  out.setContextId(r.context_id);
+  if (!r.context_id.empty()) out.setContextKey(r.context_id.hex());
   auto s = out.initSampling();
   s.setTemperature(r.sampling.temperature);
   s.setTopK(r.sampling.top_k);
@@ -78,7 +78,13 @@ Expected<GenerateRequest> from_wire(wire::GenerateRequest::Reader in) {
   r.max_hosts = in.getMaxHosts();
   r.max_new_tokens = in.getMaxNewTokens();
   r.keep_context = in.getKeepContext();
-  r.context_id = in.getContextId();
+  if (in.getContextId() != 0)
+    return make_error(ErrorCode::invalid_argument,
+                      "contextId (64-bit) is no longer accepted: name a kept context by its contextKey");
+  if (in.hasContextKey() && in.getContextKey().size() > 0) {
+    SM_ASSIGN(id, ContextId::parse(std::string_view(in.getContextKey().cStr(), in.getContextKey().size())));
+    r.context_id = id;
+  }
   auto s = in.getSampling();
   r.sampling.temperature = s.getTemperature();
   r.sampling.top_k = s.getTopK();
@@ -109,7 +115,7 @@ void to_wire(const GenerateSummary& s, wire::GenerateSummary::Builder out) {
       out.setStop(wire::StopReason::CANCELLED);
       break;
   }
-  out.setContextId(s.context_id);
+  if (!s.context_id.empty()) out.setContextKey(s.context_id.hex());
 }
 
 GenerateSummary from_wire(wire::GenerateSummary::Reader in) {
@@ -133,7 +139,9 @@ GenerateSummary from_wire(wire::GenerateSummary::Reader in) {
       s.stop_reason = StopReason::max_tokens;
       break;  // and values from a newer server
   }
-  s.context_id = in.getContextId();
+  if (in.hasContextKey())
+    if (auto id = ContextId::parse(std::string_view(in.getContextKey().cStr(), in.getContextKey().size())))
+      s.context_id = *id;
   return s;
 }
 

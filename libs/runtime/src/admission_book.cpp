@@ -81,10 +81,12 @@ Expected<Placement> AdmissionBook::try_attach(uint64_t id, uint64_t context_id, 
   for (;;) {
     const Status booked = members_.reserve_exact(id, {{q.worker_id, local_tokens}});
     if (booked) break;
-    if (!evict_one(out)) return make_error(ErrorCode::overloaded, "context ", context_id, ": ", booked.message());
+    if (!evict_one(out))
+      return make_error(ErrorCode::overloaded, "context ", label(context_id), ": ", booked.message());
   }
   k->second.last_used = now;
   Placement placed = k->second.placement;
+  placed.kept_context = context_id;
   placed.hosts.back().reserve = (q.end - q.begin) + local_tokens;
   return placed;
 }
@@ -110,8 +112,8 @@ Error AdmissionBook::never_fits(uint64_t id, const PlacementAsk& ask, uint64_t c
     return p.code() == ErrorCode::overloaded ? with_code(p.error(), ErrorCode::refused) : p.error();
   }
   if (!kept_.count(context_id)) return not_kept(context_id);
-  return make_error(ErrorCode::refused, "context ", context_id, ": its query host cannot hold ", ask.local_tokens,
-                    " query and generated tokens beside it");
+  return make_error(ErrorCode::refused, "context ", label(context_id), ": its query host cannot hold ",
+                    ask.local_tokens, " query and generated tokens beside it");
 }
 
 // Drops the least recently used kept context no request uses; false if there is none.
@@ -132,6 +134,7 @@ void AdmissionBook::drop_context(uint64_t context_id, Decisions::Why why, Decisi
   Decisions::Dropped d{context_id, why, {}};
   for (const PlacedHost& h : k->second.placement.hosts) d.workers.push_back(h.worker);
   out.dropped.push_back(std::move(d));
+  names_.erase(k->second.name);
   kept_.erase(k);
 }
 
@@ -177,7 +180,21 @@ void AdmissionBook::release(uint64_t id, Time now, Decisions& out) {
   drain_queue(now, out);
 }
 
-bool AdmissionBook::keep(uint64_t id, Time now, Decisions& out) {
+std::string AdmissionBook::label(uint64_t context_id) const {
+  auto k = kept_.find(context_id);
+  if (k == kept_.end() || k->second.name.empty()) return std::to_string(context_id);
+  return k->second.name.hex();
+}
+
+Expected<uint64_t> AdmissionBook::resolve(const ContextId& name, const std::string& tenant) const {
+  auto n = names_.find(name);
+  if (n != names_.end())
+    if (auto k = kept_.find(n->second); k != kept_.end() && k->second.tenant == tenant) return n->second;
+  return make_error(ErrorCode::not_found, "no kept context ", name.hex(),
+                    " for this client (never kept, dropped to make room or for its TTL, or kept by another token)");
+}
+
+bool AdmissionBook::keep(uint64_t id, Time now, Decisions& out, ContextId name, std::string tenant) {
   auto p = placements_.find(id);
   members_.release(id);
   bool kept = false;
@@ -185,7 +202,8 @@ bool AdmissionBook::keep(uint64_t id, Time now, Decisions& out) {
     std::vector<std::pair<uint32_t, int64_t>> shards;
     for (const PlacedHost& h : p->second.hosts) shards.emplace_back(h.worker_id, h.end - h.begin);
     if (members_.reserve_exact(context_key(id), shards)) {  // fits: more was just freed
-      kept_[id] = Kept{std::move(p->second), 0, false, now};
+      kept_[id] = Kept{std::move(p->second), 0, false, now, name, std::move(tenant)};
+      if (!name.empty()) names_[name] = id;
       kept = true;
       if (options_.context_ttl.count() > 0) out.timers.push_back({TimerKind::context_ttl, id, options_.context_ttl});
     }

@@ -4,6 +4,7 @@
 #include <caf/openssl/remote_actor.hpp>
 #include <condition_variable>
 #include <cstring>
+#include <future>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -169,10 +170,26 @@ Expected<RouterActor> connect_router(caf::actor_system& sys, const std::string& 
   return *r;
 }
 
-Status MeshClient::drop_context(uint64_t context_id) {
-  if (context_id == 0) return make_error("context id 0 names no context");
-  caf::anon_send(router_, drop_atom::value, context_id);
-  return {};
+void MeshClient::drop_context(ContextId id, std::string tenant, std::function<void(Status)> on_done) {
+  if (id.empty()) return on_done(make_error(ErrorCode::invalid_argument, "no context id given"));
+  sys_.spawn([router = router_, timeout = timeout_, id, tenant = std::move(tenant),
+              on_done = std::move(on_done)](caf::event_based_actor* self) {
+    self->request(router, timeout, drop_atom::value, id, tenant)
+        .then(
+            [on_done](bool) { on_done({}); },
+            [on_done, timeout](caf::error& e) {
+              on_done(e == caf::sec::request_timeout
+                          ? make_error(ErrorCode::timeout, "the router did not answer within ", format_seconds(timeout))
+                          : to_error(e));
+            });
+  });
+}
+
+Status MeshClient::drop(ContextId id, const std::string& tenant) {
+  auto done = std::make_shared<std::promise<Status>>();
+  auto answer = done->get_future();
+  drop_context(id, tenant, [done](Status s) { done->set_value(std::move(s)); });
+  return answer.get();
 }
 
 }  // namespace starmesh

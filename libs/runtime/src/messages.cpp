@@ -22,6 +22,7 @@ void register_mesh_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<WorkerView>("WorkerView");
   cfg.add_message_type<SamplingParams>("SamplingParams");
   cfg.add_message_type<GenerateRequest>("GenerateRequest");
+  cfg.add_message_type<ContextId>("ContextId");
   cfg.add_message_type<GenerateSummary>("GenerateSummary");
   cfg.add_message_type<GenerateOrder>("GenerateOrder");
   cfg.add_message_type<ClientChunk>("ClientChunk");

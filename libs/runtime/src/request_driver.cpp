@@ -37,13 +37,13 @@ Expected<RequestTokens> check_request(const RouterContext& ctx, const GenerateRe
     return make_error("context and query text may hold at most ", kMaxTextBytes, " bytes each");
   if (int64_t(r.context_ids.size()) > kMaxContextTokens || int64_t(r.query_ids.size()) > kMaxQueryTokens)
     return make_error("at most ", kMaxContextTokens, " context and ", kMaxQueryTokens, " query token ids");
-  const bool kept = r.context_id != 0;  // a new query over a kept context: its plan and shards are set
+  const bool kept = !r.context_id.empty();  // a new query over a kept context: its plan and shards are set
   if (kept) {
     if (!star) return make_error("context_id asks a query over a kept context: use mode star");
     if (!r.context_ids.empty() || !r.context_text.empty())
       return make_error("give either a context or the id of a kept one (context_id), not both");
     if (r.keep_context)
-      return make_error("keep_context applies to a new context; context ", r.context_id, " is kept already");
+      return make_error("keep_context applies to a new context; context ", r.context_id.hex(), " is kept already");
   }
   t.context = !r.context_ids.empty()   ? r.context_ids
               : r.context_text.empty() ? std::vector<int32_t>{}
@@ -108,7 +108,9 @@ void finish(DriverPtr self, Expected<GenerateSummary> result) {
   // A request that asked to keep its context and got through phase 1 keeps its shards.
   const bool keep =
       st.setup->order.request.keep_context && result && st.placed && st.encoded == st.placement.hosts.size();
-  if (keep) result->context_id = id;
+  // Clients name a kept context by 128 random bits, not by the request id (a counter).
+  const ContextId name = keep ? ContextId::random() : ContextId{};
+  if (keep) result->context_id = name;
   // Fire and forget: the driver does not wait for the answers.
   for (const PlacedHost& h : st.placement.hosts) {
     if (keep)
@@ -118,7 +120,7 @@ void finish(DriverPtr self, Expected<GenerateSummary> result) {
   }
   // The router's book: `keep` turns the placement into the kept context's, `release` frees it.
   if (keep)
-    caf::anon_send(st.setup->router, keep_atom::value, id);
+    caf::anon_send(st.setup->router, keep_atom::value, id, name, st.setup->order.request.tenant);
   else
     self->send(st.setup->router, release_atom::value, id);
   const std::string tail = st.text.flush();
@@ -135,7 +137,7 @@ void finish(DriverPtr self, Expected<GenerateSummary> result) {
   }
   if (result) {
     m.generated_tokens.inc(double(result->generated_tokens));
-    if (st.setup->order.request.context_id == 0) {  // a kept context was encoded before
+    if (st.setup->order.request.context_id.empty()) {  // a kept context was encoded before
       m.context_tokens.inc(double(result->context_tokens));
       if (result->phase1_seconds > 0) m.phase1_seconds.observe(result->phase1_seconds);
       if (result->phase1_max_host_seconds > 0) m.phase1_slowest_host_seconds.observe(result->phase1_max_host_seconds);
@@ -220,7 +222,7 @@ void start_phase1(DriverPtr self) {
     o.plan = st.placement.plan;
     o.host = int32_t(h);
     o.keep = st.setup->order.request.keep_context;
-    o.reuse_context = st.setup->order.request.context_id;
+    o.reuse_context = st.placement.kept_context;
     if (o.reuse_context == 0) {  // a kept context's workers hold its shards: no ids travel
       if (anchor > 0 && host_needs_anchor(*plan, int(h)))
         o.anchor_ids = pack_ids(std::span<const int32_t>(ctx).first(size_t(anchor)));
@@ -309,9 +311,10 @@ RequestActor::behavior_type request_driver(DriverPtr self, std::shared_ptr<Drive
                    ? Error{"the router did not place the request within " + format_seconds(wait), ErrorCode::timeout}
                    : to_error(e));
   };
-  if (const uint64_t kept = setup->order.request.context_id; kept != 0) {
+  if (const ContextId& kept = setup->order.request.context_id; !kept.empty()) {
     st.summary.context_id = kept;
-    self->request(setup->router, wait, attach_atom::value, id, kept, ask.local_tokens).then(placed, not_placed);
+    self->request(setup->router, wait, attach_atom::value, id, kept, setup->order.request.tenant, ask.local_tokens)
+        .then(placed, not_placed);
   } else {
     self->request(setup->router, wait, place_atom::value, id, ask).then(placed, not_placed);
   }

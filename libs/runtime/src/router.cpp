@@ -215,10 +215,14 @@ RouterActor::behavior_type router(RouterPtr self, std::shared_ptr<const RouterCo
       [=](place_atom, uint64_t id, PlacementAsk& ask) {
         return decide(self, id, [&](auto t, Decisions& d) { return self->state.book->admit(id, ask, t, d); });
       },
-      [=](attach_atom, uint64_t id, uint64_t context_id, int64_t local_tokens) {
-        return decide(self, id, [&](auto t, Decisions& d) {
-          return self->state.book->attach(id, context_id, local_tokens, t, d);
+      [=](attach_atom, uint64_t id, ContextId& name, std::string& tenant,
+          int64_t local_tokens) -> caf::result<Placement> {
+        auto context_id = self->state.book->resolve(name, tenant);
+        if (!context_id) return mesh_error(context_id.error());
+        auto answer = decide(self, id, [&](auto t, Decisions& d) {
+          return self->state.book->attach(id, *context_id, local_tokens, t, d);
         });
+        return answer;
       },
       [=](deadline_atom, uint64_t id) {
         Decisions d;
@@ -232,17 +236,21 @@ RouterActor::behavior_type router(RouterPtr self, std::shared_ptr<const RouterCo
       },
       [=](beat_atom) { heartbeat(self); },
       [=](release_atom, uint64_t id) { release(self, id); },
-      [=](keep_atom, uint64_t id) -> bool {  // the request ends; its shards become kept context `id`
+      [=](keep_atom, uint64_t id, ContextId& name, std::string& tenant) -> bool {
+        // The request ends; its shards become kept context `id`, `name` to its tenant.
         self->state.drivers->erase(id);
         Decisions d;
-        const bool kept = self->state.book->keep(id, now(), d);
+        const bool kept = self->state.book->keep(id, now(), d, name, std::move(tenant));
         apply(self, d);
         return kept;
       },
-      [=](drop_atom, uint64_t context_id) {
+      [=](drop_atom, ContextId& name, std::string& tenant) -> caf::result<bool> {
+        auto context_id = self->state.book->resolve(name, tenant);
+        if (!context_id) return mesh_error(context_id.error());
         Decisions d;
-        self->state.book->drop(context_id, now(), d);
+        self->state.book->drop(*context_id, now(), d);
         apply(self, d);
+        return true;
       },
       [=](members_atom) -> std::vector<WorkerView> { return self->state.book->members().view(); },
       [=](leave_atom, WorkerActor& worker) -> bool {

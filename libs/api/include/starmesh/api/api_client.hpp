@@ -31,7 +31,7 @@ class ApiClient {
 
   Expected<ServerInfo> info();
   // Frees a context kept by an earlier request's keep_context.
-  Status drop_context(uint64_t context_id);
+  Status drop_context(const ContextId& id);
 
   const std::string& address() const;
 

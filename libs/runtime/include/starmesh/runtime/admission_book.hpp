@@ -24,10 +24,12 @@
 #include <deque>
 #include <map>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "starmesh/core/expected.hpp"
 #include "starmesh/runtime/membership.hpp"
+#include "starmesh/service/context_id.hpp"
 
 namespace starmesh {
 
@@ -88,9 +90,13 @@ class AdmissionBook {
   Admission attach(uint64_t id, uint64_t context_id, int64_t local_tokens, Time now, Decisions& out);
   // The request ended (or its driver went away): its KV, queue entry and reference go.
   void release(uint64_t id, Time now, Decisions& out);
-  // The request ended keeping its context: its placement becomes kept context `id`. False
-  // when it was not placed or its shards no longer fit the book (the workers drop them).
-  bool keep(uint64_t id, Time now, Decisions& out);
+  // The request ended keeping its context: its placement becomes kept context `id`, which
+  // clients name `name` (random, unguessable) and only `tenant` may ask or drop. False when
+  // it was not placed or its shards no longer fit the book (the workers drop them).
+  bool keep(uint64_t id, Time now, Decisions& out, ContextId name = {}, std::string tenant = {});
+  // The kept context `name` names for `tenant`: not_found when there is none or it is another
+  // tenant's (one answer for both: a name tells nothing about other tenants' contexts).
+  Expected<uint64_t> resolve(const ContextId& name, const std::string& tenant) const;
   // A client drops a kept context (now, or when the requests asking it end).
   void drop(uint64_t context_id, Time now, Decisions& out);
 
@@ -123,6 +129,8 @@ class AdmissionBook {
     int users = 0;
     bool drop_when_idle = false;
     Time last_used;
+    ContextId name;
+    std::string tenant;
   };
 
   Admission admit_or_queue(uint64_t id, const PlacementAsk& ask, uint64_t context_id, Time now, Decisions& out);
@@ -136,12 +144,15 @@ class AdmissionBook {
   void detach(uint64_t id, Time now, Decisions& out);
   void drain_queue(Time now, Decisions& out);
   std::vector<uint64_t> contexts_on(uint32_t worker_id) const;
+  // How errors name a kept context to clients: its public name (its id when it has none).
+  std::string label(uint64_t context_id) const;
 
   Membership members_;
   AdmissionOptions options_;
   std::deque<Waiting> queue_;
   std::map<uint64_t, Placement> placements_;  // running requests placed on fresh shards
   std::map<uint64_t, Kept> kept_;             // by context id
+  std::map<ContextId, uint64_t> names_;       // a kept context's public name -> its id
   std::map<uint64_t, uint64_t> attached_;     // request id -> the kept context it uses
 };
 

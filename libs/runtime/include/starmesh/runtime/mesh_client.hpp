@@ -21,7 +21,7 @@ class MeshClient final : public generate_service_i {
 
   void generate(GenerateRequest request, std::function<bool(const TokenChunk&)> on_tokens,
                 std::function<void(Expected<GenerateSummary>)> on_done) override;
-  Status drop_context(uint64_t context_id) override;
+  void drop_context(ContextId id, std::string tenant, std::function<void(Status)> on_done) override;
 
   // The same, with the whole chunk (with return_logits: the logits each token was sampled from).
   void submit(GenerateOrder order, std::function<bool(const ClientChunk&)> on_chunk,
@@ -39,6 +39,8 @@ class MeshClient final : public generate_service_i {
     GenerateSummary summary;
   };
   Expected<Result> run(GenerateOrder order);
+  // drop_context, waiting for the answer.
+  Status drop(ContextId id, const std::string& tenant = {});
 
   const RouterActor& router() const { return router_; }
 

@@ -110,8 +110,13 @@ typename Inspector::result_type inspect(Inspector& f, SamplingParams& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, GenerateRequest& x) {
   return f(caf::meta::type_name("GenerateRequest"), x.context_text, x.query_text, x.context_ids, x.query_ids, x.add_bos,
-           x.mode, x.block_size, x.anchor_size, x.max_hosts, x.max_new_tokens, x.sampling, x.keep_context,
-           x.context_id);
+           x.mode, x.block_size, x.anchor_size, x.max_hosts, x.max_new_tokens, x.sampling, x.keep_context, x.context_id,
+           x.tenant);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, ContextId& x) {
+  return f(caf::meta::type_name("ContextId"), x.hi, x.lo);
 }
 
 template <class Inspector>
@@ -213,19 +218,24 @@ using WorkerActor =
                      caf::reacts_to<encoded_atom, uint64_t>,  // internal
                      caf::reacts_to<served_atom, uint64_t>>;  // internal
 
-using RouterActor = caf::typed_actor<
-    caf::replies_to<register_atom, WorkerActor, WorkerInfo>::with<uint32_t>,
-    caf::replies_to<generate_atom, GenerateOrder, ClientSinkActor>::with<Ticket>,
-    caf::replies_to<place_atom, uint64_t, PlacementAsk>::with<Placement>, caf::reacts_to<release_atom, uint64_t>,
-    caf::replies_to<members_atom>::with<std::vector<WorkerView>>,
-    caf::reacts_to<deadline_atom, uint64_t>,               // a queued request's wait ends
-    caf::reacts_to<ttl_atom, uint64_t>,                    // a kept context may have expired
-    caf::reacts_to<beat_atom>,                             // probe the workers (liveness)
-    caf::replies_to<leave_atom, WorkerActor>::with<bool>,  // a worker drains
-    // keep: the request's shards become a kept context;
-    // attach: place a request (id, context id, local tokens) on one
-    caf::replies_to<keep_atom, uint64_t>::with<bool>,
-    caf::replies_to<attach_atom, uint64_t, uint64_t, int64_t>::with<Placement>, caf::reacts_to<drop_atom, uint64_t>>;
+using RouterActor =
+    caf::typed_actor<caf::replies_to<register_atom, WorkerActor, WorkerInfo>::with<uint32_t>,
+                     caf::replies_to<generate_atom, GenerateOrder, ClientSinkActor>::with<Ticket>,
+                     caf::replies_to<place_atom, uint64_t, PlacementAsk>::with<Placement>,
+                     caf::reacts_to<release_atom, uint64_t>,
+                     caf::replies_to<members_atom>::with<std::vector<WorkerView>>,
+                     caf::reacts_to<deadline_atom, uint64_t>,               // a queued request's wait ends
+                     caf::reacts_to<ttl_atom, uint64_t>,                    // a kept context may have expired
+                     caf::reacts_to<beat_atom>,                             // probe the workers (liveness)
+                     caf::replies_to<leave_atom, WorkerActor>::with<bool>,  // a worker drains
+                     // keep: the request's shards become a kept context;
+                     // attach: place a request (id, context id, local tokens) on one
+                     // (named for clients by a random ContextId, owned by the request's tenant);
+                     // attach: place a request (id, context name, tenant, local tokens) on one; drop: a client
+                     // drops one (not_found unless the tenant owns it)
+                     caf::replies_to<keep_atom, uint64_t, ContextId, std::string>::with<bool>,
+                     caf::replies_to<attach_atom, uint64_t, ContextId, std::string, int64_t>::with<Placement>,
+                     caf::replies_to<drop_atom, ContextId, std::string>::with<bool>>;
 
 // -- messages that carry handles ----------------------------------------------------------------
 
@@ -257,11 +267,12 @@ typename Inspector::result_type inspect(Inspector& f, PlacedHost& x) {
 struct Placement {
   PlanSpec plan;
   std::vector<PlacedHost> hosts;  // index = plan host; the last is the query host
+  uint64_t kept_context = 0;      // an attach's answer: the kept context's id in the mesh
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, Placement& x) {
-  return f(caf::meta::type_name("Placement"), x.plan, x.hosts);
+  return f(caf::meta::type_name("Placement"), x.plan, x.hosts, x.kept_context);
 }
 
 // Phase 1 for one host: its blocks, and the star group of the request.

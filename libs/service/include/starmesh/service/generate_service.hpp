@@ -17,10 +17,11 @@ class generate_service_i {
   // on_done is called exactly once, after the last on_tokens, with the summary or the error.
   virtual void generate(GenerateRequest request, std::function<bool(const TokenChunk&)> on_tokens,
                         std::function<void(Expected<GenerateSummary>)> on_done) = 0;
-  // Frees a kept context (once the requests asking it end). Non-blocking; unknown ids are
-  // ignored (it may have been dropped to make room already). A service that keeps no
-  // contexts refuses.
-  virtual Status drop_context(uint64_t context_id) = 0;
+  // Frees a kept context of `tenant` (once the requests asking it end). Non-blocking:
+  // on_done (any thread, once) gets ok, or not_found when no such context belongs to the
+  // tenant (it may have been dropped to make room already). A service that keeps no contexts
+  // refuses.
+  virtual void drop_context(ContextId id, std::string tenant, std::function<void(Status)> on_done) = 0;
 };
 
 }  // namespace starmesh

@@ -11,6 +11,7 @@
 
 #include "starmesh/core/sampling_params.hpp"
 #include "starmesh/service/cancel_token.hpp"
+#include "starmesh/service/context_id.hpp"
 
 namespace starmesh {
 
@@ -53,7 +54,10 @@ struct GenerateRequest {
   // this request (the summary names it); context_id asks a new query over a kept context
   // (give no context then). Kept contexts go when KV is needed for other work, oldest first.
   bool keep_context = false;
-  uint64_t context_id = 0;
+  ContextId context_id;  // empty: none
+  // Who asks (set by the door from the login, never taken from a client): a kept context
+  // answers only the tenant that kept it. Empty: an API without tokens (one tenant).
+  std::string tenant;
   // Set by the door (in process, never from a wire): cancelled when the client goes away, so
   // the service stops the request before it would notice by itself (its first token).
   std::shared_ptr<CancelToken> cancel;
@@ -72,7 +76,7 @@ struct GenerateSummary {
   // the router's wall clock from the orders out to the last report in).
   double phase1_max_host_seconds = 0;
   StopReason stop_reason = StopReason::max_tokens;
-  uint64_t context_id = 0;  // the kept context this request made or used (0: none)
+  ContextId context_id;  // the kept context this request made or used (empty: none)
 };
 
 }  // namespace starmesh
