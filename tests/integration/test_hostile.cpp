@@ -264,6 +264,56 @@ TEST_CASE_FIXTURE(ProcessMesh, "a kept context has an unguessable id and answers
 }
 
 namespace {
+// Resident memory of a process, in bytes (from /proc).
+int64_t rss_bytes(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(status, line);)
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6)) * 1024;
+  return -1;
+}
+}  // namespace
+
+TEST_CASE_FIXTURE(ProcessMesh, "headers announcing 4 GB on the TLS mesh ports cost the router and workers nothing") {
+  start("ucx-shm", 2);  // mutual TLS on the control plane, as every test mesh
+  std::vector<uint16_t> ports{mesh->router_port()};
+  const std::vector<WorkerView> members = mesh->client().members().value();
+  for (const WorkerView& w : members)
+    ports.push_back(uint16_t(std::stoi(w.info.endpoint.substr(w.info.endpoint.rfind(':') + 1))));
+  std::vector<pid_t> pids{mesh->router_pid()};
+  pids.insert(pids.end(), mesh->worker_pids().begin(), mesh->worker_pids().end());
+  std::vector<int64_t> before;
+  for (pid_t pid : pids) before.push_back(rss_bytes(pid));
+  // On every port: 20 connections, each a 32-byte header whose length fields say 4 GB, then 1 MiB.
+  for (uint16_t port : ports)
+    for (int c = 0; c < 20; ++c) {
+      const int fd = socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_port = htons(port);
+      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+      const uint32_t header[8] = {0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu, 0, 0, 0, 0};
+      send(fd, header, sizeof header, MSG_NOSIGNAL);
+      std::vector<char> junk(1 << 20, 'x');
+      send(fd, junk.data(), junk.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      close(fd);
+    }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  for (size_t i = 0; i < pids.size(); ++i) {
+    const int64_t after = rss_bytes(pids[i]);
+    MESSAGE("pid " << pids[i] << ": " << before[i] / 1048576 << " MiB before, " << after / 1048576 << " MiB after");
+    REQUIRE(before[i] > 0);
+    CHECK(after - before[i] < (int64_t(64) << 20));
+  }
+  // Nothing was lost: the workers stay and serve.
+  CHECK(mesh->client().members().value().size() == 2);
+  const auto ctx = random_ids(500, 95), query = random_ids(4, 96);
+  auto got = run(ctx, query, 256, 5);
+  REQUIRE_MESSAGE(got, (got ? "" : got.error().message));
+  CHECK(got->ids == star(ctx, query, 256, 2, 5).ids);
+}
+
+namespace {
 // The pids whose parent is `parent` (from /proc).
 std::vector<pid_t> children_of(pid_t parent) {
   std::vector<pid_t> out;

@@ -41,6 +41,7 @@ class LocalMesh {
   LocalMesh& operator=(const LocalMesh&) = delete;
 
   uint16_t router_port() const { return router_port_; }
+  pid_t router_pid() const { return router_; }
   // With options.metrics: the router's /metrics port, then each worker's.
   const std::vector<uint16_t>& metrics_ports() const { return metrics_ports_; }
   MeshClient& client() { return *client_; }
