@@ -11,34 +11,8 @@ namespace {
 constexpr int kNormThreads = 256;
 constexpr int kElementThreads = 256;
 
-__global__ void rms_norm_kernel(const __nv_bfloat16* __restrict__ x, const __nv_bfloat16* __restrict__ w,
-                                __nv_bfloat16* __restrict__ out, int d, float eps) {
-  const __nv_bfloat16* row = x + size_t(blockIdx.x) * d;
-  float ss = 0.0f;
-  for (int c = threadIdx.x; c < d; c += blockDim.x) {
-    const float v = __bfloat162float(row[c]);
-    ss += v * v;
-  }
-  __shared__ float warp_sums[kNormThreads / 32];
-  for (int o = 16; o > 0; o /= 2) ss += __shfl_xor_sync(0xffffffffu, ss, o);
-  if (threadIdx.x % 32 == 0) warp_sums[threadIdx.x / 32] = ss;
-  __syncthreads();
-  if (threadIdx.x < 32) {
-    ss = threadIdx.x < blockDim.x / 32 ? warp_sums[threadIdx.x] : 0.0f;
-    for (int o = 16; o > 0; o /= 2) ss += __shfl_xor_sync(0xffffffffu, ss, o);
-    if (threadIdx.x == 0) warp_sums[0] = ss;
-  }
-  __syncthreads();
-  const float r = rsqrtf(warp_sums[0] / float(d) + eps);
-  for (int c = threadIdx.x; c < d; c += blockDim.x)
-    out[size_t(blockIdx.x) * d + c] = __float2bfloat16(__bfloat162float(row[c]) * r * __bfloat162float(w[c]));
-}
-
-// The same for rows of d % 8 == 0, d <= 8 * kNormThreads * kNormVectors: each thread loads
-// its 16-byte vectors once, all in flight together, and keeps them in registers for the
-// second pass (the plain kernel's strided loop waits on one load after another: 13 us for a
-// 4096-wide row on the H200, against a few us here).
-constexpr int kNormVectors = 4;
+// The sum of v over the CTA (every thread gets it): shuffles within warps, then the warps'
+// sums through shared memory.
 __device__ float block_sum(float v, float* warp_sums) {
   for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
   if (threadIdx.x % 32 == 0) warp_sums[threadIdx.x / 32] = v;
@@ -51,6 +25,26 @@ __device__ float block_sum(float v, float* warp_sums) {
   __syncthreads();
   return warp_sums[0];
 }
+
+__global__ void rms_norm_kernel(const __nv_bfloat16* __restrict__ x, const __nv_bfloat16* __restrict__ w,
+                                __nv_bfloat16* __restrict__ out, int d, float eps) {
+  const __nv_bfloat16* row = x + size_t(blockIdx.x) * d;
+  float ss = 0.0f;
+  for (int c = threadIdx.x; c < d; c += blockDim.x) {
+    const float v = __bfloat162float(row[c]);
+    ss += v * v;
+  }
+  __shared__ float warp_sums[kNormThreads / 32];
+  const float r = rsqrtf(block_sum(ss, warp_sums) / float(d) + eps);
+  for (int c = threadIdx.x; c < d; c += blockDim.x)
+    out[size_t(blockIdx.x) * d + c] = __float2bfloat16(__bfloat162float(row[c]) * r * __bfloat162float(w[c]));
+}
+
+// The same for rows of d % 8 == 0, d <= 8 * kNormThreads * kNormVectors: each thread loads
+// its 16-byte vectors once, all in flight together, and keeps them in registers for the
+// second pass (the plain kernel's strided loop waits on one load after another: 13 us for a
+// 4096-wide row on the H200, against a few us here).
+constexpr int kNormVectors = 4;
 
 // With `delta` (the fused residual add): x += delta first, rounded to bf16 and written back
 // as the separate add would, and the norm taken of that.
