@@ -85,19 +85,27 @@ struct ApiServer::Impl {
   // to 1 s, and tries again: the listener stays.
   kj::Promise<void> accept_loop(kj::ConnectionReceiver& listener, api::GatewayServer::Shared& shared,
                                 kj::TaskSet& tasks, std::chrono::milliseconds backoff) {
-    return listener.accept().then(
-        [this, &listener, &shared, &tasks](kj::Own<kj::AsyncIoStream> stream) {
-          serve(kj::mv(stream), shared, tasks);
-          return accept_loop(listener, shared, tasks, std::chrono::milliseconds(0));
-        },
-        [this, &listener, &shared, &tasks, backoff](kj::Exception&& e) {
-          ++accept_failures;
-          KJ_LOG(WARNING, "API accept failed; trying again", e.getDescription());
-          const auto next =
-              std::min(std::max(backoff * 2, std::chrono::milliseconds(10)), std::chrono::milliseconds(1000));
-          return shared.timer.afterDelay(next.count() * kj::MILLISECONDS)
-              .then([this, &listener, &shared, &tasks, next] { return accept_loop(listener, shared, tasks, next); });
-        });
+    // evalNow: kj's accept() tries the syscall at once and may throw right here (EMFILE on a
+    // retry); as a rejected promise it reaches the handler below instead of ending the loop.
+    return kj::evalNow([&listener] { return listener.accept(); })
+        .then(
+            [this, &listener, &shared, &tasks](kj::Own<kj::AsyncIoStream> stream) {
+              try {
+                serve(kj::mv(stream), shared, tasks);
+              } catch (const kj::Exception& e) {  // one connection's setup failed: keep accepting
+                KJ_LOG(WARNING, "API connection setup failed", e.getDescription());
+              }
+              return accept_loop(listener, shared, tasks, std::chrono::milliseconds(0));
+            },
+            [this, &listener, &shared, &tasks, backoff](kj::Exception&& e) {
+              ++accept_failures;
+              KJ_LOG(WARNING, "API accept failed; trying again", e.getDescription());
+              const auto next =
+                  std::min(std::max(backoff * 2, std::chrono::milliseconds(10)), std::chrono::milliseconds(1000));
+              return shared.timer.afterDelay(next.count() * kj::MILLISECONDS)
+                  .then(
+                      [this, &listener, &shared, &tasks, next] { return accept_loop(listener, shared, tasks, next); });
+            });
   }
 
   // The loop thread: listens, reports the port (or why it cannot), serves until stop().
