@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -27,6 +28,7 @@ struct ClientOptions {
   std::string connect, token_file;
   std::string context, context_file, context_ids, context_ids_file;
   std::string context_id;  // a kept context's 32 hex digits
+  bool json = false;
   std::string query, prompt_ids;
   std::string mode;  // empty: star with a context, global without
   bool no_anchor = false;
@@ -88,18 +90,47 @@ int run_generate(const ClientOptions& o) {
   const auto t_connected = Clock::now();
   Clock::time_point t_first{};
   int64_t received = 0;
+  std::vector<int32_t> ids;
+  std::string text;
   auto summary = (*client)->generate(*request, [&](const TokenChunk& chunk) {
     if (received == 0) t_first = Clock::now();
     received += int64_t(chunk.ids.size());
-    std::fputs(chunk.text.c_str(), stdout);
-    std::fflush(stdout);
+    if (o.json) {
+      ids.insert(ids.end(), chunk.ids.begin(), chunk.ids.end());
+      text += chunk.text;
+    } else {
+      std::fputs(chunk.text.c_str(), stdout);
+      std::fflush(stdout);
+    }
     return true;
   });
   const auto t_end = Clock::now();
-  std::fputs("\n", stdout);
-  std::fflush(stdout);
+  if (!o.json) {
+    std::fputs("\n", stdout);
+    std::fflush(stdout);
+  }
   if (!summary) return fail(summary.error().message);
   const auto& s = *summary;
+  if (o.json) {  // one object for scripts: what came back, the client's timings, the server's
+    nlohmann::json j;
+    j["ids"] = ids;
+    j["text"] = text;
+    j["mode"] = to_string(request->mode);
+    j["context_id"] = s.context_id.empty() ? "" : s.context_id.hex();
+    j["stop"] = to_string(s.stop_reason);
+    j["context_tokens"] = s.context_tokens;
+    j["query_tokens"] = s.query_tokens;
+    j["generated_tokens"] = s.generated_tokens;
+    j["hosts"] = s.hosts;
+    j["ttft_s"] = received > 0 ? ms(t_first - t_connected) / 1e3 : 0.0;
+    j["total_s"] = ms(t_end - t_connected) / 1e3;
+    j["phase1_s"] = s.phase1_seconds;
+    j["phase1_max_host_s"] = s.phase1_max_host_seconds;
+    j["phase2_prefill_s"] = s.phase2_prefill_seconds;
+    j["decode_s"] = s.decode_seconds;
+    std::puts(j.dump().c_str());
+    return 0;
+  }
   fmt::print(stderr, "connected in {:.1f} ms; ", ms(t_connected - t0));
   if (received > 0)
     fmt::print(stderr, "first token after {:.1f} ms; {} tokens in {:.1f} ms ({:.1f} tok/s after the first)\n",
@@ -163,6 +194,7 @@ void add_generate(CLI::App& client, int& exit_code) {
   cmd->add_flag("!--no-bos", r.add_bos, "Do not prepend BOS when the server tokenizes text");
   cmd->add_flag("--keep-context", r.keep_context,
                 "Keep the context encoded after this request; the summary prints its id for --context-id");
+  cmd->add_flag("--json", o->json, "Print one JSON object (ids, text, context id, timings) instead of the text");
   cmd->add_option("--context-id", o->context_id,
                   "Ask a context kept by an earlier request, by the 32 hex digits it printed (give no context)");
   cmd->callback([o, cmd, &exit_code] {

@@ -1,9 +1,20 @@
 // starmesh: the one user-facing command line. Subcommands live in their own files.
+#include <string>
+
 #include "commands.hpp"
 
 int main(int argc, char** argv) {
   CLI::App app{"starmesh: long-context LLM serving with Star Attention"};
   app.require_subcommand(1);
+  std::string version = std::string("starmesh ") + STARMESH_VERSION + "\nbuild: " + STARMESH_BUILD_INFO + "\nparts:";
+#ifdef STARMESH_WITH_API
+  version += " api";
+#endif
+#ifdef STARMESH_WITH_RUNTIME
+  version += " mesh";
+#endif
+  version += " compute";
+  app.set_version_flag("--version", version, "Print the version and build information, then exit");
   // Flags from a file: a [router] or [worker] section, keys as the long flags (`starmesh worker
   // --config mesh.toml`; the subcommands fall through to this option).
   app.set_config("--config", "", "Read flags from a TOML/INI file: a section per subcommand, e.g. [worker]");

@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <thread>
 
@@ -314,6 +315,36 @@ TEST_CASE("the starmesh CLI in another process streams the same text") {
   CHECK(from_file.out() == want.text + "\n");
   CHECK(from_file.err().find("slowest host") != std::string::npos);
   std::remove(ids_file.c_str());
+
+  // --json: one object with what the text run printed, for scripts.
+  test::ChildProcess as_json({STARMESH_CLI,
+                              "client",
+                              "generate",
+                              "--connect",
+                              served.address(),
+                              "--context",
+                              kContext,
+                              "--query",
+                              r.query_text,
+                              "--mode",
+                              "star",
+                              "--block-size",
+                              "32",
+                              "--anchor-size",
+                              "16",
+                              "--max-hosts",
+                              "3",
+                              "--max-tokens",
+                              "24",
+                              "--json"});
+  REQUIRE(as_json.wait(20s) == 0);
+  const auto j = nlohmann::json::parse(as_json.out());
+  CHECK(j["text"] == want.text);
+  CHECK(j["ids"].get<std::vector<int32_t>>() == want.ids);
+  CHECK(j["stop"] == "max_tokens");
+  CHECK(j["hosts"] == 3);
+  CHECK(j["context_id"] == "");
+  CHECK(j["ttft_s"].get<double>() > 0);
 
   test::ChildProcess info({STARMESH_CLI, "client", "info", "--connect", served.address()});
   REQUIRE(info.wait(20s) == 0);

@@ -75,3 +75,11 @@ TEST_CASE("generate refuses a context ids file that is missing or holds somethin
   CHECK(ran.out.find("--context-ids-file: 'three' is not a token id") != std::string::npos);
   std::remove(bad.c_str());
 }
+
+TEST_CASE("starmesh --version names the version and the build") {
+  const test::Ran ran = test::run_cli("--version 2>&1");
+  CHECK(ran.ok());
+  CHECK(ran.out.rfind("starmesh 0.", 0) == 0);
+  CHECK(ran.out.find("build: ") != std::string::npos);
+  CHECK(ran.out.find("compute") != std::string::npos);
+}
