@@ -100,7 +100,6 @@ int run_generate(const GenerateOptions& o) {
   std::unique_ptr<StarSession> star;
   std::optional<KvCache> cache;
   std::vector<int32_t> prompt = query;
-  double phase1_seconds = 0;
   if (star_mode) {
     if (context.empty()) return fail("--mode star needs a context (--context or --context-file)");
     StarOptions so = o.star;
@@ -108,7 +107,6 @@ int run_generate(const GenerateOptions& o) {
     auto s = StarSession::encode(*model, context, so, capacity);
     if (!s) return fail(s.error().message);
     star = std::move(*s);
-    phase1_seconds = star->phase1_seconds();
     if (!o.json) fmt::print(stderr, "star plan: {}\n", star->plan().describe());
     step = [&](std::span<const int32_t> ids) { return star->step(ids); };
   } else {
@@ -178,7 +176,7 @@ int run_generate(const GenerateOptions& o) {
     fmt::print(stderr,
                "mode star: context {} tokens, phase 1 {:.1f} ms (per host: {} ms; slowest {:.1f} ms); query {} tokens, "
                "phase 2 prefill {:.1f} ms; ",
-               context.size(), phase1_seconds * 1e3, hosts, star->phase1_max_host_seconds() * 1e3, query.size(),
+               context.size(), star->phase1_seconds() * 1e3, hosts, star->phase1_max_host_seconds() * 1e3, query.size(),
                stats->prefill_seconds * 1e3);
   } else {
     fmt::print(stderr, "mode global: prompt {} tokens, prefill {:.1f} ms ({:.0f} tok/s); ", stats->prompt_tokens,

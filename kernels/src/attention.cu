@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdint>
 
 #include "attention_common.cuh"
 #include "attention_tile.cuh"

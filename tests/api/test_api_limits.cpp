@@ -22,6 +22,7 @@
 #include "starmesh.capnp.h"
 #include "starmesh/api/api_client.hpp"
 #include "starmesh/api/api_server.hpp"
+#include "support/http_client.hpp"
 
 using namespace starmesh;
 using namespace std::chrono_literals;
@@ -71,21 +72,6 @@ struct Server {
     CHECK(got == r.query_ids);
   }
 };
-
-// A plain TCP connection to the server.
-int raw_connect(uint16_t port) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return -1;
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
 
 // Whether the server closed `fd` within `wait` (a read sees end of file or a reset).
 bool closed_by_server(int fd, std::chrono::milliseconds wait) {
@@ -173,7 +159,7 @@ TEST_CASE("a connection with more failed logins pending than allowed is closed, 
 
 TEST_CASE("a peer that sends more than a login before logging in is cut off") {
   Server server;
-  const int fd = raw_connect(server.api->port());
+  const int fd = test::connect_loopback(server.api->port());
   REQUIRE(fd >= 0);
   // A frame announcing one segment of 8M words (64 MiB), then 1 MiB of it.
   const uint32_t header[2] = {0, 8u << 20};
@@ -195,7 +181,7 @@ TEST_CASE("a connection that does not log in within the login timeout is closed"
   ApiLimits limits;
   limits.login_timeout = 300ms;
   Server server(limits);
-  const int fd = raw_connect(server.api->port());
+  const int fd = test::connect_loopback(server.api->port());
   REQUIRE(fd >= 0);
   const auto t0 = Clock::now();
   CHECK(closed_by_server(fd, 3s));
@@ -209,11 +195,11 @@ TEST_CASE("past the connection cap new connections are closed at once, and the s
   limits.max_connections = 4;
   Server server(limits);
   std::vector<int> held;
-  for (int i = 0; i < 4; ++i) held.push_back(raw_connect(server.api->port()));
+  for (int i = 0; i < 4; ++i) held.push_back(test::connect_loopback(server.api->port()));
   for (int fd : held) REQUIRE(fd >= 0);
   for (int i = 0; i < 100 && server.api->connections() < 4; ++i) std::this_thread::sleep_for(10ms);
   CHECK(server.api->connections() == 4);
-  const int extra = raw_connect(server.api->port());
+  const int extra = test::connect_loopback(server.api->port());
   REQUIRE(extra >= 0);
   CHECK(closed_by_server(extra, 2s));
   CHECK(server.api->refused_connections() >= 1);
@@ -236,11 +222,8 @@ TEST_CASE("when accept() runs out of file descriptors the listener waits and acc
   rlimit tight = old;
   tight.rlim_cur = rlim_t(lowest_free);
   REQUIRE(setrlimit(RLIMIT_NOFILE, &tight) == 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(server.api->port());
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  for (int fd : fds) CHECK(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  const sockaddr_in a = test::loopback_address(server.api->port());
+  for (int fd : fds) CHECK(connect(fd, reinterpret_cast<const sockaddr*>(&a), sizeof a) == 0);
   // Several failures: the retries themselves fail while no descriptor is free, and the loop
   // must survive them (kj's accept() throws at once on a retry).
   for (int i = 0; i < 200 && server.api->accept_failures() < 3; ++i) std::this_thread::sleep_for(10ms);

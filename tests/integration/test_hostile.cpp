@@ -26,21 +26,6 @@ using namespace starmesh;
 using test::ProcessMesh;
 using test::run_cli;
 
-namespace {
-// A plain TCP connection to 127.0.0.1:port; -1 when it fails.
-int connect_loopback(uint16_t port) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return -1;
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) return fd;
-  close(fd);
-  return -1;
-}
-}  // namespace
-
 TEST_CASE_FIXTURE(ProcessMesh, "numbers out of bounds are refused naming the bound, and the mesh serves on") {
   start("ucx-shm", 2);
   const auto ctx = random_ids(600, 41), query = random_ids(4, 42);
@@ -140,7 +125,7 @@ TEST_CASE_FIXTURE(ProcessMesh, "a flood of API connections past the cap leaves t
   // rest closed as they come.
   std::vector<int> flood;
   for (int i = 0; i < 400; ++i) {
-    const int fd = connect_loopback(api_port);
+    const int fd = test::connect_loopback(api_port);
     if (fd >= 0) flood.push_back(fd);
   }
   CHECK(flood.size() > 32);
@@ -294,7 +279,7 @@ TEST_CASE_FIXTURE(ProcessMesh, "headers announcing 4 GB on the TLS mesh ports co
   // On every port: 20 connections, each a 32-byte header whose length fields say 4 GB, then 1 MiB.
   for (uint16_t port : ports)
     for (int c = 0; c < 20; ++c) {
-      const int fd = connect_loopback(port);
+      const int fd = test::connect_loopback(port);
       REQUIRE(fd >= 0);
       const uint32_t header[8] = {0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu, 0, 0, 0, 0};
       send(fd, header, sizeof header, MSG_NOSIGNAL);

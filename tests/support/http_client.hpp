@@ -1,6 +1,7 @@
 #pragma once
-// A minimal HTTP/1.0 GET over a TCP socket to 127.0.0.1, for tests that scrape /metrics or
-// ask Prometheus's query API (no client library: the server under test is the subject).
+// Plain TCP to 127.0.0.1 for tests: a raw connection (hostile peers), and a minimal HTTP/1.0
+// GET for tests that scrape /metrics or ask Prometheus's query API (no client library: the
+// server under test is the subject).
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -11,6 +12,25 @@
 
 namespace starmesh::test {
 
+// 127.0.0.1:port as a socket address.
+inline sockaddr_in loopback_address(uint16_t port) {
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  return addr;
+}
+
+// A TCP connection to 127.0.0.1:port; -1 when it fails.
+inline int connect_loopback(uint16_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return -1;
+  const sockaddr_in addr = loopback_address(port);
+  if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0) return fd;
+  ::close(fd);
+  return -1;
+}
+
 struct HttpResponse {
   int status = 0;  // 0: no connection
   std::string body;
@@ -18,18 +38,10 @@ struct HttpResponse {
 
 inline HttpResponse http_get(int port, const std::string& path, const std::string& method = "GET") {
   HttpResponse r;
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  const int fd = connect_loopback(uint16_t(port));
   if (fd < 0) return r;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(uint16_t(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   timeval tv{5, 0};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    ::close(fd);
-    return r;
-  }
   // A method with a body says how long it is (none here), as HTTP asks.
   const std::string length = method == "GET" || method == "HEAD" ? "" : "Content-Length: 0\r\n";
   const std::string req = method + " " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n" + length + "\r\n";

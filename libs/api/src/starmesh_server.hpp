@@ -39,14 +39,15 @@ class StarmeshServer final : public wire::Starmesh::Server {
 // shared LoginLimiter gives the peer's address; a connection with too many failed logins pending, or in all, is closed.
 class GatewayServer final : public wire::Gateway::Server {
  public:
-  struct Shared {  // what every connection's gateway uses; lives on the loop thread
+  struct Shared {  // what every connection's gateway uses; lives on the loop thread (the
+                   // references: the server's own, which outlive the loop)
     generate_service_i& service;
-    ApiServer::InfoFn info;
+    const ApiServer::InfoFn& info;
     std::atomic<int64_t>& active;
-    std::vector<std::string> tokens;
+    const std::vector<std::string>& tokens;
     kj::Timer& timer;
     LoginLimiter limiter;
-    ApiLimits limits;
+    const ApiLimits& limits;
   };
   GatewayServer(Shared& shared, std::shared_ptr<ApiConnection> conn) : shared_(shared), conn_(std::move(conn)) {}
 
