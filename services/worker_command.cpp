@@ -56,6 +56,7 @@ int run_worker(const WorkerFlags& f) {
   if (!router_at) return fail(router_at.error().message);
   auto listen = parse_host_port(f.listen, "--listen");
   if (!listen) return fail(listen.error().message);
+  if (Status s = check_listen_host(listen->host, f.tls.enabled()); !s) return fail(s.message());  // before loading
   if (f.capacity <= 0) return fail("--capacity must be > 0 KV tokens");
   auto ucx = ucx_options(f.transport, f.net_devices);
   if (!ucx) return fail(ucx.error().message);

@@ -196,6 +196,25 @@ TEST_CASE("ucx: a message of the wrong size is an error naming both sizes and th
   }
 }
 
+TEST_CASE("ucx: a message far larger than its receive is not taken, and cuts its peer off") {
+  // A peer announcing 8 MB to a receive of 4 KB: the receiver allocates nothing of that size
+  // (the message is never taken), fails naming both sizes, and trusts that peer no more.
+  for (const char* tls : kTransports) {
+    CAPTURE(tls);
+    run_ucx_group(2, tls, [](UcxTransport& t, LocalBootstrap&) -> Status {
+      if (t.rank() == 1) {
+        Status s = t.send(0, 40, random_payload(size_t(8) << 20, 40), deadline_in(2s));
+        return s ? make_error("the 8 MB send should not complete") : Status{};
+      }
+      Tensor into = receive_buffer(4096);
+      SM_TRY(expect_error(t.recv(1, 40, into, deadline_in(5s)), {"the message has 8388608 B", "not received", "peer 1"},
+                          "oversized"));
+      return expect_error(t.send(1, 41, random_payload(8, 41), deadline_in(1s)), {"unusable", "8388608 B"},
+                          "after the oversized message");
+    });
+  }
+}
+
 TEST_CASE("ucx: two groups on one context keep their messages apart and bad input is refused") {
   auto results = run_local_group(
       2,

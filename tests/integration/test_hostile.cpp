@@ -77,6 +77,23 @@ TEST_CASE("the CLI refuses out-of-bound flags with an error, not a crash") {
   CHECK(anchor.code() != 0);
 }
 
+TEST_CASE("without TLS the router and workers listen only on loopback addresses") {
+  // The plain control plane authenticates no one (and CAF sizes a message from its header):
+  // it must not be reachable from another machine.
+  auto router = run_cli("router --listen 0.0.0.0:0 2>&1");
+  INFO(router.out);
+  CHECK(router.exited());
+  CHECK(router.code() != 0);
+  CHECK(router.code() != 124);
+  CHECK(router.out.find("without TLS") != std::string::npos);
+  auto worker = run_cli("worker --router 127.0.0.1:1 --listen 0.0.0.0:0 --exit-with-router 2>&1");
+  INFO(worker.out);
+  CHECK(worker.exited());
+  CHECK(worker.code() != 0);
+  CHECK(worker.code() != 124);
+  CHECK(worker.out.find("without TLS") != std::string::npos);
+}
+
 TEST_CASE("a router whose API cannot start exits non-zero at once") {
   // A port that is taken: a listening socket of this test.
   const int fd = socket(AF_INET, SOCK_STREAM, 0);

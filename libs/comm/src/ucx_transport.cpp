@@ -53,14 +53,22 @@ int64_t ms_since(Clock::time_point t) {
 
 // One transfer of an exchange. A receive first waits for its message to be probed (nothing
 // is posted, so nothing needs cancelling), then is matched with its size known: a message
-// of another size goes into `scratch`, so its sender completes and the error names both.
+// of another size goes into `scratch`, so its sender completes and the error names both;
+// one larger than mismatch_limit() is not taken at all (`refused`) and its peer is cut off,
+// so a peer cannot make this process allocate what it announces.
 struct Op {
   enum State : uint8_t { probing, in_flight, done } state = in_flight;
   void* request = nullptr;
   ucs_status_t status = UCS_OK;
   size_t length = 0;  // receives: the size of the matched message
+  bool refused = false;
   std::vector<uint8_t> scratch;
 };
+
+// The largest message of the wrong size a receive takes into scratch: twice what it expected
+// (the exchange committed that much already), at least 64 KiB. UCX 1.13 cannot take a
+// rendezvous message truncated (the transfer never completes), so larger ones are refused.
+size_t mismatch_limit(size_t expected) { return std::max<size_t>(2 * expected, size_t(64) << 10); }
 
 void on_send(void*, ucs_status_t status, void* user) {
   auto* op = static_cast<Op*>(user);
@@ -96,6 +104,16 @@ void started(Op& op, ucs_status_ptr_t r) {
 // If the message for `op` has arrived, matches it and starts receiving it.
 void try_match(ucp_worker_h worker, Op& op, const Transfer& t, uint64_t tag) {
   ucp_tag_recv_info_t info{};
+  // Look first, take after: a message too large to take stays in UCX's queue (for a
+  // rendezvous message only its header is here), and the exchange fails naming both sizes.
+  if (ucp_tag_probe_nb(worker, tag, kFullMask, 0, &info) == nullptr) return;
+  if (info.length != t.tensor.nbytes() && info.length > mismatch_limit(t.tensor.nbytes())) {
+    op.state = Op::done;
+    op.length = info.length;
+    op.refused = true;
+    op.status = UCS_ERR_MESSAGE_TRUNCATED;
+    return;
+  }
   ucp_tag_message_h msg = ucp_tag_probe_nb(worker, tag, kFullMask, 1, &info);
   if (msg == nullptr) return;
   op.length = info.length;
@@ -381,6 +399,15 @@ Status UcxTransport::exchange(std::span<const Transfer> transfers, Deadline dead
   for (size_t i = 0; i < ops.size(); ++i) {
     const Transfer& t = transfers[i];
     const Op& op = ops[i];
+    if (op.refused) {  // the peer is not trusted with this group again
+      Peer& peer = *peers_[size_t(t.peer)];
+      if (peer.broken.empty())
+        peer.broken = "it sent a message of " + std::to_string(op.length) + " B where " +
+                      std::to_string(t.tensor.nbytes()) + " B were expected";
+      return make_error(where(t), ": the message has ", op.length, " B but the receive expects ", t.tensor.nbytes(),
+                        " B, more than ", mismatch_limit(t.tensor.nbytes()),
+                        " B taken for a wrong size: not received, and peer ", t.peer, " is unusable in this group");
+    }
     if (t.kind == TransferKind::recv && op.length != t.tensor.nbytes())
       return make_error(where(t), ": the message has ", op.length, " B but the receive expects ", t.tensor.nbytes(),
                         " B");

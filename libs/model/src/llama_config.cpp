@@ -58,11 +58,15 @@ Expected<bool> opt_bool(const json& j, std::string_view key, bool fallback) {
   return v->get<bool>();
 }
 
-// A required positive integer (a size, a count).
-Expected<int64_t> positive_int(const json& j, std::string_view key, std::string_view where = "") {
+// A required positive integer (a size, a count), at most `max` (what a loader may multiply).
+Expected<int64_t> positive_int(const json& j, std::string_view key, int64_t max, std::string_view where = "") {
   SM_ASSIGN(v, opt_int(j, key, where));
-  if (!v) return make_error("config.json: required field ", where, key, " is missing");
-  if (*v <= 0) return make_error("config.json: ", where, key, " must be positive, got ", *v);
+  if (!v) return make_error(ErrorCode::invalid_argument, "config.json: required field ", where, key, " is missing");
+  if (*v <= 0)
+    return make_error(ErrorCode::invalid_argument, "config.json: ", where, key, " must be positive, got ", *v);
+  if (*v > max)
+    return make_error(ErrorCode::invalid_argument, "config.json: ", where, key, " is ", *v, ", more than the ", max,
+                      " starmesh serves");
   return *v;
 }
 
@@ -162,7 +166,7 @@ Status parse_rope(const json& j, LlamaConfig& c) {
   SM_ASSIGN(factor, positive_double(*params, "factor", where));
   SM_ASSIGN(low, positive_double(*params, "low_freq_factor", where));
   SM_ASSIGN(high, positive_double(*params, "high_freq_factor", where));
-  SM_ASSIGN(orig, positive_int(*params, "original_max_position_embeddings", where));
+  SM_ASSIGN(orig, positive_int(*params, "original_max_position_embeddings", kMaxPositions, where));
   if (!(high > low))
     return make_error("config.json: ", where, "high_freq_factor (", json(high).dump(),
                       ") must be greater than low_freq_factor (", json(low).dump(), ")");
@@ -178,12 +182,12 @@ Expected<LlamaConfig> parse(const json& j) {
   if (!j.is_object()) return make_error("config.json: expected a JSON object");
   SM_TRY(check_architecture(j));
   LlamaConfig c;
-  SM_ASSIGN(vocab, positive_int(j, "vocab_size"));
-  SM_ASSIGN(hidden, positive_int(j, "hidden_size"));
-  SM_ASSIGN(inter, positive_int(j, "intermediate_size"));
-  SM_ASSIGN(layers, positive_int(j, "num_hidden_layers"));
-  SM_ASSIGN(heads, positive_int(j, "num_attention_heads"));
-  SM_ASSIGN(max_pos, positive_int(j, "max_position_embeddings"));
+  SM_ASSIGN(vocab, positive_int(j, "vocab_size", kMaxVocabulary));
+  SM_ASSIGN(hidden, positive_int(j, "hidden_size", kMaxModelWidth));
+  SM_ASSIGN(inter, positive_int(j, "intermediate_size", kMaxModelWidth));
+  SM_ASSIGN(layers, positive_int(j, "num_hidden_layers", kMaxLayers));
+  SM_ASSIGN(heads, positive_int(j, "num_attention_heads", kMaxHeads));
+  SM_ASSIGN(max_pos, positive_int(j, "max_position_embeddings", kMaxPositions));
   SM_ASSIGN(eps, positive_double(j, "rms_norm_eps", ""));
   c.vocab_size = vocab;
   c.hidden_size = hidden;
@@ -209,8 +213,10 @@ Expected<LlamaConfig> parse(const json& j) {
                         ") and head_dim is not given");
     c.head_dim = hidden / heads;
   }
-  if (c.head_dim <= 0 || c.head_dim % 2 != 0)
-    return make_error("config.json: head_dim must be positive and even (rope rotates pairs), got ", c.head_dim);
+  if (c.head_dim <= 0 || c.head_dim % 2 != 0 || c.head_dim > kMaxHeadDim)
+    return make_error(ErrorCode::invalid_argument,
+                      "config.json: head_dim must be positive, even (rope rotates pairs) and at most ", kMaxHeadDim,
+                      ", got ", c.head_dim);
 
   SM_TRY(parse_rope(j, c));
   SM_ASSIGN(tie, opt_bool(j, "tie_word_embeddings", false));

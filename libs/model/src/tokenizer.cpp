@@ -326,15 +326,19 @@ Expected<Tokenizer> Tokenizer::load(const std::filesystem::path& tokenizer_json)
   }
   std::stringstream buffer;
   buffer << file.rdbuf();
+  return parse(buffer.str(), tokenizer_json.string());
+}
+
+Expected<Tokenizer> Tokenizer::parse(std::string_view json_text, std::string_view origin) {
   try {
-    const json root = json::parse(buffer.str());
+    const json root = json::parse(json_text);
     auto impl = parse_tokenizer(root);
     if (!impl) {
-      return make_error(impl.error().message, " (in '", tokenizer_json.string(), "')");
+      return make_error(impl.error().message, " (in '", origin, "')");
     }
     return Tokenizer(std::move(impl).value());
   } catch (const json::exception& e) {
-    return make_error("tokenizer file '", tokenizer_json.string(), "' is not a valid tokenizer.json: ", e.what());
+    return make_error("tokenizer file '", origin, "' is not a valid tokenizer.json: ", e.what());
   }
 }
 

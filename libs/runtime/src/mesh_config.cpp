@@ -1,5 +1,7 @@
 #include "starmesh/runtime/mesh_config.hpp"
 
+#include <arpa/inet.h>
+
 #include <caf/io/middleman.hpp>
 #include <caf/openssl/all.hpp>
 #include <fstream>
@@ -42,5 +44,19 @@ MeshConfig::MeshConfig(const MeshConfigOptions& options) {
 }
 
 bool mesh_tls(const caf::actor_system& sys) { return !sys.config().openssl_cafile.empty(); }
+
+bool is_loopback_host(const std::string& host) {
+  if (host == "localhost" || host == "::1" || host == "[::1]") return true;
+  in_addr v4{};
+  return inet_pton(AF_INET, host.c_str(), &v4) == 1 && (ntohl(v4.s_addr) >> 24) == 127;
+}
+
+Status check_listen_host(const std::string& host, bool tls) {
+  if (tls || is_loopback_host(host)) return {};
+  return make_error(ErrorCode::invalid_argument, "cannot listen on ", host,
+                    " without TLS: the plain control plane authenticates no one, so it listens only on a loopback "
+                    "address (127.0.0.1, ::1, localhost); give --tls-ca, --tls-cert and --tls-key to listen on ",
+                    host);
+}
 
 }  // namespace starmesh

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "starmesh/core/expected.hpp"
+#include "starmesh/model/tokenizer.hpp"
 
 namespace starmesh {
 
@@ -39,6 +40,16 @@ struct LlamaConfig {
   std::vector<int32_t> eos_token_ids;      // "eos_token_id": an int or a list; empty if absent
   std::optional<std::string> torch_dtype;  // "torch_dtype" or "dtype", e.g. "bfloat16"
 };
+
+// What a config.json may ask for: a file is hostile until checked, and a loader multiplies
+// these (weights, KV per token), so each is bounded far above any real model's (Llama-3.1-405B:
+// hidden 16384, ffn 53248, 126 layers, 128 heads, 128K positions). The vocabulary is bounded
+// by kMaxVocabulary (tokenizer.hpp).
+inline constexpr int64_t kMaxModelWidth = int64_t(1) << 20;  // hidden_size, intermediate_size
+inline constexpr int64_t kMaxLayers = 4096;
+inline constexpr int64_t kMaxHeads = 4096;
+inline constexpr int64_t kMaxHeadDim = 4096;
+inline constexpr int64_t kMaxPositions = int64_t(1) << 26;
 
 // Parses and validates config.json text; errors name the offending field and value.
 Expected<LlamaConfig> parse_llama_config(std::string_view json_text);

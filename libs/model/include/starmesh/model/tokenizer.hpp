@@ -34,6 +34,8 @@ inline constexpr int64_t kMaxVocabulary = int64_t(1) << 22;
 class Tokenizer {
  public:
   static Expected<Tokenizer> load(const std::filesystem::path& tokenizer_json);
+  // The same from the file's text; `origin` names it in errors.
+  static Expected<Tokenizer> parse(std::string_view json_text, std::string_view origin);
 
   // Text -> ids. Added tokens (e.g. "<|eot_id|>") are matched in the raw text first, as HF
   // does; add_bos prepends the BOS named by the post_processor's TemplateProcessing, if any.

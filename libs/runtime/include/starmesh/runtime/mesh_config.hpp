@@ -40,11 +40,18 @@ class MeshConfig : public caf::actor_system_config {
 // Whether `sys` speaks TLS on the control plane (its config has the mesh's CA).
 bool mesh_tls(const caf::actor_system& sys);
 
+// 127.0.0.0/8, ::1 or "localhost".
+bool is_loopback_host(const std::string& host);
+// Where the control plane may listen: anywhere with TLS; without it (it authenticates no one,
+// and CAF sizes a message from its header) only on a loopback address. The error says why.
+Status check_listen_host(const std::string& host, bool tls);
+
 // Publishes `actor` on host:port (0: any free port) over TLS when the system is configured
 // for it, else plain TCP; returns the port.
 template <class Handle>
 Expected<uint16_t> publish_actor(const Handle& actor, const std::string& host, uint16_t port) {
   auto& sys = actor.home_system();
+  SM_TRY(check_listen_host(host, mesh_tls(sys)));
   auto published = mesh_tls(sys) ? caf::openssl::publish(actor, port, host.c_str(), true)
                                  : sys.middleman().publish(actor, port, host.c_str(), true);
   if (!published)
