@@ -59,7 +59,8 @@ struct RouterFlags {
   std::string metrics_listen, metrics_port_file;
   int actor_threads = 2;
   bool exit_with_parent = false;
-  MeshTls tls;  // --tls-ca, --tls-cert, --tls-key
+  MeshTls tls;         // --tls-ca, --tls-cert, --tls-key
+  ScaleOptions scale;  // --scale-*
 };
 
 int fail(const std::string& what) {
@@ -89,6 +90,8 @@ int run_router(const RouterFlags& f) {
   options.admission.queue_timeout = seconds_flag(f.queue_timeout);
   options.admission.context_ttl = seconds_flag(f.context_ttl);
   options.admission.max_queued = f.max_queued;
+  if (std::string bad = check_scale_options(f.scale); !bad.empty()) return fail("--scale-*: " + bad);
+  options.scale = f.scale;
   auto context = load_router_context(options);
   if (!context) return fail(context.error().message);
   [[maybe_unused]] const int64_t open_files = raise_open_file_limit();
@@ -243,6 +246,29 @@ void add_router_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--metrics-port-file", f->metrics_port_file, "Write the metrics port to this file");
   cmd->add_option("--actor-threads", f->actor_threads, "Threads of the actor scheduler")
       ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+  // The scale rule behind starmesh_desired_workers (docs/SCALING.md).
+  cmd->add_option("--scale-target-kv", f->scale.target_kv_utilisation,
+                  "Scale rule: the share of the workers' KV the load should fill")
+      ->check(CLI::Range(0.01, 1.0))
+      ->capture_default_str();
+  cmd->add_option("--scale-target-requests", f->scale.target_requests_per_worker,
+                  "Scale rule: requests (running and queued) per worker")
+      ->check(CLI::Range(0.01, 1e6))
+      ->capture_default_str();
+  cmd->add_option("--scale-kept-weight", f->scale.kept_weight,
+                  "Scale rule: how much kept contexts' KV counts as demand (they can be evicted)")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  cmd->add_option("--scale-min-workers", f->scale.min_workers, "Scale rule: the fewest workers it asks for")
+      ->check(CLI::Range(0, 4096))
+      ->capture_default_str();
+  cmd->add_option("--scale-max-workers", f->scale.max_workers, "Scale rule: the most workers it asks for")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
+  cmd->add_option("--scale-worker-capacity", f->scale.worker_capacity,
+                  "Scale rule: a worker's KV tokens, assumed while none is registered (0: unknown)")
+      ->check(CLI::Range(int64_t(0), kMaxContextTokens))
       ->capture_default_str();
   add_tls_flags(*cmd, f->tls);
   cmd->add_flag("--exit-with-parent", f->exit_with_parent,

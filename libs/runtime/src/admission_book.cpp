@@ -297,4 +297,14 @@ void AdmissionBook::worker_lost(uint32_t worker_id, Time now, Decisions& out) {
   drain_queue(now, out);
 }
 
+AdmissionBook::Load AdmissionBook::load() const {
+  Load l;
+  for (const Waiting& w : queue_)
+    l.queued_tokens += w.ask.local_tokens + (w.context_id != 0 ? 0 : w.ask.context_tokens);
+  for (const auto& [id, k] : kept_)
+    for (const PlacedHost& h : k.placement.hosts) l.kept_tokens += h.reserve;
+  l.running = int64_t(placements_.size() + attached_.size());
+  return l;
+}
+
 }  // namespace starmesh

@@ -50,7 +50,25 @@ RouterMetrics::RouterMetrics()
       kept_contexts(
           registry
               .gauge("starmesh_kept_contexts", "Contexts kept encoded for further questions (encode once, ask many).")
-              .with()) {
+              .with()),
+      desired_workers(registry
+                          .gauge("starmesh_desired_workers",
+                                 "Workers the mesh should have for its load now (the scale rule, docs/SCALING.md): "
+                                 "what an autoscaler follows.")
+                          .with()),
+      desired_workers_by_kv(registry
+                                .gauge("starmesh_desired_workers_by_term",
+                                       "The scale rule's terms: workers for the KV demand, and for the requests.")
+                                .with({{"term", "kv"}})),
+      desired_workers_by_requests(registry.gauge("starmesh_desired_workers_by_term", "").with({{"term", "requests"}})),
+      kv_demand(registry
+                    .gauge("starmesh_kv_demand_tokens",
+                           "KV the load asks for: running requests, queued requests, and kept contexts by their "
+                           "weight.")
+                    .with()),
+      queued_tokens(
+          registry.gauge("starmesh_queued_tokens", "KV tokens the requests waiting for capacity ask for.").with()),
+      kept_tokens(registry.gauge("starmesh_kept_tokens", "KV tokens the kept contexts hold.").with()) {
   for (ErrorCode code : kAllErrorCodes)
     requests_failed[size_t(code)] =
         &registry.counter("starmesh_requests_total", "").with({{"outcome", std::string(to_string(code))}});

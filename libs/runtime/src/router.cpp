@@ -54,17 +54,39 @@ const char* drop_reason(Decisions::Why why) {
 // The gauges, after every decision.
 void publish(const RouterState& st) {
   RouterMetrics& m = *st.context->metrics;
-  int64_t capacity = 0, reserved = 0;
+  int64_t capacity = 0, reserved = 0, staying_capacity = 0;
+  int staying = 0;  // workers not draining: what the mesh keeps
   const auto view = st.book->members().view();
   for (const WorkerView& w : view) {
     capacity += w.info.kv_capacity;
     reserved += w.reserved;
+    if (!w.draining) {
+      ++staying;
+      staying_capacity += w.info.kv_capacity;
+    }
   }
   m.workers.set(double(view.size()));
   m.kv_capacity.set(double(capacity));
   m.kv_reserved.set(double(reserved));
   m.queued.set(double(st.book->queued()));
   m.kept_contexts.set(double(st.book->kept_contexts()));
+  // The scale signal: kept contexts' KV is in `reserved` too, and counts by its own weight.
+  const AdmissionBook::Load load = st.book->load();
+  ScaleInputs in;
+  in.workers = staying;
+  in.kv_capacity = staying_capacity;
+  in.kv_kept = load.kept_tokens;
+  in.kv_reserved = std::max<int64_t>(reserved - load.kept_tokens, 0);
+  in.queued_requests = int64_t(st.book->queued());
+  in.queued_tokens = load.queued_tokens;
+  in.running_requests = load.running;
+  const ScaleDecision d = desired_workers(in, st.context->options.scale);
+  m.desired_workers.set(d.desired);
+  m.desired_workers_by_kv.set(d.by_kv);
+  m.desired_workers_by_requests.set(d.by_requests);
+  m.kv_demand.set(d.kv_demand);
+  m.queued_tokens.set(double(load.queued_tokens));
+  m.kept_tokens.set(double(load.kept_tokens));
 }
 
 // Carries out what the book decided: answers queued requests, tells workers to drop kept

@@ -113,6 +113,14 @@ class AdmissionBook {
   std::vector<uint64_t> requests_on(uint32_t worker_id) const;
 
   size_t queued() const { return queue_.size(); }
+  // What the scale rule reads (scale_policy.hpp): the KV the queued requests ask for (context
+  // + local tokens; local only for a question over a kept context), the KV the kept contexts
+  // hold, and the requests running now.
+  struct Load {
+    int64_t queued_tokens = 0, kept_tokens = 0;
+    int64_t running = 0;
+  };
+  Load load() const;
   size_t kept_contexts() const { return kept_.size(); }
   bool is_kept(uint64_t context_id) const { return kept_.count(context_id) > 0; }
   int context_users(uint64_t context_id) const;  // -1: not kept

@@ -29,6 +29,9 @@ struct RouterMetrics {
   metrics::Histogram &request_seconds, &first_token_seconds, &phase1_seconds, &phase1_slowest_host_seconds;
   metrics::Counter &context_tokens, &generated_tokens;
   metrics::Gauge &workers, &kv_capacity, &kv_reserved, &kept_contexts;
+  // The scale signal (scale_policy.hpp) and the inputs it does not share with the gauges above.
+  metrics::Gauge &desired_workers, &desired_workers_by_kv, &desired_workers_by_requests;
+  metrics::Gauge &kv_demand, &queued_tokens, &kept_tokens;
 };
 
 struct WorkerMetrics {

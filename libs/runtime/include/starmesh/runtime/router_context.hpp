@@ -9,6 +9,7 @@
 #include "starmesh/model/tokenizer.hpp"
 #include "starmesh/runtime/admission_book.hpp"
 #include "starmesh/runtime/mesh_metrics.hpp"
+#include "starmesh/runtime/scale_policy.hpp"
 
 namespace starmesh {
 
@@ -27,6 +28,8 @@ struct RouterOptions {
   std::chrono::milliseconds liveness_timeout{5000};
   // The queue and kept contexts (admission_book.hpp has the rules).
   AdmissionOptions admission;
+  // The desired-worker rule behind starmesh_desired_workers (scale_policy.hpp).
+  ScaleOptions scale;
 };
 
 struct RouterContext {
