@@ -85,6 +85,9 @@ int main(int argc, char** argv) {
   app.add_option("--modes", modes)->delimiter(',')->check(CLI::IsMember({"global", "star"}));
   app.add_option("--hosts", hosts)->check(CLI::Range(1, 64));
   app.add_option("--json", json_path);
+  bool compare_cublaslt = false;
+  app.add_flag("--compare-cublaslt", compare_cublaslt,
+               "Also time the steps with one-row matmuls on cuBLASLt instead of the gemv kernel");
   CLI11_PARSE(app, argc, argv);
 
   const auto tl = Clock::now();
@@ -110,20 +113,21 @@ int main(int argc, char** argv) {
       std::optional<KvCache> cache;
       std::unique_ptr<StarSession> star;
       std::function<Expected<Tensor>(std::span<const int32_t>)> step;
+      const int extra = compare_cublaslt ? steps + 2 : 0;  // the cuBLASLt side's steps
       nlohmann::json row{{"mode", mode}, {"context_tokens", n}};
 
       check(be.synchronize(), "sync");
       const auto t0 = Clock::now();
       Tensor logits;
       if (mode == "global") {
-        cache.emplace(check(model.make_cache(n + steps + profiled + 4), "cache"));
+        cache.emplace(check(model.make_cache(n + steps + profiled + 4 + extra), "cache"));
         std::vector<int32_t> prompt = context;
         prompt.push_back(query);
         step = [&](std::span<const int32_t> ids) { return model.forward(ids, *cache); };
         logits = check(step(prompt), "prefill");
       } else {
         StarOptions so{(n + hosts - 1) / hosts, -1, hosts};
-        star = check(StarSession::encode(model, context, so, steps + profiled + 4), "phase 1");
+        star = check(StarSession::encode(model, context, so, steps + profiled + 4 + extra), "phase 1");
         row["phase1_s"] = star->phase1_seconds();
         row["phase1_host_s"] = star->host_phase1_seconds();
         row["phase1_max_host_s"] = star->phase1_max_host_seconds();
@@ -142,16 +146,35 @@ int main(int argc, char** argv) {
         Tensor l = check(step(std::span<const int32_t>(&next, 1)), "decode");
         next = check(greedy.next(be, l), "sample");
       }
-      std::vector<double> per_step;
-      for (int i = 0; i < steps; ++i) {
-        const auto ts = Clock::now();
-        Tensor l = check(step(std::span<const int32_t>(&next, 1)), "decode");
-        next = check(greedy.next(be, l), "sample");
-        per_step.push_back(since(ts));
-      }
+      const auto timed_steps = [&] {
+        std::vector<double> times;
+        for (int i = 0; i < steps; ++i) {
+          const auto ts = Clock::now();
+          Tensor l = check(step(std::span<const int32_t>(&next, 1)), "decode");
+          next = check(greedy.next(be, l), "sample");  // waits for the device
+          times.push_back(since(ts));
+        }
+        return times;
+      };
+      const std::vector<double> per_step = timed_steps();
       double total = 0;
       for (double s : per_step) total += s;
       const double tok_s = double(steps) / total;
+      if (compare_cublaslt) {  // the same steps (a few tokens further on) with cuBLASLt's one-row GEMMs
+        cuda->set_gemv(false);
+        for (int i = 0; i < 2; ++i) {
+          Tensor l = check(step(std::span<const int32_t>(&next, 1)), "decode");
+          next = check(greedy.next(be, l), "sample");
+        }
+        const std::vector<double> lt = timed_steps();
+        cuda->set_gemv(true);
+        double lt_total = 0;
+        for (double s : lt) lt_total += s;
+        row["decode_tok_s_cublaslt"] = double(steps) / lt_total;
+        row["decode_p50_s_cublaslt"] = percentile(lt, 0.5);
+        fmt::print("{} at {}: one-row GEMMs on cuBLASLt: {:.1f} tok/s (p50 {:.2f} ms); gemv kernel: {:.1f} tok/s\n",
+                   mode, n, double(steps) / lt_total, percentile(lt, 0.5) * 1e3, tok_s);
+      }
       const double floor_tok_s = bw / step_bytes(cfg, n + 1);
       row["decode_tok_s"] = tok_s;
       row["decode_p50_s"] = percentile(per_step, 0.5);

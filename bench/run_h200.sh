@@ -2,13 +2,13 @@
 # On the H200 machine: unpack the compute core's Debian dependencies (carried as .debs in
 # .devdata/debs), build the compute core with CUDA, run the cross-backend tests, time our
 # attention kernels, then PyTorch SDPA on the same shapes.
-# Usage: bench/run_h200.sh [--quick | --prefill | --partial | --tests | --eval | --e2e] (--tests:
+# Usage: bench/run_h200.sh [--quick | --prefill | --partial | --tests | --eval | --e2e | --gemv] (--tests:
 # stop after the tests; --prefill / --partial: those shapes, cuDNN only as the anchor; --eval:
 # the tests, then `starmesh eval` on the GPU into $OUT/eval.json; --e2e: a random-weight
 # Llama-3.1-8B checkpoint, decode_bench (global and star, per-op profile) and HF transformers
 # on it, contexts from $E2E_CONTEXTS, JSON into $OUT; --mesh: the whole product built with
 # CAF, Cap'n Proto and UCX, then bench/mesh_e2e.sh: a router and 4 worker processes on the GPU
-# serving the same checkpoint through the API). The .debs come from tools/fetch_device_debs.sh,
+# serving the same checkpoint through the API; --gemv: one-row GEMM variants against cuBLASLt). The .debs come from tools/fetch_device_debs.sh,
 # run here first.
 set -eo pipefail
 cd "$(dirname "$0")/.."
@@ -45,15 +45,22 @@ cmake -S . -B /tmp/build -G Ninja -DSTARMESH_CORE_ONLY=ON -DSTARMESH_CUDA=ON -DC
   -DCMAKE_CUDA_ARCHITECTURES=90a > "$out/configure.log" 2>&1 || { tail -30 "$out/configure.log"; exit 1; }
 targets=(test_backend_ops attention_bench test_backend test_attention)
 [ "${1:-}" = "--e2e" ] && targets+=(decode_bench starmesh)
+[ "${1:-}" = "--gemv" ] && targets=(gemv_bench test_backend_ops)
 cmake --build /tmp/build -j16 --target "${targets[@]}" > "$out/build.log" 2>&1 \
   || { grep -E "error|FAILED" "$out/build.log" | head -30; exit 1; }
+if [ "${1:-}" = "--gemv" ]; then
+  echo "== one-row GEMM: the gemv kernel's tests, then its variants against cuBLASLt"
+  /tmp/build/bin/test_backend_ops -tc="*one-row*" 2>&1 | grep -E "ERROR|test cases|assertions|Status" || true
+  /tmp/build/bin/gemv_bench --json "$out/gemv-h200.json"
+  exit 0
+fi
 if [ "${1:-}" = "--e2e" ]; then
   make_checkpoint
   contexts="${E2E_CONTEXTS:-32768,131072}"
   echo "== cross-backend tests"
   /tmp/build/bin/test_backend_ops 2>&1 | tee "$out/test_backend_ops.log" | grep -E "ERROR|test cases|assertions|Status" || true
   echo "== decode_bench: ours, global and star (4 hosts), contexts $contexts"
-  /tmp/build/bin/decode_bench --model "$ck" --contexts "$contexts" --modes global,star --hosts 4 \
+  /tmp/build/bin/decode_bench --model "$ck" --contexts "$contexts" --modes global,star --hosts 4 ${DECODE_FLAGS:-} \
     --json "$out/decode_bench.json" 2>&1 | tee "$out/decode_bench.log"
   [ "${E2E_HF:-1}" = 0 ] && exit 0
   echo "== HF transformers on the same checkpoint"

@@ -183,6 +183,29 @@ TEST_CASE_FIXTURE(Backends, "cuda elementwise ops equal the cpu reference") {
   CHECK(nmse(back(out), eref.to_f32_vector()) == 0.0);
 }
 
+TEST_CASE_FIXTURE(Backends, "cuda one-row matmul (gemv kernel and cuBLASLt) equals the cpu reference") {
+  // Decode's shapes (k 4096 / 14336, m up to 28672), a k that is not a multiple of the lanes'
+  // stride, and one the kernel cannot take (k % 8 != 0: cuBLASLt then).
+  for (auto [k, m] :
+       {std::pair<int64_t, int64_t>{4096, 6144}, {14336, 4096}, {4096, 28672}, {8, 3}, {264, 77}, {4100, 9}}) {
+    Tensor x = rand({1, k}, 30 + k), w = rand({m, k}, 40 + m, -0.1f, 0.1f);
+    Tensor ref = Tensor::zeros(DType::f32, {1, m});
+    REQUIRE(cpu.matmul(x, w, ref));
+    for (bool gemv : {true, false}) {
+      gpu->set_gemv(gemv);
+      for (DType t : {DType::bf16, DType::f32}) {
+        Tensor out = poisoned({1, m}, t);
+        REQUIRE(gpu->matmul(to_gpu(x), to_gpu(w), out));
+        CAPTURE(k);
+        CAPTURE(m);
+        CAPTURE(gemv);
+        CHECK(nmse(back(out), ref.to_f32_vector()) < (t == DType::f32 ? 1e-6 : 2e-5));
+      }
+    }
+    gpu->set_gemv(true);
+  }
+}
+
 TEST_CASE_FIXTURE(Backends, "cuda matmul (cuBLASLt) equals the cpu reference, bf16 and f32 out") {
   for (auto [n, k, m] : {std::tuple<int64_t, int64_t, int64_t>{1, 128, 512}, {33, 384, 128}, {300, 4096, 1000}}) {
     Tensor x = rand({n, k}, 10 + n), w = rand({m, k}, 20 + m, -0.1f, 0.1f);

@@ -12,6 +12,7 @@
 
 #include "starmesh/kernels/attention.hpp"
 #include "starmesh/kernels/elementwise.hpp"
+#include "starmesh/kernels/gemv.hpp"
 #include "starmesh/kernels/sampling.hpp"
 
 namespace starmesh {
@@ -79,6 +80,7 @@ struct CudaBackend::Impl {
   int fastest_gemm(const GemmPlan& p, std::span<const cublasLtMatmulHeuristicResult_t> candidates, const void* w,
                    const void* x, void* out);
   int32_t* token = nullptr;  // where sample() leaves its draw
+  bool gemv = true;          // one-row matmuls on the gemv kernel (set_gemv)
 
   // Op profile (benchmarks): a pair of events around each op while on.
   struct Mark {
@@ -208,6 +210,7 @@ int CudaBackend::Impl::fastest_gemm(const GemmPlan& p, std::span<const cublasLtM
 CudaBackend::CudaBackend(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 void CudaBackend::set_profiling(bool on) { impl_->profiling = on; }
+void CudaBackend::set_gemv(bool on) { impl_->gemv = on; }
 
 Expected<std::vector<OpTime>> CudaBackend::take_profile() {
   SM_TRY(synchronize());
@@ -381,6 +384,10 @@ Status CudaBackend::matmul(const Tensor& x, const Tensor& w, const Tensor& out) 
   const int64_t n = x.dim(0), k = x.dim(1), m = w.dim(0);
   SM_TRY(expect_tensor(out, out.dtype(), {n, m}, "matmul out"));
   if (n == 0) return {};
+  if (n == 1 && impl_->gemv && kernels::gemv_supported(x.data(), w.data(), k))
+    return cuda_status(
+        kernels::gemv_bf16(x.data(), w.data(), out.data(), out.dtype() == DType::f32, m, k, impl_->stream),
+        "gemv kernel");
   SM_ASSIGN(plan, impl_->gemm_plan(n, k, m, out.dtype(), w.data(), x.data(), out.data()));
   const float alpha = 1.0f, beta = 0.0f;
   return cublas_status(

@@ -56,6 +56,9 @@ class CudaBackend final : public backend_i {
   // take_profile waits for the device and returns the totals per op (and shape), then clears.
   void set_profiling(bool on);
   Expected<std::vector<OpTime>> take_profile();
+  // One-row matmuls run the gemv kernel (kernels/gemv.hpp) when on (the default), cuBLASLt
+  // when off: for tests and the benchmark's side-by-side.
+  void set_gemv(bool on);
 
   struct Impl;
 
