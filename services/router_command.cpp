@@ -51,6 +51,7 @@ struct RouterFlags {
   int64_t block_size = 1024;
   double control_timeout = 10, phase1_timeout = 600, step_timeout = 60, queue_timeout = 60, context_ttl = 1800;
   double heartbeat = 1, liveness_timeout = 5;
+  int max_replans = 3;
   size_t max_queued = 256;
   std::string port_file;
   std::string api_listen, api_tokens_file, api_port_file;
@@ -87,6 +88,7 @@ int run_router(const RouterFlags& f) {
   options.step_timeout = seconds_flag(f.step_timeout);
   options.heartbeat = seconds_flag(f.heartbeat);
   options.liveness_timeout = seconds_flag(f.liveness_timeout);
+  options.max_replans = f.max_replans;
   options.admission.queue_timeout = seconds_flag(f.queue_timeout);
   options.admission.context_ttl = seconds_flag(f.context_ttl);
   options.admission.max_queued = f.max_queued;
@@ -214,6 +216,10 @@ void add_router_command(CLI::App& app, int& exit_code) {
          "--liveness-timeout", f->liveness_timeout,
          "Seconds a worker may take to answer a probe before it is taken out of the mesh and its requests fail")
       ->check(CLI::Range(0.1, 3600.0))
+      ->capture_default_str();
+  cmd->add_option("--max-replans", f->max_replans,
+                  "Times a request that loses a worker is planned again on the workers left (0: it fails)")
+      ->check(CLI::Range(0, 16))
       ->capture_default_str();
   cmd->add_option("--step-timeout", f->step_timeout, "Seconds between two generated tokens before a request fails")
       ->check(CLI::Range(0.001, 2592000.0))

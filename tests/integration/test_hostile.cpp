@@ -419,27 +419,28 @@ TEST_CASE_FIXTURE(
 }
 
 TEST_CASE_FIXTURE(ProcessMesh,
-                  "liveness: a worker that stops answering is taken out within seconds, and the mesh serves on") {
+                  "liveness: a worker that stops answering is taken out within seconds, its request runs on") {
   // Phase 1 may take 600 s (the default): only the heartbeat (defaults: every 1 s, 5 s to
-  // answer) can notice a stopped worker early.
+  // answer) can notice a stopped worker early. The request on it is planned again on the
+  // worker left and answers as if it had run there.
   start("ucx-tcp", 2);
   REQUIRE(mesh->client().members().value().size() == 2);
   REQUIRE(mesh->signal_worker(0, SIGSTOP));
   const auto t0 = std::chrono::steady_clock::now();
-  auto got = run(random_ids(600, 61), random_ids(4, 62), 256, 4);  // blocks on both workers
+  const auto ctx = random_ids(600, 61), query = random_ids(4, 62);
+  auto got = run(ctx, query, 256, 4);  // placed on both workers
   const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  REQUIRE_FALSE(got);
-  MESSAGE(got.error().message << " (after " << waited << " s)");
-  CHECK(got.code() == ErrorCode::unavailable);
-  CHECK(got.error().message.find("stopped answering: no heartbeat within 5 s") != std::string::npos);
-  CHECK(got.error().message.find("at 127.0.0.1:") != std::string::npos);
+  REQUIRE_MESSAGE(got, (got ? "" : got.error().message));
+  MESSAGE("recovered after " << waited << " s");
   CHECK(waited < 12);
+  CHECK(got->summary.hosts == 1);
+  CHECK(got->ids == star(ctx, query, 256, 1, 4).ids);
   const auto left = mesh->client().members().value();
   CHECK(left.size() == 1);
-  const auto ctx = random_ids(600, 63), query = random_ids(4, 64);
-  auto after = run(ctx, query, 256, 6);
+  const auto ctx2 = random_ids(600, 63), query2 = random_ids(4, 64);
+  auto after = run(ctx2, query2, 256, 6);
   REQUIRE_MESSAGE(after, (after ? "" : after.error().message));
   CHECK(after->summary.hosts == 1);
-  CHECK(after->ids == star(ctx, query, 256, 1, 6).ids);
+  CHECK(after->ids == star(ctx2, query2, 256, 1, 6).ids);
   REQUIRE(mesh->signal_worker(0, SIGCONT));  // it wakes to the router's stop message and exits
 }

@@ -118,7 +118,7 @@ struct Deterministic {
   std::vector<WorkerActor> workers;
   std::vector<std::shared_ptr<FakeWorker>> fakes;
 
-  explicit Deterministic(std::chrono::milliseconds queue_timeout = 60s) {
+  explicit Deterministic(std::chrono::milliseconds queue_timeout = 60s, int max_replans = 3) {
     RouterOptions o;
     o.model_dir = STARMESH_GOLDEN_MODEL_DIR;
     o.block_size = 64;
@@ -127,6 +127,7 @@ struct Deterministic {
     o.step_timeout = 2s;
     o.admission.queue_timeout = queue_timeout;
     o.admission.context_ttl = 10s;
+    o.max_replans = max_replans;
     ctx = load_router_context(o).value();
     router = spawn_router(sys, ctx);
     sched.run();
@@ -202,6 +203,15 @@ struct Deterministic {
 struct ShortQueue : Deterministic {
   ShortQueue() : Deterministic(1s) {}
 };
+
+// A router that never plans a request again after a lost worker.
+struct NoRecovery : Deterministic {
+  NoRecovery() : Deterministic(60s, 0) {}
+};
+
+// The pause before a request that lost a worker is planned again (request_driver.cpp), and a
+// little more.
+constexpr auto kAfterReplanPause = 201ms;
 
 size_t count_with(const std::vector<std::string>& lines, const std::string& part) {
   return size_t(std::count_if(lines.begin(), lines.end(),
@@ -314,7 +324,7 @@ TEST_CASE_FIXTURE(Deterministic, "the router refuses a request the workers canno
                      [](const std::string& l) { return l.find("encode") != std::string::npos; }));
 }
 
-TEST_CASE_FIXTURE(Deterministic, "a worker that goes away during phase 1") {
+TEST_CASE_FIXTURE(NoRecovery, "with recovery off, a worker that goes away during phase 1 fails the request") {
   add_worker("w1", 4096);
   add_worker("w2", 4096, Script::silent_encode);
   auto out = submit(request(200, 4));
@@ -327,7 +337,69 @@ TEST_CASE_FIXTURE(Deterministic, "a worker that goes away during phase 1") {
   CAPTURE(why);
   CHECK(why.find("worker 2 at w2:1") == 0);
   CHECK((why.find("went away") != std::string::npos));
+  CHECK(out->done->code() == ErrorCode::unavailable);
   CHECK(members().size() == 1);  // the router forgot it
+}
+
+TEST_CASE_FIXTURE(Deterministic, "a worker lost during phase 1: the request is planned again on the workers left") {
+  add_worker("w1", 4096);
+  add_worker("w2", 4096, Script::silent_encode);
+  auto out = submit(request(200, 4));
+  sched.run();
+  REQUIRE(count_with(log->lines, "encode host") == 2);
+  caf::anon_send_exit(workers[1], caf::exit_reason::kill);
+  sched.run();
+  CHECK_FALSE(out->done.has_value());  // waiting for the router to take the worker out
+  sched.advance_time(kAfterReplanPause);
+  sched.run();
+  REQUIRE(out->done.has_value());
+  REQUIRE_MESSAGE(*out->done, out->done->error().message);
+  CHECK(out->ids == std::vector<int32_t>{65, 66});
+  CHECK((*out->done)->hosts == 1);
+  CHECK(count_with(log->lines, "w1 free 1") == 1);                    // the first attempt's shard went
+  CHECK(count_with(log->lines, "w1 encode host 0 tokens 200") == 1);  // the whole context, on w1
+  CHECK(count_with(log->lines, "w1 phase2 query 4 max 2") == 1);
+  CHECK(members().size() == 1);
+  CHECK(members()[0].reserved == 0);  // both attempts' KV released
+}
+
+TEST_CASE_FIXTURE(Deterministic, "a query host lost in phase 2: its tokens are replayed, not sent again") {
+  add_worker("w1", 2048);
+  add_worker("w2", 4096, Script::until_cancelled);  // the query host (most free KV): one token, then waits
+  auto out = submit(request(200, 4, 3));
+  sched.run();
+  REQUIRE(out->ids == std::vector<int32_t>{65});
+  REQUIRE(count_with(log->lines, "w2 phase2 query 4 max 3") == 1);
+  caf::anon_send_exit(workers[1], caf::exit_reason::kill);
+  sched.run();
+  sched.advance_time(kAfterReplanPause);
+  sched.run();
+  REQUIRE(out->done.has_value());
+  REQUIRE_MESSAGE(*out->done, out->done->error().message);
+  // The next attempt's query holds the token the client has; it may make 2 more.
+  CHECK(count_with(log->lines, "w1 phase2 query 5 max 2") == 1);
+  // The client got 65 once from the first attempt, then what the second streamed (the fake
+  // coordinator streams 65, 66 whatever it is asked), and nothing from the cancelled one.
+  CHECK(out->ids == std::vector<int32_t>{65, 65, 66});
+  CHECK((*out->done)->generated_tokens == 3);
+}
+
+TEST_CASE_FIXTURE(Deterministic, "a lost worker with too little capacity left: a retriable unavailable, not a hang") {
+  add_worker("w1", 150);
+  add_worker("w2", 4096, Script::silent_encode);
+  auto out = submit(request(400, 4));
+  sched.run();
+  caf::anon_send_exit(workers[1], caf::exit_reason::kill);
+  sched.run();
+  sched.advance_time(kAfterReplanPause);
+  sched.run();
+  REQUIRE(out->done.has_value());
+  REQUIRE_FALSE(*out->done);
+  const std::string& why = out->done->error().message;
+  CAPTURE(why);
+  CHECK(out->done->code() == ErrorCode::unavailable);
+  CHECK(why.find("the workers left cannot take the request") != std::string::npos);
+  CHECK(why.find("worker 2 at w2:1") != std::string::npos);
 }
 
 TEST_CASE_FIXTURE(Deterministic, "bad requests are refused with what to change") {

@@ -82,32 +82,9 @@ Expected<std::unique_ptr<LocalMesh>> LocalMesh::start(caf::actor_system& sys, co
   if (!mkdtemp(tmpl)) return make_error("cannot make a temporary folder: ", std::strerror(errno));
   m->dir_ = tmpl;
   const auto until = Clock::now() + o.start_timeout;
-  auto log = [&](const std::string& name) {
-    return o.log_dir.empty() ? std::string() : o.log_dir + "/" + name + ".log";
-  };
-
   SM_TRY(m->spawn_router(0, until));
-  const uint16_t port = m->router_port_;
-
-  for (int i = 0; i < o.workers; ++i) {
-    const int64_t cap = size_t(i) < o.capacities.size() ? o.capacities[size_t(i)] : o.capacity;
-    std::vector<std::string> w = {o.program,           "worker",
-                                  "--router",          "127.0.0.1:" + std::to_string(port),
-                                  "--listen",          "127.0.0.1:0",
-                                  "--model",           o.model_dir,
-                                  "--transport",       o.transport,
-                                  "--device",          o.device,
-                                  "--capacity",        std::to_string(cap),
-                                  "--threads",         std::to_string(o.threads_per_worker),
-                                  "--exit-with-parent"};
-    w.insert(w.end(), o.worker_args.begin(), o.worker_args.end());
-    const auto tf = tls_flags(o.tls);
-    w.insert(w.end(), tf.begin(), tf.end());
-    const auto mf = m->metrics_flags("worker-" + std::to_string(i + 1));
-    w.insert(w.end(), mf.begin(), mf.end());
-    SM_ASSIGN(wpid, spawn_child(w, log("worker-" + std::to_string(i + 1))));
-    m->workers_.push_back(wpid);
-  }
+  m->workers_.assign(size_t(o.workers), -1);
+  for (int i = 0; i < o.workers; ++i) SM_TRY(m->spawn_worker(size_t(i)));
   for (int i = 0; o.metrics && i < o.workers; ++i) {
     const std::string name = "worker-" + std::to_string(i + 1);
     SM_ASSIGN(mport, wait_port_file(m->dir_ + "/" + name + ".metrics", m->workers_[size_t(i)], name, until));
@@ -115,6 +92,45 @@ Expected<std::unique_ptr<LocalMesh>> LocalMesh::start(caf::actor_system& sys, co
   }
   SM_TRY(m->connect_and_wait(sys, until));
   return m;
+}
+
+Status LocalMesh::spawn_worker(size_t i) {
+  const LocalMeshOptions& o = options_;
+  const int64_t cap = i < o.capacities.size() ? o.capacities[i] : o.capacity;
+  std::vector<std::string> w = {o.program,           "worker",
+                                "--router",          "127.0.0.1:" + std::to_string(router_port_),
+                                "--listen",          "127.0.0.1:0",
+                                "--model",           o.model_dir,
+                                "--transport",       o.transport,
+                                "--device",          o.device,
+                                "--capacity",        std::to_string(cap),
+                                "--threads",         std::to_string(o.threads_per_worker),
+                                "--exit-with-parent"};
+  w.insert(w.end(), o.worker_args.begin(), o.worker_args.end());
+  const auto tf = tls_flags(o.tls);
+  w.insert(w.end(), tf.begin(), tf.end());
+  const std::string name = "worker-" + std::to_string(i + 1);
+  const auto mf = metrics_flags(name);
+  w.insert(w.end(), mf.begin(), mf.end());
+  SM_ASSIGN(wpid, spawn_child(w, o.log_dir.empty() ? std::string() : o.log_dir + "/" + name + ".log"));
+  workers_[i] = wpid;
+  return {};
+}
+
+Status LocalMesh::restart_worker(caf::actor_system& sys, size_t i) {
+  if (i >= workers_.size()) return make_error("no worker ", i);
+  if (workers_[i] > 0) {
+    ::kill(workers_[i], SIGKILL);
+    waitpid(workers_[i], nullptr, 0);
+  }
+  SM_TRY(spawn_worker(i));
+  const auto until = Clock::now() + options_.start_timeout;
+  if (options_.metrics) {
+    const std::string name = "worker-" + std::to_string(i + 1);
+    SM_ASSIGN(mport, wait_port_file(dir_ + "/" + name + ".metrics", workers_[i], name, until));
+    metrics_ports_[i + 1] = mport;
+  }
+  return connect_and_wait(sys, until);
 }
 
 Status LocalMesh::spawn_router(uint16_t port, Clock::time_point until) {

@@ -9,6 +9,7 @@
 #include "starmesh/model/sampler.hpp"
 #include "starmesh/model/utf8_stream.hpp"
 #include "starmesh/runtime/membership.hpp"
+#include "starmesh/runtime/recovery_policy.hpp"
 
 namespace starmesh {
 
@@ -102,9 +103,9 @@ void finish(DriverPtr self, Expected<GenerateSummary> result) {
   auto& st = self->state;
   if (st.finished) return;
   st.finished = true;
-  const uint64_t id = st.setup->request_id;
+  const uint64_t id = st.setup->request_id, mesh_id = st.mesh_id;  // the client's, the mesh's
   if (st.coordinator && (!result || result->stop_reason == StopReason::cancelled))
-    self->send(st.coordinator, cancel_atom::value, id);
+    self->send(st.coordinator, cancel_atom::value, mesh_id);
   // A request that asked to keep its context and got through phase 1 keeps its shards.
   const bool keep =
       st.setup->order.request.keep_context && result && st.placed && st.encoded == st.placement.hosts.size();
@@ -114,15 +115,15 @@ void finish(DriverPtr self, Expected<GenerateSummary> result) {
   // Fire and forget: the driver does not wait for the answers.
   for (const PlacedHost& h : st.placement.hosts) {
     if (keep)
-      caf::anon_send(h.worker, keep_atom::value, id);
+      caf::anon_send(h.worker, keep_atom::value, mesh_id);
     else
-      caf::anon_send(h.worker, free_atom::value, id);
+      caf::anon_send(h.worker, free_atom::value, mesh_id);
   }
   // The router's book: `keep` turns the placement into the kept context's, `release` frees it.
   if (keep)
-    caf::anon_send(st.setup->router, keep_atom::value, id, name, st.setup->order.request.tenant);
+    caf::anon_send(st.setup->router, keep_atom::value, mesh_id, name, st.setup->order.request.tenant);
   else
-    self->send(st.setup->router, release_atom::value, id);
+    self->send(st.setup->router, release_atom::value, mesh_id);
   const std::string tail = st.text.flush();
   if (!tail.empty()) self->send(st.setup->client, tokens_atom::value, id, ClientChunk{{}, tail, {}});
   RouterMetrics& m = *st.setup->context->metrics;
@@ -173,32 +174,47 @@ void arm_step_timer(DriverPtr self) {
   self->delayed_send(self, self->state.setup->context->options.step_timeout, tick_atom::value, t);
 }
 
+void recover(DriverPtr self, Error why);
+
 void start_phase2(DriverPtr self) {
   auto& st = self->state;
   const RouterOptions& opt = st.setup->context->options;
   st.summary.phase1_seconds = std::chrono::duration<double>(Clock::now() - st.phase1_start).count();
   const size_t q = st.placement.hosts.size() - 1;
+  // After a recovery the tokens the client already has follow the query: the new query host
+  // encodes them with it, and generation goes on after them.
+  st.replayed = st.streamed.size();
+  const int left = st.setup->order.request.max_new_tokens - int(st.replayed);
+  if (left <= 0) {  // every token was out before the worker was lost
+    GenerateSummary s = st.summary;
+    s.stop_reason = StopReason::max_tokens;
+    return finish(self, s);
+  }
   Phase2Order order;
-  order.request_id = st.setup->request_id;
+  order.request_id = st.mesh_id;
   order.query = st.tokens.query;
-  order.max_new_tokens = st.setup->order.request.max_new_tokens;
+  order.query.insert(order.query.end(), st.streamed.begin(), st.streamed.end());
+  order.max_new_tokens = left;
   order.sampling = st.setup->order.request.sampling;
   order.stop_ids = st.setup->context->config.eos_token_ids;
   order.return_logits = st.setup->order.return_logits;
   order.sink = self;
+  const uint64_t order_id = st.mesh_id;
   self->request(st.placement.hosts[q].worker, opt.control_timeout, phase2_atom::value, std::move(order))
       .then(
           [=](CoordinatorActor& c) {
-            if (self->state.finished) return;
+            if (self->state.finished || self->state.replanning || self->state.mesh_id != order_id)
+              return;  // an earlier attempt's
             self->state.coordinator = c;
             self->monitor(c);
             arm_step_timer(self);
-            if (self->state.cancel_requested) self->send(c, cancel_atom::value, self->state.setup->request_id);
+            if (self->state.cancel_requested) self->send(c, cancel_atom::value, order_id);
           },
           [=](caf::error& e) {
+            if (self->state.replanning || self->state.mesh_id != order_id) return;
             Error why = explain(e, self->state.host_name(q), "answer", opt.control_timeout);
             why.message += " (starting phase 2)";
-            fail(self, std::move(why));
+            recover(self, std::move(why));
           });
 }
 
@@ -218,7 +234,7 @@ void start_phase1(DriverPtr self) {
     st.host_of[ph.worker.address()] = h;
     self->monitor(ph.worker);
     EncodeOrder o;
-    o.request_id = st.setup->request_id;
+    o.request_id = st.mesh_id;
     o.plan = st.placement.plan;
     o.host = int32_t(h);
     o.keep = st.setup->order.request.keep_context;
@@ -232,26 +248,141 @@ void start_phase1(DriverPtr self) {
     o.step_timeout_ms = opt.step_timeout.count();
     o.group = group;
     o.driver = self;
+    const uint64_t order_id = st.mesh_id;
     self->request(ph.worker, opt.phase1_timeout, encode_atom::value, std::move(o))
         .then(
             [=](EncodeReport& report) {
-              if (self->state.finished) return;
+              auto& s = self->state;
+              if (s.finished || s.replanning || s.mesh_id != order_id) return;  // an earlier attempt's
               auto& slowest = self->state.summary.phase1_max_host_seconds;
               slowest = std::max(slowest, report.phase1_seconds);
               if (++self->state.encoded == self->state.placement.hosts.size()) {
                 if (self->state.cancel_requested) {
-                  GenerateSummary s = self->state.summary;
-                  s.stop_reason = StopReason::cancelled;
-                  finish(self, s);
+                  GenerateSummary sum = self->state.summary;
+                  sum.stop_reason = StopReason::cancelled;
+                  finish(self, sum);
                 } else {
                   start_phase2(self);
                 }
               }
             },
             [=](caf::error& e) {
-              fail(self, explain(e, self->state.host_name(h), "finish phase 1", opt.phase1_timeout));
+              if (self->state.replanning || self->state.mesh_id != order_id) return;
+              recover(self, explain(e, self->state.host_name(h), "finish phase 1", opt.phase1_timeout));
             });
   }
+}
+
+// Asks the router for a placement (or the kept context's), then runs phase 1.
+void request_placement(DriverPtr self) {
+  auto& st = self->state;
+  const RouterContext& ctx = *st.setup->context;
+  PlacementAsk ask;
+  ask.context_tokens = int64_t(st.tokens.context.size());
+  ask.local_tokens = int64_t(st.tokens.query.size()) + st.setup->order.request.max_new_tokens;
+  ask.block_size = st.tokens.block_size;
+  ask.anchor_size = st.tokens.anchor_size;
+  ask.max_hosts = st.tokens.max_hosts;
+  const uint64_t order_id = st.mesh_id;
+  auto placed = [=](Placement& p) {
+    auto& s = self->state;
+    if (s.finished || s.replanning || s.mesh_id != order_id) return;
+    s.placement = std::move(p);
+    s.placed = true;
+    s.summary.hosts = int(s.placement.hosts.size());
+    s.summary.context_tokens = s.placement.plan.context_tokens;
+    if (s.cancel_requested) {  // cancelled while being placed
+      GenerateSummary sum = s.summary;
+      sum.stop_reason = StopReason::cancelled;
+      finish(self, sum);
+      return;
+    }
+    start_phase1(self);
+  };
+  // The router may queue the request (or the question over a kept context) for KV capacity:
+  // allow for that wait.
+  const auto wait = ctx.options.control_timeout + ctx.options.admission.queue_timeout;
+  auto not_placed = [=](caf::error& e) {
+    auto& s = self->state;
+    if (s.finished || s.mesh_id != order_id) return;
+    Error why = e == caf::sec::request_timeout
+                    ? Error{"the router did not place the request within " + format_seconds(wait), ErrorCode::timeout}
+                    : to_error(e);
+    // After a lost worker, too little capacity left is the retriable error: the mesh may grow.
+    if (s.replans > 0)
+      why = with_code(with_prefix("after " + s.lost + ", the workers left cannot take the request: ", std::move(why)),
+                      ErrorCode::unavailable);
+    fail(self, std::move(why));
+  };
+  if (const ContextId& kept = st.setup->order.request.context_id; !kept.empty()) {
+    st.summary.context_id = kept;
+    self->request(st.setup->router, wait, attach_atom::value, order_id, kept, st.setup->order.request.tenant,
+                  ask.local_tokens)
+        .then(placed, not_placed);
+  } else {
+    self->request(st.setup->router, wait, place_atom::value, order_id, ask).then(placed, not_placed);
+  }
+}
+
+// A failure while the request runs: plans it again on the workers left when the policy says so
+// (recovery_policy.hpp), else fails it. The old attempt's hosts free its shards and its
+// coordinator stops; the next one starts after kReplanPause, time for the router to take the
+// lost worker out of the mesh (its own down message, or the heartbeat that found it).
+constexpr auto kReplanPause = std::chrono::milliseconds(200);
+
+void recover(DriverPtr self, Error why) {
+  auto& st = self->state;
+  if (st.finished || st.replanning) return;  // one failure can arrive by several paths
+  RecoveryCase c;
+  c.code = why.code;
+  c.cancelled = st.cancel_requested;
+  c.kept_context = !st.setup->order.request.context_id.empty();
+  c.replans = st.replans;
+  c.max_replans = st.setup->context->options.max_replans;
+  const RecoveryDecision d = decide_recovery(c);
+  if (d.action == RecoveryAction::fail) {
+    why.message += d.note;
+    return fail(self, std::move(why));
+  }
+  for (const PlacedHost& h : st.placement.hosts) {
+    caf::anon_send(h.worker, free_atom::value, st.mesh_id);
+    self->demonitor(h.worker.address());
+  }
+  if (st.coordinator) {
+    self->send(st.coordinator, cancel_atom::value, st.mesh_id);
+    self->demonitor(st.coordinator.address());
+    st.coordinator = nullptr;
+  }
+  st.host_of.clear();
+  st.placed = false;
+  st.encoded = 0;
+  st.summary.phase1_max_host_seconds = 0;
+  st.replanning = true;
+  ++st.replans;
+  st.lost = why.message;
+  spdlog::warn("request {}: {}; planning it again on the workers left (attempt {}, {} tokens out)",
+               st.setup->request_id, why.message, st.replans + 1, st.streamed.size());
+  st.replan_tick = ++st.tick;  // also stops the step timer of the old attempt
+  self->delayed_send(self, kReplanPause, tick_atom::value, st.replan_tick);
+}
+
+// The pause is over: a fresh id from the router (which frees the old attempt's KV), then a
+// placement on the workers there are now.
+void start_replan(DriverPtr self) {
+  auto& st = self->state;
+  const auto timeout = st.setup->context->options.control_timeout;
+  self->request(st.setup->router, timeout, replan_atom::value, st.mesh_id)
+      .then(
+          [=](uint64_t fresh) {
+            auto& s = self->state;
+            if (s.finished) return;
+            s.mesh_id = fresh;
+            s.replanning = false;
+            request_placement(self);
+          },
+          [=](caf::error& e) {
+            fail(self, with_prefix("planning again after " + self->state.lost + ": ", to_error(e)));
+          });
 }
 
 }  // namespace
@@ -266,14 +397,14 @@ RequestActor::behavior_type request_driver(DriverPtr self, std::shared_ptr<Drive
     auto& s = self->state;
     if (s.finished) return;
     if (s.coordinator && dm.source == s.coordinator.address()) {
-      fail(self, make_error(ErrorCode::unavailable, "the query coordinator on ",
-                            s.host_name(s.placement.hosts.size() - 1), " ended without a result"));
+      recover(self, make_error(ErrorCode::unavailable, "the query coordinator on ",
+                               s.host_name(s.placement.hosts.size() - 1), " ended without a result"));
       return;
     }
     auto it = s.host_of.find(dm.source);
     if (it != s.host_of.end())
-      fail(self, make_error(ErrorCode::unavailable, s.host_name(it->second),
-                            " went away during the request (its process ended or the connection dropped)"));
+      recover(self, make_error(ErrorCode::unavailable, s.host_name(it->second),
+                               " went away during the request (its process ended or the connection dropped)"));
   });
   auto tokens = request_tokens(ctx, setup->order.request);
   if (!tokens) {
@@ -284,44 +415,12 @@ RequestActor::behavior_type request_driver(DriverPtr self, std::shared_ptr<Drive
   st.tokens = std::move(*tokens);
   st.summary.context_tokens = int64_t(st.tokens.context.size());
   st.summary.query_tokens = int64_t(st.tokens.query.size());
-  PlacementAsk ask;
-  ask.context_tokens = int64_t(st.tokens.context.size());
-  ask.local_tokens = int64_t(st.tokens.query.size()) + setup->order.request.max_new_tokens;
-  ask.block_size = st.tokens.block_size;
-  ask.anchor_size = st.tokens.anchor_size;
-  ask.max_hosts = st.tokens.max_hosts;
-  auto placed = [=](Placement& p) {
-    self->state.placement = std::move(p);
-    self->state.placed = true;
-    self->state.summary.hosts = int(self->state.placement.hosts.size());
-    self->state.summary.context_tokens = self->state.placement.plan.context_tokens;
-    if (self->state.cancel_requested) {  // cancelled while being placed
-      GenerateSummary sum = self->state.summary;
-      sum.stop_reason = StopReason::cancelled;
-      finish(self, sum);
-      return;
-    }
-    start_phase1(self);
-  };
-  // The router may queue the request (or the question over a kept context) for KV capacity:
-  // allow for that wait.
-  const auto wait = ctx.options.control_timeout + ctx.options.admission.queue_timeout;
-  auto not_placed = [=](caf::error& e) {
-    fail(self, e == caf::sec::request_timeout
-                   ? Error{"the router did not place the request within " + format_seconds(wait), ErrorCode::timeout}
-                   : to_error(e));
-  };
-  if (const ContextId& kept = setup->order.request.context_id; !kept.empty()) {
-    st.summary.context_id = kept;
-    self->request(setup->router, wait, attach_atom::value, id, kept, setup->order.request.tenant, ask.local_tokens)
-        .then(placed, not_placed);
-  } else {
-    self->request(setup->router, wait, place_atom::value, id, ask).then(placed, not_placed);
-  }
+  st.mesh_id = id;
+  request_placement(self);
   return {
-      [=](tokens_atom, uint64_t, TokenBatch& b) {
+      [=](tokens_atom, uint64_t from, TokenBatch& b) {
         auto& s = self->state;
-        if (s.finished) return;
+        if (s.finished || s.replanning || from != s.mesh_id) return;  // an earlier attempt's coordinator
         arm_step_timer(self);
         ClientChunk c;
         for (int32_t tok : b.ids) {
@@ -329,6 +428,7 @@ RequestActor::behavior_type request_driver(DriverPtr self, std::shared_ptr<Drive
           if (bytes && !s.setup->context->tokenizer.is_special(tok)) c.text += s.text.push(*bytes);
         }
         s.summary.generated_tokens += int64_t(b.ids.size());
+        s.streamed.insert(s.streamed.end(), b.ids.begin(), b.ids.end());
         if (!s.first_token_seen && !b.ids.empty()) {
           s.first_token_seen = true;
           s.setup->context->metrics->first_token_seconds.observe(seconds_since(s.arrived));
@@ -337,34 +437,36 @@ RequestActor::behavior_type request_driver(DriverPtr self, std::shared_ptr<Drive
         c.logits = std::move(b.logits);
         self->send(s.setup->client, tokens_atom::value, id, std::move(c));
       },
-      [=](done_atom, uint64_t, Phase2Report& r) {
+      [=](done_atom, uint64_t from, Phase2Report& r) {
+        if (self->state.replanning || from != self->state.mesh_id) return;  // an earlier attempt's
         GenerateSummary s = self->state.summary;
-        s.generated_tokens = r.generated_tokens;
+        s.generated_tokens = int64_t(self->state.replayed) + r.generated_tokens;
         s.phase2_prefill_seconds = r.prefill_seconds;
         s.decode_seconds = r.decode_seconds;
         s.stop_reason = r.stop_reason;
         finish(self, s);
       },
-      [=](failed_atom, uint64_t, Error& why) {
+      [=](failed_atom, uint64_t attempt, Error& why) {
         auto& s = self->state;
+        if (s.replanning || attempt != s.mesh_id) return;  // about an earlier attempt
         // From the coordinator (its error), or from a shard host's loop.
         const caf::actor_addr from = self->current_sender() ? self->current_sender()->address() : caf::actor_addr{};
-        if (from == s.setup->router.address()) return fail(self, std::move(why));  // says which worker
+        if (from == s.setup->router.address()) return recover(self, std::move(why));  // says which worker
         std::string who =
             s.placed ? "the query coordinator on " + s.host_name(s.placement.hosts.size() - 1) : "a worker";
         auto it = s.host_of.find(from);
         if (it != s.host_of.end()) who = s.host_name(it->second);
-        fail(self, with_prefix(who + ": ", std::move(why)));
+        recover(self, with_prefix(who + ": ", std::move(why)));
       },
       [=](cancel_atom, uint64_t) {
         auto& s = self->state;
         if (s.finished || s.cancel_requested) return;
         s.cancel_requested = true;
         if (s.coordinator) {
-          self->send(s.coordinator, cancel_atom::value, id);
-        } else if (s.placed && s.encoded < s.placement.hosts.size()) {
-          // During phase 1 there is nothing to stop gracefully: end now (the workers are told
-          // to free). Before placement, the placement's answer ends it; after phase 1, the
+          self->send(s.coordinator, cancel_atom::value, s.mesh_id);
+        } else if (s.replanning || (s.placed && s.encoded < s.placement.hosts.size())) {
+          // During phase 1 (or between attempts) there is nothing to stop gracefully: end now
+          // (the workers are told to free). Before placement, the placement's answer ends it; after phase 1, the
           // coordinator is told as soon as it exists.
           GenerateSummary sum = s.summary;
           sum.stop_reason = StopReason::cancelled;
@@ -374,6 +476,7 @@ RequestActor::behavior_type request_driver(DriverPtr self, std::shared_ptr<Drive
       [=](tick_atom, uint64_t t) {
         auto& s = self->state;
         if (s.finished || t != s.tick) return;
+        if (s.replanning && t == s.replan_tick) return start_replan(self);
         fail(self,
              make_error(ErrorCode::timeout, "the query coordinator on ", s.host_name(s.placement.hosts.size() - 1),
                         " sent nothing for ", format_seconds(s.setup->context->options.step_timeout)));

@@ -258,6 +258,24 @@ RouterActor::behavior_type router(RouterPtr self, std::shared_ptr<const RouterCo
       },
       [=](beat_atom) { heartbeat(self); },
       [=](release_atom, uint64_t id) { release(self, id); },
+      [=](replan_atom, uint64_t id) -> caf::result<uint64_t> {
+        // The old attempt's KV goes now (its workers were told to free); the request keeps its
+        // driver under a fresh id, so nothing of the old attempt can be mistaken for the new.
+        auto& drivers = *self->state.drivers;
+        auto it = drivers.find(id);
+        if (it == drivers.end())
+          return mesh_error(ErrorCode::not_found,
+                            "request " + std::to_string(id) + " is not running: nothing to plan again");
+        const RequestActor driver = it->second;
+        drivers.erase(it);
+        self->state.queued.erase(id);
+        Decisions d;
+        self->state.book->release(id, now(), d);
+        apply(self, d);
+        const uint64_t fresh = self->state.next_request++;
+        drivers.emplace(fresh, driver);
+        return fresh;
+      },
       [=](keep_atom, uint64_t id, ContextId& name, std::string& tenant) -> bool {
         // The request ends; its shards become kept context `id`, `name` to its tenant.
         self->state.drivers->erase(id);

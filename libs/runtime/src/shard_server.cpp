@@ -29,7 +29,8 @@ Wait wait_header(transport_i& t, int peer, uint64_t tag, const Tensor& into, con
     const auto slice_end = now + (spinning ? kStopSlice : kPollSlice);
     const Status st = t.recv(peer, tag, into, slice_end);
     if (st || into.data_as<int32_t>()[0] != 0) return Wait::ok;
-    if (Clock::now() < slice_end) {  // failed before its deadline: not a timeout
+    if (stop.load()) return Wait::stopped;  // the transport ends waits once the request is freed
+    if (Clock::now() < slice_end) {         // failed before its deadline: not a timeout
       error = st;
       return Wait::failed;
     }
@@ -76,6 +77,7 @@ Expected<ShardServerStats> serve_shard(const Transformer& model, const KvCache& 
       if (stop.load()) return stats;
       const Status got =
           transport.recv(root, phase2_tag(step, l, Phase2Kind::query), q, deadline_in(options.step_timeout));
+      if (!got && stop.load()) return stats;  // freed meanwhile
       if (!got) return make_error("phase 2: Q of step ", step, ", layer ", l, " did not come: ", got.message());
       AttentionState part;
       {
@@ -88,7 +90,10 @@ Expected<ShardServerStats> serve_shard(const Transformer& model, const KvCache& 
       }
       std::memcpy(answer.data(), part.o.data(), size_t(o_elems) * sizeof(float));
       std::memcpy(answer.data_as<float>() + o_elems, part.lse.data(), size_t(n * hq) * sizeof(float));
-      SM_TRY(transport.send(root, phase2_tag(step, l, Phase2Kind::partial), answer, deadline_in(options.step_timeout)));
+      const Status sent =
+          transport.send(root, phase2_tag(step, l, Phase2Kind::partial), answer, deadline_in(options.step_timeout));
+      if (!sent && stop.load()) return stats;  // freed meanwhile
+      SM_TRY(sent);
     }
     ++stats.steps;
     last_activity = Clock::now();

@@ -57,6 +57,9 @@ void run_job(std::shared_ptr<WorkerEngine> engine, std::shared_ptr<Job> job, dat
     return;
   }
   job->transport = std::move(*transport);
+  // A freed request (its driver gave up, or planned it again elsewhere) stops waiting on the
+  // network at once instead of sitting out a step timeout on a peer that died.
+  job->transport->cancel_on(&job->stop);
   if (job->shard) {  // a kept context's shard: nothing to encode
     job->shard_tokens = job->shard->end - job->shard->begin;
   } else {

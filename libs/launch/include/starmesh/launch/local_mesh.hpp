@@ -48,6 +48,9 @@ class LocalMesh {
   const std::vector<pid_t>& worker_pids() const { return workers_; }
   // Sends `signal` to worker i (tests: a worker that dies, or stops answering with SIGSTOP).
   Status signal_worker(size_t i, int signal);
+  // Kills worker i if it still runs (SIGKILL), starts a fresh one in its place and waits until
+  // every live worker has registered (tests: a mesh that loses workers and gets them back).
+  Status restart_worker(caf::actor_system& sys, size_t i);
   // Kills the router (SIGKILL: no goodbye), starts a new one on the same port, and waits until
   // every live worker has registered with it again; client() then talks to the new router.
   Status restart_router(caf::actor_system& sys);
@@ -59,6 +62,7 @@ class LocalMesh {
  private:
   LocalMesh() = default;
   Status spawn_router(uint16_t port, std::chrono::steady_clock::time_point until);  // port 0: any free one
+  Status spawn_worker(size_t i);  // into slot i, registering with the router at router_port_
   // With options.metrics: the flags that make child `name` serve /metrics, its port file.
   std::vector<std::string> metrics_flags(const std::string& name) const;
   Status connect_and_wait(caf::actor_system& sys, std::chrono::steady_clock::time_point until);

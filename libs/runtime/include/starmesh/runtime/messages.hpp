@@ -53,6 +53,7 @@ using attach_atom = caf::atom_constant<caf::atom("attach")>;
 using deadline_atom = caf::atom_constant<caf::atom("deadline")>;  // router: a queued request's wait ends
 using ttl_atom = caf::atom_constant<caf::atom("ttl")>;            // router: check a kept context's TTL
 using beat_atom = caf::atom_constant<caf::atom("beat")>;          // router: probe every worker's liveness
+using replan_atom = caf::atom_constant<caf::atom("replan")>;      // router: a request lost a worker
 
 // A kept context (encode once, ask many times) is named by the id of the request that
 // encoded it; its KV is booked under this key, apart from the requests' own.
@@ -223,6 +224,9 @@ using RouterActor =
                      caf::replies_to<generate_atom, GenerateOrder, ClientSinkActor>::with<Ticket>,
                      caf::replies_to<place_atom, uint64_t, PlacementAsk>::with<Placement>,
                      caf::reacts_to<release_atom, uint64_t>,
+                     // a request that lost a worker is planned again: its KV goes, it gets a
+                     // fresh id for its next attempt (the driver stays the same)
+                     caf::replies_to<replan_atom, uint64_t>::with<uint64_t>,
                      caf::replies_to<members_atom>::with<std::vector<WorkerView>>,
                      caf::reacts_to<deadline_atom, uint64_t>,               // a queued request's wait ends
                      caf::reacts_to<ttl_atom, uint64_t>,                    // a kept context may have expired

@@ -48,6 +48,16 @@ struct DriverState {
   std::chrono::steady_clock::time_point arrived = std::chrono::steady_clock::now();
   bool first_token_seen = false;
   std::map<caf::actor_addr, size_t> host_of;  // monitored workers
+  // Recovery (recovery_policy.hpp): the mesh knows each attempt by its own id (the client
+  // only by setup->request_id); a lost worker starts another attempt, which replays the tokens
+  // the client already has into its query.
+  uint64_t mesh_id = 0;
+  int replans = 0;
+  bool replanning = false;        // between a lost worker and the next attempt's placement
+  uint64_t replan_tick = 0;       // the tick that starts the next attempt
+  std::vector<int32_t> streamed;  // generated ids sent to the client, in order
+  size_t replayed = 0;            // of those, the ones in this attempt's query
+  std::string lost;               // what the last recovered failure was (for the log and errors)
 
   std::string host_name(size_t h) const;  // "worker 3 at 127.0.0.1:PORT"
 };

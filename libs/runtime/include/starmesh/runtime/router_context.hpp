@@ -28,6 +28,9 @@ struct RouterOptions {
   std::chrono::milliseconds liveness_timeout{5000};
   // The queue and kept contexts (admission_book.hpp has the rules).
   AdmissionOptions admission;
+  // A request that loses a worker is planned again on the workers left this many times at
+  // most (recovery_policy.hpp; 0: never, it fails with `unavailable`).
+  int max_replans = 3;
   // The desired-worker rule behind starmesh_desired_workers (scale_policy.hpp).
   ScaleOptions scale;
 };

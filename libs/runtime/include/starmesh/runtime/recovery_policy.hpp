@@ -1,0 +1,38 @@
+#pragma once
+// When a request that lost a worker is planned again on the workers left (the request driver
+// carries it out: request_driver.cpp). A plain function of the failure and the request, tested
+// without actors (tests/runtime/test_recovery_policy.cpp).
+//
+// Recovered: a failure with code `unavailable` (a host's process ended or its connection
+// dropped, the router took a worker out for missing heartbeats, the query coordinator ended,
+// a data-plane peer failed) while the request runs, up to `max_replans` times. The next
+// attempt encodes the whole context again on the workers left, replays the tokens the client
+// already has into the query, and streams on after them.
+// Not recovered: other codes (a timeout, a refusal, a bad request), a cancelled request, and a
+// question over a kept context (its shards went with the worker; the client sends the context
+// again). The client then gets the error with its code; `unavailable` is the retriable one.
+#include <cstdint>
+#include <string>
+
+#include "starmesh/core/error_code.hpp"
+
+namespace starmesh {
+
+struct RecoveryCase {
+  ErrorCode code = ErrorCode::internal;
+  bool cancelled = false;     // the client cancelled (or went away)
+  bool kept_context = false;  // a question over a kept context
+  int replans = 0;            // attempts planned again so far
+  int max_replans = 3;
+};
+
+enum class RecoveryAction : uint8_t { replan, fail };
+
+struct RecoveryDecision {
+  RecoveryAction action = RecoveryAction::fail;
+  std::string note;  // why not, appended to the error the client gets (empty: nothing to add)
+};
+
+RecoveryDecision decide_recovery(const RecoveryCase& c);
+
+}  // namespace starmesh
