@@ -286,12 +286,25 @@ class TransformersRenderer:
             from transformers.utils.chat_template_utils import _compile_jinja_template
         except ImportError:
             _compile_jinja_template = None
-        if _compile_jinja_template is not None:
+        if _compile_jinja_template is not None and self._compiles():
             return _compile_jinja_template(source).render(**context)
         rest = {k: v for k, v in context.items() if k not in ("messages", "tools", "documents",
                                                               "add_generation_prompt", "bos_token", "eos_token")}
         template = {"bos_token": context["bos_token"], "eos_token": context["eos_token"], "source_text": source}
         return self.render(template, context["messages"], context["add_generation_prompt"], rest)
+
+    def _compiles(self):
+        """Whether transformers' private _compile_jinja_template still works as it did (4.4x)."""
+        if not hasattr(self, "_compile_ok"):
+            try:
+                from transformers.utils.chat_template_utils import _compile_jinja_template
+                self._compile_ok = _compile_jinja_template("{{ 1 + 1 }}{{ x }}").render(x="y") == "2y"
+            except Exception:  # noqa: BLE001
+                self._compile_ok = False
+            if not self._compile_ok:
+                print("transformers' _compile_jinja_template is not usable; jinja cases go through "
+                      "apply_chat_template", file=sys.stderr)
+        return self._compile_ok
 
     def render(self, template, messages, add_generation_prompt, extra):
         tok = self._tokenizer(template)
@@ -303,14 +316,16 @@ class TransformersRenderer:
 
 
 def make_renderer(choice):
-    if choice in ("auto", "transformers"):
+    """auto falls back to jinja2 only when transformers itself does not import: once it does,
+    any failure to use it stops the script rather than quietly writing a jinja2 fixture."""
+    if choice == "auto":
         try:
-            return TransformersRenderer()
+            import transformers  # noqa: F401
         except ImportError as e:
-            if choice == "transformers":
-                raise
             print(f"transformers not importable ({e}); falling back to jinja2", file=sys.stderr)
-    return Jinja2Renderer()
+            return Jinja2Renderer()
+        return TransformersRenderer()
+    return TransformersRenderer() if choice == "transformers" else Jinja2Renderer()
 
 
 def main():

@@ -157,6 +157,19 @@ TEST_CASE("jinja bounds the work a template does") {
   CHECK(contains(fails("{{ range(100001) | length }}").message, "100000"));
 }
 
+TEST_CASE("jinja charges text: copying a long string over and over runs out of steps") {
+  Limits limits;
+  limits.max_steps = 100000;  // a 1 MiB copy costs 4096 steps
+  CHECK(contains(
+      fails("{% set s = 'x' * 1048576 %}{% for i in range(100) %}{% set t = s ~ 'y' %}{% endfor %}", limits).message,
+      "max_steps"));
+  CHECK(contains(
+      fails("{% set s = 'x' * 1048576 %}{% for i in range(100) %}{% if s == s %}{% endif %}{% endfor %}", limits)
+          .message,
+      "max_steps"));
+  CHECK(render("{% set s = 'x' * 1048576 %}{{ s | length }}", {}, limits).has_value());
+}
+
 TEST_CASE("jinja bounds the items of lists a template builds") {
   Limits limits;
   limits.max_items = 1000;
@@ -181,6 +194,15 @@ TEST_CASE("jinja bounds nesting: blocks, brackets, expressions and values") {
   CHECK(contains(fails(chain + " }}", limits).message, "max_depth"));
   CHECK(contains(
       fails("{% set ns = namespace(v=[]) %}{% for i in range(40) %}{% set ns.v = [ns.v] %}{% endfor %}", limits)
+          .message,
+      "max_depth"));
+  CHECK(contains(
+      fails("{% set ns = namespace(v=1) %}{% for i in range(40) %}{% set ns.v = dict(a=ns.v) %}{% endfor %}", limits)
+          .message,
+      "max_depth"));
+  CHECK(contains(
+      fails("{% set ns = namespace(v=1) %}{% for i in range(40) %}{% set ns.v = {'a': ns.v}.items() %}{% endfor %}",
+            limits)
           .message,
       "max_depth"));
   std::string nots = "{{ ";

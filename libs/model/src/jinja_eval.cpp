@@ -9,6 +9,9 @@ namespace {
 
 using Frame = std::vector<std::pair<std::string, Value>>;
 
+// Text costs one step per this many bytes (Limits::max_steps counts nodes, turns, items and text).
+constexpr size_t kBytesPerStep = 256;
+
 void set_in(Frame& frame, const std::string& name, Value v) {
   for (auto& [key, value] : frame)
     if (key == name) {
@@ -214,8 +217,21 @@ class Evaluator {
     return eval(*e);
   }
 
+  // Every value an expression makes: its nesting bounded, its text paid for (copying and
+  // scanning strings is the work that grows with the conversation).
   Expected<Value> eval(const Expr& e) {
     SM_TRY(budget_.charge(1));
+    SM_ASSIGN(v, eval_node(e));
+    SM_TRY(check_depth(v));
+    if (v.is_string()) SM_TRY(charge_text(v));
+    return v;
+  }
+
+  Status charge_text(const Value& v) {
+    return v.is_string() ? budget_.charge(v.as_string().size() / kBytesPerStep) : Status::ok();
+  }
+
+  Expected<Value> eval_node(const Expr& e) {
     switch (e.kind) {
       case ExprKind::literal:
         return e.value;
@@ -254,10 +270,12 @@ class Evaluator {
       case ExprKind::item: {
         SM_ASSIGN(obj, eval(*e.children[0]));
         SM_ASSIGN(key, eval(*e.children[1]));
+        SM_TRY(charge_text(obj));  // s[i] walks s to the i-th character
         return get_item(obj, key);
       }
       case ExprKind::slice: {
         SM_ASSIGN(obj, eval(*e.children[0]));
+        SM_TRY(charge_text(obj));
         SM_ASSIGN(start, eval_optional(e.children[1]));
         SM_ASSIGN(stop, eval_optional(e.children[2]));
         SM_ASSIGN(step, eval_optional(e.children[3]));
@@ -329,6 +347,8 @@ class Evaluator {
     SM_ASSIGN(left, eval(*e.children[0]));
     for (size_t i = 0; i < e.compare_ops.size(); ++i) {
       SM_ASSIGN(right, eval(*e.children[i + 1]));
+      SM_TRY(charge_text(left));  // comparing and searching strings reads them
+      SM_TRY(charge_text(right));
       bool holds = false;
       const CompareOp op = e.compare_ops[i];
       if (op == CompareOp::eq || op == CompareOp::ne) {

@@ -94,7 +94,8 @@ Expected<Value> filter_abs(const Value& v, const CallArgs&, Budget&) {
   return Value::integer(v.as_int() < 0 ? -v.as_int() : v.as_int());
 }
 
-Expected<Value> filter_length(const Value& v, const CallArgs&, Budget&) {
+Expected<Value> filter_length(const Value& v, const CallArgs&, Budget& budget) {
+  if (v.is_string()) SM_TRY(budget.charge(v.as_string().size() / 256));  // counting reads the text
   switch (v.kind()) {
     case Value::Kind::undefined:
       return Value::integer(0);
@@ -415,8 +416,9 @@ Expected<bool> test_order(const Value& v, const CallArgs& args, Budget&) {
   SM_ASSIGN(c, compare(v, arg));
   return c == Sign || (OrEqual && c == 0);
 }
-Expected<bool> test_in(const Value& v, const CallArgs& args, Budget&) {
+Expected<bool> test_in(const Value& v, const CallArgs& args, Budget& budget) {
   SM_ASSIGN(arg, one_arg("in", args));
+  if (arg.is_string()) SM_TRY(budget.charge(arg.as_string().size() / 256));
   return contains(arg, v);
 }
 Expected<bool> test_sequence(const Value& v, const CallArgs&, Budget&) {

@@ -23,7 +23,7 @@ struct Limits {
   size_t max_output_bytes = size_t(256) << 20;  // the rendering, and any one string built on the way
                                                 // (a request's context and query: 2 x 128 MiB)
   int max_depth = 64;                           // nesting: blocks, expressions, lists in lists
-  uint64_t max_steps = 20'000'000;              // work: nodes evaluated, loop turns, items filtered
+  uint64_t max_steps = 20'000'000;              // work: nodes evaluated, loop turns, items, 256 B of text
   size_t max_items = size_t(1) << 20;           // elements of one list or dict built by the template
 };
 
