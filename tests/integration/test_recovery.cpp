@@ -8,6 +8,7 @@
 #include <csignal>
 #include <fstream>
 #include <future>
+#include <map>
 #include <random>
 #include <thread>
 
@@ -113,4 +114,68 @@ TEST_CASE_FIXTURE(
     ProcessMesh,
     "chaos: the query host killed at a seeded point of phase 1 or 2, 20 requests: all answer as the reference") {
   chaos(*this, 20, 41, [](std::mt19937&) { return size_t(2); });
+}
+
+TEST_CASE_FIXTURE(ProcessMesh, "workers added and drained while 20 requests run: every one answers as the reference") {
+  start("ucx-shm", 2);
+  constexpr int kRequests = 20;
+  struct Run {
+    std::vector<int32_t> ctx, query, ids;
+    int max_new = 0;
+    std::promise<Expected<GenerateSummary>> done;
+  };
+  std::vector<Run> runs(kRequests);
+  std::mt19937 rng(7);
+  auto submit = [&](int i) {
+    Run& r = runs[size_t(i)];
+    r.ctx = random_ids(500 + rng() % 700, 3000 + i);
+    r.query = random_ids(4, 4000 + i);
+    r.max_new = 8 + int(rng() % 8);
+    GenerateOrder order;
+    order.request.context_ids = r.ctx;
+    order.request.query_ids = r.query;
+    order.request.block_size = 256;
+    order.request.max_new_tokens = r.max_new;
+    mesh->client().submit(
+        order,
+        [&r](const ClientChunk& c) {
+          r.ids.insert(r.ids.end(), c.ids.begin(), c.ids.end());
+          return true;
+        },
+        [&r](Expected<GenerateSummary> s) { r.done.set_value(std::move(s)); });
+  };
+  // A third of the requests, then a worker joins; another third, then worker 1 drains
+  // (SIGTERM: it finishes what it runs and leaves); the rest, then another worker joins.
+  for (int i = 0; i < 7; ++i) submit(i);
+  auto third = mesh->add_worker(sys);
+  REQUIRE_MESSAGE(third, (third ? "" : third.error().message));
+  for (int i = 7; i < 14; ++i) submit(i);
+  REQUIRE(mesh->signal_worker(0, SIGTERM));
+  for (int i = 14; i < kRequests; ++i) submit(i);
+  auto fourth = mesh->add_worker(sys);
+  REQUIRE_MESSAGE(fourth, (fourth ? "" : fourth.error().message));
+  int answered = 0;
+  std::map<int, int> by_hosts;
+  for (int i = 0; i < kRequests; ++i) {
+    CAPTURE(i);
+    Run& r = runs[size_t(i)];
+    auto f = r.done.get_future();
+    REQUIRE(f.wait_for(60s) == std::future_status::ready);
+    auto got = f.get();
+    if (!got) {
+      FAIL_CHECK("request " << i << " failed: " << got.error().message);
+      continue;
+    }
+    ++answered;
+    ++by_hosts[got->hosts];
+    CHECK(r.ids == star(r.ctx, r.query, 256, got->hosts, r.max_new).ids);
+  }
+  std::string hosts;
+  for (auto [h, n] : by_hosts) hosts += " " + std::to_string(n) + " on " + std::to_string(h) + " hosts;";
+  MESSAGE(answered << " of " << kRequests << " answered with the reference tokens:" << hosts);
+  CHECK(answered == kRequests);
+  CHECK(by_hosts.rbegin()->first >= 3);  // a joined worker was used at once
+  auto members = mesh->client().members();
+  REQUIRE(members);
+  CHECK(members->size() == 3);  // the drained one left
 }

@@ -133,6 +133,14 @@ Status LocalMesh::restart_worker(caf::actor_system& sys, size_t i) {
   return connect_and_wait(sys, until);
 }
 
+Expected<size_t> LocalMesh::add_worker(caf::actor_system& sys) {
+  const size_t i = workers_.size();
+  workers_.push_back(-1);
+  if (options_.metrics) metrics_ports_.push_back(0);
+  SM_TRY(restart_worker(sys, i));
+  return i;
+}
+
 Status LocalMesh::spawn_router(uint16_t port, Clock::time_point until) {
   const LocalMeshOptions& o = options_;
   const std::string port_file = dir_ + "/router.port";
@@ -168,8 +176,10 @@ std::vector<std::string> LocalMesh::metrics_flags(const std::string& name) const
 }
 
 Status LocalMesh::connect_and_wait(caf::actor_system& sys, Clock::time_point until) {
-  SM_ASSIGN(router_actor, connect_router(sys, "127.0.0.1", router_port_));
-  client_ = std::make_unique<MeshClient>(sys, router_actor);
+  if (!client_) {  // kept across added and restarted workers: requests may be running on it
+    SM_ASSIGN(router_actor, connect_router(sys, "127.0.0.1", router_port_));
+    client_ = std::make_unique<MeshClient>(sys, router_actor);
+  }
   for (;;) {
     int live = 0;
     for (size_t i = 0; i < workers_.size(); ++i) {

@@ -51,6 +51,8 @@ class LocalMesh {
   // Kills worker i if it still runs (SIGKILL), starts a fresh one in its place and waits until
   // every live worker has registered (tests: a mesh that loses workers and gets them back).
   Status restart_worker(caf::actor_system& sys, size_t i);
+  // Starts one more worker (options' capacity) and waits until it has registered; its index.
+  Expected<size_t> add_worker(caf::actor_system& sys);
   // Kills the router (SIGKILL: no goodbye), starts a new one on the same port, and waits until
   // every live worker has registered with it again; client() then talks to the new router.
   Status restart_router(caf::actor_system& sys);
