@@ -86,6 +86,35 @@ TEST_CASE("admission: placed now, queued first come first served, refused when f
   CHECK(b.reserved() == 1100 + 110);
 }
 
+TEST_CASE("admission: the queue takes turns between tenants, each first come first served") {
+  // One request at a time fits: tenant "a" queues a burst of 5, then "b" one and "c" one.
+  AdmissionOptions o{60s, 16, 10s};
+  Book b({1000}, o);
+  Decisions d;
+  auto tenant_ask = [](const std::string& tenant) {
+    PlacementAsk a = ask(800, 100, 500);
+    a.tenant = tenant;
+    return a;
+  };
+  REQUIRE(b.book.admit(1, tenant_ask("a"), t0, d).kind == Admission::Kind::placed);
+  for (uint64_t id = 2; id <= 6; ++id)
+    REQUIRE(b.book.admit(id, tenant_ask("a"), t0 + std::chrono::seconds(id), d).kind == Admission::Kind::queued);
+  REQUIRE(b.book.admit(7, tenant_ask("b"), t0 + 10s, d).kind == Admission::Kind::queued);
+  REQUIRE(b.book.admit(8, tenant_ask("c"), t0 + 11s, d).kind == Admission::Kind::queued);
+  // Each release makes room for one: a served last, so b, then c, then a again.
+  std::vector<uint64_t> order;
+  uint64_t running = 1;
+  for (int i = 0; i < 7; ++i) {
+    Decisions freed;
+    b.book.release(running, t0 + 20s + std::chrono::seconds(i), freed);
+    const auto placed = answered(freed, true);
+    REQUIRE(placed.size() == 1);
+    running = placed[0];
+    order.push_back(running);
+  }
+  CHECK(order == std::vector<uint64_t>{7, 8, 2, 3, 4, 5, 6});
+}
+
 TEST_CASE("admission: with the queue off, what does not fit now is overloaded, and a bad plan is invalid") {
   Book b({1000}, {0s, 8, 10s});
   Decisions d;

@@ -29,6 +29,7 @@ Admission AdmissionBook::attach(uint64_t id, uint64_t context_id, int64_t local_
   attached_[id] = context_id;
   PlacementAsk ask;
   ask.local_tokens = local_tokens;
+  ask.tenant = k->second.tenant;  // only its owner asks it
   Admission a = admit_or_queue(id, ask, context_id, now, out);
   if (a.kind == Admission::Kind::refused) detach(id, now, out);
   return a;
@@ -39,7 +40,10 @@ Admission AdmissionBook::admit_or_queue(uint64_t id, const PlacementAsk& ask, ui
   auto refused = [](Error e) { return Admission{Admission::Kind::refused, {}, std::move(e)}; };
   if (queue_.empty()) {
     auto p = try_place(id, ask, context_id, now, out);
-    if (p) return Admission{Admission::Kind::placed, std::move(*p), {}};
+    if (p) {
+      last_served_ = ask.tenant;
+      return Admission{Admission::Kind::placed, std::move(*p), {}};
+    }
     if (p.code() != ErrorCode::overloaded) return refused(p.error());  // e.g. a bad plan, no worker
     if (!fits_when_idle(ask, context_id)) return refused(never_fits(id, ask, context_id));
     if (options_.queue_timeout.count() == 0) return refused(p.error());
@@ -156,20 +160,40 @@ void AdmissionBook::detach(uint64_t id, Time now, Decisions& out) {
 // Places queued requests in arrival order while they fit; refuses those that no longer fit
 // even an idle mesh (a worker left).
 void AdmissionBook::drain_queue(Time now, Decisions& out) {
+  // What no idle mesh could hold goes first (workers left), whatever its turn.
   for (auto it = queue_.begin(); it != queue_.end();) {
-    if (!fits_when_idle(it->ask, it->context_id)) {
-      const Waiting gone = *it;
-      out.answers.push_back({gone.id, never_fits(gone.id, gone.ask, gone.context_id), now - gone.since});
-      it = queue_.erase(it);
-      detach(gone.id, now, out);
+    if (fits_when_idle(it->ask, it->context_id)) {
+      ++it;
       continue;
     }
-    if (it != queue_.begin()) break;  // first come, first served
+    const Waiting gone = *it;
+    out.answers.push_back({gone.id, never_fits(gone.id, gone.ask, gone.context_id), now - gone.since});
+    it = queue_.erase(it);
+    detach(gone.id, now, out);
+  }
+  // Then one at a time, in turn: the one whose turn it is waits for KV; nobody passes it.
+  while (!queue_.empty()) {
+    auto it = next_in_turn();
     auto p = try_place(it->id, it->ask, it->context_id, now, out);
     if (!p) break;
     out.answers.push_back({it->id, std::move(*p), now - it->since});
-    it = queue_.erase(it);
+    last_served_ = it->ask.tenant;
+    queue_.erase(it);
   }
+}
+
+std::deque<AdmissionBook::Waiting>::iterator AdmissionBook::next_in_turn() {
+  // The smallest tenant name after last_served_, else the smallest of all (wrapping around);
+  // the queue is in arrival order, so the first match is that tenant's oldest request.
+  const std::string* after = nullptr;
+  const std::string* first = nullptr;
+  for (const Waiting& w : queue_) {
+    const std::string& t = w.ask.tenant;
+    if (!first || t < *first) first = &t;
+    if (t > last_served_ && (!after || t < *after)) after = &t;
+  }
+  const std::string& turn = after ? *after : *first;
+  return std::find_if(queue_.begin(), queue_.end(), [&](const Waiting& w) { return w.ask.tenant == turn; });
 }
 
 void AdmissionBook::release(uint64_t id, Time now, Decisions& out) {

@@ -283,6 +283,7 @@ void request_placement(DriverPtr self) {
   ask.block_size = st.tokens.block_size;
   ask.anchor_size = st.tokens.anchor_size;
   ask.max_hosts = st.tokens.max_hosts;
+  ask.tenant = st.setup->order.request.tenant;
   const uint64_t order_id = st.mesh_id;
   auto placed = [=](Placement& p) {
     auto& s = self->state;

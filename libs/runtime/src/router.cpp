@@ -164,7 +164,9 @@ void worker_lost(RouterPtr self, uint32_t id, const WorkerActor& handle) {
 void heartbeat(RouterPtr self) {
   auto& st = self->state;
   const auto timeout = st.context->options.liveness_timeout;
-  for (const auto& [id, handle] : st.book->members().handles()) {
+  for (const auto& probe : st.book->members().handles()) {
+    const uint32_t id = probe.first;  // copies: lambdas cannot capture structured bindings before clang 16
+    const WorkerActor handle = probe.second;
     if (!st.probing.insert(id).second) continue;
     self->request(handle, timeout, status_atom::value)
         .then([=](WorkerInfo&) { self->state.probing.erase(id); },

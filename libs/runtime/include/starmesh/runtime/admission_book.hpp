@@ -9,10 +9,12 @@
 // Rules:
 // - Admission: placed at once when nobody waits and it fits the KV free now (nobody jumps the
 //   queue: it would take KV the head waits for); refused (`refused`) when no idle mesh could
-//   hold it; refused (`overloaded`) when the queue is full or queueing is off; else queued,
-//   first come first served, until it fits or its deadline (then placed if it fits by then,
-//   else `timeout`). Idle kept contexts are dropped, least recently used first, whenever that
-//   is what it takes to place something.
+//   hold it; refused (`overloaded`) when the queue is full or queueing is off; else queued
+//   until it fits or its deadline (then placed if it fits by then, else `timeout`). The queue
+//   serves one request at a time, taking turns between tenants (API tokens, in name order
+//   after the one served last), each tenant's requests first come first served: one tenant's
+//   burst delays another's request by at most one of its own. Idle kept contexts are dropped, least recently used
+//   first, whenever that is what it takes to place something.
 // - Kept contexts: a request's placement becomes a kept context on keep(); a question over
 //   one (attach) books only its query tokens on the context's query host and holds a reference
 //   from the moment it is admitted or queued, so nothing drops the context meanwhile. An idle
@@ -162,6 +164,9 @@ class AdmissionBook {
   std::map<uint64_t, Kept> kept_;             // by context id
   std::map<ContextId, uint64_t> names_;       // a kept context's public name -> its id
   std::map<uint64_t, uint64_t> attached_;     // request id -> the kept context it uses
+  std::string last_served_;                   // the tenant the queue served last
+  // The queued request served next: the oldest of the next tenant after last_served_.
+  std::deque<Waiting>::iterator next_in_turn();
 };
 
 }  // namespace starmesh

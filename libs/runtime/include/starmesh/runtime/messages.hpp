@@ -158,12 +158,13 @@ struct PlacementAsk {
   int64_t block_size = 0;
   int64_t anchor_size = -1;
   int32_t max_hosts = 0;  // 0: every worker with free capacity
+  std::string tenant;     // who asks (the API token): the queue takes turns between tenants
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, PlacementAsk& x) {
   return f(caf::meta::type_name("PlacementAsk"), x.context_tokens, x.local_tokens, x.block_size, x.anchor_size,
-           x.max_hosts);
+           x.max_hosts, x.tenant);
 }
 
 // The arguments of plan_blocks: every worker rebuilds the same BlockPlan from them.
