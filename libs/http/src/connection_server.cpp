@@ -130,7 +130,7 @@ class ConnectionServer::Queue final : public httplib::TaskQueue {
   void enqueue(std::function<void()> fn) override {
     if (load_.fetch_add(1) >= server_.limits_.max_connections) {
       --load_;
-      t_refuse = true;  // fn is process_and_close_socket: it answers 429 and closes, on this thread
+      t_refuse = true;  // fn is process_and_close_socket: it hands the socket to the refuser
       fn();
       t_refuse = false;
       return;
@@ -159,23 +159,60 @@ ConnectionServer::ConnectionServer(ConnectionLimits limits) : limits_(limits) {
 
 bool ConnectionServer::peer_gone() { return t_stream != nullptr && t_stream->peer_gone(); }
 
-void ConnectionServer::refuse(socket_t sock) {
-  ++refused_;
-  const std::string body =
-      error_body(make_error(ErrorCode::overloaded, "too many connections to this server: try again shortly"));
-  const std::string answer =
-      "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
-      "Connection: close\r\nContent-Length: " +
-      std::to_string(body.size()) + "\r\n\r\n" + body;
-  // Never blocks the accepting thread: what does not fit in the socket buffer is dropped.
+Refuser::Refuser() : thread_([this] { run(); }) {}
+
+Refuser::~Refuser() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  thread_.join();
+  for (const Pending& p : pending_) ::close(p.sock);
+}
+
+void Refuser::add(socket_t sock) {
+  static const std::string answer = [] {
+    const std::string body =
+        error_body(make_error(ErrorCode::overloaded, "too many connections to this server: try again shortly"));
+    return "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
+           "Connection: close\r\nContent-Length: " +
+           std::to_string(body.size()) + "\r\n\r\n" + body;
+  }();
+  // Never blocks: the answer fits an empty socket buffer.
   [[maybe_unused]] const ssize_t n = ::send(sock, answer.data(), answer.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
-  ::shutdown(sock, SHUT_RDWR);
-  ::close(sock);
+  ::shutdown(sock, SHUT_WR);
+  {
+    std::lock_guard lock(mutex_);
+    if (pending_.size() < 64) {
+      pending_.push_back({sock, Clock::now() + std::chrono::seconds(1)});
+      sock = INVALID_SOCKET;
+    }
+  }
+  if (sock != INVALID_SOCKET) ::close(sock);
+  wake_.notify_all();
+}
+
+void Refuser::run() {
+  std::unique_lock lock(mutex_);
+  while (!stopping_) {
+    wake_.wait_for(lock, std::chrono::milliseconds(20), [this] { return stopping_; });
+    char scratch[4096];
+    std::erase_if(pending_, [&](const Pending& p) {
+      ssize_t n;
+      while ((n = ::recv(p.sock, scratch, sizeof scratch, MSG_DONTWAIT)) > 0) {
+      }
+      const bool done = n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) || Clock::now() > p.until;
+      if (done) ::close(p.sock);
+      return done;
+    });
+  }
 }
 
 bool ConnectionServer::process_and_close_socket(socket_t sock) {
   if (t_refuse) {
-    refuse(sock);
+    ++refused_;
+    refuser_.add(sock);
     return false;
   }
   ++connections_;

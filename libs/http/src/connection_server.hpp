@@ -12,8 +12,12 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstddef>
+#include <mutex>
 #include <string>
+#include <thread>
+#include <vector>
 
 namespace starmesh::http {
 
@@ -25,6 +29,28 @@ struct ConnectionLimits {
   std::chrono::milliseconds io_timeout{10000};     // for each read or write to make progress
   std::chrono::milliseconds keep_alive{5000};      // an idle kept-alive connection is closed after this
   size_t keep_alive_requests = 100;                // requests per connection
+};
+
+// Answers connections past the cap with 429 off the accepting thread: the answer goes out at
+// once, then the socket is drained until its client closes (at most a second), so the client
+// reads the answer instead of a reset. At most 64 wait; past that they are closed outright.
+class Refuser {
+ public:
+  Refuser();
+  ~Refuser();
+  void add(socket_t sock);
+
+ private:
+  void run();
+  struct Pending {
+    socket_t sock;
+    std::chrono::steady_clock::time_point until;
+  };
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::vector<Pending> pending_;
+  bool stopping_ = false;
+  std::thread thread_;
 };
 
 class ConnectionServer : public httplib::Server {
@@ -40,10 +66,10 @@ class ConnectionServer : public httplib::Server {
 
  private:
   bool process_and_close_socket(socket_t sock) override;
-  void refuse(socket_t sock);
 
   ConnectionLimits limits_;
   std::atomic<int64_t> connections_{0}, refused_{0};
+  Refuser refuser_;
   class Queue;
 };
 
