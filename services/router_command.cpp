@@ -307,7 +307,8 @@ void add_router_command(CLI::App& app, int& exit_code) {
       ->check(CLI::Range(0.1, 3600.0))
       ->capture_default_str();
   cmd->add_option("--api-tokens-file", f->api_tokens_file,
-                  "Clients log in with one of these tokens (one per line); without it the API is open");
+                  "Clients log in with one of these tokens (one per line), on the API and as HTTP Bearer tokens; "
+                  "without it both doors are open");
   cmd->add_option("--http-listen", f->http_listen,
                   "HOST:PORT of the OpenAI-compatible HTTP door (same tokens as the API); empty: off");
   cmd->add_option("--http-port-file", f->http_port_file, "Write the HTTP door's port to this file");
