@@ -22,7 +22,7 @@ class Answer {
     ++door_.active;
   }
   ~Answer() {
-    call_.stop();  // a no-op once the generation has ended
+    if (!ended_) call_.stop();  // an answer abandoned midway (the server stopped) stops its generation
     --door_.active;
   }
 
@@ -34,6 +34,7 @@ class Answer {
     if (ConnectionServer::peer_gone()) return give_up(true);
     auto news = call_.pipe->take(door_.options.poll);
     tokens_ += news.tokens;
+    ended_ = news.result.has_value();
     return news;
   }
   bool gone() const { return gone_; }
@@ -105,7 +106,7 @@ class Answer {
   bool include_usage_ = false;
   std::optional<GenerationPipe::News> pending_;
   int64_t tokens_ = 0;
-  bool gone_ = false, client_left_ = false, opened_ = false;
+  bool gone_ = false, client_left_ = false, opened_ = false, ended_ = false;
 };
 
 const char* kJson = "application/json";
