@@ -1,6 +1,7 @@
 #pragma once
-// The HTTP door's chat: the model's chat template, rendered and split for Star Attention
-// (context = the conversation before the last user message, query = the rest).
+// The HTTP door's chat: the model's chat template (libs/model ChatTemplate), rendered and split
+// for Star Attention by split_chat (context = the conversation before the last user message,
+// query = the rest; docs/CHAT.md).
 #include <string>
 
 #include "starmesh/core/expected.hpp"

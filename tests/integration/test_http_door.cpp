@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "integration/process_mesh.hpp"
+#include "starmesh/model/chat_template.hpp"
 #include "starmesh/model/tokenizer.hpp"
 #include "support/http_client.hpp"
 
@@ -39,7 +40,8 @@ Shell shell(const std::string& cmd, int limit_seconds = 60) {
   return r;
 }
 
-// Concatenated text of a server-sent event stream, and whether it ended with [DONE].
+// Concatenated text of a server-sent event stream (completions or chat), and whether it ended
+// with [DONE].
 std::string sse_text(const std::string& body, bool& done) {
   std::string text;
   done = false;
@@ -52,7 +54,10 @@ std::string sse_text(const std::string& body, bool& done) {
       continue;
     }
     const json e = json::parse(data);
-    if (!e["choices"].empty()) text += e["choices"][0]["text"].get<std::string>();
+    if (e["choices"].empty()) continue;
+    const json& c = e["choices"][0];
+    if (c.contains("text")) text += c["text"].get<std::string>();
+    if (c.contains("delta") && c["delta"].contains("content")) text += c["delta"]["content"].get<std::string>();
   }
   return text;
 }
@@ -235,7 +240,7 @@ TEST_CASE_FIXTURE(HttpMesh,
   CHECK(got["star"]["starmesh"]["mode"] == "star");
   CHECK(got["star"]["starmesh"]["hosts"] == 2);
   CHECK(got["star"]["starmesh"]["context_tokens"] == tok.encode(doc, true).size());
-  // The golden model has no chat template: chat says so (404), as OpenAI does for a model without chat.
+  // The golden model has no chat template of its own: chat says so (404).
   CHECK(got["chat"]["error"]["status"] == 404);
 }
 
@@ -338,4 +343,53 @@ TEST_CASE_FIXTURE(HttpMesh,
   CHECK(s503 == 503);
   CHECK(json::parse(b503)["error"]["code"] == "unavailable");
   CHECK(test::http_get(mesh->metrics_ports()[0], "/healthz").status == 200);
+}
+
+TEST_CASE_FIXTURE(HttpMesh,
+                  "HTTP door chat with the Llama 3.1 template: the engine's tokens, global and star, BOS once") {
+  const std::string config = std::string(STARMESH_TESTDATA_DIR) + "/llama3_1/tokenizer_config.json";
+  start_http(2, {"--chat-template", config});
+  // What the door must send: the template's rendering, split before the last user message.
+  const ChatTemplate chat = ChatTemplate::from_tokenizer_config(config).value();
+  const std::string doc = "Answer from this document:" + document(300), question = "Which word came first?";
+  const auto split = split_chat(chat, {{"system", doc}, {"user", question}}, {}).value();
+  const auto ctx = tok.encode(split.context, false), query = tok.encode(split.query, false);
+  REQUIRE(ctx.size() > 256);
+  CHECK(ctx[0] == tok.bos_id().value());
+  CHECK(ctx[1] != ctx[0]);  // the template's BOS, and no second one
+  const Expected_ global_want = answer(global(ctx, query, 10).ids);
+  const Expected_ star_want = answer(star(ctx, query, 128, 2, 10).ids);
+
+  const json messages = {{{"role", "system"}, {"content", doc}}, {{"role", "user"}, {"content", question}}};
+  const json body = {{"model", kModel}, {"messages", messages}, {"max_tokens", 10}};
+  auto [status, whole] = curl("/v1/chat/completions", body);
+  REQUIRE_MESSAGE(status == 200, whole);
+  const json w = json::parse(whole);
+  CHECK(w["object"] == "chat.completion");
+  CHECK(w["choices"][0]["message"]["role"] == "assistant");
+  CHECK(w["choices"][0]["message"]["content"] == global_want.text);
+  CHECK(w["usage"]["prompt_tokens"] == ctx.size() + query.size());
+  CHECK(w["starmesh"]["mode"] == "global");
+
+  auto [s2, events] = curl("/v1/chat/completions", with(body, {{"stream", true}}));
+  REQUIRE(s2 == 200);
+  bool done = false;
+  CHECK(sse_text(events, done) == global_want.text);
+  CHECK(done);
+
+  const json star = with(body, {{"starmesh", {{"mode", "star"}, {"block_size", 128}}}});
+  auto got = sdk(json::array({{{"name", "global"}, {"kind", "chat"}, {"body", body}},
+                              {{"name", "star"}, {"kind", "chat"}, {"body", star}},
+                              {{"name", "star-stream"}, {"kind", "chat"}, {"body", with(star, {{"stream", true}})}},
+                              {{"name", "bad-role"},
+                               {"kind", "chat"},
+                               {"body", with(body, {{"messages", {{{"role", "tool"}, {"content", "x"}}}}})}}}));
+  CHECK(got["global"]["text"] == global_want.text);
+  CHECK(got["global"]["role"] == "assistant");
+  CHECK(got["star"]["text"] == star_want.text);
+  CHECK(got["star"]["starmesh"]["hosts"] == 2);
+  CHECK(got["star-stream"]["text"] == star_want.text);
+  CHECK(got["star-stream"]["role"] == "assistant");
+  CHECK(got["star-stream"]["object"] == "chat.completion.chunk");
+  CHECK(got["bad-role"]["error"]["status"] == 400);
 }
