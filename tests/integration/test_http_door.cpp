@@ -392,4 +392,14 @@ TEST_CASE_FIXTURE(HttpMesh,
   CHECK(got["star-stream"]["role"] == "assistant");
   CHECK(got["star-stream"]["object"] == "chat.completion.chunk");
   CHECK(got["bad-role"]["error"]["status"] == 400);
+
+  // A kept conversation: the second ask sends only the query part.
+  auto kept = sdk(json::array(
+      {{{"name", "keep"}, {"kind", "chat"}, {"body", with(star, {{"starmesh", {{"keep_context", true}}}})}}}));
+  REQUIRE_MESSAGE(kept["keep"]["starmesh"]["context_id"].is_string(), kept["keep"].dump());
+  const json again = with(body, {{"starmesh", {{"context_id", kept["keep"]["starmesh"]["context_id"]}}}});
+  auto asked = sdk(json::array({{{"name", "again"}, {"kind", "chat"}, {"body", again}}}));
+  CHECK(kept["keep"]["text"] == star_want.text);
+  CHECK(asked["again"]["text"] == star_want.text);
+  CHECK(asked["again"]["starmesh"]["query_tokens"] == query.size());
 }
