@@ -19,31 +19,53 @@
 #ifdef STARMESH_WITH_API
 #include "starmesh/api/api_server.hpp"
 #endif
+#include "starmesh/service/api_tokens.hpp"
+#ifdef STARMESH_WITH_HTTP
+#include "chat_renderer.hpp"
+#include "starmesh/http/openai_server.hpp"
+#endif
 
 namespace starmesh::cli {
 namespace {
 
-// What /healthz asks of the public API, from the metrics server's threads: whether the loop of
-// the API being watched still serves (true while none is).
-class ApiProbe {
+// What /healthz asks of a public door (the Cap'n Proto API, the HTTP door), from the metrics
+// server's threads: whether the door being watched still serves (true while none is).
+template <class Door>
+class DoorProbe {
  public:
-#ifdef STARMESH_WITH_API
-  void watch(const ApiServer* api) {
+  void watch(const Door* door) {
     std::lock_guard lock(mutex_);
-    api_ = api;
+    door_ = door;
   }
   bool serving() const {
     std::lock_guard lock(mutex_);
-    return api_ == nullptr || api_->serving();
+    return door_ == nullptr || door_->serving();
   }
 
  private:
   mutable std::mutex mutex_;
-  const ApiServer* api_ = nullptr;
-#else
-  bool serving() const { return true; }
-#endif
+  const Door* door_ = nullptr;
 };
+// Stops a probe looking at its door before the door goes (the health checks may outlive it).
+template <class Door>
+struct Unwatch {
+  DoorProbe<Door>& probe;
+  ~Unwatch() { probe.watch(nullptr); }
+};
+#ifdef STARMESH_WITH_API
+using ApiProbe = DoorProbe<ApiServer>;
+#else
+struct ApiProbe {
+  bool serving() const { return true; }
+};
+#endif
+#ifdef STARMESH_WITH_HTTP
+using HttpProbe = DoorProbe<http::OpenAiServer>;
+#else
+struct HttpProbe {
+  bool serving() const { return true; }
+};
+#endif
 
 struct RouterFlags {
   std::string listen = "127.0.0.1:7400";
@@ -57,6 +79,10 @@ struct RouterFlags {
   std::string api_listen, api_tokens_file, api_port_file;
   int api_max_connections = 1024;
   double api_login_timeout = 10;
+  std::string http_listen, http_port_file, chat_template;
+  size_t http_max_body_bytes = size_t(8) << 20;
+  int http_max_threads = 64, http_max_connections = 256;
+  double http_read_timeout = 30;
   std::string metrics_listen, metrics_port_file;
   int actor_threads = 2;
   bool exit_with_parent = false;
@@ -68,6 +94,35 @@ int fail(const std::string& what) {
   fmt::print(stderr, "error: {}\n", what);
   return 1;
 }
+
+#ifdef STARMESH_WITH_HTTP
+// The OpenAI-compatible door (--http-listen), with the model's chat template when it has one.
+Expected<std::unique_ptr<http::OpenAiServer>> start_http_door(const RouterFlags& f, generate_service_i& service,
+                                                              const std::string& model_name,
+                                                              const std::vector<std::string>& tokens,
+                                                              int64_t open_files) {
+  http::OpenAiServerOptions o;
+  o.model = model_name;
+  o.tokens = tokens;
+  o.max_body_bytes = f.http_max_body_bytes;
+  o.max_threads = f.http_max_threads;
+  o.max_connections = f.http_max_connections;
+  o.read_deadline = seconds_flag(f.http_read_timeout);
+  SM_ASSIGN(chat, chat_renderer(f.chat_template, f.model_dir));
+  o.chat = std::move(chat);
+  if (open_files < int64_t(f.http_max_connections) + 256)
+    spdlog::warn("--http-max-connections {} is close to this process's open-file limit of {}", f.http_max_connections,
+                 open_files);
+  SM_ASSIGN(door, http::OpenAiServer::start(service, f.http_listen, std::move(o)));
+  const std::string host = f.http_listen.substr(0, f.http_listen.rfind(':'));
+  spdlog::info("HTTP door (OpenAI-compatible) on {}:{}{}", host, door->port(),
+               o.chat ? "" : " (no chat template: /v1/chat/completions answers 404)");
+  fmt::print("starmesh HTTP listening on {}:{}\n", host, door->port());
+  std::fflush(stdout);
+  if (!f.http_port_file.empty()) SM_TRY(write_port_file(f.http_port_file, door->port()));
+  return door;
+}
+#endif
 
 int run_router(const RouterFlags& f) {
   if (f.exit_with_parent) exit_with_parent();
@@ -101,10 +156,12 @@ int run_router(const RouterFlags& f) {
   // a worker has registered.
   auto running = std::make_shared<std::atomic<bool>>(false);
   auto api_probe = std::make_shared<ApiProbe>();
+  auto http_probe = std::make_shared<HttpProbe>();
   metrics::HealthChecks health;
-  health.live = [router_live = live_while(running, "router"), api_probe]() -> Status {
+  health.live = [router_live = live_while(running, "router"), api_probe, http_probe]() -> Status {
     SM_TRY(router_live());
     if (!api_probe->serving()) return make_error(ErrorCode::unavailable, "the public API's loop has stopped");
+    if (!http_probe->serving()) return make_error(ErrorCode::unavailable, "the HTTP door has stopped");
     return {};
   };
   health.ready = [live = health.live, m = (*context)->metrics]() -> Status {
@@ -130,22 +187,32 @@ int run_router(const RouterFlags& f) {
   std::fflush(stdout);
 
   MeshClient service(sys, router, options.control_timeout);
+  // Both doors take the same tokens: the token a client proves is its tenant on either.
+  std::vector<std::string> tokens;
+  if (!f.api_tokens_file.empty()) {
+    auto loaded = load_api_tokens(f.api_tokens_file);
+    if (!loaded) return fail(loaded.error().message);
+    tokens = std::move(*loaded);
+  } else if (!f.api_listen.empty() || !f.http_listen.empty()) {
+    spdlog::warn("the public API is open: any client may use it (give --api-tokens-file to require a login)");
+  }
+  const std::string model_name = std::filesystem::path(f.model_dir).filename().string();
+#ifdef STARMESH_WITH_HTTP
+  std::unique_ptr<http::OpenAiServer> http_door;
+  Unwatch<http::OpenAiServer> unwatch_http{*http_probe};
+  if (!f.http_listen.empty()) {
+    auto door = start_http_door(f, service, model_name, tokens, open_files);
+    if (!door) return fail(door.error().message);
+    http_door = std::move(*door);
+    http_probe->watch(http_door.get());
+  }
+#else
+  if (!f.http_listen.empty()) return fail("--http-listen: this build has no HTTP door");
+#endif
 #ifdef STARMESH_WITH_API
   std::unique_ptr<ApiServer> api;
-  struct Unwatch {  // the health checks may outlive `api`: they stop looking at it first
-    ApiProbe& probe;
-    ~Unwatch() { probe.watch(nullptr); }
-  } unwatch{*api_probe};
+  Unwatch<ApiServer> unwatch{*api_probe};
   if (!f.api_listen.empty()) {
-    std::vector<std::string> tokens;
-    if (!f.api_tokens_file.empty()) {
-      auto loaded = load_api_tokens(f.api_tokens_file);
-      if (!loaded) return fail(loaded.error().message);
-      tokens = std::move(*loaded);
-    } else {
-      spdlog::warn("the public API is open: any client may use it (give --api-tokens-file to require a login)");
-    }
-    const std::string model_name = std::filesystem::path(f.model_dir).filename().string();
     ApiLimits limits;
     limits.max_connections = f.api_max_connections;
     limits.login_timeout = seconds_flag(f.api_login_timeout);
@@ -163,7 +230,7 @@ int run_router(const RouterFlags& f) {
           }
           return info;
         },
-        std::move(tokens), limits);
+        tokens, limits);
     if (!started) return fail(started.error().message);
     api = std::move(*started);
     api_probe->watch(api.get());
@@ -176,7 +243,6 @@ int run_router(const RouterFlags& f) {
   }
 #else
   if (!f.api_listen.empty()) return fail("--api-listen: this build has no public API (Cap'n Proto)");
-  if (!f.api_tokens_file.empty()) return fail("--api-tokens-file: this build has no public API (Cap'n Proto)");
   if (!f.api_port_file.empty()) return fail("--api-port-file: this build has no public API (Cap'n Proto)");
 #endif
 
@@ -184,6 +250,9 @@ int run_router(const RouterFlags& f) {
   while (!sig && running->load()) sig = wait_for_signal(std::chrono::milliseconds(200));
 #ifdef STARMESH_WITH_API
   if (api) api->stop();
+#endif
+#ifdef STARMESH_WITH_HTTP
+  if (http_door) http_door->stop();
 #endif
   if (!sig) return fail("the router actor ended unexpectedly: stopping (the mesh cannot serve without it)");
   spdlog::info("signal {}: stopping", sig);
@@ -247,7 +316,28 @@ void add_router_command(CLI::App& app, int& exit_code) {
       ->check(CLI::Range(0.1, 3600.0))
       ->capture_default_str();
   cmd->add_option("--api-tokens-file", f->api_tokens_file,
-                  "Clients log in with one of these tokens (one per line); without it the API is open");
+                  "Clients log in with one of these tokens (one per line), on the API and as HTTP Bearer tokens; "
+                  "without it both doors are open");
+  cmd->add_option("--http-listen", f->http_listen,
+                  "HOST:PORT of the OpenAI-compatible HTTP door (same tokens as the API); empty: off");
+  cmd->add_option("--http-port-file", f->http_port_file, "Write the HTTP door's port to this file");
+  cmd->add_option("--http-max-body-bytes", f->http_max_body_bytes, "Largest HTTP request body accepted")
+      ->check(CLI::Range(size_t(1024), kMaxTextBytes * 2))
+      ->capture_default_str();
+  cmd->add_option("--http-max-threads", f->http_max_threads,
+                  "HTTP requests answered at once (a streaming one holds its thread until it ends)")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
+  cmd->add_option("--http-max-connections", f->http_max_connections,
+                  "HTTP connections open at once (answered or waiting for a thread); more get 429")
+      ->check(CLI::Range(1, 1000000))
+      ->capture_default_str();
+  cmd->add_option("--http-read-timeout", f->http_read_timeout,
+                  "Seconds an HTTP request's headers and body may take to arrive")
+      ->check(CLI::Range(0.1, 3600.0))
+      ->capture_default_str();
+  cmd->add_option("--chat-template", f->chat_template,
+                  "tokenizer_config.json whose chat_template the HTTP door's chat uses (default: the model's)");
   cmd->add_option("--metrics-listen", f->metrics_listen, "HOST:PORT of the Prometheus /metrics endpoint; empty: off");
   cmd->add_option("--metrics-port-file", f->metrics_port_file, "Write the metrics port to this file");
   cmd->add_option("--actor-threads", f->actor_threads, "Threads of the actor scheduler")

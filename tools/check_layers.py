@@ -21,6 +21,7 @@ ALLOWED = {
     "metrics": {"core"},
     "runtime": {"core", "backend", "model", "attention", "service", "comm", "metrics"},
     "api": {"core", "service"},
+    "http": {"core", "service"},
     "launch": {"core", "backend", "model", "attention", "service", "comm", "metrics", "runtime"},
 }
 INCLUDE = re.compile(r'#include\s+"starmesh/([a-z_]+)/')

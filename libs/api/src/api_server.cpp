@@ -10,7 +10,6 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <fstream>
 #include <future>
 #include <mutex>
 #include <thread>
@@ -141,19 +140,6 @@ struct ApiServer::Impl {
     }
   }
 };
-
-Expected<std::vector<std::string>> load_api_tokens(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return make_error("cannot read the API tokens file '", path, "'");
-  std::vector<std::string> tokens;
-  for (std::string line; std::getline(in, line);) {
-    const auto b = line.find_first_not_of(" \t\r"), e = line.find_last_not_of(" \t\r");
-    if (b == std::string::npos || line[b] == '#') continue;
-    tokens.push_back(line.substr(b, e - b + 1));
-  }
-  if (tokens.empty()) return make_error("the API tokens file '", path, "' holds no token (one per line)");
-  return tokens;
-}
 
 ApiServer::ApiServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 

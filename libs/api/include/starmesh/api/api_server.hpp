@@ -20,14 +20,10 @@
 
 #include "starmesh/api/server_info.hpp"
 #include "starmesh/core/expected.hpp"
+#include "starmesh/service/api_tokens.hpp"  // load_api_tokens: the tokens file every door shares
 #include "starmesh/service/generate_service.hpp"
 
 namespace starmesh {
-
-// The API tokens of a router: one per line of `path`; blank lines and lines starting with '#'
-// are skipped, surrounding spaces dropped. An unreadable file, or one without a token, is an
-// error naming it.
-Expected<std::vector<std::string>> load_api_tokens(const std::string& path);
 
 // What the API lets a connection do before it logs in, and how many it serves at once.
 struct ApiLimits {
