@@ -75,7 +75,12 @@ void chaos(ProcessMesh& m, int requests, uint32_t seed, const std::function<size
       kill();
     }
     auto done = finished.get_future();
-    REQUIRE(done.wait_for(60s) == std::future_status::ready);  // nothing hangs
+    const bool ended = done.wait_for(60s) == std::future_status::ready;
+    REQUIRE_MESSAGE(ended, "request " << i << " (worker " << who + 1 << " killed "
+                                      << (in_phase2 ? "at token " + std::to_string(at_token)
+                                                    : "after " + std::to_string(delay.count()) + " ms")
+                                      << ") hangs; logs:\n"
+                                      << m.mesh->log_tail(60));  // nothing hangs
     auto got = done.get();
     const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     CHECK(took < 30);  // nothing waits for a timeout
