@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "api_login.hpp"
+#include "cli_io.hpp"
 #include "commands.hpp"
 #include "starmesh/api/api_client.hpp"
 #include "starmesh/api/api_server.hpp"
@@ -48,9 +49,8 @@ Expected<GenerateRequest> build_request(const ClientOptions& o) {
   }
   r.context_text = o.context;
   if (!o.context_file.empty()) {
-    std::ifstream in(o.context_file, std::ios::binary);
-    if (!in) return make_error("cannot read --context-file '", o.context_file, "'");
-    r.context_text.assign(std::istreambuf_iterator<char>(in), {});
+    SM_ASSIGN(text, read_text_input("--context-file", o.context_file));
+    r.context_text = std::move(text);
   }
   if (!o.context_ids_file.empty()) {
     SM_ASSIGN(ids, read_ids_file("--context-ids-file", o.context_ids_file, kMaxContextTokens));
@@ -169,7 +169,8 @@ void add_generate(CLI::App& client, int& exit_code) {
   cmd->add_option("--connect", o->connect, "Server address, host:port")->required();
   cmd->add_option("--token-file", o->token_file, "Log in with the token in this file (else $STARMESH_API_TOKEN)");
   auto* context = cmd->add_option("--context", o->context, "Context text (the long document)");
-  auto* context_file = cmd->add_option("--context-file", o->context_file, "Read the context from a file");
+  auto* context_file =
+      cmd->add_option("--context-file", o->context_file, "Read the context from a file (- : standard input)");
   auto* context_ids = cmd->add_option("--context-ids", o->context_ids, "Context as comma-separated token ids");
   auto* query = cmd->add_option("--query,--prompt", o->query, "Query text, asked after the context");
   auto* ids = cmd->add_option("--prompt-ids,--query-ids", o->prompt_ids, "Query as comma-separated token ids");

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "cli_io.hpp"
 #include "commands.hpp"
 #include "starmesh/attention/block_plan.hpp"
 #include "starmesh/attention/star_session.hpp"
@@ -41,12 +42,6 @@ struct GenerateOptions {
   bool add_bos = true;
 };
 
-Expected<std::string> read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return make_error("cannot read '", path, "'");
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
 // The request as two token sequences: context (may be empty in global mode) and query.
 Expected<std::pair<std::vector<int32_t>, std::vector<int32_t>>> request_tokens(const GenerateOptions& o,
                                                                                const Tokenizer& tok) {
@@ -60,7 +55,7 @@ Expected<std::pair<std::vector<int32_t>, std::vector<int32_t>>> request_tokens(c
   }
   std::string context = o.context;
   if (!o.context_file.empty()) {
-    SM_ASSIGN(text, read_file(o.context_file));
+    SM_ASSIGN(text, read_text_input("--context-file", o.context_file));
     context = text;
   }
   const std::string& query = o.query.empty() ? o.prompt : o.query;
@@ -197,7 +192,8 @@ void add_generate_command(CLI::App& app, int& exit_code) {
   auto* prompt = cmd->add_option("--prompt", opts->prompt, "Prompt text (a query without context)");
   auto* ids = cmd->add_option("--prompt-ids", opts->prompt_ids, "Prompt as comma-separated token ids");
   auto* context = cmd->add_option("--context", opts->context, "Context text (the long document)");
-  auto* context_file = cmd->add_option("--context-file", opts->context_file, "Read the context from a file");
+  auto* context_file =
+      cmd->add_option("--context-file", opts->context_file, "Read the context from a file (- : standard input)");
   auto* context_ids = cmd->add_option("--context-ids-file", opts->context_ids_file,
                                       "Read the context as comma-separated token ids (no BOS added)");
   auto* query = cmd->add_option("--query", opts->query, "Query text, asked after the context");

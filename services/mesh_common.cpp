@@ -12,6 +12,8 @@
 #include <cstdio>
 #include <fstream>
 
+#include "cli_io.hpp"
+
 namespace starmesh::cli {
 
 Expected<HostPort> parse_host_port(const std::string& text, const char* flag) {
@@ -80,6 +82,7 @@ void log_to_stderr(const std::string& name) {
   auto logger = spdlog::stderr_color_mt(name);
   logger->set_pattern("[%H:%M:%S.%e] [%n] [%l] %v");
   spdlog::set_default_logger(logger);
+  apply_log_settings();  // --log-level, --log-format
 }
 
 namespace {

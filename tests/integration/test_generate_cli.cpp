@@ -83,3 +83,67 @@ TEST_CASE("starmesh --version names the version and the build") {
   CHECK(ran.out.find("build: ") != std::string::npos);
   CHECK(ran.out.find("compute") != std::string::npos);
 }
+
+TEST_CASE("--context-file - reads standard input, and gives what the file gives") {
+  char path[] = "/tmp/starmesh-ctx-XXXXXX";
+  const int fd = mkstemp(path);
+  REQUIRE(fd >= 0);
+  const std::string doc = "The quick brown fox jumps over the lazy dog. It was a sunny day.";
+  REQUIRE(write(fd, doc.data(), doc.size()) == ssize_t(doc.size()));
+  close(fd);
+  const std::string args = std::string(" --model ") + STARMESH_GOLDEN_MODEL_DIR +
+                           " --mode star --block-size 8 --query ' What jumped?' --max-tokens 4 --json 2>/dev/null";
+  const test::Ran from_file = test::run_cli("generate --context-file " + std::string(path) + args);
+  const test::Ran from_stdin = test::run_cli("generate --context-file -" + args + " < " + path);
+  std::remove(path);
+  REQUIRE(from_file.ok());
+  REQUIRE(from_stdin.ok());
+  const auto a = nlohmann::json::parse(from_file.out), b = nlohmann::json::parse(from_stdin.out);
+  CHECK(a["context_tokens"].get<int>() > 10);
+  CHECK(a["context_tokens"] == b["context_tokens"]);
+  CHECK(a["ids"] == b["ids"]);
+}
+
+TEST_CASE("a config file with an unknown key is refused, naming it") {
+  char path[] = "/tmp/starmesh-cfg-XXXXXX";
+  const int fd = mkstemp(path);
+  REQUIRE(fd >= 0);
+  const std::string cfg = "[router]\nlisten = \"127.0.0.1:0\"\n[worker]\ncapacity = 100\ncapasity = 200\n";
+  REQUIRE(write(fd, cfg.data(), cfg.size()) == ssize_t(cfg.size()));
+  close(fd);
+  const test::Ran ran = test::run_cli("worker --config " + std::string(path) + " --router 127.0.0.1:1 2>&1");
+  std::remove(path);
+  INFO(ran.out);
+  CHECK(ran.exited());
+  CHECK(ran.code() != 0);
+  CHECK(ran.out.find("capasity") != std::string::npos);
+}
+
+TEST_CASE("--log-format json writes one JSON object per log line, and the level comes from the environment") {
+  // A router that starts, logs, and is stopped by `timeout` after 2 s.
+  const test::Ran json = test::run_cli("--log-format json router --listen 127.0.0.1:0 2>&1 >/dev/null", 2);
+  INFO(json.out);
+  int lines = 0;
+  for (size_t at = 0; at < json.out.size();) {
+    const size_t end = json.out.find('\n', at);
+    const std::string line = json.out.substr(at, end == std::string::npos ? std::string::npos : end - at);
+    at = end == std::string::npos ? json.out.size() : end + 1;
+    if (line.empty()) continue;
+    const auto j = nlohmann::json::parse(line);  // throws (fails the test) on a line that is not JSON
+    CHECK(j.contains("time"));
+    CHECK(j["logger"] == "router");
+    CHECK(j.contains("level"));
+    CHECK(j.contains("message"));
+    ++lines;
+  }
+  CHECK(lines >= 1);
+  const test::Ran quiet = test::run_cli("router --listen 127.0.0.1:0 2>&1 >/dev/null", 2);
+  CHECK(quiet.out.find("[info]") != std::string::npos);
+  setenv("STARMESH_LOG_LEVEL", "warn", 1);
+  const test::Ran env = test::run_cli("router --listen 127.0.0.1:0 2>&1 >/dev/null", 2);
+  unsetenv("STARMESH_LOG_LEVEL");
+  CHECK(env.out.find("[info]") == std::string::npos);
+  const test::Ran bad = test::run_cli("--log-level loud router 2>&1");
+  CHECK(bad.code() != 0);
+  CHECK(bad.out.find("loud") != std::string::npos);
+}
