@@ -1,42 +1,18 @@
 #include "starmesh/model/jinja_text.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
 
+#include "starmesh/model/utf8_stream.hpp"
+
 namespace starmesh::jinja {
 namespace {
 
-// The byte length of the valid UTF-8 sequence at s[i], or 0 if it is not one (RFC 3629).
-size_t sequence_length(std::string_view s, size_t i) {
-  const auto byte = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
-  const unsigned char c = byte(i);
-  if (c < 0x80) return 1;
-  size_t len = 0;
-  unsigned char lo = 0x80, hi = 0xBF;  // the range of the second byte
-  if (c >= 0xC2 && c <= 0xDF)
-    len = 2;
-  else if (c == 0xE0)
-    len = 3, lo = 0xA0;
-  else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF)
-    len = 3;
-  else if (c == 0xED)
-    len = 3, hi = 0x9F;  // no surrogates
-  else if (c == 0xF0)
-    len = 4, lo = 0x90;
-  else if (c >= 0xF1 && c <= 0xF3)
-    len = 4;
-  else if (c == 0xF4)
-    len = 4, hi = 0x8F;
-  else
-    return 0;
-  if (i + len > s.size()) return 0;
-  for (size_t k = 1; k < len; ++k) {
-    const unsigned char b = byte(i + k);
-    if (k == 1 ? (b < lo || b > hi) : (b & 0xC0) != 0x80) return 0;
-  }
-  return len;
-}
+// The byte length of the valid UTF-8 sequence at s[i], or 0 if it is not one (RFC 3629; a
+// sequence cut short by the end is not one).
+size_t sequence_length(std::string_view s, size_t i) { return size_t(std::max(utf8_sequence_at(s, i), 0)); }
 
 bool contains_code_point(std::string_view set, char32_t cp) {
   for (size_t i = 0, len = 0; i < set.size(); i += len)

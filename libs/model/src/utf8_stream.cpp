@@ -1,13 +1,10 @@
 #include "starmesh/model/utf8_stream.hpp"
 
 namespace starmesh {
-namespace {
-
-constexpr const char* kReplacement = "\xEF\xBF\xBD";  // U+FFFD
 
 // The length of the valid UTF-8 sequence at s[i] (1-4), 0 if it is invalid, or -1 if it is
 // a valid beginning cut short by the end of s.
-int sequence_at(const std::string& s, size_t i) {
+int utf8_sequence_at(std::string_view s, size_t i) {
   const auto byte = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
   const unsigned char c = byte(i);
   if (c < 0x80) return 1;
@@ -39,6 +36,10 @@ int sequence_at(const std::string& s, size_t i) {
   return len;
 }
 
+namespace {
+
+constexpr const char* kReplacement = "\xEF\xBF\xBD";  // U+FFFD
+
 }  // namespace
 
 std::string Utf8Stream::push(const std::string& bytes) {
@@ -46,7 +47,7 @@ std::string Utf8Stream::push(const std::string& bytes) {
   std::string out;
   size_t i = 0;
   while (i < pending_.size()) {
-    const int len = sequence_at(pending_, i);
+    const int len = utf8_sequence_at(pending_, i);
     if (len < 0) break;  // may be completed by the next token: hold it back
     if (len == 0) {
       out += kReplacement;  // one replacement per invalid byte, as Python's errors="replace"
