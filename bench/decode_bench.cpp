@@ -140,12 +140,15 @@ int main(int argc, char** argv) {
       int32_t next = check(greedy.next(be, logits), "sample");  // the sample waits for the device
       row["ttft_s"] = since(t0);
 
+      const auto untimed_steps = [&](int count) {
+        for (int i = 0; i < count; ++i) {
+          Tensor l = check(step(std::span<const int32_t>(&next, 1)), "decode");
+          next = check(greedy.next(be, l), "sample");
+        }
+      };
       // Two steps untimed: the first one-row GEMM of each shape picks its algorithm by timing
       // (once per process, not per request).
-      for (int i = 0; i < 2; ++i) {
-        Tensor l = check(step(std::span<const int32_t>(&next, 1)), "decode");
-        next = check(greedy.next(be, l), "sample");
-      }
+      untimed_steps(2);
       const auto timed_steps = [&] {
         std::vector<double> times;
         for (int i = 0; i < steps; ++i) {
@@ -162,10 +165,7 @@ int main(int argc, char** argv) {
       const double tok_s = double(steps) / total;
       if (compare_cublaslt) {  // the same steps (a few tokens further on) with cuBLASLt's one-row GEMMs
         cuda->set_gemv(false);
-        for (int i = 0; i < 2; ++i) {
-          Tensor l = check(step(std::span<const int32_t>(&next, 1)), "decode");
-          next = check(greedy.next(be, l), "sample");
-        }
+        untimed_steps(2);
         const std::vector<double> lt = timed_steps();
         cuda->set_gemv(true);
         double lt_total = 0;

@@ -203,15 +203,14 @@ void start_phase2(DriverPtr self) {
   self->request(st.placement.hosts[q].worker, opt.control_timeout, phase2_atom::value, std::move(order))
       .then(
           [=](CoordinatorActor& c) {
-            if (self->state.finished || self->state.replanning || self->state.mesh_id != order_id)
-              return;  // an earlier attempt's
+            if (!self->state.current(order_id)) return;
             self->state.coordinator = c;
             self->monitor(c);
             arm_step_timer(self);
             if (self->state.cancel_requested) self->send(c, cancel_atom::value, order_id);
           },
           [=](caf::error& e) {
-            if (self->state.replanning || self->state.mesh_id != order_id) return;
+            if (!self->state.current(order_id)) return;
             Error why = explain(e, self->state.host_name(q), "answer", opt.control_timeout);
             why.message += " (starting phase 2)";
             recover(self, std::move(why));
@@ -253,7 +252,7 @@ void start_phase1(DriverPtr self) {
         .then(
             [=](EncodeReport& report) {
               auto& s = self->state;
-              if (s.finished || s.replanning || s.mesh_id != order_id) return;  // an earlier attempt's
+              if (!s.current(order_id)) return;
               auto& slowest = self->state.summary.phase1_max_host_seconds;
               slowest = std::max(slowest, report.phase1_seconds);
               if (++self->state.encoded == self->state.placement.hosts.size()) {
@@ -267,7 +266,7 @@ void start_phase1(DriverPtr self) {
               }
             },
             [=](caf::error& e) {
-              if (self->state.replanning || self->state.mesh_id != order_id) return;
+              if (!self->state.current(order_id)) return;
               recover(self, explain(e, self->state.host_name(h), "finish phase 1", opt.phase1_timeout));
             });
   }
@@ -287,7 +286,7 @@ void request_placement(DriverPtr self) {
   const uint64_t order_id = st.mesh_id;
   auto placed = [=](Placement& p) {
     auto& s = self->state;
-    if (s.finished || s.replanning || s.mesh_id != order_id) return;
+    if (!s.current(order_id)) return;
     s.placement = std::move(p);
     s.placed = true;
     s.summary.hosts = int(s.placement.hosts.size());
@@ -305,7 +304,7 @@ void request_placement(DriverPtr self) {
   const auto wait = ctx.options.control_timeout + ctx.options.admission.queue_timeout;
   auto not_placed = [=](caf::error& e) {
     auto& s = self->state;
-    if (s.finished || s.mesh_id != order_id) return;
+    if (!s.current(order_id)) return;
     Error why = e == caf::sec::request_timeout
                     ? Error{"the router did not place the request within " + format_seconds(wait), ErrorCode::timeout}
                     : to_error(e);
@@ -421,7 +420,7 @@ RequestActor::behavior_type request_driver(DriverPtr self, std::shared_ptr<Drive
   return {
       [=](tokens_atom, uint64_t from, TokenBatch& b) {
         auto& s = self->state;
-        if (s.finished || s.replanning || from != s.mesh_id) return;  // an earlier attempt's coordinator
+        if (!s.current(from)) return;
         arm_step_timer(self);
         ClientChunk c;
         for (int32_t tok : b.ids) {
@@ -439,7 +438,7 @@ RequestActor::behavior_type request_driver(DriverPtr self, std::shared_ptr<Drive
         self->send(s.setup->client, tokens_atom::value, id, std::move(c));
       },
       [=](done_atom, uint64_t from, Phase2Report& r) {
-        if (self->state.replanning || from != self->state.mesh_id) return;  // an earlier attempt's
+        if (!self->state.current(from)) return;
         GenerateSummary s = self->state.summary;
         s.generated_tokens = int64_t(self->state.replayed) + r.generated_tokens;
         s.phase2_prefill_seconds = r.prefill_seconds;
@@ -449,7 +448,7 @@ RequestActor::behavior_type request_driver(DriverPtr self, std::shared_ptr<Drive
       },
       [=](failed_atom, uint64_t attempt, Error& why) {
         auto& s = self->state;
-        if (s.replanning || attempt != s.mesh_id) return;  // about an earlier attempt
+        if (!s.current(attempt)) return;
         // From the coordinator (its error), or from a shard host's loop.
         const caf::actor_addr from = self->current_sender() ? self->current_sender()->address() : caf::actor_addr{};
         if (from == s.setup->router.address()) return recover(self, std::move(why));  // says which worker

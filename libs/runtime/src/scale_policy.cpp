@@ -1,9 +1,9 @@
 #include "starmesh/runtime/scale_policy.hpp"
 
+#include <fmt/core.h>
+
 #include <algorithm>
 #include <cmath>
-
-#include "fmt/core.h"
 
 namespace starmesh {
 

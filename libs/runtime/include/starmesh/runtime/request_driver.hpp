@@ -58,6 +58,9 @@ struct DriverState {
   std::vector<int32_t> streamed;  // generated ids sent to the client, in order
   size_t replayed = 0;            // of those, the ones in this attempt's query
   std::string lost;               // what the last recovered failure was (for the log and errors)
+  // Whether a message or answer about `attempt` (a mesh id) belongs to the attempt running now:
+  // anything about an earlier one, or arriving between attempts, or after the end, is ignored.
+  bool current(uint64_t attempt) const { return !finished && !replanning && mesh_id == attempt; }
 
   std::string host_name(size_t h) const;  // "worker 3 at 127.0.0.1:PORT"
 };
