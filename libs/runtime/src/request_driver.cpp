@@ -176,6 +176,18 @@ void arm_step_timer(DriverPtr self) {
 
 void recover(DriverPtr self, Error why);
 
+// Tells the client where the request is (progress_atom in messages.hpp).
+void send_progress(DriverPtr self, ProgressStage stage) {
+  auto& st = self->state;
+  Progress p;
+  p.stage = stage;
+  p.request_id = st.setup->request_id;
+  for (int64_t done : st.blocks_done) p.blocks_done += done;
+  p.blocks_total = st.blocks_total;
+  p.hosts = int32_t(st.placement.hosts.size());
+  self->send(st.setup->client, progress_atom::value, p.request_id, p);
+}
+
 void start_phase2(DriverPtr self) {
   auto& st = self->state;
   const RouterOptions& opt = st.setup->context->options;
@@ -190,6 +202,7 @@ void start_phase2(DriverPtr self) {
     s.stop_reason = StopReason::max_tokens;
     return finish(self, s);
   }
+  send_progress(self, ProgressStage::prefill);
   Phase2Order order;
   order.request_id = st.mesh_id;
   order.query = st.tokens.query;
@@ -228,6 +241,9 @@ void start_phase1(DriverPtr self) {
   const PlanSpec& spec = st.placement.plan;
   auto plan = plan_blocks(spec.context_tokens, spec.block_size, spec.anchor_size, spec.hosts);
   if (!plan) return fail(self, plan.error());
+  st.blocks_done.assign(st.placement.hosts.size(), 0);
+  st.blocks_total = st.placement.kept_context == 0 ? int64_t(plan->blocks.size()) : 0;  // kept: encoded before
+  if (st.blocks_total > 0) send_progress(self, ProgressStage::encoding);
   for (size_t h = 0; h < st.placement.hosts.size(); ++h) {
     const PlacedHost& ph = st.placement.hosts[h];
     st.host_of[ph.worker.address()] = h;
@@ -409,13 +425,19 @@ RequestActor::behavior_type request_driver(DriverPtr self, std::shared_ptr<Drive
   auto tokens = request_tokens(ctx, setup->order.request);
   if (!tokens) {
     fail(self, tokens.error());
-    return {[](tokens_atom, uint64_t, TokenBatch&) {}, [](done_atom, uint64_t, Phase2Report&) {},
-            [](failed_atom, uint64_t, Error&) {}, [](cancel_atom, uint64_t) {}, [](tick_atom, uint64_t) {}};
+    return {[](tokens_atom, uint64_t, TokenBatch&) {},
+            [](progress_atom, uint64_t, int32_t, int64_t) {},
+            [](done_atom, uint64_t, Phase2Report&) {},
+            [](failed_atom, uint64_t, Error&) {},
+            [](cancel_atom, uint64_t) {},
+            [](tick_atom, uint64_t) {}};
   }
   st.tokens = std::move(*tokens);
   st.summary.context_tokens = int64_t(st.tokens.context.size());
   st.summary.query_tokens = int64_t(st.tokens.query.size());
   st.mesh_id = id;
+  st.summary.request_id = id;
+  send_progress(self, ProgressStage::queued);
   request_placement(self);
   return {
       [=](tokens_atom, uint64_t from, TokenBatch& b) {
@@ -436,6 +458,12 @@ RequestActor::behavior_type request_driver(DriverPtr self, std::shared_ptr<Drive
         c.ids = std::move(b.ids);
         c.logits = std::move(b.logits);
         self->send(s.setup->client, tokens_atom::value, id, std::move(c));
+      },
+      [=](progress_atom, uint64_t attempt, int32_t host, int64_t done) {
+        auto& s = self->state;
+        if (!s.current(attempt) || host < 0 || size_t(host) >= s.blocks_done.size()) return;
+        s.blocks_done[size_t(host)] = std::max(s.blocks_done[size_t(host)], done);
+        send_progress(self, ProgressStage::encoding);
       },
       [=](done_atom, uint64_t from, Phase2Report& r) {
         if (!self->state.current(from)) return;
