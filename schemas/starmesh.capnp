@@ -66,7 +66,8 @@ interface TokenSink {
   progress @2 (event :Progress) -> stream;
   # Where the request is, sent only when the request asked for it (`progress`): `queued` first
   # (it carries the request id), `encoding` as phase-1 blocks finish on the hosts, `prefill`
-  # when the query host starts; the tokens follow. A slow client gets the latest event only.
+  # when the query host starts; the tokens follow. A slow client gets every stage, and of
+  # the `encoding` counts only the latest.
 }
 
 enum ProgressStage {

@@ -25,7 +25,9 @@ void Mailbox::progress(const Progress& event) {
   {
     std::lock_guard lock(mutex_);
     if (cancelled_ || finished_) return;
-    if (batches_.empty() || !batches_.back().progress) batches_.emplace_back();
+    // A newer count of the same stage replaces one not sent yet; a new stage is never lost.
+    if (batches_.empty() || !batches_.back().progress || batches_.back().progress->stage != event.stage)
+      batches_.emplace_back();
     batches_.back().progress = event;
     wake = kj::mv(wake_);
   }

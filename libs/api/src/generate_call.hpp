@@ -33,7 +33,8 @@ class Mailbox {
   // on_tokens: false once cancelled.
   bool add(const TokenChunk& chunk);
   // on_progress: queued in order with the tokens; an event not sent yet is replaced by the
-  // next one (a slow client gets the latest, and the queue stays bounded).
+  // next one of the same stage (a slow client gets the latest count of each stage, and the
+  // queue stays bounded: stages only go forward).
   void progress(const Progress& event);
   // on_done: the first call counts.
   void finish(Expected<GenerateSummary> result);

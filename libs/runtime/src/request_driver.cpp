@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <limits>
 #include <map>
 
 #include "starmesh/attention/block_plan.hpp"
@@ -176,6 +177,19 @@ void arm_step_timer(DriverPtr self) {
 
 void recover(DriverPtr self, Error why);
 
+void send_progress(DriverPtr self, ProgressStage stage);
+
+// Host h has encoded `done` of its blocks (its own message after each, or its report at the
+// end, whichever comes first): the client hears of every step once, in order.
+void count_blocks(DriverPtr self, size_t h, int64_t done) {
+  auto& st = self->state;
+  if (h >= st.blocks_done.size() || h >= st.blocks_of.size() || st.blocks_total == 0) return;
+  done = std::min(done, st.blocks_of[h]);
+  if (done <= st.blocks_done[h]) return;
+  st.blocks_done[h] = done;
+  send_progress(self, ProgressStage::encoding);
+}
+
 // Tells the client where the request is (progress_atom in messages.hpp).
 void send_progress(DriverPtr self, ProgressStage stage) {
   auto& st = self->state;
@@ -242,6 +256,8 @@ void start_phase1(DriverPtr self) {
   auto plan = plan_blocks(spec.context_tokens, spec.block_size, spec.anchor_size, spec.hosts);
   if (!plan) return fail(self, plan.error());
   st.blocks_done.assign(st.placement.hosts.size(), 0);
+  st.blocks_of.clear();
+  for (const HostRange& r : plan->hosts) st.blocks_of.push_back(r.end_block - r.first_block);
   st.blocks_total = st.placement.kept_context == 0 ? int64_t(plan->blocks.size()) : 0;  // kept: encoded before
   if (st.blocks_total > 0) send_progress(self, ProgressStage::encoding);
   for (size_t h = 0; h < st.placement.hosts.size(); ++h) {
@@ -271,6 +287,7 @@ void start_phase1(DriverPtr self) {
               if (!s.current(order_id)) return;
               auto& slowest = self->state.summary.phase1_max_host_seconds;
               slowest = std::max(slowest, report.phase1_seconds);
+              count_blocks(self, h, std::numeric_limits<int64_t>::max());  // all of them
               if (++self->state.encoded == self->state.placement.hosts.size()) {
                 if (self->state.cancel_requested) {
                   GenerateSummary sum = self->state.summary;
@@ -461,9 +478,7 @@ RequestActor::behavior_type request_driver(DriverPtr self, std::shared_ptr<Drive
       },
       [=](progress_atom, uint64_t attempt, int32_t host, int64_t done) {
         auto& s = self->state;
-        if (!s.current(attempt) || host < 0 || size_t(host) >= s.blocks_done.size()) return;
-        s.blocks_done[size_t(host)] = std::max(s.blocks_done[size_t(host)], done);
-        send_progress(self, ProgressStage::encoding);
+        if (s.current(attempt) && host >= 0) count_blocks(self, size_t(host), done);
       },
       [=](done_atom, uint64_t from, Phase2Report& r) {
         if (!self->state.current(from)) return;
