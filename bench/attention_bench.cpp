@@ -80,6 +80,7 @@ int main(int argc, char** argv) {
       {"prefill_causal_4k", 4096, 4096, 32, 8, 128, true},    {"prefill_causal_16k", 16384, 16384, 32, 8, 128, true},
       {"prefill_causal_64k", 65536, 65536, 32, 8, 128, true}, {"partial_q1_32k", 1, 32768, 32, 8, 128, false},
       {"partial_q1_128k", 1, 131072, 32, 8, 128, false},      {"partial_q1_1m", 1, 1048576, 32, 8, 128, false},
+      {"partial_q1_2k", 1, 2048, 32, 8, 128, false},          {"partial_q1_8k", 1, 8192, 32, 8, 128, false},
       {"partial_q16_32k", 16, 32768, 32, 8, 128, false},      {"partial_q16_128k", 16, 131072, 32, 8, 128, false},
       {"partial_q16_1m", 16, 1048576, 32, 8, 128, false},
   };
@@ -97,14 +98,20 @@ int main(int argc, char** argv) {
     auto hq = random_bf16(nq_el, 1, 1.0f), hk = random_bf16(nk_el, 2, 1.0f), hv = random_bf16(nk_el, 3, 1.0f);
     void *dq, *dk, *dv, *doo;
     float* dl;
+    // Short K/V fit in the 50 MB L2: timed launches cycle through copies past it (as a decode
+    // step meets a layer's KV after 31 other layers' weights and KV went through).
+    const size_t kv_bytes = 2 * nk_el * 2;
+    const int copies = int(std::min<size_t>(16, (size_t(200) << 20) / kv_bytes + 1));
     check(cudaMalloc(&dq, nq_el * 2), "malloc q");
-    check(cudaMalloc(&dk, nk_el * 2), "malloc k");
-    check(cudaMalloc(&dv, nk_el * 2), "malloc v");
+    check(cudaMalloc(&dk, nk_el * 2 * copies), "malloc k");
+    check(cudaMalloc(&dv, nk_el * 2 * copies), "malloc v");
     check(cudaMalloc(&doo, nq_el * 2), "malloc o");
     check(cudaMalloc(&dl, size_t(s.nq) * s.hq * 4), "malloc lse");
     check(cudaMemcpy(dq, hq.data(), nq_el * 2, cudaMemcpyHostToDevice), "copy q");
-    check(cudaMemcpy(dk, hk.data(), nk_el * 2, cudaMemcpyHostToDevice), "copy k");
-    check(cudaMemcpy(dv, hv.data(), nk_el * 2, cudaMemcpyHostToDevice), "copy v");
+    for (int c = 0; c < copies; ++c) {
+      check(cudaMemcpy(static_cast<char*>(dk) + c * nk_el * 2, hk.data(), nk_el * 2, cudaMemcpyHostToDevice), "copy k");
+      check(cudaMemcpy(static_cast<char*>(dv) + c * nk_el * 2, hv.data(), nk_el * 2, cudaMemcpyHostToDevice), "copy v");
+    }
     starmesh::kernels::AttentionArgs a;
     a.q = dq;
     a.k = dk;
@@ -124,7 +131,24 @@ int main(int argc, char** argv) {
     // kernel with the other CTA order, without ping-pong, without overlap, with the other
     // rescale choice; for partials, the other split-KV kernel.
     std::vector<starmesh::kernels::AttentionPlan> plans = {chosen};
-    if (!chosen.use_wgmma) {                                              // few rows: the other split-KV kernel
+    if (chosen.use_decode) {  // decode: the other ring depth, half the splits, the kernels it replaced
+      plans.push_back(chosen);
+      plans.back().decode_stages = 5 - chosen.decode_stages;
+      if (chosen.splits > 1) {
+        plans.push_back(chosen);
+        plans.back().splits = (chosen.splits + 1) / 2;
+        plans.back().keys_per_split = (s.nk + plans.back().splits - 1) / plans.back().splits;
+        plans.back().keys_per_split = (plans.back().keys_per_split + 63) / 64 * 64;
+        plans.back().splits = (s.nk + plans.back().keys_per_split - 1) / plans.back().keys_per_split;
+      }
+      plans.push_back(chosen);
+      plans.back().use_decode = false;  // mma.sync, one warp computing
+      plans.back().skip_idle_warps = true;
+    }
+    for (auto& p : plans)
+      p.workspace_bytes = p.splits > 1 ? size_t(p.splits) * s.nq * s.hq * (size_t(s.d) + 1) * sizeof(float) : 0;
+    if (chosen.use_decode) {
+    } else if (!chosen.use_wgmma) {                                       // few rows: the other split-KV kernel
       auto other = starmesh::kernels::plan_attention(a, num_sms, false);  // mma.sync
       if (!chosen.use_wgmma_partial) {                                    // the wgmma one, as the plan would set it up
         auto forced = a;
@@ -177,6 +201,8 @@ int main(int argc, char** argv) {
       for (int i = 0; i < 3; ++i) check(starmesh::kernels::attention_forward(a, plan, ws, stream), "warmup");
       std::vector<float> times;
       for (int i = 0; i < reps; ++i) {
+        a.k = static_cast<char*>(dk) + size_t(i % copies) * nk_el * 2;
+        a.v = static_cast<char*>(dv) + size_t(i % copies) * nk_el * 2;
         check(cudaEventRecord(e0, stream), "record");
         check(starmesh::kernels::attention_forward(a, plan, ws, stream), "attention");
         check(cudaEventRecord(e1, stream), "record");
@@ -187,6 +213,35 @@ int main(int argc, char** argv) {
       }
       std::sort(times.begin(), times.end());
       const double ms = times[times.size() / 2];
+      // Device time alone: 10 launches in a CUDA graph, so no host gap sits between them (the
+      // events above also catch the host's launch overhead, which tiny kernels cannot hide).
+      constexpr int kGraphLaunches = 10;
+      cudaGraph_t graph;
+      cudaGraphExec_t exec;
+      check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeRelaxed), "capture");
+      for (int i = 0; i < kGraphLaunches; ++i) {
+        a.k = static_cast<char*>(dk) + size_t(i % copies) * nk_el * 2;
+        a.v = static_cast<char*>(dv) + size_t(i % copies) * nk_el * 2;
+        check(starmesh::kernels::attention_forward(a, plan, ws, stream), "attention (captured)");
+      }
+      check(cudaStreamEndCapture(stream, &graph), "end capture");
+      check(cudaGraphInstantiate(&exec, graph, 0), "instantiate");
+      std::vector<float> graph_times;
+      for (int i = 0; i < 6; ++i) {
+        check(cudaEventRecord(e0, stream), "record");
+        check(cudaGraphLaunch(exec, stream), "graph");
+        check(cudaEventRecord(e1, stream), "record");
+        check(cudaEventSynchronize(e1), "sync");
+        float gms;
+        check(cudaEventElapsedTime(&gms, e0, e1), "elapsed");
+        if (i > 0) graph_times.push_back(gms / kGraphLaunches);  // the first launch uploads the graph
+      }
+      cudaGraphExecDestroy(exec);
+      cudaGraphDestroy(graph);
+      std::sort(graph_times.begin(), graph_times.end());
+      const double graph_ms = graph_times[graph_times.size() / 2];
+      a.k = dk;
+      a.v = dv;
       double rate;
       const char* unit;
       if (s.nq >= 1024) {  // causal prefill: 4 n^2 d h / 2 flops
@@ -198,11 +253,12 @@ int main(int argc, char** argv) {
       }
       std::printf(
           "%-22s %10.3f %12.1f %10s err=%.2e %s splits=%d pack=%d skip=%d wgmma=%d partial_wgmma=%d pingpong=%d "
-          "overlap=%d group_order=%d lazy=%d%s\n",
+          "overlap=%d group_order=%d lazy=%d decode=%d stages=%d graph_ms=%.4f%s\n",
           s.name.c_str(), ms, unit[1] == 'B' ? rate * 1000 : rate, unit[1] == 'B' ? "GB/s" : unit, worst,
           all_finite && worst < 2e-2 ? "ok" : "FAIL", plan.splits, int(plan.pack_heads), int(plan.skip_idle_warps),
           int(plan.use_wgmma), int(plan.use_wgmma_partial), int(plan.wgmma_pingpong), int(plan.wgmma_overlap),
-          int(plan.wgmma_group_order), int(plan.wgmma_lazy_rescale), variant == 0 ? " (chosen)" : "");
+          int(plan.wgmma_group_order), int(plan.wgmma_lazy_rescale), int(plan.use_decode), plan.decode_stages, graph_ms,
+          variant == 0 ? " (chosen)" : "");
       if (ws) cudaFree(ws);
     }
     cudaFree(dq);

@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "attention_common.cuh"
+#include "attention_decode.cuh"
 #include "attention_tile.cuh"
 #include "attention_wgmma.cuh"
 #include "starmesh/kernels/attention.hpp"
@@ -184,13 +185,13 @@ AttentionPlan plan_attention(const AttentionArgs& a, int num_sms, bool hopper) {
   const int rows = p.pack_heads ? a.nq * group : a.nq;
   const int slots = p.pack_heads ? a.hkv : a.hq;
   const int64_t ctas = int64_t((rows + kRowsPerCta - 1) / kRowsPerCta) * slots;
-  // Split the keys until `per_sm` CTAs per multiprocessor are busy (at least 256 keys a split,
-  // splits aligned to `align` keys).
-  auto split_keys = [&](int per_sm, int align) {
+  // Split the keys until `per_sm` CTAs per multiprocessor are busy (at least `min_keys` keys a
+  // split, splits aligned to `align` keys).
+  auto split_keys = [&](int per_sm, int align, int64_t min_keys = 256) {
     const int64_t target = int64_t(per_sm) * std::max(num_sms, 1);
     int splits = 1;
     if (ctas < target) {
-      const int64_t max_splits = std::max<int64_t>(1, (a.nk + 255) / 256);
+      const int64_t max_splits = std::max<int64_t>(1, (a.nk + min_keys - 1) / min_keys);
       // One CTA per SM: whole waves only (a 17th split of 8 heads would run as a second wave).
       const int64_t fill = per_sm == 1 ? std::max<int64_t>(1, target / ctas) : (target + ctas - 1) / ctas;
       splits = int(std::min<int64_t>(fill, max_splits));
@@ -211,6 +212,13 @@ AttentionPlan plan_attention(const AttentionArgs& a, int num_sms, bool hopper) {
   if (!p.use_wgmma && hopper && rows > 16 && (!p.pack_heads || (group <= 64 && 64 % group == 0))) {
     p.use_wgmma_partial = true;
     split_keys(1, 128);
+  }
+  // A decode step (at most 16 rows): the kernel whose four warps all compute, two CTAs per SM.
+  if (rows <= kDecodeMaxRows && (a.d == 64 || a.d == 128)) {
+    p.use_decode = true;
+    p.use_wgmma = p.use_wgmma_partial = false;
+    p.wgmma_pingpong = p.wgmma_overlap = p.wgmma_group_order = p.wgmma_lazy_rescale = false;
+    split_keys(2, 64);
   }
   p.workspace_bytes = p.splits > 1 ? size_t(p.splits) * a.nq * a.hq * (size_t(a.d) + 1) * sizeof(float) : 0;
   return p;
@@ -249,7 +257,9 @@ cudaError_t attention_forward(const AttentionArgs& a, const AttentionPlan& plan,
     // Tensors the copy engine cannot address (unaligned views) take the mma.sync kernel.
     if (attention_wgmma_supports(ka)) return attention_wgmma(ka, a.d, plan.wgmma_pingpong, plan.wgmma_overlap, stream);
   }
-  if (plan.use_wgmma_partial && attention_wgmma_partial_supports(ka)) {
+  if (plan.use_decode) {
+    e = attention_decode(ka, a.d, plan.pack_heads ? a.hkv : a.hq, plan.splits, plan.decode_stages, stream);
+  } else if (plan.use_wgmma_partial && attention_wgmma_partial_supports(ka)) {
     e = attention_wgmma_partial(ka, a.d, plan.splits, stream);
   } else {
     const bool skip = plan.skip_idle_warps;

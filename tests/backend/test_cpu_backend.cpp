@@ -170,6 +170,20 @@ TEST_CASE_FIXTURE(Fixture, "cpu merge_states of per-segment attention equals flo
   for (float x : o.to_f32_vector()) CHECK(x == 0.0f);
   for (float x : lse.to_f32_vector()) CHECK((std::isinf(x) && x < 0));
 
+  // attention_segments: the same in one call (the empty segment included).
+  std::vector<Tensor> ks, vs;
+  for (auto [b, e] : {std::pair<int64_t, int64_t>{0, 7}, {7, 50}, {50, 90}, {90, 90}}) {
+    ks.push_back(kt.rows(b, e));
+    vs.push_back(vt.rows(b, e));
+  }
+  Tensor so = Tensor::zeros(DType::f32, {nq, hq, d}), sl = Tensor::zeros(DType::f32, {nq, hq});
+  REQUIRE(cpu.attention_segments(qt, ks, vs, scale, so, sl));
+  REQUIRE(cpu.merge_states(os, ls, o, lse));  // the per-segment states again (o held the empty merge)
+  CHECK(so.to_f32_vector() == o.to_f32_vector());
+  CHECK(sl.to_f32_vector() == lse.to_f32_vector());
+  CHECK(cpu.attention_segments(qt, ks, {vs.data(), 2}, scale, so, sl).message().find("4 key and 2 value") !=
+        std::string::npos);
+
   // Bad input names what is wrong.
   CHECK(cpu.merge_states({}, {}, o, lse).message().find("no parts") != std::string::npos);
   CHECK(cpu.merge_states(os, {ls.data(), 2}, o, lse).message().find("4 o parts but 2") != std::string::npos);

@@ -354,6 +354,70 @@ TEST_CASE_FIXTURE(Backends, "both split-KV kernels (wgmma and mma.sync) equal th
   }
 }
 
+TEST_CASE_FIXTURE(Backends,
+                  "the decode kernel, every ring depth and split, and the kernel it replaced equal the cpu reference") {
+  const auto [major, sms] = device_info();
+  // At most 16 rows: one query of groups of 4 and 8 (long, short, shorter than a tile), a
+  // causal query-host step of 4 queries x 4 heads, 2 queries ungrouped, d = 64 and 128.
+  const AttnCase cases[] = {{1, 70000, 32, 8, 128, false, 0},  {1, 8192, 32, 8, 128, false, 0},
+                            {1, 2049, 64, 8, 128, false, 0},   {1, 37, 32, 8, 128, false, 0},
+                            {4, 3000, 16, 4, 128, true, 2996}, {2, 1000, 4, 4, 64, true, 900},
+                            {1, 5000, 16, 2, 64, false, 0}};
+  uint64_t seed = 9000;
+  for (const AttnCase& c : cases) {
+    AttnRun r = prepare(c, seed);
+    const auto chosen = kernels::plan_attention(r.args, sms, major == 9);
+    REQUIRE(chosen.use_decode);
+    for (int variant = 0; variant < 6; ++variant) {
+      auto plan = chosen;
+      plan.decode_stages = variant % 2 ? 2 : 3;
+      if (variant / 2 == 1) plan.splits = 1;  // the whole range in one CTA per head slot
+      if (variant / 2 == 2) {                 // the mma.sync kernel with idle warps, as before
+        plan.use_decode = false;
+        plan.skip_idle_warps = true;
+      }
+      if (plan.splits == 1) plan.keys_per_split = c.nk;
+      plan.workspace_bytes = plan.splits > 1 ? size_t(plan.splits) * c.nq * c.hq * (size_t(c.d) + 1) * 4 : 0;
+      CAPTURE(c.nq);
+      CAPTURE(c.nk);
+      CAPTURE(c.d);
+      CAPTURE(variant);
+      CAPTURE(plan.splits);
+      check_plan(r, c, plan);
+    }
+  }
+}
+
+TEST_CASE_FIXTURE(Backends, "cuda attention over key segments equals the cpu reference over all keys") {
+  // Star's decode step on one device: shards of uneven length (one empty, one shorter than a
+  // tile) and the local tokens; groups of 4 and 8, d = 128 and 64; and more rows than the
+  // one-pass kernel takes (each segment, then the merge).
+  struct SegCase {
+    AttnCase c;
+    std::vector<int64_t> cuts;
+  };
+  const SegCase cases[] = {{{1, 32769, 32, 8, 128, false, 0}, {0, 8192, 16384, 24576, 32768, 32769}},
+                           {{1, 3137, 32, 8, 128, false, 0}, {0, 100, 100, 3000, 3137}},
+                           {{1, 37, 16, 2, 64, false, 0}, {0, 37}},
+                           {{4, 9000, 16, 4, 128, false, 0}, {0, 4500, 9000}},
+                           {{20, 3000, 8, 2, 128, false, 0}, {0, 1000, 3000}}};
+  uint64_t seed = 9500;
+  for (const SegCase& sc : cases) {
+    AttnRun r = prepare(sc.c, seed);
+    std::vector<Tensor> ks, vs;
+    for (size_t i = 0; i + 1 < sc.cuts.size(); ++i) {
+      ks.push_back(r.kg.rows(sc.cuts[i], sc.cuts[i + 1]));
+      vs.push_back(r.vg.rows(sc.cuts[i], sc.cuts[i + 1]));
+    }
+    Tensor og = poisoned({sc.c.nq, sc.c.hq, sc.c.d}), lg = poisoned({sc.c.nq, sc.c.hq}, DType::f32);
+    CAPTURE(sc.c.nq);
+    CAPTURE(sc.c.nk);
+    CAPTURE(ks.size());
+    REQUIRE(gpu->attention_segments(r.qg, ks, vs, r.scale, og, lg));
+    check_against(r, og, lg);
+  }
+}
+
 TEST_CASE_FIXTURE(Backends, "cuda sampling draws the token the cpu reference draws") {
   struct Spec {
     float t;

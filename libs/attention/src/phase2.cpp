@@ -92,9 +92,30 @@ Expected<Tensor> QueryHost::step(std::span<const int32_t> ids, remote_partials_i
   std::iota(positions.begin(), positions.end(), int32_t(context_tokens_ + past));
   SM_ASSIGN(pos, model.positions(positions));
   SM_ASSIGN(hidden, model.embed(ids));
+  const std::vector<const KvShard*>* here = remotes.shards_here();
   for (int l = 0; l < model.layers(); ++l) {
     SM_ASSIGN(qkv, model.project_qkv(l, hidden, pos));
     SM_TRY(local_.write(l, qkv.k, qkv.v));
+    SM_ASSIGN(attn, be.scratch(be.activation_dtype(), {n, qkv.q.dim(1), qkv.q.dim(2)}));
+    SM_ASSIGN(lse, be.scratch(DType::f32, {n, qkv.q.dim(1)}));
+    if (n == 1 && here) {
+      // A decode step with every shard on this device: one call over all of them and the
+      // local tokens (which the one new token sees whole: no mask), merged in the same order.
+      std::vector<Tensor> ks, vs;
+      for (const KvShard* s : *here) {
+        if (l >= s->cache.layers()) return make_error("phase 2: no layer ", l);
+        ks.push_back(s->cache.keys(l));
+        vs.push_back(s->cache.values(l));
+      }
+      for (auto [k, v] : {std::pair{shard_->cache.keys(l), shard_->cache.values(l)},
+                          std::pair{local_.keys(l, n), local_.values(l, n)}}) {
+        ks.push_back(k);
+        vs.push_back(v);
+      }
+      SM_TRY(be.attention_segments(qkv.q, ks, vs, model.attention_scale(), attn, lse));
+      SM_TRY(model.finish_layer(l, hidden, attn));
+      continue;
+    }
     SM_ASSIGN(parts, remotes.gather(l, qkv.q));
     SM_TRY(to_device(be, parts));
     SM_ASSIGN(own_shard,
@@ -108,8 +129,6 @@ Expected<Tensor> QueryHost::step(std::span<const int32_t> ids, remote_partials_i
       os.push_back(p.o);
       ls.push_back(p.lse);
     }
-    SM_ASSIGN(attn, be.scratch(be.activation_dtype(), {n, qkv.q.dim(1), qkv.q.dim(2)}));
-    SM_ASSIGN(lse, be.scratch(DType::f32, {n, qkv.q.dim(1)}));
     SM_TRY(be.merge_states(os, ls, attn, lse));
     SM_TRY(model.finish_layer(l, hidden, attn));
   }

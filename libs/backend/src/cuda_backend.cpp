@@ -464,6 +464,37 @@ Status CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v,
   return cuda_status(kernels::attention_forward(args, plan, workspace.data(), impl_->stream), "attention kernel");
 }
 
+Status CudaBackend::attention_segments(const Tensor& q, std::span<const Tensor> keys, std::span<const Tensor> values,
+                                       float scale, const Tensor& o, const Tensor& lse) {
+  if (keys.empty() || keys.size() != values.size() || keys.size() > size_t(kernels::kMaxAttentionSegments))
+    return backend_i::attention_segments(q, keys, values, scale, o, lse);  // it names what is wrong
+  SM_OP_SCOPE(fmt_attention(q, keys[0]) + " x " + std::to_string(keys.size()) + " segments");
+  std::vector<kernels::AttentionSegment> segments;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    for (auto [t, what] :
+         {std::pair{&q, "attention q"}, {&keys[i], "attention k"}, {&values[i], "attention v"}, {&o, "attention o"}})
+      SM_TRY(expect_device(*t, device(), DType::bf16, what));
+    SM_TRY(check_attention_args(q, keys[i], values[i], o, lse, DType::bf16));
+    segments.push_back({keys[i].data(), values[i].data(), int(keys[i].dim(0))});
+  }
+  SM_TRY(expect_device(lse, device(), DType::f32, "attention lse"));
+  kernels::AttentionArgs args;
+  args.q = q.data();
+  args.o = o.data();
+  args.lse = lse.data_as<float>();
+  args.nq = int(q.dim(0));
+  args.hq = int(q.dim(1));
+  args.hkv = int(keys[0].dim(1));
+  args.d = int(q.dim(2));
+  args.scale = scale;
+  const auto plan = kernels::plan_attention_segments(args, segments.data(), int(segments.size()), impl_->num_sms);
+  if (!plan.supported) return backend_i::attention_segments(q, keys, values, scale, o, lse);  // more rows: per segment
+  SM_ASSIGN(workspace, impl_->alloc_raw(DType::f32, {int64_t(plan.workspace_bytes / sizeof(float))}, false));
+  return cuda_status(kernels::attention_segments_forward(args, segments.data(), int(segments.size()), plan,
+                                                         workspace.data(), impl_->stream),
+                     "attention kernel (segments)");
+}
+
 Status CudaBackend::merge_states(std::span<const Tensor> o_parts, std::span<const Tensor> lse_parts, const Tensor& o,
                                  const Tensor& lse) {
   SM_OP_SCOPE("merge_states");

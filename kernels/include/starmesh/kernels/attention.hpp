@@ -38,6 +38,8 @@ struct AttentionPlan {
   bool wgmma_group_order = false;   // the q heads of one kv head run side by side (K/V in L2 once)
   bool wgmma_lazy_rescale = false;  // skip the output rescale where no row max moved
   bool use_wgmma_partial = false;   // Hopper split-KV wgmma kernel for 17-64 rows (else mma.sync)
+  bool use_decode = false;          // up to 16 rows: every warp of a CTA computes, on its own keys
+  int decode_stages = 3;            // its K/V tiles in flight (2 or 3)
   size_t workspace_bytes = 0;       // f32 partial (o, lse) when splits > 1
 };
 
@@ -49,6 +51,28 @@ AttentionPlan plan_attention(const AttentionArgs& a, int num_sms, bool hopper);
 // Returns cudaErrorNotSupported for a head dim other than 64 or 128, cudaErrorInvalidValue
 // for inconsistent shapes, else the launch status.
 cudaError_t attention_forward(const AttentionArgs& a, const AttentionPlan& plan, void* workspace, cudaStream_t stream);
+
+// Attention over keys held in several places, no mask: what attention over their
+// concatenation gives (Star Attention's phase 2 on one device: every host's shard and the
+// local tokens, one launch and one merge a layer). Up to kMaxAttentionSegments segments and
+// 16 query rows after packing (a decode step); plan.supported is false otherwise (run each
+// segment and merge the states instead). a.k, a.v, a.nk, a.causal are ignored.
+constexpr int kMaxAttentionSegments = 8;
+struct AttentionSegment {
+  const void* k = nullptr;  // bf16 [nk, hkv, d]
+  const void* v = nullptr;
+  int nk = 0;
+};
+struct SegmentsPlan {
+  bool supported = false;
+  int keys_per_split = 0;
+  int first_split[kMaxAttentionSegments + 1] = {};  // segment s owns splits [first_split[s], first_split[s + 1])
+  int stages = 3;
+  size_t workspace_bytes = 0;  // f32 partials of every split
+};
+SegmentsPlan plan_attention_segments(const AttentionArgs& a, const AttentionSegment* segments, int count, int num_sms);
+cudaError_t attention_segments_forward(const AttentionArgs& a, const AttentionSegment* segments, int count,
+                                       const SegmentsPlan& plan, void* workspace, cudaStream_t stream);
 
 // Merges n partial states per (row, head): o_parts f32 [n, rows, heads, d], lse_parts f32
 // [n, rows, heads] -> o (bf16 or f32, as o_is_f32 says) [rows, heads, d], lse f32 [rows, heads].

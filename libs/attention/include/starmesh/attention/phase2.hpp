@@ -24,6 +24,9 @@ class remote_partials_i {
  public:
   virtual ~remote_partials_i() = default;
   virtual Expected<std::vector<AttentionState>> gather(int layer, const Tensor& q) = 0;
+  // The other hosts' shards when they are in this process, on the query host's device (null
+  // otherwise): a decode step then asks every shard and its own tokens in one call.
+  virtual const std::vector<const KvShard*>* shards_here() const { return nullptr; }
 };
 
 // The other hosts' shards, held in this process (tests, `--mode star` in one process).
@@ -32,6 +35,7 @@ class InProcessShards final : public remote_partials_i {
   InProcessShards(const Transformer& model, std::vector<const KvShard*> shards)
       : model_(model), shards_(std::move(shards)) {}
   Expected<std::vector<AttentionState>> gather(int layer, const Tensor& q) override;
+  const std::vector<const KvShard*>* shards_here() const override { return &shards_; }
 
  private:
   const Transformer& model_;

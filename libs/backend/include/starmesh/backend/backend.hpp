@@ -69,6 +69,12 @@ class backend_i {
   // [n, heads, d] (activation dtype or f32), lse f32 [n, heads]; neither may alias a part.
   virtual Status merge_states(std::span<const Tensor> o_parts, std::span<const Tensor> lse_parts, const Tensor& o,
                               const Tensor& lse) = 0;
+  // Attention of q over the keys of several segments, no mask (every key visible): what
+  // attention over their concatenation gives. keys[i], values[i] [nk_i, hkv, d]. Star's phase
+  // 2 on one device asks every shard and the local tokens at once. By default each segment's
+  // state, then their merge; a backend may do it in one pass.
+  virtual Status attention_segments(const Tensor& q, std::span<const Tensor> keys, std::span<const Tensor> values,
+                                    float scale, const Tensor& o, const Tensor& lse);
 
   // The next token from f32 logits [vocab] or [rows, vocab] (the last row), by the rule of
   // sampling.hpp; only the token id leaves the device.

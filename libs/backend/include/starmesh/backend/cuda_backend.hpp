@@ -45,6 +45,9 @@ class CudaBackend final : public backend_i {
                    const Tensor& lse) override;
   Status merge_states(std::span<const Tensor> o_parts, std::span<const Tensor> lse_parts, const Tensor& o,
                       const Tensor& lse) override;
+  // A decode step over up to 8 segments: one kernel over all of them and one merge.
+  Status attention_segments(const Tensor& q, std::span<const Tensor> keys, std::span<const Tensor> values, float scale,
+                            const Tensor& o, const Tensor& lse) override;
   Expected<int32_t> sample(const Tensor& logits, const SampleSpec& spec) override;
   Status synchronize() override;
   int64_t peak_memory_bytes() const override;
