@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "starmesh/comm/message_auth.hpp"
 #include "starmesh/launch/local_group.hpp"
 
 using namespace starmesh;
@@ -81,6 +82,27 @@ Status run_shape(UcxTransport& t, const std::string& transports, QShape s, int w
   return {};
 }
 
+// What sealing one message costs alone (HMAC-SHA256 over payload and header, as the
+// authenticated exchange does once per send and once per receive), for each Q size.
+void print_mac_speed(const std::vector<QShape>& shapes, const std::vector<int64_t>& n_qs) {
+  auto auth = MessageAuth::create(random_message_key().value()).value();
+  std::printf("# HMAC-SHA256 of one message alone:");
+  for (const QShape& base : shapes)
+    for (int64_t n_q : n_qs) {
+      const Tensor q = random_f32({n_q, base.heads, base.dim}, true, 1);
+      const std::span<const uint8_t> bytes(q.data_as<const uint8_t>(), q.nbytes());
+      int n = 0;
+      const auto t0 = Clock::now();
+      while (Clock::now() - t0 < std::chrono::milliseconds(50) || n < 10) {
+        if (!auth.sign(bytes, {1, 0, 1, 1, uint64_t(n + 1), bytes.size()})) return;
+        ++n;
+      }
+      const double us = std::chrono::duration<double, std::micro>(Clock::now() - t0).count() / n;
+      std::printf(" %zu B %.1f us (%.2f GB/s);", q.nbytes(), us, double(q.nbytes()) / us / 1e3);
+    }
+  std::printf("\n");
+}
+
 std::string first_line(const char* path) {
   std::ifstream f(path);
   std::string line;
@@ -123,6 +145,7 @@ int main(int argc, char** argv) {
 
   std::printf("# comm_latency: %u hardware threads, load average %s, %d iterations after %d warm-up, spin %d us\n",
               std::thread::hardware_concurrency(), first_line("/proc/loadavg").c_str(), iters, warmup, spin_us);
+  if (std::find(auths.begin(), auths.end(), "on") != auths.end()) print_mac_speed(parsed, n_qs);
   std::printf("| tls  | auth | W | heads x dim | n_q | Q out (B) | reply/rank (B) | median (us) | p99 (us) |\n");
   std::printf("| ---- | ---- | - | ----------- | --- | --------- | -------------- | ----------- | -------- |\n");
   int failures = 0;
