@@ -62,6 +62,27 @@ interface TokenSink {
 
   done @1 ();
   # The stream ended cleanly (sent before `generate` returns its summary).
+
+  progress @2 (event :Progress) -> stream;
+  # Where the request is, sent only when the request asked for it (`progress`): `queued` first
+  # (it carries the request id), `encoding` as phase-1 blocks finish on the hosts, `prefill`
+  # when the query host starts; the tokens follow. A slow client gets every stage, and of
+  # the `encoding` counts only the latest.
+}
+
+enum ProgressStage {
+  # Mirrors starmesh::ProgressStage (libs/service/include/starmesh/service/request.hpp).
+  queued @0;    # accepted, waiting to be placed on workers with free KV
+  encoding @1;  # phase 1: blocksDone of blocksTotal context blocks encoded, over every host
+  prefill @2;   # phase 2: the query host runs the query; the first token follows
+}
+
+struct Progress {
+  stage @0 :ProgressStage;
+  requestId @1 :UInt64;         # the router's id for this request (its log lines name it)
+  blocksDone @2 :Int64;
+  blocksTotal @3 :Int64;        # 0 when no block is encoded (a kept context is asked)
+  hosts @4 :Int32;              # hosts holding the context (encoding, prefill)
 }
 
 struct Input {
@@ -106,6 +127,7 @@ struct GenerateRequest {
   contextId @10 :UInt64 = 0;    # no longer accepted (refused when nonzero): use contextKey
   contextKey @11 :Text;         # a kept context to ask, the 32 hex digits its summary gave (give no
                                 # context then); only the login's token that kept it may ask it
+  progress @12 :Bool = false;   # send progress events to the sink (TokenSink.progress)
 }
 
 struct GenerateSummary {
@@ -123,6 +145,7 @@ struct GenerateSummary {
   stop @9 :StopReason;          # why generation stopped
   phase1MaxHostSeconds @10 :Float64;  # the slowest host's own phase 1 (timed to its device's end)
   contextKey @11 :Text;         # the kept context this request made or asked, 32 hex digits ("": none)
+  requestId @12 :UInt64;        # the router's id for this request (its log lines name it)
 }
 
 struct ServerInfo {

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -15,6 +16,7 @@
 #include "api_login.hpp"
 #include "cli_io.hpp"
 #include "commands.hpp"
+#include "progress_printer.hpp"
 #include "starmesh/api/api_client.hpp"
 #include "starmesh/api/api_server.hpp"
 #include "starmesh/attention/block_plan.hpp"
@@ -30,6 +32,7 @@ struct ClientOptions {
   std::string context, context_file, context_ids, context_ids_file;
   std::string context_id;  // a kept context's 32 hex digits
   bool json = false;
+  bool progress = false;
   std::string query, prompt_ids;
   std::string mode;  // empty: star with a context, global without
   bool no_anchor = false;
@@ -92,18 +95,24 @@ int run_generate(const ClientOptions& o) {
   int64_t received = 0;
   std::vector<int32_t> ids;
   std::string text;
-  auto summary = (*client)->generate(*request, [&](const TokenChunk& chunk) {
-    if (received == 0) t_first = Clock::now();
-    received += int64_t(chunk.ids.size());
-    if (o.json) {
-      ids.insert(ids.end(), chunk.ids.begin(), chunk.ids.end());
-      text += chunk.text;
-    } else {
-      std::fputs(chunk.text.c_str(), stdout);
-      std::fflush(stdout);
-    }
-    return true;
-  });
+  const ProgressPrinter printer(o.json);
+  std::function<void(const Progress&)> on_progress;
+  if (o.progress) on_progress = [&](const Progress& p) { printer.request(p); };
+  auto summary = (*client)->generate(
+      *request,
+      [&](const TokenChunk& chunk) {
+        if (received == 0) t_first = Clock::now();
+        received += int64_t(chunk.ids.size());
+        if (o.json) {
+          ids.insert(ids.end(), chunk.ids.begin(), chunk.ids.end());
+          text += chunk.text;
+        } else {
+          std::fputs(chunk.text.c_str(), stdout);
+          std::fflush(stdout);
+        }
+        return true;
+      },
+      on_progress);
   const auto t_end = Clock::now();
   if (!o.json) {
     std::fputs("\n", stdout);
@@ -116,6 +125,7 @@ int run_generate(const ClientOptions& o) {
     j["ids"] = ids;
     j["text"] = text;
     j["mode"] = to_string(request->mode);
+    j["request_id"] = s.request_id;
     j["context_id"] = s.context_id.empty() ? "" : s.context_id.hex();
     j["stop"] = to_string(s.stop_reason);
     j["context_tokens"] = s.context_tokens;
@@ -139,9 +149,10 @@ int run_generate(const ClientOptions& o) {
   else
     fmt::print(stderr, "no tokens in {:.1f} ms\n", ms(t_end - t_connected));
   fmt::print(stderr,
-             "server: mode {}, context {} tokens on {} hosts, phase 1 {:.1f} ms (slowest host {:.1f} ms); query {} "
+             "server: request {}, mode {}, context {} tokens on {} hosts, phase 1 {:.1f} ms (slowest host {:.1f} ms); "
+             "query {} "
              "tokens, phase 2 prefill {:.1f} ms; generated {} tokens, decode {:.1f} ms; stop: {}\n",
-             to_string(request->mode), s.context_tokens, s.hosts, s.phase1_seconds * 1e3,
+             s.request_id, to_string(request->mode), s.context_tokens, s.hosts, s.phase1_seconds * 1e3,
              s.phase1_max_host_seconds * 1e3, s.query_tokens, s.phase2_prefill_seconds * 1e3, s.generated_tokens,
              s.decode_seconds * 1e3, to_string(s.stop_reason));
   if (!s.context_id.empty())
@@ -195,7 +206,10 @@ void add_generate(CLI::App& client, int& exit_code) {
   cmd->add_flag("!--no-bos", r.add_bos, "Do not prepend BOS when the server tokenizes text");
   cmd->add_flag("--keep-context", r.keep_context,
                 "Keep the context encoded after this request; the summary prints its id for --context-id");
-  cmd->add_flag("--json", o->json, "Print one JSON object (ids, text, context id, timings) instead of the text");
+  cmd->add_flag("--json", o->json,
+                "Print one JSON object (ids, text, request and context ids, timings) instead of the text");
+  cmd->add_flag("--progress", o->progress,
+                "Print the request's progress (queued, phase-1 blocks, prefill) on stderr, as JSON lines with --json");
   cmd->add_option("--context-id", o->context_id,
                   "Ask a context kept by an earlier request, by the 32 hex digits it printed (give no context)");
   cmd->callback([o, cmd, &exit_code] {

@@ -13,6 +13,7 @@
 
 #include "cli_io.hpp"
 #include "commands.hpp"
+#include "progress_printer.hpp"
 #include "starmesh/attention/block_plan.hpp"
 #include "starmesh/attention/star_session.hpp"
 #include "starmesh/backend/device.hpp"
@@ -32,6 +33,7 @@ struct GenerateOptions {
   std::string prompt_ids;
   std::string context, context_file, context_ids_file, query;
   bool json = false;
+  bool progress = false;
   std::string mode = "global";
   StarOptions star{4096, -1, 4};
   bool no_anchor = false;
@@ -74,7 +76,12 @@ int run_generate(const GenerateOptions& o) {
   auto mode = attention_mode_from_string(o.mode);
   if (!mode) return fail("--mode must be 'global' or 'star', got '" + o.mode + "'");
   const bool star_mode = *mode == AttentionMode::star;
-  auto loaded = load_model(o.model_dir, *device, o.threads);
+  const ProgressPrinter printer(o.json);
+  auto report = [&](std::string_view what) -> ProgressFn {
+    if (!o.progress) return {};
+    return [&printer, what](int64_t done, int64_t total) { printer.local(what, done, total); };
+  };
+  auto loaded = load_model(o.model_dir, *device, o.threads, report("loading"));
   if (!loaded) return fail(loaded.error().message);
   const Transformer* model = &*(*loaded)->model;
   backend_i& backend = model->backend();
@@ -99,7 +106,7 @@ int run_generate(const GenerateOptions& o) {
     if (context.empty()) return fail("--mode star needs a context (--context or --context-file)");
     StarOptions so = o.star;
     if (o.no_anchor) so.anchor_size = 0;
-    auto s = StarSession::encode(*model, context, so, capacity);
+    auto s = StarSession::encode(*model, context, so, capacity, report("encoding"));
     if (!s) return fail(s.error().message);
     star = std::move(*s);
     if (!o.json) fmt::print(stderr, "star plan: {}\n", star->plan().describe());
@@ -226,6 +233,8 @@ void add_generate_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--device", opts->device, "cpu, cuda, cuda:N or auto")->capture_default_str();
   cmd->add_flag("!--no-bos", opts->add_bos, "Do not prepend the BOS token to --prompt");
   cmd->add_flag("--json", opts->json, "Print one JSON object (text, ids, timings, per-host phase 1) instead of text");
+  cmd->add_flag("--progress", opts->progress,
+                "Print progress (model layers loaded, phase-1 blocks) on stderr, as JSON lines with --json");
   cmd->callback([opts, cmd, &exit_code] {
     if (cmd->count("--prompt") + cmd->count("--prompt-ids") + cmd->count("--query") == 0)
       throw CLI::RequiredError("--prompt, --prompt-ids or --query");

@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <caf/io/all.hpp>
 #include <memory>
 #include <string>
@@ -69,7 +70,11 @@ int run_worker(const WorkerFlags& f) {
 
   // Owned here, used by the worker's actors and threads: they outlive the actor system.
   // --threads bounds the backend's own pool and OpenBLAS's (one CPU slot per worker).
-  auto loaded = load_model(f.model_dir, *device, f.threads);
+  // A real-size checkpoint takes a while: the log says how far it is, a quarter at a time.
+  auto loaded = load_model(f.model_dir, *device, f.threads, [](int64_t done, int64_t total) {
+    if (done == total || done % std::max<int64_t>(1, total / 4) == 0)
+      spdlog::info("loading the model: {} of {} layers", done, total);
+  });
   if (!loaded) return fail(loaded.error().message);
   const Transformer& model = *(*loaded)->model;
   auto plane = make_ucx_data_plane(*ucx);

@@ -52,3 +52,12 @@ if ! cmp -s "$here/tests/http/sdk/package-lock.json" "$sdk/package-lock.json" ||
   cp "$here/tests/http/sdk/package.json" "$here/tests/http/sdk/package-lock.json" "$sdk/"
   (cd "$sdk" && npm ci --silent --no-audit --no-fund)
 fi
+
+# The deploy tests' schema validator: kubernetes-models and its Prometheus-operator and KEDA
+# models, pinned by tests/deploy/validator's package-lock.json, from the npm registry.
+val="$data/deploy-validator"
+if ! cmp -s "$here/tests/deploy/validator/package-lock.json" "$val/package-lock.json" || [ ! -d "$val/node_modules/kubernetes-models" ]; then
+  mkdir -p "$val"
+  cp "$here/tests/deploy/validator/package.json" "$here/tests/deploy/validator/package-lock.json" "$val/"
+  (cd "$val" && npm ci --silent --no-audit --no-fund)
+fi

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""Checks deploy/k8s against the binaries: every YAML parses; every file a kustomization
-names exists; every `starmesh` flag in a container's args (and in an overlay's patches) is one
-`starmesh <subcommand> --help` lists; a JSON-patch `replace` of an argument keeps its flag;
-Services point at declared container ports; the scrape annotations name the metrics port.
+"""Checks deploy/ against the binary: every YAML parses; in each overlay as kustomize renders
+it (kustomize.py), every `starmesh` flag of a container's arguments, with the container's
+$(VAR)s put in as Kubernetes does, is one `starmesh <subcommand> --help` lists; Services point
+at declared container ports; the scrape annotations name the metrics port. The Dockerfile:
+its runtime stage runs the binary it copies, as a non-root user, and installs the Debian
+package of every shared library the binary built here loads (CUDA's aside: they are copied).
 Usage: check_manifests.py --cli build/bin/starmesh --deploy deploy"""
 import argparse
 import pathlib
@@ -11,6 +13,8 @@ import subprocess
 import sys
 
 import yaml
+
+import kustomize
 
 errors = []
 
@@ -26,18 +30,91 @@ def flags_of(cli, sub, cache={}):
     return cache[sub]
 
 
-def flag_name(arg):
-    return arg.split("=", 1)[0] if arg.startswith("--") else None
+def expand(arg, env):
+    """$(NAME) as the kubelet expands it: a defined variable's value, else left as it is."""
+    return re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: env.get(m.group(1), m.group(0)), arg)
 
 
-def check_args(cli, where, sub, args):
+def check_container(cli, where, c, ann):
+    # valueFrom (the pod's IP) is known only at run time: an address stands in for it.
+    env = {e["name"]: e.get("value", "10.0.0.1") for e in c.get("env", [])}
+    args = [expand(a, env) for a in c.get("args", [])]
+    sub = args[0] if args else ""
     if sub not in ("router", "worker"):
         fail(f"{where}: the first argument must be router or worker, got {sub!r}")
         return
-    for a in args:
-        f = flag_name(a)
-        if f and f not in flags_of(cli, sub):
-            fail(f"{where}: `starmesh {sub}` has no flag {f}")
+    for a in args[1:]:
+        if "$(" in a:
+            fail(f"{where}: {a} names a variable the container does not define")
+        if a.startswith("--") and a.split("=", 1)[0] not in flags_of(cli, sub):
+            fail(f"{where}: `starmesh {sub}` has no flag {a.split('=', 1)[0]}")
+    ports = {p["containerPort"] for p in c.get("ports", [])}
+    if ann.get("prometheus.io/scrape") == "true":
+        port = int(ann.get("prometheus.io/port", 0))
+        listen = [a for a in args if a.startswith("--metrics-listen=")]
+        if port not in ports:
+            fail(f"{where}: the scrape port is not a container port")
+        if not listen or int(listen[0].rsplit(":", 1)[1]) != port:
+            fail(f"{where}: --metrics-listen does not serve the scraped port")
+
+
+def check_overlay(cli, overlay):
+    objs = kustomize.render(overlay)
+    deployments = [o for o in objs if o["kind"] == "Deployment"]
+    for d in deployments:
+        tmpl = d["spec"]["template"]
+        labels = tmpl["metadata"].get("labels", {})
+        if d["spec"]["selector"]["matchLabels"].items() - labels.items():
+            fail(f"{overlay}: {d['metadata']['name']}'s selector does not match its pod labels")
+        for c in tmpl["spec"]["containers"]:
+            if c["image"].startswith("starmesh"):
+                check_container(cli, f"{overlay.name} {d['metadata']['name']}", c, tmpl["metadata"].get("annotations", {}))
+    for s in (o for o in objs if o["kind"] == "Service"):
+        sel = s["spec"]["selector"]
+        matches = [d for d in deployments if not sel.items() - d["spec"]["template"]["metadata"]["labels"].items()]
+        if not matches:
+            fail(f"{overlay}: Service {s['metadata']['name']} selects no Deployment")
+        names = {p["name"] for d in matches for c in d["spec"]["template"]["spec"]["containers"] for p in c.get("ports", [])}
+        for port in s["spec"]["ports"]:
+            if matches and port["targetPort"] not in names:
+                fail(f"{overlay}: Service port {port['name']} targets {port['targetPort']}, which no container declares")
+
+
+def library_packages(cli):
+    """The Debian packages of the libraries `cli` loads, CUDA's (copied, not installed) aside."""
+    out = subprocess.run(["ldd", cli], capture_output=True, text=True, check=True).stdout
+    libs = [m for m in re.findall(r"=> (/\S+)", out) if not m.startswith("/usr/local/cuda")]
+    pkgs = set()
+    for lib in libs:
+        r = subprocess.run(["dpkg", "-S", str(pathlib.Path(lib).resolve())], capture_output=True, text=True, check=False)
+        if r.returncode != 0:
+            r = subprocess.run(["dpkg", "-S", lib], capture_output=True, text=True, check=False)
+        if r.returncode != 0:
+            fail(f"{lib}, which the binary loads, belongs to no Debian package")
+            continue
+        pkgs.add(r.stdout.split(":", 1)[0])
+    return pkgs
+
+
+def check_dockerfile(cli, dockerfile):
+    text = dockerfile.read_text()
+    stages = re.split(r"^FROM ", text, flags=re.M)[1:]
+    if len(stages) < 2:
+        fail(f"{dockerfile}: not multi-stage (a build stage and a runtime stage)")
+        return
+    runtime = stages[-1]
+    entry = re.search(r'^ENTRYPOINT \["([^"]+)"', runtime, re.M)
+    copied = re.findall(r"^COPY --from=\S+ \S+ (\S+)", runtime, re.M)
+    if not entry or entry.group(1) not in copied:
+        fail(f"{dockerfile}: the runtime stage's ENTRYPOINT is not a binary it copies from the build stage")
+    user = re.search(r"^USER (\d+)", runtime, re.M)
+    if not user or int(user.group(1)) == 0:
+        fail(f"{dockerfile}: the runtime stage must run as a numeric non-root USER")
+    listed = set(re.search(r'^ARG RUNTIME_PACKAGES="([^"]*)"', runtime, re.M).group(1).split())
+    in_base = {"libc6", "libgcc-s1", "libstdc++6"}  # in every Debian 12 image (apt needs them)
+    missing = library_packages(cli) - listed - in_base
+    if missing:
+        fail(f"{dockerfile}: RUNTIME_PACKAGES lacks {sorted(missing)}, whose libraries the binary loads")
 
 
 def main():
@@ -46,88 +123,22 @@ def main():
     p.add_argument("--deploy", required=True)
     o = p.parse_args()
     k8s = pathlib.Path(o.deploy) / "k8s"
-    docs = {}
-    for path in sorted(k8s.rglob("*.yaml")) + sorted(k8s.rglob("*.yml")):
+    files = sorted(k8s.rglob("*.yaml")) + sorted(k8s.rglob("*.yml"))
+    for path in files:
         try:
-            docs[path] = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+            list(yaml.safe_load_all(path.read_text()))
         except yaml.YAMLError as e:
             fail(f"{path}: not YAML: {e}")
-    deployments = {}
-    for path, ds in docs.items():
-        for d in ds:
-            if d.get("kind") == "Deployment":
-                deployments[d["metadata"]["name"]] = (path, d)
-    # Containers of our image: their arguments and ports.
-    for name, (path, d) in deployments.items():
-        spec = d["spec"]["template"]
-        labels = spec["metadata"].get("labels", {})
-        if d["spec"]["selector"]["matchLabels"].items() - labels.items():
-            fail(f"{path}: {name}'s selector does not match its pod labels")
-        for c in spec["spec"]["containers"]:
-            if not c["image"].startswith("starmesh"):
-                continue
-            args = c.get("args", [])
-            check_args(o.cli, f"{path} {name}", args[0] if args else "", args[1:])
-            ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
-            ann = spec["metadata"].get("annotations", {})
-            if ann.get("prometheus.io/scrape") == "true":
-                if int(ann.get("prometheus.io/port", 0)) not in ports.values():
-                    fail(f"{path} {name}: the scrape port is not a container port")
-                listen = [a for a in args if a.startswith("--metrics-listen=")]
-                if not listen or int(listen[0].rsplit(":", 1)[1]) != int(ann["prometheus.io/port"]):
-                    fail(f"{path} {name}: --metrics-listen does not serve the scraped port")
-    # Services: their selectors find a Deployment whose containers declare the target ports.
-    for path, ds in docs.items():
-        for d in ds:
-            if d.get("kind") != "Service":
-                continue
-            sel = d["spec"]["selector"]
-            matches = [dep for _, dep in deployments.values()
-                       if not sel.items() - dep["spec"]["template"]["metadata"].get("labels", {}).items()]
-            if not matches:
-                fail(f"{path}: Service {d['metadata']['name']} selects no Deployment")
-                continue
-            names = {p["name"] for dep in matches for c in dep["spec"]["template"]["spec"]["containers"]
-                     for p in c.get("ports", [])}
-            for port in d["spec"]["ports"]:
-                if port["targetPort"] not in names:
-                    fail(f"{path}: Service port {port['name']} targets {port['targetPort']}, which no container declares")
-    # Kustomizations: named files exist; patches of our Deployments use real flags.
-    for path, ds in docs.items():
-        if path.name != "kustomization.yaml":
-            continue
-        k = ds[0]
-        for r in k.get("resources", []):
-            if not (path.parent / r).exists():
-                fail(f"{path}: resource {r} does not exist")
-        for g in k.get("configMapGenerator", []):
-            for f in g.get("files", []):
-                if not (path.parent / f.split("=")[-1]).exists():
-                    fail(f"{path}: configMapGenerator file {f} does not exist")
-        for patch in k.get("patches", []):
-            target = patch.get("target", {}).get("name")
-            if target not in deployments:
-                fail(f"{path}: a patch targets {target}, which is no Deployment here")
-                continue
-            base_args = deployments[target][1]["spec"]["template"]["spec"]["containers"][0]["args"]
-            for op in yaml.safe_load(patch["patch"]):
-                m = re.fullmatch(r"/spec/template/spec/containers/0/args/(\d+|-)", op["path"])
-                if not m:
-                    continue
-                check_args(o.cli, f"{path} patch", base_args[0], [op["value"]])
-                if op["op"] == "replace":
-                    i = int(m.group(1))
-                    if i >= len(base_args) or flag_name(base_args[i]) != flag_name(op["value"]):
-                        fail(f"{path}: replaces args/{i} ({base_args[i] if i < len(base_args) else 'none'}) "
-                             f"with {op['value']}: another flag")
-    dockerfile = pathlib.Path(o.deploy) / "docker" / "Dockerfile"
-    text = dockerfile.read_text()
-    workdir = re.search(r"^WORKDIR (\S+)", text, re.M).group(1)
-    if f'"{workdir}/build/bin/starmesh"' not in text:
-        fail(f"{dockerfile}: ENTRYPOINT is not {workdir}/build/bin/starmesh")
+    overlays = sorted((k8s / "overlays").iterdir())
+    for overlay in overlays:
+        try:
+            check_overlay(o.cli, overlay)
+        except kustomize.Error as e:
+            fail(str(e))
+    check_dockerfile(o.cli, pathlib.Path(o.deploy) / "docker" / "Dockerfile")
     for e in errors:
         print("error:", e)
-    print(f"{len(docs)} manifest files, {len(deployments)} deployments checked: {len(errors)} problems")
+    print(f"{len(files)} manifest files, {len(overlays)} overlays and the Dockerfile checked: {len(errors)} problems")
     return 1 if errors else 0
 
 

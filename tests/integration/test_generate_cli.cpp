@@ -9,6 +9,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "integration/run_cli.hpp"
 
@@ -146,4 +147,47 @@ TEST_CASE("--log-format json writes one JSON object per log line, and the level 
   const test::Ran bad = test::run_cli("--log-level loud router 2>&1");
   CHECK(bad.code() != 0);
   CHECK(bad.out.find("loud") != std::string::npos);
+}
+
+namespace {
+// Every line of `out` as a JSON object (a line that is not JSON fails the test).
+std::vector<nlohmann::json> json_lines(const std::string& out) {
+  std::vector<nlohmann::json> lines;
+  for (size_t at = 0; at < out.size();) {
+    const size_t end = std::min(out.find('\n', at), out.size());
+    if (end > at) lines.push_back(nlohmann::json::parse(out.substr(at, end - at)));
+    at = end + 1;
+  }
+  return lines;
+}
+}  // namespace
+
+TEST_CASE("generate --progress --json reports each layer loaded and each phase-1 block as JSON lines") {
+  const std::string ids = write_ids("progress.txt", 700);
+  const test::Ran ran = test::run_cli(std::string("generate --model ") + STARMESH_GOLDEN_MODEL_DIR +
+                                          " --threads 1 --max-tokens 3 --query 'q' --json --progress --mode star "
+                                          "--hosts 2 --block-size 128 --context-ids-file " +
+                                          ids + " 2>&1 >/dev/null",
+                                      120);
+  INFO(ran.out);
+  REQUIRE(ran.ok());
+  std::vector<int64_t> layers, blocks;
+  for (const auto& j : json_lines(ran.out)) {
+    if (j["progress"] == "loading") layers.push_back(j["done"]);
+    if (j["progress"] == "encoding") {
+      CHECK(j["total"] == 6);  // 700 tokens in blocks of 128
+      blocks.push_back(j["done"]);
+    }
+  }
+  REQUIRE_FALSE(layers.empty());
+  for (size_t i = 0; i < layers.size(); ++i) CHECK(layers[i] == int64_t(i + 1));
+  CHECK(blocks == std::vector<int64_t>{1, 2, 3, 4, 5, 6});
+  // For people: one line per step.
+  const test::Ran text = test::run_cli(std::string("generate --model ") + STARMESH_GOLDEN_MODEL_DIR +
+                                           " --threads 1 --max-tokens 1 --query 'q' --progress --mode star "
+                                           "--block-size 128 --context-ids-file " +
+                                           ids + " 2>&1 >/dev/null",
+                                       120);
+  CHECK(text.out.find("encoding: 6/6") != std::string::npos);
+  CHECK(text.out.find("loading: ") != std::string::npos);
 }

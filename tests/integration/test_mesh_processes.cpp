@@ -12,11 +12,13 @@
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <thread>
 
 #include "integration/process_mesh.hpp"
 #include "integration/run_cli.hpp"
+#include "starmesh/api/api_client.hpp"
 #include "starmesh/attention/star_session.hpp"
 #include "starmesh/backend/cpu_backend.hpp"
 #include "starmesh/launch/local_mesh.hpp"
@@ -195,4 +197,65 @@ TEST_CASE("the main job, starmesh demo, answers both questions as the single-pro
   CHECK(out.find(", correct\n", out.find(", correct\n", first) + 1) != std::string::npos);
   CHECK(out.find("WRONG") == std::string::npos);
   CHECK(out.find("gives the same tokens for both questions") != std::string::npos);
+}
+
+TEST_CASE_FIXTURE(ProcessMesh, "progress events over the API and in client --progress: queued, every block, prefill") {
+  const std::string address = start_with_api(2);
+  REQUIRE_FALSE(address.empty());
+  auto client = ApiClient::connect(address);
+  REQUIRE_MESSAGE(client, (client ? "" : client.error().message));
+  GenerateRequest r;
+  r.context_ids = random_ids(1100, 95);  // 5 blocks of 256 on 2 hosts
+  r.query_ids = random_ids(4, 96);
+  r.block_size = 256;
+  r.max_new_tokens = 4;
+  std::vector<Progress> events;
+  size_t events_before_tokens = 0;
+  auto summary = (*client)->generate(
+      r,
+      [&](const TokenChunk&) {
+        if (events_before_tokens == 0) events_before_tokens = events.size();
+        return true;
+      },
+      [&](const Progress& p) { events.push_back(p); });
+  REQUIRE_MESSAGE(summary, (summary ? "" : summary.error().message));
+  CHECK(summary->request_id != 0);
+  REQUIRE(events.size() >= 3);
+  CHECK(events.front().stage == ProgressStage::queued);
+  CHECK(events.back().stage == ProgressStage::prefill);
+  CHECK(events_before_tokens == events.size());  // every event came before the first token
+  int64_t last = -1;
+  for (const Progress& p : events) {
+    CHECK(p.request_id == summary->request_id);
+    if (p.stage != ProgressStage::encoding) continue;
+    CHECK(p.blocks_total == 5);
+    CHECK(p.hosts == 2);
+    CHECK(p.blocks_done > last);
+    last = p.blocks_done;
+  }
+  CHECK(last == 5);
+  // A request that does not ask for progress runs as before.
+  REQUIRE((*client)->generate(r, [](const TokenChunk&) { return true; }));
+
+  // The CLI: progress as JSON lines on stderr, the result (with the request id) on stdout.
+  std::string ids;
+  for (int32_t id : r.context_ids) ids += (ids.empty() ? "" : ",") + std::to_string(id);
+  const test::Ran ran = test::run_cli("client generate --connect " + address + " --context-ids " + ids +
+                                          " --prompt-ids 5,6,7 --block-size 256 --max-tokens 2 --json --progress 2>&1",
+                                      60);
+  INFO(ran.out);
+  REQUIRE(ran.ok());
+  std::vector<nlohmann::json> lines;
+  for (size_t at = 0; at < ran.out.size();) {
+    const size_t end = std::min(ran.out.find('\n', at), ran.out.size());
+    if (end > at) lines.push_back(nlohmann::json::parse(ran.out.substr(at, end - at)));
+    at = end + 1;
+  }
+  REQUIRE(lines.size() >= 4);
+  CHECK(lines.front()["progress"] == "queued");
+  const auto result = lines.back();
+  REQUIRE(result.contains("request_id"));
+  CHECK(result["request_id"] == lines.front()["request_id"]);
+  CHECK(result["request_id"].get<uint64_t>() > summary->request_id);
+  CHECK(lines[lines.size() - 2]["progress"] == "prefill");
 }

@@ -3,6 +3,8 @@
 // Tokens and logits must equal the single-process Star Attention engine with the same plan.
 #include <doctest/doctest.h>
 
+#include <future>
+#include <mutex>
 #include <random>
 #include <thread>
 
@@ -298,4 +300,69 @@ TEST_CASE_FIXTURE(InProcessMesh, "a worker that leaves takes its kept contexts w
   // The worker's pool is empty again (the context's KV went back), so it can drain.
   self->request(second, 5s, status_atom::value)
       .receive([&](WorkerInfo& info) { CHECK(info.kv_free == 4096); }, [](caf::error&) { FAIL("no status"); });
+}
+
+namespace {
+// What a client saw of one request, in order: progress events and token chunks ("tokens").
+struct Seen {
+  std::mutex mutex;
+  std::vector<Progress> events;
+  std::vector<std::string> order;  // "queued", "encoding", "prefill", "tokens"
+  std::promise<Expected<GenerateSummary>> done;
+};
+
+Expected<GenerateSummary> run_watched(MeshClient& client, GenerateRequest r, Seen& seen) {
+  r.on_progress = [&seen](const Progress& p) {
+    std::lock_guard lock(seen.mutex);
+    seen.events.push_back(p);
+    seen.order.emplace_back(to_string(p.stage));
+  };
+  client.generate(
+      std::move(r),
+      [&seen](const TokenChunk&) {
+        std::lock_guard lock(seen.mutex);
+        if (seen.order.empty() || seen.order.back() != "tokens") seen.order.emplace_back("tokens");
+        return true;
+      },
+      [&seen](Expected<GenerateSummary> s) { seen.done.set_value(std::move(s)); });
+  return seen.done.get_future().get();
+}
+}  // namespace
+
+TEST_CASE_FIXTURE(InProcessMesh,
+                  "progress: queued with the request id, every phase-1 block once, prefill, then tokens") {
+  for (int i = 0; i < 3; ++i) add_worker(4096);
+  GenerateRequest r = order(random_ids(1000, 91), random_ids(5, 92), 128, 6).request;
+  r.keep_context = true;
+  Seen seen;
+  auto summary = run_watched(*client, r, seen);
+  REQUIRE_MESSAGE(summary, (summary ? "" : summary.error().message));
+  CHECK(summary->request_id != 0);
+  REQUIRE(seen.events.size() >= 3);
+  CHECK(seen.events.front().stage == ProgressStage::queued);
+  for (const Progress& p : seen.events) CHECK(p.request_id == summary->request_id);
+  // 1000 tokens in blocks of 128: 8 blocks on 3 hosts. Each block is counted once, in order.
+  std::vector<int64_t> done;
+  for (const Progress& p : seen.events)
+    if (p.stage == ProgressStage::encoding) {
+      CHECK(p.blocks_total == 8);
+      CHECK(p.hosts == 3);
+      done.push_back(p.blocks_done);
+    }
+  REQUIRE(done.size() == 9);  // 0 of 8, then one event per block
+  for (size_t i = 0; i < done.size(); ++i) CHECK(done[i] == int64_t(i));
+  const std::vector<std::string> stages = {"queued", "encoding", "prefill", "tokens"};
+  std::vector<std::string> collapsed;
+  for (const std::string& s : seen.order)
+    if (collapsed.empty() || collapsed.back() != s) collapsed.push_back(s);
+  CHECK(collapsed == stages);
+
+  // Asking the kept context again encodes nothing: queued, prefill, tokens.
+  GenerateRequest again = order({}, random_ids(5, 93), 128, 4).request;
+  again.context_id = summary->context_id;
+  Seen second;
+  auto answer = run_watched(*client, again, second);
+  REQUIRE_MESSAGE(answer, (answer ? "" : answer.error().message));
+  CHECK(answer->request_id > summary->request_id);
+  CHECK(second.order == std::vector<std::string>{"queued", "prefill", "tokens"});
 }

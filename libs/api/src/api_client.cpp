@@ -18,7 +18,9 @@ constexpr auto kConnectTimeout = 10 * kj::SECONDS;
 // Receives the pushes of one generate call. Throwing from push is how the client cancels.
 class TokenSinkImpl final : public api::wire::TokenSink::Server {
  public:
-  explicit TokenSinkImpl(const std::function<bool(const TokenChunk&)>& on_tokens) : on_tokens_(on_tokens) {}
+  TokenSinkImpl(const std::function<bool(const TokenChunk&)>& on_tokens,
+                const std::function<void(const Progress&)>& on_progress)
+      : on_tokens_(on_tokens), on_progress_(on_progress) {}
 
   bool cancelled() const { return cancelled_; }
   const std::string& callback_error() const { return callback_error_; }
@@ -46,8 +48,22 @@ class TokenSinkImpl final : public api::wire::TokenSink::Server {
 
   kj::Promise<void> done(DoneContext) override { return kj::READY_NOW; }
 
+  kj::Promise<void> progress(ProgressContext context) override {
+    auto event = api::from_wire(context.getParams().getEvent());
+    if (!event || !on_progress_ || cancelled_) return kj::READY_NOW;
+    try {
+      on_progress_(*event);
+    } catch (const std::exception& e) {
+      callback_error_ = std::string("the on_progress callback threw: ") + e.what();
+      cancelled_ = true;
+      return KJ_EXCEPTION(FAILED, "cancelled by the client");
+    }
+    return kj::READY_NOW;
+  }
+
  private:
   const std::function<bool(const TokenChunk&)>& on_tokens_;
+  const std::function<void(const Progress&)>& on_progress_;
   bool cancelled_ = false;
   std::string callback_error_;
 };
@@ -113,12 +129,14 @@ Status ApiClient::drop_context(const ContextId& id) {
 }
 
 Expected<GenerateSummary> ApiClient::generate(const GenerateRequest& request,
-                                              const std::function<bool(const TokenChunk&)>& on_tokens) {
+                                              const std::function<bool(const TokenChunk&)>& on_tokens,
+                                              const std::function<void(const Progress&)>& on_progress) {
   SM_TRY(impl_->check_thread());
   try {
     auto call = impl_->main.generateRequest();
     SM_TRY(api::to_wire(request, call.initRequest()));
-    auto sink = kj::heap<TokenSinkImpl>(on_tokens);
+    call.getRequest().setProgress(bool(on_progress));
+    auto sink = kj::heap<TokenSinkImpl>(on_tokens, on_progress);
     TokenSinkImpl& sink_ref = *sink;  // alive while `call` holds the capability, and after
     api::wire::TokenSink::Client sink_cap = kj::mv(sink);
     call.setSink(sink_cap);

@@ -9,7 +9,8 @@ bool Mailbox::add(const TokenChunk& chunk) {
   {
     std::lock_guard lock(mutex_);
     if (cancelled_) return false;
-    if (batches_.empty() || batches_.back().bytes() >= kMaxPushBytes) batches_.emplace_back();
+    if (batches_.empty() || batches_.back().progress || batches_.back().bytes() >= kMaxPushBytes)
+      batches_.emplace_back();
     Batch& batch = batches_.back();
     batch.ids.insert(batch.ids.end(), chunk.ids.begin(), chunk.ids.end());
     batch.text += chunk.text;
@@ -17,6 +18,20 @@ bool Mailbox::add(const TokenChunk& chunk) {
   }
   if (wake.get() != nullptr) wake->fulfill();
   return true;
+}
+
+void Mailbox::progress(const Progress& event) {
+  kj::Own<kj::CrossThreadPromiseFulfiller<void>> wake;
+  {
+    std::lock_guard lock(mutex_);
+    if (cancelled_ || finished_) return;
+    // A newer count of the same stage replaces one not sent yet; a new stage is never lost.
+    if (batches_.empty() || !batches_.back().progress || batches_.back().progress->stage != event.stage)
+      batches_.emplace_back();
+    batches_.back().progress = event;
+    wake = kj::mv(wake_);
+  }
+  if (wake.get() != nullptr) wake->fulfill();
 }
 
 void Mailbox::finish(Expected<GenerateSummary> result) {
@@ -73,18 +88,27 @@ kj::Promise<void> GenerateCall::pump() {
   KJ_IF_MAYBE (w, wake) return kj::mv(*w).then([this] { return pump(); });
   if (result) return finish(std::move(*result));
 
+  if (batch.progress) {
+    auto event = sink_.progressRequest();
+    to_wire(*batch.progress, event.initEvent());
+    return after(event.send());
+  }
   auto push = sink_.pushRequest();
   auto list = push.initIds(unsigned(batch.ids.size()));
   for (size_t i = 0; i < batch.ids.size(); ++i) list.set(unsigned(i), batch.ids[i]);
   push.setText(kj::StringPtr(batch.text.data(), batch.text.size()));
-  // Resolves when flow control allows the next push; a failed push (the client threw, or is
+  return after(push.send());
+}
+
+kj::Promise<void> GenerateCall::after(kj::Promise<void> sent) {
+  // Resolves when flow control allows the next call; a failed one (the client threw, or is
   // gone) is reported here or on a later one.
-  return push.send().then([this] { return pump(); },
-                          [this](kj::Exception&&) {
-                            sink_failed_ = true;
-                            mailbox_->cancel();
-                            return pump();
-                          });
+  return sent.then([this] { return pump(); },
+                   [this](kj::Exception&&) {
+                     sink_failed_ = true;
+                     mailbox_->cancel();
+                     return pump();
+                   });
 }
 
 kj::Promise<void> GenerateCall::finish(Expected<GenerateSummary> result) {

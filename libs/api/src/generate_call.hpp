@@ -32,6 +32,10 @@ class Mailbox {
 
   // on_tokens: false once cancelled.
   bool add(const TokenChunk& chunk);
+  // on_progress: queued in order with the tokens; an event not sent yet is replaced by the
+  // next one of the same stage (a slow client gets the latest count of each stage, and the
+  // queue stays bounded: stages only go forward).
+  void progress(const Progress& event);
   // on_done: the first call counts.
   void finish(Expected<GenerateSummary> result);
   // Cancels: on_tokens answers false from now on, and the token tells the service.
@@ -45,9 +49,10 @@ class Mailbox {
   struct Batch {
     std::vector<int32_t> ids;
     std::string text;
+    std::optional<Progress> progress;  // set: this entry is a progress event, not tokens
     size_t bytes() const { return text.size() + 4 * ids.size(); }
   };
-  std::deque<Batch> batches_;  // tokens not pushed yet, oldest first
+  std::deque<Batch> batches_;  // tokens and progress events not sent yet, oldest first
   std::optional<Expected<GenerateSummary>> result_;
   bool finished_ = false;
   bool cancelled_ = false;
@@ -71,6 +76,7 @@ class GenerateCall {
 
  private:
   kj::Promise<void> pump();
+  kj::Promise<void> after(kj::Promise<void> sent);  // the next pump once a sink call is through
   kj::Promise<void> finish(Expected<GenerateSummary> result);
 
   std::shared_ptr<Mailbox> mailbox_ = std::make_shared<Mailbox>();

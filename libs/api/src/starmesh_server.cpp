@@ -15,6 +15,8 @@ kj::Promise<void> StarmeshServer::generate(GenerateContext context) {
   if (!request) return to_exception(request.error());
   auto call = kj::heap<GenerateCall>(params.getSink(), context, active_);
   request->cancel = call->mailbox()->token();
+  if (params.getRequest().getProgress())  // the mailbox, not the call: it may run after the call is gone
+    request->on_progress = [mailbox = call->mailbox()](const Progress& p) { mailbox->progress(p); };
   request->tenant = tenant_;  // the login's, whatever the client sent
   context.releaseParams();    // the context text may be large; the request holds its own copy
 

@@ -48,6 +48,7 @@ Status to_wire(const GenerateRequest& r, wire::GenerateRequest::Builder out) {
   out.setMaxHosts(r.max_hosts);
   out.setMaxNewTokens(r.max_new_tokens);
   out.setKeepContext(r.keep_context);
+  out.setProgress(bool(r.on_progress));
   if (!r.context_id.empty()) out.setContextKey(r.context_id.hex());
   auto s = out.initSampling();
   s.setTemperature(r.sampling.temperature);
@@ -116,6 +117,47 @@ void to_wire(const GenerateSummary& s, wire::GenerateSummary::Builder out) {
       break;
   }
   if (!s.context_id.empty()) out.setContextKey(s.context_id.hex());
+  out.setRequestId(s.request_id);
+}
+
+void to_wire(const Progress& p, wire::Progress::Builder out) {
+  switch (p.stage) {
+    case ProgressStage::queued:
+      out.setStage(wire::ProgressStage::QUEUED);
+      break;
+    case ProgressStage::encoding:
+      out.setStage(wire::ProgressStage::ENCODING);
+      break;
+    case ProgressStage::prefill:
+      out.setStage(wire::ProgressStage::PREFILL);
+      break;
+  }
+  out.setRequestId(p.request_id);
+  out.setBlocksDone(p.blocks_done);
+  out.setBlocksTotal(p.blocks_total);
+  out.setHosts(p.hosts);
+}
+
+std::optional<Progress> from_wire(wire::Progress::Reader in) {
+  Progress p;
+  switch (in.getStage()) {
+    case wire::ProgressStage::QUEUED:
+      p.stage = ProgressStage::queued;
+      break;
+    case wire::ProgressStage::ENCODING:
+      p.stage = ProgressStage::encoding;
+      break;
+    case wire::ProgressStage::PREFILL:
+      p.stage = ProgressStage::prefill;
+      break;
+    default:
+      return std::nullopt;  // a stage from a newer server
+  }
+  p.request_id = in.getRequestId();
+  p.blocks_done = in.getBlocksDone();
+  p.blocks_total = in.getBlocksTotal();
+  p.hosts = in.getHosts();
+  return p;
 }
 
 GenerateSummary from_wire(wire::GenerateSummary::Reader in) {
@@ -142,6 +184,7 @@ GenerateSummary from_wire(wire::GenerateSummary::Reader in) {
   if (in.hasContextKey())
     if (auto id = ContextId::parse(std::string_view(in.getContextKey().cStr(), in.getContextKey().size())))
       s.context_id = *id;
+  s.request_id = in.getRequestId();
   return s;
 }
 

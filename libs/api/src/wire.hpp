@@ -3,6 +3,7 @@
 // starmesh C++ structs. Private to libs/api: nothing outside it sees generated types.
 #include <kj/exception.h>
 
+#include <optional>
 #include <string>
 
 #include "starmesh.capnp.h"
@@ -19,6 +20,10 @@ Expected<GenerateRequest> from_wire(wire::GenerateRequest::Reader in);
 
 void to_wire(const GenerateSummary& summary, wire::GenerateSummary::Builder out);
 GenerateSummary from_wire(wire::GenerateSummary::Reader in);
+
+void to_wire(const Progress& progress, wire::Progress::Builder out);
+// Empty for a stage this client does not know (from a newer server): skip it.
+std::optional<Progress> from_wire(wire::Progress::Reader in);
 
 void to_wire(const ServerInfo& info, wire::ServerInfo::Builder out);
 ServerInfo from_wire(wire::ServerInfo::Reader in);

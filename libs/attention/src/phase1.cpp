@@ -80,6 +80,11 @@ Expected<KvShard> encode_shard(const Transformer& model, const BlockPlan& plan, 
     std::unique_lock<std::mutex> lock;
     if (control.compute) lock = std::unique_lock(*control.compute);
     SM_TRY(encode_block(model, plan, b, context, anchor, shard.cache));
+    if (control.on_block) {  // finished, not queued: a block takes milliseconds, the wait microseconds
+      SM_TRY(model.backend().synchronize());
+      lock = {};
+      control.on_block(b + 1 - r.first_block, r.end_block - r.first_block);
+    }
   }
   return shard;
 }

@@ -20,7 +20,8 @@ StarSession::StarSession(BlockPlan plan, std::vector<KvShard> others, QueryHost 
       remotes_(model, pointers(others_)) {}
 
 Expected<std::unique_ptr<StarSession>> StarSession::encode(const Transformer& model, std::span<const int32_t> context,
-                                                           const StarOptions& options, int64_t capacity) {
+                                                           const StarOptions& options, int64_t capacity,
+                                                           const ProgressFn& on_block) {
   using Clock = std::chrono::steady_clock;
   backend_i& be = model.backend();
   // Device work is timed to its end (synchronize), not to when it was queued.
@@ -46,7 +47,12 @@ Expected<std::unique_ptr<StarSession>> StarSession::encode(const Transformer& mo
   std::vector<double> host_seconds;
   for (int h = 0; h < int(plan.hosts.size()); ++h) {
     const auto th = Clock::now();
-    SM_ASSIGN(shard, encode_shard(model, plan, h, context, anchor ? &*anchor : nullptr));
+    EncodeControl control;
+    if (on_block) {
+      const int64_t before = plan.hosts[size_t(h)].first_block, total = int64_t(plan.blocks.size());
+      control.on_block = [&, before, total](int64_t done, int64_t) { on_block(before + done, total); };
+    }
+    SM_ASSIGN(shard, encode_shard(model, plan, h, context, anchor ? &*anchor : nullptr, control));
     shards.push_back(std::move(shard));
     SM_ASSIGN(sec, seconds_since(th));
     host_seconds.push_back(sec + (host_needs_anchor(plan, h) ? anchor_seconds : 0.0));

@@ -33,7 +33,8 @@ Expected<Tensor> stack_rows(backend_i& backend, std::initializer_list<Tensor*> p
 
 }  // namespace
 
-Expected<Transformer> Transformer::load(backend_i& backend, const std::filesystem::path& dir) {
+Expected<Transformer> Transformer::load(backend_i& backend, const std::filesystem::path& dir,
+                                        const ProgressFn& on_layer) {
   SM_ASSIGN(config, load_llama_config(dir));
   SM_ASSIGN(ckpt, Checkpoint::open(dir));
   Transformer m;
@@ -83,6 +84,7 @@ Expected<Transformer> Transformer::load(backend_i& backend, const std::filesyste
     w.wqkv = qkv;
     w.w_gate_up = gate_up;
     m.layers_.push_back(std::move(w));
+    if (on_layer) on_layer(l + 1, config.num_hidden_layers);
   }
   const std::vector<float> inv_freq = rope_inv_freq(config);
   SM_ASSIGN(freq, backend.upload(Tensor::from_f32(inv_freq, {int64_t(inv_freq.size())}), DType::f32));

@@ -19,6 +19,7 @@ struct SinkState {
   static inline const char* name = "client_sink";
   std::function<bool(const ClientChunk&)> on_chunk;
   std::function<void(Expected<GenerateSummary>)> on_done;
+  std::function<void(const Progress&)> on_progress;  // empty: the caller wants none
   RequestActor driver;
   uint64_t request_id = 0;
   bool cancelled = false;
@@ -40,6 +41,9 @@ ClientSinkActor::behavior_type client_sink(SinkPtr self, RouterActor router, Gen
                                            std::chrono::milliseconds timeout) {
   self->state.on_chunk = std::move(on_chunk);
   self->state.on_done = std::move(on_done);
+  // The callback stays here: it is the caller's, and does not travel with the order.
+  self->state.on_progress = std::move(order.request.on_progress);
+  order.request.on_progress = nullptr;
   self->monitor(router);
   self->set_down_handler([=](caf::down_msg& dm) {
     if (dm.source == router.address())
@@ -68,6 +72,10 @@ ClientSinkActor::behavior_type client_sink(SinkPtr self, RouterActor router, Gen
         if (s.done || s.cancelled) return;
         s.cancelled = true;  // the driver, once known, hears of it
         if (s.driver) self->send(s.driver, cancel_atom::value, s.request_id);
+      },
+      [=](progress_atom, uint64_t, Progress& p) {
+        auto& s = self->state;
+        if (!s.done && !s.cancelled && s.on_progress) s.on_progress(p);
       },
       [=](tokens_atom, uint64_t, ClientChunk& c) {
         auto& s = self->state;

@@ -26,6 +26,7 @@ void register_mesh_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<GenerateSummary>("GenerateSummary");
   cfg.add_message_type<GenerateOrder>("GenerateOrder");
   cfg.add_message_type<ClientChunk>("ClientChunk");
+  cfg.add_message_type<Progress>("Progress");
   cfg.add_message_type<PlacementAsk>("PlacementAsk");
   cfg.add_message_type<PlanSpec>("PlanSpec");
   cfg.add_message_type<Ticket>("Ticket");

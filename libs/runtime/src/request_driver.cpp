@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <limits>
 #include <map>
 
 #include "starmesh/attention/block_plan.hpp"
@@ -177,6 +178,31 @@ void arm_step_timer(DriverPtr self) {
 
 void recover(DriverPtr self, Error why);
 
+void send_progress(DriverPtr self, ProgressStage stage);
+
+// Host h has encoded `done` of its blocks (its own message after each, or its report at the
+// end, whichever comes first): the client hears of every step once, in order.
+void count_blocks(DriverPtr self, size_t h, int64_t done) {
+  auto& st = self->state;
+  if (h >= st.blocks_done.size() || h >= st.blocks_of.size() || st.blocks_total == 0) return;
+  done = std::min(done, st.blocks_of[h]);
+  if (done <= st.blocks_done[h]) return;
+  st.blocks_done[h] = done;
+  send_progress(self, ProgressStage::encoding);
+}
+
+// Tells the client where the request is (progress_atom in messages.hpp).
+void send_progress(DriverPtr self, ProgressStage stage) {
+  auto& st = self->state;
+  Progress p;
+  p.stage = stage;
+  p.request_id = st.setup->request_id;
+  for (int64_t done : st.blocks_done) p.blocks_done += done;
+  p.blocks_total = st.blocks_total;
+  p.hosts = int32_t(st.placement.hosts.size());
+  self->send(st.setup->client, progress_atom::value, p.request_id, p);
+}
+
 void start_phase2(DriverPtr self) {
   auto& st = self->state;
   const RouterOptions& opt = st.setup->context->options;
@@ -191,6 +217,7 @@ void start_phase2(DriverPtr self) {
     s.stop_reason = StopReason::max_tokens;
     return finish(self, s);
   }
+  send_progress(self, ProgressStage::prefill);
   Phase2Order order;
   order.request_id = st.mesh_id;
   order.query = st.tokens.query;
@@ -229,6 +256,11 @@ void start_phase1(DriverPtr self) {
   const PlanSpec& spec = st.placement.plan;
   auto plan = plan_blocks(spec.context_tokens, spec.block_size, spec.anchor_size, spec.hosts);
   if (!plan) return fail(self, plan.error());
+  st.blocks_done.assign(st.placement.hosts.size(), 0);
+  st.blocks_of.clear();
+  for (const HostRange& r : plan->hosts) st.blocks_of.push_back(r.end_block - r.first_block);
+  st.blocks_total = st.placement.kept_context == 0 ? int64_t(plan->blocks.size()) : 0;  // kept: encoded before
+  if (st.blocks_total > 0) send_progress(self, ProgressStage::encoding);
   // A fresh key for each attempt: the hosts authenticate the attempt's data-plane messages
   // under it, so only the hosts named here can put data into it.
   auto key = random_message_key();
@@ -262,6 +294,7 @@ void start_phase1(DriverPtr self) {
               if (!s.current(order_id)) return;
               auto& slowest = self->state.summary.phase1_max_host_seconds;
               slowest = std::max(slowest, report.phase1_seconds);
+              count_blocks(self, h, std::numeric_limits<int64_t>::max());  // all of them
               if (++self->state.encoded == self->state.placement.hosts.size()) {
                 if (self->state.cancel_requested) {
                   GenerateSummary sum = self->state.summary;
@@ -419,13 +452,19 @@ RequestActor::behavior_type request_driver(DriverPtr self, std::shared_ptr<Drive
   auto tokens = request_tokens(ctx, setup->order.request);
   if (!tokens) {
     fail(self, tokens.error());
-    return {[](tokens_atom, uint64_t, TokenBatch&) {}, [](done_atom, uint64_t, Phase2Report&) {},
-            [](failed_atom, uint64_t, Error&) {}, [](cancel_atom, uint64_t) {}, [](tick_atom, uint64_t) {}};
+    return {[](tokens_atom, uint64_t, TokenBatch&) {},
+            [](progress_atom, uint64_t, int32_t, int64_t) {},
+            [](done_atom, uint64_t, Phase2Report&) {},
+            [](failed_atom, uint64_t, Error&) {},
+            [](cancel_atom, uint64_t) {},
+            [](tick_atom, uint64_t) {}};
   }
   st.tokens = std::move(*tokens);
   st.summary.context_tokens = int64_t(st.tokens.context.size());
   st.summary.query_tokens = int64_t(st.tokens.query.size());
   st.mesh_id = id;
+  st.summary.request_id = id;
+  send_progress(self, ProgressStage::queued);
   request_placement(self);
   return {
       [=](tokens_atom, uint64_t from, TokenBatch& b) {
@@ -446,6 +485,10 @@ RequestActor::behavior_type request_driver(DriverPtr self, std::shared_ptr<Drive
         c.ids = std::move(b.ids);
         c.logits = std::move(b.logits);
         self->send(s.setup->client, tokens_atom::value, id, std::move(c));
+      },
+      [=](progress_atom, uint64_t attempt, int32_t host, int64_t done) {
+        auto& s = self->state;
+        if (s.current(attempt) && host >= 0) count_blocks(self, size_t(host), done);
       },
       [=](done_atom, uint64_t from, Phase2Report& r) {
         if (!self->state.current(from)) return;

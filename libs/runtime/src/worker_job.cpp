@@ -69,7 +69,11 @@ void run_job(std::shared_ptr<WorkerEngine> engine, std::shared_ptr<Job> job, dat
     job->shard_tokens = job->shard->end - job->shard->begin;
   } else {
     const auto t0 = std::chrono::steady_clock::now();
-    auto s = encode_host(model, job->plan, job->host, job->context, EncodeControl{&engine->compute, &job->stop});
+    EncodeControl control{&engine->compute, &job->stop, {}};
+    control.on_block = [job](int64_t done, int64_t) {  // the client's progress, through the driver
+      caf::anon_send(job->driver, progress_atom::value, job->id, int32_t(job->host), done);
+    };
+    auto s = encode_host(model, job->plan, job->host, job->context, control);
     if (s) {  // the time ends when the device's work does, not when it was queued
       std::lock_guard lock(engine->compute);
       if (Status synced = model.backend().synchronize(); !synced) s = synced.error();

@@ -16,6 +16,18 @@ std::string_view to_string(StopReason reason) {
   return "max_tokens";
 }
 
+std::string_view to_string(ProgressStage stage) {
+  switch (stage) {
+    case ProgressStage::queued:
+      return "queued";
+    case ProgressStage::encoding:
+      return "encoding";
+    case ProgressStage::prefill:
+      return "prefill";
+  }
+  return "queued";
+}
+
 std::optional<AttentionMode> attention_mode_from_string(std::string_view text) {
   if (text == "star") return AttentionMode::star;
   if (text == "global") return AttentionMode::global;

@@ -26,8 +26,11 @@ class ApiClient {
   // Runs one request; on_tokens gets the generated tokens in order, in chunks. Returning false
   // cancels: the server stops the request and the summary says "cancelled" (unless it had
   // already finished). A refusal or a failure comes back as the server's message.
+  // on_progress (if set) asks for progress events (queued, phase-1 blocks, prefill), which
+  // arrive in order before the tokens; request.on_progress is not used here.
   Expected<GenerateSummary> generate(const GenerateRequest& request,
-                                     const std::function<bool(const TokenChunk&)>& on_tokens);
+                                     const std::function<bool(const TokenChunk&)>& on_tokens,
+                                     const std::function<void(const Progress&)>& on_progress = {});
 
   Expected<ServerInfo> info();
   // Frees a context kept by an earlier request's keep_context.

@@ -7,6 +7,7 @@
 #include <span>
 
 #include "starmesh/attention/block_plan.hpp"
+#include "starmesh/core/progress.hpp"
 #include "starmesh/model/transformer.hpp"
 
 namespace starmesh {
@@ -22,10 +23,12 @@ Expected<KvCache> encode_anchor(const Transformer& model, const BlockPlan& plan,
 
 // How a server runs phase 1 beside other work on the same model: `compute` (if set) is held
 // per block, not for the whole shard, so other requests' steps interleave with a long phase 1;
-// `stop` (if set) ends it between blocks with a `cancelled` error (the request was freed).
+// `stop` (if set) ends it between blocks with a `cancelled` error (the request was freed);
+// `on_block` (if set) hears of each block finished on the device (done of the host's blocks).
 struct EncodeControl {
   std::mutex* compute = nullptr;
   const std::atomic<bool>* stop = nullptr;
+  ProgressFn on_block;
 };
 
 // Encodes the blocks of `host`, block by block. `anchor` is the host's anchor KV

@@ -19,8 +19,10 @@ struct StarOptions {
 class StarSession {
  public:
   // Plans the blocks and runs phase 1 on every host. `capacity`: query + generated tokens.
+  // `on_block` (if set) hears of each block encoded, over every host (done of the plan's).
   static Expected<std::unique_ptr<StarSession>> encode(const Transformer& model, std::span<const int32_t> context,
-                                                       const StarOptions& options, int64_t capacity);
+                                                       const StarOptions& options, int64_t capacity,
+                                                       const ProgressFn& on_block = {});
 
   // Phase 2: runs ids through the query host; logits of the last token [1, vocab].
   Expected<Tensor> step(std::span<const int32_t> ids, bool all_rows = false) {

@@ -19,7 +19,8 @@ struct LoadedModel {
 };
 
 // Loads the checkpoint in `dir` on `device` (auto resolved). `threads` > 0 bounds the CPU
-// backend's pool and OpenBLAS's (one CPU slot); 0: every core.
-Expected<std::unique_ptr<LoadedModel>> load_model(const std::string& dir, const DeviceSpec& device, int threads);
+// backend's pool and OpenBLAS's (one CPU slot); 0: every core. `on_layer`: as Transformer::load's.
+Expected<std::unique_ptr<LoadedModel>> load_model(const std::string& dir, const DeviceSpec& device, int threads,
+                                                  const ProgressFn& on_layer = {});
 
 }  // namespace starmesh

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "starmesh/backend/backend.hpp"
+#include "starmesh/core/progress.hpp"
 #include "starmesh/model/kv_cache.hpp"
 #include "starmesh/model/llama_config.hpp"
 
@@ -30,7 +31,9 @@ struct QkvProjection {
 class Transformer {
  public:
   // Reads config.json and the safetensors checkpoint in `dir`; weights go to `backend`.
-  static Expected<Transformer> load(backend_i& backend, const std::filesystem::path& dir);
+  // `on_layer` (if set) hears of each layer loaded (done of config().num_hidden_layers).
+  static Expected<Transformer> load(backend_i& backend, const std::filesystem::path& dir,
+                                    const ProgressFn& on_layer = {});
 
   const LlamaConfig& config() const { return config_; }
   backend_i& backend() const { return *backend_; }

@@ -10,8 +10,10 @@
 //
 // The life of a request, message by message (tests/runtime/test_protocol.cpp checks it):
 //   client  -> router   generate(GenerateOrder, sink)          -> Ticket
+//   driver  -> client   progress(id, Progress)                  queued; encoding*; prefill
 //   driver  -> router   place(id, PlacementAsk)                 -> Placement (reserves KV)
 //   driver  -> worker h encode(EncodeOrder)      for every host -> EncodeReport (phase 1)
+//   worker  -> driver   progress(id, host, blocks done)         after each block of phase 1
 //   driver  -> worker q phase2(Phase2Order)      q: query host  -> CoordinatorActor
 //   coord   -> driver   tokens(id, TokenBatch)*, then done(id, Phase2Report) | failed(id, Error)
 //   driver  -> client   tokens(id, ClientChunk)*, then done(id, GenerateSummary) | failed(id, Error)
@@ -54,6 +56,7 @@ using deadline_atom = caf::atom_constant<caf::atom("deadline")>;  // router: a q
 using ttl_atom = caf::atom_constant<caf::atom("ttl")>;            // router: check a kept context's TTL
 using beat_atom = caf::atom_constant<caf::atom("beat")>;          // router: probe every worker's liveness
 using replan_atom = caf::atom_constant<caf::atom("replan")>;      // router: a request lost a worker
+using progress_atom = caf::atom_constant<caf::atom("progress")>;  // phase-1 blocks done, stages for clients
 
 // A kept context (encode once, ask many times) is named by the id of the request that
 // encoded it; its KV is booked under this key, apart from the requests' own.
@@ -124,7 +127,12 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, GenerateSummary& x) {
   return f(caf::meta::type_name("GenerateSummary"), x.context_tokens, x.query_tokens, x.generated_tokens, x.hosts,
            x.phase1_seconds, x.phase2_prefill_seconds, x.decode_seconds, x.stop_reason, x.context_id,
-           x.phase1_max_host_seconds);
+           x.phase1_max_host_seconds, x.request_id);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, Progress& x) {
+  return f(caf::meta::type_name("Progress"), x.stage, x.request_id, x.blocks_done, x.blocks_total, x.hosts);
 }
 
 struct GenerateOrder {
@@ -199,14 +207,15 @@ using CoordinatorActor = caf::typed_actor<caf::reacts_to<cancel_atom, uint64_t>,
 // cancel; tick is its own timer.
 using RequestActor =
     caf::typed_actor<caf::reacts_to<tokens_atom, uint64_t, TokenBatch>,
+                     caf::reacts_to<progress_atom, uint64_t, int32_t, int64_t>,  // attempt, host, its blocks done
                      caf::reacts_to<done_atom, uint64_t, Phase2Report>, caf::reacts_to<failed_atom, uint64_t, Error>,
                      caf::reacts_to<cancel_atom, uint64_t>, caf::reacts_to<tick_atom, uint64_t>>;
 
 // Where the router streams a request's result (MeshClient, tests).
-using ClientSinkActor = caf::typed_actor<caf::reacts_to<cancel_atom>,  // the caller's client went away
-                                         caf::reacts_to<tokens_atom, uint64_t, ClientChunk>,
-                                         caf::reacts_to<done_atom, uint64_t, GenerateSummary>,
-                                         caf::reacts_to<failed_atom, uint64_t, Error>>;
+using ClientSinkActor = caf::typed_actor<
+    caf::reacts_to<cancel_atom>,  // the caller's client went away
+    caf::reacts_to<progress_atom, uint64_t, Progress>, caf::reacts_to<tokens_atom, uint64_t, ClientChunk>,
+    caf::reacts_to<done_atom, uint64_t, GenerateSummary>, caf::reacts_to<failed_atom, uint64_t, Error>>;
 
 // A context worker. encoded and served are internal: a compute thread finished phase 1, a
 // shard loop ended.

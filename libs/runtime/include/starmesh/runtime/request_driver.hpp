@@ -47,7 +47,9 @@ struct DriverState {
   GenerateSummary summary;
   std::chrono::steady_clock::time_point arrived = std::chrono::steady_clock::now();
   bool first_token_seen = false;
-  std::map<caf::actor_addr, size_t> host_of;  // monitored workers
+  std::map<caf::actor_addr, size_t> host_of;    // monitored workers
+  std::vector<int64_t> blocks_done, blocks_of;  // phase-1 progress, per host of this attempt
+  int64_t blocks_total = 0;
   // Recovery (recovery_policy.hpp): the mesh knows each attempt by its own id (the client
   // only by setup->request_id); a lost worker starts another attempt, which replays the tokens
   // the client already has into its query.

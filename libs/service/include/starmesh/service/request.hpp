@@ -3,6 +3,7 @@
 // the summary at the end. Plain structs over core only: API clients and servers see these and
 // nothing of the mesh (CAF) or the compute stack.
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -28,8 +29,24 @@ enum class StopReason : uint8_t {
   cancelled,   // the client cancelled (or disconnected)
 };
 
+// Where a running request is, for clients that show progress (long contexts take a while
+// before the first token). Closed set: the schema's ProgressStage enum mirrors it.
+enum class ProgressStage : uint8_t {
+  queued,    // accepted (it has its id), waiting to be placed on workers with free KV
+  encoding,  // phase 1: blocks_done of blocks_total context blocks encoded, over every host
+  prefill,   // phase 2: the query host runs the query (the first token follows)
+};
+
+struct Progress {
+  ProgressStage stage = ProgressStage::queued;
+  uint64_t request_id = 0;  // the router's id for the request (in its logs too)
+  int64_t blocks_done = 0, blocks_total = 0;
+  int32_t hosts = 0;  // encoding, prefill: hosts holding the context
+};
+
 std::string_view to_string(AttentionMode mode);
 std::string_view to_string(StopReason reason);
+std::string_view to_string(ProgressStage stage);
 std::optional<AttentionMode> attention_mode_from_string(std::string_view text);  // "star", "global"
 std::optional<StopReason> stop_reason_from_string(std::string_view text);
 
@@ -61,6 +78,9 @@ struct GenerateRequest {
   // Set by the door (in process, never from a wire): cancelled when the client goes away, so
   // the service stops the request before it would notice by itself (its first token).
   std::shared_ptr<CancelToken> cancel;
+  // Set by the door (in process, never from a wire) when its client asked for progress events:
+  // called in order, on any thread, before the tokens they precede. Empty: none are sent.
+  std::function<void(const Progress&)> on_progress;
 };
 
 struct TokenChunk {
@@ -76,7 +96,8 @@ struct GenerateSummary {
   // the router's wall clock from the orders out to the last report in).
   double phase1_max_host_seconds = 0;
   StopReason stop_reason = StopReason::max_tokens;
-  ContextId context_id;  // the kept context this request made or used (empty: none)
+  ContextId context_id;     // the kept context this request made or used (empty: none)
+  uint64_t request_id = 0;  // the router's id for the request (its log lines name it)
 };
 
 }  // namespace starmesh
