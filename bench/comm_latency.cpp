@@ -4,7 +4,8 @@
 // exchange (every send and receive in flight at once). The others receive Q and answer at
 // once (no attention is computed: this measures the data plane only). Per configuration:
 // W processes forked on this machine, warm-up, then the round trip of each iteration at
-// rank 0; the table gives median and p99 in microseconds.
+// rank 0; the table gives median and p99 in microseconds. --auth on,off measures the
+// exchange with every message authenticated (HMAC-SHA256, as the runtime sends them) and bare.
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
@@ -16,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "starmesh/comm/message_auth.hpp"
 #include "starmesh/launch/local_group.hpp"
 
 using namespace starmesh;
@@ -41,6 +43,7 @@ constexpr uint64_t kTagQ = 1, kTagO = 2, kTagLse = 3;
 
 // One configuration on every rank; rank 0 prints its table row.
 Status run_shape(UcxTransport& t, const std::string& transports, QShape s, int warmup, int iters) {
+  const char* auth = t.authenticated() ? "on" : "off";
   const auto deadline = [] { return deadline_in(std::chrono::seconds(10)); };
   const int w = t.size();
   if (t.rank() != 0) {
@@ -72,11 +75,32 @@ Status run_shape(UcxTransport& t, const std::string& transports, QShape s, int w
   const double median = us[us.size() / 2];
   const double p99 = us[size_t(std::ceil(0.99 * double(us.size()))) - 1];
   const size_t q_bytes = q.nbytes(), reply_bytes = size_t(s.n_q * s.heads * (s.dim + 1)) * 4;
-  std::printf("| %-4s | %d | %3lld x %3lld | %2lld | %8zu | %8zu | %9.1f | %9.1f |\n", transports.c_str(), w,
-              static_cast<long long>(s.heads), static_cast<long long>(s.dim), static_cast<long long>(s.n_q), q_bytes,
+  std::printf("| %-4s | %-3s | %d | %3lld x %3lld | %2lld | %8zu | %8zu | %9.1f | %9.1f |\n", transports.c_str(), auth,
+              w, static_cast<long long>(s.heads), static_cast<long long>(s.dim), static_cast<long long>(s.n_q), q_bytes,
               reply_bytes, median, p99);
   std::fflush(stdout);
   return {};
+}
+
+// What sealing one message costs alone (HMAC-SHA256 over payload and header, as the
+// authenticated exchange does once per send and once per receive), for each Q size.
+void print_mac_speed(const std::vector<QShape>& shapes, const std::vector<int64_t>& n_qs) {
+  auto auth = MessageAuth::create(random_message_key().value()).value();
+  std::printf("# HMAC-SHA256 of one message alone:");
+  for (const QShape& base : shapes)
+    for (int64_t n_q : n_qs) {
+      const Tensor q = random_f32({n_q, base.heads, base.dim}, true, 1);
+      const std::span<const uint8_t> bytes(q.data_as<const uint8_t>(), q.nbytes());
+      int n = 0;
+      const auto t0 = Clock::now();
+      while (Clock::now() - t0 < std::chrono::milliseconds(50) || n < 10) {
+        if (!auth.sign(bytes, {1, 0, 1, 1, uint64_t(n + 1), bytes.size()})) return;
+        ++n;
+      }
+      const double us = std::chrono::duration<double, std::micro>(Clock::now() - t0).count() / n;
+      std::printf(" %zu B %.1f us (%.2f GB/s);", q.nbytes(), us, double(q.nbytes()) / us / 1e3);
+    }
+  std::printf("\n");
 }
 
 std::string first_line(const char* path) {
@@ -94,12 +118,16 @@ int main(int argc, char** argv) {
   std::vector<std::string> transports = {"tcp", "shm"};
   std::vector<int64_t> n_qs = {1, 16};
   std::vector<std::string> shapes = {"32x128", "8x64"};
+  std::vector<std::string> auths = {"on"};
   int iters = 2000, warmup = 200, spin_us = 0;
   app.add_option("--ranks", ranks, "group sizes W")->delimiter(',');
   app.add_option("--transports", transports, "tcp, shm, auto")->delimiter(',');
   app.add_option("--nq", n_qs, "query rows per exchange")->delimiter(',');
   app.add_option("--shapes", shapes, "heads x head dim, e.g. 32x128 (Llama-3.1-8B) or 8x64 (the tiny model)")
       ->delimiter(',');
+  app.add_option("--auth", auths, "on: messages authenticated (the runtime's way); off: bare")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"on", "off"}));
   app.add_option("--iters", iters, "timed iterations per configuration");
   app.add_option("--warmup", warmup, "untimed iterations first");
   app.add_option("--spin-us", spin_us, "microseconds a wait polls flat out before yielding the CPU between polls");
@@ -117,31 +145,34 @@ int main(int argc, char** argv) {
 
   std::printf("# comm_latency: %u hardware threads, load average %s, %d iterations after %d warm-up, spin %d us\n",
               std::thread::hardware_concurrency(), first_line("/proc/loadavg").c_str(), iters, warmup, spin_us);
-  std::printf("| tls  | W | heads x dim | n_q | Q out (B) | reply/rank (B) | median (us) | p99 (us) |\n");
-  std::printf("| ---- | - | ----------- | --- | --------- | -------------- | ----------- | -------- |\n");
+  if (std::find(auths.begin(), auths.end(), "on") != auths.end()) print_mac_speed(parsed, n_qs);
+  std::printf("| tls  | auth | W | heads x dim | n_q | Q out (B) | reply/rank (B) | median (us) | p99 (us) |\n");
+  std::printf("| ---- | ---- | - | ----------- | --- | --------- | -------------- | ----------- | -------- |\n");
   int failures = 0;
-  for (const std::string& tls : transports) {
-    for (int w : ranks) {
-      auto results = run_local_group(
-          w,
-          [&](LocalBootstrap& b) -> Status {
-            SM_ASSIGN(t, connect_ucx(b, UcxOptions{.transports = tls,
-                                                   .net_devices = "lo",
-                                                   .spin_before_yield = std::chrono::microseconds(spin_us)}));
-            for (const QShape& base : parsed)
-              for (int64_t n_q : n_qs) {
-                SM_TRY(run_shape(*t, tls, {n_q, base.heads, base.dim}, warmup, iters));
-                SM_TRY(b.barrier());
-              }
-            return {};
-          },
-          std::chrono::minutes(10));
-      for (const Status& s : results)
-        if (!s) {
-          std::fprintf(stderr, "%s W=%d: %s\n", tls.c_str(), w, s.message().c_str());
-          ++failures;
-        }
-    }
-  }
+  for (const std::string& tls : transports)
+    for (int w : ranks)
+      for (const std::string& auth : auths) {
+        auto results = run_local_group(
+            w,
+            [&](LocalBootstrap& b) -> Status {
+              SM_ASSIGN(t, connect_ucx(b,
+                                       UcxOptions{.transports = tls,
+                                                  .net_devices = "lo",
+                                                  .spin_before_yield = std::chrono::microseconds(spin_us)},
+                                       auth == "on"));
+              for (const QShape& base : parsed)
+                for (int64_t n_q : n_qs) {
+                  SM_TRY(run_shape(*t, tls, {n_q, base.heads, base.dim}, warmup, iters));
+                  SM_TRY(b.barrier());
+                }
+              return {};
+            },
+            std::chrono::minutes(10));
+        for (const Status& s : results)
+          if (!s) {
+            std::fprintf(stderr, "%s W=%d auth %s: %s\n", tls.c_str(), w, auth.c_str(), s.message().c_str());
+            ++failures;
+          }
+      }
   return failures == 0 ? 0 : 1;
 }

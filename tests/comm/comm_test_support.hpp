@@ -7,9 +7,18 @@
 #include <string>
 #include <vector>
 
+#include "starmesh/comm/group_auth.hpp"
 #include "starmesh/comm/transport.hpp"
 
 namespace starmesh::test {
+
+// A group key every rank of a test knows without a bootstrap (tests only: keys are random).
+inline GroupKey fixed_key(uint8_t fill = 7, uint64_t session = 1) {
+  GroupKey k;
+  k.key.fill(fill);
+  k.session = session;
+  return k;
+}
 
 // Sizes from 8 B to 4 MB: eager and rendezvous protocols, odd lengths included.
 inline const std::vector<size_t> kPayloadSizes = {

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <thread>
 
 #include "comm/comm_test_support.hpp"
@@ -221,10 +222,10 @@ TEST_CASE("ucx: two groups on one context keep their messages apart and bad inpu
       [](LocalBootstrap& b) -> Status {
         SM_ASSIGN(context, UcxContext::create({.transports = "shm"}));
         SM_ASSIGN(addresses, b.allgather(context.local_address()));
-        SM_ASSIGN(g1, context.connect(b.rank(), 2, addresses, 1));
-        SM_ASSIGN(g2, context.connect(b.rank(), 2, addresses, 2));
-        SM_TRY(expect_error(context.connect(b.rank(), 2, addresses, 2).status(), {"group 2 is already live"},
-                            "duplicate group"));
+        SM_ASSIGN(g1, context.connect(b.rank(), 2, addresses, test::fixed_key(), 1));
+        SM_ASSIGN(g2, context.connect(b.rank(), 2, addresses, test::fixed_key(), 2));
+        SM_TRY(expect_error(context.connect(b.rank(), 2, addresses, test::fixed_key(), 2).status(),
+                            {"group 2 is already live"}, "duplicate group"));
         SM_TRY(expect_error(g1->send(1 - b.rank(), uint64_t(1) << 33, random_payload(8, 1), deadline_in(1s)),
                             {"32 bits"}, "tag too large"));
         float host[2] = {1, 2};
@@ -256,10 +257,10 @@ TEST_CASE("ucx: options are checked") {
         SM_ASSIGN(context, UcxContext::create({.transports = "tcp"}));
         if (context.describe() != "UCX_TLS=tcp,self UCX_NET_DEVICES=lo")
           return make_error("describe() says ", context.describe());
-        SM_TRY(expect_error(context.connect(0, 2, {context.local_address()}).status(), {"1 addresses for a group of 2"},
-                            "address count"));
+        SM_TRY(expect_error(context.connect(0, 2, {context.local_address()}, test::fixed_key()).status(),
+                            {"1 addresses for a group of 2"}, "address count"));
         // A group of one talks to itself.
-        SM_ASSIGN(solo, context.connect(0, 1, {context.local_address()}));
+        SM_ASSIGN(solo, context.connect(0, 1, {context.local_address()}, test::fixed_key()));
         Tensor b = random_payload(1024, 3);
         SM_TRY(solo->broadcast(0, 1, b, deadline_in(1s)));
         std::vector<Tensor> out = {receive_buffer(1024)};
@@ -268,4 +269,104 @@ TEST_CASE("ucx: options are checked") {
       },
       15s);
   for (auto& s : results) CHECK_MESSAGE(s.is_ok(), s.message());
+}
+
+namespace {
+// Ranks 0 and 1 are a group under `key`; rank 2 is a stranger that knows rank 0's address
+// (every address goes through the bootstrap) and claims rank 1 in a group of its own making,
+// under the same group id: what it sends reaches rank 0's receives from rank 1.
+constexpr uint16_t kGroup = 3;
+struct Cast {
+  std::unique_ptr<UcxTransport> group;  // ranks 0, 1: the real group; rank 2: the stranger's
+  std::unique_ptr<UcxTransport> other;  // ranks 0, 1: a second group on the same contexts
+};
+Expected<Cast> cast(LocalBootstrap& b, UcxContext& context, const std::optional<GroupKey>& stranger_key) {
+  SM_ASSIGN(all, b.allgather(context.local_address()));
+  Cast c;
+  if (b.rank() < 2) {
+    SM_ASSIGN(g, context.connect(b.rank(), 2, {all[0], all[1]}, test::fixed_key(7), kGroup));
+    SM_ASSIGN(o, context.connect(b.rank(), 2, {all[0], all[1]}, test::fixed_key(7, 2), kGroup + 1));
+    c.group = std::move(g);
+    c.other = std::move(o);
+  } else {
+    SM_ASSIGN(g, context.connect(1, 2, {all[0], all[2]}, stranger_key, kGroup));
+    c.group = std::move(g);
+  }
+  return c;
+}
+}  // namespace
+
+TEST_CASE(
+    "ucx: a stranger's message of the right size with a wrong MAC is refused as unauthenticated, and cuts off "
+    "the rank it came under") {
+  for (const char* tls : kTransports) {
+    CAPTURE(tls);
+    auto results = run_local_group(
+        3,
+        [&](LocalBootstrap& b) -> Status {
+          SM_ASSIGN(context, UcxContext::create({.transports = tls, .net_devices = "lo"}));
+          SM_ASSIGN(c, cast(b, context, test::fixed_key(8)));  // the stranger guesses a key
+          SM_TRY(b.barrier());
+          if (b.rank() == 2) {  // 4096 B and its trailer: exactly what rank 0 expects from rank 1
+            SM_TRY(c.group->send(0, 50, random_payload(4096, 50), deadline_in(5s)));
+          } else if (b.rank() == 0) {
+            Tensor into = receive_buffer(4096);
+            const Transfer batch[] = {Transfer::recv(1, 50, into)};
+            const Status s = c.group->exchange(batch, deadline_in(5s));
+            if (s.code() != ErrorCode::unauthenticated)
+              return make_error("the forged message was not refused as unauthenticated: ", s ? "ok" : s.message());
+            SM_TRY(expect_error(s, {"peer 1", "failed authentication"}, "forged message"));
+            SM_TRY(expect_bytes(into, Tensor::zeros(DType::bf16, {2048}), "the refused message's buffer"));
+            // Cut off: nothing more goes to or comes from rank 1 in this group, at once.
+            SM_TRY(expect_error(c.group->send(1, 51, random_payload(8, 51), deadline_in(1s)), {"unusable"},
+                                "after the forged message"));
+          }
+          SM_TRY(b.barrier());
+          // The process and its other groups are unharmed.
+          if (b.rank() == 0) SM_TRY(c.other->send(1, 52, random_payload(1024, 52), deadline_in(5s)));
+          if (b.rank() == 1) {
+            Tensor into = receive_buffer(1024);
+            SM_TRY(c.other->recv(0, 52, into, deadline_in(5s)));
+            SM_TRY(expect_bytes(into, random_payload(1024, 52), "the other group"));
+          }
+          return b.barrier();
+        },
+        20s);
+    for (size_t r = 0; r < results.size(); ++r)
+      CHECK_MESSAGE(results[r].is_ok(), "rank ", r, ": ", results[r].message());
+  }
+}
+
+TEST_CASE("ucx: a replayed message is refused as unauthenticated") {
+  // The stranger has a copy of a real message (as if it had watched the wire): rank 1's first
+  // message to rank 0 under tag 60, trailer and all. It sends it bare, twice. (Moving it to
+  // another tag, rank or request fails its MAC: test_message_auth.cpp.)
+  auto results = run_local_group(
+      3,
+      [&](LocalBootstrap& b) -> Status {
+        SM_ASSIGN(context, UcxContext::create({.transports = "tcp", .net_devices = "lo"}));
+        SM_ASSIGN(c, cast(b, context, std::nullopt));
+        const Tensor payload = random_payload(4096, 60);
+        SM_TRY(b.barrier());
+        if (b.rank() == 2) {
+          SM_ASSIGN(real, GroupAuth::create(test::fixed_key(7), 1, 2));
+          const GroupAuth::Send one[] = {{0, 60, {payload.data_as<const uint8_t>(), payload.nbytes()}}};
+          SM_ASSIGN(trailers, real.seal(one));
+          Tensor copy = Tensor::zeros(DType::bf16, {int64_t(payload.nbytes() + kTrailerBytes) / 2});
+          std::memcpy(copy.data(), payload.data(), payload.nbytes());
+          std::memcpy(copy.data_as<uint8_t>() + payload.nbytes(), trailers[0].data(), kTrailerBytes);
+          for (int i = 0; i < 2; ++i) SM_TRY(c.group->send(0, 60, copy, deadline_in(5s)));
+        } else if (b.rank() == 0) {
+          Tensor first = receive_buffer(4096), again = receive_buffer(4096);
+          SM_TRY(c.group->recv(1, 60, first, deadline_in(5s)));  // the original, once
+          SM_TRY(expect_bytes(first, payload, "the original message"));
+          const Status replay = c.group->recv(1, 60, again, deadline_in(5s));
+          if (replay.code() != ErrorCode::unauthenticated)
+            return make_error("the replay was not refused: ", replay ? "ok" : replay.message());
+          SM_TRY(expect_error(replay, {"replay"}, "replayed message"));
+        }
+        return b.barrier();
+      },
+      20s);
+  for (size_t r = 0; r < results.size(); ++r) CHECK_MESSAGE(results[r].is_ok(), "rank ", r, ": ", results[r].message());
 }

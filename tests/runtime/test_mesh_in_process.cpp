@@ -158,6 +158,14 @@ TEST_CASE_FIXTURE(InProcessMesh, "a real worker refuses an order beyond its KV c
   o.local_capacity = 20;
   o.group = {{1, "in-process:1", planes.back()->address()}};
   std::string error;
+  // Without its 32-byte data-plane key an order is refused before anything is reserved.
+  o.data_plane_key.assign(5, 3);
+  Error keyless;
+  self->request(w, 5s, encode_atom::value, o)
+      .receive([&](EncodeReport&) { keyless.message = "accepted"; }, [&](caf::error& e) { keyless = to_error(e); });
+  CHECK(keyless.code == ErrorCode::invalid_argument);
+  CHECK(keyless.message == "request 42: the data-plane key has 5 bytes, not 32");
+  o.data_plane_key.assign(kMessageKeyBytes, 3);
   self->request(w, 5s, encode_atom::value, o)
       .receive([&](EncodeReport&) { error = "accepted"; }, [&](caf::error& e) { error = describe(e); });
   CHECK(error ==

@@ -39,3 +39,18 @@ TEST_CASE("other failures, cancelled requests and kept contexts are not planned 
   CHECK(d.action == RecoveryAction::fail);
   CHECK(d.note.find("send the context again") != std::string::npos);
 }
+
+TEST_CASE("a forged data-plane message fails the request at once, as unavailable to the client") {
+  RecoveryCase c;
+  c.code = ErrorCode::unauthenticated;
+  for (int replans = 0; replans < 3; ++replans) {  // never planned again, whatever the count
+    c.replans = replans;
+    const RecoveryDecision d = decide_recovery(c);
+    CHECK(d.action == RecoveryAction::fail);
+    REQUIRE(d.code.has_value());
+    CHECK(*d.code == ErrorCode::unavailable);  // not the client's credentials: retriable with a fresh key
+  }
+  RecoveryCase lost;
+  lost.code = ErrorCode::unavailable;
+  CHECK_FALSE(decide_recovery(lost).code.has_value());  // other failures keep their code
+}

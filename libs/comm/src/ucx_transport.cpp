@@ -4,6 +4,7 @@
 #include <ucp/api/ucp.h>
 
 #include <algorithm>
+#include <cstring>
 #include <mutex>
 #include <set>
 #include <utility>
@@ -13,6 +14,13 @@ namespace starmesh {
 using Clock = std::chrono::steady_clock;
 
 namespace detail {
+// An authenticated message's trailer and the two iov entries (payload, trailer) that send or
+// receive it as one message: UCX reads them until the transfer completes.
+struct Wire {
+  Trailer trailer{};
+  ucp_dt_iov_t iov[2]{};
+};
+
 // The UCP context and worker of one process, shared by its groups.
 struct UcxWorker {
   ucp_context_h context = nullptr;
@@ -27,6 +35,7 @@ struct UcxWorker {
   // the worker is gone (released after the destructor body, so after ucp_worker_destroy).
   std::vector<Tensor> parked_tensors;
   std::vector<std::vector<uint8_t>> parked_scratch;
+  std::vector<std::unique_ptr<Wire>> parked_wires;
 
   ~UcxWorker() {
     if (worker) ucp_worker_destroy(worker);
@@ -55,15 +64,43 @@ int64_t ms_since(Clock::time_point t) {
 // is posted, so nothing needs cancelling), then is matched with its size known: a message
 // of another size goes into `scratch`, so its sender completes and the error names both;
 // one larger than mismatch_limit() is not taken at all (`refused`) and its peer is cut off,
-// so a peer cannot make this process allocate what it announces.
+// so a peer cannot make this process allocate what it announces. In an authenticated group
+// every message is payload + trailer (`wire`), and a receive is opened once it completes.
 struct Op {
   enum State : uint8_t { probing, in_flight, done } state = in_flight;
   void* request = nullptr;
   ucs_status_t status = UCS_OK;
-  size_t length = 0;  // receives: the size of the matched message
+  size_t length = 0;     // receives: the size of the matched message (trailer included)
+  bool matched = false;  // receives: a message was taken (into the tensor or scratch)
   bool refused = false;
   std::vector<uint8_t> scratch;
+  std::unique_ptr<detail::Wire> wire;  // authenticated groups only
+  // A transfer to self in an authenticated group goes as one contiguous copy (in `scratch`):
+  // UCX 1.13's self transport never completes an iov message large enough for rendezvous.
+  bool staged = false;
+  Status opened;  // receives: what opening the message said
 };
+
+// Bytes on the wire for a payload of `bytes`.
+size_t wire_size(const Op& op, size_t bytes) { return bytes + (op.wire ? kTrailerBytes : 0); }
+
+// "1000 B": the payload a message of `length` wire bytes carried, for errors.
+std::string payload_text(const Op& op, size_t length) {
+  if (!op.wire) return std::to_string(length) + " B";
+  if (length < kTrailerBytes)
+    return std::to_string(length) + " B on the wire (less than its " + std::to_string(kTrailerBytes) +
+           " B authentication trailer)";
+  return std::to_string(length - kTrailerBytes) + " B";
+}
+
+// Points `p` at the payload and trailer of `wire` as one message; returns the buffer for nbx.
+void* as_iov(ucp_request_param_t& p, detail::Wire& wire, void* payload, size_t bytes) {
+  wire.iov[0] = {payload, bytes};
+  wire.iov[1] = {wire.trailer.data(), wire.trailer.size()};
+  p.op_attr_mask |= UCP_OP_ATTR_FIELD_DATATYPE;
+  p.datatype = ucp_dt_make_iov();
+  return wire.iov;
+}
 
 // The largest message of the wrong size a receive takes into scratch: twice what it expected
 // (the exchange committed that much already), at least 64 KiB. UCX 1.13 cannot take a
@@ -104,10 +141,11 @@ void started(Op& op, ucs_status_ptr_t r) {
 // If the message for `op` has arrived, matches it and starts receiving it.
 void try_match(ucp_worker_h worker, Op& op, const Transfer& t, uint64_t tag) {
   ucp_tag_recv_info_t info{};
+  const size_t expected = wire_size(op, t.tensor.nbytes());
   // Look first, take after: a message too large to take stays in UCX's queue (for a
   // rendezvous message only its header is here), and the exchange fails naming both sizes.
   if (ucp_tag_probe_nb(worker, tag, kFullMask, 0, &info) == nullptr) return;
-  if (info.length != t.tensor.nbytes() && info.length > mismatch_limit(t.tensor.nbytes())) {
+  if (info.length != expected && info.length > mismatch_limit(expected)) {
     op.state = Op::done;
     op.length = info.length;
     op.refused = true;
@@ -117,14 +155,44 @@ void try_match(ucp_worker_h worker, Op& op, const Transfer& t, uint64_t tag) {
   ucp_tag_message_h msg = ucp_tag_probe_nb(worker, tag, kFullMask, 1, &info);
   if (msg == nullptr) return;
   op.length = info.length;
-  void* into = t.tensor.data();
-  if (info.length != t.tensor.nbytes()) {
-    op.scratch.resize(std::max<size_t>(info.length, 1));
-    into = op.scratch.data();
-  }
+  op.matched = true;
   ucp_request_param_t p = request_param(op);
   p.cb.recv = on_recv;
-  started(op, ucp_tag_msg_recv_nbx(worker, into, info.length, msg, &p));
+  void* into = t.tensor.data();
+  size_t count = info.length;
+  if (info.length != expected) {
+    op.scratch.resize(std::max<size_t>(info.length, 1));
+    into = op.scratch.data();
+  } else if (op.staged) {
+    op.scratch.resize(info.length);
+    into = op.scratch.data();
+  } else if (op.wire) {
+    into = as_iov(p, *op.wire, t.tensor.data(), t.tensor.nbytes());
+    count = 2;
+  }
+  started(op, ucp_tag_msg_recv_nbx(worker, into, count, msg, &p));
+}
+
+// Opens every receive that took its message whole (an authenticated group's): a message that
+// fails is zeroed, so no caller reads it, even one that looks at buffers after an error.
+void open_received(GroupAuth* auth, std::span<const Transfer> transfers, std::span<Op> ops) {
+  if (!auth) return;
+  for (size_t i = 0; i < ops.size(); ++i) {
+    const Transfer& t = transfers[i];
+    Op& op = ops[i];
+    if (t.kind != TransferKind::recv || op.state != Op::done || !op.matched || op.status != UCS_OK ||
+        op.length != wire_size(op, t.tensor.nbytes()))
+      continue;
+    const size_t n = t.tensor.nbytes();
+    const auto* bytes = static_cast<const uint8_t*>(op.staged ? op.scratch.data() : t.tensor.data());
+    if (op.staged) std::memcpy(op.wire->trailer.data(), bytes + n, kTrailerBytes);
+    op.opened = auth->open(t.peer, t.tag, std::span<const uint8_t>(bytes, n), op.wire->trailer);
+    if (n == 0) continue;
+    if (!op.opened)
+      std::memset(t.tensor.data(), 0, n);
+    else if (op.staged)
+      std::memcpy(t.tensor.data(), bytes, n);
+  }
 }
 
 // Progresses until every op in `ops` is done or `until` passes.
@@ -215,13 +283,18 @@ std::string UcxContext::describe() const { return worker_->config; }
 
 Expected<std::unique_ptr<UcxTransport>> UcxContext::connect(int rank, int size,
                                                             const std::vector<std::vector<uint8_t>>& addresses,
-                                                            uint16_t group) {
+                                                            const std::optional<GroupKey>& key, uint16_t group) {
   if (size < 1 || size > kMaxRanks) return make_error("UCX connect: group size ", size, " is not in 1..", kMaxRanks);
   if (rank < 0 || rank >= size) return make_error("UCX connect: rank ", rank, " is not in 0..", size - 1);
   if (addresses.size() != size_t(size))
     return make_error("UCX connect: ", addresses.size(), " addresses for a group of ", size, " (one per rank)");
   for (int r = 0; r < size; ++r)
     if (addresses[size_t(r)].empty()) return make_error("UCX connect: the address of rank ", r, " is empty");
+  std::unique_ptr<GroupAuth> auth;
+  if (key) {
+    SM_ASSIGN(made, GroupAuth::create(*key, rank, size));
+    auth = std::make_unique<GroupAuth>(std::move(made));
+  }
 
   std::unique_ptr<UcxTransport> t;
   Status st;
@@ -229,7 +302,7 @@ Expected<std::unique_ptr<UcxTransport>> UcxContext::connect(int rank, int size,
     std::lock_guard lock(worker_->mu);
     if (!worker_->groups.insert(group).second)
       return make_error("UCX connect: group ", group, " is already live on this context: close it or pick another id");
-    t.reset(new UcxTransport(worker_, rank, size, group));
+    t.reset(new UcxTransport(worker_, rank, size, group, std::move(auth)));
     for (int r = 0; r < size && st; ++r) {
       auto& peer = *t->peers_.emplace_back(std::make_unique<UcxTransport::Peer>());
       peer.rank = r;
@@ -258,8 +331,9 @@ Expected<std::unique_ptr<UcxTransport>> UcxContext::connect(int rank, int size,
 // ---------------------------------------------------------------------------------------
 // Transport
 
-UcxTransport::UcxTransport(std::shared_ptr<detail::UcxWorker> worker, int rank, int size, uint16_t group)
-    : worker_(std::move(worker)), rank_(rank), size_(size), group_(group) {}
+UcxTransport::UcxTransport(std::shared_ptr<detail::UcxWorker> worker, int rank, int size, uint16_t group,
+                           std::unique_ptr<GroupAuth> auth)
+    : worker_(std::move(worker)), rank_(rank), size_(size), group_(group), auth_(std::move(auth)) {}
 
 UcxTransport::~UcxTransport() {
   std::lock_guard lock(worker_->mu);
@@ -297,6 +371,29 @@ Status UcxTransport::exchange(std::span<const Transfer> transfers, Deadline dead
   }
 
   std::vector<Op> ops(transfers.size());
+  if (auth_) {  // the sends' trailers, before taking the worker: hashing is the cost
+    std::vector<GroupAuth::Send> sends;
+    for (size_t i = 0; i < transfers.size(); ++i) {
+      const Transfer& t = transfers[i];
+      ops[i].wire = std::make_unique<detail::Wire>();
+      ops[i].staged = t.peer == rank_;
+      if (t.kind == TransferKind::send)
+        sends.push_back({t.peer, t.tag, {static_cast<const uint8_t*>(t.tensor.data()), t.tensor.nbytes()}});
+    }
+    SM_ASSIGN(trailers, auth_->seal(sends));
+    for (size_t i = 0, k = 0; i < transfers.size(); ++i)
+      if (transfers[i].kind == TransferKind::send) ops[i].wire->trailer = trailers[k++];
+  }
+  // Every rank a forged message came under is cut off; the first such is the error.
+  auto refuse_all_forged = [&]() -> Status {
+    Status first;
+    for (size_t i = 0; i < ops.size(); ++i)
+      if (!ops[i].opened) {
+        Error e = refuse_forged(transfers[i], ops[i].opened);
+        if (first) first = std::move(e);
+      }
+    return first;
+  };
   std::unique_lock lock(worker_->mu);
   ucp_worker_h worker = worker_->worker;
   for (const Transfer& t : transfers) {
@@ -311,8 +408,20 @@ Status UcxTransport::exchange(std::span<const Transfer> transfers, Deadline dead
     if (t.kind == TransferKind::send) {
       ucp_request_param_t p = request_param(op);
       p.cb.send = on_send;
-      started(op, ucp_tag_send_nbx(peers_[size_t(t.peer)]->ep, t.tensor.data(), t.tensor.nbytes(),
-                                   wire_tag(group_, rank_, t.tag), &p));
+      const void* from = t.tensor.data();
+      size_t count = t.tensor.nbytes();
+      if (op.staged) {
+        const size_t n = t.tensor.nbytes();
+        op.scratch.resize(n + kTrailerBytes);
+        if (n > 0) std::memcpy(op.scratch.data(), t.tensor.data(), n);
+        std::memcpy(op.scratch.data() + n, op.wire->trailer.data(), kTrailerBytes);
+        from = op.scratch.data();
+        count = op.scratch.size();
+      } else if (op.wire) {
+        from = as_iov(p, *op.wire, t.tensor.data(), t.tensor.nbytes());
+        count = 2;
+      }
+      started(op, ucp_tag_send_nbx(peers_[size_t(t.peer)]->ep, from, count, wire_tag(group_, rank_, t.tag), &p));
     } else {
       op.state = Op::probing;
       try_match(worker, op, t, wire_tag(group_, t.peer, t.tag));
@@ -384,9 +493,13 @@ Status UcxTransport::exchange(std::span<const Transfer> transfers, Deadline dead
       ucp_request_free(std::exchange(ops[i].request, nullptr));
       worker_->parked_tensors.push_back(transfers[i].tensor);
       if (!ops[i].scratch.empty()) worker_->parked_scratch.push_back(std::move(ops[i].scratch));
+      if (ops[i].wire) worker_->parked_wires.push_back(std::move(ops[i].wire));
     }
     for (Op& op : ops)
       if (op.request) ucp_request_free(op.request);
+    // What did arrive is opened too: a caller may look at a buffer after a timeout.
+    open_received(auth_.get(), transfers, ops);
+    SM_TRY(refuse_all_forged());
     std::string list;
     for (size_t i : late) list += (list.empty() ? "" : "; ") + describe(transfers[i]) + " (" + notes[i] + ")";
     return make_error(was_cancelled ? ErrorCode::cancelled : ErrorCode::timeout, "ucx rank ", rank_, " (group ", group_,
@@ -395,6 +508,10 @@ Status UcxTransport::exchange(std::span<const Transfer> transfers, Deadline dead
   }
   for (Op& op : ops)
     if (op.request) ucp_request_free(op.request);
+  lock.unlock();  // other groups use the worker while the MACs are checked
+  open_received(auth_.get(), transfers, ops);
+  lock.lock();
+  SM_TRY(refuse_all_forged());  // before any other error: a forgery is not retried
 
   for (size_t i = 0; i < ops.size(); ++i) {
     const Transfer& t = transfers[i];
@@ -402,21 +519,36 @@ Status UcxTransport::exchange(std::span<const Transfer> transfers, Deadline dead
     if (op.refused) {  // the peer is not trusted with this group again
       Peer& peer = *peers_[size_t(t.peer)];
       if (peer.broken.empty())
-        peer.broken = "it sent a message of " + std::to_string(op.length) + " B where " +
+        peer.broken = "it sent a message of " + payload_text(op, op.length) + " where " +
                       std::to_string(t.tensor.nbytes()) + " B were expected";
-      return make_error(where(t), ": the message has ", op.length, " B but the receive expects ", t.tensor.nbytes(),
-                        " B, more than ", mismatch_limit(t.tensor.nbytes()),
-                        " B taken for a wrong size: not received, and peer ", t.peer, " is unusable in this group");
+      return make_error(where(t), ": the message has ", payload_text(op, op.length), " but the receive expects ",
+                        t.tensor.nbytes(), " B, more than ", mismatch_limit(wire_size(op, t.tensor.nbytes())),
+                        " B on the wire taken for a wrong size: not received, and peer ", t.peer,
+                        " is unusable in this group");
     }
-    if (t.kind == TransferKind::recv && op.length != t.tensor.nbytes())
-      return make_error(where(t), ": the message has ", op.length, " B but the receive expects ", t.tensor.nbytes(),
-                        " B");
+    if (t.kind == TransferKind::recv && op.length != wire_size(op, t.tensor.nbytes()))
+      return make_error(where(t), ": the message has ", payload_text(op, op.length), " but the receive expects ",
+                        t.tensor.nbytes(), " B");
     if (op.status != UCS_OK) {
       const std::string& why = peers_[size_t(t.peer)]->broken;
       return make_error(where(t), ": ", ucs_status_string(op.status), why.empty() ? "" : " (" + why + ")");
     }
   }
   return {};
+}
+
+// A message that failed authentication: its rank is cut off in this group (UCX cannot say
+// which endpoint sent it, only the rank it came under). Under the worker's lock.
+Error UcxTransport::refuse_forged(const Transfer& t, const Status& why) {
+  const std::string where =
+      "ucx rank " + std::to_string(rank_) + " (group " + std::to_string(group_) + ") " + describe(t);
+  if (why.code() != ErrorCode::unauthenticated)  // OpenSSL failed: the message is not trusted either
+    return with_prefix(where + ": opening the message: ", why.error());
+  Peer& peer = *peers_[size_t(t.peer)];
+  if (peer.broken.empty()) peer.broken = "a message under its rank failed authentication (" + why.message() + ")";
+  return make_error(ErrorCode::unauthenticated, where, ": the message failed authentication: ", why.message(),
+                    ". It was forged, altered or replayed (it came under rank ", t.peer,
+                    ", not necessarily from that rank's worker); peer ", t.peer, " is unusable in this group");
 }
 
 }  // namespace starmesh

@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -257,10 +258,24 @@ std::vector<Status> run_local_group(int size, const std::function<Status(LocalBo
   return out;
 }
 
-Expected<std::unique_ptr<UcxTransport>> connect_ucx(LocalBootstrap& bootstrap, const UcxOptions& options) {
+Expected<std::unique_ptr<UcxTransport>> connect_ucx(LocalBootstrap& bootstrap, const UcxOptions& options,
+                                                    bool authenticated) {
   SM_ASSIGN(context, UcxContext::create(options));
   SM_ASSIGN(addresses, bootstrap.allgather(context.local_address()));
-  return context.connect(bootstrap.rank(), bootstrap.size(), addresses);
+  std::optional<GroupKey> key;
+  if (authenticated) {  // rank 0's key for everyone, through the parent's pipes
+    MessageKey mine{};
+    if (bootstrap.rank() == 0) {
+      SM_ASSIGN(made, random_message_key());
+      mine = made;
+    }
+    SM_ASSIGN(keys, bootstrap.allgather(mine));
+    if (keys[0].size() != mine.size()) return make_error("connect_ucx: rank 0 sent a key of ", keys[0].size(), " B");
+    key.emplace();
+    std::copy(keys[0].begin(), keys[0].end(), key->key.begin());
+    key->session = 1;
+  }
+  return context.connect(bootstrap.rank(), bootstrap.size(), addresses, key);
 }
 
 }  // namespace starmesh

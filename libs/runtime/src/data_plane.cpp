@@ -15,9 +15,11 @@ class UcxDataPlane final : public data_plane_i {
   std::string name() const override { return name_; }
   std::vector<uint8_t> address() const override { return ctx_.local_address(); }
   Expected<std::unique_ptr<transport_i>> join(uint64_t request_id, int rank,
-                                              const std::vector<std::vector<uint8_t>>& addresses) override {
+                                              const std::vector<std::vector<uint8_t>>& addresses,
+                                              const MessageKey& key) override {
     // The group id is the request id modulo 2^16: requests that far apart are never live together.
-    SM_ASSIGN(t, ctx_.connect(rank, int(addresses.size()), addresses, uint16_t(request_id & 0xffffu)));
+    SM_ASSIGN(t, ctx_.connect(rank, int(addresses.size()), addresses, GroupKey{key, request_id},
+                              uint16_t(request_id & 0xffffu)));
     return std::unique_ptr<transport_i>(std::move(t));
   }
 
@@ -81,7 +83,8 @@ class InProcessPlane final : public data_plane_i {
     return a;
   }
   Expected<std::unique_ptr<transport_i>> join(uint64_t request_id, int rank,
-                                              const std::vector<std::vector<uint8_t>>& addresses) override {
+                                              const std::vector<std::vector<uint8_t>>& addresses,
+                                              const MessageKey&) override {
     if (rank < 0 || rank >= int(addresses.size()))
       return make_error("in-process data plane: rank ", rank, " is not in a group of ", addresses.size());
     if (addresses[size_t(rank)] != address())

@@ -3,6 +3,11 @@
 namespace starmesh {
 
 RecoveryDecision decide_recovery(const RecoveryCase& c) {
+  if (c.code == ErrorCode::unauthenticated)
+    return {RecoveryAction::fail,
+            "; a data-plane message of the request failed authentication (sent by someone who is not one of its "
+            "hosts): not planned again; a retry gets a fresh key",
+            ErrorCode::unavailable};
   if (c.code != ErrorCode::unavailable || c.cancelled) return {};
   if (c.kept_context) return {RecoveryAction::fail, "; the kept context's shards were on it: send the context again"};
   if (c.replans >= c.max_replans)

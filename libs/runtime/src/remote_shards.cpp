@@ -52,6 +52,9 @@ Expected<std::vector<AttentionState>> RemoteShards::gather(int layer, const Tens
   if (!st && st.code() == ErrorCode::cancelled)
     return make_error(ErrorCode::cancelled, "phase 2 (step ", step_, ", layer ", layer,
                       "): the request was freed while waiting for its shard hosts");
+  // An injection attempt, not a lost host: the request fails with it, never planned again.
+  if (!st && st.code() == ErrorCode::unauthenticated)
+    return make_error(ErrorCode::unauthenticated, "phase 2 (step ", step_, ", layer ", layer, "): ", st.message());
   if (!st) {
     std::string hosts;
     for (int r = 0; r < peers; ++r)

@@ -7,6 +7,7 @@
 
 #include "starmesh/attention/block_plan.hpp"
 #include "starmesh/attention/phase1.hpp"
+#include "starmesh/comm/message_auth.hpp"
 #include "starmesh/model/sampler.hpp"
 #include "starmesh/model/utf8_stream.hpp"
 #include "starmesh/runtime/membership.hpp"
@@ -260,6 +261,11 @@ void start_phase1(DriverPtr self) {
   for (const HostRange& r : plan->hosts) st.blocks_of.push_back(r.end_block - r.first_block);
   st.blocks_total = st.placement.kept_context == 0 ? int64_t(plan->blocks.size()) : 0;  // kept: encoded before
   if (st.blocks_total > 0) send_progress(self, ProgressStage::encoding);
+  // A fresh key for each attempt: the hosts authenticate the attempt's data-plane messages
+  // under it, so only the hosts named here can put data into it.
+  auto key = random_message_key();
+  if (!key) return fail(self, key.error());
+  const std::vector<uint8_t> data_plane_key(key->begin(), key->end());
   for (size_t h = 0; h < st.placement.hosts.size(); ++h) {
     const PlacedHost& ph = st.placement.hosts[h];
     st.host_of[ph.worker.address()] = h;
@@ -279,6 +285,7 @@ void start_phase1(DriverPtr self) {
     o.step_timeout_ms = opt.step_timeout.count();
     o.group = group;
     o.driver = self;
+    o.data_plane_key = data_plane_key;
     const uint64_t order_id = st.mesh_id;
     self->request(ph.worker, opt.phase1_timeout, encode_atom::value, std::move(o))
         .then(
@@ -374,7 +381,10 @@ void recover(DriverPtr self, Error why) {
   c.max_replans = st.setup->context->options.max_replans;
   const RecoveryDecision d = decide_recovery(c);
   if (d.action == RecoveryAction::fail) {
+    if (why.code == ErrorCode::unauthenticated)  // an injection attempt: the operator hears of it here
+      spdlog::warn("request {}: the data plane refused a forged message: {}", st.setup->request_id, why.message);
     why.message += d.note;
+    if (d.code) why.code = *d.code;
     return fail(self, std::move(why));
   }
   for (const PlacedHost& h : st.placement.hosts) {

@@ -16,8 +16,9 @@ enum class Wait { ok, stopped, failed };
 
 // Waits for the header of the next step, in slices so that `stop` is seen: busy polls until
 // `spin_until`, then naps between short polls. A slice whose receive completes while it is
-// being cancelled at its deadline is reported as failed although the header did arrive: the
-// header buffer is cleared first (op 0) and looked at after every failure.
+// being cancelled at its deadline is reported as a timeout although the header did arrive
+// (and was authenticated: a message that fails is zeroed): the header buffer is cleared first
+// (op 0) and looked at after a timeout.
 Wait wait_header(transport_i& t, int peer, uint64_t tag, const Tensor& into, const std::atomic<bool>& stop,
                  Clock::time_point spin_until, std::chrono::microseconds max_nap, Status& error) {
   std::chrono::microseconds nap{50};
@@ -28,9 +29,9 @@ Wait wait_header(transport_i& t, int peer, uint64_t tag, const Tensor& into, con
     const bool spinning = now < spin_until;
     const auto slice_end = now + (spinning ? kStopSlice : kPollSlice);
     const Status st = t.recv(peer, tag, into, slice_end);
-    if (st || into.data_as<int32_t>()[0] != 0) return Wait::ok;
+    if (st || (st.code() == ErrorCode::timeout && into.data_as<int32_t>()[0] != 0)) return Wait::ok;
     if (stop.load()) return Wait::stopped;  // the transport ends waits once the request is freed
-    if (Clock::now() < slice_end) {         // failed before its deadline: not a timeout
+    if (st.code() != ErrorCode::timeout) {  // not the slice's deadline: a real failure
       error = st;
       return Wait::failed;
     }
@@ -62,7 +63,8 @@ Expected<ShardServerStats> serve_shard(const Transformer& model, const KvCache& 
     const Wait w = wait_header(transport, root, phase2_tag(step, 0, Phase2Kind::header), header_buf, stop,
                                last_activity + options.spin, options.max_nap, err);
     if (w == Wait::stopped) return stats;
-    if (w == Wait::failed) return make_error("phase 2: waiting for the coordinator's step ", step, ": ", err.message());
+    if (w == Wait::failed)  // its code kept: an unauthenticated message fails the request, not a retry
+      return with_prefix("phase 2: waiting for the coordinator's step " + std::to_string(step) + ": ", err.error());
     const Phase2Header h = decode_header(header_buf);
     if (h.op == Phase2Op::done) return stats;
     if (h.op != Phase2Op::step || h.step != int32_t(step) || h.layers != model.layers() || h.rows <= 0)
@@ -78,7 +80,10 @@ Expected<ShardServerStats> serve_shard(const Transformer& model, const KvCache& 
       const Status got =
           transport.recv(root, phase2_tag(step, l, Phase2Kind::query), q, deadline_in(options.step_timeout));
       if (!got && stop.load()) return stats;  // freed meanwhile
-      if (!got) return make_error("phase 2: Q of step ", step, ", layer ", l, " did not come: ", got.message());
+      if (!got)
+        return with_prefix(
+            "phase 2: Q of step " + std::to_string(step) + ", layer " + std::to_string(l) + " did not come: ",
+            got.error());
       AttentionState part;
       {
         std::lock_guard lock(compute);

@@ -1,5 +1,7 @@
 #include "starmesh/runtime/worker_job.hpp"
 
+#include <algorithm>
+
 #include "starmesh/runtime/membership.hpp"
 
 namespace starmesh {
@@ -13,6 +15,8 @@ Expected<std::shared_ptr<Job>> make_job(EncodeOrder& o, int64_t vocab_size) {
   if (o.host < 0 || o.host >= o.plan.hosts)
     return bad("host ", o.host, " is not in a plan of ", o.plan.hosts, " hosts");
   if (o.group.size() != size_t(o.plan.hosts)) return bad(o.group.size(), " group members for ", o.plan.hosts, " hosts");
+  if (o.data_plane_key.size() != kMessageKeyBytes)
+    return bad("the data-plane key has ", o.data_plane_key.size(), " bytes, not ", kMessageKeyBytes);
   const HostRange& r = plan.hosts[size_t(o.host)];
   const bool reuse = o.reuse_context != 0;  // a kept context's shard: no ids travel
   std::vector<int32_t> shard_ids = unpack_ids(o.shard_ids), anchor_ids = unpack_ids(o.anchor_ids);
@@ -41,6 +45,7 @@ Expected<std::shared_ptr<Job>> make_job(EncodeOrder& o, int64_t vocab_size) {
     job->host_names.push_back(worker_name(m.worker_id, m.endpoint));
     job->addresses.push_back(m.address);
   }
+  std::copy(o.data_plane_key.begin(), o.data_plane_key.end(), job->data_plane_key.begin());
   job->driver = o.driver;
   return job;
 }
@@ -48,7 +53,7 @@ Expected<std::shared_ptr<Job>> make_job(EncodeOrder& o, int64_t vocab_size) {
 void run_job(std::shared_ptr<WorkerEngine> engine, std::shared_ptr<Job> job, data_plane_i* plane,
              ShardServerOptions serve, WorkerActor worker) {
   const Transformer& model = engine->model;
-  auto transport = plane->join(job->id, job->host, job->addresses);
+  auto transport = plane->join(job->id, job->host, job->addresses, job->data_plane_key);
   if (!transport) {
     job->phase1 = make_error(ErrorCode::unavailable, "could not join the data plane of request ", job->id, ": ",
                              transport.error().message);

@@ -6,7 +6,7 @@
 //
 //   auto ctx = UcxContext::create({.transports = "shm"});       // once per process
 //   send_to_everyone(ctx->local_address());                    // caller's business
-//   auto group = ctx->connect(rank, size, all_addresses);      // addresses[r]: rank r's
+//   auto group = ctx->connect(rank, size, all_addresses, key); // addresses[r]: rank r's
 //   group.value()->exchange(...);
 //
 // Messages use the UCP tag API: the 64-bit UCP tag packs (group id: 16 bits, source rank:
@@ -14,12 +14,22 @@
 // see each other's messages. Device tensors are an error: stage them through pinned host
 // memory first. Every wait polls the worker (lowest latency), and after a while without
 // events yields the CPU between polls, so more ranks than cores still make progress.
+//
+// UCX accepts any peer that knows a worker's address, and its tag matching cannot tell which
+// endpoint a message came from: anyone may send under any group, rank and tag. So a group
+// made with a GroupKey authenticates every message (group_auth.hpp): each carries a trailer
+// (sequence number and HMAC-SHA256), sent with its payload as one message (two iov entries,
+// no copy), and a receive hands out nothing before its MAC verified. A message that fails
+// is an `unauthenticated` error naming the rank it came under, its buffer is zeroed, and
+// that rank is cut off in the group (as for a message far too large).
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "starmesh/comm/group_auth.hpp"
 #include "starmesh/comm/transport.hpp"
 
 namespace starmesh {
@@ -54,11 +64,14 @@ class UcxContext {
   std::string describe() const;
 
   // A group in which this process is `rank` of `size`; addresses[r] is rank r's
-  // local_address() (this one's included). `group` tells concurrent groups on one context
-  // apart; at most one live group per id. Connections are made lazily by the first message.
+  // local_address() (this one's included). Every rank gives the same `key`: its messages
+  // are authenticated under it; std::nullopt sends them bare (benchmarks that measure what
+  // the MAC costs; the runtime always gives a key). `group` tells concurrent groups on one
+  // context apart; at most one live group per id. Connections are made lazily by the first
+  // message.
   Expected<std::unique_ptr<UcxTransport>> connect(int rank, int size,
                                                   const std::vector<std::vector<uint8_t>>& addresses,
-                                                  uint16_t group = 0);
+                                                  const std::optional<GroupKey>& key, uint16_t group = 0);
 
  private:
   explicit UcxContext(std::shared_ptr<detail::UcxWorker> worker) : worker_(std::move(worker)) {}
@@ -75,22 +88,28 @@ class UcxTransport final : public transport_i {
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   uint16_t group() const { return group_; }
+  bool authenticated() const { return auth_ != nullptr; }
 
   // A receive that times out before its message arrives is cancelled and the group stays
   // usable. A transfer that cannot be cancelled (a send the peer never takes, a receive
   // whose data is on its way) closes the endpoint to that peer: later transfers with that
-  // peer fail at once, naming why, and the group must be rebuilt to talk to it again.
+  // peer fail at once, naming why, and the group must be rebuilt to talk to it again. One
+  // exchange at a time (an authenticated group numbers its messages).
   Status exchange(std::span<const Transfer> transfers, Deadline deadline) override;
 
  private:
   friend class UcxContext;
   struct Peer;
-  UcxTransport(std::shared_ptr<detail::UcxWorker> worker, int rank, int size, uint16_t group);
+  UcxTransport(std::shared_ptr<detail::UcxWorker> worker, int rank, int size, uint16_t group,
+               std::unique_ptr<GroupAuth> auth);
 
   std::shared_ptr<detail::UcxWorker> worker_;
   int rank_, size_;
   uint16_t group_;
+  std::unique_ptr<GroupAuth> auth_;           // null: bare messages
   std::vector<std::unique_ptr<Peer>> peers_;  // one per rank, self included
+
+  Error refuse_forged(const Transfer& t, const Status& why);
 };
 
 }  // namespace starmesh

@@ -39,7 +39,10 @@ class LocalBootstrap {
 std::vector<Status> run_local_group(int size, const std::function<Status(LocalBootstrap&)>& body,
                                     std::chrono::milliseconds timeout);
 
-// Inside a child: a UCX context, the addresses through the bootstrap, and the group.
-Expected<std::unique_ptr<UcxTransport>> connect_ucx(LocalBootstrap& bootstrap, const UcxOptions& options);
+// Inside a child: a UCX context, the addresses through the bootstrap, and the group, its
+// messages authenticated under a key rank 0 makes (bare only when `authenticated` is false:
+// benchmarks measuring what the MAC costs).
+Expected<std::unique_ptr<UcxTransport>> connect_ucx(LocalBootstrap& bootstrap, const UcxOptions& options,
+                                                    bool authenticated = true);
 
 }  // namespace starmesh

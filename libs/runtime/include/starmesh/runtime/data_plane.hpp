@@ -5,6 +5,11 @@
 // Implementations: UCX (one UcxContext per process; TCP or shared memory) and in-process
 // (one InProcessFabric per request, for tests and a mesh inside one process).
 //
+// Every request attempt has a data-plane key (EncodeOrder::data_plane_key, made by the request
+// driver): over UCX each message is authenticated under it (group_auth.hpp), so a peer that
+// knows a worker's address but not the key cannot put data into the request. The in-process
+// fabric has nothing to authenticate: it never leaves the process.
+//
 // Phase 2 on the wire (phase2_tag): per step, the coordinator sends each shard host a
 // header, then per layer Q; each shard host answers every Q with its (o, lse).
 #include <cstdint>
@@ -25,10 +30,12 @@ class data_plane_i {
   // "ucx-tcp", "ucx-shm", "ucx-auto", "in-process": every worker of a mesh uses the same.
   virtual std::string name() const = 0;
   virtual std::vector<uint8_t> address() const = 0;
-  // The group of request `request_id`: addresses[r] is rank r's address(), this worker is
-  // `rank`. At most one live group per request on a worker.
+  // The group of request `request_id` (the attempt's mesh id): addresses[r] is rank r's
+  // address(), this worker is `rank`, `key` the attempt's data-plane key. At most one live
+  // group per request on a worker.
   virtual Expected<std::unique_ptr<transport_i>> join(uint64_t request_id, int rank,
-                                                      const std::vector<std::vector<uint8_t>>& addresses) = 0;
+                                                      const std::vector<std::vector<uint8_t>>& addresses,
+                                                      const MessageKey& key) = 0;
 };
 
 // UCX over host memory. transports: "tcp", "shm" or "auto" (UcxOptions); net_devices "lo"

@@ -14,6 +14,7 @@
 
 #include "starmesh/attention/block_plan.hpp"
 #include "starmesh/attention/phase1.hpp"
+#include "starmesh/comm/message_auth.hpp"
 #include "starmesh/comm/transport.hpp"
 #include "starmesh/core/expected.hpp"
 #include "starmesh/runtime/kv_pool.hpp"
@@ -33,6 +34,7 @@ struct Job {
   std::chrono::milliseconds step_timeout{60000};
   std::vector<std::string> host_names;          // per rank, for messages
   std::vector<std::vector<uint8_t>> addresses;  // per rank: the data-plane addresses of the group
+  MessageKey data_plane_key{};                  // the group's messages are authenticated under it
   RequestActor driver;
   std::unique_ptr<transport_i> transport;  // joined by the job's thread (joining may wait on peers)
   std::atomic<bool> stop{false};

@@ -313,12 +313,15 @@ struct EncodeOrder {
   RequestActor driver;              // told if the shard loop fails
   bool keep = false;                // the shard may be kept after phase 2 (keep, not free)
   uint64_t reuse_context = 0;       // serve a kept context's shard: no phase 1, no ids
+  // The attempt's data-plane key (kMessageKeyBytes random bytes, the same for every host):
+  // the group's messages are authenticated under it. A secret: never logged.
+  std::vector<uint8_t> data_plane_key;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, EncodeOrder& x) {
   return f(caf::meta::type_name("EncodeOrder"), x.request_id, x.plan, x.host, x.anchor_ids, x.shard_ids,
-           x.local_capacity, x.step_timeout_ms, x.group, x.driver, x.keep, x.reuse_context);
+           x.local_capacity, x.step_timeout_ms, x.group, x.driver, x.keep, x.reuse_context, x.data_plane_key);
 }
 
 struct EncodeReport {

@@ -11,7 +11,12 @@
 // Not recovered: other codes (a timeout, a refusal, a bad request), a cancelled request, and a
 // question over a kept context (its shards went with the worker; the client sends the context
 // again). The client then gets the error with its code; `unavailable` is the retriable one.
+// An `unauthenticated` failure is a data-plane message that failed its MAC: someone who is not
+// a host of the attempt sent it (an injection attempt). It is not planned again (the same
+// workers would meet the same sender); the client gets it as `unavailable` (retriable: its
+// retry gets a fresh key), since to a client `unauthenticated` means its own credentials.
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "starmesh/core/error_code.hpp"
@@ -30,7 +35,8 @@ enum class RecoveryAction : uint8_t { replan, fail };
 
 struct RecoveryDecision {
   RecoveryAction action = RecoveryAction::fail;
-  std::string note;  // why not, appended to the error the client gets (empty: nothing to add)
+  std::string note;               // why not, appended to the error the client gets (empty: nothing to add)
+  std::optional<ErrorCode> code;  // the code the client gets instead of the failure's own
 };
 
 RecoveryDecision decide_recovery(const RecoveryCase& c);
