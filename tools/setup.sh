@@ -13,6 +13,7 @@ packages=(
   libspdlog-dev libfmt-dev doctest-dev
   nlohmann-json3-dev libcli11-dev
   python3-yaml clang-format openssl libcpp-httplib-dev curl
+  prometheus-cpp-dev  # its core only (libs/metrics); it brings civetweb, which we do not link
   clang libclang-rt-14-dev  # libFuzzer and the sanitizers' runtimes for tools/fuzz.sh
 )
 # npm: the machine's Node.js may already bring it (Debian's npm package conflicts with it).

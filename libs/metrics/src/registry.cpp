@@ -1,47 +1,27 @@
 #include "starmesh/metrics/registry.hpp"
 
+#include <prometheus/text_serializer.h>
+
 #include <algorithm>
-#include <charconv>
 #include <cmath>
 #include <stdexcept>
 
 namespace starmesh::metrics {
 namespace {
 
-std::string format_value(double v) {
-  if (std::isnan(v)) return "NaN";
-  if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
-  char buf[32];
-  const auto r = std::to_chars(buf, buf + sizeof buf, v);  // shortest text that reads back exactly
-  return std::string(buf, r.ptr);
-}
-
-std::string escape(const std::string& s, bool quote) {
+// prometheus-cpp 1.0.1 writes help text as given (label values it escapes): a newline there
+// would end the line. Escaped here, as the text format asks (\\ and \n).
+std::string escape_help(const std::string& s) {
   std::string out;
   for (char c : s) {
     if (c == '\\')
       out += "\\\\";
     else if (c == '\n')
       out += "\\n";
-    else if (quote && c == '"')
-      out += "\\\"";
     else
       out += c;
   }
   return out;
-}
-
-// {a="x",b="y"} with an optional extra label last (le for buckets); empty labels: nothing.
-std::string label_text(const Labels& labels, const char* extra_name = nullptr, const std::string& extra_value = {}) {
-  if (labels.empty() && !extra_name) return {};
-  std::string out = "{";
-  bool first = true;
-  for (const auto& [k, v] : labels) {
-    out += (first ? "" : ",") + k + "=\"" + escape(v, true) + "\"";
-    first = false;
-  }
-  if (extra_name) out += std::string(first ? "" : ",") + extra_name + "=\"" + extra_value + "\"";
-  return out + "}";
 }
 
 const char* kind_name(Kind k) {
@@ -56,24 +36,10 @@ const char* kind_name(Kind k) {
   return "untyped";
 }
 
-template <class Metric>
-void render(std::string& out, const Family<Metric>& f) {
-  out += "# HELP " + f.name() + " " + escape(f.help(), false) + "\n";
-  out += "# TYPE " + f.name() + " " + kind_name(f.kind()) + "\n";
-  for (const auto& [labels, m] : f.children()) {
-    if constexpr (std::is_same_v<Metric, Histogram>) {
-      const auto snap = m->snapshot();
-      const auto& bounds = m->bounds();
-      for (size_t i = 0; i <= bounds.size(); ++i) {
-        const std::string le = i < bounds.size() ? format_value(bounds[i]) : "+Inf";
-        out += f.name() + "_bucket" + label_text(labels, "le", le) + " " + std::to_string(snap.cumulative[i]) + "\n";
-      }
-      out += f.name() + "_sum" + label_text(labels) + " " + format_value(snap.sum) + "\n";
-      out += f.name() + "_count" + label_text(labels) + " " + std::to_string(snap.count) + "\n";
-    } else {
-      out += f.name() + label_text(labels) + " " + format_value(m->value()) + "\n";
-    }
-  }
+void check_bounds(const std::vector<double>& bounds) {
+  for (size_t i = 0; i < bounds.size(); ++i)
+    if (!std::isfinite(bounds[i]) || (i > 0 && !(bounds[i - 1] < bounds[i])))
+      throw std::invalid_argument("histogram bounds must be finite and strictly ascending");
 }
 
 }  // namespace
@@ -86,7 +52,7 @@ bool valid_metric_name(const std::string& name) {
         (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == ':' || (i > 0 && c >= '0' && c <= '9');
     if (!ok) return false;
   }
-  return true;
+  return name.rfind("__", 0) != 0;  // reserved for Prometheus's own
 }
 
 bool valid_label_name(const std::string& name) {
@@ -94,34 +60,29 @@ bool valid_label_name(const std::string& name) {
   return valid_metric_name(name) && name.find(':') == std::string::npos;
 }
 
-Histogram::Histogram(std::vector<double> bounds)
-    : bounds_(std::move(bounds)), buckets_(new std::atomic<uint64_t>[bounds_.size() + 1]) {
-  if (!std::is_sorted(bounds_.begin(), bounds_.end()) ||
-      std::adjacent_find(bounds_.begin(), bounds_.end()) != bounds_.end())
-    throw std::invalid_argument("histogram bounds must be strictly ascending");
-  for (size_t i = 0; i <= bounds_.size(); ++i) buckets_[i].store(0);
+PendingObservations::PendingObservations(std::vector<double> bounds)
+    : bounds_(std::move(bounds)), per_bucket_(bounds_.size() + 1) {}
+
+void PendingObservations::observe(double v) {
+  const size_t i = size_t(std::lower_bound(bounds_.begin(), bounds_.end(), v) - bounds_.begin());  // v <= bound
+  per_bucket_[i] += 1;
+  sum_ += v;
+  ++count_;
 }
 
-void Histogram::observe(double v) {
-  const size_t i = size_t(std::lower_bound(bounds_.begin(), bounds_.end(), v) - bounds_.begin());  // v <= bound
-  buckets_[i].fetch_add(1, std::memory_order_relaxed);
-  sum_.fetch_add(v, std::memory_order_relaxed);
+void Histogram::observe(const PendingObservations& p) {
+  if (p.count_ == 0) return;
+  if (p.bounds_ != *bounds_) throw std::invalid_argument("observations kept with other bounds than the histogram's");
+  h_->ObserveMultiple(p.per_bucket_, p.sum_);
 }
 
 Histogram::Snapshot Histogram::snapshot() const {
+  const prometheus::ClientMetric m = h_->Collect();
   Snapshot s;
-  s.cumulative.resize(bounds_.size() + 1);
-  uint64_t run = 0;
-  for (size_t i = 0; i <= bounds_.size(); ++i) s.cumulative[i] = (run += buckets_[i].load(std::memory_order_relaxed));
-  s.count = run;
-  s.sum = sum_.load(std::memory_order_relaxed);
+  for (const auto& b : m.histogram.bucket) s.cumulative.push_back(b.cumulative_count);
+  s.count = m.histogram.sample_count;
+  s.sum = m.histogram.sample_sum;
   return s;
-}
-
-std::vector<double> exponential_buckets(double start, double factor, int count) {
-  std::vector<double> b;
-  for (int i = 0; i < count; ++i) b.push_back(start * std::pow(factor, i));
-  return b;
 }
 
 template <class Metric>
@@ -129,27 +90,24 @@ Metric& Family<Metric>::with(const Labels& labels) {
   std::lock_guard lock(mu_);
   auto it = children_.find(labels);
   if (it != children_.end()) return *it->second;
+  prometheus::Labels named;
   for (const auto& [k, v] : labels)
-    if (!valid_label_name(k)) throw std::invalid_argument("metric " + name_ + ": invalid label name '" + k + "'");
+    if (!valid_label_name(k) || !named.emplace(k, v).second)
+      throw std::invalid_argument("metric " + name_ + ": invalid or repeated label name '" + k + "'");
   std::unique_ptr<Metric> m;
   if constexpr (std::is_same_v<Metric, Histogram>)
-    m = std::make_unique<Histogram>(bounds_);
+    m = std::make_unique<Histogram>(backend_.Add(named, bounds_), bounds_);
   else
-    m = std::make_unique<Metric>();
+    m = std::make_unique<Metric>(backend_.Add(named));
   return *children_.emplace(labels, std::move(m)).first->second;
-}
-
-template <class Metric>
-std::vector<std::pair<Labels, const Metric*>> Family<Metric>::children() const {
-  std::lock_guard lock(mu_);
-  std::vector<std::pair<Labels, const Metric*>> out;
-  for (const auto& [labels, m] : children_) out.emplace_back(labels, m.get());
-  return out;
 }
 
 template class Family<Counter>;
 template class Family<Gauge>;
 template class Family<Histogram>;
+
+Registry::Registry() : backend_(std::make_unique<prometheus::Registry>()) {}
+Registry::~Registry() = default;
 
 Registry::Entry& Registry::entry(const std::string& name, Kind kind) {
   if (!valid_metric_name(name)) throw std::invalid_argument("invalid metric name '" + name + "'");
@@ -166,14 +124,20 @@ Registry::Entry& Registry::entry(const std::string& name, Kind kind) {
 Family<Counter>& Registry::counter(const std::string& name, const std::string& help) {
   std::lock_guard lock(mu_);
   Entry& e = entry(name, Kind::counter);
-  if (!e.counter) e.counter = std::make_unique<Family<Counter>>(name, help, Kind::counter);
+  if (!e.counter) {
+    auto& b = prometheus::BuildCounter().Name(name).Help(escape_help(help)).Register(*backend_);
+    e.counter = std::make_unique<Family<Counter>>(b, name, help, Kind::counter);
+  }
   return *e.counter;
 }
 
 Family<Gauge>& Registry::gauge(const std::string& name, const std::string& help) {
   std::lock_guard lock(mu_);
   Entry& e = entry(name, Kind::gauge);
-  if (!e.gauge) e.gauge = std::make_unique<Family<Gauge>>(name, help, Kind::gauge);
+  if (!e.gauge) {
+    auto& b = prometheus::BuildGauge().Name(name).Help(escape_help(help)).Register(*backend_);
+    e.gauge = std::make_unique<Family<Gauge>>(b, name, help, Kind::gauge);
+  }
   return *e.gauge;
 }
 
@@ -181,8 +145,9 @@ Family<Histogram>& Registry::histogram(const std::string& name, const std::strin
   std::lock_guard lock(mu_);
   Entry& e = entry(name, Kind::histogram);
   if (!e.histogram) {
-    Histogram probe(bounds);  // validates the bounds before the family exists
-    e.histogram = std::make_unique<Family<Histogram>>(name, help, Kind::histogram, std::move(bounds));
+    check_bounds(bounds);  // before the family exists
+    auto& b = prometheus::BuildHistogram().Name(name).Help(escape_help(help)).Register(*backend_);
+    e.histogram = std::make_unique<Family<Histogram>>(b, name, help, Kind::histogram, std::move(bounds));
   } else if (e.histogram->bounds() != bounds) {
     throw std::invalid_argument("metric " + name + " is already registered with other buckets");
   }
@@ -190,14 +155,21 @@ Family<Histogram>& Registry::histogram(const std::string& name, const std::strin
 }
 
 std::string Registry::expose() const {
-  std::lock_guard lock(mu_);
-  std::string out;
-  for (const auto& [name, e] : entries_) {
-    if (e.counter) render(out, *e.counter);
-    if (e.gauge) render(out, *e.gauge);
-    if (e.histogram) render(out, *e.histogram);
+  std::vector<prometheus::MetricFamily> families = backend_->Collect();
+  {
+    // prometheus-cpp collects counters, then gauges, then histograms, children in hash
+    // order: back to registration order, children by their labels.
+    std::lock_guard lock(mu_);
+    auto rank = [&](const prometheus::MetricFamily& f) {
+      for (size_t i = 0; i < entries_.size(); ++i)
+        if (entries_[i].first == f.name) return i;
+      return entries_.size();
+    };
+    std::stable_sort(families.begin(), families.end(), [&](const auto& a, const auto& b) { return rank(a) < rank(b); });
   }
-  return out;
+  for (auto& f : families)
+    std::sort(f.metric.begin(), f.metric.end(), [](const auto& a, const auto& b) { return a.label < b.label; });
+  return prometheus::TextSerializer().Serialize(families);
 }
 
 std::vector<std::string> Registry::names() const {
