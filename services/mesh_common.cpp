@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 
 #include "cli_io.hpp"
@@ -52,6 +53,12 @@ std::function<Status()> live_while(std::shared_ptr<const std::atomic<bool>> runn
   return [running, what] {
     return running->load() ? Status{} : make_error(ErrorCode::unavailable, "the ", what, " actor is not running");
   };
+}
+
+std::string served_model_name(const std::string& model_dir) {
+  std::filesystem::path p(model_dir);
+  if (p.filename().empty()) p = p.parent_path();  // "models/x/"
+  return p.filename().string();
 }
 
 Expected<std::unique_ptr<metrics::HttpEndpoint>> serve_metrics(const metrics::Registry& registry,

@@ -36,6 +36,10 @@ Status write_port_file(const std::string& path, uint16_t port);
 
 // The /metrics, /healthz and /readyz endpoint on `listen` (empty: none, null returned); its
 // port goes to `port_file` when one is given.
+// The name clients (the HTTP door's "model") and metrics (starmesh_build_info) know the
+// model by: its folder's name.
+std::string served_model_name(const std::string& model_dir);
+
 Expected<std::unique_ptr<metrics::HttpEndpoint>> serve_metrics(const metrics::Registry& registry,
                                                                const std::string& listen, const std::string& port_file,
                                                                metrics::HealthChecks health = {});

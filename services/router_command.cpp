@@ -169,6 +169,7 @@ int run_router(const RouterFlags& f) {
     if (m->workers.value() < 1) return make_error(ErrorCode::unavailable, "no worker has registered yet");
     return {};
   };
+  publish_build_info((*context)->metrics->registry, STARMESH_VERSION, served_model_name(f.model_dir));
   auto metrics_endpoint =
       serve_metrics((*context)->metrics->registry, f.metrics_listen, f.metrics_port_file, std::move(health));
   if (!metrics_endpoint) return fail(metrics_endpoint.error().message);
@@ -196,7 +197,7 @@ int run_router(const RouterFlags& f) {
   } else if (!f.api_listen.empty() || !f.http_listen.empty()) {
     spdlog::warn("the public API is open: any client may use it (give --api-tokens-file to require a login)");
   }
-  const std::string model_name = std::filesystem::path(f.model_dir).filename().string();
+  const std::string model_name = served_model_name(f.model_dir);
 #ifdef STARMESH_WITH_HTTP
   std::unique_ptr<http::OpenAiServer> http_door;
   Unwatch<http::OpenAiServer> unwatch_http{*http_probe};

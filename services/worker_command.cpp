@@ -80,6 +80,7 @@ int run_worker(const WorkerFlags& f) {
   auto plane = make_ucx_data_plane(*ucx);
   if (!plane) return fail(plane.error().message);
   auto worker_metrics = std::make_shared<WorkerMetrics>(f.capacity);
+  publish_build_info(worker_metrics->registry, STARMESH_VERSION, served_model_name(f.model_dir));
   // /healthz: the worker actor runs; /readyz: and it is registered with a router.
   WorkerMembershipOptions mo;  // its flags: the worker actor runs, it is registered
   metrics::HealthChecks health;

@@ -110,7 +110,7 @@ caf::result<CoordinatorActor> start_phase2(WorkerPtr self, Phase2Order& o) {
                                                        std::to_string(job->local_capacity) + " reserved for them");
   auto cs = std::make_shared<CoordinatorSetup>(CoordinatorSetup{
       st.engine, job->shard, job->plan.context_tokens, job->local_capacity, std::move(job->transport), job->host_names,
-      std::move(o), job->step_timeout, std::shared_ptr<const std::atomic<bool>>(job, &job->stop)});
+      std::move(o), job->step_timeout, std::shared_ptr<const std::atomic<bool>>(job, &job->stop), st.setup->metrics});
   job->phase2_started = true;
   if (!job->keep) job->shard.reset();  // the coordinator holds it (and a kept context, if any)
   job->coordinator = self->spawn<caf::linked>(query_coordinator, cs);

@@ -30,6 +30,7 @@ void generation_thread(std::shared_ptr<CoordinatorSetup> setup, std::shared_ptr<
   const Transformer& model = engine.model;
   const Phase2Order& order = setup->order;
   RemoteShards remotes(model, *setup->transport, setup->host_names, setup->step_timeout);
+  remotes.count_into(setup->metrics.get());
   setup->transport->cancel_on(setup->freed.get());  // a freed request stops waiting on the network
   Phase2Report report;
   report.query_tokens = int64_t(order.query.size());

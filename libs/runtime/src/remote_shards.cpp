@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "starmesh/runtime/data_plane.hpp"
+#include "starmesh/runtime/mesh_metrics.hpp"
 #include "starmesh/runtime/messages.hpp"
 
 namespace starmesh {
@@ -47,7 +48,9 @@ Expected<std::vector<AttentionState>> RemoteShards::gather(int layer, const Tens
     batch.push_back(Transfer::recv(r, phase2_tag(step_, layer, Phase2Kind::partial), all.rows(r, r + 1)));
 
   if (lock_) lock_->unlock();
+  const auto t0 = std::chrono::steady_clock::now();
   const Status st = transport_.exchange(batch, deadline_in(timeout_));
+  const double took = seconds_since(t0);  // not the wait for the lock after
   if (lock_) lock_->lock();
   if (!st && st.code() == ErrorCode::cancelled)
     return make_error(ErrorCode::cancelled, "phase 2 (step ", step_, ", layer ", layer,
@@ -63,6 +66,11 @@ Expected<std::vector<AttentionState>> RemoteShards::gather(int layer, const Tens
     return make_error(st.code() == ErrorCode::timeout ? ErrorCode::timeout : ErrorCode::unavailable, "phase 2 (step ",
                       step_, ", layer ", layer, "): the shard hosts (", hosts, ") did not all answer within ",
                       format_seconds(timeout_), ": ", st.message());
+  }
+  if (metrics_) {
+    metrics_->phase2_exchange_seconds.observe(took);
+    metrics_->phase2_sent_bytes.inc(double(((layer == 0 ? header.nbytes() : 0) + qh.nbytes()) * size_t(peers)));
+    metrics_->phase2_received_bytes.inc(double(all.nbytes()));
   }
   std::vector<AttentionState> out;
   out.reserve(size_t(peers));

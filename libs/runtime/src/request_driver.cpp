@@ -128,24 +128,7 @@ void finish(DriverPtr self, Expected<GenerateSummary> result) {
     self->send(st.setup->router, release_atom::value, mesh_id);
   const std::string tail = st.text.flush();
   if (!tail.empty()) self->send(st.setup->client, tokens_atom::value, id, ClientChunk{{}, tail, {}});
-  RouterMetrics& m = *st.setup->context->metrics;
-  m.in_flight.add(-1);
-  if (!result) {
-    m.failed(result.code()).inc();
-  } else if (result->stop_reason == StopReason::cancelled) {
-    m.requests_cancelled.inc();
-  } else {
-    m.requests_ok.inc();
-    m.request_seconds.observe(seconds_since(st.arrived));  // the latency of served requests only
-  }
-  if (result) {
-    m.generated_tokens.inc(double(result->generated_tokens));
-    if (st.setup->order.request.context_id.empty()) {  // a kept context was encoded before
-      m.context_tokens.inc(double(result->context_tokens));
-      if (result->phase1_seconds > 0) m.phase1_seconds.observe(result->phase1_seconds);
-      if (result->phase1_max_host_seconds > 0) m.phase1_slowest_host_seconds.observe(result->phase1_max_host_seconds);
-    }
-  }
+  st.setup->context->metrics->request_finished(st.times, result, !st.setup->order.request.context_id.empty());
   if (result) {
     spdlog::info("request {}: {} tokens ({}), phase 1 {:.1f} ms, prefill {:.1f} ms, decode {:.1f} ms", id,
                  result->generated_tokens, to_string(result->stop_reason), result->phase1_seconds * 1e3,
@@ -478,10 +461,7 @@ RequestActor::behavior_type request_driver(DriverPtr self, std::shared_ptr<Drive
         }
         s.summary.generated_tokens += int64_t(b.ids.size());
         s.streamed.insert(s.streamed.end(), b.ids.begin(), b.ids.end());
-        if (!s.first_token_seen && !b.ids.empty()) {
-          s.first_token_seen = true;
-          s.setup->context->metrics->first_token_seconds.observe(seconds_since(s.arrived));
-        }
+        s.setup->context->metrics->tokens_streamed(s.times, b.ids.size());
         c.ids = std::move(b.ids);
         c.logits = std::move(b.logits);
         self->send(s.setup->client, tokens_atom::value, id, std::move(c));

@@ -19,6 +19,7 @@
 namespace starmesh {
 
 struct WorkerEngine;
+struct WorkerMetrics;
 
 struct CoordinatorSetup {
   std::shared_ptr<WorkerEngine> engine;
@@ -33,6 +34,7 @@ struct CoordinatorSetup {
   // blocked on a silent shard host stops waiting at once instead of at the step timeout,
   // so the shard's memory and the thread are let go. Null: only the timeout.
   std::shared_ptr<const std::atomic<bool>> freed;
+  std::shared_ptr<WorkerMetrics> metrics;  // the phase-2 exchanges' (null: none kept)
 };
 
 // The actor's state: the generation thread and what it shares with the actor.

@@ -14,6 +14,8 @@
 
 namespace starmesh {
 
+struct WorkerMetrics;
+
 class RemoteShards final : public remote_partials_i {
  public:
   // host_names[r]: "worker 3 at 127.0.0.1:PORT" for rank r (error messages).
@@ -33,12 +35,16 @@ class RemoteShards final : public remote_partials_i {
 
   int64_t steps() const { return step_; }
 
+  // Times each exchange and counts its bytes there (null: nowhere).
+  void count_into(WorkerMetrics* metrics) { metrics_ = metrics; }
+
  private:
   const Transformer& model_;
   transport_i& transport_;
   std::vector<std::string> names_;
   std::chrono::milliseconds timeout_;
   std::unique_lock<std::mutex>* lock_ = nullptr;
+  WorkerMetrics* metrics_ = nullptr;
   uint32_t step_ = 0;
   bool finished_ = false;
 };

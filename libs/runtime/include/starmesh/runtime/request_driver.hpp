@@ -45,8 +45,7 @@ struct DriverState {
   bool cancel_requested = false;
   Utf8Stream text;
   GenerateSummary summary;
-  std::chrono::steady_clock::time_point arrived = std::chrono::steady_clock::now();
-  bool first_token_seen = false;
+  RequestTimes times;                           // arrival and tokens out, for the metrics
   std::map<caf::actor_addr, size_t> host_of;    // monitored workers
   std::vector<int64_t> blocks_done, blocks_of;  // phase-1 progress, per host of this attempt
   int64_t blocks_total = 0;
