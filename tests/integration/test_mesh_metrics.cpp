@@ -1,7 +1,9 @@
 // Operators' view of a real mesh: router and worker processes serve /metrics; after one
 // request that succeeds and one the mesh refuses, the counters, gauges and histograms say so,
-// a real Prometheus server scrapes all of them, and every metric the Grafana dashboard and
-// the Prometheus rules in deploy/k8s/monitoring use is one the binaries export.
+// a real Prometheus server scrapes all of them, every metric the Grafana dashboard and the
+// Prometheus rules in deploy/k8s/monitoring use is one the binaries export, and
+// `promtool check metrics` finds nothing to say of any endpoint. (Every dashboard query
+// having data: test_dashboard_queries.cpp.)
 #include <doctest/doctest.h>
 #include <sys/wait.h>
 
@@ -84,13 +86,19 @@ TEST_CASE("router and workers export their metrics, and a real Prometheus scrape
   const std::string router = test::http_get(ports[0], "/metrics").body;
   INFO("router /metrics:\n" << router);
   CHECK(sample(router, "starmesh_requests_total{outcome=\"ok\"}") == 1);
-  CHECK(sample(router, "starmesh_requests_total{outcome=\"refused\"}") == 1);  // by its error code
+  CHECK(sample(router, "starmesh_requests_total{outcome=\"refused\",reason=\"refused\"}") == 1);  // by its code
   CHECK(sample(router, "starmesh_requests_total{outcome=\"cancelled\"}") == 0);
+  CHECK(sample(router, "starmesh_requests_total") == 2);
   CHECK(sample(router, "starmesh_request_seconds_count") == 1);  // served requests only
   CHECK(sample(router, "starmesh_first_token_seconds_count") == 1);
   CHECK(sample(router, "starmesh_phase1_seconds_count") == 1);
   CHECK(sample(router, "starmesh_phase1_slowest_host_seconds_count") == 1);
   CHECK(sample(router, "starmesh_context_tokens_total") == 700);
+  CHECK(sample(router, "starmesh_query_tokens_total") == 6);
+  CHECK(sample(router, "starmesh_time_per_output_token_seconds_count") == (done->ids.size() > 1 ? 1 : 0));
+  CHECK(sample(router, "starmesh_inter_token_latency_seconds_count") == double(done->ids.size()) - 1);
+  CHECK(sample(router, "starmesh_phase2_prefill_seconds_count") == 1);
+  CHECK(sample(router, "starmesh_build_info{model=\"starmesh-tiny\"}") == 1);
   CHECK(sample(router, "starmesh_generated_tokens_total") == double(done->ids.size()));
   CHECK(sample(router, "starmesh_workers") == 2);
   CHECK(sample(router, "starmesh_kv_capacity_tokens") == 4096);
@@ -111,6 +119,16 @@ TEST_CASE("router and workers export their metrics, and a real Prometheus scrape
     if (reserved != 0) std::this_thread::sleep_for(50ms);
   }
   CHECK(encoded == done->summary.hosts);
+  REQUIRE(done->summary.hosts == 2);  // so the query host exchanged with the other
+  double exchanges = 0, received = 0;
+  for (size_t i = 1; i < ports.size(); ++i) {
+    const std::string w = test::http_get(ports[i], "/metrics").body;
+    exchanges += sample(w, "starmesh_worker_phase2_exchange_seconds_count");
+    received += sample(w, "starmesh_worker_phase2_exchange_bytes_total{direction=\"received\"}");
+    CHECK(sample(w, "starmesh_build_info") == 1);
+  }
+  CHECK(exchanges >= double(done->ids.size()));  // a layer of every step at least
+  CHECK(received > 0);
   CHECK(encoded_tokens == 700);
   CHECK(reserved == 0);
 
@@ -143,4 +161,39 @@ TEST_CASE("router and workers export their metrics, and a real Prometheus scrape
   // promtool validates the rules file.
   const std::string check = "promtool check rules " + dir + "/prometheus-rules.yml > /dev/null 2>&1";
   CHECK(std::system(check.c_str()) == 0);
+}
+
+TEST_CASE("every /metrics endpoint of a live mesh passes promtool check metrics") {
+  MeshConfig cfg{{2, true, false}};
+  caf::actor_system sys{cfg};
+  LocalMeshOptions o;
+  o.program = STARMESH_CLI;
+  o.model_dir = STARMESH_GOLDEN_MODEL_DIR;
+  o.workers = 2;
+  o.capacity = 2048;
+  o.threads_per_worker = 1;
+  o.block_size = 256;
+  o.metrics = true;
+  auto mesh = LocalMesh::start(sys, o);
+  REQUIRE_MESSAGE(mesh, (mesh ? "" : mesh.error().message));
+  GenerateOrder ok;  // so the histograms and the phase-2 exchange have observations
+  ok.request.context_ids = test::random_token_ids(600, 8);
+  ok.request.query_ids = test::random_token_ids(4, 9);
+  ok.request.block_size = 256;
+  ok.request.max_new_tokens = 4;
+  REQUIRE((*mesh)->client().run(ok));
+  const auto dir = std::filesystem::temp_directory_path() / ("starmesh-promtool-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  for (size_t i = 0; i < (*mesh)->metrics_ports().size(); ++i) {
+    const auto got = test::http_get((*mesh)->metrics_ports()[i], "/metrics");
+    REQUIRE(got.status == 200);
+    const auto file = dir / ("endpoint-" + std::to_string(i) + ".prom");
+    std::ofstream(file) << got.body;
+    const std::string cmd = "promtool check metrics < " + file.string() + " > " + file.string() + ".out 2>&1";
+    CAPTURE(i);  // 0: the router, then the workers
+    INFO("promtool says:\n" << read_file(file.string() + ".out") << "\nof:\n" << got.body);
+    CHECK(std::system(cmd.c_str()) == 0);
+    CHECK(read_file(file.string() + ".out").empty());
+  }
+  std::filesystem::remove_all(dir);
 }

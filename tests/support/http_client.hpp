@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <map>
 #include <string>
 
 namespace starmesh::test {
@@ -74,12 +75,62 @@ inline int free_port() {
   return ntohs(addr.sin_port);
 }
 
-// The value of one series ("name{labels}") in a Prometheus exposition; NaN when absent.
+// A series "name{a=\"x\",b=\"y\"}" as its name and labels (values unescaped).
+struct SeriesKey {
+  std::string name;
+  std::map<std::string, std::string> labels;
+};
+inline SeriesKey parse_series(const std::string& text) {
+  SeriesKey k;
+  const size_t brace = text.find('{');
+  k.name = text.substr(0, brace);
+  for (size_t at = brace == std::string::npos ? text.size() : brace + 1; at < text.size() && text[at] != '}';) {
+    const size_t eq = text.find("=\"", at);
+    if (eq == std::string::npos) break;
+    std::string value;
+    size_t i = eq + 2;
+    for (; i < text.size() && text[i] != '"'; ++i) {
+      if (text[i] == '\\' && i + 1 < text.size()) {
+        ++i;
+        value += text[i] == 'n' ? '\n' : text[i];
+      } else {
+        value += text[i];
+      }
+    }
+    k.labels[text.substr(at, eq - at)] = value;
+    at = i + 1 < text.size() && text[i + 1] == ',' ? i + 2 : i + 1;
+  }
+  return k;
+}
+
+// The value of `series` in a Prometheus exposition, matched as PromQL matches a selector:
+// the sum of every series of that name that has the labels given (others may be there too);
+// NaN when none has.
 inline double metric_value(const std::string& exposition, const std::string& series) {
-  const std::string key = series + " ";
-  for (size_t at = 0; (at = exposition.find(key, at)) != std::string::npos; ++at)
-    if (at == 0 || exposition[at - 1] == '\n') return std::stod(exposition.substr(at + key.size()));
-  return NAN;
+  const SeriesKey want = parse_series(series);
+  double sum = 0;
+  bool found = false;
+  for (size_t at = 0; at < exposition.size();) {
+    size_t end = exposition.find('\n', at);
+    if (end == std::string::npos) end = exposition.size();
+    const std::string line = exposition.substr(at, end - at);
+    at = end + 1;
+    if (line.empty() || line[0] == '#') continue;
+    const size_t close = line.find('{') == std::string::npos ? line.find(' ') : line.find("} ");
+    if (close == std::string::npos) continue;
+    const size_t space = line[close] == ' ' ? close : close + 1;
+    const SeriesKey have = parse_series(line.substr(0, space));
+    if (have.name != want.name) continue;
+    bool match = true;
+    for (const auto& [name, value] : want.labels) {
+      auto it = have.labels.find(name);
+      match = match && it != have.labels.end() && it->second == value;
+    }
+    if (!match) continue;
+    sum += std::stod(line.substr(space + 1));
+    found = true;
+  }
+  return found ? sum : NAN;
 }
 
 }  // namespace starmesh::test

@@ -69,6 +69,14 @@ class PrometheusServer {
   }
 
   std::optional<double> query(const std::string& promql) const {
+    const auto values = query_all(promql);
+    if (!values || values->size() != 1) return std::nullopt;
+    return values->front();
+  }
+
+  // Every series' value of an instant query (NaN where Prometheus says NaN); nullopt when the
+  // query fails.
+  std::optional<std::vector<double>> query_all(const std::string& promql) const {
     std::string q;
     for (unsigned char c : promql) {  // percent-encode the query string
       if (std::isalnum(c) || c == '_' || c == '.' || c == '-')
@@ -84,8 +92,10 @@ class PrometheusServer {
     const auto j = nlohmann::json::parse(r.body, nullptr, false);
     if (j.is_discarded() || j.value("status", "") != "success") return std::nullopt;
     const auto& result = j["data"]["result"];
-    if (!result.is_array() || result.size() != 1) return std::nullopt;
-    return std::stod(result[0]["value"][1].get<std::string>());
+    if (!result.is_array()) return std::nullopt;
+    std::vector<double> out;
+    for (const auto& series : result) out.push_back(std::stod(series["value"][1].get<std::string>()));
+    return out;
   }
 
   std::string log() const {
