@@ -145,15 +145,7 @@ __global__ void __launch_bounds__(Cfg::kThreads) attention_kernel(const KernelAr
       const uint32_t p[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]), pack_bf16(s[2 * kk][2], s[2 * kk][3]),
                              pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
                              pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
-#pragma unroll
-      for (int n0 = 0; n0 < D / 8; n0 += 2) {
-        const int key = kk * 16 + (lane % 8) + 8 * ((lane / 8) % 2);
-        const int col = n0 * 8 + 8 * (lane / 16);
-        uint32_t b0, b1, b2, b3;
-        ldmatrix_x4_trans(smem_addr(sv + swizzled_offset<D>(key, col)), b0, b1, b2, b3);
-        mma_bf16(acc[n0], p, b0, b1);
-        mma_bf16(acc[n0 + 1], p, b2, b3);
-      }
+      accumulate_pv<D>(acc, p, sv, kk * 16, lane);
     }
     __syncthreads();  // this stage is refilled kStages - 1 iterations on
   }

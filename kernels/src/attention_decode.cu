@@ -134,15 +134,7 @@ __global__ void __launch_bounds__(Cfg::kThreads) attention_decode_kernel(KernelA
     // O += P V over the warp's 16 keys: P from the S accumulators, V via ldmatrix.trans.
     const uint32_t p[4] = {pack_bf16(s[0][0], s[0][1]), pack_bf16(s[0][2], s[0][3]), pack_bf16(s[1][0], s[1][1]),
                            pack_bf16(s[1][2], s[1][3])};
-#pragma unroll
-    for (int n0 = 0; n0 < NB_O; n0 += 2) {
-      const int key = k0 + (lane % 8) + 8 * ((lane / 8) % 2);
-      const int col = n0 * 8 + 8 * (lane / 16);
-      uint32_t b0, b1, b2, b3;
-      ldmatrix_x4_trans(smem_addr(sv + swizzled_offset<D>(key, col)), b0, b1, b2, b3);
-      mma_bf16(acc[n0], p, b0, b1);
-      mma_bf16(acc[n0 + 1], p, b2, b3);
-    }
+    accumulate_pv<D>(acc, p, sv, k0, lane);
     __syncthreads();  // this stage is refilled kStages - 1 iterations on
   }
   cp_async_wait<0>();

@@ -57,4 +57,20 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
   return *reinterpret_cast<uint32_t*>(&v);
 }
 
+// O += P V for 16 keys from `key0`: P (the A operand, 16 rows x those keys) packed from the
+// S accumulators, V [keys, D] in swizzled shared memory read with ldmatrix.trans.
+template <int D>
+__device__ __forceinline__ void accumulate_pv(float (&acc)[D / 8][4], const uint32_t (&p)[4], const __nv_bfloat16* sv,
+                                              int key0, int lane) {
+#pragma unroll
+  for (int n0 = 0; n0 < D / 8; n0 += 2) {
+    const int key = key0 + (lane % 8) + 8 * ((lane / 8) % 2);
+    const int col = n0 * 8 + 8 * (lane / 16);
+    uint32_t b0, b1, b2, b3;
+    ldmatrix_x4_trans(smem_addr(sv + swizzled_offset<D>(key, col)), b0, b1, b2, b3);
+    mma_bf16(acc[n0], p, b0, b1);
+    mma_bf16(acc[n0 + 1], p, b2, b3);
+  }
+}
+
 }  // namespace starmesh::kernels::tile

@@ -49,7 +49,13 @@ namespace {
 constexpr uint64_t kMaxUserTag = 0xffffffffull;  // 32 bits; the rest of the UCP tag is group and rank
 constexpr uint64_t kFullMask = ~uint64_t(0);
 constexpr int kMaxRanks = 1 << 16;
-constexpr auto kFinishGrace = std::chrono::milliseconds(50);   // for transfers caught mid-way at a deadline
+constexpr auto kFinishGrace = std::chrono::milliseconds(50);  // for transfers caught mid-way at a deadline
+// A receive that took its message before the deadline has it arriving from a live sender:
+// dropping it would lose the message (UCX has taken it off the queue), so it may finish
+// for this long. On 2 loaded cores a rendezvous took more than 50 ms: the shard loop's
+// header, taken at the end of a wait slice and dropped, left a request waiting for a step
+// that had been sent (the chaos test, about one run in four).
+constexpr auto kMatchedGrace = std::chrono::milliseconds(5000);
 constexpr auto kCloseGrace = std::chrono::milliseconds(2000);  // for closed endpoints to release requests
 
 uint64_t wire_tag(uint16_t group, int source, uint64_t tag) {
@@ -467,8 +473,16 @@ Status UcxTransport::exchange(std::span<const Transfer> transfers, Deadline dead
         notes[i] = transfers[i].kind == TransferKind::send ? "the peer did not take it" : "its data was still arriving";
       }
     }
-    // Transfers caught mid-way get a moment to finish; then their peers are given up on.
+    // Transfers caught mid-way get a moment to finish (receives that took their message,
+    // longer); then their peers are given up on.
     progress_while_in_flight(worker, ops, Clock::now() + kFinishGrace);
+    std::vector<Op*> arriving;
+    for (size_t i : late)
+      if (ops[i].state == Op::in_flight && ops[i].matched) arriving.push_back(&ops[i]);
+    const auto arriving_until = Clock::now() + kMatchedGrace;
+    while (Clock::now() < arriving_until &&
+           std::any_of(arriving.begin(), arriving.end(), [](const Op* op) { return op->state == Op::in_flight; }))
+      ucp_worker_progress(worker);
     bool closed_any = false;
     for (size_t i : late) {
       if (ops[i].state != Op::in_flight) continue;
