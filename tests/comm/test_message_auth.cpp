@@ -62,7 +62,7 @@ constexpr uint64_t kSession = 0x1122334455667788ull;
 
 }  // namespace
 
-TEST_CASE("AES-256-GMAC gives the GCM spec's and IEEE 802.1AE's vectors") {
+TEST_CASE("auth: AES-256-GMAC gives the GCM spec's and IEEE 802.1AE's vectors") {
   struct Vector {
     const char *key, *nonce, *aad, *tag;
   };
@@ -101,7 +101,8 @@ TEST_CASE("AES-256-GMAC gives the GCM spec's and IEEE 802.1AE's vectors") {
   CHECK_FALSE(aes256_gmac(unhex("0011"), Nonce{}, {}));  // not a 32-byte key
 }
 
-TEST_CASE("a message's MAC is GMAC of its 48-byte header then payload, under the session's key and (sender, seq)") {
+TEST_CASE(
+    "auth: a message's MAC is GMAC of its 48-byte header then payload, under the session's key and (sender, seq)") {
   const MessageHeader h{kSession, 3, 5, 0xabcdefull, 42, 4};
   const auto b = encode_header(h);
   CHECK(std::string(reinterpret_cast<const char*>(b.data())) == "smdp-v2");
@@ -132,7 +133,7 @@ TEST_CASE("a message's MAC is GMAC of its 48-byte header then payload, under the
   CHECK(session_key(counting_key(), kSession + 1).value() != gcm_key);
 }
 
-TEST_CASE("no two seals use one nonce: one counter per sender over all its receivers, ranks apart") {
+TEST_CASE("auth: no two seals use one nonce: one counter per sender over all its receivers, ranks apart") {
   const GroupKey key = test::fixed_key(4, 9);
   auto r0 = GroupAuth::create(key, 0, 4).value();
   const std::vector<uint8_t> q = random_bytes(1024, 1);
@@ -162,7 +163,7 @@ TEST_CASE("no two seals use one nonce: one counter per sender over all its recei
   CHECK(make_nonce(1, 1ull << 32) != make_nonce(0, (1ull << 32) | 1));  // the fields do not overlap
 }
 
-TEST_CASE("open refuses one altered byte of payload, header or tag, a wrong key or receiver, and a cut tag") {
+TEST_CASE("auth: open refuses one altered byte of payload, header or tag, a wrong key or receiver, and a cut tag") {
   const std::vector<uint8_t> payload = random_bytes(4096, 3);
   auto sender = MessageAuth::create(key_of(1), kSession, 2).value();
   auto receiver = MessageAuth::create(key_of(1), kSession, 6).value();
@@ -202,13 +203,13 @@ TEST_CASE("open refuses one altered byte of payload, header or tag, a wrong key 
   CHECK(receiver.open(payload, 2, 77, sealed.seq, sealed.mac));
 }
 
-TEST_CASE("keys come from the CSPRNG, fresh each time") {
+TEST_CASE("auth: keys come from the CSPRNG, fresh each time") {
   const MessageKey a = random_message_key().value(), b = random_message_key().value();
   CHECK(a != b);
   CHECK(a != MessageKey{});
 }
 
-TEST_CASE("the replay window takes each number once, out of order within its size, nothing older") {
+TEST_CASE("auth: the replay window takes each number once, out of order within its size, nothing older") {
   ReplayWindow w;
   CHECK_FALSE(w.fresh(0));
   CHECK(w.fresh(1));
@@ -234,7 +235,7 @@ TEST_CASE("the replay window takes each number once, out of order within its siz
   CHECK(w.fresh(10 * ReplayWindow::kSize - 1));
 }
 
-TEST_CASE("a group opens what its ranks seal to each other, once, under the right rank, tag and session") {
+TEST_CASE("auth: a group opens what its ranks seal to each other, once, under the right rank, tag and session") {
   const GroupKey key = test::fixed_key(5, 77);
   auto r0 = GroupAuth::create(key, 0, 3).value();
   auto r1 = GroupAuth::create(key, 1, 3).value();
@@ -278,7 +279,7 @@ TEST_CASE("a group opens what its ranks seal to each other, once, under the righ
   CHECK(r2.open(7, 10, q, t[1]).code() == ErrorCode::internal);  // no such rank: a caller's bug
 }
 
-TEST_CASE("auth speed: sealing and opening one message of 16 KiB and 256 KiB") {
+TEST_CASE("auth: speed, sealing and opening one message of 16 KiB and 256 KiB") {
   // Printed, not checked (a shared machine's timing): bench/RESULTS.md has the figures.
   auto sender = MessageAuth::create(key_of(3), kSession, 0).value();
   auto receiver = MessageAuth::create(key_of(3), kSession, 1).value();
