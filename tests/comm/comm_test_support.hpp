@@ -13,6 +13,8 @@
 namespace starmesh::test {
 
 // A group key every rank of a test knows without a bootstrap (tests only: keys are random).
+// Test cases reuse it in group after group, so nonces repeat across them: harmless with no
+// secret at stake; groups alive together in one test differ in session.
 inline GroupKey fixed_key(uint8_t fill = 7, uint64_t session = 1) {
   GroupKey k;
   k.key.fill(fill);

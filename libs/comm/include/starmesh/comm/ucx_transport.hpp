@@ -18,7 +18,7 @@
 // UCX accepts any peer that knows a worker's address, and its tag matching cannot tell which
 // endpoint a message came from: anyone may send under any group, rank and tag. So a group
 // made with a GroupKey authenticates every message (group_auth.hpp): each carries a trailer
-// (sequence number and HMAC-SHA256), sent with its payload as one message (two iov entries,
+// (sequence number and AES-256-GCM tag), sent with its payload as one message (two iov entries,
 // no copy), and a receive hands out nothing before its MAC verified. A message that fails
 // is an `unauthenticated` error naming the rank it came under, its buffer is zeroed, and
 // that rank is cut off in the group (as for a message far too large).
@@ -66,7 +66,8 @@ class UcxContext {
   // A group in which this process is `rank` of `size`; addresses[r] is rank r's
   // local_address() (this one's included). Every rank gives the same `key`: its messages
   // are authenticated under it; std::nullopt sends them bare (benchmarks that measure what
-  // the MAC costs; the runtime always gives a key). `group` tells concurrent groups on one
+  // the MAC costs; the runtime always gives a key). A key (with its session) is for one
+  // group: a second group under it would repeat GCM nonces (group_auth.hpp). `group` tells concurrent groups on one
   // context apart; at most one live group per id. Connections are made lazily by the first
   // message.
   Expected<std::unique_ptr<UcxTransport>> connect(int rank, int size,
