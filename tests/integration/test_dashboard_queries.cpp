@@ -14,6 +14,7 @@
 #include <regex>
 #include <thread>
 
+#include "integration/metrics_mesh.hpp"
 #include "starmesh/launch/local_mesh.hpp"
 #include "starmesh/runtime/mesh_config.hpp"
 #include "support/engine_reference.hpp"
@@ -56,14 +57,7 @@ std::string as_grafana_runs_it(std::string expr) {
 TEST_CASE("every dashboard query has data from a live mesh scraped by a real Prometheus") {
   MeshConfig cfg{{2, true, false}};
   caf::actor_system sys{cfg};
-  LocalMeshOptions o;
-  o.program = STARMESH_CLI;
-  o.model_dir = STARMESH_GOLDEN_MODEL_DIR;
-  o.workers = 2;
-  o.capacity = 2048;
-  o.threads_per_worker = 1;
-  o.block_size = 256;
-  o.metrics = true;
+  const LocalMeshOptions o = test::metrics_mesh_options();
   auto mesh = LocalMesh::start(sys, o);
   REQUIRE_MESSAGE(mesh, (mesh ? "" : mesh.error().message));
   MeshClient& client = (*mesh)->client();

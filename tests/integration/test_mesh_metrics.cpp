@@ -14,6 +14,7 @@
 #include <set>
 #include <thread>
 
+#include "integration/metrics_mesh.hpp"
 #include "starmesh/launch/local_mesh.hpp"
 #include "starmesh/runtime/mesh_config.hpp"
 #include "support/engine_reference.hpp"
@@ -54,15 +55,8 @@ std::string read_file(const std::string& path) {
 TEST_CASE("router and workers export their metrics, and a real Prometheus scrapes them") {
   MeshConfig cfg{{2, true, false}};
   caf::actor_system sys{cfg};
-  LocalMeshOptions o;
-  o.program = STARMESH_CLI;
-  o.model_dir = STARMESH_GOLDEN_MODEL_DIR;
-  o.workers = 2;
+  LocalMeshOptions o = test::metrics_mesh_options();
   o.transport = "ucx-shm";
-  o.capacity = 2048;
-  o.threads_per_worker = 1;
-  o.block_size = 256;
-  o.metrics = true;
   auto mesh = LocalMesh::start(sys, o);
   REQUIRE_MESSAGE(mesh, (mesh ? "" : mesh.error().message));
   const auto ports = (*mesh)->metrics_ports();
@@ -166,14 +160,7 @@ TEST_CASE("router and workers export their metrics, and a real Prometheus scrape
 TEST_CASE("every /metrics endpoint of a live mesh passes promtool check metrics") {
   MeshConfig cfg{{2, true, false}};
   caf::actor_system sys{cfg};
-  LocalMeshOptions o;
-  o.program = STARMESH_CLI;
-  o.model_dir = STARMESH_GOLDEN_MODEL_DIR;
-  o.workers = 2;
-  o.capacity = 2048;
-  o.threads_per_worker = 1;
-  o.block_size = 256;
-  o.metrics = true;
+  const LocalMeshOptions o = test::metrics_mesh_options();
   auto mesh = LocalMesh::start(sys, o);
   REQUIRE_MESSAGE(mesh, (mesh ? "" : mesh.error().message));
   GenerateOrder ok;  // so the histograms and the phase-2 exchange have observations
