@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <string>
 
 #include "commands.hpp"
@@ -74,6 +75,7 @@ struct RouterFlags {
   double control_timeout = 10, phase1_timeout = 600, step_timeout = 60, queue_timeout = 60, context_ttl = 1800;
   double heartbeat = 1, liveness_timeout = 5;
   int max_replans = 3;
+  uint64_t first_request_id = 0;  // 0: random
   size_t max_queued = 256;
   std::string port_file;
   std::string api_listen, api_tokens_file, api_port_file;
@@ -144,6 +146,10 @@ int run_router(const RouterFlags& f) {
   options.heartbeat = seconds_flag(f.heartbeat);
   options.liveness_timeout = seconds_flag(f.liveness_timeout);
   options.max_replans = f.max_replans;
+  // A random start (see RouterOptions::first_request_id); the flag pins it for tests.
+  options.first_request_id = f.first_request_id != 0
+                                 ? f.first_request_id
+                                 : 1 + (uint64_t(std::random_device{}()) << 16 | std::random_device{}() & 0xffffu);
   options.admission.queue_timeout = seconds_flag(f.queue_timeout);
   options.admission.context_ttl = seconds_flag(f.context_ttl);
   options.admission.max_queued = f.max_queued;
@@ -287,6 +293,9 @@ void add_router_command(CLI::App& app, int& exit_code) {
          "Seconds a worker may take to answer a probe before it is taken out of the mesh and its requests fail")
       ->check(CLI::Range(0.1, 3600.0))
       ->capture_default_str();
+  cmd->add_option("--first-request-id", f->first_request_id,
+                  "The id of the first request (0: random, so a restarted router reuses no data-plane group)")
+      ->check(CLI::Range(uint64_t(0), uint64_t(1) << 47));
   cmd->add_option("--max-replans", f->max_replans,
                   "Times a request that loses a worker is planned again on the workers left (0: it fails)")
       ->check(CLI::Range(0, 16))

@@ -28,7 +28,7 @@ struct RouterState {
   std::map<uint64_t, caf::typed_response_promise<Placement>> queued;  // answered when the book decides
   std::set<uint32_t> probing;                                         // workers with a liveness probe out
   bool beating = false;                                               // the heartbeat timer is armed
-  uint64_t next_request = 1;
+  uint64_t next_request = 0;  // 0: options.first_request_id, on the first request
   // Running requests (shared with the exit functor, which runs after the state is gone).
   std::shared_ptr<std::map<uint64_t, RequestActor>> drivers = std::make_shared<std::map<uint64_t, RequestActor>>();
 };
@@ -228,6 +228,7 @@ RouterActor::behavior_type router(RouterPtr self, std::shared_ptr<const RouterCo
         auto setup = std::make_shared<DriverSetup>();
         setup->context = self->state.context;
         setup->router = self;
+        if (self->state.next_request == 0) self->state.next_request = self->state.context->options.first_request_id;
         setup->request_id = self->state.next_request++;
         setup->order = std::move(order);
         setup->client = std::move(client);
@@ -276,6 +277,7 @@ RouterActor::behavior_type router(RouterPtr self, std::shared_ptr<const RouterCo
         Decisions d;
         self->state.book->release(id, now(), d);
         apply(self, d);
+        if (self->state.next_request == 0) self->state.next_request = self->state.context->options.first_request_id;
         const uint64_t fresh = self->state.next_request++;
         drivers.emplace(fresh, driver);
         return fresh;

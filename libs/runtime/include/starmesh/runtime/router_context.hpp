@@ -31,6 +31,11 @@ struct RouterOptions {
   // A request that loses a worker is planned again on the workers left this many times at
   // most (recovery_policy.hpp; 0: never, it fails with `unavailable`).
   int max_replans = 3;
+  // The id of the router's first request (then one more each). The router command draws it at
+  // random: a restarted router's requests then do not reuse the data-plane groups (request id
+  // mod 2^16) of its predecessor's, whose late messages may still wait in a worker's queue.
+  // Below 2^48 (kept contexts' book keys use the top bit).
+  uint64_t first_request_id = 1;
   // The desired-worker rule behind starmesh_desired_workers (scale_policy.hpp).
   ScaleOptions scale;
 };
