@@ -274,11 +274,11 @@ TEST_CASE_FIXTURE(ProcessMesh, "a kept context has an unguessable id and answers
 }
 
 namespace {
-// Resident memory of a process, in bytes (from /proc).
-int64_t rss_bytes(pid_t pid) {
+// A field of /proc/<pid>/status given in kB ("VmHWM:" is the peak resident size), in bytes.
+int64_t status_bytes(pid_t pid, const std::string& field) {
   std::ifstream status("/proc/" + std::to_string(pid) + "/status");
   for (std::string line; std::getline(status, line);)
-    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6)) * 1024;
+    if (line.rfind(field, 0) == 0) return std::stoll(line.substr(field.size())) * 1024;
   return -1;
 }
 }  // namespace
@@ -292,7 +292,7 @@ TEST_CASE_FIXTURE(ProcessMesh, "headers announcing 4 GB on the TLS mesh ports co
   std::vector<pid_t> pids{mesh->router_pid()};
   pids.insert(pids.end(), mesh->worker_pids().begin(), mesh->worker_pids().end());
   std::vector<int64_t> before;
-  for (pid_t pid : pids) before.push_back(rss_bytes(pid));
+  for (pid_t pid : pids) before.push_back(status_bytes(pid, "VmHWM:"));
   // On every port: 20 connections, each a 32-byte header whose length fields say 4 GB, then 1 MiB.
   for (uint16_t port : ports)
     for (int c = 0; c < 20; ++c) {
@@ -305,11 +305,14 @@ TEST_CASE_FIXTURE(ProcessMesh, "headers announcing 4 GB on the TLS mesh ports co
       close(fd);
     }
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // The peak resident size (VmHWM) catches an allocation freed before we look. One message
+  // taken at its word would cost 4 GiB; the bound is an eighth of that, far above the reading
+  // buffers and the freed memory ASan's quarantine keeps (70 MB seen under a loaded CI).
   for (size_t i = 0; i < pids.size(); ++i) {
-    const int64_t after = rss_bytes(pids[i]);
-    MESSAGE("pid " << pids[i] << ": " << before[i] / 1048576 << " MiB before, " << after / 1048576 << " MiB after");
+    const int64_t peak = status_bytes(pids[i], "VmHWM:");
+    MESSAGE("pid " << pids[i] << ": " << before[i] / 1048576 << " MiB peak before, " << peak / 1048576 << " MiB after");
     REQUIRE(before[i] > 0);
-    CHECK(after - before[i] < (int64_t(64) << 20));
+    CHECK(peak - before[i] < (int64_t(512) << 20));
   }
   // Nothing was lost: the workers stay and serve.
   CHECK(mesh->client().members().value().size() == 2);
