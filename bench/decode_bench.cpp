@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <chrono>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <random>
 
@@ -85,9 +86,11 @@ int main(int argc, char** argv) {
   app.add_option("--modes", modes)->delimiter(',')->check(CLI::IsMember({"global", "star"}));
   app.add_option("--hosts", hosts)->check(CLI::Range(1, 64));
   app.add_option("--json", json_path);
-  bool compare_cublaslt = false;
+  bool compare_cublaslt = false, compare_fused = false;
   app.add_flag("--compare-cublaslt", compare_cublaslt,
                "Also time the steps with one-row matmuls on cuBLASLt instead of the gemv kernel");
+  app.add_flag("--compare-fused", compare_fused,
+               "Also time the steps with the fused ops (rope_store_kv, gate_up_swiglu, matmul_add) on");
   CLI11_PARSE(app, argc, argv);
 
   const auto tl = Clock::now();
@@ -113,7 +116,8 @@ int main(int argc, char** argv) {
       std::optional<KvCache> cache;
       std::unique_ptr<StarSession> star;
       std::function<Expected<Tensor>(std::span<const int32_t>)> step;
-      const int extra = compare_cublaslt ? steps + 2 : 0;  // the cuBLASLt side's steps
+      // The side-by-side variants' steps.
+      const int extra = (int(compare_cublaslt) + int(compare_fused)) * (steps + 2);
       nlohmann::json row{{"mode", mode}, {"context_tokens", n}};
 
       check(be.synchronize(), "sync");
@@ -163,18 +167,24 @@ int main(int argc, char** argv) {
       double total = 0;
       for (double s : per_step) total += s;
       const double tok_s = double(steps) / total;
-      if (compare_cublaslt) {  // the same steps (a few tokens further on) with cuBLASLt's one-row GEMMs
-        cuda->set_gemv(false);
+      // The same steps (a few tokens further on) with one setting switched (alternative(true)),
+      // then back (alternative(false)).
+      const auto side_by_side = [&](const char* key, const char* what, const std::function<void(bool)>& alternative) {
+        alternative(true);
         untimed_steps(2);
-        const std::vector<double> lt = timed_steps();
-        cuda->set_gemv(true);
-        double lt_total = 0;
-        for (double s : lt) lt_total += s;
-        row["decode_tok_s_cublaslt"] = double(steps) / lt_total;
-        row["decode_p50_s_cublaslt"] = percentile(lt, 0.5);
-        fmt::print("{} at {}: one-row GEMMs on cuBLASLt: {:.1f} tok/s (p50 {:.2f} ms); gemv kernel: {:.1f} tok/s\n",
-                   mode, n, double(steps) / lt_total, percentile(lt, 0.5) * 1e3, tok_s);
-      }
+        const std::vector<double> other = timed_steps();
+        alternative(false);
+        double other_total = 0;
+        for (double s : other) other_total += s;
+        row[fmt::format("decode_tok_s_{}", key)] = double(steps) / other_total;
+        row[fmt::format("decode_p50_s_{}", key)] = percentile(other, 0.5);
+        fmt::print("{} at {}: {}: {:.1f} tok/s (p50 {:.2f} ms); as built: {:.1f} tok/s (p50 {:.2f} ms)\n", mode, n,
+                   what, double(steps) / other_total, percentile(other, 0.5) * 1e3, tok_s,
+                   percentile(per_step, 0.5) * 1e3);
+      };
+      if (compare_cublaslt)
+        side_by_side("cublaslt", "one-row GEMMs on cuBLASLt", [&](bool alt) { cuda->set_gemv(!alt); });
+      if (compare_fused) side_by_side("fused", "fused ops on", [&](bool alt) { cuda->set_fused(alt); });
       const double floor_tok_s = bw / step_bytes(cfg, n + 1);
       row["decode_tok_s"] = tok_s;
       row["decode_p50_s"] = percentile(per_step, 0.5);

@@ -122,6 +122,36 @@ __global__ void rope_kernel(__nv_bfloat16* x, const int32_t* __restrict__ pos, c
   p[f + half] = __float2bfloat16(b * c + a * s);
 }
 
+// rope_kernel over q's heads then k's; a k pair is also written to k_dst, and the same pair of
+// v copied to v_dst, so that the KV cache's new rows need no copies of their own.
+__global__ void rope_store_kv_kernel(__nv_bfloat16* q, __nv_bfloat16* k, const __nv_bfloat16* __restrict__ v,
+                                     __nv_bfloat16* __restrict__ k_dst, __nv_bfloat16* __restrict__ v_dst,
+                                     const int32_t* __restrict__ pos, const float* __restrict__ inv_freq, int n, int hq,
+                                     int hkv, int half) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int heads = hq + hkv;
+  if (i >= int64_t(n) * heads * half) return;
+  const int f = int(i % half);
+  const int64_t row = i / half;  // token * (hq + hkv) + head
+  const int token = int(row / heads), head = int(row % heads);
+  const float angle = float(pos[token]) * inv_freq[f];
+  float s, c;
+  sincosf(angle, &s, &c);
+  const bool is_k = head >= hq;
+  const int64_t off = is_k ? (int64_t(token) * hkv + (head - hq)) * 2 * half : (int64_t(token) * hq + head) * 2 * half;
+  __nv_bfloat16* p = (is_k ? k : q) + off;
+  const float a = __bfloat162float(p[f]), b = __bfloat162float(p[f + half]);
+  const __nv_bfloat16 ra = __float2bfloat16(a * c - b * s), rb = __float2bfloat16(b * c + a * s);
+  p[f] = ra;
+  p[f + half] = rb;
+  if (is_k) {
+    k_dst[off + f] = ra;
+    k_dst[off + f + half] = rb;
+    v_dst[off + f] = v[off + f];
+    v_dst[off + f + half] = v[off + f + half];
+  }
+}
+
 __global__ void swiglu_kernel(const __nv_bfloat16* __restrict__ g, const __nv_bfloat16* __restrict__ u,
                               __nv_bfloat16* out, int64_t count) {
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -184,6 +214,16 @@ cudaError_t rope_bf16(void* x, const int32_t* positions, const float* inv_freq, 
   if (count == 0) return cudaSuccess;
   rope_kernel<<<blocks_for(count), kElementThreads, 0, stream>>>(static_cast<__nv_bfloat16*>(x), positions, inv_freq, n,
                                                                  heads, d / 2);
+  return cudaGetLastError();
+}
+
+cudaError_t rope_store_kv_bf16(void* q, void* k, const void* v, void* k_dst, void* v_dst, const int32_t* positions,
+                               const float* inv_freq, int n, int hq, int hkv, int d, cudaStream_t stream) {
+  const int64_t count = int64_t(n) * (hq + hkv) * (d / 2);
+  if (count == 0) return cudaSuccess;
+  rope_store_kv_kernel<<<blocks_for(count), kElementThreads, 0, stream>>>(
+      static_cast<__nv_bfloat16*>(q), static_cast<__nv_bfloat16*>(k), static_cast<const __nv_bfloat16*>(v),
+      static_cast<__nv_bfloat16*>(k_dst), static_cast<__nv_bfloat16*>(v_dst), positions, inv_freq, n, hq, hkv, d / 2);
   return cudaGetLastError();
 }
 

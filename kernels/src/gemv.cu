@@ -36,14 +36,10 @@ __device__ __forceinline__ float dot8(uint4 a, uint4 b) {
   return s;
 }
 
-template <bool kOutF32, int kUnroll>
-__global__ void __launch_bounds__(kMaxWarpsPerBlock * 32)
-    gemv_kernel(const uint4* __restrict__ x, const uint4* __restrict__ w, void* __restrict__ out, int64_t m,
-                int64_t vecs) {
-  const int lane = threadIdx.x % 32;
-  const int64_t row = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
-  if (row >= m) return;
-  const uint4* wr = w + row * vecs;
+// One row's dot product with x, summed over the warp (every lane gets it).
+template <int kUnroll>
+__device__ __forceinline__ float row_dot(const uint4* __restrict__ wr, const uint4* __restrict__ x, int64_t vecs,
+                                         int lane) {
   float acc = 0.0f;
   int64_t v = lane;
   for (; v + 32 * (kUnroll - 1) < vecs; v += 32 * kUnroll) {
@@ -56,11 +52,44 @@ __global__ void __launch_bounds__(kMaxWarpsPerBlock * 32)
   for (; v < vecs; v += 32) acc += dot8(load_stream(wr + v), __ldg(x + v));
 #pragma unroll
   for (int o = 16; o > 0; o /= 2) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+  return acc;
+}
+
+template <typename T>
+__device__ __forceinline__ float to_float(T v) {
+  if constexpr (std::is_same_v<T, float>)
+    return v;
+  else
+    return __bfloat162float(v);
+}
+
+template <typename T>
+__device__ __forceinline__ T from_float(float v) {
+  if constexpr (std::is_same_v<T, float>)
+    return v;
+  else
+    return __float2bfloat16(v);
+}
+
+// out[row] = x . w[row] (kStore), out[row] += it (kAccumulate), or, w holding gate rows then
+// up rows, out[row] = silu(x . w[row]) * (x . w[row + m]) (kSwiglu): one rounding, no launch
+// for the add or the activation.
+template <typename Out, int kUnroll, GemvEpilogue kEpi>
+__global__ void __launch_bounds__(kMaxWarpsPerBlock * 32)
+    gemv_kernel(const uint4* __restrict__ x, const uint4* __restrict__ w, Out* __restrict__ out, int64_t m,
+                int64_t vecs) {
+  const int lane = threadIdx.x % 32;
+  const int64_t row = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
+  if (row >= m) return;
+  const float acc = row_dot<kUnroll>(w + row * vecs, x, vecs, lane);
+  float result = acc;
+  if constexpr (kEpi == GemvEpilogue::swiglu) {
+    const float up = row_dot<kUnroll>(w + (row + m) * vecs, x, vecs, lane);
+    result = acc / (1.0f + expf(-acc)) * up;
+  }
   if (lane == 0) {
-    if constexpr (kOutF32)
-      static_cast<float*>(out)[row] = acc;
-    else
-      static_cast<__nv_bfloat16*>(out)[row] = __float2bfloat16(acc);
+    if constexpr (kEpi == GemvEpilogue::accumulate) result += to_float(out[row]);
+    out[row] = from_float<Out>(result);
   }
 }
 
@@ -73,19 +102,33 @@ bool gemv_supported(const void* x, const void* w, int64_t k) {
 }
 
 cudaError_t gemv_bf16_variant(const void* x, const void* w, void* out, bool out_f32, int64_t m, int64_t k, int unroll,
-                              int warps_per_block, cudaStream_t stream) {
+                              int warps_per_block, cudaStream_t stream, GemvEpilogue epilogue) {
   if (m == 0) return cudaSuccess;
   if (warps_per_block < 1 || warps_per_block > kMaxWarpsPerBlock) return cudaErrorInvalidValue;
   const dim3 grid(unsigned((m + warps_per_block - 1) / warps_per_block)), block(warps_per_block * 32);
   const auto* xv = static_cast<const uint4*>(x);
   const auto* wv = static_cast<const uint4*>(w);
   const int64_t vecs = k / kVec;
-  auto run = [&](auto unroll_c) {
+  auto with_epilogue = [&](auto out_ptr, auto unroll_c) {
     constexpr int U = decltype(unroll_c)::value;
+    using Out = std::remove_pointer_t<decltype(out_ptr)>;
+    switch (epilogue) {
+      case GemvEpilogue::store:
+        gemv_kernel<Out, U, GemvEpilogue::store><<<grid, block, 0, stream>>>(xv, wv, out_ptr, m, vecs);
+        break;
+      case GemvEpilogue::accumulate:
+        gemv_kernel<Out, U, GemvEpilogue::accumulate><<<grid, block, 0, stream>>>(xv, wv, out_ptr, m, vecs);
+        break;
+      case GemvEpilogue::swiglu:
+        gemv_kernel<Out, U, GemvEpilogue::swiglu><<<grid, block, 0, stream>>>(xv, wv, out_ptr, m, vecs);
+        break;
+    }
+  };
+  auto run = [&](auto unroll_c) {
     if (out_f32)
-      gemv_kernel<true, U><<<grid, block, 0, stream>>>(xv, wv, out, m, vecs);
+      with_epilogue(static_cast<float*>(out), unroll_c);
     else
-      gemv_kernel<false, U><<<grid, block, 0, stream>>>(xv, wv, out, m, vecs);
+      with_epilogue(static_cast<__nv_bfloat16*>(out), unroll_c);
   };
   switch (unroll) {
     case 4:
@@ -103,11 +146,11 @@ cudaError_t gemv_bf16_variant(const void* x, const void* w, void* out, bool out_
   return cudaGetLastError();
 }
 
-cudaError_t gemv_bf16(const void* x, const void* w, void* out, bool out_f32, int64_t m, int64_t k,
-                      cudaStream_t stream) {
+cudaError_t gemv_bf16(const void* x, const void* w, void* out, bool out_f32, int64_t m, int64_t k, cudaStream_t stream,
+                      GemvEpilogue epilogue) {
   // 8 loads in flight per lane, 4 rows per CTA: the best or within 3% of it on every decode
   // shape of Llama-3.1-8B (bench/gemv_bench, NOTES.md D5).
-  return gemv_bf16_variant(x, w, out, out_f32, m, k, 8, 4, stream);
+  return gemv_bf16_variant(x, w, out, out_f32, m, k, 8, 4, stream, epilogue);
 }
 
 }  // namespace starmesh::kernels

@@ -101,6 +101,40 @@ TEST_CASE_FIXTURE(Fixture, "cpu swiglu, add and embedding equal float64") {
   CHECK(bad.message().find("token id 10") != std::string::npos);
 }
 
+TEST_CASE_FIXTURE(Fixture, "cpu fused gate_up_swiglu and matmul_add equal float64, and refuse shapes that do not fit") {
+  const int n = 3, k = 24, f = 10;
+  auto xv = random_vector(n * k, 11), wv = random_vector(2 * f * k, 12), dv = random_vector(k * f, 13),
+       rv = random_vector(n * k, 14);
+  const auto dot = [](const float* a, const float* b, int len) {
+    double s = 0;
+    for (int c = 0; c < len; ++c) s += double(a[c]) * b[c];
+    return s;
+  };
+  Tensor act = Tensor::zeros(DType::f32, {n, f});
+  REQUIRE(cpu.gate_up_swiglu(filled(xv, {n, k}), filled(wv, {2 * f, k}), act));
+  std::vector<double> ref(size_t(n * f));
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < f; ++j) {
+      const double g = dot(&xv[size_t(i * k)], &wv[size_t(j * k)], k);
+      const double u = dot(&xv[size_t(i * k)], &wv[size_t((f + j) * k)], k);
+      ref[size_t(i * f + j)] = g / (1 + std::exp(-g)) * u;
+    }
+  CHECK(relative_error(act.to_f32_vector(), ref) < 1e-5);
+
+  const std::vector<float> a = act.to_f32_vector();
+  Tensor resid = filled(rv, {n, k});
+  REQUIRE(cpu.matmul_add(act, filled(dv, {k, f}), resid));
+  std::vector<double> sum(size_t(n * k));
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < k; ++j)
+      sum[size_t(i * k + j)] = rv[size_t(i * k + j)] + dot(&a[size_t(i * f)], &dv[size_t(j * f)], f);
+  CHECK(relative_error(resid.to_f32_vector(), sum) < 1e-6);
+
+  auto odd = cpu.gate_up_swiglu(filled(xv, {n, k}), Tensor::zeros(DType::f32, {2 * f + 1, k}), act);
+  REQUIRE_FALSE(odd);
+  CHECK(odd.message().find("do not fit") != std::string::npos);
+}
+
 TEST_CASE_FIXTURE(Fixture, "cpu attention with lse equals float64 over masks and GQA") {
   struct Case {
     int64_t nq, nk, hq, hkv, d;

@@ -206,6 +206,49 @@ TEST_CASE_FIXTURE(Backends, "cuda one-row matmul (gemv kernel and cuBLASLt) equa
   }
 }
 
+TEST_CASE_FIXTURE(Backends, "cuda fused ops (rope_store_kv, gate_up_swiglu, matmul_add) equal the cpu reference") {
+  gpu->set_fused(true);
+  // RoPE + the KV write: q and k rotated in place, k and v at the cache's rows, for a decode
+  // step (n 1) and a prefill chunk, GQA heads.
+  for (int64_t n : {1, 19}) {
+    const int64_t hq = 8, hkv = 2, hd = 128;
+    Tensor q = rand({n, hq, hd}, 50 + n), k = rand({n, hkv, hd}, 51 + n), v = rand({n, hkv, hd}, 52 + n);
+    std::vector<int32_t> pos(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) pos[size_t(i)] = int32_t(70000 + i * 31);
+    Tensor freq = Tensor::from_f32(random_vector(size_t(hd / 2), 53, 1e-5f, 1.0f), {hd / 2});
+    Tensor qc = q.clone(), kc = k.clone(), kd = Tensor::zeros(DType::f32, {n, hkv, hd}),
+           vd = Tensor::zeros(DType::f32, {n, hkv, hd});
+    REQUIRE(cpu.rope_store_kv(qc, kc, v, Tensor::from_i32(pos, {n}), freq, kd, vd));
+    Tensor qg = to_gpu(q), kg = to_gpu(k), kdg = poisoned({n, hkv, hd}), vdg = poisoned({n, hkv, hd});
+    REQUIRE(gpu->rope_store_kv(qg, kg, to_gpu(v), to_gpu(Tensor::from_i32(pos, {n}), DType::i32),
+                               to_gpu(freq, DType::f32), kdg, vdg));
+    CAPTURE(n);
+    CHECK(nmse(back(qg), qc.to_f32_vector()) < 1e-5);
+    CHECK(nmse(back(kg), kc.to_f32_vector()) < 1e-5);
+    CHECK(back(kdg) == back(kg));  // the cache holds exactly the rotated k
+    CHECK(back(vdg) == v.to_f32_vector());
+  }
+  // SwiGLU over stacked gate and up weights, and the residual add after a projection: one row
+  // (the gemv kernel's epilogues) and several (cuBLASLt), Llama-3.1-8B's widths and odd ones.
+  for (auto [n, k, f] : {std::tuple<int64_t, int64_t, int64_t>{1, 4096, 14336}, {1, 264, 77}, {5, 384, 96}}) {
+    Tensor x = rand({n, k}, 60 + k), w = rand({2 * f, k}, 61 + f, -0.1f, 0.1f);
+    Tensor ref = Tensor::zeros(DType::f32, {n, f});
+    REQUIRE(cpu.gate_up_swiglu(x, w, ref));
+    Tensor out = poisoned({n, f});
+    REQUIRE(gpu->gate_up_swiglu(to_gpu(x), to_gpu(w), out));
+    CAPTURE(n);
+    CAPTURE(k);
+    CHECK(nmse(back(out), ref.to_f32_vector()) < 2e-5);
+
+    Tensor wd = rand({k, f}, 62 + f, -0.1f, 0.1f), acts = rand({n, f}, 63 + f), resid = rand({n, k}, 64 + k, -2, 2);
+    Tensor sum = resid.clone();
+    REQUIRE(cpu.matmul_add(acts, wd, sum));
+    Tensor sum_g = to_gpu(resid);
+    REQUIRE(gpu->matmul_add(to_gpu(acts), to_gpu(wd), sum_g));
+    CHECK(nmse(back(sum_g), sum.to_f32_vector()) < 2e-5);
+  }
+}
+
 TEST_CASE_FIXTURE(Backends, "cuda matmul (cuBLASLt) equals the cpu reference, bf16 and f32 out") {
   for (auto [n, k, m] : {std::tuple<int64_t, int64_t, int64_t>{1, 128, 512}, {33, 384, 128}, {300, 4096, 1000}}) {
     Tensor x = rand({n, k}, 10 + n), w = rand({m, k}, 20 + m, -0.1f, 0.1f);
@@ -483,6 +526,26 @@ TEST_CASE_FIXTURE(Backends, "golden model on cuda equals HF transformers within 
     MESSAGE("golden input " << i << " (" << ids.size() << " tokens): relative logit error on CUDA " << err);
     CHECK(err < 2e-2);
   }
+  // The decode path (one-row GEMMs, and the fused ops on and off): all tokens but the last,
+  // then the last alone, against HF's logits of the last row.
+  for (bool fused : {false, true}) {
+    gpu->set_fused(fused);
+    for (int i = 0; i < 4; ++i) {
+      const Tensor ids_t = ref.get("input_" + std::to_string(i)).value();
+      std::vector<int32_t> ids(ids_t.data_as<int32_t>(), ids_t.data_as<int32_t>() + ids_t.numel());
+      if (ids.size() < 2) continue;
+      auto cache = model.make_cache(int64_t(ids.size())).value();
+      REQUIRE(model.forward(std::span<const int32_t>(ids).first(ids.size() - 1), cache));
+      auto got = back(model.forward(std::span<const int32_t>(ids).last(1), cache).value());
+      const std::vector<float> all = ref.get("logits_" + std::to_string(i)).value().to_f32_vector();
+      const std::vector<float> last(all.end() - std::ptrdiff_t(got.size()), all.end());
+      const double err = test::relative_error(got, last);
+      MESSAGE("golden input " << i << ", last token as a decode step, fused " << fused << ": relative logit error "
+                              << err);
+      CHECK(err < 2e-2);
+    }
+  }
+  gpu->set_fused(false);
 }
 
 TEST_CASE_FIXTURE(Backends, "star attention engine on cuda agrees with the cpu engine") {

@@ -32,8 +32,7 @@ Status encode_block(const Transformer& model, const BlockPlan& plan, int b, std:
     values = v;
   }
   for (int l = 0; l < model.layers(); ++l) {
-    SM_ASSIGN(qkv, model.project_qkv(l, hidden, pos));
-    SM_TRY(shard.write(l, qkv.k, qkv.v));
+    SM_ASSIGN(qkv, model.project_qkv(l, hidden, pos, shard));
     if (a > 0) {
       SM_TRY(be.copy(anchor->keys(l), keys.rows(0, a)));
       SM_TRY(be.copy(anchor->values(l), values.rows(0, a)));

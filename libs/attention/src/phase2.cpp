@@ -94,8 +94,7 @@ Expected<Tensor> QueryHost::step(std::span<const int32_t> ids, remote_partials_i
   SM_ASSIGN(hidden, model.embed(ids));
   const std::vector<const KvShard*>* here = remotes.shards_here();
   for (int l = 0; l < model.layers(); ++l) {
-    SM_ASSIGN(qkv, model.project_qkv(l, hidden, pos));
-    SM_TRY(local_.write(l, qkv.k, qkv.v));
+    SM_ASSIGN(qkv, model.project_qkv(l, hidden, pos, local_));
     SM_ASSIGN(attn, be.scratch(be.activation_dtype(), {n, qkv.q.dim(1), qkv.q.dim(2)}));
     SM_ASSIGN(lse, be.scratch(DType::f32, {n, qkv.q.dim(1)}));
     if (n == 1 && here) {

@@ -81,6 +81,7 @@ struct CudaBackend::Impl {
                    const void* x, void* out);
   int32_t* token = nullptr;  // where sample() leaves its draw
   bool gemv = true;          // one-row matmuls on the gemv kernel (set_gemv)
+  bool fused = false;        // the fused ops as single kernels (set_fused; off until measured on the H200)
 
   // Op profile (benchmarks): a pair of events around each op while on.
   struct Mark {
@@ -211,6 +212,7 @@ CudaBackend::CudaBackend(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 void CudaBackend::set_profiling(bool on) { impl_->profiling = on; }
 void CudaBackend::set_gemv(bool on) { impl_->gemv = on; }
+void CudaBackend::set_fused(bool on) { impl_->fused = on; }
 
 Expected<std::vector<OpTime>> CudaBackend::take_profile() {
   SM_TRY(synchronize());
@@ -371,8 +373,15 @@ Status CudaBackend::add_rms_norm(const Tensor& x, const Tensor& delta, const Ten
                      "add_rms_norm kernel");
 }
 
-Status CudaBackend::matmul(const Tensor& x, const Tensor& w, const Tensor& out) {
-  SM_OP_SCOPE(fmt_matmul(x, w, out));
+Status CudaBackend::matmul(const Tensor& x, const Tensor& w, const Tensor& out) { return gemm(x, w, out, false); }
+
+Status CudaBackend::matmul_add(const Tensor& x, const Tensor& w, const Tensor& out) {
+  if (!impl_->fused) return backend_i::matmul_add(x, w, out);
+  return gemm(x, w, out, true);
+}
+
+Status CudaBackend::gemm(const Tensor& x, const Tensor& w, const Tensor& out, bool accumulate) {
+  SM_OP_SCOPE((accumulate ? "+= " : "") + fmt_matmul(x, w, out));
   SM_TRY(expect_device(x, device(), DType::bf16, "matmul x"));
   SM_TRY(expect_device(w, device(), DType::bf16, "matmul weight"));
   if (out.dtype() != DType::bf16 && out.dtype() != DType::f32)
@@ -386,14 +395,57 @@ Status CudaBackend::matmul(const Tensor& x, const Tensor& w, const Tensor& out) 
   if (n == 0) return {};
   if (n == 1 && impl_->gemv && kernels::gemv_supported(x.data(), w.data(), k))
     return cuda_status(
-        kernels::gemv_bf16(x.data(), w.data(), out.data(), out.dtype() == DType::f32, m, k, impl_->stream),
+        kernels::gemv_bf16(x.data(), w.data(), out.data(), out.dtype() == DType::f32, m, k, impl_->stream,
+                           accumulate ? kernels::GemvEpilogue::accumulate : kernels::GemvEpilogue::store),
         "gemv kernel");
   SM_ASSIGN(plan, impl_->gemm_plan(n, k, m, out.dtype(), w.data(), x.data(), out.data()));
-  const float alpha = 1.0f, beta = 0.0f;
+  // beta = 1 reads out as C before writing it as D (same layout): the residual add in the
+  // epilogue, with one rounding.
+  const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
   return cublas_status(
       cublasLtMatmul(impl_->lt, plan->op, &alpha, w.data(), plan->w, x.data(), plan->x, &beta, out.data(), plan->out,
                      out.data(), plan->out, &plan->algo, impl_->lt_workspace, kCublasWorkspaceBytes, impl_->stream),
       "cublasLtMatmul");
+}
+
+Status CudaBackend::gate_up_swiglu(const Tensor& x, const Tensor& w, const Tensor& out) {
+  const bool one_row = x.rank() == 2 && x.dim(0) == 1 && w.rank() == 2 && w.dim(1) == x.dim(1) && w.dim(0) % 2 == 0 &&
+                       out.rank() == 2 && out.dim(0) == 1 && out.dim(1) * 2 == w.dim(0);
+  if (!impl_->fused || !impl_->gemv || !one_row || !kernels::gemv_supported(x.data(), w.data(), x.dim(1)))
+    return backend_i::gate_up_swiglu(x, w, out);  // several rows: two GEMMs and the activation
+  SM_OP_SCOPE("swiglu(" + fmt_matmul(x, w, out) + ")");
+  SM_TRY(expect_device(x, device(), DType::bf16, "gate_up_swiglu x"));
+  SM_TRY(expect_device(w, device(), DType::bf16, "gate_up_swiglu weight"));
+  SM_TRY(expect_device(out, device(), DType::bf16, "gate_up_swiglu out"));
+  return cuda_status(kernels::gemv_bf16(x.data(), w.data(), out.data(), false, out.dim(1), x.dim(1), impl_->stream,
+                                        kernels::GemvEpilogue::swiglu),
+                     "gemv swiglu kernel");
+}
+
+Status CudaBackend::rope_store_kv(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& positions,
+                                  const Tensor& inv_freq, const Tensor& k_dst, const Tensor& v_dst) {
+  if (!impl_->fused) return backend_i::rope_store_kv(q, k, v, positions, inv_freq, k_dst, v_dst);
+  SM_OP_SCOPE("rope_store_kv");
+  for (auto [t, what] : {std::pair{&q, "rope_store_kv q"},
+                         {&k, "rope_store_kv k"},
+                         {&v, "rope_store_kv v"},
+                         {&k_dst, "rope_store_kv k_dst"},
+                         {&v_dst, "rope_store_kv v_dst"}})
+    SM_TRY(expect_device(*t, device(), DType::bf16, what));
+  SM_TRY(expect_device(positions, device(), DType::i32, "rope_store_kv positions"));
+  SM_TRY(expect_device(inv_freq, device(), DType::f32, "rope_store_kv inv_freq"));
+  if (q.rank() != 3 || q.dim(2) % 2 || k.rank() != 3 || k.dim(0) != q.dim(0) || k.dim(2) != q.dim(2))
+    return make_error("rope_store_kv: q ", to_string(q.shape()), " and k ", to_string(k.shape()),
+                      " do not fit (want [n, hq, even d] and [n, hkv, d])");
+  SM_TRY(expect_tensor(v, DType::bf16, k.shape(), "rope_store_kv v"));
+  SM_TRY(expect_tensor(k_dst, DType::bf16, k.shape(), "rope_store_kv k_dst"));
+  SM_TRY(expect_tensor(v_dst, DType::bf16, k.shape(), "rope_store_kv v_dst"));
+  SM_TRY(expect_tensor(positions, DType::i32, {q.dim(0)}, "rope_store_kv positions"));
+  SM_TRY(expect_tensor(inv_freq, DType::f32, {q.dim(2) / 2}, "rope_store_kv inv_freq"));
+  return cuda_status(kernels::rope_store_kv_bf16(q.data(), k.data(), v.data(), k_dst.data(), v_dst.data(),
+                                                 positions.data_as<int32_t>(), inv_freq.data_as<float>(), int(q.dim(0)),
+                                                 int(q.dim(1)), int(k.dim(1)), int(q.dim(2)), impl_->stream),
+                     "rope_store_kv kernel");
 }
 
 Status CudaBackend::rope(const Tensor& x, const Tensor& positions, const Tensor& inv_freq) {

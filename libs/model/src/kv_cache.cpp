@@ -19,14 +19,18 @@ Expected<KvCache> KvCache::create(backend_i& backend, int layers, int64_t capaci
   return c;
 }
 
-Status KvCache::write(int layer, const Tensor& k, const Tensor& v) {
+Expected<KvCache::NewRows> KvCache::new_rows(int layer, int64_t n) const {
   if (layer < 0 || layer >= layers()) return make_error("kv cache: no layer ", layer);
-  const int64_t n = k.dim(0);
-  if (length_ + n > capacity_)
+  if (n < 0 || length_ + n > capacity_)
     return make_error("kv cache full: ", length_, " + ", n, " tokens exceed the capacity of ", capacity_,
                       " (raise the capacity or shorten the request)");
-  SM_TRY(backend_->copy(k, keys_[size_t(layer)].rows(length_, length_ + n)));
-  return backend_->copy(v, values_[size_t(layer)].rows(length_, length_ + n));
+  return NewRows{keys_[size_t(layer)].rows(length_, length_ + n), values_[size_t(layer)].rows(length_, length_ + n)};
+}
+
+Status KvCache::write(int layer, const Tensor& k, const Tensor& v) {
+  SM_ASSIGN(rows, new_rows(layer, k.dim(0)));
+  SM_TRY(backend_->copy(k, rows.keys));
+  return backend_->copy(v, rows.values);
 }
 
 Status KvCache::commit(int64_t n) {

@@ -109,6 +109,16 @@ Expected<Tensor> Transformer::positions(std::span<const int32_t> ids) const {
 }
 
 Expected<QkvProjection> Transformer::project_qkv(int layer, const Tensor& hidden, const Tensor& positions) const {
+  return project(layer, hidden, positions, nullptr);
+}
+
+Expected<QkvProjection> Transformer::project_qkv(int layer, const Tensor& hidden, const Tensor& positions,
+                                                 KvCache& store) const {
+  return project(layer, hidden, positions, &store);
+}
+
+Expected<QkvProjection> Transformer::project(int layer, const Tensor& hidden, const Tensor& positions,
+                                             KvCache* store) const {
   const LayerWeights& w = layers_.at(size_t(layer));
   const int64_t n = hidden.dim(0), d = config_.head_dim;
   const int64_t hq = config_.num_attention_heads, hkv = config_.num_key_value_heads;
@@ -119,28 +129,31 @@ Expected<QkvProjection> Transformer::project_qkv(int layer, const Tensor& hidden
   SM_TRY(backend_->rms_norm(hidden, w.attn_norm, config_.rms_norm_eps, normed));
   QkvProjection out;
   if (n == 1) {
-    // One token: one GEMM over the stacked weights; q, k, v are consecutive in its row, and
-    // q and k (heads side by side) take RoPE in one launch.
+    // One token: one GEMM over the stacked weights; q, k, v are consecutive in its row.
     SM_ASSIGN(qkv, backend_->scratch(act, {1, (hq + 2 * hkv) * d}));
     SM_TRY(backend_->matmul(normed, w.wqkv, qkv));
     const Tensor heads = qkv.reshape({hq + 2 * hkv, d});
-    SM_TRY(backend_->rope(heads.rows(0, hq + hkv).reshape({1, hq + hkv, d}), positions, inv_freq_));
     out.q = heads.rows(0, hq).reshape({1, hq, d});
     out.k = heads.rows(hq, hq + hkv).reshape({1, hkv, d});
     out.v = heads.rows(hq + hkv, hq + 2 * hkv).reshape({1, hkv, d});
+  } else {
+    SM_ASSIGN(q, backend_->scratch(act, {n, hq * d}));
+    SM_ASSIGN(k, backend_->scratch(act, {n, hkv * d}));
+    SM_ASSIGN(v, backend_->scratch(act, {n, hkv * d}));
+    SM_TRY(backend_->matmul(normed, w.wq, q));
+    SM_TRY(backend_->matmul(normed, w.wk, k));
+    SM_TRY(backend_->matmul(normed, w.wv, v));
+    out.q = q.reshape({n, hq, d});
+    out.k = k.reshape({n, hkv, d});
+    out.v = v.reshape({n, hkv, d});
+  }
+  if (!store) {
+    SM_TRY(backend_->rope(out.q, positions, inv_freq_));
+    SM_TRY(backend_->rope(out.k, positions, inv_freq_));
     return out;
   }
-  SM_ASSIGN(q, backend_->scratch(act, {n, hq * d}));
-  SM_ASSIGN(k, backend_->scratch(act, {n, hkv * d}));
-  SM_ASSIGN(v, backend_->scratch(act, {n, hkv * d}));
-  SM_TRY(backend_->matmul(normed, w.wq, q));
-  SM_TRY(backend_->matmul(normed, w.wk, k));
-  SM_TRY(backend_->matmul(normed, w.wv, v));
-  out.q = q.reshape({n, hq, d});
-  out.k = k.reshape({n, hkv, d});
-  out.v = v.reshape({n, hkv, d});
-  SM_TRY(backend_->rope(out.q, positions, inv_freq_));
-  SM_TRY(backend_->rope(out.k, positions, inv_freq_));
+  SM_ASSIGN(rows, store->new_rows(layer, n));
+  SM_TRY(backend_->rope_store_kv(out.q, out.k, out.v, positions, inv_freq_, rows.keys, rows.values));
   return out;
 }
 
@@ -152,23 +165,9 @@ Status Transformer::finish_layer(int layer, const Tensor& hidden, const Tensor& 
   SM_TRY(backend_->matmul(attn.reshape({n, attn.numel() / std::max<int64_t>(n, 1)}), w.wo, proj));
   SM_ASSIGN(normed, backend_->scratch(act, {n, h}));
   SM_TRY(backend_->add_rms_norm(hidden, proj, w.mlp_norm, config_.rms_norm_eps, normed));
-  Tensor gate, up;
-  if (n == 1) {  // one GEMM over the stacked gate and up weights
-    SM_ASSIGN(gate_up, backend_->scratch(act, {1, 2 * ffn}));
-    SM_TRY(backend_->matmul(normed, w.w_gate_up, gate_up));
-    gate = gate_up.reshape({2, ffn}).rows(0, 1);
-    up = gate_up.reshape({2, ffn}).rows(1, 2);
-  } else {
-    SM_ASSIGN(g, backend_->scratch(act, {n, ffn}));
-    SM_ASSIGN(u, backend_->scratch(act, {n, ffn}));
-    SM_TRY(backend_->matmul(normed, w.w_gate, g));
-    SM_TRY(backend_->matmul(normed, w.w_up, u));
-    gate = g;
-    up = u;
-  }
-  SM_TRY(backend_->swiglu(gate, up, gate));
-  SM_TRY(backend_->matmul(gate, w.w_down, proj));
-  return backend_->add(hidden, proj, hidden);
+  SM_ASSIGN(act_ffn, backend_->scratch(act, {n, ffn}));
+  SM_TRY(backend_->gate_up_swiglu(normed, w.w_gate_up, act_ffn));
+  return backend_->matmul_add(act_ffn, w.w_down, hidden);
 }
 
 Expected<Tensor> Transformer::logits(const Tensor& hidden) const {
@@ -199,8 +198,7 @@ Expected<Tensor> Transformer::forward(std::span<const int32_t> ids, KvCache& cac
   SM_ASSIGN(attn, backend_->scratch(backend_->activation_dtype(), {n, hq, d}));
   SM_ASSIGN(lse, backend_->scratch(DType::f32, {n, hq}));
   for (int l = 0; l < layers(); ++l) {
-    SM_ASSIGN(qkv, project_qkv(l, hidden, pos));
-    SM_TRY(cache.write(l, qkv.k, qkv.v));
+    SM_ASSIGN(qkv, project_qkv(l, hidden, pos, cache));
     SM_TRY(backend_->attention(qkv.q, cache.keys(l, n), cache.values(l, n), AttentionMask::causal_from(past), scale_,
                                attn, lse));
     SM_TRY(finish_layer(l, hidden, attn));

@@ -17,6 +17,10 @@ cudaError_t add_rms_norm_bf16(void* x, const void* delta, const void* w, void* o
 // In place, HF rotate-half RoPE: x bf16 [n, heads, d], positions i32 [n], inv_freq f32 [d/2].
 cudaError_t rope_bf16(void* x, const int32_t* positions, const float* inv_freq, int n, int heads, int d,
                       cudaStream_t stream);
+// rope_bf16 on q [n, hq, d] and k [n, hkv, d], then k_dst = k and v_dst = v ([n, hkv, d]):
+// a decode step's RoPE and KV-cache write in one launch. All bf16, contiguous.
+cudaError_t rope_store_kv_bf16(void* q, void* k, const void* v, void* k_dst, void* v_dst, const int32_t* positions,
+                               const float* inv_freq, int n, int hq, int hkv, int d, cudaStream_t stream);
 // out = silu(gate) * up, bf16, count elements.
 cudaError_t swiglu_bf16(const void* gate, const void* up, void* out, int64_t count, cudaStream_t stream);
 // out = a + b, bf16, count elements (out may alias a).

@@ -58,6 +58,17 @@ class backend_i {
   virtual Status swiglu(const Tensor& gate, const Tensor& up, const Tensor& out) = 0;
   // out = a + b, same shapes (out may alias a).
   virtual Status add(const Tensor& a, const Tensor& b, const Tensor& out) = 0;
+
+  // Fused forms of the ops above, for a decode step's few rows: by default the ops one after
+  // another (fused_ops.cpp); a backend that fuses them saves launches and a rounding.
+  // RoPE on q [n, hq, d] and k [n, hkv, d] in place, then k_dst = k and v_dst = v (a KV
+  // cache's new rows, [n, hkv, d]).
+  virtual Status rope_store_kv(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& positions,
+                               const Tensor& inv_freq, const Tensor& k_dst, const Tensor& v_dst);
+  // out[n, f] = silu(x w_gate^T) * (x w_up^T), the two stacked in w [2f, k] (gate rows first).
+  virtual Status gate_up_swiglu(const Tensor& x, const Tensor& w, const Tensor& out);
+  // out[n, m] += x[n, k] * w[m, k]^T: a projection added to the residual stream.
+  virtual Status matmul_add(const Tensor& x, const Tensor& w, const Tensor& out);
   // Attention with its log-sum-exp. q [nq, hq, d], k and v [nk, hkv, d] (hq % hkv == 0),
   // o [nq, hq, d], lse f32 [nq, hq] (natural log of the sum of exp(scale * q.k) over the
   // visible keys; -inf and o = 0 for a query that sees no key).

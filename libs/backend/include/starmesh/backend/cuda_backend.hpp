@@ -41,6 +41,11 @@ class CudaBackend final : public backend_i {
   Status rope(const Tensor& x, const Tensor& positions, const Tensor& inv_freq) override;
   Status swiglu(const Tensor& gate, const Tensor& up, const Tensor& out) override;
   Status add(const Tensor& a, const Tensor& b, const Tensor& out) override;
+  // One kernel each when fusing is on; the unfused ops in order when off (the default).
+  Status rope_store_kv(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& positions,
+                       const Tensor& inv_freq, const Tensor& k_dst, const Tensor& v_dst) override;
+  Status gate_up_swiglu(const Tensor& x, const Tensor& w, const Tensor& out) override;
+  Status matmul_add(const Tensor& x, const Tensor& w, const Tensor& out) override;
   Status attention(const Tensor& q, const Tensor& k, const Tensor& v, AttentionMask mask, float scale, const Tensor& o,
                    const Tensor& lse) override;
   Status merge_states(std::span<const Tensor> o_parts, std::span<const Tensor> lse_parts, const Tensor& o,
@@ -62,11 +67,16 @@ class CudaBackend final : public backend_i {
   // One-row matmuls run the gemv kernel (kernels/gemv.hpp) when on (the default), cuBLASLt
   // when off: for tests and the benchmark's side-by-side.
   void set_gemv(bool on);
+  // The fused ops above as single kernels (on) or as their unfused ops (off, the default
+  // until the GPU tests and decode_bench --compare-fused have run them on the H200).
+  void set_fused(bool on);
 
   struct Impl;
 
  private:
   explicit CudaBackend(std::unique_ptr<Impl> impl);
+  // matmul, or matmul_add when `accumulate` (out += the product).
+  Status gemm(const Tensor& x, const Tensor& w, const Tensor& out, bool accumulate);
   std::unique_ptr<Impl> impl_;
 };
 

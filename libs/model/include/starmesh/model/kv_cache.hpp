@@ -22,6 +22,11 @@ class KvCache {
 
   // Writes k, v [n, kv_heads, head_dim] at rows [length(), length() + n) of one layer.
   Status write(int layer, const Tensor& k, const Tensor& v);
+  // Those rows themselves (keys, values), for an op that writes them directly (rope_store_kv).
+  struct NewRows {
+    Tensor keys, values;
+  };
+  Expected<NewRows> new_rows(int layer, int64_t n) const;
   // Makes n written rows part of the cache.
   Status commit(int64_t n);
   // Drops everything after the first n rows.

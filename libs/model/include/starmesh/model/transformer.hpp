@@ -46,6 +46,9 @@ class Transformer {
   Expected<Tensor> positions(std::span<const int32_t> ids) const;
   // RMSNorm + Q/K/V projections + RoPE at `positions` (i32 [n] on the backend, one per row).
   Expected<QkvProjection> project_qkv(int layer, const Tensor& hidden, const Tensor& positions) const;
+  // The same, with k and v also written to `store`'s next rows of the layer (KvCache::write),
+  // fused with RoPE where the backend can.
+  Expected<QkvProjection> project_qkv(int layer, const Tensor& hidden, const Tensor& positions, KvCache& store) const;
   // hidden += o_proj(attn); hidden += mlp(rms_norm(hidden)). attn [n, hq, d].
   Status finish_layer(int layer, const Tensor& hidden, const Tensor& attn) const;
   // Final norm + LM head over every row of hidden: f32 [n, vocab].
@@ -59,6 +62,8 @@ class Transformer {
   Expected<KvCache> make_cache(int64_t capacity) const;
 
  private:
+  // project_qkv, storing k and v in `store` when given.
+  Expected<QkvProjection> project(int layer, const Tensor& hidden, const Tensor& positions, KvCache* store) const;
   backend_i* backend_ = nullptr;
   LlamaConfig config_;
   float scale_ = 1.0f;
