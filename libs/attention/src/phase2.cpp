@@ -92,47 +92,119 @@ Expected<Tensor> QueryHost::step(std::span<const int32_t> ids, remote_partials_i
   std::iota(positions.begin(), positions.end(), int32_t(context_tokens_ + past));
   SM_ASSIGN(pos, model.positions(positions));
   SM_ASSIGN(hidden, model.embed(ids));
-  const std::vector<const KvShard*>* here = remotes.shards_here();
+  const std::vector<const KvShard*>* here = n == 1 ? remotes.shards_here() : nullptr;
   for (int l = 0; l < model.layers(); ++l) {
     SM_ASSIGN(qkv, model.project_qkv(l, hidden, pos, local_));
     SM_ASSIGN(attn, be.scratch(be.activation_dtype(), {n, qkv.q.dim(1), qkv.q.dim(2)}));
     SM_ASSIGN(lse, be.scratch(DType::f32, {n, qkv.q.dim(1)}));
-    if (n == 1 && here) {
-      // A decode step with every shard on this device: one call over all of them and the
-      // local tokens (which the one new token sees whole: no mask), merged in the same order.
-      std::vector<Tensor> ks, vs;
-      for (const KvShard* s : *here) {
-        if (l >= s->cache.layers()) return make_error("phase 2: no layer ", l);
-        ks.push_back(s->cache.keys(l));
-        vs.push_back(s->cache.values(l));
-      }
-      for (auto [k, v] : {std::pair{shard_->cache.keys(l), shard_->cache.values(l)},
-                          std::pair{local_.keys(l, n), local_.values(l, n)}}) {
-        ks.push_back(k);
-        vs.push_back(v);
-      }
-      SM_TRY(be.attention_segments(qkv.q, ks, vs, model.attention_scale(), attn, lse));
-      SM_TRY(model.finish_layer(l, hidden, attn));
-      continue;
+    std::vector<AttentionState> parts;
+    if (!here) {
+      SM_ASSIGN(got, remotes.gather(l, qkv.q));
+      parts = std::move(got);
     }
-    SM_ASSIGN(parts, remotes.gather(l, qkv.q));
-    SM_TRY(to_device(be, parts));
-    SM_ASSIGN(own_shard,
-              device_partial(model, qkv.q, shard_->cache.keys(l), shard_->cache.values(l), AttentionMask::none()));
-    SM_ASSIGN(own_local,
-              device_partial(model, qkv.q, local_.keys(l, n), local_.values(l, n), AttentionMask::causal_from(past)));
-    parts.push_back(std::move(own_shard));
-    parts.push_back(std::move(own_local));
-    std::vector<Tensor> os, ls;
-    for (const AttentionState& p : parts) {
-      os.push_back(p.o);
-      ls.push_back(p.lse);
-    }
-    SM_TRY(be.merge_states(os, ls, attn, lse));
+    SM_TRY(attend(l, qkv.q, past, here, std::move(parts), attn, lse));
     SM_TRY(model.finish_layer(l, hidden, attn));
   }
   SM_TRY(local_.commit(n));
   return model.logits(all_rows ? hidden : hidden.rows(n - 1, n));
+}
+
+Status QueryHost::attend(int l, const Tensor& q, int64_t past, const std::vector<const KvShard*>* here,
+                         std::vector<AttentionState> parts, const Tensor& attn, const Tensor& lse) const {
+  const Transformer& model = *model_;
+  backend_i& be = model.backend();
+  const int64_t n = q.dim(0);
+  if (here) {
+    // A decode step with every shard on this device: one call over all of them and the
+    // local tokens (which the one new token sees whole: no mask), merged in the same order.
+    std::vector<Tensor> ks, vs;
+    for (const KvShard* s : *here) {
+      if (l >= s->cache.layers()) return make_error("phase 2: no layer ", l);
+      ks.push_back(s->cache.keys(l));
+      vs.push_back(s->cache.values(l));
+    }
+    for (auto [k, v] : {std::pair{shard_->cache.keys(l), shard_->cache.values(l)},
+                        std::pair{local_.keys(l, n), local_.values(l, n)}}) {
+      ks.push_back(k);
+      vs.push_back(v);
+    }
+    return be.attention_segments(q, ks, vs, model.attention_scale(), attn, lse);
+  }
+  SM_TRY(to_device(be, parts));
+  SM_ASSIGN(own_shard, device_partial(model, q, shard_->cache.keys(l), shard_->cache.values(l), AttentionMask::none()));
+  SM_ASSIGN(own_local,
+            device_partial(model, q, local_.keys(l, n), local_.values(l, n), AttentionMask::causal_from(past)));
+  parts.push_back(std::move(own_shard));
+  parts.push_back(std::move(own_local));
+  std::vector<Tensor> os, ls;
+  for (const AttentionState& p : parts) {
+    os.push_back(p.o);
+    ls.push_back(p.lse);
+  }
+  return be.merge_states(os, ls, attn, lse);
+}
+
+Expected<Tensor> QueryHost::step_batch(std::span<QueryHost* const> hosts, std::span<remote_partials_i* const> remotes,
+                                       std::span<const int32_t> ids, const GatherAll& gather_all) {
+  const size_t b = hosts.size();
+  if (b == 0) return make_error("phase 2 batch: no requests");
+  if (remotes.size() != b || ids.size() != b)
+    return make_error("phase 2 batch: ", b, " query hosts, ", remotes.size(), " remote sets and ", ids.size(),
+                      " tokens");
+  const Transformer& model = *hosts[0]->model_;
+  backend_i& be = model.backend();
+  std::vector<int32_t> positions(b);
+  std::vector<size_t> networked;  // the requests whose other hosts answer over the network
+  for (size_t i = 0; i < b; ++i) {
+    const QueryHost& h = *hosts[i];
+    if (h.model_ != &model) return make_error("phase 2 batch: request ", i, " runs another model");
+    if (std::find(hosts.begin(), hosts.begin() + std::ptrdiff_t(i), &h) != hosts.begin() + std::ptrdiff_t(i))
+      return make_error("phase 2 batch: request ", i, " is in the batch twice");
+    if (h.local_.length() + 1 > h.local_.capacity())
+      return make_error("phase 2 batch: request ", i, ": ", h.local_.length() + 1,
+                        " query and generated tokens exceed the local capacity of ", h.local_.capacity());
+    positions[i] = int32_t(h.context_tokens_ + h.local_.length());
+    if (!remotes[i]->shards_here()) networked.push_back(i);
+  }
+  SM_ASSIGN(pos, model.positions(positions));
+  SM_ASSIGN(hidden, model.embed(ids));
+  const int64_t rows = int64_t(b);
+  for (int l = 0; l < model.layers(); ++l) {
+    SM_ASSIGN(qkv, model.project_qkv(l, hidden, pos));
+    for (size_t i = 0; i < b; ++i) {
+      const int64_t r = int64_t(i);
+      SM_TRY(hosts[i]->local_.write(l, qkv.k.rows(r, r + 1), qkv.v.rows(r, r + 1)));
+    }
+    std::vector<std::vector<AttentionState>> parts(b);
+    if (!networked.empty()) {
+      std::vector<Tensor> qs;
+      for (size_t i : networked) qs.push_back(qkv.q.rows(int64_t(i), int64_t(i) + 1));
+      std::vector<std::vector<AttentionState>> got;
+      if (gather_all) {
+        SM_ASSIGN(all, gather_all(l, networked, qs));
+        got = std::move(all);
+      } else {
+        for (size_t j = 0; j < networked.size(); ++j) {
+          SM_ASSIGN(one, remotes[networked[j]]->gather(l, qs[j]));
+          got.push_back(std::move(one));
+        }
+      }
+      if (got.size() != networked.size())
+        return make_error("phase 2 batch: ", got.size(), " partial sets for ", networked.size(), " requests");
+      for (size_t j = 0; j < networked.size(); ++j) parts[networked[j]] = std::move(got[j]);
+    }
+    SM_ASSIGN(attn, be.scratch(be.activation_dtype(), {rows, qkv.q.dim(1), qkv.q.dim(2)}));
+    SM_ASSIGN(lse, be.scratch(DType::f32, {rows, qkv.q.dim(1)}));
+    for (size_t i = 0; i < b; ++i) {
+      const int64_t r = int64_t(i);
+      QueryHost& h = *hosts[i];
+      SM_TRY(h.attend(l, qkv.q.rows(r, r + 1), h.local_.length(), remotes[i]->shards_here(), std::move(parts[i]),
+                      attn.rows(r, r + 1), lse.rows(r, r + 1)));
+    }
+    SM_TRY(model.finish_layer(l, hidden, attn));
+  }
+  for (QueryHost* h : hosts) SM_TRY(h->local_.commit(1));
+  return model.logits(hidden);
 }
 
 }  // namespace starmesh

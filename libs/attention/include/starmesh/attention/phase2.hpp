@@ -4,6 +4,7 @@
 // partial state (o, lse) over its shard (no mask: every shard token precedes the query),
 // and the query host merges them with its own partials over its shard and over the query /
 // generated tokens (causal among themselves).
+#include <functional>
 #include <memory>
 #include <span>
 #include <vector>
@@ -58,12 +59,31 @@ class QueryHost {
   // of the last one [1, vocab] (all_rows: of every one) on the model's backend.
   Expected<Tensor> step(std::span<const int32_t> ids, remote_partials_i& remotes, bool all_rows = false);
 
+  // Request i's remote partials for one layer, for every i in `which`, in that order, given
+  // their q rows. The default asks each remotes[i]->gather in turn; a caller with a thread per
+  // request (DecodeBatcher) waits on all their networks at once.
+  using GatherAll = std::function<Expected<std::vector<std::vector<AttentionState>>>(
+      int layer, std::span<const size_t> which, std::span<const Tensor> qs)>;
+  // One decode step of several requests at once, one token each (ids[i] for hosts[i], all on
+  // one model): the projections and the MLP run as GEMMs over the batch, attention per request
+  // over its own shards and tokens. Returns the logits [hosts, vocab]; row i equals what
+  // hosts[i]->step({ids[i]}, *remotes[i]) returns alone. On an error no request advances.
+  static Expected<Tensor> step_batch(std::span<QueryHost* const> hosts, std::span<remote_partials_i* const> remotes,
+                                     std::span<const int32_t> ids, const GatherAll& gather_all = {});
+
   int64_t local_tokens() const { return local_.length(); }
   const KvShard& shard() const { return *shard_; }
 
  private:
   QueryHost(const Transformer& model, std::shared_ptr<const KvShard> shard, KvCache local, int64_t context_tokens)
       : model_(&model), shard_(std::move(shard)), local_(std::move(local)), context_tokens_(context_tokens) {}
+
+  // Layer `layer`'s attention of q [n, hq, d], whose rows are local_'s [past, past + n)
+  // (written, not committed), over every cached token: with every shard here (`here`, for one
+  // token) one call over them all; else `remote` (the other hosts' partials) merged with this
+  // host's own. Writes attn [n, hq, d] and lse [n, hq].
+  Status attend(int layer, const Tensor& q, int64_t past, const std::vector<const KvShard*>* here,
+                std::vector<AttentionState> remote, const Tensor& attn, const Tensor& lse) const;
 
   const Transformer* model_;
   std::shared_ptr<const KvShard> shard_;
