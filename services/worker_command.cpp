@@ -16,6 +16,7 @@
 #include "starmesh/backend/device.hpp"
 #include "starmesh/model/loaded_model.hpp"
 #include "starmesh/runtime/context_worker.hpp"
+#include "starmesh/runtime/decode_batcher.hpp"
 #include "starmesh/runtime/mesh_config.hpp"
 #include "starmesh/runtime/worker_membership.hpp"
 #include "starmesh/service/request.hpp"
@@ -29,6 +30,7 @@ struct WorkerFlags {
   std::string model_dir = STARMESH_DEFAULT_MODEL_DIR;
   std::string device = "cpu";
   int64_t capacity = 65536;
+  int max_batch = 32;
   int threads = 0;
   std::string transport = "ucx-auto";
   std::string net_devices = "lo";
@@ -104,6 +106,7 @@ int run_worker(const WorkerFlags& f) {
     setup.endpoint = f.listen + " (pid " + std::to_string(getpid()) + ")";
     setup.device = to_string(resolve_device(*device));
     setup.kv_capacity = f.capacity;
+    setup.max_batch = f.max_batch;
     setup.metrics = worker_metrics;
     WorkerActor worker = spawn_context_worker(sys, setup);
     StopOnExit<WorkerActor> stop_worker{worker};  // every return below, errors included
@@ -146,6 +149,10 @@ void add_worker_command(CLI::App& app, int& exit_code) {
       ->capture_default_str();
   cmd->add_option("--capacity", f->capacity, "KV pool size in tokens")
       ->check(CLI::Range(int64_t(1), int64_t(1) << 34))
+      ->capture_default_str();
+  cmd->add_option("--max-batch", f->max_batch,
+                  "Most requests whose decode steps this worker runs as one batch (as their query host)")
+      ->check(CLI::Range(1, DecodeBatcher::kMaxBatch))
       ->capture_default_str();
   cmd->add_option("--threads", f->threads, "Compute threads of the CPU backend (0: all cores)")
       ->check(CLI::Range(0, 1024))

@@ -6,71 +6,14 @@
 #include <algorithm>
 #include <random>
 
-#include "starmesh/attention/star_session.hpp"
-#include "starmesh/backend/cpu_backend.hpp"
+#include "support/phase2_requests.hpp"
 #include "support/reference.hpp"
 
 using namespace starmesh;
 
-namespace {
-
-// The other hosts' shards in this process, answered through gather only (as the data plane
-// does): the batch then takes the per-request merge path, not the one-call path.
-class GatheredShards final : public remote_partials_i {
- public:
-  GatheredShards(const Transformer& model, std::vector<const KvShard*> shards) : inner_(model, std::move(shards)) {}
-  Expected<std::vector<AttentionState>> gather(int layer, const Tensor& q) override { return inner_.gather(layer, q); }
-
- private:
-  InProcessShards inner_;
-};
-
-struct Request {
-  std::vector<KvShard> others;
-  std::unique_ptr<remote_partials_i> remotes;
-  std::optional<QueryHost> host;
-  int32_t next = 0;
-  std::vector<int32_t> tokens;
-  std::vector<std::vector<float>> logits;
-};
-
-struct Batch {
-  ThreadPool pool{2};
-  CpuBackend cpu{pool};
-  Transformer model = Transformer::load(cpu, STARMESH_GOLDEN_MODEL_DIR).value();
-
-  int32_t greedy(const std::vector<float>& row) const {
-    return int32_t(std::max_element(row.begin(), row.end()) - row.begin());
-  }
-  // A request over `context_tokens` random tokens, encoded by phase 1 in `hosts` blocks, its
-  // query run alone; `gathered`: the other shards answer through gather.
-  Request make(int64_t context_tokens, int hosts, bool gathered, uint32_t seed, int64_t capacity) const {
-    std::mt19937 rng(seed);
-    std::vector<int32_t> ctx(static_cast<size_t>(context_tokens)), query(3);
-    for (auto* v : {&ctx, &query})
-      for (int32_t& id : *v) id = int32_t(rng() % uint32_t(model.config().vocab_size - 8));
-    const int64_t block = (context_tokens + hosts - 1) / hosts;
-    auto plan = plan_blocks(context_tokens, block, block, hosts).value();
-    auto anchor = encode_anchor(model, plan, ctx).value();
-    Request r;
-    for (int h = 0; h + 1 < hosts; ++h) r.others.push_back(encode_shard(model, plan, h, ctx, &anchor).value());
-    std::vector<const KvShard*> ptrs;
-    for (const KvShard& s : r.others) ptrs.push_back(&s);
-    if (gathered)
-      r.remotes = std::make_unique<GatheredShards>(model, ptrs);
-    else
-      r.remotes = std::make_unique<InProcessShards>(model, ptrs);
-    r.host.emplace(
-        QueryHost::create(model, encode_shard(model, plan, hosts - 1, ctx, &anchor).value(), context_tokens, capacity)
-            .value());
-    const std::vector<float> first = r.host->step(query, *r.remotes).value().to_f32_vector();
-    r.next = greedy(first);
-    r.tokens.push_back(r.next);
-    return r;
-  }
-};
-
-}  // namespace
+using test::GatheredShards;
+using test::Request;
+using Batch = test::Phase2Requests;
 
 TEST_CASE_FIXTURE(Batch, "a batch of decode steps gives every request the logits and tokens it gets alone") {
   // Six requests: lengths, host counts and shard paths differ; 6 tokens each.
@@ -110,8 +53,10 @@ TEST_CASE_FIXTURE(Batch, "a batch of decode steps gives every request the logits
       remotes.push_back(batched[i].remotes.get());
       ids.push_back(batched[i].next);
     }
-    const Tensor logits = QueryHost::step_batch(hosts, remotes, ids).value();
+    const QueryHost::BatchStep step = QueryHost::step_batch(hosts, remotes, ids).value();
+    const Tensor& logits = step.logits;
     REQUIRE(logits.dim(0) == int64_t(open.size()));
+    for (const Status& s : step.outcome) REQUIRE(s);
     for (size_t j = 0; j < open.size(); ++j) {
       Request& r = batched[open[j]];
       const std::vector<float> row = logits.rows(int64_t(j), int64_t(j) + 1).to_f32_vector();
@@ -147,4 +92,27 @@ TEST_CASE_FIXTURE(Batch, "a batch that cannot run refuses, naming why, and advan
   REQUIRE_FALSE(dup);
   CHECK(dup.error().message.find("twice") != std::string::npos);
   CHECK(a.host->local_tokens() == a_before + 1);
+}
+
+TEST_CASE_FIXTURE(Batch, "a request whose shard hosts fail mid-step drops out alone, and the others go on as alone") {
+  Request a = make(70, 3, false, 21, 16), lost = make(90, 3, true, 22, 16), c = make(60, 2, true, 23, 16);
+  Request a_alone = make(70, 3, false, 21, 16), c_alone = make(60, 2, true, 23, 16);
+  auto* lost_shards = static_cast<GatheredShards*>(lost.remotes.get());
+  lost_shards->gathers = 0;
+  lost_shards->fail_from = 1;  // from layer 1 of the next step
+  const int64_t lost_before = lost.host->local_tokens();
+  std::vector<QueryHost*> hosts{&*a.host, &*lost.host, &*c.host};
+  std::vector<remote_partials_i*> remotes{a.remotes.get(), lost.remotes.get(), c.remotes.get()};
+  std::vector<int32_t> ids{a.next, lost.next, c.next};
+  const QueryHost::BatchStep step = QueryHost::step_batch(hosts, remotes, ids).value();
+  CHECK(step.outcome[0]);
+  REQUIRE_FALSE(step.outcome[1]);
+  CHECK(step.outcome[1].code() == ErrorCode::unavailable);
+  CHECK(step.outcome[2]);
+  CHECK(lost.host->local_tokens() == lost_before);  // it did not advance
+  for (auto [row, alone] : {std::pair{0, &a_alone}, {2, &c_alone}}) {
+    const auto want =
+        alone->host->step(std::span<const int32_t>(&alone->next, 1), *alone->remotes).value().to_f32_vector();
+    CHECK(test::relative_error(step.logits.rows(row, row + 1).to_f32_vector(), want) < 1e-5);
+  }
 }

@@ -69,7 +69,7 @@ TEST_CASE_FIXTURE(Tiny, "RemoteShards + serve_shard over the in-process fabric e
   std::vector<KvShard> shards;
   for (int h = 0; h < 3; ++h) shards.push_back(encode_shard(model, plan, h, ctx, &anchor).value());
   InProcessFabric fabric(3);
-  std::mutex compute;
+  MutexComputeLock compute;
   std::atomic<bool> stop{false};
   std::vector<std::thread> servers;
   std::vector<Expected<ShardServerStats>> served(2, Error{"not run"});
@@ -84,7 +84,7 @@ TEST_CASE_FIXTURE(Tiny, "RemoteShards + serve_shard over the in-process fabric e
   REQUIRE(generate_with(
       cpu,
       [&](std::span<const int32_t> x) {
-        std::unique_lock lock(compute);
+        std::unique_lock<compute_lock_i> lock(compute);
         remotes.release_while_waiting(&lock);
         auto r = qh.step(x, remotes);
         if (r) got_logits.push_back(r->to_f32_vector());
@@ -130,7 +130,7 @@ TEST_CASE_FIXTURE(Tiny, "serve_shard stops when told, and on the coordinator's d
   auto plan = plan_blocks(200, 100, 0, 2).value();
   auto shard = encode_shard(model, plan, 0, ctx, nullptr).value();
   InProcessFabric fabric(2);
-  std::mutex compute;
+  MutexComputeLock compute;
   std::atomic<bool> stop{false};
   Expected<ShardServerStats> result = Error{"not run"};
   std::thread t([&] { result = serve_shard(model, shard.cache, fabric.endpoint(0), compute, stop, {}); });

@@ -76,7 +76,7 @@ Expected<KvShard> encode_shard(const Transformer& model, const BlockPlan& plan, 
   KvShard shard{r.begin, r.end, std::move(cache)};
   for (int b = r.first_block; b < r.end_block; ++b) {
     if (control.stop && control.stop->load()) return make_error(ErrorCode::cancelled, "stopped during phase 1");
-    std::unique_lock<std::mutex> lock;
+    std::unique_lock<compute_lock_i> lock;
     if (control.compute) lock = std::unique_lock(*control.compute);
     SM_TRY(encode_block(model, plan, b, context, anchor, shard.cache));
     if (control.on_block) {  // finished, not queued: a block takes milliseconds, the wait microseconds
@@ -94,7 +94,7 @@ Expected<KvShard> encode_host(const Transformer& model, const BlockPlan& plan, i
     return make_error("encode_host: host ", host, " holds no blocks in a plan of ", plan.hosts.size(), " hosts");
   std::optional<KvCache> anchor;
   if (host_needs_anchor(plan, host)) {
-    std::unique_lock<std::mutex> lock;
+    std::unique_lock<compute_lock_i> lock;
     if (control.compute) lock = std::unique_lock(*control.compute);
     SM_ASSIGN(a, encode_anchor(model, plan, context));
     anchor = std::move(a);

@@ -144,8 +144,9 @@ Status QueryHost::attend(int l, const Tensor& q, int64_t past, const std::vector
   return be.merge_states(os, ls, attn, lse);
 }
 
-Expected<Tensor> QueryHost::step_batch(std::span<QueryHost* const> hosts, std::span<remote_partials_i* const> remotes,
-                                       std::span<const int32_t> ids, const GatherAll& gather_all) {
+Expected<QueryHost::BatchStep> QueryHost::step_batch(std::span<QueryHost* const> hosts,
+                                                     std::span<remote_partials_i* const> remotes,
+                                                     std::span<const int32_t> ids, const GatherAll& gather_all) {
   const size_t b = hosts.size();
   if (b == 0) return make_error("phase 2 batch: no requests");
   if (remotes.size() != b || ids.size() != b)
@@ -154,7 +155,6 @@ Expected<Tensor> QueryHost::step_batch(std::span<QueryHost* const> hosts, std::s
   const Transformer& model = *hosts[0]->model_;
   backend_i& be = model.backend();
   std::vector<int32_t> positions(b);
-  std::vector<size_t> networked;  // the requests whose other hosts answer over the network
   for (size_t i = 0; i < b; ++i) {
     const QueryHost& h = *hosts[i];
     if (h.model_ != &model) return make_error("phase 2 batch: request ", i, " runs another model");
@@ -164,8 +164,9 @@ Expected<Tensor> QueryHost::step_batch(std::span<QueryHost* const> hosts, std::s
       return make_error("phase 2 batch: request ", i, ": ", h.local_.length() + 1,
                         " query and generated tokens exceed the local capacity of ", h.local_.capacity());
     positions[i] = int32_t(h.context_tokens_ + h.local_.length());
-    if (!remotes[i]->shards_here()) networked.push_back(i);
   }
+  BatchStep out;
+  out.outcome.resize(b);
   SM_ASSIGN(pos, model.positions(positions));
   SM_ASSIGN(hidden, model.embed(ids));
   const int64_t rows = int64_t(b);
@@ -175,36 +176,50 @@ Expected<Tensor> QueryHost::step_batch(std::span<QueryHost* const> hosts, std::s
       const int64_t r = int64_t(i);
       SM_TRY(hosts[i]->local_.write(l, qkv.k.rows(r, r + 1), qkv.v.rows(r, r + 1)));
     }
+    // The remote partials of the requests still in the step whose other hosts are not here.
+    std::vector<size_t> networked;
+    std::vector<Tensor> qs;
+    for (size_t i = 0; i < b; ++i)
+      if (out.outcome[i] && !remotes[i]->shards_here()) {
+        networked.push_back(i);
+        qs.push_back(qkv.q.rows(int64_t(i), int64_t(i) + 1));
+      }
     std::vector<std::vector<AttentionState>> parts(b);
     if (!networked.empty()) {
-      std::vector<Tensor> qs;
-      for (size_t i : networked) qs.push_back(qkv.q.rows(int64_t(i), int64_t(i) + 1));
-      std::vector<std::vector<AttentionState>> got;
+      std::vector<Expected<std::vector<AttentionState>>> got;
       if (gather_all) {
-        SM_ASSIGN(all, gather_all(l, networked, qs));
-        got = std::move(all);
+        got = gather_all(l, networked, qs);
       } else {
-        for (size_t j = 0; j < networked.size(); ++j) {
-          SM_ASSIGN(one, remotes[networked[j]]->gather(l, qs[j]));
-          got.push_back(std::move(one));
-        }
+        for (size_t j = 0; j < networked.size(); ++j) got.push_back(remotes[networked[j]]->gather(l, qs[j]));
       }
       if (got.size() != networked.size())
         return make_error("phase 2 batch: ", got.size(), " partial sets for ", networked.size(), " requests");
-      for (size_t j = 0; j < networked.size(); ++j) parts[networked[j]] = std::move(got[j]);
+      for (size_t j = 0; j < networked.size(); ++j) {
+        if (got[j])
+          parts[networked[j]] = std::move(*got[j]);
+        else
+          out.outcome[networked[j]] = got[j].status();
+      }
     }
     SM_ASSIGN(attn, be.scratch(be.activation_dtype(), {rows, qkv.q.dim(1), qkv.q.dim(2)}));
     SM_ASSIGN(lse, be.scratch(DType::f32, {rows, qkv.q.dim(1)}));
     for (size_t i = 0; i < b; ++i) {
       const int64_t r = int64_t(i);
       QueryHost& h = *hosts[i];
+      if (!out.outcome[i]) {  // dropped out: its row flows on (rows never mix) with finite values
+        SM_TRY(be.copy(qkv.q.rows(r, r + 1), attn.rows(r, r + 1)));
+        continue;
+      }
       SM_TRY(h.attend(l, qkv.q.rows(r, r + 1), h.local_.length(), remotes[i]->shards_here(), std::move(parts[i]),
                       attn.rows(r, r + 1), lse.rows(r, r + 1)));
     }
     SM_TRY(model.finish_layer(l, hidden, attn));
   }
-  for (QueryHost* h : hosts) SM_TRY(h->local_.commit(1));
-  return model.logits(hidden);
+  for (size_t i = 0; i < b; ++i)
+    if (out.outcome[i]) SM_TRY(hosts[i]->local_.commit(1));
+  SM_ASSIGN(logits, model.logits(hidden));
+  out.logits = logits;
+  return out;
 }
 
 }  // namespace starmesh

@@ -221,7 +221,12 @@ WorkerMetrics::WorkerMetrics(int64_t kv_capacity_tokens)
                                      "(partial attention states).")
                             .with({{"direction", "sent"}})),
       phase2_received_bytes(
-          registry.counter("starmesh_worker_phase2_exchange_bytes_total", "").with({{"direction", "received"}})) {
+          registry.counter("starmesh_worker_phase2_exchange_bytes_total", "").with({{"direction", "received"}})),
+      decode_batch_size(registry
+                            .histogram("starmesh_worker_decode_batch_size",
+                                       "As query host: requests whose decode steps ran as one batch.",
+                                       {1, 2, 4, 8, 16, 32, 64, 128, 256})
+                            .with()) {
   kv_capacity.set(double(kv_capacity_tokens));
 }
 

@@ -40,12 +40,22 @@ void generation_thread(std::shared_ptr<CoordinatorSetup> setup, std::shared_ptr<
     error = qh.status();
   } else {
     std::vector<float> last_logits;
+    // The query's prefill runs alone, as phase-1 work; each generated token's step joins the
+    // worker's decode batch.
+    ArbiterLock prefill_lock(engine.arbiter, WorkKind::phase1, order.request_id);
+    ArbiterLock decode_lock(engine.arbiter, WorkKind::decode, order.request_id);
     StepFn step = [&](std::span<const int32_t> ids) -> Expected<Tensor> {
-      std::unique_lock lock(engine.compute);
-      remotes.release_while_waiting(&lock);
-      auto logits = qh->step(ids, remotes);
-      remotes.release_while_waiting(nullptr);
+      Expected<Tensor> logits = Tensor{};
+      if (ids.size() == 1) {
+        logits = engine.batcher.step(*qh, remotes, ids[0], order.request_id);
+      } else {
+        std::unique_lock<compute_lock_i> lock(prefill_lock);
+        remotes.release_while_waiting(&lock);
+        logits = qh->step(ids, remotes);
+        remotes.release_while_waiting(nullptr);
+      }
       if (logits && order.return_logits) {
+        std::lock_guard lock(decode_lock);
         SM_ASSIGN(h, model.backend().download(*logits));
         last_logits = h.to_f32_vector();
       }

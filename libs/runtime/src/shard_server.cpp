@@ -45,7 +45,7 @@ Wait wait_header(transport_i& t, int peer, uint64_t tag, const Tensor& into, con
 }  // namespace
 
 Expected<ShardServerStats> serve_shard(const Transformer& model, const KvCache& shard, transport_i& transport,
-                                       std::mutex& compute, const std::atomic<bool>& stop,
+                                       compute_lock_i& compute, const std::atomic<bool>& stop,
                                        const ShardServerOptions& options) {
   const int root = transport.size() - 1;
   if (transport.rank() == root) return make_error("serve_shard: rank ", root, " is the coordinator, not a shard host");

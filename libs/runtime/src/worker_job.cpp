@@ -69,13 +69,14 @@ void run_job(std::shared_ptr<WorkerEngine> engine, std::shared_ptr<Job> job, dat
     job->shard_tokens = job->shard->end - job->shard->begin;
   } else {
     const auto t0 = std::chrono::steady_clock::now();
-    EncodeControl control{&engine->compute, &job->stop, {}};
+    ArbiterLock compute(engine->arbiter, WorkKind::phase1, job->id);
+    EncodeControl control{&compute, &job->stop, {}};
     control.on_block = [job](int64_t done, int64_t) {  // the client's progress, through the driver
       caf::anon_send(job->driver, progress_atom::value, job->id, int32_t(job->host), done);
     };
     auto s = encode_host(model, job->plan, job->host, job->context, control);
     if (s) {  // the time ends when the device's work does, not when it was queued
-      std::lock_guard lock(engine->compute);
+      std::lock_guard lock(compute);
       if (Status synced = model.backend().synchronize(); !synced) s = synced.error();
     }
     if (s) {
@@ -90,7 +91,8 @@ void run_job(std::shared_ptr<WorkerEngine> engine, std::shared_ptr<Job> job, dat
   caf::anon_send(worker, encoded_atom::value, job->id);
   if (job->phase1 && !job->query_host) {
     serve.step_timeout = job->step_timeout;
-    auto served = serve_shard(model, job->shard->cache, *job->transport, engine->compute, job->stop, serve);
+    ArbiterLock compute(engine->arbiter, WorkKind::shard_step, job->id);
+    auto served = serve_shard(model, job->shard->cache, *job->transport, compute, job->stop, serve);
     if (!served) job->served = served.status();
     if (!job->keep) job->shard.reset();  // the KV goes as soon as phase 2 is over (unless it may be kept)
   }

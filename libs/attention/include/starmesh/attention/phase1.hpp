@@ -7,6 +7,7 @@
 #include <span>
 
 #include "starmesh/attention/block_plan.hpp"
+#include "starmesh/core/compute_lock.hpp"
 #include "starmesh/core/progress.hpp"
 #include "starmesh/model/transformer.hpp"
 
@@ -26,7 +27,7 @@ Expected<KvCache> encode_anchor(const Transformer& model, const BlockPlan& plan,
 // `stop` (if set) ends it between blocks with a `cancelled` error (the request was freed);
 // `on_block` (if set) hears of each block finished on the device (done of the host's blocks).
 struct EncodeControl {
-  std::mutex* compute = nullptr;
+  compute_lock_i* compute = nullptr;  // held per block (null: none)
   const std::atomic<bool>* stop = nullptr;
   ProgressFn on_block;
 };

@@ -60,16 +60,23 @@ class QueryHost {
   Expected<Tensor> step(std::span<const int32_t> ids, remote_partials_i& remotes, bool all_rows = false);
 
   // Request i's remote partials for one layer, for every i in `which`, in that order, given
-  // their q rows. The default asks each remotes[i]->gather in turn; a caller with a thread per
-  // request (DecodeBatcher) waits on all their networks at once.
-  using GatherAll = std::function<Expected<std::vector<std::vector<AttentionState>>>(
+  // their q rows; an error fails that request alone. The default asks each
+  // remotes[i]->gather in turn; a caller with a thread per request (DecodeBatcher) waits on
+  // all their networks at once.
+  using GatherAll = std::function<std::vector<Expected<std::vector<AttentionState>>>(
       int layer, std::span<const size_t> which, std::span<const Tensor> qs)>;
+  struct BatchStep {
+    Tensor logits;                // [requests, vocab]; a failed request's row means nothing
+    std::vector<Status> outcome;  // per request: ok (it advanced one token) or why it failed
+  };
   // One decode step of several requests at once, one token each (ids[i] for hosts[i], all on
   // one model): the projections and the MLP run as GEMMs over the batch, attention per request
-  // over its own shards and tokens. Returns the logits [hosts, vocab]; row i equals what
-  // hosts[i]->step({ids[i]}, *remotes[i]) returns alone. On an error no request advances.
-  static Expected<Tensor> step_batch(std::span<QueryHost* const> hosts, std::span<remote_partials_i* const> remotes,
-                                     std::span<const int32_t> ids, const GatherAll& gather_all = {});
+  // over its own shards and tokens. Row i of the logits equals what hosts[i]->step({ids[i]},
+  // *remotes[i]) returns alone. A request whose partials fail drops out of the step (it does
+  // not advance); the others go on. An error of the whole batch (bad arguments, a request out
+  // of room, a device failure) advances no request.
+  static Expected<BatchStep> step_batch(std::span<QueryHost* const> hosts, std::span<remote_partials_i* const> remotes,
+                                        std::span<const int32_t> ids, const GatherAll& gather_all = {});
 
   int64_t local_tokens() const { return local_.length(); }
   const KvShard& shard() const { return *shard_; }

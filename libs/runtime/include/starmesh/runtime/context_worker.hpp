@@ -27,6 +27,7 @@ struct WorkerSetup {
   int64_t kv_capacity = 0;                 // tokens
   ShardServerOptions shard_server;         // spin and nap of idle shard loops (step_timeout comes per request)
   std::shared_ptr<WorkerMetrics> metrics;  // null: none kept (the worker command always makes them)
+  int max_batch = 32;                      // decode steps per batch, [1, DecodeBatcher::kMaxBatch]
 };
 
 // Spawns a worker. Its actor and threads use setup.model and setup.data_plane until it has

@@ -70,6 +70,8 @@ struct WorkerMetrics {
   // their partials back) and the bytes they moved.
   metrics::Histogram &phase2_exchange_seconds;
   metrics::Counter &phase2_sent_bytes, &phase2_received_bytes;
+  // Requests per decode batch of this worker's query hosts (DecodeBatcher).
+  metrics::Histogram &decode_batch_size;
 };
 
 // starmesh_build_info{version, model} 1: which build serves which model (router and workers).

@@ -11,6 +11,7 @@
 
 #include "starmesh/attention/phase2.hpp"
 #include "starmesh/comm/transport.hpp"
+#include "starmesh/core/compute_lock.hpp"
 
 namespace starmesh {
 
@@ -31,7 +32,7 @@ class RemoteShards final : public remote_partials_i {
 
   // While gather waits on the network it releases `lock` (the worker's compute lock), so the
   // worker's shard loops of other requests can compute meanwhile. Null: nothing to release.
-  void release_while_waiting(std::unique_lock<std::mutex>* lock) { lock_ = lock; }
+  void release_while_waiting(std::unique_lock<compute_lock_i>* lock) { lock_ = lock; }
 
   int64_t steps() const { return step_; }
 
@@ -43,7 +44,7 @@ class RemoteShards final : public remote_partials_i {
   transport_i& transport_;
   std::vector<std::string> names_;
   std::chrono::milliseconds timeout_;
-  std::unique_lock<std::mutex>* lock_ = nullptr;
+  std::unique_lock<compute_lock_i>* lock_ = nullptr;
   WorkerMetrics* metrics_ = nullptr;
   uint32_t step_ = 0;
   bool finished_ = false;

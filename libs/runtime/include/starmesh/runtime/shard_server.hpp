@@ -5,10 +5,10 @@
 // sends "done", `stop` is set (the request was freed), or something fails.
 #include <atomic>
 #include <chrono>
-#include <mutex>
 
 #include "starmesh/attention/phase2.hpp"
 #include "starmesh/comm/transport.hpp"
+#include "starmesh/core/compute_lock.hpp"
 
 namespace starmesh {
 
@@ -29,7 +29,7 @@ struct ShardServerStats {
 // Serves `shard` to the coordinator at rank transport.size() - 1. `compute` is the worker's
 // compute lock (one backend, many requests), held only while computing.
 Expected<ShardServerStats> serve_shard(const Transformer& model, const KvCache& shard, transport_i& transport,
-                                       std::mutex& compute, const std::atomic<bool>& stop,
+                                       compute_lock_i& compute, const std::atomic<bool>& stop,
                                        const ShardServerOptions& options);
 
 }  // namespace starmesh

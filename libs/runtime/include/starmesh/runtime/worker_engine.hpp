@@ -1,16 +1,18 @@
 #pragma once
 // What a worker's compute threads and its query coordinators share: one model on one backend,
-// used by one computation at a time.
-#include <mutex>
-
+// used by one computation at a time in the order the arbiter's policy chooses (per block in
+// phase 1, per layer's partials on a shard host, per decode batch on a query host).
 #include "starmesh/model/transformer.hpp"
+#include "starmesh/runtime/decode_batcher.hpp"
+#include "starmesh/runtime/device_arbiter.hpp"
 
 namespace starmesh {
 
 struct WorkerEngine {
-  explicit WorkerEngine(const Transformer& m) : model(m) {}
+  WorkerEngine(const Transformer& m, int max_batch) : model(m), batcher(arbiter, max_batch) {}
   const Transformer& model;
-  std::mutex compute;  // held per block in phase 1 and per step in phase 2
+  DeviceArbiter arbiter;
+  DecodeBatcher batcher;  // the query hosts' decode steps
 };
 
 }  // namespace starmesh

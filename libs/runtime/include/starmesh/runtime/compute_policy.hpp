@@ -1,0 +1,53 @@
+#pragma once
+// Who uses a worker's device next: a plain object (no threads, no actors) that the device
+// arbiter asks each time the device frees. tests/runtime/test_compute_policy.cpp covers it.
+//
+// The rule:
+// - Latency work first: a decode batch of this worker's query hosts, or a shard step (the
+//   partials another worker's decode step waits for). Oldest first.
+// - Phase-1 work (a block of a new context, an anchor, a query's prefill) waits behind it, but
+//   never for more than `interleave` latency grants in a row: generation goes on while a
+//   document is encoded, and a document is encoded while generation goes on.
+// - Phase-1 work takes turns between requests (the one after the request served last, by
+//   id), each request's blocks in order: a long document does not hold back a short one.
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+
+namespace starmesh {
+
+enum class WorkKind : uint8_t {
+  decode,      // a decode step (batch) of this worker's query hosts
+  shard_step,  // a shard's partials for another worker's step
+  phase1,      // a phase-1 block or anchor, a query's prefill
+};
+
+class ComputePolicy {
+ public:
+  // interleave >= 1: latency grants in a row while phase-1 work waits.
+  explicit ComputePolicy(int interleave = 4);
+
+  // `ticket` (unique among waiters) waits to run `kind` work for request `request`.
+  void wait(uint64_t ticket, WorkKind kind, uint64_t request);
+  // The waiter that gets the device now, removed from the waiters; none when nobody waits.
+  std::optional<uint64_t> next();
+
+  size_t waiting() const { return latency_.size() + phase1_waiting_; }
+
+ private:
+  struct Waiter {
+    uint64_t ticket;
+    uint64_t request;
+  };
+  std::optional<uint64_t> next_phase1();
+
+  int interleave_;
+  std::deque<Waiter> latency_;                       // decode and shard steps, oldest first
+  std::map<uint64_t, std::deque<uint64_t>> phase1_;  // request -> its tickets, oldest first
+  size_t phase1_waiting_ = 0;
+  std::optional<uint64_t> last_phase1_request_;  // served last
+  int latency_streak_ = 0;                       // latency grants since phase 1 last ran
+};
+
+}  // namespace starmesh

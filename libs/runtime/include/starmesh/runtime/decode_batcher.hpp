@@ -1,0 +1,52 @@
+#pragma once
+// Many requests' decode steps on one worker as one batch. Each query coordinator's thread asks
+// for its request's next step; the steps asked while a batch runs wait, and the next batch
+// takes them all (up to max_batch): QueryHost::step_batch runs them with GEMMs over the batch.
+// One of the waiting threads leads a batch (it holds the device through the arbiter); for the
+// requests whose shards are on other workers, each request's own thread waits on its network
+// for every layer, all at once, while the leader frees the device.
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+
+#include "starmesh/attention/phase2.hpp"
+#include "starmesh/runtime/device_arbiter.hpp"
+
+namespace starmesh {
+
+class DecodeBatcher {
+ public:
+  static constexpr int kMaxBatch = 256;
+  // max_batch in [1, kMaxBatch]: the most requests one batch takes.
+  DecodeBatcher(DeviceArbiter& arbiter, int max_batch);
+
+  // One decode step (one token, `id`) of `request`'s query host, batched with the others
+  // asked meanwhile. Blocks until it ran; returns the request's logits [1, vocab] on the
+  // model's backend, or why its step failed (its shard hosts' error: the others go on).
+  Expected<Tensor> step(QueryHost& host, remote_partials_i& remotes, int32_t id, uint64_t request);
+
+  // Steps waiting for a batch now (tests).
+  size_t waiting();
+
+  // Called with each batch's size as it starts (metrics); set before the first step.
+  void on_batch(std::function<void(size_t)> fn) { on_batch_ = std::move(fn); }
+
+ private:
+  struct Entry;
+  void lead(std::unique_lock<std::mutex>& lock, Entry& me);
+  std::vector<Expected<std::vector<AttentionState>>> gather_all(std::unique_lock<std::mutex>& lock,
+                                                                std::vector<Entry*>& batch, Entry& me, int layer,
+                                                                std::span<const size_t> which,
+                                                                std::span<const Tensor> qs);
+
+  DeviceArbiter& arbiter_;
+  const size_t max_batch_;
+  std::function<void(size_t)> on_batch_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Entry*> queue_;  // waiting for a batch, oldest first
+  bool leading_ = false;      // a thread leads a batch now (or has been told to)
+};
+
+}  // namespace starmesh

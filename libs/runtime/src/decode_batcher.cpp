@@ -1,0 +1,130 @@
+#include "starmesh/runtime/decode_batcher.hpp"
+
+#include <algorithm>
+
+namespace starmesh {
+
+// One request's step, on its thread's stack while it waits.
+struct DecodeBatcher::Entry {
+  QueryHost* host;
+  remote_partials_i* remotes;
+  int32_t id;
+  uint64_t request;
+  bool lead = false;           // this thread leads the next batch
+  bool done = false;           // result is set
+  std::function<void()> task;  // a network wait to run on this thread (set by the leader)
+  bool task_done = false;
+  Expected<std::vector<AttentionState>> gathered = std::vector<AttentionState>{};
+  Expected<Tensor> result = Tensor{};
+};
+
+DecodeBatcher::DecodeBatcher(DeviceArbiter& arbiter, int max_batch)
+    : arbiter_(arbiter), max_batch_(size_t(std::clamp(max_batch, 1, kMaxBatch))) {}
+
+size_t DecodeBatcher::waiting() {
+  std::lock_guard lock(mu_);
+  return queue_.size();
+}
+
+Expected<Tensor> DecodeBatcher::step(QueryHost& host, remote_partials_i& remotes, int32_t id, uint64_t request) {
+  Entry me{&host, &remotes, id, request};
+  std::unique_lock lock(mu_);
+  queue_.push_back(&me);
+  if (!leading_) {
+    leading_ = true;
+    me.lead = true;
+  }
+  for (;;) {
+    cv_.wait(lock, [&] { return me.done || me.lead || me.task; });
+    if (me.done) return std::move(me.result);
+    if (me.task) {  // the leader's batch needs this request's partials: wait on its network here
+      auto task = std::move(me.task);
+      me.task = nullptr;
+      lock.unlock();
+      task();
+      lock.lock();
+      me.task_done = true;
+      cv_.notify_all();
+      continue;
+    }
+    me.lead = false;
+    lead(lock, me);  // returns with me.done set
+  }
+}
+
+void DecodeBatcher::lead(std::unique_lock<std::mutex>& lock, Entry& me) {
+  // This request first, then the oldest waiting, up to max_batch.
+  std::vector<Entry*> batch{&me};
+  queue_.erase(std::find(queue_.begin(), queue_.end(), &me));
+  while (!queue_.empty() && batch.size() < max_batch_) {
+    batch.push_back(queue_.front());
+    queue_.pop_front();
+  }
+  std::vector<QueryHost*> hosts;
+  std::vector<remote_partials_i*> remotes;
+  std::vector<int32_t> ids;
+  for (Entry* e : batch) {
+    hosts.push_back(e->host);
+    remotes.push_back(e->remotes);
+    ids.push_back(e->id);
+  }
+  if (on_batch_) on_batch_(batch.size());
+  lock.unlock();
+  arbiter_.acquire(WorkKind::decode, me.request);
+  auto ran = QueryHost::step_batch(hosts, remotes, ids,
+                                   [&](int layer, std::span<const size_t> which, std::span<const Tensor> qs) {
+                                     return gather_all(lock, batch, me, layer, which, qs);
+                                   });
+  arbiter_.release();
+  lock.lock();
+  for (size_t i = 0; i < batch.size(); ++i) {
+    Entry& e = *batch[i];
+    if (!ran)
+      e.result = ran.error();
+    else if (!ran->outcome[i])
+      e.result = ran->outcome[i].error();
+    else
+      e.result = ran->logits.rows(int64_t(i), int64_t(i) + 1);
+    e.done = true;
+  }
+  // The next batch is led by the oldest waiting thread.
+  leading_ = !queue_.empty();
+  if (leading_) queue_.front()->lead = true;
+  cv_.notify_all();
+}
+
+std::vector<Expected<std::vector<AttentionState>>> DecodeBatcher::gather_all(std::unique_lock<std::mutex>& lock,
+                                                                             std::vector<Entry*>& batch, Entry& me,
+                                                                             int layer, std::span<const size_t> which,
+                                                                             std::span<const Tensor> qs) {
+  // Called by step_batch on the leader's thread, the device held: hand each request's wait to
+  // its own thread, free the device while they all wait, take it back after.
+  std::vector<Entry*> waiting;
+  Entry* own = nullptr;
+  const Tensor* own_q = nullptr;
+  lock.lock();
+  for (size_t j = 0; j < which.size(); ++j) {
+    Entry* e = batch[which[j]];
+    if (e == &me) {
+      own = e;
+      own_q = &qs[j];
+      continue;
+    }
+    e->task_done = false;
+    e->task = [e, layer, q = qs[j]] { e->gathered = e->remotes->gather(layer, q); };
+    waiting.push_back(e);
+  }
+  cv_.notify_all();
+  lock.unlock();
+  arbiter_.release();
+  if (own) own->gathered = own->remotes->gather(layer, *own_q);
+  lock.lock();
+  cv_.wait(lock, [&] { return std::all_of(waiting.begin(), waiting.end(), [](Entry* e) { return e->task_done; }); });
+  lock.unlock();
+  arbiter_.acquire(WorkKind::decode, me.request);
+  std::vector<Expected<std::vector<AttentionState>>> out;
+  for (size_t j : which) out.push_back(std::move(batch[j]->gathered));
+  return out;
+}
+
+}  // namespace starmesh

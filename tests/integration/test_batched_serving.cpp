@@ -1,0 +1,64 @@
+// Many users at once on a real mesh: requests whose decode steps overlap on a worker run as
+// one batch there (starmesh_worker_decode_batch_size says so), and every request still gets
+// the tokens the single-process engine gives it alone.
+#include <doctest/doctest.h>
+
+#include <thread>
+
+#include "process_mesh.hpp"
+#include "starmesh/api/api_client.hpp"
+#include "support/http_client.hpp"
+
+using namespace starmesh;
+using namespace starmesh::test;
+
+TEST_CASE_FIXTURE(ProcessMesh, "concurrent requests decode in batches on their query hosts, each as alone") {
+  // Two workers: each request's two hosts exchange partials over the data plane, so a batch
+  // waits on several requests' networks at once.
+  const std::string address = start_with_api(2, {}, true, {8192, 8192});
+  REQUIRE(!address.empty());
+  constexpr int kRequests = 8;
+  std::vector<std::vector<int32_t>> contexts, queries, got(kRequests);
+  for (int i = 0; i < kRequests; ++i) {
+    contexts.push_back(random_ids(300 + 40 * size_t(i), 200 + i));
+    queries.push_back(random_ids(3 + size_t(i % 3), 300 + i));
+  }
+  std::vector<std::string> errors(kRequests);
+  std::vector<std::thread> clients;
+  for (int i = 0; i < kRequests; ++i)
+    clients.emplace_back([&, i] {
+      auto client = ApiClient::connect(address);
+      if (!client) {
+        errors[i] = client.error().message;
+        return;
+      }
+      GenerateRequest r;
+      r.context_ids = contexts[i];
+      r.query_ids = queries[i];
+      r.block_size = 256;
+      r.max_new_tokens = 24;
+      auto s = (*client)->generate(r, [&](const TokenChunk& c) {
+        got[i].insert(got[i].end(), c.ids.begin(), c.ids.end());
+        return true;
+      });
+      if (!s) errors[i] = s.error().message;
+    });
+  for (auto& t : clients) t.join();
+  for (int i = 0; i < kRequests; ++i) {
+    CAPTURE(i);
+    CHECK(errors[i].empty());
+    CHECK(got[i] == star(contexts[i], queries[i], 256, 2, 24).ids);
+  }
+  // Steps batched (the histogram's sum) outnumber the batches (its count): some ran together.
+  double batches = 0, steps = 0;
+  for (size_t w = 1; w < mesh->metrics_ports().size(); ++w) {
+    const std::string text = http_get(mesh->metrics_ports()[w], "/metrics").body;
+    batches += metric_value(text, "starmesh_worker_decode_batch_size_count");
+    steps += metric_value(text, "starmesh_worker_decode_batch_size_sum");
+  }
+  MESSAGE(steps << " decode steps in " << batches << " batches");
+  double tokens_after_first = 0;  // each came from a decode step
+  for (const auto& ids : got) tokens_after_first += double(ids.size()) - 1;
+  CHECK(steps == tokens_after_first);
+  CHECK(steps > batches);
+}
