@@ -35,8 +35,9 @@ def rows(ours, hf, date):
     return out
 
 
-def panel(svg, x0, title, ylabel, series, lengths, W=420, H=420):
-    """One log-x line chart at x0: series = [(label, color, dashed, [(len, value)])]."""
+def panel(svg, x0, title, ylabel, series, lengths, W=420, H=420, xlabel="context tokens",
+          xtick=lambda n: f"{n // 1024}K"):
+    """One log-x line chart at x0: series = [(label, color, dashed, [(x, value)])]."""
     L, R, T, B = 60, 20, 40, 130
     vals = [v for _, _, _, pts in series for _, v in pts if v]
     top = max(vals) * 1.1
@@ -49,8 +50,8 @@ def panel(svg, x0, title, ylabel, series, lengths, W=420, H=420):
         svg.append(f'<line x1="{x0 + L}" x2="{x0 + W - R}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#ddd"/>')
         svg.append(f'<text x="{x0 + L - 6}" y="{y(v) + 4:.1f}" text-anchor="end">{v:.3g}</text>')
     for n in lengths:
-        svg.append(f'<text x="{x(n):.1f}" y="{H - B + 18}" text-anchor="middle">{n // 1024}K</text>')
-    svg.append(f'<text x="{x0 + (W + L - R) / 2}" y="{H - B + 36}" text-anchor="middle">context tokens</text>')
+        svg.append(f'<text x="{x(n):.1f}" y="{H - B + 18}" text-anchor="middle">{xtick(n)}</text>')
+    svg.append(f'<text x="{x0 + (W + L - R) / 2}" y="{H - B + 36}" text-anchor="middle">{xlabel}</text>')
     svg.append(f'<text x="{x0 + 14}" y="{(H - B + T) / 2}" transform="rotate(-90 {x0 + 14} {(H - B + T) / 2})" '
                f'text-anchor="middle">{ylabel}</text>')
     for k, (label, color, dashed, pts) in enumerate(series):

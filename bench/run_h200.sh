@@ -8,7 +8,8 @@
 # Llama-3.1-8B checkpoint, decode_bench (global and star, per-op profile) and HF transformers
 # on it, contexts from $E2E_CONTEXTS, JSON into $OUT; --mesh: the whole product built with
 # CAF, Cap'n Proto and UCX, then bench/mesh_e2e.sh: a router and 4 worker processes on the GPU
-# serving the same checkpoint through the API; --gemv: one-row GEMM variants against cuBLASLt). The .debs come from tools/fetch_device_debs.sh,
+# serving the same checkpoint through the API; --concurrency: concurrent requests through the mesh
+# (bench/concurrency_bench) beside HF's batched generate; --gemv: one-row GEMM variants against cuBLASLt). The .debs come from tools/fetch_device_debs.sh,
 # run here first.
 set -eo pipefail
 cd "$(dirname "$0")/.."
@@ -26,15 +27,41 @@ make_checkpoint() {
   python3 tools/make_random_checkpoint.py --config llama-3.1-8b --out "$ck" --seed 1 \
     $([ -f build/testdata/llama3_1/tokenizer.json ] && echo --tokenizer-from build/testdata/llama3_1) 2>&1 | tail -3
 }
-if [ "${1:-}" = "--mesh" ]; then
+# The whole product (CAF, Cap'n Proto, UCX, cpp-httplib from the unpacked .debs) into
+# /tmp/build-mesh: the given targets.
+build_mesh() {
   # pkg-config (UCX, cpp-httplib) reads the unpacked .pc files; their /usr paths live under /tmp/deps.
   export PATH="/tmp/deps/usr/bin:$PATH" PKG_CONFIG_SYSROOT_DIR=/tmp/deps
   export PKG_CONFIG_PATH="$lib/pkgconfig:/tmp/deps/usr/share/pkgconfig" PKG_CONFIG_LIBDIR="$lib/pkgconfig"
   cmake -S . -B /tmp/build-mesh -G Ninja -DSTARMESH_CUDA=ON -DCMAKE_BUILD_TYPE=Release -DSTARMESH_TESTS=OFF \
     -DSTARMESH_CAPNP_PREFIX=/tmp/deps/usr \
     -DCMAKE_CUDA_ARCHITECTURES=90a > "$out/configure.log" 2>&1 || { tail -30 "$out/configure.log"; exit 1; }
-  cmake --build /tmp/build-mesh -j16 --target starmesh > "$out/build.log" 2>&1 \
+  cmake --build /tmp/build-mesh -j16 --target "$@" > "$out/build.log" 2>&1 \
     || { grep -E "error|FAILED" "$out/build.log" | head -30; exit 1; }
+}
+if [ "${1:-}" = "--concurrency" ]; then
+  # Many users at once (bench/concurrency_bench): router + W workers on the GPU, C requests of
+  # 8K contexts and 128 output tokens at once; then HF's batched generate on the same batches.
+  build_mesh starmesh concurrency_bench
+  make_checkpoint
+  levels="${CONC_LEVELS:-1,4,16,64}"
+  echo "== concurrency through the mesh: workers ${CONC_WORKERS:-1,4}, concurrent $levels"
+  /tmp/build-mesh/bin/concurrency_bench --program /tmp/build-mesh/bin/starmesh --model "$ck" --device cuda \
+    --workers "${CONC_WORKERS:-1,4}" --concurrent "$levels" --context "${CONC_CONTEXT:-8192}" --max-new 128 \
+    --log-dir "$out/concurrency-logs" --json "$out/concurrency.json" 2>&1 | tee "$out/concurrency.log"
+  hf=""
+  if [ "${CONC_HF:-1}" != 0 ]; then
+    echo "== HF transformers, batched generate"
+    python3 bench/hf_batched_anchor.py --model "$ck" --batches "$levels" --context "${CONC_CONTEXT:-8192}" \
+      --new-tokens 128 --json "$out/hf_batched.json" 2>&1 | grep -v "Loading weights" | tail -8
+    hf="$out/hf_batched.json"
+  fi
+  python3 bench/concurrency_report.py "$out/concurrency.json" $hf --date "$(date -u +%F)" \
+    --json "$out/concurrency-h200.json" --svg "$out/concurrency-h200.svg"
+  exit 0
+fi
+if [ "${1:-}" = "--mesh" ]; then
+  build_mesh starmesh
   make_checkpoint
   echo "== the mesh: router + 4 workers on the GPU, contexts ${E2E_CONTEXTS:-32768,131072}"
   bash bench/mesh_e2e.sh /tmp/build-mesh/bin/starmesh "$ck" "${E2E_CONTEXTS:-32768,131072}" 4 "$out/mesh-logs" \

@@ -42,7 +42,9 @@ Expected<pid_t> spawn_child(const std::vector<std::string>& args, const std::str
   const int rc = posix_spawn(&pid, args[0].c_str(), &fa, &attr, argv.data(), environ);
   posix_spawnattr_destroy(&attr);
   posix_spawn_file_actions_destroy(&fa);
-  if (rc != 0) return make_error("cannot start ", args[0], ": ", std::strerror(rc));
+  if (rc != 0)  // the log's open happens in the child's setup: its failure reads the same
+    return make_error("cannot start ", args[0], log.empty() ? "" : " (its log to " + log + ")", ": ",
+                      std::strerror(rc));
   return pid;
 }
 
