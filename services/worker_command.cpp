@@ -157,7 +157,9 @@ void add_worker_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--threads", f->threads, "Compute threads of the CPU backend (0: all cores)")
       ->check(CLI::Range(0, 1024))
       ->capture_default_str();
-  cmd->add_option("--transport", f->transport, "Data plane: ucx-tcp, ucx-shm (one machine) or ucx-auto")
+  cmd->add_option("--transport", f->transport,
+                  "Data plane: ucx-tcp, ucx-shm (one machine; a worker killed mid-message can stall the others: "
+                  "docs/TRAPS.md) or ucx-auto")
       ->capture_default_str();
   cmd->add_option("--net-devices", f->net_devices, "Network devices UCX may use (lo: loopback only; all)")
       ->capture_default_str();

@@ -38,7 +38,8 @@ std::pair<size_t, size_t> replans_logged(const std::string& logs) {
 // 0-30 ms after the request is sent (placement or phase 1), half the time when the client has
 // its k-th token (phase 2, k in 1..4 of 24-40). The worker is started again after the request.
 void chaos(ProcessMesh& m, int requests, uint32_t seed, const std::function<size_t(std::mt19937&)>& victim) {
-  m.start("ucx-shm", 3, {6144, 6144, 12288});
+  // TCP: a process killed mid-send over shm can wedge a survivor's receive FIFO (docs/TRAPS.md).
+  m.start("ucx-tcp", 3, {6144, 6144, 12288});
   std::mt19937 rng(seed);
   int answered = 0, in_phase2_kills = 0;
   for (int i = 0; i < requests; ++i) {
