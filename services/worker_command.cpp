@@ -31,6 +31,7 @@ struct WorkerFlags {
   std::string device = "cpu";
   int64_t capacity = 65536;
   int max_batch = 32;
+  int64_t prefill_chunk = 4096;
   int threads = 0;
   std::string transport = "ucx-auto";
   std::string net_devices = "lo";
@@ -107,6 +108,7 @@ int run_worker(const WorkerFlags& f) {
     setup.device = to_string(resolve_device(*device));
     setup.kv_capacity = f.capacity;
     setup.max_batch = f.max_batch;
+    setup.prefill_chunk = f.prefill_chunk;
     setup.metrics = worker_metrics;
     WorkerActor worker = spawn_context_worker(sys, setup);
     StopOnExit<WorkerActor> stop_worker{worker};  // every return below, errors included
@@ -153,6 +155,11 @@ void add_worker_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--max-batch", f->max_batch,
                   "Most requests whose decode steps this worker runs as one batch (as their query host)")
       ->check(CLI::Range(1, DecodeBatcher::kMaxBatch))
+      ->capture_default_str();
+  cmd->add_option("--prefill-chunk", f->prefill_chunk,
+                  "Phase-1 tokens computed per hold of the device, so that other requests' decode steps "
+                  "go on between them (0: whole blocks)")
+      ->check(CLI::Range(int64_t(0), int64_t(1) << 24))
       ->capture_default_str();
   cmd->add_option("--threads", f->threads, "Compute threads of the CPU backend (0: all cores)")
       ->check(CLI::Range(0, 1024))

@@ -46,6 +46,15 @@ struct Golden {
     return s;
   }
 };
+// A compute lock that counts: every lock is matched by an unlock, none left held.
+struct CountingLock final : compute_lock_i {
+  int held = 0, taken = 0;
+  void lock() override {
+    ++held;
+    ++taken;
+  }
+  void unlock() override { --held; }
+};
 }  // namespace
 
 TEST_CASE_FIXTURE(Golden, "one block: star equals global attention (logits and greedy tokens)") {
@@ -180,15 +189,7 @@ TEST_CASE_FIXTURE(
   const auto ctx = random_ids(100, 9);
   auto plan = plan_blocks(100, 16, 8, 3).value();
   auto anchor = encode_anchor(model, plan, ctx).value();
-  // A lock that counts: every lock is matched by an unlock, none left held.
-  struct CountingLock final : compute_lock_i {
-    int held = 0, taken = 0;
-    void lock() override {
-      ++held;
-      ++taken;
-    }
-    void unlock() override { --held; }
-  } compute;
+  CountingLock compute;
   std::atomic<bool> stop{false};
   for (int h = 0; h < 3; ++h) {
     auto want = encode_shard(model, plan, h, ctx, &anchor).value();
@@ -206,4 +207,49 @@ TEST_CASE_FIXTURE(
   CHECK(stopped.code() == ErrorCode::cancelled);
   CHECK(compute.taken > 0);
   CHECK(compute.held == 0);  // not left held
+}
+
+TEST_CASE_FIXTURE(Golden, "phase 1 in chunks, the device free between them, gives the KV of whole blocks") {
+  const auto ctx = random_ids(130, 19);
+  auto plan = plan_blocks(130, 40, 40, 3).value();  // blocks of 40 and 50 tokens, an anchor of 40
+  for (int64_t chunk : {1, 7, 16, 40}) {
+    for (int h = 0; h < 3; ++h) {
+      CountingLock compute;
+      EncodeControl control{&compute};
+      control.chunk_tokens = chunk;
+      auto whole = encode_host(model, plan, h, ctx).value();
+      auto chunked = encode_host(model, plan, h, ctx, control).value();
+      CAPTURE(chunk);
+      CAPTURE(h);
+      for (int l = 0; l < model.layers(); ++l) {
+        CHECK(test::relative_error(chunked.cache.keys(l).to_f32_vector(), whole.cache.keys(l).to_f32_vector()) < 1e-5);
+        CHECK(test::relative_error(chunked.cache.values(l).to_f32_vector(), whole.cache.values(l).to_f32_vector()) <
+              1e-5);
+      }
+      // One hold of the device per chunk, of the anchor's tokens (hosts after the first) and
+      // of each block's.
+      int64_t chunks = host_needs_anchor(plan, h) ? (plan.anchor_size + chunk - 1) / chunk : 0;
+      const HostRange& r = plan.hosts[size_t(h)];
+      for (int b = r.first_block; b < r.end_block; ++b)
+        chunks += (plan.blocks[size_t(b)].end - plan.blocks[size_t(b)].begin + chunk - 1) / chunk;
+      CHECK(compute.taken == chunks);
+      CHECK(compute.held == 0);
+    }
+  }
+  // And the answer: phase 2 over chunk-encoded shards gives global-distance logits as whole ones.
+  const auto query = random_ids(4, 20);
+  std::vector<KvShard> whole, chunked;
+  for (int h = 0; h < 3; ++h) {
+    EncodeControl control;
+    control.chunk_tokens = 9;
+    whole.push_back(encode_host(model, plan, h, ctx).value());
+    chunked.push_back(encode_host(model, plan, h, ctx, control).value());
+  }
+  auto logits_of = [&](std::vector<KvShard>& shards) {
+    std::vector<const KvShard*> others{&shards[0], &shards[1]};
+    InProcessShards remotes(model, others);
+    auto qh = QueryHost::create(model, std::move(shards[2]), 130, 8).value();
+    return qh.step(query, remotes, true).value().to_f32_vector();
+  };
+  CHECK(test::relative_error(logits_of(chunked), logits_of(whole)) < 1e-5);
 }

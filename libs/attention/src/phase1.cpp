@@ -1,5 +1,6 @@
 #include "starmesh/attention/phase1.hpp"
 
+#include <algorithm>
 #include <optional>
 
 namespace starmesh {
@@ -47,6 +48,48 @@ Status encode_block(const Transformer& model, const BlockPlan& plan, int b, std:
   return shard.commit(n);
 }
 
+// Tokens [s, e) of block b, a chunk of it (phase 1 in pieces, so that a long block does not
+// hold the device): they attend to the whole anchor KV (if any) and causally to the block's
+// tokens up to them, the earlier chunks' already in `shard`; the two partial states merged.
+// Writes the chunk's KV at the end of `shard` and commits it.
+Status encode_chunk(const Transformer& model, const BlockPlan& plan, int b, std::span<const int32_t> context,
+                    const KvCache* anchor, KvCache& shard, int64_t s, int64_t e) {
+  backend_i& be = model.backend();
+  const Block& blk = plan.blocks[size_t(b)];
+  const int64_t m = e - s, row0 = shard.length() - s;  // the block's first row in the shard
+  std::vector<int32_t> positions = plan.encoding_positions(b);
+  const int64_t a = plan.uses_anchor(b) ? plan.anchor_size : 0;
+  positions = std::vector<int32_t>(positions.begin() + a + s, positions.begin() + a + e);
+  const LlamaConfig& cfg = model.config();
+  const int64_t hq = cfg.num_attention_heads, d = cfg.head_dim;
+  const DType act = be.activation_dtype();
+  SM_ASSIGN(pos, model.positions(positions));
+  SM_ASSIGN(hidden, model.embed(context.subspan(size_t(blk.begin + s), size_t(m))));
+  SM_ASSIGN(out, be.scratch(act, {m, hq, d}));
+  SM_ASSIGN(lse, be.scratch(DType::f32, {m, hq}));
+  for (int l = 0; l < model.layers(); ++l) {
+    SM_ASSIGN(qkv, model.project_qkv(l, hidden, pos, shard));
+    const int64_t end = shard.length() + m;
+    const Tensor keys = shard.keys(l, m).rows(row0, end), values = shard.values(l, m).rows(row0, end);
+    const AttentionMask mask = AttentionMask::causal_from(s);  // block token s + i sees block tokens <= s + i
+    if (a > 0) {
+      SM_ASSIGN(o_anchor, be.scratch(act, {m, hq, d}));
+      SM_ASSIGN(l_anchor, be.scratch(DType::f32, {m, hq}));
+      SM_ASSIGN(o_block, be.scratch(act, {m, hq, d}));
+      SM_ASSIGN(l_block, be.scratch(DType::f32, {m, hq}));
+      SM_TRY(be.attention(qkv.q, anchor->keys(l), anchor->values(l), AttentionMask::none(), model.attention_scale(),
+                          o_anchor, l_anchor));
+      SM_TRY(be.attention(qkv.q, keys, values, mask, model.attention_scale(), o_block, l_block));
+      const Tensor os[] = {o_anchor, o_block}, ls[] = {l_anchor, l_block};
+      SM_TRY(be.merge_states(os, ls, out, lse));
+    } else {
+      SM_TRY(be.attention(qkv.q, keys, values, mask, model.attention_scale(), out, lse));
+    }
+    SM_TRY(model.finish_layer(l, hidden, out));
+  }
+  return shard.commit(m);
+}
+
 }  // namespace
 
 bool host_needs_anchor(const BlockPlan& plan, int host) {
@@ -75,10 +118,18 @@ Expected<KvShard> encode_shard(const Transformer& model, const BlockPlan& plan, 
   SM_ASSIGN(cache, model.make_cache(r.end - r.begin));
   KvShard shard{r.begin, r.end, std::move(cache)};
   for (int b = r.first_block; b < r.end_block; ++b) {
-    if (control.stop && control.stop->load()) return make_error(ErrorCode::cancelled, "stopped during phase 1");
+    const int64_t n = plan.blocks[size_t(b)].end - plan.blocks[size_t(b)].begin;
+    const int64_t chunk = control.chunk_tokens > 0 ? std::min(control.chunk_tokens, n) : n;
     std::unique_lock<compute_lock_i> lock;
-    if (control.compute) lock = std::unique_lock(*control.compute);
-    SM_TRY(encode_block(model, plan, b, context, anchor, shard.cache));
+    for (int64_t s = 0; s < n; s += chunk) {
+      if (control.stop && control.stop->load()) return make_error(ErrorCode::cancelled, "stopped during phase 1");
+      lock = {};  // the device is free between chunks
+      if (control.compute) lock = std::unique_lock(*control.compute);
+      if (chunk == n)
+        SM_TRY(encode_block(model, plan, b, context, anchor, shard.cache));
+      else
+        SM_TRY(encode_chunk(model, plan, b, context, anchor, shard.cache, s, std::min(n, s + chunk)));
+    }
     if (control.on_block) {  // finished, not queued: a block takes milliseconds, the wait microseconds
       SM_TRY(model.backend().synchronize());
       lock = {};
@@ -94,10 +145,18 @@ Expected<KvShard> encode_host(const Transformer& model, const BlockPlan& plan, i
     return make_error("encode_host: host ", host, " holds no blocks in a plan of ", plan.hosts.size(), " hosts");
   std::optional<KvCache> anchor;
   if (host_needs_anchor(plan, host)) {
-    std::unique_lock<compute_lock_i> lock;
-    if (control.compute) lock = std::unique_lock(*control.compute);
-    SM_ASSIGN(a, encode_anchor(model, plan, context));
-    anchor = std::move(a);
+    if (plan.anchor_size <= 0) return make_error("encode_host: the plan has no anchor");
+    // A plain prefill of the anchor's tokens, in chunks as the blocks are.
+    SM_ASSIGN(cache, model.make_cache(plan.anchor_size));
+    const int64_t chunk = control.chunk_tokens > 0 ? control.chunk_tokens : plan.anchor_size;
+    for (int64_t s = 0; s < plan.anchor_size; s += chunk) {
+      if (control.stop && control.stop->load()) return make_error(ErrorCode::cancelled, "stopped during phase 1");
+      std::unique_lock<compute_lock_i> lock;
+      if (control.compute) lock = std::unique_lock(*control.compute);
+      const int64_t e = std::min(plan.anchor_size, s + chunk);
+      SM_TRY(model.forward(context.subspan(size_t(s), size_t(e - s)), cache).status());
+    }
+    anchor = std::move(cache);
   }
   return encode_shard(model, plan, host, context, anchor ? &*anchor : nullptr, control);
 }

@@ -120,7 +120,7 @@ caf::result<CoordinatorActor> start_phase2(WorkerPtr self, Phase2Order& o) {
 WorkerActor::behavior_type context_worker(WorkerPtr self, std::shared_ptr<WorkerSetup> setup) {
   auto& st = self->state;
   st.setup = setup;
-  st.engine = std::make_shared<WorkerEngine>(*setup->model, setup->max_batch);
+  st.engine = std::make_shared<WorkerEngine>(*setup->model, setup->max_batch, setup->prefill_chunk);
   if (setup->metrics)
     st.engine->batcher.on_batch([m = setup->metrics](size_t n) { m->decode_batch_size.observe(double(n)); });
   st.book = std::make_unique<JobsBook>(setup->kv_capacity);

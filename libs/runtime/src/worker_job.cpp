@@ -70,7 +70,7 @@ void run_job(std::shared_ptr<WorkerEngine> engine, std::shared_ptr<Job> job, dat
   } else {
     const auto t0 = std::chrono::steady_clock::now();
     ArbiterLock compute(engine->arbiter, WorkKind::phase1, job->id);
-    EncodeControl control{&compute, &job->stop, {}};
+    EncodeControl control{&compute, &job->stop, {}, engine->prefill_chunk};
     control.on_block = [job](int64_t done, int64_t) {  // the client's progress, through the driver
       caf::anon_send(job->driver, progress_atom::value, job->id, int32_t(job->host), done);
     };

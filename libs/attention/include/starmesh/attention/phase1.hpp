@@ -23,13 +23,16 @@ struct KvShard {
 Expected<KvCache> encode_anchor(const Transformer& model, const BlockPlan& plan, std::span<const int32_t> context);
 
 // How a server runs phase 1 beside other work on the same model: `compute` (if set) is held
-// per block, not for the whole shard, so other requests' steps interleave with a long phase 1;
-// `stop` (if set) ends it between blocks with a `cancelled` error (the request was freed);
-// `on_block` (if set) hears of each block finished on the device (done of the host's blocks).
+// per chunk of `chunk_tokens` tokens of a block (or of the anchor; 0: whole blocks), not for
+// the whole shard, so other requests' steps interleave with a long phase 1; `stop` (if set)
+// ends it between chunks with a `cancelled` error (the request was freed); `on_block` (if set)
+// hears of each block finished on the device (done of the host's blocks). A block in chunks
+// gives its KV up to rounding (its attention over the anchor and over itself merged, not one).
 struct EncodeControl {
-  compute_lock_i* compute = nullptr;  // held per block (null: none)
+  compute_lock_i* compute = nullptr;  // held per chunk (null: none)
   const std::atomic<bool>* stop = nullptr;
   ProgressFn on_block;
+  int64_t chunk_tokens = 0;
 };
 
 // Encodes the blocks of `host`, block by block. `anchor` is the host's anchor KV

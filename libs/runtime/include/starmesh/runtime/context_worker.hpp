@@ -28,6 +28,7 @@ struct WorkerSetup {
   ShardServerOptions shard_server;         // spin and nap of idle shard loops (step_timeout comes per request)
   std::shared_ptr<WorkerMetrics> metrics;  // null: none kept (the worker command always makes them)
   int max_batch = 32;                      // decode steps per batch, [1, DecodeBatcher::kMaxBatch]
+  int64_t prefill_chunk = 4096;            // phase-1 tokens per hold of the device (0: whole blocks)
 };
 
 // Spawns a worker. Its actor and threads use setup.model and setup.data_plane until it has

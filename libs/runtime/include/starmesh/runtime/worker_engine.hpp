@@ -9,10 +9,13 @@
 namespace starmesh {
 
 struct WorkerEngine {
-  WorkerEngine(const Transformer& m, int max_batch) : model(m), batcher(arbiter, max_batch) {}
+  WorkerEngine(const Transformer& m, int max_batch, int64_t prefill_chunk)
+      : model(m), batcher(arbiter, max_batch), prefill_chunk(prefill_chunk) {}
   const Transformer& model;
   DeviceArbiter arbiter;
   DecodeBatcher batcher;  // the query hosts' decode steps
+  // Phase 1 holds the device this many tokens at a time (EncodeControl::chunk_tokens).
+  const int64_t prefill_chunk;
 };
 
 }  // namespace starmesh
