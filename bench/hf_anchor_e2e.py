@@ -110,10 +110,20 @@ def run_length(model, n, decode_tokens, runs, seed, cache_kind, decode_backends)
         logits, cache = prefill(model, ids, cache)
         sync()
         best = min(best, time.perf_counter() - t)
+    step_s, cache = decode_greedy(model, logits, cache, decode_tokens, decode_backends)
+    peak = torch.cuda.max_memory_allocated()
+    del cache, logits
+    torch.cuda.empty_cache()
+    return best, step_s, peak
+
+
+def decode_greedy(model, logits, cache, steps, decode_backends):
+    """`steps` greedy decode steps from the prefill's last logits (every row of a batch at once),
+    each timed after a device sync; returns (seconds of each step, the cache)."""
     step_s = []
     nxt = logits.argmax(-1, keepdim=True)
     with sdpa_kernel(decode_backends):
-        for _ in range(decode_tokens):
+        for _ in range(steps):
             sync()
             t = time.perf_counter()
             out = model(input_ids=nxt, past_key_values=cache, use_cache=True)
@@ -122,10 +132,7 @@ def run_length(model, n, decode_tokens, runs, seed, cache_kind, decode_backends)
             sync()
             step_s.append(time.perf_counter() - t)
             del out
-    peak = torch.cuda.max_memory_allocated()
-    del cache, logits, nxt
-    torch.cuda.empty_cache()
-    return best, step_s, peak
+    return step_s, cache
 
 
 def main():

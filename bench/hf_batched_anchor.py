@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from hf_anchor_e2e import MAX_RANDOM_ID, backends, load_model, prefill, sync
+from hf_anchor_e2e import MAX_RANDOM_ID, backends, decode_greedy, load_model, prefill, sync
 
 
 def run_batch(model, b, n, new_tokens, seed, decode_backends):
@@ -32,28 +32,13 @@ def run_batch(model, b, n, new_tokens, seed, decode_backends):
     logits, cache = prefill(model, ids, None)
     sync()
     prefill_s = time.perf_counter() - t0
-    nxt = logits.argmax(-1, keepdim=True)
-    steps = []
-    with sdpa(decode_backends):
-        for _ in range(new_tokens - 1):  # the first token came from the prefill
-            sync()
-            t = time.perf_counter()
-            out = model(input_ids=nxt, past_key_values=cache, use_cache=True)
-            cache = out.past_key_values
-            nxt = out.logits[:, -1].argmax(-1, keepdim=True)
-            sync()
-            steps.append(time.perf_counter() - t)
-            del out
+    # The first token came from the prefill.
+    steps, cache = decode_greedy(model, logits, cache, new_tokens - 1, decode_backends)
     total = time.perf_counter() - t0
     peak = torch.cuda.max_memory_allocated()
-    del cache, logits, nxt, ids
+    del cache, logits, ids
     torch.cuda.empty_cache()
     return prefill_s, steps, total, peak
-
-
-def sdpa(decode_backends):
-    from torch.nn.attention import sdpa_kernel
-    return sdpa_kernel(decode_backends)
 
 
 def main():

@@ -3,10 +3,8 @@
 // the tokens the single-process engine gives it alone.
 #include <doctest/doctest.h>
 
-#include <thread>
-
+#include "concurrent_clients.hpp"
 #include "process_mesh.hpp"
-#include "starmesh/api/api_client.hpp"
 #include "support/http_client.hpp"
 
 using namespace starmesh;
@@ -18,32 +16,22 @@ TEST_CASE_FIXTURE(ProcessMesh, "concurrent requests decode in batches on their q
   const std::string address = start_with_api(2, {}, true, {8192, 8192});
   REQUIRE(!address.empty());
   constexpr int kRequests = 8;
-  std::vector<std::vector<int32_t>> contexts, queries, got(kRequests);
+  std::vector<std::vector<int32_t>> contexts, queries;
   for (int i = 0; i < kRequests; ++i) {
     contexts.push_back(random_ids(300 + 40 * size_t(i), 200 + i));
     queries.push_back(random_ids(3 + size_t(i % 3), 300 + i));
   }
-  std::vector<std::string> errors(kRequests);
-  std::vector<std::thread> clients;
-  for (int i = 0; i < kRequests; ++i)
-    clients.emplace_back([&, i] {
-      auto client = ApiClient::connect(address);
-      if (!client) {
-        errors[i] = client.error().message;
-        return;
-      }
-      GenerateRequest r;
-      r.context_ids = contexts[i];
-      r.query_ids = queries[i];
-      r.block_size = 256;
-      r.max_new_tokens = 24;
-      auto s = (*client)->generate(r, [&](const TokenChunk& c) {
-        got[i].insert(got[i].end(), c.ids.begin(), c.ids.end());
-        return true;
-      });
-      if (!s) errors[i] = s.error().message;
-    });
-  for (auto& t : clients) t.join();
+  std::vector<GenerateRequest> requests(kRequests);
+  for (int i = 0; i < kRequests; ++i) {
+    requests[size_t(i)].context_ids = contexts[size_t(i)];
+    requests[size_t(i)].query_ids = queries[size_t(i)];
+    requests[size_t(i)].block_size = 256;
+    requests[size_t(i)].max_new_tokens = 24;
+  }
+  ConcurrentClients clients(address, std::move(requests));
+  clients.join();
+  const auto& got = clients.tokens;
+  const auto& errors = clients.errors;
   for (int i = 0; i < kRequests; ++i) {
     CAPTURE(i);
     CHECK(errors[i].empty());

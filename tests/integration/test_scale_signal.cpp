@@ -6,8 +6,8 @@
 #include <atomic>
 #include <thread>
 
+#include "concurrent_clients.hpp"
 #include "process_mesh.hpp"
-#include "starmesh/api/api_client.hpp"
 #include "support/http_client.hpp"
 
 using namespace starmesh;
@@ -27,45 +27,31 @@ TEST_CASE_FIXTURE(ProcessMesh, "starmesh_desired_workers rises with a queued bur
 
   constexpr int kRequests = 5;
   const auto query = random_ids(6, 99);
-  std::vector<std::vector<int32_t>> contexts, got(kRequests);
+  std::vector<std::vector<int32_t>> contexts;
   for (int i = 0; i < kRequests; ++i) contexts.push_back(random_ids(1200, 100 + i));
-  std::vector<std::string> errors(kRequests);
-  std::atomic<int> done{0};
-  std::vector<std::thread> clients;
-  for (int i = 0; i < kRequests; ++i)
-    clients.emplace_back([&, i] {
-      auto client = ApiClient::connect(address);
-      if (!client) {
-        errors[i] = client.error().message;
-      } else {
-        GenerateRequest r;
-        r.context_ids = contexts[i];
-        r.query_ids = query;
-        r.block_size = 256;
-        r.max_new_tokens = 8;
-        auto s = (*client)->generate(r, [&](const TokenChunk& c) {
-          got[i].insert(got[i].end(), c.ids.begin(), c.ids.end());
-          return true;
-        });
-        if (!s) errors[i] = s.error().message;
-      }
-      ++done;
-    });
+  std::vector<GenerateRequest> requests(kRequests);
+  for (int i = 0; i < kRequests; ++i) {
+    requests[size_t(i)].context_ids = contexts[size_t(i)];
+    requests[size_t(i)].query_ids = query;
+    requests[size_t(i)].block_size = 256;
+    requests[size_t(i)].max_new_tokens = 8;
+  }
+  ConcurrentClients clients(address, std::move(requests));
   // While the burst runs: the queue is seen, and the signal above the one worker there is.
   double most_desired = 0, most_queued = 0;
-  while (done.load() < kRequests) {
+  while (clients.done() < kRequests) {
     most_desired = std::max(most_desired, gauge("starmesh_desired_workers"));
     most_queued = std::max(most_queued, gauge("starmesh_requests_queued"));
     std::this_thread::sleep_for(20ms);
   }
-  for (auto& t : clients) t.join();
+  clients.join();
   MESSAGE("burst of " << kRequests << ": at most " << most_queued << " queued, desired workers up to " << most_desired);
   CHECK(most_queued >= 1);
   CHECK(most_desired >= 2);
   for (int i = 0; i < kRequests; ++i) {
     CAPTURE(i);
-    CHECK(errors[i].empty());
-    CHECK(got[i] == star(contexts[i], query, 256, 1, 8).ids);
+    CHECK(clients.errors[size_t(i)].empty());
+    CHECK(clients.tokens[size_t(i)] == star(contexts[size_t(i)], query, 256, 1, 8).ids);
   }
   // Idle again: back to the minimum, nothing queued or reserved.
   for (int i = 0; i < 100 && gauge("starmesh_desired_workers") != 1; ++i) std::this_thread::sleep_for(50ms);
