@@ -112,7 +112,7 @@ TEST_CASE_FIXTURE(ProcessMesh, "kept context: its worker drains, the next questi
   REQUIRE(mesh->client().drop(id));
   auto gone = ask(*this, id, random_ids(4, 96), 4);
   REQUIRE_FALSE(gone);
-  CHECK_MESSAGE(gone.code() == ErrorCode::not_found, gone.error().message);
+  CHECK_MESSAGE(gone.code() == ErrorCode::not_found, gone.error().message << "\n" << mesh->log_tail(40));
 }
 
 TEST_CASE_FIXTURE(ProcessMesh,
