@@ -190,3 +190,20 @@ TEST_CASE("reencode: without its tokens, or past the router's bound, a lost work
   CHECK_FALSE(dropped(lost, 4)->reencode);
   CHECK(b.reserved_on(2) == 0);
 }
+
+TEST_CASE("removal cost inputs: a worker's kept contexts whole, its running requests and their KV") {
+  Book b({1000, 1000});
+  Decisions d;
+  b.keep(1, d);  // 800 tokens, a shard of 400 on each worker
+  REQUIRE(b.book.admit(2, test::placement_ask(200, 10, 200, 1), t0, d).kind == Admission::Kind::placed);
+  const WorkerLoad w1 = b.book.load_on(1), w2 = b.book.load_on(2);
+  CHECK(w1.kept_context_tokens == 800);  // the whole context, not the shard
+  CHECK(w2.kept_context_tokens == 800);
+  CHECK(w1.running_requests + w2.running_requests == 1);
+  CHECK(w1.reserved_tokens + w2.reserved_tokens == 210);                    // the request's, not the kept shards
+  REQUIRE(b.book.attach(3, 1, 20, t0, d).kind == Admission::Kind::placed);  // a question reads both shards
+  CHECK(b.book.load_on(1).running_requests + b.book.load_on(2).running_requests == 3);
+  REQUIRE(b.book.members().drain(uint32_t(1)));
+  CHECK(b.book.load_on(1).draining);
+  CHECK(b.book.load_on(7).kept_context_tokens == 0);  // no such worker: nothing
+}
