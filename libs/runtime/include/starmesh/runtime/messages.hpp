@@ -215,7 +215,8 @@ using RequestActor =
 using ClientSinkActor = caf::typed_actor<
     caf::reacts_to<cancel_atom>,  // the caller's client went away
     caf::reacts_to<progress_atom, uint64_t, Progress>, caf::reacts_to<tokens_atom, uint64_t, ClientChunk>,
-    caf::reacts_to<done_atom, uint64_t, GenerateSummary>, caf::reacts_to<failed_atom, uint64_t, Error>>;
+    caf::reacts_to<done_atom, uint64_t, GenerateSummary>, caf::reacts_to<failed_atom, uint64_t, Error>,
+    caf::reacts_to<tick_atom, uint64_t>>;  // internal: its driver ended, its last message had time to come
 
 // A context worker. encoded and served are internal: a compute thread finished phase 1, a
 // shard loop ended.
