@@ -4,7 +4,8 @@
 // TTL, least-recently-used eviction and references. State in, decisions out, time passed in:
 // the router actor only turns messages and timers into calls here and carries out the
 // Decisions (deliver placements and refusals, tell workers to drop contexts, arm timers).
-// tests/runtime/test_admission_book.cpp covers every rule without CAF.
+// tests/runtime/test_admission_book.cpp and test_admission_book_reencode.cpp cover every rule
+// without CAF (admission_book_workers.cpp holds what workers leaving or lost do).
 //
 // Rules:
 // - Admission: placed at once when nobody waits and it fits the KV free now (nobody jumps the
