@@ -77,6 +77,7 @@ struct RouterFlags {
   int max_replans = 3;
   uint64_t first_request_id = 0;  // 0: random
   size_t max_queued = 256;
+  int64_t max_stale_tokens = int64_t(1) << 24;
   std::string port_file;
   std::string api_listen, api_tokens_file, api_port_file;
   int api_max_connections = 1024;
@@ -153,6 +154,7 @@ int run_router(const RouterFlags& f) {
   options.admission.queue_timeout = seconds_flag(f.queue_timeout);
   options.admission.context_ttl = seconds_flag(f.context_ttl);
   options.admission.max_queued = f.max_queued;
+  options.admission.max_stale_tokens = f.max_stale_tokens;
   if (std::string bad = check_scale_options(f.scale); !bad.empty()) return fail("--scale-*: " + bad);
   options.scale = f.scale;
   auto context = load_router_context(options);
@@ -313,6 +315,11 @@ void add_router_command(CLI::App& app, int& exit_code) {
       ->capture_default_str();
   cmd->add_option("--max-queued", f->max_queued, "Requests that may wait for KV capacity at once")
       ->check(CLI::Range(size_t(0), size_t(1) << 20))
+      ->capture_default_str();
+  cmd->add_option("--max-stale-context-tokens", f->max_stale_tokens,
+                  "Token ids the router keeps for kept contexts that lost a worker, to encode them again on their "
+                  "next question (4 bytes each); past it such a context is dropped")
+      ->check(CLI::Range(int64_t(0), int64_t(1) << 32))
       ->capture_default_str();
   cmd->add_option("--port-file", f->port_file, "Write the port listened on to this file");
   cmd->add_option("--api-listen", f->api_listen, "HOST:PORT of the public API (Cap'n Proto); empty: off");

@@ -98,6 +98,9 @@ TEST_CASE("router and workers export their metrics, and a real Prometheus scrape
   CHECK(sample(router, "starmesh_kv_capacity_tokens") == 4096);
   CHECK(sample(router, "starmesh_requests_in_flight") == 0);
   CHECK(sample(router, "starmesh_kv_reserved_tokens") == 0);
+  // Idle workers cost nothing to remove (removal_cost.hpp): a series each, named by id and endpoint.
+  CHECK(sample(router, "starmesh_worker_removal_cost{worker=\"1\"}") == 0);
+  CHECK(sample(router, "starmesh_worker_removal_cost{worker=\"2\"}") == 0);
 
   // Workers free their KV on a fire-and-forget message: give them a moment.
   double encoded = 0, encoded_tokens = 0, reserved = 1;

@@ -102,6 +102,15 @@ Metric& Family<Metric>::with(const Labels& labels) {
   return *children_.emplace(labels, std::move(m)).first->second;
 }
 
+template <class Metric>
+void Family<Metric>::remove(const Labels& labels) {
+  std::lock_guard lock(mu_);
+  auto it = children_.find(labels);
+  if (it == children_.end()) return;
+  backend_.Remove(it->second->backend());
+  children_.erase(it);
+}
+
 template class Family<Counter>;
 template class Family<Gauge>;
 template class Family<Histogram>;

@@ -60,7 +60,9 @@ Admission AdmissionBook::admit_or_queue(uint64_t id, const PlacementAsk& ask, ui
 
 Expected<Placement> AdmissionBook::try_place(uint64_t id, const PlacementAsk& ask, uint64_t context_id, Time now,
                                              Decisions& out) {
-  return context_id != 0 ? try_attach(id, context_id, ask.local_tokens, now, out) : place_evicting(id, ask, out);
+  if (context_id == 0) return place_evicting(id, ask, out);
+  if (needs_encoding(context_id)) return try_reencode(id, context_id, ask.local_tokens, now, out);
+  return try_attach(id, context_id, ask.local_tokens, now, out);
 }
 
 // Places a request, dropping idle kept contexts (oldest first) while that is what it takes.
@@ -90,7 +92,7 @@ Expected<Placement> AdmissionBook::try_attach(uint64_t id, uint64_t context_id, 
   }
   k->second.last_used = now;
   Placement placed = k->second.placement;
-  placed.kept_context = context_id;
+  placed.kept_context = k->second.shard_id;
   placed.hosts.back().reserve = (q.end - q.begin) + local_tokens;
   return placed;
 }
@@ -100,6 +102,7 @@ bool AdmissionBook::fits_when_idle(const PlacementAsk& ask, uint64_t context_id)
   if (context_id == 0) return members_.fits_when_idle(ask);
   auto k = kept_.find(context_id);
   if (k == kept_.end()) return false;
+  if (encodes_again(k->second)) return members_.fits_when_idle(reencode_ask(k->second, ask.local_tokens));
   const PlacedHost& q = k->second.placement.hosts.back();
   auto w = members_.find(q.worker_id);
   return w && !w->draining && w->info.kv_free - (q.end - q.begin) >= ask.local_tokens;
@@ -115,7 +118,13 @@ Error AdmissionBook::never_fits(uint64_t id, const PlacementAsk& ask, uint64_t c
     }
     return p.code() == ErrorCode::overloaded ? with_code(p.error(), ErrorCode::refused) : p.error();
   }
-  if (!kept_.count(context_id)) return not_kept(context_id);
+  auto k = kept_.find(context_id);
+  if (k == kept_.end()) return not_kept(context_id);
+  if (encodes_again(k->second))
+    return make_error(ErrorCode::unavailable, "context ", label(context_id),
+                      " lost its shards with a worker and must be encoded again, but the workers left cannot hold its ",
+                      k->second.placement.plan.context_tokens, " tokens beside ", ask.local_tokens,
+                      " query and generated tokens: retry when the mesh has grown");
   return make_error(ErrorCode::refused, "context ", label(context_id), ": its query host cannot hold ",
                     ask.local_tokens, " query and generated tokens beside it");
 }
@@ -124,7 +133,8 @@ Error AdmissionBook::never_fits(uint64_t id, const PlacementAsk& ask, uint64_t c
 bool AdmissionBook::evict_one(Decisions& out) {
   auto victim = kept_.end();
   for (auto it = kept_.begin(); it != kept_.end(); ++it)
-    if (it->second.users == 0 && (victim == kept_.end() || it->second.last_used < victim->second.last_used))
+    if (it->second.users == 0 && !it->second.stale &&
+        (victim == kept_.end() || it->second.last_used < victim->second.last_used))
       victim = it;
   if (victim == kept_.end()) return false;
   drop_context(victim->first, Decisions::Why::evicted, out);
@@ -135,9 +145,9 @@ void AdmissionBook::drop_context(uint64_t context_id, Decisions::Why why, Decisi
   auto k = kept_.find(context_id);
   if (k == kept_.end()) return;
   members_.release(context_key(context_id));
-  Decisions::Dropped d{context_id, why, {}};
+  Decisions::Dropped d{k->second.shard_id, why, {}};
   for (const PlacedHost& h : k->second.placement.hosts) d.workers.push_back(h.worker);
-  out.dropped.push_back(std::move(d));
+  if (!d.workers.empty()) out.dropped.push_back(std::move(d));
   names_.erase(k->second.name);
   kept_.erase(k);
 }
@@ -149,12 +159,15 @@ void AdmissionBook::detach(uint64_t id, Time now, Decisions& out) {
   if (a == attached_.end()) return;
   auto k = kept_.find(a->second);
   attached_.erase(a);
-  if (k == kept_.end() || --k->second.users > 0) return;
+  if (k == kept_.end()) return;
+  --k->second.users;
+  // Its leaving worker's shard is read no more: the questions waiting for it encode it again.
+  if (k->second.reencode_when_idle && !k->second.drop_when_idle && readers(k->first) == 0)
+    make_stale(k->first, Decisions::Why::worker_left, out);
+  if (k->second.users > 0) return;
   k->second.last_used = now;
-  if (k->second.drop_when_idle)
-    drop_context(k->first, Decisions::Why::requested, out);
-  else if (options_.context_ttl.count() > 0)
-    out.timers.push_back({TimerKind::context_ttl, k->first, options_.context_ttl});
+  if (k->second.drop_when_idle) return drop_context(k->first, Decisions::Why::requested, out);
+  if (options_.context_ttl.count() > 0) out.timers.push_back({TimerKind::context_ttl, k->first, options_.context_ttl});
 }
 
 // Places queued requests in arrival order while they fit; refuses those that no longer fit
@@ -218,7 +231,9 @@ Expected<uint64_t> AdmissionBook::resolve(const ContextId& name, const std::stri
                     " for this client (never kept, dropped to make room or for its TTL, or kept by another token)");
 }
 
-bool AdmissionBook::keep(uint64_t id, Time now, Decisions& out, ContextId name, std::string tenant) {
+bool AdmissionBook::keep(uint64_t id, Time now, Decisions& out, ContextId name, std::string tenant,
+                         std::vector<int32_t> tokens) {
+  if (auto a = attached_.find(id); a != attached_.end()) return rekeep(id, a->second, now, out);
   auto p = placements_.find(id);
   members_.release(id);
   bool kept = false;
@@ -226,7 +241,8 @@ bool AdmissionBook::keep(uint64_t id, Time now, Decisions& out, ContextId name, 
     std::vector<std::pair<uint32_t, int64_t>> shards;
     for (const PlacedHost& h : p->second.hosts) shards.emplace_back(h.worker_id, h.end - h.begin);
     if (members_.reserve_exact(context_key(id), shards)) {  // fits: more was just freed
-      kept_[id] = Kept{std::move(p->second), 0, false, now, name, std::move(tenant)};
+      auto ids = tokens.empty() ? nullptr : std::make_shared<const std::vector<int32_t>>(std::move(tokens));
+      kept_[id] = Kept{std::move(p->second), 0, false, now, name, std::move(tenant), std::move(ids), id};
       if (!name.empty()) names_[name] = id;
       kept = true;
       if (options_.context_ttl.count() > 0) out.timers.push_back({TimerKind::context_ttl, id, options_.context_ttl});
@@ -279,55 +295,18 @@ void AdmissionBook::context_ttl(uint64_t context_id, Time now, Decisions& out) {
 
 void AdmissionBook::capacity_changed(Time now, Decisions& out) { drain_queue(now, out); }
 
-std::vector<uint64_t> AdmissionBook::contexts_on(uint32_t worker_id) const {
-  std::vector<uint64_t> on;
-  for (const auto& [cid, k] : kept_)
-    for (const PlacedHost& h : k.placement.hosts)
-      if (h.worker_id == worker_id) {
-        on.push_back(cid);
-        break;
-      }
-  return on;
-}
-
-std::vector<uint64_t> AdmissionBook::requests_on(uint32_t worker_id) const {
-  std::vector<uint64_t> out;
-  auto uses = [worker_id](const Placement& p) {
-    return std::any_of(p.hosts.begin(), p.hosts.end(), [&](const PlacedHost& h) { return h.worker_id == worker_id; });
-  };
-  for (const auto& [id, p] : placements_)
-    if (uses(p)) out.push_back(id);
-  for (const auto& [id, cid] : attached_) {
-    auto k = kept_.find(cid);
-    if (k != kept_.end() && uses(k->second.placement)) out.push_back(id);
-  }
-  return out;
-}
-
-void AdmissionBook::worker_leaving(uint32_t worker_id, Time now, Decisions& out) {
-  for (uint64_t cid : contexts_on(worker_id)) {  // they go with it (now, or when their users end)
-    Kept& k = kept_.at(cid);
-    if (k.users > 0)
-      k.drop_when_idle = true;
-    else
-      drop_context(cid, Decisions::Why::worker_left, out);
-  }
-  drain_queue(now, out);  // queued requests that needed it may no longer fit
-}
-
-void AdmissionBook::worker_lost(uint32_t worker_id, Time now, Decisions& out) {
-  // Requests on a lost shard fail on their own (their worker went away); the context goes now.
-  for (uint64_t cid : contexts_on(worker_id)) drop_context(cid, Decisions::Why::worker_lost, out);
-  drain_queue(now, out);
-}
-
 AdmissionBook::Load AdmissionBook::load() const {
   Load l;
-  for (const Waiting& w : queue_)
-    l.queued_tokens += w.ask.local_tokens + (w.context_id != 0 ? 0 : w.ask.context_tokens);
+  for (const Waiting& w : queue_) {
+    int64_t context = w.context_id != 0 ? 0 : w.ask.context_tokens;
+    if (auto k = kept_.find(w.context_id); k != kept_.end() && encodes_again(k->second))
+      context = k->second.placement.plan.context_tokens;  // it is encoded again
+    l.queued_tokens += w.ask.local_tokens + context;
+  }
   for (const auto& [id, k] : kept_)
-    for (const PlacedHost& h : k.placement.hosts) l.kept_tokens += h.reserve;
-  l.running = int64_t(placements_.size() + attached_.size());
+    for (const PlacedHost& h : k.placement.hosts) l.kept_tokens += h.end - h.begin;  // as booked: shards only
+  l.running = int64_t(placements_.size());
+  for (const auto& [id, cid] : attached_) l.running += placements_.count(id) ? 0 : 1;
   return l;
 }
 

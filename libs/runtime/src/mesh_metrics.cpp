@@ -145,7 +145,12 @@ RouterMetrics::RouterMetrics()
                     .with()),
       queued_tokens(
           registry.gauge("starmesh_queued_tokens", "KV tokens the requests waiting for capacity ask for.").with()),
-      kept_tokens(registry.gauge("starmesh_kept_tokens", "KV tokens the kept contexts hold.").with()) {}
+      kept_tokens(registry.gauge("starmesh_kept_tokens", "KV tokens the kept contexts hold.").with()),
+      worker_removal_cost(registry.gauge(
+          "starmesh_worker_removal_cost",
+          "What removing the worker would cost, in tokens: its kept contexts whole, its running requests' KV, and "
+          "1024 per running request; -1 while it drains (removal_cost.hpp). Remove the cheapest first: "
+          "pod-deletion-cost (docs/SCALING.md).")) {}
 
 void RouterMetrics::tokens_streamed(RequestTimes &t, size_t n) {
   if (n == 0) return;

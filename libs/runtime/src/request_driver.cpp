@@ -108,11 +108,12 @@ void finish(DriverPtr self, Expected<GenerateSummary> result) {
   const uint64_t id = st.setup->request_id, mesh_id = st.mesh_id;  // the client's, the mesh's
   if (st.coordinator && (!result || result->stop_reason == StopReason::cancelled))
     self->send(st.coordinator, cancel_atom::value, mesh_id);
-  // A request that asked to keep its context and got through phase 1 keeps its shards.
-  const bool keep =
-      st.setup->order.request.keep_context && result && st.placed && st.encoded == st.placement.hosts.size();
+  // A request that asked to keep its context (or encoded its kept context again) and got
+  // through phase 1 keeps its shards.
+  const bool keep = (st.setup->order.request.keep_context || st.reencoding) && result && st.placed &&
+                    st.encoded == st.placement.hosts.size();
   // Clients name a kept context by 128 random bits, not by the request id (a counter).
-  const ContextId name = keep ? ContextId::random() : ContextId{};
+  const ContextId name = !keep ? ContextId{} : st.reencoding ? st.setup->order.request.context_id : ContextId::random();
   if (keep) result->context_id = name;
   // Fire and forget: the driver does not wait for the answers.
   for (const PlacedHost& h : st.placement.hosts) {
@@ -122,8 +123,9 @@ void finish(DriverPtr self, Expected<GenerateSummary> result) {
       caf::anon_send(h.worker, free_atom::value, mesh_id);
   }
   // The router's book: `keep` turns the placement into the kept context's, `release` frees it.
-  if (keep)
-    caf::anon_send(st.setup->router, keep_atom::value, mesh_id, name, st.setup->order.request.tenant);
+  if (keep)  // a new kept context's ids stay with the router: it encodes them again if a worker of it goes
+    caf::anon_send(st.setup->router, keep_atom::value, mesh_id, name, st.setup->order.request.tenant,
+                   st.reencoding ? std::vector<int32_t>{} : std::move(st.tokens.context));
   else
     self->send(st.setup->router, release_atom::value, mesh_id);
   const std::string tail = st.text.flush();
@@ -257,7 +259,7 @@ void start_phase1(DriverPtr self) {
     o.request_id = st.mesh_id;
     o.plan = st.placement.plan;
     o.host = int32_t(h);
-    o.keep = st.setup->order.request.keep_context;
+    o.keep = st.setup->order.request.keep_context || st.reencoding;
     o.reuse_context = st.placement.kept_context;
     if (o.reuse_context == 0) {  // a kept context's workers hold its shards: no ids travel
       if (anchor > 0 && host_needs_anchor(*plan, int(h)))
@@ -312,6 +314,9 @@ void request_placement(DriverPtr self) {
     if (!s.current(order_id)) return;
     s.placement = std::move(p);
     s.placed = true;
+    // A kept context that lost its shards comes with its ids: this question encodes it again.
+    s.reencoding = !s.placement.context_ids.empty();
+    if (s.reencoding) s.tokens.context = std::move(s.placement.context_ids);
     s.summary.hosts = int(s.placement.hosts.size());
     s.summary.context_tokens = s.placement.plan.context_tokens;
     if (s.cancel_requested) {  // cancelled while being placed
@@ -359,7 +364,6 @@ void recover(DriverPtr self, Error why) {
   RecoveryCase c;
   c.code = why.code;
   c.cancelled = st.cancel_requested;
-  c.kept_context = !st.setup->order.request.context_id.empty();
   c.replans = st.replans;
   c.max_replans = st.setup->context->options.max_replans;
   const RecoveryDecision d = decide_recovery(c);

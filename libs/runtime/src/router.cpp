@@ -6,6 +6,7 @@
 #include <set>
 
 #include "starmesh/runtime/admission_book.hpp"
+#include "starmesh/runtime/removal_cost.hpp"
 #include "starmesh/runtime/request_driver.hpp"
 
 namespace starmesh {
@@ -27,6 +28,7 @@ struct RouterState {
   std::unique_ptr<AdmissionBook> book;
   std::map<uint64_t, caf::typed_response_promise<Placement>> queued;  // answered when the book decides
   std::set<uint32_t> probing;                                         // workers with a liveness probe out
+  std::map<uint32_t, metrics::Labels> cost_series;                    // starmesh_worker_removal_cost's children
   bool beating = false;                                               // the heartbeat timer is armed
   uint64_t next_request = 0;  // 0: options.first_request_id, on the first request
   // Running requests (shared with the exit functor, which runs after the state is gone).
@@ -47,12 +49,28 @@ const char* drop_reason(Decisions::Why why) {
       return "its worker left";
     case Decisions::Why::worker_lost:
       return "its worker was lost";
+    case Decisions::Why::superseded:
+      return "another question encoded it again first, or it went meanwhile";
   }
   return "";
 }
 
+// starmesh_worker_removal_cost: a child per registered worker, gone with the worker.
+void publish_removal_costs(RouterState& st, const std::vector<WorkerView>& view) {
+  auto& family = st.context->metrics->worker_removal_cost;
+  std::map<uint32_t, metrics::Labels> now;
+  for (const WorkerView& w : view) {
+    metrics::Labels labels{{"worker", std::to_string(w.id)}, {"endpoint", w.info.endpoint}};
+    family.with(labels).set(double(removal_cost(st.book->load_on(w.id))));
+    now.emplace(w.id, std::move(labels));
+  }
+  for (const auto& [id, labels] : st.cost_series)
+    if (!now.count(id)) family.remove(labels);
+  st.cost_series = std::move(now);
+}
+
 // The gauges, after every decision.
-void publish(const RouterState& st) {
+void publish(RouterState& st) {
   RouterMetrics& m = *st.context->metrics;
   int64_t capacity = 0, reserved = 0, staying_capacity = 0;
   int staying = 0;  // workers not draining: what the mesh keeps
@@ -87,6 +105,7 @@ void publish(const RouterState& st) {
   m.kv_demand.set(d.kv_demand);
   m.queued_tokens.set(double(load.queued_tokens));
   m.kept_tokens.set(double(load.kept_tokens));
+  publish_removal_costs(st, view);
 }
 
 // Carries out what the book decided: answers queued requests, tells workers to drop kept
@@ -104,7 +123,11 @@ void apply(RouterPtr self, Decisions& d) {
     st.queued.erase(p);
   }
   for (const auto& dropped : d.dropped) {
-    spdlog::info("router: dropping kept context {} ({})", dropped.context_id, drop_reason(dropped.why));
+    if (dropped.reencode)
+      spdlog::info("router: kept context {} lost its shards ({}); its next question encodes it again",
+                   dropped.context_id, drop_reason(dropped.why));
+    else
+      spdlog::info("router: dropping kept context {} ({})", dropped.context_id, drop_reason(dropped.why));
     for (const WorkerActor& w : dropped.workers) caf::anon_send(w, drop_atom::value, dropped.context_id);
   }
   for (const TimerOrder& t : d.timers) {
@@ -282,11 +305,12 @@ RouterActor::behavior_type router(RouterPtr self, std::shared_ptr<const RouterCo
         drivers.emplace(fresh, driver);
         return fresh;
       },
-      [=](keep_atom, uint64_t id, ContextId& name, std::string& tenant) -> bool {
-        // The request ends; its shards become kept context `id`, `name` to its tenant.
+      [=](keep_atom, uint64_t id, ContextId& name, std::string& tenant, std::vector<int32_t>& tokens) -> bool {
+        // The request ends; its shards become kept context `id`, `name` to its tenant (or, for
+        // a question that encoded its kept context again, that context's).
         self->state.drivers->erase(id);
         Decisions d;
-        const bool kept = self->state.book->keep(id, now(), d, name, std::move(tenant));
+        const bool kept = self->state.book->keep(id, now(), d, name, std::move(tenant), std::move(tokens));
         apply(self, d);
         return kept;
       },

@@ -33,6 +33,7 @@ class Counter {
   explicit Counter(prometheus::Counter& c) : c_(&c) {}
   void inc(double v = 1.0) { c_->Increment(v); }  // v >= 0 (prometheus-cpp ignores a negative v)
   double value() const { return c_->Value(); }
+  prometheus::Counter* backend() const { return c_; }  // for Family::remove
 
  private:
   prometheus::Counter* c_;
@@ -44,6 +45,7 @@ class Gauge {
   void set(double v) { g_->Set(v); }
   void add(double v) { g_->Increment(v); }
   double value() const { return g_->Value(); }
+  prometheus::Gauge* backend() const { return g_; }  // for Family::remove
 
  private:
   prometheus::Gauge* g_;
@@ -82,6 +84,7 @@ class Histogram {
   };
   Snapshot snapshot() const;
   const std::vector<double>& bounds() const { return *bounds_; }
+  prometheus::Histogram* backend() const { return h_; }  // for Family::remove
 
  private:
   prometheus::Histogram* h_;
@@ -115,6 +118,9 @@ class Family {
   // The child with these labels (created on first use). Label names must be valid
   // Prometheus names, not "le", each once; throws std::invalid_argument otherwise.
   Metric& with(const Labels& labels = {});
+  // Removes the child with these labels (a worker that left), if any: references to it
+  // become invalid.
+  void remove(const Labels& labels);
   const std::string& name() const { return name_; }
   const std::string& help() const { return help_; }
   Kind kind() const { return kind_; }

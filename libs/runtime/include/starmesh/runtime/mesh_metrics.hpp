@@ -52,6 +52,8 @@ struct RouterMetrics {
   // The scale signal (scale_policy.hpp) and the inputs it does not share with the gauges above.
   metrics::Gauge &desired_workers, &desired_workers_by_kv, &desired_workers_by_requests;
   metrics::Gauge &kv_demand, &queued_tokens, &kept_tokens;
+  // starmesh_worker_removal_cost{worker, endpoint}, one child per registered worker.
+  metrics::Family<metrics::Gauge> &worker_removal_cost;
 
   // The request driver's calls: `n` tokens reached the client; the request ended (a question
   // over a kept context: its context was encoded, and counted, before).

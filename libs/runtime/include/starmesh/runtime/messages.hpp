@@ -215,7 +215,8 @@ using RequestActor =
 using ClientSinkActor = caf::typed_actor<
     caf::reacts_to<cancel_atom>,  // the caller's client went away
     caf::reacts_to<progress_atom, uint64_t, Progress>, caf::reacts_to<tokens_atom, uint64_t, ClientChunk>,
-    caf::reacts_to<done_atom, uint64_t, GenerateSummary>, caf::reacts_to<failed_atom, uint64_t, Error>>;
+    caf::reacts_to<done_atom, uint64_t, GenerateSummary>, caf::reacts_to<failed_atom, uint64_t, Error>,
+    caf::reacts_to<tick_atom, uint64_t>>;  // internal: its driver ended, its last message had time to come
 
 // A context worker. encoded and served are internal: a compute thread finished phase 1, a
 // shard loop ended.
@@ -247,7 +248,7 @@ using RouterActor =
                      // (named for clients by a random ContextId, owned by the request's tenant);
                      // attach: place a request (id, context name, tenant, local tokens) on one; drop: a client
                      // drops one (not_found unless the tenant owns it)
-                     caf::replies_to<keep_atom, uint64_t, ContextId, std::string>::with<bool>,
+                     caf::replies_to<keep_atom, uint64_t, ContextId, std::string, std::vector<int32_t>>::with<bool>,
                      caf::replies_to<attach_atom, uint64_t, ContextId, std::string, int64_t>::with<Placement>,
                      caf::replies_to<drop_atom, ContextId, std::string>::with<bool>>;
 
@@ -282,11 +283,15 @@ struct Placement {
   PlanSpec plan;
   std::vector<PlacedHost> hosts;  // index = plan host; the last is the query host
   uint64_t kept_context = 0;      // an attach's answer: the kept context's id in the mesh
+  // An attach's answer when the kept context lost its shards: a fresh placement, and the
+  // context's token ids to encode again (the driver keeps the new shards for the context).
+  // Router to driver only, inside the router's process: never serialized.
+  std::vector<int32_t> context_ids;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, Placement& x) {
-  return f(caf::meta::type_name("Placement"), x.plan, x.hosts, x.kept_context);
+  return f(caf::meta::type_name("Placement"), x.plan, x.hosts, x.kept_context, x.context_ids);
 }
 
 // Phase 1 for one host: its blocks, and the star group of the request.

@@ -8,9 +8,10 @@
 // a data-plane peer failed) while the request runs, up to `max_replans` times. The next
 // attempt encodes the whole context again on the workers left, replays the tokens the client
 // already has into the query, and streams on after them.
-// Not recovered: other codes (a timeout, a refusal, a bad request), a cancelled request, and a
-// question over a kept context (its shards went with the worker; the client sends the context
-// again). The client then gets the error with its code; `unavailable` is the retriable one.
+// A question over a kept context is recovered the same way: the router holds the context's ids
+// and encodes it again on the workers left (kept_context_policy.hpp).
+// Not recovered: other codes (a timeout, a refusal, a bad request) and a cancelled request. The
+// client then gets the error with its code; `unavailable` is the retriable one.
 // An `unauthenticated` failure is a data-plane message that failed its MAC: someone who is not
 // a host of the attempt sent it (an injection attempt). It is not planned again (the same
 // workers would meet the same sender); the client gets it as `unavailable` (retriable: its
@@ -25,9 +26,8 @@ namespace starmesh {
 
 struct RecoveryCase {
   ErrorCode code = ErrorCode::internal;
-  bool cancelled = false;     // the client cancelled (or went away)
-  bool kept_context = false;  // a question over a kept context
-  int replans = 0;            // attempts planned again so far
+  bool cancelled = false;  // the client cancelled (or went away)
+  int replans = 0;         // attempts planned again so far
   int max_replans = 3;
 };
 

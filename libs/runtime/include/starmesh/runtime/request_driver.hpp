@@ -37,6 +37,7 @@ struct DriverState {
   RequestTokens tokens;
   Placement placement;
   bool placed = false;
+  bool reencoding = false;  // a question encoding its kept context again (it lost its shards)
   size_t encoded = 0;
   std::chrono::steady_clock::time_point phase1_start;
   CoordinatorActor coordinator;
