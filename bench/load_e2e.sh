@@ -15,20 +15,8 @@ trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$di
 # the query host), so that the queue, not refusals, absorbs the bursts.
 capacity=$(((clients * (context + max_tokens + 64)) / workers + 1024))
 
-"$bin" router --listen 127.0.0.1:0 --port-file "$dir/router.port" --api-listen 127.0.0.1:0 \
-  --api-port-file "$dir/api.port" --model "$model" --block-size 256 --api-max-connections $((clients + 8)) \
-  > "$logs/router.log" 2>&1 &
-for _ in $(seq 600); do [ -s "$dir/router.port" ] && [ -s "$dir/api.port" ] && break; sleep 0.1; done
-port=$(cat "$dir/router.port") api=$(cat "$dir/api.port")
-for i in $(seq "$workers"); do
-  "$bin" worker --router "127.0.0.1:$port" --listen 127.0.0.1:0 --model "$model" --device cpu --threads 1 \
-    --transport ucx-shm --capacity "$capacity" > "$logs/worker-$i.log" 2>&1 &
-done
-for _ in $(seq 600); do
-  n=$("$bin" client info --connect "127.0.0.1:$api" 2>/dev/null | sed -n 's/.*workers: *\([0-9]*\).*/\1/p' | head -1)
-  [ "${n:-0}" -ge "$workers" ] && break
-  sleep 0.5
-done
-[ "${n:-0}" -ge "$workers" ] || { echo "only ${n:-0} of $workers workers registered" >&2; tail -5 "$logs"/*.log >&2; exit 1; }
+. "$(dirname "$0")/start_mesh.sh"
+start_mesh "$bin" "$model" "$logs" "$dir" "$workers" "--block-size 256 --api-max-connections $((clients + 8))" \
+  "--device cpu --threads 1 --transport ucx-shm --capacity $capacity"
 "$build/bin/load_bench" --connect "127.0.0.1:$api" --clients "$clients" --seconds "$seconds" --context "$context" \
   --max-tokens "$max_tokens" --block 256

@@ -13,21 +13,9 @@ trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$di
 longest=$(echo "$contexts" | tr , '\n' | sort -n | tail -1)
 capacity=$((longest / workers + max_tokens + 1024))  # a shard, and on the query host the query and output
 
-"$bin" router --listen 127.0.0.1:0 --port-file "$dir/router.port" --api-listen 127.0.0.1:0 \
-  --api-port-file "$dir/api.port" --model "$model" --phase1-timeout 900 --step-timeout 120 \
-  > "$logs/router.log" 2>&1 &
-for _ in $(seq 600); do [ -s "$dir/router.port" ] && [ -s "$dir/api.port" ] && break; sleep 0.1; done
-port=$(cat "$dir/router.port") api=$(cat "$dir/api.port")
-for i in $(seq "$workers"); do
-  "$bin" worker --router "127.0.0.1:$port" --listen 127.0.0.1:0 --model "$model" --device "${DEVICE:-cuda}" \
-    --capacity "$capacity" > "$logs/worker-$i.log" 2>&1 &
-done
-for _ in $(seq 600); do
-  n=$("$bin" client info --connect "127.0.0.1:$api" 2>/dev/null | sed -n 's/.*workers: *\([0-9]*\).*/\1/p' | head -1)
-  [ "${n:-0}" -ge "$workers" ] && break
-  sleep 0.5
-done
-[ "${n:-0}" -ge "$workers" ] || { echo "only ${n:-0} of $workers workers registered" >&2; tail -5 "$logs"/*.log >&2; exit 1; }
+. "$(dirname "$0")/start_mesh.sh"
+start_mesh "$bin" "$model" "$logs" "$dir" "$workers" "--phase1-timeout 900 --step-timeout 120" \
+  "--device ${DEVICE:-cuda} --capacity $capacity"
 
 for len in $(echo "$contexts" | tr , ' '); do
   python3 -c "import json, random; v = min(128000, json.load(open('$model/config.json'))['vocab_size']); \
