@@ -11,6 +11,8 @@
 #include <cmath>
 #include <fstream>
 #include <future>
+#include <memory>
+#include <mutex>
 #include <thread>
 
 #include "integration/process_mesh.hpp"
@@ -128,31 +130,40 @@ TEST_CASE_FIXTURE(ProcessMesh,
 
 TEST_CASE_FIXTURE(ProcessMesh,
                   "kept context: a shard host killed while a question runs over it, the answer is the reference") {
-  start("ucx-shm", 3);
+  start("ucx-tcp", 3);  // a SIGKILL mid-send over shm can wedge a survivor (docs/TRAPS.md)
   const auto ctx = random_ids(1200, 71), q = random_ids(6, 72);
   const ContextId id = keep_context(*this, ctx, 3);
-  std::vector<int32_t> ids;
-  std::promise<Expected<GenerateSummary>> finished;
-  std::atomic<bool> killed{false};
+  // What the callbacks write: shared with them, so a late callback after a failed REQUIRE
+  // finds it alive.
+  struct Run {
+    std::mutex mu;
+    std::vector<int32_t> ids;
+    std::promise<Expected<GenerateSummary>> finished;
+    std::atomic<bool> killed{false};
+  };
+  auto run = std::make_shared<Run>();
   GenerateOrder o;
   o.request.context_id = id;
   o.request.query_ids = q;
   o.request.max_new_tokens = 24;
+  LocalMesh* m = mesh.get();
   mesh->client().submit(
       o,
-      [&](const ClientChunk& c) {
-        ids.insert(ids.end(), c.ids.begin(), c.ids.end());
-        if (ids.size() >= 3 && !killed.exchange(true)) (void)mesh->signal_worker(0, SIGKILL);
+      [run, m](const ClientChunk& c) {
+        std::lock_guard lock(run->mu);
+        run->ids.insert(run->ids.end(), c.ids.begin(), c.ids.end());
+        if (run->ids.size() >= 3 && !run->killed.exchange(true)) (void)m->signal_worker(0, SIGKILL);
         return true;
       },
-      [&](Expected<GenerateSummary> s) { finished.set_value(std::move(s)); });
-  auto done = finished.get_future();
+      [run](Expected<GenerateSummary> s) { run->finished.set_value(std::move(s)); });
+  auto done = run->finished.get_future();
   REQUIRE_MESSAGE(done.wait_for(60s) == std::future_status::ready, "hangs; logs:\n" << mesh->log_tail(40));
   auto got = done.get();
   REQUIRE_MESSAGE(got, (got ? "" : got.error().message + "\n" + mesh->log_tail(40)));
-  CHECK(killed.load());
+  CHECK(run->killed.load());
   CHECK(got->hosts == 2);  // planned again on the two left, the context encoded again
-  CHECK(ids == star(ctx, q, 256, 2, 24).ids);
+  std::lock_guard lock(run->mu);
+  CHECK(run->ids == star(ctx, q, 256, 2, 24).ids);
 }
 
 TEST_CASE_FIXTURE(ProcessMesh,

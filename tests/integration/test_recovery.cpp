@@ -9,6 +9,8 @@
 #include <fstream>
 #include <future>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <random>
 #include <thread>
 
@@ -51,12 +53,19 @@ void chaos(ProcessMesh& m, int requests, uint32_t seed, const std::function<size
     const size_t at_token = 1 + rng() % 4;
     const auto delay = std::chrono::milliseconds(rng() % 31);
     in_phase2_kills += in_phase2;
-    std::atomic<bool> killed{false};
-    auto kill = [&] {
-      if (!killed.exchange(true)) (void)m.mesh->signal_worker(who, SIGKILL);
+    // What the callbacks touch is shared with them: after a failed REQUIRE below, a late
+    // callback must find it alive.
+    struct Run {
+      std::mutex mu;
+      std::vector<int32_t> ids;
+      std::promise<Expected<GenerateSummary>> finished;
+      std::atomic<bool> killed{false};
     };
-    std::promise<Expected<GenerateSummary>> finished;
-    std::vector<int32_t> ids;
+    auto run = std::make_shared<Run>();
+    LocalMesh* mesh = m.mesh.get();
+    auto kill = [run, mesh, who] {
+      if (!run->killed.exchange(true)) (void)mesh->signal_worker(who, SIGKILL);
+    };
     GenerateOrder order;
     order.request.context_ids = ctx;
     order.request.query_ids = query;
@@ -65,17 +74,18 @@ void chaos(ProcessMesh& m, int requests, uint32_t seed, const std::function<size
     const auto t0 = std::chrono::steady_clock::now();
     m.mesh->client().submit(
         order,
-        [&](const ClientChunk& c) {
-          ids.insert(ids.end(), c.ids.begin(), c.ids.end());
-          if (in_phase2 && ids.size() >= at_token) kill();
+        [run, kill, in_phase2, at_token](const ClientChunk& c) {
+          std::lock_guard lock(run->mu);
+          run->ids.insert(run->ids.end(), c.ids.begin(), c.ids.end());
+          if (in_phase2 && run->ids.size() >= at_token) kill();
           return true;
         },
-        [&](Expected<GenerateSummary> s) { finished.set_value(std::move(s)); });
+        [run](Expected<GenerateSummary> s) { run->finished.set_value(std::move(s)); });
     if (!in_phase2) {
       std::this_thread::sleep_for(delay);
       kill();
     }
-    auto done = finished.get_future();
+    auto done = run->finished.get_future();
     const bool ended = done.wait_for(60s) == std::future_status::ready;
     REQUIRE_MESSAGE(ended, "request " << i << " (worker " << who + 1 << " killed "
                                       << (in_phase2 ? "at token " + std::to_string(at_token)
@@ -93,7 +103,8 @@ void chaos(ProcessMesh& m, int requests, uint32_t seed, const std::function<size
                             << m.mesh->log_tail(30));
     } else {
       ++answered;
-      CHECK(ids == m.star(ctx, query, 256, 3, max_new).ids);
+      std::lock_guard lock(run->mu);
+      CHECK(run->ids == m.star(ctx, query, 256, 3, max_new).ids);
     }
     kill();  // if the request ended first
     const Status restarted = m.mesh->restart_worker(m.sys, who);
