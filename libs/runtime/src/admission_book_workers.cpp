@@ -11,7 +11,7 @@ int AdmissionBook::readers(uint64_t context_id) const {
   int n = 0;
   for (const auto& [id, cid] : attached_) {
     if (cid != context_id || placements_.count(id)) continue;  // another context, or encoding it again
-    n += std::none_of(queue_.begin(), queue_.end(), [id](const Waiting& w) { return w.id == id; });
+    n += std::none_of(queue_.begin(), queue_.end(), [id = id](const Waiting& w) { return w.id == id; });
   }
   return n;
 }
