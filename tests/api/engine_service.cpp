@@ -79,6 +79,11 @@ Expected<GenerateSummary> EngineService::serve(const Job& job) {
     return make_error(ErrorCode::invalid_argument, "max_new_tokens must be > 0, got ", r.max_new_tokens);
   if (Status valid = validate(r.sampling); !valid) return with_code(valid.error(), ErrorCode::invalid_argument);
 
+  const int64_t kv_tokens = int64_t(context.size()) + int64_t(query.size()) + r.max_new_tokens;
+  if (kv_tokens > kKvCapacityTokens)
+    return make_error(ErrorCode::refused, "the request needs ", kv_tokens, " KV tokens, this service holds ",
+                      kKvCapacityTokens);
+
   GenerateSummary summary;
   summary.context_tokens = int64_t(context.size());
   summary.query_tokens = int64_t(query.size());

@@ -24,6 +24,8 @@ class EngineService final : public generate_service_i {
  public:
   static constexpr int64_t kDefaultBlockSize = 64;
   static constexpr int kHosts = 4;
+  // Its KV pool, as a worker's --capacity: a request needing more is refused, not allocated.
+  static constexpr int64_t kKvCapacityTokens = 1 << 16;
 
   EngineService(const Transformer& model, const Tokenizer& tokenizer);
   ~EngineService() override;  // finishes the queued requests, then joins
