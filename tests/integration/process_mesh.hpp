@@ -4,8 +4,11 @@
 // single-process references (star engine, global attention) to compare against.
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <future>
+#include <mutex>
 #include <thread>
 
 #include "starmesh/backend/cpu_backend.hpp"
@@ -17,6 +20,15 @@
 extern "C" void openblas_set_num_threads(int);
 
 namespace starmesh::test {
+
+// What a request's callbacks write while a test kills workers under it: held by a shared_ptr
+// the callbacks keep, so a late callback after a failed REQUIRE finds it alive.
+struct StreamedRun {
+  std::mutex mu;
+  std::vector<int32_t> ids;
+  std::promise<Expected<GenerateSummary>> finished;
+  std::atomic<bool> killed{false};
+};
 
 struct ProcessMesh {
   ThreadPool pool{1};

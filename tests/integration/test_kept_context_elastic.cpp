@@ -21,6 +21,7 @@
 using namespace starmesh;
 using namespace std::chrono_literals;
 using test::ProcessMesh;
+using test::StreamedRun;
 
 namespace {
 
@@ -133,15 +134,7 @@ TEST_CASE_FIXTURE(ProcessMesh,
   start("ucx-tcp", 3);  // a SIGKILL mid-send over shm can wedge a survivor (docs/TRAPS.md)
   const auto ctx = random_ids(1200, 71), q = random_ids(6, 72);
   const ContextId id = keep_context(*this, ctx, 3);
-  // What the callbacks write: shared with them, so a late callback after a failed REQUIRE
-  // finds it alive.
-  struct Run {
-    std::mutex mu;
-    std::vector<int32_t> ids;
-    std::promise<Expected<GenerateSummary>> finished;
-    std::atomic<bool> killed{false};
-  };
-  auto run = std::make_shared<Run>();
+  auto run = std::make_shared<StreamedRun>();  // shared with the callbacks
   GenerateOrder o;
   o.request.context_id = id;
   o.request.query_ids = q;

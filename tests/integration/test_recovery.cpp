@@ -53,15 +53,7 @@ void chaos(ProcessMesh& m, int requests, uint32_t seed, const std::function<size
     const size_t at_token = 1 + rng() % 4;
     const auto delay = std::chrono::milliseconds(rng() % 31);
     in_phase2_kills += in_phase2;
-    // What the callbacks touch is shared with them: after a failed REQUIRE below, a late
-    // callback must find it alive.
-    struct Run {
-      std::mutex mu;
-      std::vector<int32_t> ids;
-      std::promise<Expected<GenerateSummary>> finished;
-      std::atomic<bool> killed{false};
-    };
-    auto run = std::make_shared<Run>();
+    auto run = std::make_shared<StreamedRun>();  // shared with the callbacks
     LocalMesh* mesh = m.mesh.get();
     auto kill = [run, mesh, who] {
       if (!run->killed.exchange(true)) (void)mesh->signal_worker(who, SIGKILL);
