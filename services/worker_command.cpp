@@ -30,6 +30,7 @@ struct WorkerFlags {
   std::string model_dir = STARMESH_DEFAULT_MODEL_DIR;
   std::string device = "cpu";
   int64_t capacity = 65536;
+  int64_t kv_page_tokens = 16;
   int max_batch = 32;
   int64_t prefill_chunk = 4096;
   int threads = 0;
@@ -79,10 +80,15 @@ int run_worker(const WorkerFlags& f) {
       spdlog::info("loading the model: {} of {} layers", done, total);
   });
   if (!loaded) return fail(loaded.error().message);
-  const Transformer& model = *(*loaded)->model;
+  Transformer& model = *(*loaded)->model;
+  // KV in pages of one arena: caches of every length share the device, a freed one's pages
+  // serve the next at once. A freed request's pages come back when its thread lets go of
+  // them (a chunk's time at most); a new cache waits that long for them.
+  auto pages = page_kv(model, f.capacity, f.kv_page_tokens, std::chrono::seconds(30));
+  if (!pages) return fail(pages.error().message);
   auto plane = make_ucx_data_plane(*ucx);
   if (!plane) return fail(plane.error().message);
-  auto worker_metrics = std::make_shared<WorkerMetrics>(f.capacity);
+  auto worker_metrics = std::make_shared<WorkerMetrics>(pages->capacity_tokens);
   publish_build_info(worker_metrics->registry, STARMESH_VERSION, served_model_name(f.model_dir));
   // /healthz: the worker actor runs; /readyz: and it is registered with a router.
   WorkerMembershipOptions mo;  // its flags: the worker actor runs, it is registered
@@ -106,7 +112,8 @@ int run_worker(const WorkerFlags& f) {
     setup.data_plane = plane->get();
     setup.endpoint = f.listen + " (pid " + std::to_string(getpid()) + ")";
     setup.device = to_string(resolve_device(*device));
-    setup.kv_capacity = f.capacity;
+    setup.kv_capacity = pages->capacity_tokens;  // --capacity in whole pages
+    setup.kv_page_tokens = pages->page_tokens;
     setup.max_batch = f.max_batch;
     setup.prefill_chunk = f.prefill_chunk;
     setup.metrics = worker_metrics;
@@ -126,8 +133,10 @@ int run_worker(const WorkerFlags& f) {
     WorkerMembership membership(sys, worker, mo);
     auto id = membership.join();
     if (!id) return fail(id.error().message);
-    spdlog::info("worker {} at {}: {} on {}, {} KV tokens, {} compute threads, data plane {}", *id, endpoint,
-                 model_signature(model.config()), setup.device, f.capacity, (*loaded)->pool.size(), (*plane)->name());
+    spdlog::info("worker {} at {}: {} on {}, {} KV tokens in pages of {}{}, {} compute threads, data plane {}", *id,
+                 endpoint, model_signature(model.config()), setup.device, setup.kv_capacity, pages->page_tokens,
+                 model.kv_paging().arena ? "" : " (booked; allocated per cache)", (*loaded)->pool.size(),
+                 (*plane)->name());
     fmt::print("starmesh worker {} at {} registered with the router at {}\n", *id, endpoint, f.router);
     std::fflush(stdout);
     exit_code = membership.run(wait_for_signal);
@@ -151,6 +160,11 @@ void add_worker_command(CLI::App& app, int& exit_code) {
       ->capture_default_str();
   cmd->add_option("--capacity", f->capacity, "KV pool size in tokens")
       ->check(CLI::Range(int64_t(1), int64_t(1) << 34))
+      ->capture_default_str();
+  cmd->add_option("--kv-page-tokens", f->kv_page_tokens,
+                  "Smallest KV page in tokens; the device's page size and the mapping limit may raise it "
+                  "(the log says what was taken)")
+      ->check(CLI::Range(int64_t(1), kMaxPageTokens))
       ->capture_default_str();
   cmd->add_option("--max-batch", f->max_batch,
                   "Most requests whose decode steps this worker runs as one batch (as their query host)")

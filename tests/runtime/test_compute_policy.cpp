@@ -74,6 +74,36 @@ TEST_CASE("phase-1 work takes turns between requests, each request's blocks in o
   CHECK(drain(p) == std::vector<uint64_t>{5, 6, 1, 7, 2, 3, 4});
 }
 
+TEST_CASE("phase-1 work takes turns between tenants first: one tenant's burst does not starve another's") {
+  ComputePolicy p(1);
+  // Tenant 70 queues 8 requests of 2 blocks each; then tenant 20 queues one request of 2.
+  uint64_t ticket = 1;
+  for (uint64_t r = 1; r <= 8; ++r)
+    for (int b = 0; b < 2; ++b) p.wait(ticket++, WorkKind::phase1, r, 70);
+  p.wait(100, WorkKind::phase1, 50, 20);
+  p.wait(101, WorkKind::phase1, 50, 20);
+  const auto order = drain(p);
+  // Tenant 20 (lower tag) goes first, and then every other grant is its until it is done:
+  // tenant 70's 16 blocks do not delay it, while tenant 70's own requests still take turns.
+  REQUIRE(order.size() == 18);
+  CHECK(order[0] == 100);
+  CHECK(order[2] == 101);
+  // Tenant 70's grants: requests 1, 2, 3, ... one block each before any gets a second.
+  std::vector<uint64_t> seventy;
+  for (uint64_t t : order)
+    if (t < 100) seventy.push_back(t);
+  CHECK(seventy == std::vector<uint64_t>{1, 3, 5, 7, 9, 11, 13, 15, 2, 4, 6, 8, 10, 12, 14, 16});
+
+  // A tenant arriving later gets the next phase-1 grant after the one running, not after the
+  // burst: tenant 70 queues again, tenant 90 comes in after one grant.
+  ComputePolicy q(1);
+  for (uint64_t t = 1; t <= 6; ++t) q.wait(t, WorkKind::phase1, t, 70);
+  CHECK(q.next() == std::optional<uint64_t>(1));
+  q.wait(50, WorkKind::phase1, 40, 90);
+  CHECK(q.next() == std::optional<uint64_t>(50));
+  CHECK(q.next() == std::optional<uint64_t>(2));
+}
+
 TEST_CASE("the arbiter gives the device to one thread at a time, in the policy's order") {
   DeviceArbiter arbiter(1);
   arbiter.acquire(WorkKind::decode, 1);  // held: everybody else queues

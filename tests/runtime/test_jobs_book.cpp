@@ -112,3 +112,20 @@ TEST_CASE("jobs book: keeping without a shard is refused and frees the request, 
   CHECK(book.drop(0) == 2);
   CHECK(book.pool().used() == 0);
 }
+
+TEST_CASE("jobs book in pages: a shard and the local tokens each take whole pages, a kept shard too") {
+  JobsBook book(1024, 64);
+  REQUIRE(book.admit(job(1, 800, 400, 2, 1, 50), 0));  // [400, 800): 448, and 50 local: 64
+  CHECK(book.pool().used() == 448 + 64);
+  // 512 free: a shard of 500 takes 512 and fits; one more page does not.
+  REQUIRE(book.admit(job(2, 500, 500, 1, 0), 0));
+  CHECK(book.pool().free() == 0);
+  CHECK(book.admit(job(3, 1, 1, 1, 0), 0).code() == ErrorCode::overloaded);
+  // Kept, host 0's shard of 500 stays booked as 512.
+  encoded(*book.find(2));
+  book.find(2)->keep = true;
+  REQUIRE(book.keep(2));
+  CHECK(book.pool().used() == 448 + 64 + 512);
+  book.retire(1);
+  CHECK(book.pool().used() == 512);
+}

@@ -84,3 +84,37 @@ TEST_CASE("placement refuses with the numbers when the workers are full, and whe
   m.release(2);
   CHECK(m.place(3, ask(200, 32, 128)));
 }
+
+TEST_CASE("placement books whole pages of each worker, and refuses a worker claiming absurd pages") {
+  Membership m;
+  auto a = info("a:1", 1024);
+  a.kv_page_tokens = 64;
+  auto b = info("b:2", 2048);
+  b.kv_page_tokens = 128;
+  REQUIRE(m.add({}, a));
+  REQUIRE(m.add({}, b));
+  // 600 context tokens in blocks of 300, 10 local: host 0 on a, the query host on b.
+  auto p = m.place(1, ask(600, 10, 300)).value();
+  REQUIRE(p.hosts.size() == 2);
+  CHECK(p.local_tokens == 10);
+  CHECK(p.hosts[0].reserve == 320);        // 300 in pages of 64
+  CHECK(p.hosts[1].reserve == 384 + 128);  // 300 in pages of 128, 10 local in one page
+  CHECK(m.find(1)->reserved == 320);
+  CHECK(m.find(2)->reserved == 512);
+  // reserve_exact books pages too (a kept context's shards, an attach's local tokens).
+  REQUIRE(m.reserve_exact(9, {{1, 1}, {2, 129}}));
+  CHECK(m.find(1)->reserved == 320 + 64);
+  CHECK(m.find(2)->reserved == 512 + 256);
+  m.release(9);
+  m.release(1);
+  CHECK(m.find(1)->reserved == 0);
+  CHECK(m.find(2)->reserved == 0);
+
+  for (int64_t bad : {int64_t(-1), kMaxPageTokens + 1}) {
+    auto c = info("c:3", 1000);
+    c.kv_page_tokens = bad;
+    auto refused = m.add({}, c);
+    REQUIRE_FALSE(refused);
+    CHECK(refused.error().code == ErrorCode::invalid_argument);
+  }
+}

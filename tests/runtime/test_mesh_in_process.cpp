@@ -3,6 +3,7 @@
 // Tokens and logits must equal the single-process Star Attention engine with the same plan.
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <future>
 #include <mutex>
 #include <random>
@@ -57,13 +58,14 @@ struct InProcessMesh {
     sys.await_all_actors_done();
   }
 
-  WorkerActor add_worker(int64_t capacity) {
+  WorkerActor add_worker(int64_t capacity, int64_t page_tokens = 0) {
     planes.push_back(hub->plane());
     WorkerSetup s;
     s.model = &model;
     s.data_plane = planes.back().get();
     s.endpoint = "in-process:" + std::to_string(workers.size() + 1);
     s.kv_capacity = capacity;
+    s.kv_page_tokens = page_tokens;
     WorkerActor w = spawn_context_worker(sys, s);
     REQUIRE(register_worker(sys, router, w, 5s));
     workers.push_back(w);
@@ -373,4 +375,51 @@ TEST_CASE_FIXTURE(InProcessMesh,
   REQUIRE_MESSAGE(answer, (answer ? "" : answer.error().message));
   CHECK(answer->request_id > summary->request_id);
   CHECK(second.order == std::vector<std::string>{"queued", "prefill", "tokens"});
+}
+
+TEST_CASE_FIXTURE(InProcessMesh, "paged KV: the mesh answers as the unpaged engine, and a cancel frees pages at once") {
+  const auto ctx = random_ids(1000, 101), query = random_ids(7, 102);
+  const Reference want = star(ctx, query, 128, 3, 12);  // before paging: whole allocations
+  // The workers share this process's model, so one arena holds the three workers' pools.
+  const KvPageGeometry g = page_kv(model, 3 * 4096, 16, 2s).value();
+  const int64_t per_worker = g.capacity_tokens / 3 / g.page_tokens * g.page_tokens;
+  const auto& arena = model.kv_paging().arena;
+  REQUIRE(arena);
+  for (int i = 0; i < 3; ++i) add_worker(per_worker, g.page_tokens);
+
+  auto got = client->run(order(ctx, query, 128, 12));
+  REQUIRE_MESSAGE(got, (got ? "" : got.error().message));
+  CHECK(got->ids == want.ids);
+  CHECK(got->logits == want.logits);
+  auto pages_back = [&](std::chrono::milliseconds within) {
+    const auto until = std::chrono::steady_clock::now() + within;
+    while (arena->free_pages() != arena->pages() && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(1ms);
+    return arena->free_pages() == arena->pages();
+  };
+  CHECK(pages_back(2s));
+
+  // A long generation, cancelled at its first tokens: its shards' and local pages return as
+  // soon as its threads let go, and the router's books are empty.
+  std::promise<Expected<GenerateSummary>> done;
+  std::atomic<int64_t> pages_while_running{0};
+  GenerateRequest r = order(random_ids(900, 103), query, 128, 2000).request;
+  client->generate(
+      std::move(r),
+      [&](const TokenChunk&) {
+        pages_while_running = arena->pages() - arena->free_pages();
+        return false;  // cancel
+      },
+      [&](Expected<GenerateSummary> s) { done.set_value(std::move(s)); });
+  auto ended = done.get_future().get();
+  REQUIRE_MESSAGE(ended, (ended ? "" : ended.error().message));
+  CHECK(ended->stop_reason == StopReason::cancelled);
+  CHECK(ended->generated_tokens < 2000);
+  const auto t0 = std::chrono::steady_clock::now();
+  CHECK(pages_while_running.load() > 0);
+  CHECK(pages_back(2s));
+  MESSAGE("pages back " << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() * 1e3
+                        << " ms after the cancel was answered");
+  const auto members = client->members();
+  for (const auto& w : members.value()) CHECK(w.reserved == 0);
 }

@@ -101,7 +101,7 @@ bool host_needs_anchor(const BlockPlan& plan, int host) {
 
 Expected<KvCache> encode_anchor(const Transformer& model, const BlockPlan& plan, std::span<const int32_t> context) {
   if (plan.anchor_size <= 0) return make_error("encode_anchor: the plan has no anchor");
-  SM_ASSIGN(cache, model.make_cache(plan.anchor_size));
+  SM_ASSIGN(cache, model.make_cache(plan.anchor_size, Transformer::KvMemory::working));
   SM_TRY(model.forward(context.first(size_t(plan.anchor_size)), cache).status());
   return cache;
 }
@@ -147,7 +147,7 @@ Expected<KvShard> encode_host(const Transformer& model, const BlockPlan& plan, i
   if (host_needs_anchor(plan, host)) {
     if (plan.anchor_size <= 0) return make_error("encode_host: the plan has no anchor");
     // A plain prefill of the anchor's tokens, in chunks as the blocks are.
-    SM_ASSIGN(cache, model.make_cache(plan.anchor_size));
+    SM_ASSIGN(cache, model.make_cache(plan.anchor_size, Transformer::KvMemory::working));
     const int64_t chunk = control.chunk_tokens > 0 ? control.chunk_tokens : plan.anchor_size;
     for (int64_t s = 0; s < plan.anchor_size; s += chunk) {
       if (control.stop && control.stop->load()) return make_error(ErrorCode::cancelled, "stopped during phase 1");

@@ -2,14 +2,39 @@
 
 namespace starmesh {
 
-Expected<KvCache> KvCache::create(backend_i& backend, int layers, int64_t capacity, int64_t kv_heads,
-                                  int64_t head_dim) {
+Expected<KvCache> KvCache::create_paged(KvCache c, const KvPaging& paging, int layers, int64_t kv_heads,
+                                        int64_t head_dim) {
+  const DType act = c.backend_->activation_dtype();
+  const int64_t row_bytes = kv_heads * head_dim * int64_t(dtype_size(act));
+  if (!paging.arena || paging.arena->device() != c.backend_->device() || paging.page_tokens <= 0 ||
+      paging.page_tokens * row_bytes != paging.arena->page_bytes())
+    return make_error("kv cache: the page arena does not fit this model and backend (pages of ",
+                      paging.arena ? paging.arena->page_bytes() : 0, " bytes, ", paging.page_tokens, " tokens of ",
+                      row_bytes, " bytes)");
+  const int64_t pages_per_tensor = (c.capacity_ + paging.page_tokens - 1) / paging.page_tokens;
+  SM_ASSIGN(range, paging.arena->reserve(2 * int64_t(layers) * pages_per_tensor));
+  SM_TRY(range->map(0, range->pages()));
+  c.range_ = std::move(range);
+  // Every view holds the range: its pages stay while any of them is in use.
+  auto* base = static_cast<char*>(c.range_->base());
+  const size_t tensor_bytes = size_t(pages_per_tensor) * size_t(paging.arena->page_bytes());
+  for (int64_t t = 0; t < 2 * int64_t(layers); ++t) {
+    Tensor x = Tensor::wrap(base + size_t(t) * tensor_bytes, act, {c.capacity_, kv_heads, head_dim},
+                            c.backend_->device(), c.range_);
+    (t % 2 == 0 ? c.keys_ : c.values_).push_back(std::move(x));
+  }
+  return c;
+}
+
+Expected<KvCache> KvCache::create(backend_i& backend, int layers, int64_t capacity, int64_t kv_heads, int64_t head_dim,
+                                  const KvPaging* paging) {
   if (layers <= 0 || capacity < 0 || kv_heads <= 0 || head_dim <= 0)
     return make_error("kv cache: bad geometry (layers ", layers, ", capacity ", capacity, ", kv heads ", kv_heads,
                       ", head dim ", head_dim, ")");
   KvCache c;
   c.backend_ = &backend;
   c.capacity_ = capacity;
+  if (paging && capacity > 0) return create_paged(std::move(c), *paging, layers, kv_heads, head_dim);
   for (int l = 0; l < layers; ++l) {
     SM_ASSIGN(k, backend.alloc(backend.activation_dtype(), {capacity, kv_heads, head_dim}));
     SM_ASSIGN(v, backend.alloc(backend.activation_dtype(), {capacity, kv_heads, head_dim}));

@@ -181,8 +181,14 @@ Expected<Tensor> Transformer::logits(const Tensor& hidden) const {
   return out;
 }
 
-Expected<KvCache> Transformer::make_cache(int64_t capacity) const {
-  return KvCache::create(*backend_, config_.num_hidden_layers, capacity, config_.num_key_value_heads, config_.head_dim);
+Expected<KvCache> Transformer::make_cache(int64_t capacity, KvMemory memory) const {
+  const KvPaging* paging = memory == KvMemory::booked && paging_.arena ? &paging_ : nullptr;
+  return KvCache::create(*backend_, config_.num_hidden_layers, capacity, config_.num_key_value_heads, config_.head_dim,
+                         paging);
+}
+
+int64_t Transformer::kv_row_bytes() const {
+  return config_.num_key_value_heads * config_.head_dim * int64_t(dtype_size(backend_->activation_dtype()));
 }
 
 Expected<Tensor> Transformer::forward(std::span<const int32_t> ids, KvCache& cache, bool all_rows) const {

@@ -93,7 +93,9 @@ Expected<Placement> AdmissionBook::try_attach(uint64_t id, uint64_t context_id, 
   k->second.last_used = now;
   Placement placed = k->second.placement;
   placed.kept_context = k->second.shard_id;
-  placed.hosts.back().reserve = (q.end - q.begin) + local_tokens;
+  placed.local_tokens = local_tokens;
+  if (auto w = members_.find(q.worker_id))
+    placed.hosts.back().reserve = booked_on(w->info, q.end - q.begin) + booked_on(w->info, local_tokens);
   return placed;
 }
 
@@ -105,7 +107,8 @@ bool AdmissionBook::fits_when_idle(const PlacementAsk& ask, uint64_t context_id)
   if (encodes_again(k->second)) return members_.fits_when_idle(reencode_ask(k->second, ask.local_tokens));
   const PlacedHost& q = k->second.placement.hosts.back();
   auto w = members_.find(q.worker_id);
-  return w && !w->draining && w->info.kv_free - (q.end - q.begin) >= ask.local_tokens;
+  return w && !w->draining &&
+         w->info.kv_free - booked_on(w->info, q.end - q.begin) >= booked_on(w->info, ask.local_tokens);
 }
 
 // Why it can never be placed (place() gives the numbers for a request).

@@ -6,9 +6,9 @@ namespace starmesh {
 
 ComputePolicy::ComputePolicy(int interleave) : interleave_(std::max(1, interleave)) {}
 
-void ComputePolicy::wait(uint64_t ticket, WorkKind kind, uint64_t request) {
+void ComputePolicy::wait(uint64_t ticket, WorkKind kind, uint64_t request, uint64_t tenant) {
   if (kind == WorkKind::phase1) {
-    phase1_[request].push_back(ticket);
+    phase1_[tenant].requests[request].push_back(ticket);
     ++phase1_waiting_;
   } else {
     latency_.push_back({ticket, request});
@@ -26,17 +26,29 @@ std::optional<uint64_t> ComputePolicy::next() {
   return t;
 }
 
+namespace {
+// The entry after `last` (wrapping round; the first when none was served): turns in key order.
+template <class Map>
+typename Map::iterator after(Map& m, const std::optional<uint64_t>& last) {
+  auto it = last ? m.upper_bound(*last) : m.begin();
+  return it == m.end() ? m.begin() : it;
+}
+}  // namespace
+
 std::optional<uint64_t> ComputePolicy::next_phase1() {
-  // The request after the one served last (wrapping round), so each gets a block in turn.
-  auto it = last_phase1_request_ ? phase1_.upper_bound(*last_phase1_request_) : phase1_.begin();
-  if (it == phase1_.end()) it = phase1_.begin();
-  const uint64_t t = it->second.front();
-  it->second.pop_front();
-  last_phase1_request_ = it->first;
-  if (it->second.empty()) phase1_.erase(it);
+  // The tenant after the one served last, then its request after the one it had served last.
+  auto tenant = after(phase1_, last_tenant_);
+  Tenant& t = tenant->second;
+  auto request = after(t.requests, t.last_request);
+  const uint64_t ticket = request->second.front();
+  request->second.pop_front();
+  last_tenant_ = tenant->first;
+  t.last_request = request->first;
+  if (request->second.empty()) t.requests.erase(request);
+  if (t.requests.empty()) phase1_.erase(tenant);
   --phase1_waiting_;
   latency_streak_ = 0;
-  return t;
+  return ticket;
 }
 
 }  // namespace starmesh

@@ -34,6 +34,11 @@ void publish_pool(const WorkerState& st) {
   if (!st.setup->metrics) return;
   st.setup->metrics->kv_reserved.set(double(st.book->pool().used()));
   st.setup->metrics->requests.set(double(st.book->pool().requests()));
+  // The memory behind it: pages mapped now (they follow the bookings as caches grow and go).
+  if (const auto& arena = st.setup->model->kv_paging().arena) {
+    st.setup->metrics->kv_pages_total.set(double(arena->pages()));
+    st.setup->metrics->kv_pages_used.set(double(arena->pages() - arena->free_pages()));
+  }
 }
 
 void count_refusal(const WorkerState& st) {
@@ -111,6 +116,7 @@ caf::result<CoordinatorActor> start_phase2(WorkerPtr self, Phase2Order& o) {
   auto cs = std::make_shared<CoordinatorSetup>(CoordinatorSetup{
       st.engine, job->shard, job->plan.context_tokens, job->local_capacity, std::move(job->transport), job->host_names,
       std::move(o), job->step_timeout, std::shared_ptr<const std::atomic<bool>>(job, &job->stop), st.setup->metrics});
+  cs->tenant_tag = job->tenant_tag;
   job->phase2_started = true;
   if (!job->keep) job->shard.reset();  // the coordinator holds it (and a kept context, if any)
   job->coordinator = self->spawn<caf::linked>(query_coordinator, cs);
@@ -123,7 +129,7 @@ WorkerActor::behavior_type context_worker(WorkerPtr self, std::shared_ptr<Worker
   st.engine = std::make_shared<WorkerEngine>(*setup->model, setup->max_batch, setup->prefill_chunk);
   if (setup->metrics)
     st.engine->batcher.on_batch([m = setup->metrics](size_t n) { m->decode_batch_size.observe(double(n)); });
-  st.book = std::make_unique<JobsBook>(setup->kv_capacity);
+  st.book = std::make_unique<JobsBook>(setup->kv_capacity, setup->kv_page_tokens);
   st.info = describe_worker(*setup, setup->kv_capacity);
   self->set_down_handler([=](caf::down_msg& dm) {
     // A request's driver went away (its router died): nobody will free its jobs.
@@ -146,6 +152,7 @@ WorkerActor::behavior_type context_worker(WorkerPtr self, std::shared_ptr<Worker
                        with_prefix("the shard loop failed: ", job->served.error()));
         }
         self->state.book->thread_ended(id);
+        publish_pool(self->state);  // its caches (and their pages) went with it
       },
       [=](phase2_atom, Phase2Order& o) { return start_phase2(self, o); },
       [=](free_atom, uint64_t id) -> int64_t {
@@ -180,6 +187,7 @@ WorkerInfo describe_worker(const WorkerSetup& setup, int64_t kv_free) {
   info.endpoint = setup.endpoint;
   info.device = setup.device;
   info.kv_capacity = setup.kv_capacity;
+  info.kv_page_tokens = setup.kv_page_tokens;
   info.kv_free = kv_free;
   info.model = model_signature(setup.model->config());
   info.data_plane = setup.data_plane->name();

@@ -16,7 +16,7 @@ Status JobsBook::admit(std::shared_ptr<Job> job, uint64_t reuse_context) {
                         ", ", c->second->end, ") here, the order asks for [", r.begin, ", ", r.end, ")");
     job->shard = c->second;
   }
-  const int64_t need = (reuse_context != 0 ? 0 : r.end - r.begin) + job->local_capacity;
+  const int64_t need = (reuse_context != 0 ? 0 : pool_.booked(r.end - r.begin)) + pool_.booked(job->local_capacity);
   if (Status s = pool_.reserve(job->id, need); !s)
     return make_error(ErrorCode::overloaded, "refused: ", s.message(),
                       " (start the worker with a larger --capacity, or add workers)");
@@ -70,7 +70,7 @@ Status JobsBook::keep(uint64_t id) {
   }
   std::shared_ptr<const KvShard> shard = job->shard;
   retire(id);  // the request's KV goes; the context's is booked below (it fits: more was just freed)
-  if (Status s = pool_.reserve(context_key(id), shard->end - shard->begin); !s)
+  if (Status s = pool_.reserve(context_key(id), pool_.booked(shard->end - shard->begin)); !s)
     return make_error(ErrorCode::overloaded, "keeping context ", id, ": ", s.message());
   contexts_[id] = std::move(shard);
   return {};

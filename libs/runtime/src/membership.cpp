@@ -14,6 +14,9 @@ Expected<uint32_t> Membership::add(WorkerActor handle, WorkerInfo info) {
   if (info.kv_capacity <= 0)
     return make_error(ErrorCode::invalid_argument, "worker at ", info.endpoint,
                       " offers no KV capacity: start it with --capacity > 0");
+  if (info.kv_page_tokens < 0 || info.kv_page_tokens > kMaxPageTokens)
+    return make_error(ErrorCode::invalid_argument, "worker at ", info.endpoint, " books KV in pages of ",
+                      info.kv_page_tokens, " tokens (0 to ", kMaxPageTokens, ")");
   if (!model_.empty() && info.model != model_)
     return make_error(ErrorCode::invalid_argument, "worker at ", info.endpoint, " serves model '", info.model,
                       "' but this mesh serves '", model_, "': start it with the router's --model");
@@ -69,6 +72,7 @@ Expected<std::optional<Placement>> plan_on(const std::map<uint32_t, Membership::
     chosen.push_back(candidates.front());
     bool fits = true;
     Placement p;
+    p.local_tokens = ask.local_tokens;
     p.plan = {plan.context_tokens, plan.block_size, plan.anchor_size, int32_t(used)};
     for (size_t h = 0; h < used; ++h) {
       const HostRange& r = plan.hosts[h];
@@ -79,7 +83,8 @@ Expected<std::optional<Placement>> plan_on(const std::map<uint32_t, Membership::
       ph.address = chosen[h]->view.info.address;
       ph.begin = r.begin;
       ph.end = r.end;
-      ph.reserve = (r.end - r.begin) + (h + 1 == used ? ask.local_tokens : 0);
+      const WorkerInfo& w = chosen[h]->view.info;  // a shard, and the query host's local tokens
+      ph.reserve = booked_on(w, r.end - r.begin) + (h + 1 == used ? booked_on(w, ask.local_tokens) : 0);
       fits = fits && ph.reserve <= free_of(*chosen[h]);
       p.hosts.push_back(std::move(ph));
     }
@@ -133,14 +138,17 @@ bool Membership::fits_when_idle(const PlacementAsk& ask) const {
 
 Status Membership::reserve_exact(uint64_t key, const std::vector<std::pair<uint32_t, int64_t>>& tokens) {
   if (reservations_.count(key)) return make_error("KV is already booked under ", key);
-  for (const auto& [id, n] : tokens) {
+  std::vector<std::pair<uint32_t, int64_t>> booked;
+  for (const auto& [id, tokens_there] : tokens) {
     auto w = workers_.find(id);
     if (w == workers_.end()) return make_error(ErrorCode::unavailable, name(id), " is no longer in the mesh");
+    const int64_t n = booked_on(w->second.view.info, tokens_there);
     if (w->second.free() < n)
       return make_error(ErrorCode::overloaded, name(id), " has ", std::max<int64_t>(0, w->second.free()),
                         " free KV tokens, ", n, " are needed");
+    booked.emplace_back(id, n);
   }
-  book(key, tokens);
+  book(key, booked);
   return {};
 }
 

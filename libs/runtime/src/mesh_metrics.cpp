@@ -214,6 +214,11 @@ WorkerMetrics::WorkerMetrics(int64_t kv_capacity_tokens)
       kv_capacity(registry.gauge("starmesh_worker_kv_capacity_tokens", "This worker's KV pool, in tokens.").with()),
       kv_reserved(registry.gauge("starmesh_worker_kv_reserved_tokens", "KV reserved by running requests.").with()),
       requests(registry.gauge("starmesh_worker_requests", "Requests holding KV on this worker now.").with()),
+      kv_pages_total(
+          registry
+              .gauge("starmesh_worker_kv_pages", "KV pages of this worker's arena: in all, and mapped into caches now.")
+              .with({{"state", "total"}})),
+      kv_pages_used(registry.gauge("starmesh_worker_kv_pages", "").with({{"state", "used"}})),
       phase2_exchange_seconds(registry
                                   .histogram("starmesh_worker_phase2_exchange_seconds",
                                              "As query host: one phase-2 exchange (a layer of a step): the query "

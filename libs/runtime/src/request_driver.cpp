@@ -261,12 +261,13 @@ void start_phase1(DriverPtr self) {
     o.host = int32_t(h);
     o.keep = st.setup->order.request.keep_context || st.reencoding;
     o.reuse_context = st.placement.kept_context;
+    o.tenant_tag = tenant_tag(*st.setup->context, st.setup->order.request.tenant);
     if (o.reuse_context == 0) {  // a kept context's workers hold its shards: no ids travel
       if (anchor > 0 && host_needs_anchor(*plan, int(h)))
         o.anchor_ids = pack_ids(std::span<const int32_t>(ctx).first(size_t(anchor)));
       o.shard_ids = pack_ids(std::span<const int32_t>(ctx).subspan(size_t(ph.begin), size_t(ph.end - ph.begin)));
     }
-    o.local_capacity = h + 1 == st.placement.hosts.size() ? ph.reserve - (ph.end - ph.begin) : 0;
+    o.local_capacity = h + 1 == st.placement.hosts.size() ? st.placement.local_tokens : 0;
     o.step_timeout_ms = opt.step_timeout.count();
     o.group = group;
     o.driver = self;

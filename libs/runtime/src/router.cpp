@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <map>
+#include <random>
 #include <set>
 
 #include "starmesh/runtime/admission_book.hpp"
@@ -17,7 +18,19 @@ Expected<std::shared_ptr<const RouterContext>> load_router_context(const RouterO
   if (options.block_size <= 0)
     return make_error(ErrorCode::invalid_argument, "the default block size must be > 0, got ", options.block_size);
   const std::string sig = model_signature(config);
-  return std::shared_ptr<const RouterContext>(new RouterContext{options, std::move(config), std::move(tokenizer), sig});
+  auto context = std::make_shared<RouterContext>(RouterContext{options, std::move(config), std::move(tokenizer), sig});
+  std::random_device entropy;
+  context->tenant_salt = (uint64_t(entropy()) << 32) | entropy();
+  return std::shared_ptr<const RouterContext>(std::move(context));
+}
+
+uint64_t tenant_tag(const RouterContext& context, const std::string& tenant) {
+  // FNV-1a over the salt's bytes then the tenant's: the tag only has to spread tenants apart.
+  uint64_t h = 1469598103934665603ull;
+  auto mix = [&h](uint8_t b) { h = (h ^ b) * 1099511628211ull; };
+  for (int i = 0; i < 8; ++i) mix(uint8_t(context.tenant_salt >> (8 * i)));
+  for (char c : tenant) mix(uint8_t(c));
+  return h;
 }
 
 namespace {

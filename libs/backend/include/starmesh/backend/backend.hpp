@@ -6,6 +6,7 @@
 #include <span>
 #include <string>
 
+#include "starmesh/backend/page_arena.hpp"
 #include "starmesh/backend/sampling.hpp"
 #include "starmesh/core/expected.hpp"
 #include "starmesh/core/tensor.hpp"
@@ -37,6 +38,12 @@ class backend_i {
   virtual Expected<Tensor> scratch(DType t, const Shape& shape) { return alloc(t, shape); }
   virtual Expected<Tensor> upload(const Tensor& host, DType as) = 0;
   virtual Expected<Tensor> download(const Tensor& t) = 0;
+  // Device memory in `pages` pages of `page_bytes` (a multiple of page_granularity()) for KV
+  // caches (page_arena.hpp); a map short of pages waits up to `wait`. Backends without one
+  // say so (`refused`), and their caches are allocated whole.
+  virtual Expected<std::shared_ptr<page_arena_i>> make_page_arena(int64_t page_bytes, int64_t pages,
+                                                                  std::chrono::milliseconds wait);
+  virtual int64_t page_granularity() const { return 0; }
   // dst = src; same dtype and element count, both on this device.
   virtual Status copy(const Tensor& src, const Tensor& dst) = 0;
 

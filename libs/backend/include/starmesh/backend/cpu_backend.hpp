@@ -18,6 +18,11 @@ class CpuBackend final : public backend_i {
   Expected<Tensor> upload(const Tensor& host, DType as) override;
   Expected<Tensor> download(const Tensor& t) override;
   Status copy(const Tensor& src, const Tensor& dst) override;
+  Expected<std::shared_ptr<page_arena_i>> make_page_arena(int64_t page_bytes, int64_t pages,
+                                                          std::chrono::milliseconds wait) override {
+    return make_host_page_arena(page_bytes, pages, wait);
+  }
+  int64_t page_granularity() const override { return host_page_granularity(); }
 
   Status embedding(const Tensor& ids, const Tensor& table, const Tensor& out) override;
   Status rms_norm(const Tensor& x, const Tensor& w, float eps, const Tensor& out) override;

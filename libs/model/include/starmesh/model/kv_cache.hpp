@@ -2,15 +2,22 @@
 // Per-layer key/value storage of one sequence on one backend, with a fixed capacity in tokens.
 // New rows are written layer by layer (write), then made visible for all layers at once
 // (commit), so a forward pass that fails halfway leaves the cache as it was.
+// A paged cache (kv_paging.hpp) takes its pages of the arena when it is made (its capacity is
+// booked in full anyway, and so no forward pass waits for pages while it holds the device);
+// they go back to the arena when the cache and its views are gone.
+#include <memory>
 #include <vector>
 
 #include "starmesh/backend/backend.hpp"
+#include "starmesh/model/kv_paging.hpp"
 
 namespace starmesh {
 
 class KvCache {
  public:
-  static Expected<KvCache> create(backend_i& backend, int layers, int64_t capacity, int64_t kv_heads, int64_t head_dim);
+  // `paging` null: plain allocations of the whole capacity.
+  static Expected<KvCache> create(backend_i& backend, int layers, int64_t capacity, int64_t kv_heads, int64_t head_dim,
+                                  const KvPaging* paging = nullptr);
 
   int layers() const { return int(keys_.size()); }
   int64_t length() const { return length_; }
@@ -32,11 +39,17 @@ class KvCache {
   // Drops everything after the first n rows.
   Status truncate(int64_t n);
 
+  // The arena pages this cache holds (0: not paged).
+  int64_t pages_held() const { return range_ ? range_->mapped() : 0; }
+
  private:
+  static Expected<KvCache> create_paged(KvCache c, const KvPaging& paging, int layers, int64_t kv_heads,
+                                        int64_t head_dim);
   backend_i* backend_ = nullptr;
   std::vector<Tensor> keys_, values_;  // each [capacity, kv_heads, head_dim]
   int64_t capacity_ = 0;
   int64_t length_ = 0;
+  std::shared_ptr<page_range_i> range_;  // paged: tensor t's rows from page t * (pages a tensor)
 };
 
 }  // namespace starmesh

@@ -58,8 +58,17 @@ class Transformer {
   // logits for every new token (all_rows) or the last one only ([1, vocab]).
   Expected<Tensor> forward(std::span<const int32_t> ids, KvCache& cache, bool all_rows = false) const;
 
-  // A cache shaped for this model.
-  Expected<KvCache> make_cache(int64_t capacity) const;
+  // A cache shaped for this model: in the pages of set_kv_paging's arena when set (booked KV:
+  // shards, query tokens), else allocated whole (and `working` memory always is: phase 1's
+  // anchor, gone when its phase 1 ends).
+  enum class KvMemory : uint8_t { booked, working };
+  Expected<KvCache> make_cache(int64_t capacity, KvMemory memory = KvMemory::booked) const;
+  // Every booked cache made from now on takes pages of `paging.arena` (a worker sets it
+  // once, before serving).
+  void set_kv_paging(KvPaging paging) { paging_ = std::move(paging); }
+  const KvPaging& kv_paging() const { return paging_; }
+  // Bytes of one token of one layer's keys (or values) in the activation dtype.
+  int64_t kv_row_bytes() const;
 
  private:
   // project_qkv, storing k and v in `store` when given.
@@ -70,6 +79,7 @@ class Transformer {
   Tensor embed_, final_norm_, lm_head_;  // [vocab, hidden], [hidden], [vocab, hidden]
   Tensor inv_freq_;                      // f32 [d/2], llama3 scaling applied
   std::vector<LayerWeights> layers_;
+  KvPaging paging_;  // arena null: caches are plain allocations
 };
 
 }  // namespace starmesh

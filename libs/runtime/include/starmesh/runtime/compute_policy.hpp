@@ -8,8 +8,10 @@
 // - Phase-1 work (a block of a new context, an anchor, a query's prefill) waits behind it, but
 //   never for more than `interleave` latency grants in a row: generation goes on while a
 //   document is encoded, and a document is encoded while generation goes on.
-// - Phase-1 work takes turns between requests (the one after the request served last, by
-//   id), each request's blocks in order: a long document does not hold back a short one.
+// - Phase-1 work takes turns between tenants (API tokens, by their router-given tag: the one
+//   after the tenant served last), and within a tenant between its requests (likewise, by
+//   id), each request's blocks in order: one tenant's burst of documents does not hold back
+//   another's, and a long document does not hold back a short one.
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -28,8 +30,9 @@ class ComputePolicy {
   // interleave >= 1: latency grants in a row while phase-1 work waits.
   explicit ComputePolicy(int interleave = 4);
 
-  // `ticket` (unique among waiters) waits to run `kind` work for request `request`.
-  void wait(uint64_t ticket, WorkKind kind, uint64_t request);
+  // `ticket` (unique among waiters) waits to run `kind` work for request `request` of the
+  // tenant tagged `tenant`.
+  void wait(uint64_t ticket, WorkKind kind, uint64_t request, uint64_t tenant = 0);
   // The waiter that gets the device now, removed from the waiters; none when nobody waits.
   std::optional<uint64_t> next();
 
@@ -43,11 +46,15 @@ class ComputePolicy {
   std::optional<uint64_t> next_phase1();
 
   int interleave_;
-  std::deque<Waiter> latency_;                       // decode and shard steps, oldest first
-  std::map<uint64_t, std::deque<uint64_t>> phase1_;  // request -> its tickets, oldest first
+  std::deque<Waiter> latency_;  // decode and shard steps, oldest first
+  struct Tenant {
+    std::map<uint64_t, std::deque<uint64_t>> requests;  // request -> its tickets, oldest first
+    std::optional<uint64_t> last_request;               // of this tenant's, served last
+  };
+  std::map<uint64_t, Tenant> phase1_;  // by tenant tag; a tenant with nothing waiting goes
   size_t phase1_waiting_ = 0;
-  std::optional<uint64_t> last_phase1_request_;  // served last
-  int latency_streak_ = 0;                       // latency grants since phase 1 last ran
+  std::optional<uint64_t> last_tenant_;  // served last
+  int latency_streak_ = 0;               // latency grants since phase 1 last ran
 };
 
 }  // namespace starmesh

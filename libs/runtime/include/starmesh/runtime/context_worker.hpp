@@ -25,6 +25,7 @@ struct WorkerSetup {
   std::string endpoint;                // "127.0.0.1:PORT": names this worker in messages
   std::string device = "cpu";
   int64_t kv_capacity = 0;                 // tokens
+  int64_t kv_page_tokens = 0;              // booked in whole pages of this many (page_kv; 0: tokens)
   ShardServerOptions shard_server;         // spin and nap of idle shard loops (step_timeout comes per request)
   std::shared_ptr<WorkerMetrics> metrics;  // null: none kept (the worker command always makes them)
   int max_batch = 32;                      // decode steps per batch, [1, DecodeBatcher::kMaxBatch]

@@ -16,8 +16,9 @@ class DeviceArbiter {
  public:
   explicit DeviceArbiter(int interleave = 4) : policy_(interleave) {}
 
-  // Blocks until the policy grants the device to this `kind` of work for `request`.
-  void acquire(WorkKind kind, uint64_t request);
+  // Blocks until the policy grants the device to this `kind` of work for `request` (of the
+  // tenant tagged `tenant`).
+  void acquire(WorkKind kind, uint64_t request, uint64_t tenant = 0);
   void release();
 
   // How many grants each kind got (tests, metrics).
@@ -38,15 +39,15 @@ class DeviceArbiter {
 // The arbiter as a compute lock of one kind of work for one request.
 class ArbiterLock final : public compute_lock_i {
  public:
-  ArbiterLock(DeviceArbiter& arbiter, WorkKind kind, uint64_t request)
-      : arbiter_(arbiter), kind_(kind), request_(request) {}
-  void lock() override { arbiter_.acquire(kind_, request_); }
+  ArbiterLock(DeviceArbiter& arbiter, WorkKind kind, uint64_t request, uint64_t tenant = 0)
+      : arbiter_(arbiter), kind_(kind), request_(request), tenant_(tenant) {}
+  void lock() override { arbiter_.acquire(kind_, request_, tenant_); }
   void unlock() override { arbiter_.release(); }
 
  private:
   DeviceArbiter& arbiter_;
   WorkKind kind_;
-  uint64_t request_;
+  uint64_t request_, tenant_;
 };
 
 }  // namespace starmesh

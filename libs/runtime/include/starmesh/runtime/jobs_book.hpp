@@ -35,6 +35,7 @@ struct Job {
   std::vector<std::string> host_names;          // per rank, for messages
   std::vector<std::vector<uint8_t>> addresses;  // per rank: the data-plane addresses of the group
   MessageKey data_plane_key{};                  // the group's messages are authenticated under it
+  uint64_t tenant_tag = 0;                      // phase 1 takes turns between tenants by it
   RequestActor driver;
   std::unique_ptr<transport_i> transport;  // joined by the job's thread (joining may wait on peers)
   std::atomic<bool> stop{false};
@@ -57,7 +58,7 @@ struct Job {
 
 class JobsBook {
  public:
-  explicit JobsBook(int64_t kv_capacity) : pool_(kv_capacity) {}
+  explicit JobsBook(int64_t kv_capacity, int64_t page_tokens = 0) : pool_(kv_capacity, page_tokens) {}
 
   // Takes a job in: refuses a request already here, a kept context (`reuse_context`) that is
   // not here or holds another range, and KV the pool cannot give; else reserves the job's KV

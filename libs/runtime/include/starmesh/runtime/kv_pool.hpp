@@ -1,17 +1,23 @@
 #pragma once
 // A worker's KV budget in tokens: every request it holds reserves its shard (and, on the
 // query host, the query and generated tokens) before phase 1 allocates anything, so a
-// worker that is full refuses up front instead of failing halfway.
+// worker that is full refuses up front instead of failing halfway. Each cache is booked in
+// whole pages (kv_paging.hpp), the unit its memory comes in.
 #include <cstdint>
 #include <map>
 
 #include "starmesh/core/expected.hpp"
+#include "starmesh/model/kv_paging.hpp"
 
 namespace starmesh {
 
 class KvPool {
  public:
-  explicit KvPool(int64_t capacity) : capacity_(capacity) {}
+  // page_tokens 0: tokens are not rounded.
+  explicit KvPool(int64_t capacity, int64_t page_tokens = 0) : capacity_(capacity), page_tokens_(page_tokens) {}
+
+  // The tokens a cache of `tokens` takes: whole pages.
+  int64_t booked(int64_t tokens) const { return round_to_pages(tokens, page_tokens_); }
 
   // Reserves `tokens` for `request`; refuses (with the numbers) when fewer are free or the
   // request already holds a reservation here.
@@ -27,6 +33,7 @@ class KvPool {
 
  private:
   int64_t capacity_;
+  int64_t page_tokens_;
   int64_t used_ = 0;
   std::map<uint64_t, int64_t> held_;
 };

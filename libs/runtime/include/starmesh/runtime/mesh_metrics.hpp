@@ -68,6 +68,8 @@ struct WorkerMetrics {
   metrics::Counter &encoded_tokens;
   metrics::Histogram &phase1_seconds;
   metrics::Gauge &kv_capacity, &kv_reserved, &requests;
+  // The KV page arena (paged KV): pages in all, and mapped into caches now.
+  metrics::Gauge &kv_pages_total, &kv_pages_used;
   // The query host's phase-2 exchanges (one per layer and step: Q out to the shard hosts,
   // their partials back) and the bytes they moved.
   metrics::Histogram &phase2_exchange_seconds;

@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "starmesh/model/kv_paging.hpp"
 #include "starmesh/service/generate_service.hpp"
 
 namespace starmesh {
@@ -74,6 +75,7 @@ struct WorkerInfo {
   std::string device;            // "cpu", "cuda:0"
   int64_t kv_capacity = 0;       // KV pool size in tokens
   int64_t kv_free = 0;           // free tokens at registration
+  int64_t kv_page_tokens = 0;    // KV is booked in whole pages of this many tokens (0: tokens)
   std::string model;             // model signature (model_signature()): the router refuses a mismatch
   std::string data_plane;        // e.g. "ucx-tcp": every worker of a mesh must speak the same one
   std::vector<uint8_t> address;  // data-plane address blob (e.g. a UCX worker address)
@@ -81,9 +83,12 @@ struct WorkerInfo {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, WorkerInfo& x) {
-  return f(caf::meta::type_name("WorkerInfo"), x.endpoint, x.device, x.kv_capacity, x.kv_free, x.model, x.data_plane,
-           x.address);
+  return f(caf::meta::type_name("WorkerInfo"), x.endpoint, x.device, x.kv_capacity, x.kv_free, x.kv_page_tokens,
+           x.model, x.data_plane, x.address);
 }
+
+// The KV tokens a cache of `tokens` takes on worker `w`: whole pages, as the worker books it.
+inline int64_t booked_on(const WorkerInfo& w, int64_t tokens) { return round_to_pages(tokens, w.kv_page_tokens); }
 
 // One registered worker as the router sees it.
 struct WorkerView {
@@ -283,6 +288,7 @@ struct Placement {
   PlanSpec plan;
   std::vector<PlacedHost> hosts;  // index = plan host; the last is the query host
   uint64_t kept_context = 0;      // an attach's answer: the kept context's id in the mesh
+  int64_t local_tokens = 0;       // query and generated tokens the query host holds
   // An attach's answer when the kept context lost its shards: a fresh placement, and the
   // context's token ids to encode again (the driver keeps the new shards for the context).
   // Router to driver only, inside the router's process: never serialized.
@@ -291,7 +297,7 @@ struct Placement {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, Placement& x) {
-  return f(caf::meta::type_name("Placement"), x.plan, x.hosts, x.kept_context, x.context_ids);
+  return f(caf::meta::type_name("Placement"), x.plan, x.hosts, x.kept_context, x.local_tokens, x.context_ids);
 }
 
 // Phase 1 for one host: its blocks, and the star group of the request.
@@ -318,6 +324,7 @@ struct EncodeOrder {
   RequestActor driver;              // told if the shard loop fails
   bool keep = false;                // the shard may be kept after phase 2 (keep, not free)
   uint64_t reuse_context = 0;       // serve a kept context's shard: no phase 1, no ids
+  uint64_t tenant_tag = 0;          // the tenant's tag (tenant_tag()): phase 1 takes turns by it
   // The attempt's data-plane key (kMessageKeyBytes random bytes, the same for every host):
   // the group's messages are authenticated under it. A secret: never logged.
   std::vector<uint8_t> data_plane_key;
@@ -326,7 +333,8 @@ struct EncodeOrder {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, EncodeOrder& x) {
   return f(caf::meta::type_name("EncodeOrder"), x.request_id, x.plan, x.host, x.anchor_ids, x.shard_ids,
-           x.local_capacity, x.step_timeout_ms, x.group, x.driver, x.keep, x.reuse_context, x.data_plane_key);
+           x.local_capacity, x.step_timeout_ms, x.group, x.driver, x.keep, x.reuse_context, x.tenant_tag,
+           x.data_plane_key);
 }
 
 struct EncodeReport {

@@ -46,7 +46,11 @@ struct RouterContext {
   Tokenizer tokenizer;
   std::string model;                                                           // model_signature(config)
   std::shared_ptr<RouterMetrics> metrics = std::make_shared<RouterMetrics>();  // updated by router and drivers
+  uint64_t tenant_salt = 0;  // random per router: workers see tenant tags, never API tokens
 };
+
+// What workers know of a tenant (an API token, a secret): a salted hash, for taking turns.
+uint64_t tenant_tag(const RouterContext& context, const std::string& tenant);
 
 Expected<std::shared_ptr<const RouterContext>> load_router_context(const RouterOptions& options);
 

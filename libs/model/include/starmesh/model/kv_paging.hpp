@@ -1,0 +1,51 @@
+#pragma once
+// How a worker's KV caches take their memory: pages of one arena (page_arena.hpp), each page
+// `page_tokens` rows of one layer's keys or values. A cache of n tokens holds
+// 2 * layers * ceil(n / page_tokens) pages, mapped as its rows are written; so KV is booked
+// in whole pages (round_to_pages) by the worker and the router alike.
+#include <chrono>
+#include <cstdint>
+#include <memory>
+
+#include "starmesh/backend/page_arena.hpp"
+#include "starmesh/core/expected.hpp"
+
+namespace starmesh {
+
+class Transformer;
+
+// The largest page a worker may book in (a peer's claim beyond it is refused).
+constexpr int64_t kMaxPageTokens = int64_t(1) << 20;
+
+struct KvPaging {
+  std::shared_ptr<page_arena_i> arena;
+  int64_t page_tokens = 0;
+};
+
+// `tokens` rounded up to whole pages of `page_tokens` (0 or 1: no rounding).
+constexpr int64_t round_to_pages(int64_t tokens, int64_t page_tokens) {
+  return page_tokens <= 1 ? tokens : (tokens + page_tokens - 1) / page_tokens * page_tokens;
+}
+
+struct KvPageGeometry {
+  int64_t page_tokens = 0;      // rows of one layer's keys (or values) per page
+  int64_t page_bytes = 0;       // page_tokens * row bytes: a whole number of device pages
+  int64_t pages = 0;            // in the arena
+  int64_t capacity_tokens = 0;  // what those pages hold: the capacity asked, in whole pages (down)
+};
+
+// The pages for `capacity` tokens of KV of a model of `layers` layers whose one token of one
+// layer's keys takes `row_bytes`: pages of at least `min_page_tokens` rows, each a whole
+// number of `granularity` bytes, at most `max_pages` of them (pages grow to fit).
+Expected<KvPageGeometry> kv_page_geometry(int64_t row_bytes, int layers, int64_t capacity, int64_t min_page_tokens,
+                                          int64_t granularity, int64_t max_pages);
+
+// Puts `model`'s booked KV (its shards and query tokens: Transformer::make_cache) in pages of
+// one arena on its backend, for `capacity` tokens in pages of at least `min_page_tokens`; a
+// map short of pages waits up to `wait` (a freed cache's pages come back when its last user
+// lets go). A backend without an arena keeps whole allocations, booked in the same pages.
+// Call before the model serves: it changes how every later cache is made.
+Expected<KvPageGeometry> page_kv(Transformer& model, int64_t capacity, int64_t min_page_tokens,
+                                 std::chrono::milliseconds wait);
+
+}  // namespace starmesh

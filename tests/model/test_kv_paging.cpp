@@ -1,0 +1,100 @@
+// Paged KV: the page geometry, and a model whose caches live in an arena's pages computes what
+// it computes with whole allocations, giving its pages back as caches go.
+#include <doctest/doctest.h>
+
+#include "starmesh/backend/cpu_backend.hpp"
+#include "starmesh/model/transformer.hpp"
+
+using namespace starmesh;
+using namespace std::chrono_literals;
+
+TEST_CASE("kv page geometry: whole device pages, at most max pages, the capacity in whole pages down") {
+  // Rows of 512 bytes, 4 KiB device pages: 8 tokens is the smallest page.
+  auto g = kv_page_geometry(512, 6, 1000, 1, 4096, 32768).value();
+  CHECK(g.page_tokens == 8);
+  CHECK(g.page_bytes == 4096);
+  CHECK(g.capacity_tokens == 1000);
+  CHECK(g.pages == 12 * 125);
+  // Asked 20: rounded up to 24 (3 device pages a page).
+  g = kv_page_geometry(512, 6, 1000, 20, 4096, 32768).value();
+  CHECK(g.page_tokens == 24);
+  CHECK(g.page_bytes == 3 * 4096);
+  CHECK(g.capacity_tokens == 984);  // a budget: never more than asked
+  CHECK(g.pages == 12 * 41);
+  // Rows of 384 bytes: 32 rows are the first whole number of 4 KiB pages (3).
+  g = kv_page_geometry(384, 2, 100, 1, 4096, 32768).value();
+  CHECK(g.page_tokens == 32);
+  CHECK(g.page_bytes % 4096 == 0);
+  // A large capacity makes pages larger, so the arena keeps to max_pages.
+  g = kv_page_geometry(512, 6, 1 << 20, 16, 4096, 1200).value();
+  CHECK(g.pages <= 1200);
+  CHECK(g.capacity_tokens <= (1 << 20));
+  CHECK(g.capacity_tokens > (1 << 20) - g.page_tokens);
+  CHECK(g.page_tokens % 8 == 0);
+  // The CUDA shape: 2 KiB rows, 2 MiB granularity: pages of 1024 tokens.
+  g = kv_page_geometry(2048, 32, 131072, 16, 2 << 20, 32768).value();
+  CHECK(g.page_tokens == 1024);
+  CHECK(g.pages == 64 * 128);
+  // Bad input is refused, not computed.
+  CHECK_FALSE(kv_page_geometry(0, 6, 1000, 1, 4096, 32768));
+  CHECK_FALSE(kv_page_geometry(512, 6, 0, 1, 4096, 32768));
+  CHECK_FALSE(kv_page_geometry(512, 6, int64_t(1) << 50, 1, 4096, 32768));
+  CHECK_FALSE(kv_page_geometry(512, 6, 1000, 1, 4096, 11));  // 12 tensors need 12 pages at least
+  CHECK_FALSE(kv_page_geometry(512, 6, 1000, -1, 4096, 32768));
+  CHECK_FALSE(kv_page_geometry(512, 6, 20, 24, 4096, 32768));  // less than one page
+  CHECK(round_to_pages(17, 16) == 32);
+  CHECK(round_to_pages(16, 16) == 16);
+  CHECK(round_to_pages(17, 0) == 17);
+}
+
+namespace {
+struct Golden {
+  ThreadPool pool{2};
+  CpuBackend cpu{pool};
+  Transformer model = Transformer::load(cpu, STARMESH_GOLDEN_MODEL_DIR).value();
+};
+}  // namespace
+
+TEST_CASE_FIXTURE(Golden, "paged KV caches give the logits of whole allocations and return their pages") {
+  const std::vector<int32_t> prompt = {5, 17, 42, 3, 99, 7, 61, 23, 8, 150, 11, 4, 77};
+  auto plain = model.make_cache(40).value();
+  const auto want = model.forward(prompt, plain, /*all_rows=*/true).value().to_f32_vector();
+
+  auto g = page_kv(model, 200, 4, 100ms).value();
+  REQUIRE(model.kv_paging().arena);
+  const auto& arena = model.kv_paging().arena;
+  CHECK(g.page_tokens >= 4);
+  CHECK(arena->pages() == g.pages);
+  const int64_t per_cache = 2 * model.layers() * ((40 + g.page_tokens - 1) / g.page_tokens);
+  {
+    auto paged = model.make_cache(40).value();
+    CHECK(paged.pages_held() == per_cache);
+    CHECK(arena->free_pages() == g.pages - per_cache);
+    // Prefill, then decode a few tokens one by one: the same logits as the plain cache.
+    const auto got = model.forward(prompt, paged, /*all_rows=*/true).value().to_f32_vector();
+    CHECK(got == want);
+    for (int32_t t : {9, 31, 200}) {
+      const auto a = model.forward(std::vector<int32_t>{t}, plain).value().to_f32_vector();
+      const auto b = model.forward(std::vector<int32_t>{t}, paged).value().to_f32_vector();
+      CHECK(a == b);
+    }
+    // Working memory (phase 1's anchor) is not paged.
+    auto working = model.make_cache(40, Transformer::KvMemory::working).value();
+    CHECK(working.pages_held() == 0);
+    CHECK(arena->free_pages() == g.pages - per_cache);
+  }
+  CHECK(arena->free_pages() == g.pages);  // the cache went: every page is back at once
+
+  // Caches beyond the arena's pages are refused as overloaded (after the wait), not allocated.
+  std::vector<KvCache> held;
+  for (;;) {
+    auto c = model.make_cache(40);
+    if (!c) {
+      CHECK(c.error().code == ErrorCode::overloaded);
+      break;
+    }
+    held.push_back(std::move(*c));
+    REQUIRE(held.size() < 100);
+  }
+  CHECK(int64_t(held.size()) == g.pages / per_cache);
+}
