@@ -14,6 +14,9 @@
 #include "mesh_common.hpp"
 #include "starmesh/attention/block_plan.hpp"
 #include "starmesh/backend/device.hpp"
+#ifdef STARMESH_HAVE_CUDA
+#include "starmesh/backend/cuda_backend.hpp"
+#endif
 #include "starmesh/model/loaded_model.hpp"
 #include "starmesh/runtime/context_worker.hpp"
 #include "starmesh/runtime/decode_batcher.hpp"
@@ -31,6 +34,7 @@ struct WorkerFlags {
   std::string device = "cpu";
   int64_t capacity = 65536;
   int64_t kv_page_tokens = 16;
+  bool cuda_kv_pages = false;
   int max_batch = 32;
   int64_t prefill_chunk = 4096;
   int threads = 0;
@@ -81,6 +85,9 @@ int run_worker(const WorkerFlags& f) {
   });
   if (!loaded) return fail(loaded.error().message);
   Transformer& model = *(*loaded)->model;
+#ifdef STARMESH_HAVE_CUDA
+  if (auto* gpu = dynamic_cast<CudaBackend*>((*loaded)->backend.get())) gpu->set_page_arena(f.cuda_kv_pages);
+#endif
   // KV in pages of one arena: caches of every length share the device, a freed one's pages
   // serve the next at once. A freed request's pages come back when its thread lets go of
   // them (a chunk's time at most); a new cache waits that long for them.
@@ -166,6 +173,9 @@ void add_worker_command(CLI::App& app, int& exit_code) {
                   "(the log says what was taken)")
       ->check(CLI::Range(int64_t(1), kMaxPageTokens))
       ->capture_default_str();
+  cmd->add_flag("--cuda-kv-pages", f->cuda_kv_pages,
+                "On a GPU, KV pages of a device arena (CUDA virtual memory) instead of an allocation per cache; "
+                "off until the GPU tests have run it");
   cmd->add_option("--max-batch", f->max_batch,
                   "Most requests whose decode steps this worker runs as one batch (as their query host)")
       ->check(CLI::Range(1, DecodeBatcher::kMaxBatch))

@@ -548,6 +548,46 @@ TEST_CASE_FIXTURE(Backends, "golden model on cuda equals HF transformers within 
   gpu->set_fused(false);
 }
 
+TEST_CASE_FIXTURE(Backends, "cuda page arena: paged KV caches give the logits of whole allocations, pages return") {
+  gpu->set_page_arena(true);
+  const int64_t g = gpu->page_granularity();
+  REQUIRE(g > 0);
+  MESSAGE("device page granularity " << g << " bytes");
+  // The arena itself: pages mapped are memory the kernels and copies reach.
+  auto arena = gpu->make_page_arena(g, 4, std::chrono::milliseconds(0)).value();
+  {
+    auto r = arena->reserve(3).value();
+    REQUIRE(r->map(0, 3));
+    CHECK(arena->free_pages() == 1);
+    const int64_t n = 3 * g / 4;
+    std::vector<float> values(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) values[size_t(i)] = float(i % 1000) * 0.5f;
+    const Tensor dev = Tensor::wrap(r->base(), DType::f32, {n}, gpu->device(), nullptr);
+    REQUIRE(gpu->copy(gpu->upload(Tensor::from_f32(values, {n}), DType::f32).value(), dev));
+    CHECK(gpu->download(dev).value().to_f32_vector() == values);
+    CHECK_FALSE(arena->reserve(2).value()->map(0, 2));  // 1 page free
+  }
+  CHECK(arena->free_pages() == 4);
+
+  // A model's caches in the arena: the same logits as whole allocations, prefill and decode.
+  auto model = Transformer::load(*gpu, STARMESH_GOLDEN_MODEL_DIR).value();
+  const std::vector<int32_t> ids = {5, 17, 42, 3, 99, 7, 61, 23, 8, 150, 11, 4, 77};
+  auto plain = model.make_cache(64).value();
+  const auto want = back(model.forward(ids, plain, true).value());
+  const auto want_step = back(model.forward(std::vector<int32_t>{9}, plain).value());
+  auto geometry = page_kv(model, 65536, 16, std::chrono::milliseconds(100)).value();
+  MESSAGE("pages of " << geometry.page_tokens << " tokens, " << geometry.pages << " pages");
+  REQUIRE(model.kv_paging().arena);
+  {
+    auto paged = model.make_cache(64).value();
+    CHECK(paged.pages_held() > 0);
+    CHECK(back(model.forward(ids, paged, true).value()) == want);
+    CHECK(back(model.forward(std::vector<int32_t>{9}, paged).value()) == want_step);
+  }
+  CHECK(model.kv_paging().arena->free_pages() == geometry.pages);
+  gpu->set_page_arena(false);
+}
+
 TEST_CASE_FIXTURE(Backends, "star attention engine on cuda agrees with the cpu engine") {
   auto mg = Transformer::load(*gpu, STARMESH_GOLDEN_MODEL_DIR).value();
   auto mc = Transformer::load(cpu, STARMESH_GOLDEN_MODEL_DIR).value();

@@ -10,6 +10,7 @@
 #include <tuple>
 #include <vector>
 
+#include "cuda_page_arena.hpp"
 #include "starmesh/kernels/attention.hpp"
 #include "starmesh/kernels/elementwise.hpp"
 #include "starmesh/kernels/gemv.hpp"
@@ -82,6 +83,7 @@ struct CudaBackend::Impl {
   int32_t* token = nullptr;  // where sample() leaves its draw
   bool gemv = true;          // one-row matmuls on the gemv kernel (set_gemv)
   bool fused = false;        // the fused ops as single kernels (set_fused; off until measured on the H200)
+  bool page_arena = false;   // paged KV on a device arena (set_page_arena; off until tested on the H200)
 
   // Op profile (benchmarks): a pair of events around each op while on.
   struct Mark {
@@ -213,6 +215,19 @@ CudaBackend::CudaBackend(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 void CudaBackend::set_profiling(bool on) { impl_->profiling = on; }
 void CudaBackend::set_gemv(bool on) { impl_->gemv = on; }
 void CudaBackend::set_fused(bool on) { impl_->fused = on; }
+void CudaBackend::set_page_arena(bool on) { impl_->page_arena = on; }
+
+int64_t CudaBackend::page_granularity() const {
+  if (!impl_->page_arena) return 0;
+  auto g = cuda_page_granularity(impl_->device);
+  return g ? *g : 0;
+}
+
+Expected<std::shared_ptr<page_arena_i>> CudaBackend::make_page_arena(int64_t page_bytes, int64_t pages,
+                                                                     std::chrono::milliseconds wait) {
+  if (!impl_->page_arena) return backend_i::make_page_arena(page_bytes, pages, wait);
+  return make_cuda_page_arena(impl_->device, impl_->stream, page_bytes, pages, wait);
+}
 
 Expected<std::vector<OpTime>> CudaBackend::take_profile() {
   SM_TRY(synchronize());

@@ -33,6 +33,11 @@ class CudaBackend final : public backend_i {
   Expected<Tensor> upload(const Tensor& host, DType as) override;
   Expected<Tensor> download(const Tensor& t) override;
   Status copy(const Tensor& src, const Tensor& dst) override;
+  // Paged KV on CUDA's virtual memory management (cuda_page_arena.cpp) once set_page_arena(true);
+  // until then no arena (granularity 0), and caches are allocated whole.
+  Expected<std::shared_ptr<page_arena_i>> make_page_arena(int64_t page_bytes, int64_t pages,
+                                                          std::chrono::milliseconds wait) override;
+  int64_t page_granularity() const override;
 
   Status embedding(const Tensor& ids, const Tensor& table, const Tensor& out) override;
   Status rms_norm(const Tensor& x, const Tensor& w, float eps, const Tensor& out) override;
@@ -70,6 +75,9 @@ class CudaBackend final : public backend_i {
   // The fused ops above as single kernels (on) or as their unfused ops (off, the default
   // until the GPU tests and decode_bench --compare-fused have run them on the H200).
   void set_fused(bool on);
+  // KV caches in pages of a device arena (on) or whole allocations (off, the default until
+  // the GPU tests have run the arena on the H200).
+  void set_page_arena(bool on);
 
   struct Impl;
 
