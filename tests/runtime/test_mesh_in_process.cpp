@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <cstring>
 #include <future>
 #include <mutex>
 #include <random>
@@ -74,8 +75,8 @@ struct InProcessMesh {
 
   std::vector<int32_t> random_ids(size_t n, uint32_t seed) const { return test::random_token_ids(n, seed); }
   Reference star(const std::vector<int32_t>& ctx, const std::vector<int32_t>& query, int64_t block, int hosts,
-                 int max_new) {
-    return test::star_reference(model, ctx, query, block, hosts, max_new);
+                 int max_new, const SamplingParams& sampling = {}) {
+    return test::star_reference(model, ctx, query, block, hosts, max_new, sampling);
   }
   Reference global(const std::vector<int32_t>& ctx, const std::vector<int32_t>& query, int max_new) {
     return test::global_reference(model, ctx, query, max_new);
@@ -422,4 +423,93 @@ TEST_CASE_FIXTURE(InProcessMesh, "paged KV: the mesh answers as the unpaged engi
                         << " ms after the cancel was answered");
   const auto members = client->members();
   for (const auto& w : members.value()) CHECK(w.reserved == 0);
+}
+
+TEST_CASE_FIXTURE(
+    InProcessMesh,
+    "a random mix served at once (sampling seeds, a kept context asked thrice, a cancel): each as alone") {
+  for (int i = 0; i < 2; ++i) add_worker(8192);
+  const auto kept_ctx = random_ids(600, 111);
+  auto keep_order = order(kept_ctx, random_ids(4, 112), 128, 4);
+  keep_order.request.keep_context = true;
+  auto first = client->run(keep_order);
+  REQUIRE_MESSAGE(first, (first ? "" : first.error().message));
+  const ContextId kept = first->summary.context_id;
+  const int kept_hosts = first->summary.hosts;
+
+  struct Ask {
+    std::vector<int32_t> ctx, query;  // ctx empty: over the kept context
+    SamplingParams sampling;
+    int max_new;
+    int cancel_after = 0;  // chunks; 0: runs to its end
+  };
+  std::mt19937 rng(113);
+  std::vector<Ask> asks;
+  for (int i = 0; i < 3; ++i) {  // the kept context, asked three times at once; one of them sampled
+    Ask a{{}, random_ids(3 + size_t(i), 120 + i), {}, 10};
+    if (i == 1) a.sampling = {0.8f, 0, 1.0f, 77};
+    asks.push_back(a);
+  }
+  for (int i = 0; i < 3; ++i) {  // fresh contexts of random lengths; two sampled with their own seeds
+    Ask a{random_ids(200 + rng() % 400, 130 + i), random_ids(2 + rng() % 5, 140 + i), {}, 8 + int(rng() % 6)};
+    if (i > 0) a.sampling = {0.9f, 50, 0.95f, 1000 + uint64_t(i)};
+    asks.push_back(a);
+  }
+  asks.push_back({random_ids(400, 150), random_ids(3, 151), {}, 400, 4});  // cancelled after 4 chunks
+
+  struct Got {
+    std::vector<int32_t> ids;
+    std::vector<float> logits;
+    Expected<GenerateSummary> summary = Error{"not run"};
+  };
+  std::vector<Got> got(asks.size());
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < asks.size(); ++i)
+    threads.emplace_back([&, i] {
+      const Ask& a = asks[i];
+      GenerateOrder o = order(a.ctx, a.query, 128, a.max_new);
+      o.request.sampling = a.sampling;
+      if (a.ctx.empty()) o.request.context_id = kept;
+      std::promise<void> done;
+      int chunks = 0;
+      client->submit(
+          std::move(o),
+          [&](const ClientChunk& c) {
+            got[i].ids.insert(got[i].ids.end(), c.ids.begin(), c.ids.end());
+            const size_t at = got[i].logits.size();
+            got[i].logits.resize(at + c.logits.size() / sizeof(float));
+            std::memcpy(got[i].logits.data() + at, c.logits.data(), c.logits.size());
+            return a.cancel_after == 0 || ++chunks < a.cancel_after;
+          },
+          [&](Expected<GenerateSummary> s) {
+            got[i].summary = std::move(s);
+            done.set_value();
+          });
+      done.get_future().wait();
+    });
+  for (auto& t : threads) t.join();
+
+  const size_t vocab = size_t(model.config().vocab_size);
+  for (size_t i = 0; i < asks.size(); ++i) {
+    CAPTURE(i);
+    const Ask& a = asks[i];
+    REQUIRE_MESSAGE(got[i].summary, (got[i].summary ? "" : got[i].summary.error().message));
+    const Reference want = a.ctx.empty() ? star(kept_ctx, a.query, 128, kept_hosts, a.max_new, a.sampling)
+                                         : star(a.ctx, a.query, 128, got[i].summary->hosts, a.max_new, a.sampling);
+    if (a.cancel_after > 0) {  // what it got before the cancel is the start of what it gets alone
+      CHECK(got[i].summary->stop_reason == StopReason::cancelled);
+      REQUIRE(got[i].ids.size() < want.ids.size());
+      CHECK(std::equal(got[i].ids.begin(), got[i].ids.end(), want.ids.begin()));
+      continue;
+    }
+    CHECK(got[i].ids == want.ids);
+    // Batched GEMMs round in their own order: logits agree to float precision, not bits.
+    REQUIRE(got[i].logits.size() == got[i].ids.size() * vocab);
+    CHECK(test::relative_distance(got[i].logits, want.logits) < 1e-5);
+  }
+  // Only the kept context holds KV now: the questions' and the cancelled request's went back.
+  const auto members = client->members();
+  int64_t reserved = 0;
+  for (const auto& w : members.value()) reserved += w.reserved;
+  CHECK(reserved == 600);
 }

@@ -35,12 +35,14 @@ inline double relative_distance(const std::vector<float>& a, const std::vector<f
   return std::sqrt(num / (den > 0 ? den : 1));
 }
 
-// Greedy generation from `query` through `step`, as the mesh runs it (the model's stop ids).
+// Generation from `query` through `step`, as the mesh runs it (the model's stop ids; greedy
+// unless `sampling` says otherwise).
 inline Reference record_generation(const Transformer& model, const std::vector<int32_t>& query, int max_new,
-                                   const StepFn& step) {
+                                   const StepFn& step, const SamplingParams& sampling = {}) {
   Reference r;
   GenerationParams p;
   p.max_new_tokens = max_new;
+  p.sampling = sampling;
   p.stop_ids = model.config().eos_token_ids;
   REQUIRE(generate_with(
       model.backend(),
@@ -63,9 +65,11 @@ inline Reference record_generation(const Transformer& model, const std::vector<i
 }
 
 inline Reference star_reference(const Transformer& model, const std::vector<int32_t>& ctx,
-                                const std::vector<int32_t>& query, int64_t block, int hosts, int max_new) {
+                                const std::vector<int32_t>& query, int64_t block, int hosts, int max_new,
+                                const SamplingParams& sampling = {}) {
   auto s = StarSession::encode(model, ctx, {block, -1, hosts}, int64_t(query.size()) + max_new).value();
-  return record_generation(model, query, max_new, [&](std::span<const int32_t> x) { return s->step(x); });
+  return record_generation(
+      model, query, max_new, [&](std::span<const int32_t> x) { return s->step(x); }, sampling);
 }
 
 inline Reference global_reference(const Transformer& model, const std::vector<int32_t>& ctx,
