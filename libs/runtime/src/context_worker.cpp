@@ -34,7 +34,7 @@ void publish_pool(const WorkerState& st) {
   if (!st.setup->metrics) return;
   st.setup->metrics->kv_reserved.set(double(st.book->pool().used()));
   st.setup->metrics->requests.set(double(st.book->pool().requests()));
-  // The memory behind it: pages mapped now (they follow the bookings as caches grow and go).
+  // The memory behind it: pages mapped now (they follow the bookings as caches are made and go).
   if (const auto& arena = st.setup->model->kv_paging().arena) {
     st.setup->metrics->kv_pages_total.set(double(arena->pages()));
     st.setup->metrics->kv_pages_used.set(double(arena->pages() - arena->free_pages()));
