@@ -82,6 +82,23 @@ struct InProcessMesh {
     return test::global_reference(model, ctx, query, max_new);
   }
 
+  // Runs a request over `ctx` that keeps its context (it must succeed).
+  MeshClient::Result keep_context(const std::vector<int32_t>& ctx, const std::vector<int32_t>& query, int max_new) {
+    auto o = order(ctx, query, 128, max_new);
+    o.request.keep_context = true;
+    auto got = client->run(o);
+    REQUIRE_MESSAGE(got, (got ? "" : got.error().message));
+    REQUIRE_FALSE(got->summary.context_id.empty());
+    return std::move(*got);
+  }
+  // The KV the router has booked on all workers now.
+  int64_t total_reserved() {
+    const auto members = client->members();  // held: a range over a temporary's value() would dangle
+    int64_t sum = 0;
+    for (const auto& w : members.value()) sum += w.reserved;
+    return sum;
+  }
+
   static GenerateOrder order(const std::vector<int32_t>& ctx, const std::vector<int32_t>& query, int64_t block,
                              int max_new, AttentionMode mode = AttentionMode::star) {
     GenerateOrder o;
@@ -194,20 +211,10 @@ TEST_CASE_FIXTURE(InProcessMesh,
   for (int i = 0; i < 3; ++i) add_worker(4096);
   const auto ctx = random_ids(1000, 61);
   const auto q1 = random_ids(5, 62), q2 = random_ids(7, 63), q3 = random_ids(3, 64);
-  auto first_order = order(ctx, q1, 128, 10);
-  first_order.request.keep_context = true;
-  auto first = client->run(first_order);
-  REQUIRE_MESSAGE(first, (first ? "" : first.error().message));
-  const ContextId kept = first->summary.context_id;
-  REQUIRE_FALSE(kept.empty());
-  CHECK(first->ids == star(ctx, q1, 128, 3, 10).ids);
+  const auto first = keep_context(ctx, q1, 10);
+  const ContextId kept = first.summary.context_id;
+  CHECK(first.ids == star(ctx, q1, 128, 3, 10).ids);
   // The context's KV stays booked on its workers, and nothing else.
-  auto total_reserved = [&] {
-    const auto members = client->members();  // held: a range over a temporary's value() would dangle
-    int64_t sum = 0;
-    for (const auto& w : members.value()) sum += w.reserved;
-    return sum;
-  };
   CHECK(total_reserved() == 1000);
 
   // New queries over it, one after the other and two at once: the tokens and logits of a
@@ -222,7 +229,7 @@ TEST_CASE_FIXTURE(InProcessMesh,
     CHECK(got->logits == want.logits);
     CHECK(got->summary.context_id == kept);
     CHECK(got->summary.context_tokens == 1000);
-    CHECK(got->summary.phase1_seconds < first->summary.phase1_seconds);
+    CHECK(got->summary.phase1_seconds < first.summary.phase1_seconds);
   }
   std::vector<std::thread> both;
   std::vector<Expected<MeshClient::Result>> answers(2, Error{"not run"});
@@ -242,11 +249,7 @@ TEST_CASE_FIXTURE(InProcessMesh,
 
 TEST_CASE_FIXTURE(InProcessMesh, "a kept context gives way when its KV is needed, and asking it again says so") {
   for (int i = 0; i < 2; ++i) add_worker(1200);
-  auto keep = order(random_ids(1500, 71), random_ids(4, 72), 128, 4);
-  keep.request.keep_context = true;
-  auto first = client->run(keep);
-  REQUIRE_MESSAGE(first, (first ? "" : first.error().message));
-  const ContextId kept = first->summary.context_id;
+  const ContextId kept = keep_context(random_ids(1500, 71), random_ids(4, 72), 4).summary.context_id;
   // A new context that needs most of both workers: the kept one is dropped to make room.
   const auto big = random_ids(2000, 73), query = random_ids(4, 74);
   auto second = client->run(order(big, query, 128, 4));
@@ -259,13 +262,10 @@ TEST_CASE_FIXTURE(InProcessMesh, "a kept context gives way when its KV is needed
   CHECK(gone.error().message.find("no kept context " + kept.hex()) != std::string::npos);
   CHECK(gone.code() == ErrorCode::not_found);
   // Freed on request: asking it again is refused, its KV is back.
-  auto keep2 = order(random_ids(600, 75), random_ids(4, 76), 128, 4);
-  keep2.request.keep_context = true;
-  auto third = client->run(keep2);
-  REQUIRE(third);
-  REQUIRE(client->drop(third->summary.context_id));
+  const auto third = keep_context(random_ids(600, 75), random_ids(4, 76), 4);
+  REQUIRE(client->drop(third.summary.context_id));
   GenerateOrder after_drop = order({}, query, 128, 4);
-  after_drop.request.context_id = third->summary.context_id;
+  after_drop.request.context_id = third.summary.context_id;
   auto dropped = client->run(after_drop);
   REQUIRE_FALSE(dropped);
   CHECK(dropped.error().message.find("no kept context") != std::string::npos);
@@ -285,11 +285,7 @@ TEST_CASE_FIXTURE(InProcessMesh,
   add_worker(4096);
   WorkerActor second = add_worker(4096);
   const auto ctx = random_ids(800, 81);
-  auto keep = order(ctx, random_ids(4, 82), 128, 4);
-  keep.request.keep_context = true;
-  auto first = client->run(keep);
-  REQUIRE_MESSAGE(first, (first ? "" : first.error().message));
-  const ContextId kept = first->summary.context_id;
+  const ContextId kept = keep_context(ctx, random_ids(4, 82), 4).summary.context_id;
   caf::scoped_actor self{sys};
   bool known = false;
   self->request(router, 5s, leave_atom::value, second).receive([&](bool k) { known = k; }, [](caf::error&) {});
@@ -307,10 +303,7 @@ TEST_CASE_FIXTURE(InProcessMesh,
   REQUIRE_MESSAGE(answer, (answer ? "" : answer.error().message));
   CHECK(answer->summary.hosts == 1);
   CHECK(answer->ids == star(ctx, query, 128, 1, 4).ids);
-  const auto after = client->members();
-  int64_t booked = 0;
-  for (const auto& w : after.value()) booked += w.reserved;
-  CHECK(booked == 800);  // the new shard is the context's now
+  CHECK(total_reserved() == 800);  // the new shard is the context's now
 }
 
 namespace {
@@ -430,12 +423,9 @@ TEST_CASE_FIXTURE(
     "a random mix served at once (sampling seeds, a kept context asked thrice, a cancel): each as alone") {
   for (int i = 0; i < 2; ++i) add_worker(8192);
   const auto kept_ctx = random_ids(600, 111);
-  auto keep_order = order(kept_ctx, random_ids(4, 112), 128, 4);
-  keep_order.request.keep_context = true;
-  auto first = client->run(keep_order);
-  REQUIRE_MESSAGE(first, (first ? "" : first.error().message));
-  const ContextId kept = first->summary.context_id;
-  const int kept_hosts = first->summary.hosts;
+  const auto first = keep_context(kept_ctx, random_ids(4, 112), 4);
+  const ContextId kept = first.summary.context_id;
+  const int kept_hosts = first.summary.hosts;
 
   struct Ask {
     std::vector<int32_t> ctx, query;  // ctx empty: over the kept context
@@ -508,8 +498,5 @@ TEST_CASE_FIXTURE(
     CHECK(test::relative_distance(got[i].logits, want.logits) < 1e-5);
   }
   // Only the kept context holds KV now: the questions' and the cancelled request's went back.
-  const auto members = client->members();
-  int64_t reserved = 0;
-  for (const auto& w : members.value()) reserved += w.reserved;
-  CHECK(reserved == 600);
+  CHECK(total_reserved() == 600);
 }
