@@ -42,13 +42,16 @@ build_mesh() {
 if [ "${1:-}" = "--concurrency" ]; then
   # Many users at once (bench/concurrency_bench): router + W workers on the GPU, C requests of
   # 8K contexts and 128 output tokens at once; then HF's batched generate on the same batches.
+  # CONC_WORKER_ARGS: flags every worker gets (e.g. --cuda-kv-pages, once the GPU tests pass).
   build_mesh starmesh concurrency_bench
+  worker_args=()
+  for a in ${CONC_WORKER_ARGS:-}; do worker_args+=("--worker-arg=$a"); done
   make_checkpoint
   levels="${CONC_LEVELS:-1,4,16,64}"
   echo "== concurrency through the mesh: workers ${CONC_WORKERS:-1,4}, concurrent $levels"
   /tmp/build-mesh/bin/concurrency_bench --program /tmp/build-mesh/bin/starmesh --model "$ck" --device cuda \
     --workers "${CONC_WORKERS:-1,4}" --concurrent "$levels" --context "${CONC_CONTEXT:-8192}" --max-new 128 \
-    --log-dir "$out/concurrency-logs" --json "$out/concurrency.json" 2>&1 | tee "$out/concurrency.log"
+    "${worker_args[@]}" --log-dir "$out/concurrency-logs" --json "$out/concurrency.json" 2>&1 | tee "$out/concurrency.log"
   hf=""
   if [ "${CONC_HF:-1}" != 0 ]; then
     echo "== HF transformers, batched generate"
