@@ -265,3 +265,25 @@ TEST_CASE("workers: a leaving worker's idle contexts go at once, busy ones when 
   REQUIRE(answered(lost, false) == std::vector<uint64_t>{3});
   CHECK(lost.answers[0].placement.code() == ErrorCode::refused);
 }
+
+TEST_CASE("kept contexts on a paged worker: booked, attached and counted in its whole pages") {
+  AdmissionBook book("m", {60s, 2, 10s});
+  WorkerInfo w = worker("w1", 1024);
+  w.kv_page_tokens = 64;
+  REQUIRE(book.members().add({}, w));
+  Decisions d;
+  auto placed = book.admit(1, ask(100, 20, 100), t0, d);
+  REQUIRE(placed.kind == Admission::Kind::placed);
+  CHECK(placed.placement->hosts.back().reserve == 128 + 64);  // the shard's pages, and the query's
+  CHECK(placed.placement->local_tokens == 20);
+  REQUIRE(book.keep(1, t0 + 1s, d));
+  CHECK(book.members().view().front().reserved == 128);
+  CHECK(book.load().kept_tokens == 128);
+  CHECK(book.load_on(1).reserved_tokens == 0);  // only the kept context's pages are booked there
+  auto q = book.attach(2, 1, 30, t0 + 2s, d);
+  REQUIRE(q.kind == Admission::Kind::placed);
+  CHECK(q.placement->local_tokens == 30);
+  CHECK(q.placement->hosts.back().reserve == 128 + 64);
+  CHECK(book.members().view().front().reserved == 128 + 64);
+  CHECK(book.load_on(1).reserved_tokens == 64);
+}

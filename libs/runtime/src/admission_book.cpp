@@ -304,10 +304,13 @@ AdmissionBook::Load AdmissionBook::load() const {
     int64_t context = w.context_id != 0 ? 0 : w.ask.context_tokens;
     if (auto k = kept_.find(w.context_id); k != kept_.end() && encodes_again(k->second))
       context = k->second.placement.plan.context_tokens;  // it is encoded again
-    l.queued_tokens += w.ask.local_tokens + context;
+    l.queued_tokens += w.ask.local_tokens + context;      // tokens: its workers (and their pages) are not chosen yet
   }
   for (const auto& [id, k] : kept_)
-    for (const PlacedHost& h : k.placement.hosts) l.kept_tokens += h.end - h.begin;  // as booked: shards only
+    for (const PlacedHost& h : k.placement.hosts) {  // as booked: shards only, in their workers' pages
+      auto w = members_.find(h.worker_id);
+      l.kept_tokens += w ? booked_on(w->info, h.end - h.begin) : h.end - h.begin;
+    }
   l.running = int64_t(placements_.size());
   for (const auto& [id, cid] : attached_) l.running += placements_.count(id) ? 0 : 1;
   return l;

@@ -105,7 +105,7 @@ WorkerLoad AdmissionBook::load_on(uint32_t worker_id) const {
     for (const PlacedHost& h : k.placement.hosts)
       if (h.worker_id == worker_id) {
         l.kept_context_tokens += k.placement.plan.context_tokens;
-        kept_shards += h.end - h.begin;
+        kept_shards += booked_on(w->info, h.end - h.begin);
         break;
       }
   l.reserved_tokens = std::max<int64_t>(0, w->reserved - kept_shards);
