@@ -128,6 +128,14 @@ struct GenerateRequest {
   contextKey @11 :Text;         # a kept context to ask, the 32 hex digits its summary gave (give no
                                 # context then); only the login's token that kept it may ask it
   progress @12 :Bool = false;   # send progress events to the sink (TokenSink.progress)
+  priority @13 :Priority = normal;  # among this login's own requests: higher ones queue and
+                                    # encode first (never ahead of other logins' requests)
+}
+
+enum Priority {
+  normal @0;
+  low @1;
+  high @2;
 }
 
 struct GenerateSummary {

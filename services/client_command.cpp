@@ -35,6 +35,7 @@ struct ClientOptions {
   bool progress = false;
   std::string query, prompt_ids;
   std::string mode;  // empty: star with a context, global without
+  std::string priority = "normal";
   bool no_anchor = false;
   GenerateRequest request;
 };
@@ -72,6 +73,10 @@ Expected<GenerateRequest> build_request(const ClientOptions& o) {
     r.mode = has_context || !r.context_id.empty() ? AttentionMode::star : AttentionMode::global;
   }
   if (o.no_anchor) r.anchor_size = 0;
+  auto priority = priority_from_string(o.priority);
+  if (!priority)
+    return make_error(ErrorCode::invalid_argument, "--priority must be low, normal or high, got '", o.priority, "'");
+  r.priority = *priority;
   return r;
 }
 
@@ -193,6 +198,10 @@ void add_generate(CLI::App& client, int& exit_code) {
   query->excludes(ids);
   cmd->add_option("--mode", o->mode, "star or global (default: star with a context, global without)")
       ->check(CLI::IsMember({"star", "global"}));
+  cmd->add_option("--priority", o->priority,
+                  "low, normal or high: among this token's own requests (never ahead of other tokens')")
+      ->check(CLI::IsMember({"low", "normal", "high"}))
+      ->capture_default_str();
   cmd->add_option("--block-size", r.block_size, "Star: context block size in tokens (0: the server's default)")
       ->capture_default_str();
   cmd->add_option("--anchor-size", r.anchor_size, "Star: anchor tokens (-1: the block size)")->capture_default_str();

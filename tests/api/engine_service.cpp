@@ -33,6 +33,7 @@ EngineService::~EngineService() {
 
 void EngineService::generate(GenerateRequest request, std::function<bool(const TokenChunk&)> on_tokens,
                              std::function<void(Expected<GenerateSummary>)> on_done) {
+  last_priority = int(request.priority);
   {
     std::lock_guard lock(mutex_);
     queue_.push_back(Job{std::move(request), std::move(on_tokens), std::move(on_done)});

@@ -36,7 +36,8 @@ class EngineService final : public generate_service_i {
     last_drop_tenant = std::move(tenant);
     on_done(make_error(ErrorCode::not_found, "this service keeps no contexts (context ", id.hex(), ")"));
   }
-  std::string last_drop_tenant;  // what the API passed on (the login's token)
+  std::string last_drop_tenant;        // what the API passed on (the login's token)
+  std::atomic<int> last_priority{-1};  // the last request's priority as it arrived (-1: none yet)
 
   // Sleeps this long after each token (to give a test time to cancel mid-stream).
   void set_token_delay(std::chrono::milliseconds d) { delay_ms_ = int(d.count()); }

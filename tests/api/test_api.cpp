@@ -572,6 +572,18 @@ TEST_CASE("keep_context, context_id and dropContext travel over the wire") {
   CHECK(served.service.last_drop_tenant.empty());  // no tokens: one tenant
 }
 
+TEST_CASE("a request's priority travels over the wire") {
+  Served served;
+  auto client = served.client();
+  for (Priority p : {Priority::high, Priority::low, Priority::normal}) {
+    GenerateRequest r = star_request();
+    r.priority = p;
+    Generated got;
+    REQUIRE(stream(*client, r, got));
+    CHECK(served.service.last_priority == int(p));
+  }
+}
+
 TEST_CASE("context ids are 32 hex digits, random, and parse back") {
   const ContextId a = ContextId::random(), b = ContextId::random();
   CHECK_FALSE(a.empty());

@@ -36,7 +36,7 @@ TEST_CASE("a completion request with every supported field") {
       R"("max_tokens": 7, "temperature": 0.5, "top_p": 0.9, "seed": 42, "stop": ["a", "bc"], "n": 1, "stream": true,
          "stream_options": {"include_usage": true}, "user": "u", "logprobs": null, "presence_penalty": 0,
          "starmesh": {"mode": "star", "block_size": 128, "anchor_size": 0, "max_hosts": 2, "top_k": 5,
-                      "keep_context": true, "context": "a long document"})"));
+                      "keep_context": true, "context": "a long document", "priority": "high"})"));
   REQUIRE_MESSAGE(r, (r ? "" : r.error().message));
   CHECK(r->model == "m");
   CHECK(r->prompt == "hi");
@@ -54,6 +54,10 @@ TEST_CASE("a completion request with every supported field") {
   CHECK(r->starmesh.max_hosts == 2);
   CHECK(r->starmesh.keep_context);
   CHECK(*r->starmesh.context == "a long document");
+  CHECK(r->starmesh.priority == Priority::high);
+  auto bad = parse(completion(R"("starmesh": {"priority": "urgent"})"));
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().message.find("'starmesh.priority' must be") != std::string::npos);
 }
 
 TEST_CASE("defaults: OpenAI's 16 tokens for completions, 256 for chat, greedy") {
@@ -169,9 +173,13 @@ TEST_CASE("context and query: starmesh.context with the prompt in star mode, els
   CHECK(g->query_text == "hi");
   CHECK(g->add_bos);
 
-  auto doc = parse(completion(R"("max_tokens": 3, "starmesh": {"context": "doc", "keep_context": true})"));
+  CHECK(g->priority == Priority::normal);
+
+  auto doc =
+      parse(completion(R"("max_tokens": 3, "starmesh": {"context": "doc", "keep_context": true, "priority": "low"})"));
   auto s = to_generate_request(*doc, {}, param);
   REQUIRE(s);
+  CHECK(s->priority == Priority::low);
   CHECK(s->mode == AttentionMode::star);
   CHECK(s->context_text == "doc");
   CHECK(s->query_text == "hi");

@@ -115,6 +115,37 @@ TEST_CASE("admission: the queue takes turns between tenants, each first come fir
   CHECK(order == std::vector<uint64_t>{7, 8, 2, 3, 4, 5, 6});
 }
 
+TEST_CASE("admission: a tenant's priorities reorder its own queued requests, not the turns between tenants") {
+  AdmissionOptions o{60s, 16, 10s};
+  Book b({1000}, o);
+  Decisions d;
+  auto asking = [](const std::string& tenant, Priority p) {
+    PlacementAsk a = ask(800, 100, 500);
+    a.tenant = tenant;
+    a.priority = p;
+    return a;
+  };
+  REQUIRE(b.book.admit(1, asking("a", Priority::normal), t0, d).kind == Admission::Kind::placed);
+  REQUIRE(b.book.admit(2, asking("a", Priority::low), t0 + 1s, d).kind == Admission::Kind::queued);
+  REQUIRE(b.book.admit(3, asking("a", Priority::normal), t0 + 2s, d).kind == Admission::Kind::queued);
+  REQUIRE(b.book.admit(4, asking("b", Priority::low), t0 + 3s, d).kind == Admission::Kind::queued);
+  REQUIRE(b.book.admit(5, asking("a", Priority::high), t0 + 4s, d).kind == Admission::Kind::queued);
+  REQUIRE(b.book.admit(6, asking("a", Priority::high), t0 + 5s, d).kind == Admission::Kind::queued);
+  std::vector<uint64_t> order;
+  uint64_t running = 1;
+  for (int i = 0; i < 5; ++i) {
+    Decisions freed;
+    b.book.release(running, t0 + 20s + std::chrono::seconds(i), freed);
+    const auto placed = answered(freed, true);
+    REQUIRE(placed.size() == 1);
+    running = placed[0];
+    order.push_back(running);
+  }
+  // a served last, so b's (low) request goes first all the same; then a's by priority, the
+  // older first among equals.
+  CHECK(order == std::vector<uint64_t>{4, 5, 6, 3, 2});
+}
+
 TEST_CASE("admission: with the queue off, what does not fit now is overloaded, and a bad plan is invalid") {
   Book b({1000}, {0s, 8, 10s});
   Decisions d;

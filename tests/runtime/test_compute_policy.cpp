@@ -137,3 +137,20 @@ TEST_CASE("the arbiter gives the device to one thread at a time, in the policy's
   CHECK(arbiter.grants(WorkKind::decode) == 4);
   CHECK(arbiter.grants(WorkKind::phase1) == 1);
 }
+
+TEST_CASE("priorities order a tenant's own phase-1 work, never another tenant's") {
+  ComputePolicy p(1);
+  // Tenant 70: two low requests (3 blocks each) queue first, then a high one (2 blocks).
+  p.wait(1, WorkKind::phase1, 1, 70, Priority::low);
+  p.wait(2, WorkKind::phase1, 1, 70, Priority::low);
+  p.wait(3, WorkKind::phase1, 1, 70, Priority::low);
+  p.wait(4, WorkKind::phase1, 2, 70, Priority::low);
+  p.wait(10, WorkKind::phase1, 5, 70, Priority::high);
+  p.wait(11, WorkKind::phase1, 5, 70, Priority::high);
+  // Tenant 90 asks normal work: it keeps its turns whatever tenant 70's priorities.
+  p.wait(20, WorkKind::phase1, 9, 90);
+  p.wait(21, WorkKind::phase1, 9, 90);
+  // 70's high request first (its blocks in order), 90 every other grant, then 70's low ones
+  // taking turns.
+  CHECK(drain(p) == std::vector<uint64_t>{10, 20, 11, 21, 1, 4, 2, 3});
+}

@@ -49,6 +49,17 @@ Status to_wire(const GenerateRequest& r, wire::GenerateRequest::Builder out) {
   out.setMaxNewTokens(r.max_new_tokens);
   out.setKeepContext(r.keep_context);
   out.setProgress(bool(r.on_progress));
+  switch (r.priority) {
+    case Priority::low:
+      out.setPriority(wire::Priority::LOW);
+      break;
+    case Priority::normal:
+      out.setPriority(wire::Priority::NORMAL);
+      break;
+    case Priority::high:
+      out.setPriority(wire::Priority::HIGH);
+      break;
+  }
   if (!r.context_id.empty()) out.setContextKey(r.context_id.hex());
   auto s = out.initSampling();
   s.setTemperature(r.sampling.temperature);
@@ -79,6 +90,20 @@ Expected<GenerateRequest> from_wire(wire::GenerateRequest::Reader in) {
   r.max_hosts = in.getMaxHosts();
   r.max_new_tokens = in.getMaxNewTokens();
   r.keep_context = in.getKeepContext();
+  switch (in.getPriority()) {
+    case wire::Priority::LOW:
+      r.priority = Priority::low;
+      break;
+    case wire::Priority::NORMAL:
+      r.priority = Priority::normal;
+      break;
+    case wire::Priority::HIGH:
+      r.priority = Priority::high;
+      break;
+    default:
+      return make_error(ErrorCode::invalid_argument, "unknown priority (enum value ", int(in.getPriority()),
+                        "): this server knows 'low', 'normal' and 'high'");
+  }
   if (in.getContextId() != 0)
     return make_error(ErrorCode::invalid_argument,
                       "contextId (64-bit) is no longer accepted: name a kept context by its contextKey");

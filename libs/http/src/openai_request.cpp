@@ -21,8 +21,8 @@ const std::set<std::string, std::less<>> kCompletionFields = {"prompt", "echo", 
 const std::set<std::string, std::less<>> kChatFields = {"messages",      "max_completion_tokens", "top_logprobs",
                                                         "tools",         "tool_choice",           "functions",
                                                         "function_call", "parallel_tool_calls",   "response_format"};
-const std::set<std::string, std::less<>> kStarmeshFields = {"mode",  "block_size",   "anchor_size", "max_hosts",
-                                                            "top_k", "keep_context", "context_id",  "context"};
+const std::set<std::string, std::less<>> kStarmeshFields = {
+    "mode", "block_size", "anchor_size", "max_hosts", "top_k", "keep_context", "context_id", "context", "priority"};
 
 // Builds refusals that name their field.
 class Refuse {
@@ -182,6 +182,11 @@ Status parse_starmesh(const Refuse& refuse, const json& v, StarmeshOptions& out)
     } else if (key == "context") {
       SM_ASSIGN(text, string(refuse, value, name, kMaxTextBytes));
       out.context = std::move(text);
+    } else if (key == "priority") {
+      SM_ASSIGN(text, string(refuse, value, name, 16));
+      auto p = priority_from_string(text);
+      if (!p) return refuse(name, "'", name, "' must be \"low\", \"normal\" or \"high\"");
+      out.priority = *p;
     }
   }
   return {};
@@ -318,6 +323,7 @@ Expected<GenerateRequest> to_generate_request(const OpenAiRequest& in, const Cha
   r.max_hosts = x.max_hosts;
   r.keep_context = x.keep_context;
   r.context_id = x.context_id;
+  r.priority = x.priority;
   if (kept && x.keep_context)
     return refuse("starmesh.keep_context", "keep_context makes a new kept context; this request asks kept context ",
                   x.context_id.hex());

@@ -21,7 +21,8 @@ Admission AdmissionBook::admit(uint64_t id, const PlacementAsk& ask, Time now, D
   return admit_or_queue(id, ask, 0, now, out);
 }
 
-Admission AdmissionBook::attach(uint64_t id, uint64_t context_id, int64_t local_tokens, Time now, Decisions& out) {
+Admission AdmissionBook::attach(uint64_t id, uint64_t context_id, int64_t local_tokens, Time now, Decisions& out,
+                                Priority priority) {
   auto k = kept_.find(context_id);
   if (k == kept_.end() || k->second.drop_when_idle)
     return Admission{Admission::Kind::refused, {}, not_kept(context_id)};
@@ -30,6 +31,7 @@ Admission AdmissionBook::attach(uint64_t id, uint64_t context_id, int64_t local_
   PlacementAsk ask;
   ask.local_tokens = local_tokens;
   ask.tenant = k->second.tenant;  // only its owner asks it
+  ask.priority = priority;
   Admission a = admit_or_queue(id, ask, context_id, now, out);
   if (a.kind == Admission::Kind::refused) detach(id, now, out);
   return a;
@@ -200,7 +202,8 @@ void AdmissionBook::drain_queue(Time now, Decisions& out) {
 
 std::deque<AdmissionBook::Waiting>::iterator AdmissionBook::next_in_turn() {
   // The smallest tenant name after last_served_, else the smallest of all (wrapping around);
-  // the queue is in arrival order, so the first match is that tenant's oldest request.
+  // then that tenant's request of the highest priority, the oldest of those (the queue is in
+  // arrival order, so the first one met).
   const std::string* after = nullptr;
   const std::string* first = nullptr;
   for (const Waiting& w : queue_) {
@@ -209,7 +212,10 @@ std::deque<AdmissionBook::Waiting>::iterator AdmissionBook::next_in_turn() {
     if (t > last_served_ && (!after || t < *after)) after = &t;
   }
   const std::string& turn = after ? *after : *first;
-  return std::find_if(queue_.begin(), queue_.end(), [&](const Waiting& w) { return w.ask.tenant == turn; });
+  auto best = queue_.end();
+  for (auto it = queue_.begin(); it != queue_.end(); ++it)
+    if (it->ask.tenant == turn && (best == queue_.end() || it->ask.priority > best->ask.priority)) best = it;
+  return best;
 }
 
 void AdmissionBook::release(uint64_t id, Time now, Decisions& out) {

@@ -6,9 +6,9 @@ namespace starmesh {
 
 ComputePolicy::ComputePolicy(int interleave) : interleave_(std::max(1, interleave)) {}
 
-void ComputePolicy::wait(uint64_t ticket, WorkKind kind, uint64_t request, uint64_t tenant) {
+void ComputePolicy::wait(uint64_t ticket, WorkKind kind, uint64_t request, uint64_t tenant, Priority priority) {
   if (kind == WorkKind::phase1) {
-    phase1_[tenant].requests[request].push_back(ticket);
+    phase1_[tenant].by_priority[priority][request].push_back(ticket);
     ++phase1_waiting_;
   } else {
     latency_.push_back({ticket, request});
@@ -36,16 +36,20 @@ typename Map::iterator after(Map& m, const std::optional<uint64_t>& last) {
 }  // namespace
 
 std::optional<uint64_t> ComputePolicy::next_phase1() {
-  // The tenant after the one served last, then its request after the one it had served last.
+  // The tenant after the one served last, then among its requests of the highest priority
+  // waiting, the one after the request it had served last.
   auto tenant = after(phase1_, last_tenant_);
   Tenant& t = tenant->second;
-  auto request = after(t.requests, t.last_request);
+  auto top = t.by_priority.begin();
+  Requests& requests = top->second;
+  auto request = after(requests, t.last_request);
   const uint64_t ticket = request->second.front();
   request->second.pop_front();
   last_tenant_ = tenant->first;
   t.last_request = request->first;
-  if (request->second.empty()) t.requests.erase(request);
-  if (t.requests.empty()) phase1_.erase(tenant);
+  if (request->second.empty()) requests.erase(request);
+  if (requests.empty()) t.by_priority.erase(top);
+  if (t.by_priority.empty()) phase1_.erase(tenant);
   --phase1_waiting_;
   latency_streak_ = 0;
   return ticket;

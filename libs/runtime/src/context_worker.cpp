@@ -117,6 +117,7 @@ caf::result<CoordinatorActor> start_phase2(WorkerPtr self, Phase2Order& o) {
       st.engine, job->shard, job->plan.context_tokens, job->local_capacity, std::move(job->transport), job->host_names,
       std::move(o), job->step_timeout, std::shared_ptr<const std::atomic<bool>>(job, &job->stop), st.setup->metrics});
   cs->tenant_tag = job->tenant_tag;
+  cs->priority = job->priority;
   job->phase2_started = true;
   if (!job->keep) job->shard.reset();  // the coordinator holds it (and a kept context, if any)
   job->coordinator = self->spawn<caf::linked>(query_coordinator, cs);

@@ -2,10 +2,10 @@
 
 namespace starmesh {
 
-void DeviceArbiter::acquire(WorkKind kind, uint64_t request, uint64_t tenant) {
+void DeviceArbiter::acquire(WorkKind kind, uint64_t request, uint64_t tenant, Priority priority) {
   std::unique_lock lock(mu_);
   const uint64_t ticket = next_ticket_++;
-  policy_.wait(ticket, kind, request, tenant);
+  policy_.wait(ticket, kind, request, tenant, priority);
   if (!busy_) grant_next();  // an idle device has no other waiter: this one goes at once
   cv_.wait(lock, [&] { return granted_ == ticket; });
   granted_ = UINT64_MAX;

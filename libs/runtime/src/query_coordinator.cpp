@@ -42,7 +42,7 @@ void generation_thread(std::shared_ptr<CoordinatorSetup> setup, std::shared_ptr<
     std::vector<float> last_logits;
     // The query's prefill runs alone, as phase-1 work; each generated token's step joins the
     // worker's decode batch.
-    ArbiterLock prefill_lock(engine.arbiter, WorkKind::phase1, order.request_id, setup->tenant_tag);
+    ArbiterLock prefill_lock(engine.arbiter, WorkKind::phase1, order.request_id, setup->tenant_tag, setup->priority);
     ArbiterLock decode_lock(engine.arbiter, WorkKind::decode, order.request_id);
     StepFn step = [&](std::span<const int32_t> ids) -> Expected<Tensor> {
       Expected<Tensor> logits = Tensor{};

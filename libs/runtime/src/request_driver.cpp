@@ -262,6 +262,7 @@ void start_phase1(DriverPtr self) {
     o.keep = st.setup->order.request.keep_context || st.reencoding;
     o.reuse_context = st.placement.kept_context;
     o.tenant_tag = tenant_tag(*st.setup->context, st.setup->order.request.tenant);
+    o.priority = st.setup->order.request.priority;
     if (o.reuse_context == 0) {  // a kept context's workers hold its shards: no ids travel
       if (anchor > 0 && host_needs_anchor(*plan, int(h)))
         o.anchor_ids = pack_ids(std::span<const int32_t>(ctx).first(size_t(anchor)));
@@ -309,6 +310,7 @@ void request_placement(DriverPtr self) {
   ask.anchor_size = st.tokens.anchor_size;
   ask.max_hosts = st.tokens.max_hosts;
   ask.tenant = st.setup->order.request.tenant;
+  ask.priority = st.setup->order.request.priority;
   const uint64_t order_id = st.mesh_id;
   auto placed = [=](Placement& p) {
     auto& s = self->state;
@@ -345,9 +347,7 @@ void request_placement(DriverPtr self) {
   };
   if (const ContextId& kept = st.setup->order.request.context_id; !kept.empty()) {
     st.summary.context_id = kept;
-    self->request(st.setup->router, wait, attach_atom::value, order_id, kept, st.setup->order.request.tenant,
-                  ask.local_tokens)
-        .then(placed, not_placed);
+    self->request(st.setup->router, wait, attach_atom::value, order_id, kept, ask).then(placed, not_placed);
   } else {
     self->request(st.setup->router, wait, place_atom::value, order_id, ask).then(placed, not_placed);
   }

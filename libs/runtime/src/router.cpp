@@ -276,14 +276,13 @@ RouterActor::behavior_type router(RouterPtr self, std::shared_ptr<const RouterCo
       [=](place_atom, uint64_t id, PlacementAsk& ask) {
         return decide(self, id, [&](auto t, Decisions& d) { return self->state.book->admit(id, ask, t, d); });
       },
-      [=](attach_atom, uint64_t id, ContextId& name, std::string& tenant,
-          int64_t local_tokens) -> caf::result<Placement> {
-        auto context_id = self->state.book->resolve(name, tenant);
+      [=](attach_atom, uint64_t id, ContextId& name, PlacementAsk& ask) -> caf::result<Placement> {
+        auto context_id = self->state.book->resolve(name, ask.tenant);
         RouterMetrics& m = *self->state.context->metrics;
         (context_id ? m.kept_context_hits : m.kept_context_misses).inc();
         if (!context_id) return mesh_error(context_id.error());
         auto answer = decide(self, id, [&](auto t, Decisions& d) {
-          return self->state.book->attach(id, *context_id, local_tokens, t, d);
+          return self->state.book->attach(id, *context_id, ask.local_tokens, t, d, ask.priority);
         });
         return answer;
       },

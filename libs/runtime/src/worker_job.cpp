@@ -40,6 +40,7 @@ Expected<std::shared_ptr<Job>> make_job(EncodeOrder& o, int64_t vocab_size) {
   }
   job->keep = o.keep;
   job->tenant_tag = o.tenant_tag;
+  job->priority = int(o.priority) <= int(Priority::high) ? o.priority : Priority::normal;  // a peer's byte
   job->local_capacity = job->query_host ? o.local_capacity : 0;
   job->step_timeout = std::chrono::milliseconds(std::max<int64_t>(1, o.step_timeout_ms));
   for (const GroupMember& m : o.group) {
@@ -70,7 +71,7 @@ void run_job(std::shared_ptr<WorkerEngine> engine, std::shared_ptr<Job> job, dat
     job->shard_tokens = job->shard->end - job->shard->begin;
   } else {
     const auto t0 = std::chrono::steady_clock::now();
-    ArbiterLock compute(engine->arbiter, WorkKind::phase1, job->id, job->tenant_tag);
+    ArbiterLock compute(engine->arbiter, WorkKind::phase1, job->id, job->tenant_tag, job->priority);
     EncodeControl control{&compute, &job->stop, {}, engine->prefill_chunk};
     control.on_block = [job](int64_t done, int64_t) {  // the client's progress, through the driver
       caf::anon_send(job->driver, progress_atom::value, job->id, int32_t(job->host), done);

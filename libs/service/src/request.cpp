@@ -34,6 +34,24 @@ std::optional<AttentionMode> attention_mode_from_string(std::string_view text) {
   return std::nullopt;
 }
 
+std::string_view to_string(Priority priority) {
+  switch (priority) {
+    case Priority::low:
+      return "low";
+    case Priority::normal:
+      return "normal";
+    case Priority::high:
+      return "high";
+  }
+  return "normal";
+}
+
+std::optional<Priority> priority_from_string(std::string_view text) {
+  for (Priority p : {Priority::low, Priority::normal, Priority::high})
+    if (to_string(p) == text) return p;
+  return std::nullopt;
+}
+
 std::optional<StopReason> stop_reason_from_string(std::string_view text) {
   for (StopReason r : {StopReason::eos, StopReason::max_tokens, StopReason::cancelled})
     if (to_string(r) == text) return r;

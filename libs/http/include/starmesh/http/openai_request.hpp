@@ -41,8 +41,9 @@ struct StarmeshOptions {
   int max_hosts = 0;                  // 0: every worker
   int top_k = 0;                      // 0: no limit (OpenAI has no top_k)
   bool keep_context = false;
-  ContextId context_id;                // empty: none
-  std::optional<std::string> context;  // completions: the phase-1 document
+  ContextId context_id;                  // empty: none
+  std::optional<std::string> context;    // completions: the phase-1 document
+  Priority priority = Priority::normal;  // among this token's own requests
 };
 
 struct OpenAiRequest {

@@ -13,8 +13,9 @@
 //   hold it; refused (`overloaded`) when the queue is full or queueing is off; else queued
 //   until it fits or its deadline (then placed if it fits by then, else `timeout`). The queue
 //   serves one request at a time, taking turns between tenants (API tokens, in name order
-//   after the one served last), each tenant's requests first come first served: one tenant's
-//   burst delays another's request by at most one of its own. Idle kept contexts are dropped, least recently used
+//   after the one served last), each tenant's requests by priority, then first come first
+//   served: one tenant's burst delays another's request by at most one of its own, and a
+//   tenant's priorities reorder only its own requests. Idle kept contexts are dropped, least recently used
 //   first, whenever that is what it takes to place something.
 // - Kept contexts: a request's placement becomes a kept context on keep(); a question over
 //   one (attach) books only its query tokens on the context's query host and holds a reference
@@ -100,8 +101,10 @@ class AdmissionBook {
 
   // A new request `id` asks for KV.
   Admission admit(uint64_t id, const PlacementAsk& ask, Time now, Decisions& out);
-  // A question `id` over kept context `context_id` asks for `local_tokens` on its query host.
-  Admission attach(uint64_t id, uint64_t context_id, int64_t local_tokens, Time now, Decisions& out);
+  // A question `id` over kept context `context_id` asks for `local_tokens` on its query host
+  // (queued, at `priority` among its tenant's requests).
+  Admission attach(uint64_t id, uint64_t context_id, int64_t local_tokens, Time now, Decisions& out,
+                   Priority priority = Priority::normal);
   // The request ended (or its driver went away): its KV, queue entry and reference go.
   void release(uint64_t id, Time now, Decisions& out);
   // The request ended keeping its context: its placement becomes kept context `id`, which

@@ -9,13 +9,17 @@
 //   never for more than `interleave` latency grants in a row: generation goes on while a
 //   document is encoded, and a document is encoded while generation goes on.
 // - Phase-1 work takes turns between tenants (API tokens, by their router-given tag: the one
-//   after the tenant served last), and within a tenant between its requests (likewise, by
-//   id), each request's blocks in order: one tenant's burst of documents does not hold back
-//   another's, and a long document does not hold back a short one.
+//   after the tenant served last), and within a tenant between its requests of the highest
+//   priority waiting (likewise, by id), each request's blocks in order: one tenant's burst of
+//   documents does not hold back another's, a long document does not hold back a short one,
+//   and a tenant's urgent request goes before its own batch work (never before others').
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <optional>
+
+#include "starmesh/service/request.hpp"
 
 namespace starmesh {
 
@@ -31,8 +35,9 @@ class ComputePolicy {
   explicit ComputePolicy(int interleave = 4);
 
   // `ticket` (unique among waiters) waits to run `kind` work for request `request` of the
-  // tenant tagged `tenant`.
-  void wait(uint64_t ticket, WorkKind kind, uint64_t request, uint64_t tenant = 0);
+  // tenant tagged `tenant`, at `priority` among that tenant's requests.
+  void wait(uint64_t ticket, WorkKind kind, uint64_t request, uint64_t tenant = 0,
+            Priority priority = Priority::normal);
   // The waiter that gets the device now, removed from the waiters; none when nobody waits.
   std::optional<uint64_t> next();
 
@@ -46,10 +51,11 @@ class ComputePolicy {
   std::optional<uint64_t> next_phase1();
 
   int interleave_;
-  std::deque<Waiter> latency_;  // decode and shard steps, oldest first
+  std::deque<Waiter> latency_;                                // decode and shard steps, oldest first
+  using Requests = std::map<uint64_t, std::deque<uint64_t>>;  // request -> its tickets, oldest first
   struct Tenant {
-    std::map<uint64_t, std::deque<uint64_t>> requests;  // request -> its tickets, oldest first
-    std::optional<uint64_t> last_request;               // of this tenant's, served last
+    std::map<Priority, Requests, std::greater<>> by_priority;  // the highest first
+    std::optional<uint64_t> last_request;                      // of this tenant's, served last
   };
   std::map<uint64_t, Tenant> phase1_;  // by tenant tag; a tenant with nothing waiting goes
   size_t phase1_waiting_ = 0;

@@ -17,8 +17,8 @@ class DeviceArbiter {
   explicit DeviceArbiter(int interleave = 4) : policy_(interleave) {}
 
   // Blocks until the policy grants the device to this `kind` of work for `request` (of the
-  // tenant tagged `tenant`).
-  void acquire(WorkKind kind, uint64_t request, uint64_t tenant = 0);
+  // tenant tagged `tenant`, at `priority` among its requests).
+  void acquire(WorkKind kind, uint64_t request, uint64_t tenant = 0, Priority priority = Priority::normal);
   void release();
 
   // How many grants each kind got (tests, metrics).
@@ -39,15 +39,17 @@ class DeviceArbiter {
 // The arbiter as a compute lock of one kind of work for one request.
 class ArbiterLock final : public compute_lock_i {
  public:
-  ArbiterLock(DeviceArbiter& arbiter, WorkKind kind, uint64_t request, uint64_t tenant = 0)
-      : arbiter_(arbiter), kind_(kind), request_(request), tenant_(tenant) {}
-  void lock() override { arbiter_.acquire(kind_, request_, tenant_); }
+  ArbiterLock(DeviceArbiter& arbiter, WorkKind kind, uint64_t request, uint64_t tenant = 0,
+              Priority priority = Priority::normal)
+      : arbiter_(arbiter), kind_(kind), request_(request), tenant_(tenant), priority_(priority) {}
+  void lock() override { arbiter_.acquire(kind_, request_, tenant_, priority_); }
   void unlock() override { arbiter_.release(); }
 
  private:
   DeviceArbiter& arbiter_;
   WorkKind kind_;
   uint64_t request_, tenant_;
+  Priority priority_;
 };
 
 }  // namespace starmesh

@@ -36,6 +36,7 @@ struct Job {
   std::vector<std::vector<uint8_t>> addresses;  // per rank: the data-plane addresses of the group
   MessageKey data_plane_key{};                  // the group's messages are authenticated under it
   uint64_t tenant_tag = 0;                      // phase 1 takes turns between tenants by it
+  Priority priority = Priority::normal;         // and within the tenant, higher first
   RequestActor driver;
   std::unique_ptr<transport_i> transport;  // joined by the job's thread (joining may wait on peers)
   std::atomic<bool> stop{false};

@@ -120,7 +120,7 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, GenerateRequest& x) {
   return f(caf::meta::type_name("GenerateRequest"), x.context_text, x.query_text, x.context_ids, x.query_ids, x.add_bos,
            x.mode, x.block_size, x.anchor_size, x.max_hosts, x.max_new_tokens, x.sampling, x.keep_context, x.context_id,
-           x.tenant);
+           x.tenant, x.priority);
 }
 
 template <class Inspector>
@@ -170,14 +170,15 @@ struct PlacementAsk {
   int64_t local_tokens = 0;  // query + max new tokens: the query host holds them too
   int64_t block_size = 0;
   int64_t anchor_size = -1;
-  int32_t max_hosts = 0;  // 0: every worker with free capacity
-  std::string tenant;     // who asks (the API token): the queue takes turns between tenants
+  int32_t max_hosts = 0;                 // 0: every worker with free capacity
+  std::string tenant;                    // who asks (the API token): the queue takes turns between tenants
+  Priority priority = Priority::normal;  // within its tenant's queue: higher first
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, PlacementAsk& x) {
   return f(caf::meta::type_name("PlacementAsk"), x.context_tokens, x.local_tokens, x.block_size, x.anchor_size,
-           x.max_hosts, x.tenant);
+           x.max_hosts, x.tenant, x.priority);
 }
 
 // The arguments of plan_blocks: every worker rebuilds the same BlockPlan from them.
@@ -251,10 +252,10 @@ using RouterActor =
                      // keep: the request's shards become a kept context;
                      // attach: place a request (id, context id, local tokens) on one
                      // (named for clients by a random ContextId, owned by the request's tenant);
-                     // attach: place a request (id, context name, tenant, local tokens) on one; drop: a client
-                     // drops one (not_found unless the tenant owns it)
+                     // attach: place a request (id, context name, its ask: tenant, local tokens, priority) on one;
+                     // drop: a client drops one (not_found unless the tenant owns it)
                      caf::replies_to<keep_atom, uint64_t, ContextId, std::string, std::vector<int32_t>>::with<bool>,
-                     caf::replies_to<attach_atom, uint64_t, ContextId, std::string, int64_t>::with<Placement>,
+                     caf::replies_to<attach_atom, uint64_t, ContextId, PlacementAsk>::with<Placement>,
                      caf::replies_to<drop_atom, ContextId, std::string>::with<bool>>;
 
 // -- messages that carry handles ----------------------------------------------------------------
@@ -315,16 +316,17 @@ typename Inspector::result_type inspect(Inspector& f, GroupMember& x) {
 struct EncodeOrder {
   uint64_t request_id = 0;
   PlanSpec plan;
-  int32_t host = 0;                 // this worker's host index in the plan (its data-plane rank)
-  std::vector<uint8_t> anchor_ids;  // context tokens [0, anchor_size), packed (pack_ids); empty if unused
-  std::vector<uint8_t> shard_ids;   // context tokens [begin, end) of this host, packed
-  int64_t local_capacity = 0;       // query host: query + max new tokens; 0 elsewhere
-  int64_t step_timeout_ms = 60000;  // phase 2: the longest wait for the next message of a step
-  std::vector<GroupMember> group;   // index = plan host = data-plane rank
-  RequestActor driver;              // told if the shard loop fails
-  bool keep = false;                // the shard may be kept after phase 2 (keep, not free)
-  uint64_t reuse_context = 0;       // serve a kept context's shard: no phase 1, no ids
-  uint64_t tenant_tag = 0;          // the tenant's tag (tenant_tag()): phase 1 takes turns by it
+  int32_t host = 0;                      // this worker's host index in the plan (its data-plane rank)
+  std::vector<uint8_t> anchor_ids;       // context tokens [0, anchor_size), packed (pack_ids); empty if unused
+  std::vector<uint8_t> shard_ids;        // context tokens [begin, end) of this host, packed
+  int64_t local_capacity = 0;            // query host: query + max new tokens; 0 elsewhere
+  int64_t step_timeout_ms = 60000;       // phase 2: the longest wait for the next message of a step
+  std::vector<GroupMember> group;        // index = plan host = data-plane rank
+  RequestActor driver;                   // told if the shard loop fails
+  bool keep = false;                     // the shard may be kept after phase 2 (keep, not free)
+  uint64_t reuse_context = 0;            // serve a kept context's shard: no phase 1, no ids
+  uint64_t tenant_tag = 0;               // the tenant's tag (tenant_tag()): phase 1 takes turns by it
+  Priority priority = Priority::normal;  // within its tenant's phase-1 turns: higher first
   // The attempt's data-plane key (kMessageKeyBytes random bytes, the same for every host):
   // the group's messages are authenticated under it. A secret: never logged.
   std::vector<uint8_t> data_plane_key;
@@ -333,7 +335,7 @@ struct EncodeOrder {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, EncodeOrder& x) {
   return f(caf::meta::type_name("EncodeOrder"), x.request_id, x.plan, x.host, x.anchor_ids, x.shard_ids,
-           x.local_capacity, x.step_timeout_ms, x.group, x.driver, x.keep, x.reuse_context, x.tenant_tag,
+           x.local_capacity, x.step_timeout_ms, x.group, x.driver, x.keep, x.reuse_context, x.tenant_tag, x.priority,
            x.data_plane_key);
 }
 

@@ -35,7 +35,8 @@ struct CoordinatorSetup {
   // so the shard's memory and the thread are let go. Null: only the timeout.
   std::shared_ptr<const std::atomic<bool>> freed;
   std::shared_ptr<WorkerMetrics> metrics;  // the phase-2 exchanges' (null: none kept)
-  uint64_t tenant_tag = 0;                 // the query's prefill takes its tenant's turns
+  uint64_t tenant_tag = 0;                 // the query's prefill takes its tenant's turns,
+  Priority priority = Priority::normal;    // at the request's priority among them
 };
 
 // The actor's state: the generation thread and what it shares with the actor.

@@ -44,7 +44,14 @@ struct Progress {
   int32_t hosts = 0;  // encoding, prefill: hosts holding the context
 };
 
+// How a request ranks among its own tenant's: a tenant's higher ones are queued and encoded
+// before its lower ones. It never outranks another tenant's requests (tenants take turns), so
+// a client cannot buy precedence over others by asking for it.
+enum class Priority : uint8_t { low, normal, high };
+
 std::string_view to_string(AttentionMode mode);
+std::string_view to_string(Priority priority);
+std::optional<Priority> priority_from_string(std::string_view text);  // "low", "normal", "high"
 std::string_view to_string(StopReason reason);
 std::string_view to_string(ProgressStage stage);
 std::optional<AttentionMode> attention_mode_from_string(std::string_view text);  // "star", "global"
@@ -71,7 +78,8 @@ struct GenerateRequest {
   // this request (the summary names it); context_id asks a new query over a kept context
   // (give no context then). Kept contexts go when KV is needed for other work, oldest first.
   bool keep_context = false;
-  ContextId context_id;  // empty: none
+  ContextId context_id;                  // empty: none
+  Priority priority = Priority::normal;  // among this tenant's own requests
   // Who asks (set by the door from the login, never taken from a client): a kept context
   // answers only the tenant that kept it. Empty: an API without tokens (one tenant).
   std::string tenant;
