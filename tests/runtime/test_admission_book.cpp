@@ -19,11 +19,32 @@ PlacementAsk ask(int64_t context, int64_t local, int64_t block, int max_hosts = 
   return test::placement_ask(context, local, block, max_hosts);
 }
 
+std::vector<uint64_t> answered(const Decisions& d, bool placed) {
+  std::vector<uint64_t> ids;
+  for (const auto& a : d.answers)
+    if (bool(a.placement) == placed) ids.push_back(a.id);
+  return ids;
+}
+
 struct Book {
   AdmissionBook book;
   explicit Book(std::vector<int64_t> capacities, AdmissionOptions o = {60s, 2, 10s}) : book("m", o) {
     for (size_t i = 0; i < capacities.size(); ++i)
       REQUIRE(book.members().add({}, worker("w" + std::to_string(i + 1), capacities[i])));
+  }
+  // Where room for one request at a time is: releases `running`, then each request placed in
+  // its stead, `n` times; returns the order they were placed in.
+  std::vector<uint64_t> serve_one_at_a_time(uint64_t running, int n) {
+    std::vector<uint64_t> order;
+    for (int i = 0; i < n; ++i) {
+      Decisions freed;
+      book.release(running, t0 + 20s + std::chrono::seconds(i), freed);
+      const auto placed = answered(freed, true);
+      REQUIRE(placed.size() == 1);
+      running = placed[0];
+      order.push_back(running);
+    }
+    return order;
   }
   int64_t reserved() const {
     int64_t r = 0;
@@ -31,13 +52,6 @@ struct Book {
     return r;
   }
 };
-
-std::vector<uint64_t> answered(const Decisions& d, bool placed) {
-  std::vector<uint64_t> ids;
-  for (const auto& a : d.answers)
-    if (bool(a.placement) == placed) ids.push_back(a.id);
-  return ids;
-}
 
 std::vector<uint64_t> dropped(const Decisions& d, Decisions::Why why) {
   std::vector<uint64_t> ids;
@@ -102,17 +116,7 @@ TEST_CASE("admission: the queue takes turns between tenants, each first come fir
   REQUIRE(b.book.admit(7, tenant_ask("b"), t0 + 10s, d).kind == Admission::Kind::queued);
   REQUIRE(b.book.admit(8, tenant_ask("c"), t0 + 11s, d).kind == Admission::Kind::queued);
   // Each release makes room for one: a served last, so b, then c, then a again.
-  std::vector<uint64_t> order;
-  uint64_t running = 1;
-  for (int i = 0; i < 7; ++i) {
-    Decisions freed;
-    b.book.release(running, t0 + 20s + std::chrono::seconds(i), freed);
-    const auto placed = answered(freed, true);
-    REQUIRE(placed.size() == 1);
-    running = placed[0];
-    order.push_back(running);
-  }
-  CHECK(order == std::vector<uint64_t>{7, 8, 2, 3, 4, 5, 6});
+  CHECK(b.serve_one_at_a_time(1, 7) == std::vector<uint64_t>{7, 8, 2, 3, 4, 5, 6});
 }
 
 TEST_CASE("admission: a tenant's priorities reorder its own queued requests, not the turns between tenants") {
@@ -131,19 +135,9 @@ TEST_CASE("admission: a tenant's priorities reorder its own queued requests, not
   REQUIRE(b.book.admit(4, asking("b", Priority::low), t0 + 3s, d).kind == Admission::Kind::queued);
   REQUIRE(b.book.admit(5, asking("a", Priority::high), t0 + 4s, d).kind == Admission::Kind::queued);
   REQUIRE(b.book.admit(6, asking("a", Priority::high), t0 + 5s, d).kind == Admission::Kind::queued);
-  std::vector<uint64_t> order;
-  uint64_t running = 1;
-  for (int i = 0; i < 5; ++i) {
-    Decisions freed;
-    b.book.release(running, t0 + 20s + std::chrono::seconds(i), freed);
-    const auto placed = answered(freed, true);
-    REQUIRE(placed.size() == 1);
-    running = placed[0];
-    order.push_back(running);
-  }
   // a served last, so b's (low) request goes first all the same; then a's by priority, the
   // older first among equals.
-  CHECK(order == std::vector<uint64_t>{4, 5, 6, 3, 2});
+  CHECK(b.serve_one_at_a_time(1, 5) == std::vector<uint64_t>{4, 5, 6, 3, 2});
 }
 
 TEST_CASE("admission: with the queue off, what does not fit now is overloaded, and a bad plan is invalid") {

@@ -2,8 +2,15 @@
 
 #include <kj/debug.h>
 
+#include <utility>
+
 namespace starmesh::api {
 namespace {
+
+// Our priorities and their wire enumerants, both ways.
+constexpr std::pair<Priority, wire::Priority> kPriorities[] = {{Priority::low, wire::Priority::LOW},
+                                                               {Priority::normal, wire::Priority::NORMAL},
+                                                               {Priority::high, wire::Priority::HIGH}};
 
 void input_to_wire(const std::string& text, const std::vector<int32_t>& ids, wire::Input::Builder out) {
   if (!ids.empty()) {  // ids win when given, as in GenerateRequest
@@ -49,17 +56,8 @@ Status to_wire(const GenerateRequest& r, wire::GenerateRequest::Builder out) {
   out.setMaxNewTokens(r.max_new_tokens);
   out.setKeepContext(r.keep_context);
   out.setProgress(bool(r.on_progress));
-  switch (r.priority) {
-    case Priority::low:
-      out.setPriority(wire::Priority::LOW);
-      break;
-    case Priority::normal:
-      out.setPriority(wire::Priority::NORMAL);
-      break;
-    case Priority::high:
-      out.setPriority(wire::Priority::HIGH);
-      break;
-  }
+  for (const auto& [ours, theirs] : kPriorities)
+    if (ours == r.priority) out.setPriority(theirs);
   if (!r.context_id.empty()) out.setContextKey(r.context_id.hex());
   auto s = out.initSampling();
   s.setTemperature(r.sampling.temperature);
@@ -90,20 +88,12 @@ Expected<GenerateRequest> from_wire(wire::GenerateRequest::Reader in) {
   r.max_hosts = in.getMaxHosts();
   r.max_new_tokens = in.getMaxNewTokens();
   r.keep_context = in.getKeepContext();
-  switch (in.getPriority()) {
-    case wire::Priority::LOW:
-      r.priority = Priority::low;
-      break;
-    case wire::Priority::NORMAL:
-      r.priority = Priority::normal;
-      break;
-    case wire::Priority::HIGH:
-      r.priority = Priority::high;
-      break;
-    default:
-      return make_error(ErrorCode::invalid_argument, "unknown priority (enum value ", int(in.getPriority()),
-                        "): this server knows 'low', 'normal' and 'high'");
-  }
+  bool known_priority = false;
+  for (const auto& [ours, theirs] : kPriorities)
+    if (theirs == in.getPriority()) r.priority = ours, known_priority = true;
+  if (!known_priority)
+    return make_error(ErrorCode::invalid_argument, "unknown priority (enum value ", int(in.getPriority()),
+                      "): this server knows 'low', 'normal' and 'high'");
   if (in.getContextId() != 0)
     return make_error(ErrorCode::invalid_argument,
                       "contextId (64-bit) is no longer accepted: name a kept context by its contextKey");
