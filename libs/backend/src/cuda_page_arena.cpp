@@ -66,6 +66,13 @@ Status cu_status(CUresult r, const char* what) {
                     " failed (CUresult ", int(r), ")");
 }
 
+Expected<int64_t> granularity(const Driver& d, int device) {
+  const CUmemAllocationProp prop = device_memory(device);
+  size_t g = 0;
+  SM_TRY(cu_status(d.granularity(&g, &prop, CU_MEM_ALLOC_GRANULARITY_MINIMUM), "cuMemGetAllocationGranularity"));
+  return int64_t(g);
+}
+
 class CudaPageArena final : public PageArenaBase {
  public:
   CudaPageArena(Driver d, int device, cudaStream_t stream, int64_t page_bytes, int64_t pages,
@@ -124,19 +131,17 @@ class CudaPageArena final : public PageArenaBase {
 
 Expected<int64_t> cuda_page_granularity(int device) {
   SM_ASSIGN(d, load_driver());
-  const CUmemAllocationProp prop = device_memory(device);
-  size_t g = 0;
-  SM_TRY(cu_status(d.granularity(&g, &prop, CU_MEM_ALLOC_GRANULARITY_MINIMUM), "cuMemGetAllocationGranularity"));
-  return int64_t(g);
+  return granularity(d, device);
 }
 
 Expected<std::shared_ptr<page_arena_i>> make_cuda_page_arena(int device, void* stream, int64_t page_bytes,
                                                              int64_t pages, std::chrono::milliseconds wait) {
-  SM_ASSIGN(g, cuda_page_granularity(device));
+  SM_ASSIGN(d, load_driver());
+  SM_ASSIGN(g, granularity(d, device));
   if (page_bytes <= 0 || page_bytes % g != 0 || page_bytes > (int64_t(1) << 30))
     return make_error("KV pages: a page of ", page_bytes, " bytes (a multiple of ", g, ", at most 1 GiB)");
-  if (pages <= 0 || pages > (int64_t(1) << 20)) return make_error("KV pages: ", pages, " pages (1 to 2^20)");
-  SM_ASSIGN(d, load_driver());
+  if (pages <= 0 || pages > kMaxArenaPages)
+    return make_error("KV pages: ", pages, " pages (1 to ", kMaxArenaPages, "; take larger pages)");
   auto arena = std::make_shared<CudaPageArena>(d, device, static_cast<cudaStream_t>(stream), page_bytes, pages, wait);
   SM_TRY(arena->allocate());
   return std::shared_ptr<page_arena_i>(std::move(arena));

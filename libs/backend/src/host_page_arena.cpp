@@ -14,9 +14,6 @@
 namespace starmesh {
 namespace {
 
-// Mapped pages are each a mapping at worst; the kernel allows 65530 per process by default.
-constexpr int64_t kMaxPages = 32768;
-
 class HostPageArena final : public PageArenaBase {
  public:
   HostPageArena(int fd, int64_t page_bytes, int64_t pages, std::chrono::milliseconds wait)
@@ -59,8 +56,8 @@ Expected<std::shared_ptr<page_arena_i>> make_host_page_arena(int64_t page_bytes,
   const int64_t g = host_page_granularity();
   if (page_bytes <= 0 || page_bytes % g != 0 || page_bytes > (int64_t(1) << 30))
     return make_error("KV pages: a page of ", page_bytes, " bytes (a multiple of ", g, ", at most 1 GiB)");
-  if (pages <= 0 || pages > kMaxPages)
-    return make_error("KV pages: ", pages, " pages (1 to ", kMaxPages, "; take larger pages)");
+  if (pages <= 0 || pages > kMaxArenaPages)
+    return make_error("KV pages: ", pages, " pages (1 to ", kMaxArenaPages, "; take larger pages)");
   const int fd = ::memfd_create("starmesh-kv", MFD_CLOEXEC);
   if (fd < 0) return make_error("KV pages: memfd_create failed: ", std::strerror(errno));
   if (::ftruncate(fd, off_t(page_bytes) * off_t(pages)) != 0) {

@@ -41,8 +41,7 @@ Expected<KvPageGeometry> page_kv(Transformer& model, int64_t capacity, int64_t m
                                  std::chrono::milliseconds wait) {
   backend_i& be = model.backend();
   const int64_t granularity = be.page_granularity();
-  // Every mapped page is a mapping of the process at worst (the kernel allows 65530).
-  constexpr int64_t kMaxArenaPages = 32768, kUnbounded = int64_t(1) << 40;
+  constexpr int64_t kUnbounded = int64_t(1) << 40;  // no arena: pages only count
   SM_ASSIGN(g, kv_page_geometry(model.kv_row_bytes(), model.layers(), capacity, min_page_tokens,
                                 granularity > 0 ? granularity : 1, granularity > 0 ? kMaxArenaPages : kUnbounded));
   if (granularity > 0) {

@@ -1,9 +1,10 @@
 #pragma once
 // KV memory in pages of one size, shared by every KV cache of a worker (paged KV).
 //
-// A cache reserves address space for its whole capacity and maps pages into it as its rows
-// are written: its rows stay contiguous for every kernel (no page tables in the attention
-// ops), while memory is taken a page at a time and any free page serves any cache, so caches
+// A cache reserves address space for its whole capacity and maps pages into it (a KV cache
+// maps all of its pages when it is made): its rows stay contiguous for every kernel (no page
+// tables in the attention ops), while memory is taken a page at a time and any free page
+// serves any cache, so caches
 // of every length share the device without fragmentation, and a freed cache's pages are at
 // once another's. This is the vAttention scheme (virtual contiguity, physical paging). The
 // host arena (host_page_arena.cpp) maps pages of a memfd into reserved address space.
@@ -15,6 +16,11 @@
 #include "starmesh/core/tensor.hpp"
 
 namespace starmesh {
+
+// The most pages an arena holds. On the host each mapped page is a mapping of the process at
+// worst (Linux allows 65530 by default); on the GPU each is a physical allocation. Larger KV
+// budgets take larger pages (kv_page_geometry).
+constexpr int64_t kMaxArenaPages = 32768;
 
 // Address space for `pages()` pages of an arena, mapped page by page. The destructor unmaps
 // every mapped page and gives it back to the arena.
