@@ -6,11 +6,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -63,11 +65,17 @@ std::vector<std::string> tls_flags(const MeshTls& tls) {
   return {"--tls-ca", tls.ca_file, "--tls-cert", tls.cert_file, "--tls-key", tls.key_file};
 }
 
+// The port in `path` (a child's --port-file), if it is written yet.
+std::optional<uint16_t> read_port_file(const std::string& path) {
+  std::ifstream in(path);
+  int port = 0;
+  if (in >> port && port > 0 && port < 65536) return uint16_t(port);
+  return std::nullopt;
+}
+
 Expected<uint16_t> wait_port_file(const std::string& path, pid_t pid, const std::string& who, Clock::time_point until) {
   for (;;) {
-    std::ifstream in(path);
-    int port = 0;
-    if (in >> port && port > 0 && port < 65536) return uint16_t(port);
+    if (auto port = read_port_file(path)) return *port;
     std::string how;
     if (exited(pid, how)) return make_error("the ", who, " ", how, " before it was listening");
     if (Clock::now() >= until) return make_error("the ", who, " was not listening in time");
@@ -86,6 +94,7 @@ Expected<std::unique_ptr<LocalMesh>> LocalMesh::start(caf::actor_system& sys, co
   const auto until = Clock::now() + o.start_timeout;
   SM_TRY(m->spawn_router(0, until));
   m->workers_.assign(size_t(o.workers), -1);
+  m->ending_.assign(size_t(o.workers), false);
   for (int i = 0; i < o.workers; ++i) SM_TRY(m->spawn_worker(size_t(i)));
   for (int i = 0; o.metrics && i < o.workers; ++i) {
     const std::string name = "worker-" + std::to_string(i + 1);
@@ -114,8 +123,12 @@ Status LocalMesh::spawn_worker(size_t i) {
   const std::string name = "worker-" + std::to_string(i + 1);
   const auto mf = metrics_flags(name);
   w.insert(w.end(), mf.begin(), mf.end());
+  // Its port names it among the router's members (connect_and_wait).
+  std::filesystem::remove(worker_port_file(i));
+  w.insert(w.end(), {"--port-file", worker_port_file(i)});
   SM_ASSIGN(wpid, spawn_child(w, o.log_dir.empty() ? std::string() : o.log_dir + "/" + name + ".log"));
   workers_[i] = wpid;
+  ending_[i] = false;
   return {};
 }
 
@@ -138,6 +151,7 @@ Status LocalMesh::restart_worker(caf::actor_system& sys, size_t i) {
 Expected<size_t> LocalMesh::add_worker(caf::actor_system& sys) {
   const size_t i = workers_.size();
   workers_.push_back(-1);
+  ending_.push_back(false);
   if (options_.metrics) metrics_ports_.push_back(0);
   SM_TRY(restart_worker(sys, i));
   return i;
@@ -183,20 +197,28 @@ Status LocalMesh::connect_and_wait(caf::actor_system& sys, Clock::time_point unt
     client_ = std::make_unique<MeshClient>(sys, router_actor);
   }
   for (;;) {
-    int live = 0;
+    // Every live worker not told to end must be a member, named by its listening port.
+    auto members = client_->members();
+    int live = 0, registered = 0;
     for (size_t i = 0; i < workers_.size(); ++i) {
       std::string how;
       if (workers_[i] > 0 && exited(workers_[i], how)) {
         workers_[i] = -1;
+        if (ending_[i]) continue;  // told to end: its exit is expected
         return make_error("worker ", i + 1, " ", how, " before it registered",
                           log_tail().empty() ? "" : ":\n" + log_tail());
       }
-      if (workers_[i] > 0) ++live;
+      if (workers_[i] <= 0 || ending_[i]) continue;
+      ++live;
+      const auto port = read_port_file(worker_port_file(i));
+      if (members && port && std::any_of(members->begin(), members->end(), [&](const WorkerView& v) {
+            return v.info.endpoint == "127.0.0.1:" + std::to_string(*port);
+          }))
+        ++registered;
     }
-    auto members = client_->members();
-    if (members && int(members->size()) >= live) return {};
+    if (registered == live) return {};
     if (Clock::now() >= until)
-      return make_error("only ", members ? members->size() : 0, " of ", live, " workers registered within ",
+      return make_error("only ", registered, " of ", live, " workers registered within ",
                         format_seconds(options_.start_timeout));
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
@@ -217,6 +239,7 @@ Status LocalMesh::restart_router(caf::actor_system& sys) {
 Status LocalMesh::signal_worker(size_t i, int sig) {
   if (i >= workers_.size() || workers_[i] <= 0) return make_error("no worker ", i);
   if (::kill(workers_[i], sig) != 0) return make_error("kill(", workers_[i], "): ", std::strerror(errno));
+  if (sig == SIGTERM || sig == SIGINT || sig == SIGKILL) ending_[i] = true;
   return {};
 }
 

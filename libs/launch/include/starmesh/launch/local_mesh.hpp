@@ -47,6 +47,8 @@ class LocalMesh {
   MeshClient& client() { return *client_; }
   const std::vector<pid_t>& worker_pids() const { return workers_; }
   // Sends `signal` to worker i (tests: a worker that dies, or stops answering with SIGSTOP).
+  // After SIGTERM, SIGINT or SIGKILL the worker is on its way out: later waits for workers to
+  // register neither wait for it nor take its exit for a failure.
   Status signal_worker(size_t i, int signal);
   // Kills worker i if it still runs (SIGKILL), starts a fresh one in its place and waits until
   // every live worker has registered (tests: a mesh that loses workers and gets them back).
@@ -68,10 +70,12 @@ class LocalMesh {
   // With options.metrics: the flags that make child `name` serve /metrics, its port file.
   std::vector<std::string> metrics_flags(const std::string& name) const;
   Status connect_and_wait(caf::actor_system& sys, std::chrono::steady_clock::time_point until);
+  std::string worker_port_file(size_t i) const { return dir_ + "/worker-" + std::to_string(i + 1) + ".port"; }
   std::string dir_;  // port files
   LocalMeshOptions options_;
   pid_t router_ = -1;
   std::vector<pid_t> workers_;
+  std::vector<bool> ending_;  // per worker: told to end (signal_worker), not waited for
   uint16_t router_port_ = 0;
   std::vector<uint16_t> metrics_ports_;
   std::unique_ptr<MeshClient> client_;
