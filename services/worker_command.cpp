@@ -35,6 +35,7 @@ struct WorkerFlags {
   int64_t capacity = 65536;
   int64_t kv_page_tokens = 16;
   bool cuda_kv_pages = false;
+  bool cuda_batch_ops = true;
   int max_batch = 32;
   int64_t prefill_chunk = 4096;
   int threads = 0;
@@ -86,7 +87,10 @@ int run_worker(const WorkerFlags& f) {
   if (!loaded) return fail(loaded.error().message);
   Transformer& model = *(*loaded)->model;
 #ifdef STARMESH_HAVE_CUDA
-  if (auto* gpu = dynamic_cast<CudaBackend*>((*loaded)->backend.get())) gpu->set_page_arena(f.cuda_kv_pages);
+  if (auto* gpu = dynamic_cast<CudaBackend*>((*loaded)->backend.get())) {
+    gpu->set_page_arena(f.cuda_kv_pages);
+    gpu->set_batch_ops(f.cuda_batch_ops);
+  }
 #endif
   // KV in pages of one arena: caches of every length share the device, a freed one's pages
   // serve the next at once. A freed request's pages come back when its thread lets go of
@@ -176,6 +180,10 @@ void add_worker_command(CLI::App& app, int& exit_code) {
   cmd->add_flag("--cuda-kv-pages", f->cuda_kv_pages,
                 "On a GPU, KV pages of a device arena (CUDA virtual memory) instead of an allocation per cache; "
                 "off until the GPU tests have run it");
+  cmd->add_flag("--cuda-batch-ops,!--no-cuda-batch-ops", f->cuda_batch_ops,
+                "On a GPU, a decode batch's KV writes and attention as one launch each for all its requests "
+                "(--no-cuda-batch-ops: one call a request, to compare)")
+      ->capture_default_str();
   cmd->add_option("--max-batch", f->max_batch,
                   "Most requests whose decode steps this worker runs as one batch (as their query host)")
       ->check(CLI::Range(1, DecodeBatcher::kMaxBatch))

@@ -33,8 +33,51 @@ struct DecodeConfig {
   static constexpr size_t kSmemBytes = size_t(kRows * D) * sizeof(__nv_bfloat16) + kRingBytes;
 };
 
-template <class Cfg, bool Segmented>
-__global__ void __launch_bounds__(Cfg::kThreads) attention_decode_kernel(KernelArgs a, const KeySegmentTable table) {
+// Where a CTA's keys are: each binds them (and, in a batch, the CTA's q and partial rows) in
+// the CTA's copy of the arguments, and returns the split within its key range.
+struct OneRange {
+  template <int D>
+  __device__ int bind(KernelArgs&, int split) const {
+    return split;
+  }
+};
+__device__ __forceinline__ int bind_segment(KernelArgs& a, const __nv_bfloat16* const* k, const __nv_bfloat16* const* v,
+                                            const int* nk, const int* first_split, int count, int split) {
+  if (split >= first_split[count]) {  // past the item's own splits (a batch): an empty state
+    a.nk = 0;
+    return 0;
+  }
+  int seg = 0;  // a handful of segments: a linear scan
+  while (seg + 1 < count && split >= first_split[seg + 1]) ++seg;
+  a.k = k[seg];
+  a.v = v[seg];
+  a.nk = nk[seg];
+  return split - first_split[seg];
+}
+struct SegmentKeys {
+  KeySegmentTable table;
+  template <int D>
+  __device__ int bind(KernelArgs& a, int split) const {
+    return bind_segment(a, table.k, table.v, table.nk, table.first_split, table.count, split);
+  }
+};
+struct BatchKeys {
+  KeyBatchTable table;
+  template <int D>
+  __device__ int bind(KernelArgs& a, int split) const {
+    const KeyBatchItem& it = table.item[blockIdx.x];
+    const size_t item = size_t(table.first_item) + blockIdx.x;  // one query row each
+    a.q += item * a.hq * D;
+    a.o = static_cast<float*>(a.o) + item * a.hq * D;
+    a.lse += item * a.hq;
+    a.keys_per_split = it.keys_per_split;
+    return bind_segment(a, it.k, it.v, it.nk, it.first_split, it.count, split);
+  }
+};
+
+template <class Cfg, class Keys>
+__global__ void __launch_bounds__(Cfg::kThreads)
+    attention_decode_kernel(KernelArgs a, const __grid_constant__ Keys keys) {
   constexpr int D = Cfg::D, BN = Cfg::kBlockN, WK = Cfg::kWarpKeys, DC = D / 8, NB_O = D / 8;
   extern __shared__ __align__(128) unsigned char smem_raw[];
   __nv_bfloat16* sq = reinterpret_cast<__nv_bfloat16*>(smem_raw);
@@ -43,16 +86,8 @@ __global__ void __launch_bounds__(Cfg::kThreads) attention_decode_kernel(KernelA
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int slot = blockIdx.y;  // q head (or kv head when packing)
   const int kvh = a.pack_heads ? slot : slot / a.group;
-  const int split = blockIdx.z;  // the partial it writes; within its segment when segmented
-  int local_split = split;
-  if constexpr (Segmented) {  // find the segment of this split (a handful: a linear scan)
-    int seg = 0;
-    while (seg + 1 < table.count && split >= table.first_split[seg + 1]) ++seg;
-    a.k = table.k[seg];
-    a.v = table.v[seg];
-    a.nk = table.nk[seg];
-    local_split = split - table.first_split[seg];
-  }
+  const int split = blockIdx.z;  // the partial it writes
+  const int local_split = keys.template bind<D>(a, split);
   const KeyWindow win = key_window(a, slot, 0, Cfg::kRows, local_split);
   const int n_tiles = win.tiles(BN);
 
@@ -180,29 +215,28 @@ __global__ void __launch_bounds__(Cfg::kThreads) attention_decode_kernel(KernelA
   store_rows(a, slot, g, t4, split, acc, m_run, l_run);
 }
 
-template <int D, int Stages, bool Segmented>
-cudaError_t launch(const KernelArgs& ka, const KeySegmentTable& table, int slots, int splits, cudaStream_t stream) {
+template <int D, int Stages, class Keys>
+cudaError_t launch(const KernelArgs& ka, const Keys& keys, dim3 grid, cudaStream_t stream) {
   using Cfg = DecodeConfig<D, Stages>;
-  const auto kernel = attention_decode_kernel<Cfg, Segmented>;
+  const auto kernel = attention_decode_kernel<Cfg, Keys>;
   const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Cfg::kSmemBytes));
   if (e != cudaSuccess) return e;
-  kernel<<<dim3(1, slots, splits), Cfg::kThreads, Cfg::kSmemBytes, stream>>>(ka, table);
+  kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(ka, keys);
   return cudaGetLastError();
 }
 
-template <bool Segmented>
-cudaError_t dispatch(const KernelArgs& ka, const KeySegmentTable& table, int d, int slots, int splits, int stages,
-                     cudaStream_t stream) {
+template <class Keys>
+cudaError_t dispatch(const KernelArgs& ka, const Keys& keys, int d, dim3 grid, int stages, cudaStream_t stream) {
   if (ka.rows > kDecodeMaxRows) return cudaErrorInvalidValue;
   switch (d * 10 + stages) {
     case 642:
-      return launch<64, 2, Segmented>(ka, table, slots, splits, stream);
+      return launch<64, 2>(ka, keys, grid, stream);
     case 643:
-      return launch<64, 3, Segmented>(ka, table, slots, splits, stream);
+      return launch<64, 3>(ka, keys, grid, stream);
     case 1282:
-      return launch<128, 2, Segmented>(ka, table, slots, splits, stream);
+      return launch<128, 2>(ka, keys, grid, stream);
     case 1283:
-      return launch<128, 3, Segmented>(ka, table, slots, splits, stream);
+      return launch<128, 3>(ka, keys, grid, stream);
     default:
       return cudaErrorNotSupported;
   }
@@ -211,13 +245,21 @@ cudaError_t dispatch(const KernelArgs& ka, const KeySegmentTable& table, int d, 
 }  // namespace
 
 cudaError_t attention_decode(const KernelArgs& ka, int d, int slots, int splits, int stages, cudaStream_t stream) {
-  return dispatch<false>(ka, KeySegmentTable{}, d, slots, splits, stages, stream);
+  return dispatch(ka, OneRange{}, d, dim3(1, slots, splits), stages, stream);
 }
 
 cudaError_t attention_decode_segments(const KernelArgs& ka, const KeySegmentTable& table, int d, int slots, int stages,
                                       cudaStream_t stream) {
   if (table.count < 1 || table.count > kMaxKeySegments) return cudaErrorInvalidValue;
-  return dispatch<true>(ka, table, d, slots, table.first_split[table.count], stages, stream);
+  return dispatch(ka, SegmentKeys{table}, d, dim3(1, slots, table.first_split[table.count]), stages, stream);
+}
+
+cudaError_t attention_decode_batch(const KernelArgs& ka, const KeyBatchTable& table, int items, int d, int slots,
+                                   int splits, int stages, cudaStream_t stream) {
+  if (items < 1 || items > kBatchTableItems || splits < 1 || !ka.partial) return cudaErrorInvalidValue;
+  for (int i = 0; i < items; ++i)
+    if (table.item[i].count < 1 || table.item[i].count > kMaxKeySegments) return cudaErrorInvalidValue;
+  return dispatch(ka, BatchKeys{table}, d, dim3(items, slots, splits), stages, stream);
 }
 
 }  // namespace starmesh::kernels

@@ -250,4 +250,39 @@ cudaError_t embedding_bf16(const int32_t* ids, const void* table, void* out, int
   return cudaGetLastError();
 }
 
+namespace {
+struct RowDestinations {
+  void* dst[kScatterRowsPerLaunch];
+};
+// One CTA a row; 16-byte words where src, dst and the row size allow, else bytes.
+__global__ void scatter_rows_kernel(const unsigned char* src, const __grid_constant__ RowDestinations to,
+                                    size_t row_bytes) {
+  const unsigned char* from = src + size_t(blockIdx.x) * row_bytes;
+  unsigned char* dst = static_cast<unsigned char*>(to.dst[blockIdx.x]);
+  if ((reinterpret_cast<uintptr_t>(from) | reinterpret_cast<uintptr_t>(dst) | row_bytes) % 16 == 0) {
+    for (size_t i = threadIdx.x; i < row_bytes / 16; i += blockDim.x)
+      reinterpret_cast<uint4*>(dst)[i] = reinterpret_cast<const uint4*>(from)[i];
+  } else {
+    for (size_t i = threadIdx.x; i < row_bytes; i += blockDim.x) dst[i] = from[i];
+  }
+}
+}  // namespace
+
+cudaError_t scatter_rows(const void* src, void* const* dst, int rows, size_t row_bytes, cudaStream_t stream) {
+  if (rows < 0 || (rows > 0 && (!src || !dst))) return cudaErrorInvalidValue;
+  for (int first = 0; first < rows; first += kScatterRowsPerLaunch) {
+    const int count = rows - first < kScatterRowsPerLaunch ? rows - first : kScatterRowsPerLaunch;
+    RowDestinations to{};
+    for (int i = 0; i < count; ++i) {
+      if (!dst[first + i]) return cudaErrorInvalidValue;
+      to.dst[i] = dst[first + i];
+    }
+    scatter_rows_kernel<<<count, 128, 0, stream>>>(static_cast<const unsigned char*>(src) + size_t(first) * row_bytes,
+                                                   to, row_bytes);
+    const cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess) return e;
+  }
+  return cudaSuccess;
+}
+
 }  // namespace starmesh::kernels

@@ -4,9 +4,11 @@
 // against the CPU one. Needs a GPU: run on the GPU machine (bench/run_h200.sh).
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <random>
 #include <utility>
 
 #include "starmesh/attention/star_session.hpp"
@@ -459,6 +461,91 @@ TEST_CASE_FIXTURE(Backends, "cuda attention over key segments equals the cpu ref
     REQUIRE(gpu->attention_segments(r.qg, ks, vs, r.scale, og, lg));
     check_against(r, og, lg);
   }
+}
+
+TEST_CASE_FIXTURE(Backends, "cuda attention_batch gives every row what attention_segments gives it alone") {
+  // Many requests' decode steps at once: 37 rows (three launches of 16 items), each over its
+  // own 1-5 segments cut from one key pool at random places: some empty, most off the 64-key
+  // tile, a few long enough for many splits. Each row must equal attention_segments on that
+  // row alone bit for bit (the same splits; the batch only adds empty ones), and the cpu
+  // reference to rounding. d = 128 with groups of 4, then d = 64 with groups of 8.
+  struct Shape3 {
+    int64_t b, hq, hkv, d;
+  };
+  uint64_t seed = 9700;
+  for (const Shape3 sh : {Shape3{37, 32, 8, 128}, Shape3{5, 16, 2, 64}}) {
+    const int64_t pool = 40000;
+    const Tensor q = rand({sh.b, sh.hq, sh.d}, ++seed, -2, 2), k = rand({pool, sh.hkv, sh.d}, ++seed, -2, 2),
+                 v = rand({pool, sh.hkv, sh.d}, ++seed);
+    const Tensor qg = to_gpu(q), kg = to_gpu(k), vg = to_gpu(v);
+    const float scale = float(1 / std::sqrt(double(sh.d)));
+    std::mt19937_64 rng(++seed);
+    std::vector<std::vector<Tensor>> ks(size_t(sh.b)), vs(size_t(sh.b)), ks_cpu(size_t(sh.b)), vs_cpu(size_t(sh.b));
+    std::vector<backend_i::SegmentList> items, items_cpu;
+    for (size_t i = 0; i < size_t(sh.b); ++i) {
+      const int segs = 1 + int(rng() % 5);
+      for (int s = 0; s < segs; ++s) {
+        const int64_t len = s + 1 == segs    ? 1 + int64_t(rng() % 300)  // the local tokens
+                            : rng() % 4 == 0 ? 0                         // an empty shard
+                                             : 1 + int64_t(rng() % (i % 7 ? 3000 : 20000));
+        const int64_t at = int64_t(rng() % uint64_t(pool - len + 1));
+        ks[i].push_back(kg.rows(at, at + len));
+        vs[i].push_back(vg.rows(at, at + len));
+        ks_cpu[i].push_back(k.rows(at, at + len));
+        vs_cpu[i].push_back(v.rows(at, at + len));
+      }
+    }
+    for (size_t i = 0; i < size_t(sh.b); ++i) {
+      items.push_back({ks[i], vs[i]});
+      items_cpu.push_back({ks_cpu[i], vs_cpu[i]});
+    }
+    Tensor og = poisoned({sh.b, sh.hq, sh.d}), lg = poisoned({sh.b, sh.hq}, DType::f32);
+    REQUIRE(gpu->attention_batch(qg, items, scale, og, lg));
+    Tensor ro = Tensor::zeros(DType::f32, {sh.b, sh.hq, sh.d}), rl = Tensor::zeros(DType::f32, {sh.b, sh.hq});
+    REQUIRE(cpu.attention_batch(q, items_cpu, scale, ro, rl));
+    CAPTURE(sh.b);
+    CAPTURE(sh.d);
+    CHECK(nmse(back(og), ro.to_f32_vector()) < 1e-4);
+    CHECK(nmse(back(lg), rl.to_f32_vector()) < 1e-8);
+    int differ = 0;
+    for (int64_t i = 0; i < sh.b; ++i) {
+      Tensor oi = poisoned({1, sh.hq, sh.d}), li = poisoned({1, sh.hq}, DType::f32);
+      REQUIRE(gpu->attention_segments(qg.rows(i, i + 1), ks[size_t(i)], vs[size_t(i)], scale, oi, li));
+      if (back(oi) != back(og.rows(i, i + 1)) || back(li) != back(lg.rows(i, i + 1))) ++differ;
+    }
+    CHECK(differ == 0);
+    // One call a row (batch ops off) gives the same rows.
+    gpu->set_batch_ops(false);
+    Tensor o1 = poisoned({sh.b, sh.hq, sh.d}), l1 = poisoned({sh.b, sh.hq}, DType::f32);
+    REQUIRE(gpu->attention_batch(qg, items, scale, o1, l1));
+    gpu->set_batch_ops(true);
+    CHECK(back(o1) == back(og));
+    CHECK(back(l1) == back(lg));
+  }
+}
+
+TEST_CASE_FIXTURE(Backends, "cuda scatter_rows writes row i of the source into destination i") {
+  for (int64_t rows : {int64_t(1), int64_t(70), int64_t(130)}) {  // 70, 130: over one launch's 64
+    const Tensor src = rand({rows, 8, 128}, 9800 + uint64_t(rows));
+    const Tensor srcg = to_gpu(src);
+    const Tensor pool = poisoned({rows * 3, 8, 128});
+    std::vector<Tensor> dst;
+    for (int64_t i = 0; i < rows; ++i) dst.push_back(pool.rows(3 * i + 1, 3 * i + 2));  // apart, reordered below
+    std::reverse(dst.begin(), dst.end());
+    REQUIRE(gpu->scatter_rows(srcg, dst));
+    const std::vector<float> want = src.to_f32_vector();
+    int wrong = 0;
+    for (int64_t i = 0; i < rows; ++i) {
+      const std::vector<float> got = back(dst[size_t(i)]);
+      if (!std::equal(got.begin(), got.end(), want.begin() + i * 8 * 128)) ++wrong;
+    }
+    CAPTURE(rows);
+    CHECK(wrong == 0);
+    const std::vector<float> untouched = back(pool.rows(0, 1));  // rows between stay as they were
+    CHECK(std::isnan(untouched[0]));
+  }
+  std::vector<Tensor> too_few(1, poisoned({1, 8, 128}));
+  CHECK_FALSE(gpu->scatter_rows(to_gpu(rand({2, 8, 128}, 1)), too_few));
 }
 
 TEST_CASE_FIXTURE(Backends, "cuda sampling draws the token the cpu reference draws") {

@@ -45,6 +45,17 @@ Status to_device(backend_i& be, std::vector<AttentionState>& parts) {
   return {};
 }
 
+// Every part (uploaded first, where it came from the wire) merged into attn and lse.
+Status merge_all(backend_i& be, std::vector<AttentionState> parts, const Tensor& attn, const Tensor& lse) {
+  SM_TRY(to_device(be, parts));
+  std::vector<Tensor> os, ls;
+  for (const AttentionState& p : parts) {
+    os.push_back(p.o);
+    ls.push_back(p.lse);
+  }
+  return be.merge_states(os, ls, attn, lse);
+}
+
 }  // namespace
 
 Expected<AttentionState> shard_partial(const Transformer& model, const KvCache& shard, int layer, const Tensor& q) {
@@ -109,39 +120,42 @@ Expected<Tensor> QueryHost::step(std::span<const int32_t> ids, remote_partials_i
   return model.logits(all_rows ? hidden : hidden.rows(n - 1, n));
 }
 
-Status QueryHost::attend(int l, const Tensor& q, int64_t past, const std::vector<const KvShard*>* here,
-                         std::vector<AttentionState> parts, const Tensor& attn, const Tensor& lse) const {
-  const Transformer& model = *model_;
-  backend_i& be = model.backend();
-  const int64_t n = q.dim(0);
-  if (here) {
-    // A decode step with every shard on this device: one call over all of them and the
-    // local tokens (which the one new token sees whole: no mask), merged in the same order.
-    std::vector<Tensor> ks, vs;
+Status QueryHost::own_segments(int l, const std::vector<const KvShard*>* here, std::vector<Tensor>& ks,
+                               std::vector<Tensor>& vs) const {
+  ks.clear();
+  vs.clear();
+  if (here)
     for (const KvShard* s : *here) {
       if (l >= s->cache.layers()) return make_error("phase 2: no layer ", l);
       ks.push_back(s->cache.keys(l));
       vs.push_back(s->cache.values(l));
     }
-    for (auto [k, v] : {std::pair{shard_->cache.keys(l), shard_->cache.values(l)},
-                        std::pair{local_.keys(l, n), local_.values(l, n)}}) {
-      ks.push_back(k);
-      vs.push_back(v);
-    }
+  ks.push_back(shard_->cache.keys(l));
+  vs.push_back(shard_->cache.values(l));
+  ks.push_back(local_.keys(l, 1));  // the committed tokens and the one just written
+  vs.push_back(local_.values(l, 1));
+  return {};
+}
+
+Status QueryHost::attend(int l, const Tensor& q, int64_t past, const std::vector<const KvShard*>* here,
+                         std::vector<AttentionState> parts, const Tensor& attn, const Tensor& lse) const {
+  const Transformer& model = *model_;
+  backend_i& be = model.backend();
+  const int64_t n = q.dim(0);
+  if (n == 1 && parts.empty()) {
+    // A decode step with no other host's partials (every shard here, or one host): one call
+    // over the shards and the local tokens, which the one new token sees whole (no mask).
+    std::vector<Tensor> ks, vs;
+    SM_TRY(own_segments(l, here, ks, vs));
     return be.attention_segments(q, ks, vs, model.attention_scale(), attn, lse);
   }
-  SM_TRY(to_device(be, parts));
+  // Else every host's state apart, merged in host order: the others', its shard's, its tokens'.
   SM_ASSIGN(own_shard, device_partial(model, q, shard_->cache.keys(l), shard_->cache.values(l), AttentionMask::none()));
   SM_ASSIGN(own_local,
             device_partial(model, q, local_.keys(l, n), local_.values(l, n), AttentionMask::causal_from(past)));
   parts.push_back(std::move(own_shard));
   parts.push_back(std::move(own_local));
-  std::vector<Tensor> os, ls;
-  for (const AttentionState& p : parts) {
-    os.push_back(p.o);
-    ls.push_back(p.lse);
-  }
-  return be.merge_states(os, ls, attn, lse);
+  return merge_all(be, std::move(parts), attn, lse);
 }
 
 Expected<QueryHost::BatchStep> QueryHost::step_batch(std::span<QueryHost* const> hosts,
@@ -170,12 +184,18 @@ Expected<QueryHost::BatchStep> QueryHost::step_batch(std::span<QueryHost* const>
   SM_ASSIGN(pos, model.positions(positions));
   SM_ASSIGN(hidden, model.embed(ids));
   const int64_t rows = int64_t(b);
+  std::vector<Tensor> k_rows(b), v_rows(b);
+  std::vector<std::vector<Tensor>> ks(b), vs(b);
+  std::vector<backend_i::SegmentList> items(b), local_items(b);
   for (int l = 0; l < model.layers(); ++l) {
     SM_ASSIGN(qkv, model.project_qkv(l, hidden, pos));
-    for (size_t i = 0; i < b; ++i) {
-      const int64_t r = int64_t(i);
-      SM_TRY(hosts[i]->local_.write(l, qkv.k.rows(r, r + 1), qkv.v.rows(r, r + 1)));
+    for (size_t i = 0; i < b; ++i) {  // each request's new KV row into its own cache, in one call
+      SM_ASSIGN(fresh, hosts[i]->local_.new_rows(l, 1));
+      k_rows[i] = fresh.keys;
+      v_rows[i] = fresh.values;
     }
+    SM_TRY(be.scatter_rows(qkv.k, k_rows));
+    SM_TRY(be.scatter_rows(qkv.v, v_rows));
     // The remote partials of the requests still in the step whose other hosts are not here.
     std::vector<size_t> networked;
     std::vector<Tensor> qs;
@@ -185,6 +205,7 @@ Expected<QueryHost::BatchStep> QueryHost::step_batch(std::span<QueryHost* const>
         qs.push_back(qkv.q.rows(int64_t(i), int64_t(i) + 1));
       }
     std::vector<std::vector<AttentionState>> parts(b);
+    bool any_remote = false;
     if (!networked.empty()) {
       std::vector<Expected<std::vector<AttentionState>>> got;
       if (gather_all) {
@@ -195,23 +216,47 @@ Expected<QueryHost::BatchStep> QueryHost::step_batch(std::span<QueryHost* const>
       if (got.size() != networked.size())
         return make_error("phase 2 batch: ", got.size(), " partial sets for ", networked.size(), " requests");
       for (size_t j = 0; j < networked.size(); ++j) {
-        if (got[j])
+        if (got[j]) {
           parts[networked[j]] = std::move(*got[j]);
-        else
+          any_remote = any_remote || !parts[networked[j]].empty();
+        } else {
           out.outcome[networked[j]] = got[j].status();
+        }
       }
     }
-    SM_ASSIGN(attn, be.scratch(be.activation_dtype(), {rows, qkv.q.dim(1), qkv.q.dim(2)}));
-    SM_ASSIGN(lse, be.scratch(DType::f32, {rows, qkv.q.dim(1)}));
+    // Every request's own keys in one call: all of them (the shards here, or its own, and its
+    // tokens) for a request with no remote partials; for one with some, its shard alone, and
+    // its tokens in a second call, so that its merge takes every host's state apart, in the
+    // order attend() does. A request that dropped out still gets rows (finite, unused).
     for (size_t i = 0; i < b; ++i) {
-      const int64_t r = int64_t(i);
-      QueryHost& h = *hosts[i];
-      if (!out.outcome[i]) {  // dropped out: its row flows on (rows never mix) with finite values
-        SM_TRY(be.copy(qkv.q.rows(r, r + 1), attn.rows(r, r + 1)));
-        continue;
+      SM_TRY(hosts[i]->own_segments(l, remotes[i]->shards_here(), ks[i], vs[i]));
+      const std::span<const Tensor> k_all(ks[i]), v_all(vs[i]);
+      const bool apart = !parts[i].empty();
+      items[i] = {apart ? k_all.first(1) : k_all, apart ? v_all.first(1) : v_all};
+      local_items[i] = {k_all.last(1), v_all.last(1)};
+    }
+    const Shape o_shape{rows, qkv.q.dim(1), qkv.q.dim(2)}, lse_shape{rows, qkv.q.dim(1)};
+    SM_ASSIGN(own, be.scratch(be.activation_dtype(), o_shape));
+    SM_ASSIGN(own_lse, be.scratch(DType::f32, lse_shape));
+    SM_TRY(be.attention_batch(qkv.q, items, model.attention_scale(), own, own_lse));
+    Tensor attn = own;
+    if (any_remote) {  // the other hosts' partials merged into their requests' rows
+      SM_ASSIGN(local, be.scratch(be.activation_dtype(), o_shape));
+      SM_ASSIGN(local_lse, be.scratch(DType::f32, lse_shape));
+      SM_TRY(be.attention_batch(qkv.q, local_items, model.attention_scale(), local, local_lse));
+      SM_ASSIGN(merged, be.scratch(be.activation_dtype(), o_shape));
+      SM_ASSIGN(merged_lse, be.scratch(DType::f32, lse_shape));
+      for (size_t i = 0; i < b; ++i) {
+        const int64_t r = int64_t(i);
+        if (out.outcome[i] && !parts[i].empty()) {
+          parts[i].push_back({own.rows(r, r + 1), own_lse.rows(r, r + 1)});
+          parts[i].push_back({local.rows(r, r + 1), local_lse.rows(r, r + 1)});
+          SM_TRY(merge_all(be, std::move(parts[i]), merged.rows(r, r + 1), merged_lse.rows(r, r + 1)));
+        } else {
+          SM_TRY(be.copy(own.rows(r, r + 1), merged.rows(r, r + 1)));
+        }
       }
-      SM_TRY(h.attend(l, qkv.q.rows(r, r + 1), h.local_.length(), remotes[i]->shards_here(), std::move(parts[i]),
-                      attn.rows(r, r + 1), lse.rows(r, r + 1)));
+      attn = merged;
     }
     SM_TRY(model.finish_layer(l, hidden, attn));
   }

@@ -84,6 +84,7 @@ struct CudaBackend::Impl {
   bool gemv = true;          // one-row matmuls on the gemv kernel (set_gemv)
   bool fused = false;        // the fused ops as single kernels (set_fused; off until measured on the H200)
   bool page_arena = false;   // paged KV on a device arena (set_page_arena; off until tested on the H200)
+  bool batch_ops = true;     // scatter_rows, attention_batch in one launch (set_batch_ops)
 
   // Op profile (benchmarks): a pair of events around each op while on.
   struct Mark {
@@ -216,6 +217,7 @@ void CudaBackend::set_profiling(bool on) { impl_->profiling = on; }
 void CudaBackend::set_gemv(bool on) { impl_->gemv = on; }
 void CudaBackend::set_fused(bool on) { impl_->fused = on; }
 void CudaBackend::set_page_arena(bool on) { impl_->page_arena = on; }
+void CudaBackend::set_batch_ops(bool on) { impl_->batch_ops = on; }
 
 int64_t CudaBackend::page_granularity() const {
   if (!impl_->page_arena) return 0;
@@ -560,6 +562,74 @@ Status CudaBackend::attention_segments(const Tensor& q, std::span<const Tensor> 
   return cuda_status(kernels::attention_segments_forward(args, segments.data(), int(segments.size()), plan,
                                                          workspace.data(), impl_->stream),
                      "attention kernel (segments)");
+}
+
+Status CudaBackend::scatter_rows(const Tensor& src, std::span<const Tensor> dst) {
+  if (!impl_->batch_ops || src.rank() < 1 || src.dim(0) != int64_t(dst.size()))
+    return backend_i::scatter_rows(src, dst);  // it names what is wrong
+  SM_OP_SCOPE("scatter_rows x " + std::to_string(dst.size()));
+  SM_TRY(expect_device(src, device(), src.dtype(), "scatter_rows source"));
+  const int64_t row = dst.empty() ? 0 : src.numel() / int64_t(dst.size());
+  std::vector<void*> to;
+  for (const Tensor& d : dst) {
+    SM_TRY(expect_device(d, device(), src.dtype(), "scatter_rows destination"));
+    if (d.numel() != row)
+      return make_error("scatter_rows: a destination of ", to_string(d.shape()), " for rows of ", row, " elements");
+    to.push_back(d.data());
+  }
+  return cuda_status(kernels::scatter_rows(src.data(), to.data(), int(to.size()), size_t(row) * dtype_size(src.dtype()),
+                                           impl_->stream),
+                     "scatter_rows kernel");
+}
+
+Status CudaBackend::attention_batch(const Tensor& q, std::span<const SegmentList> items, float scale, const Tensor& o,
+                                    const Tensor& lse) {
+  // Any shape the batch kernel does not take (or a bad argument, which the default names)
+  // goes one row at a time.
+  if (!impl_->batch_ops || items.empty() || q.rank() != 3 || q.dim(0) != int64_t(items.size()))
+    return backend_i::attention_batch(q, items, scale, o, lse);
+  SM_OP_SCOPE("attention_batch x " + std::to_string(items.size()));
+  for (auto [t, what] : {std::pair{&q, "attention q"}, {&o, "attention o"}})
+    SM_TRY(expect_device(*t, device(), DType::bf16, what));
+  SM_TRY(expect_device(lse, device(), DType::f32, "attention lse"));
+  kernels::AttentionArgs args;
+  args.q = q.data();
+  args.o = o.data();
+  args.lse = lse.data_as<float>();
+  args.nq = int(q.dim(0));
+  args.hq = int(q.dim(1));
+  args.d = int(q.dim(2));
+  args.scale = scale;
+  std::vector<std::vector<kernels::AttentionSegment>> segments(items.size());
+  std::vector<kernels::AttentionBatchItem> batch(items.size());
+  for (size_t i = 0; i < items.size(); ++i) {
+    const SegmentList& it = items[i];
+    const int64_t r = int64_t(i);
+    if (it.keys.empty() || it.keys.size() != it.values.size() ||
+        it.keys.size() > size_t(kernels::kMaxAttentionSegments))
+      return backend_i::attention_batch(q, items, scale, o, lse);
+    for (size_t s = 0; s < it.keys.size(); ++s) {
+      for (auto [t, what] : {std::pair{&it.keys[s], "attention k"}, {&it.values[s], "attention v"}})
+        SM_TRY(expect_device(*t, device(), DType::bf16, what));
+      if (it.keys[s].rank() == 3 && it.keys[s].dim(1) != items[0].keys[0].dim(1))  // one kv head count a launch
+        return backend_i::attention_batch(q, items, scale, o, lse);
+      SM_TRY(check_attention_args(q.rows(r, r + 1), it.keys[s], it.values[s], o.rows(r, r + 1), lse.rows(r, r + 1),
+                                  DType::bf16));
+      segments[i].push_back({it.keys[s].data(), it.values[s].data(), int(it.keys[s].dim(0))});
+    }
+    args.hkv = int(it.keys[0].dim(1));
+    kernels::AttentionArgs one = args;  // the item alone: its plan as attention_segments makes it
+    one.nq = 1;
+    batch[i] = {segments[i].data(), int(segments[i].size()),
+                kernels::plan_attention_segments(one, segments[i].data(), int(segments[i].size()), impl_->num_sms)};
+    if (!batch[i].plan.supported) return backend_i::attention_batch(q, items, scale, o, lse);
+  }
+  const size_t bytes = kernels::attention_batch_workspace_bytes(args, batch.data(), int(batch.size()));
+  if (bytes == 0) return backend_i::attention_batch(q, items, scale, o, lse);
+  SM_ASSIGN(workspace, impl_->alloc_raw(DType::f32, {int64_t(bytes / sizeof(float))}, false));
+  return cuda_status(
+      kernels::attention_batch_forward(args, batch.data(), int(batch.size()), workspace.data(), impl_->stream),
+      "attention kernel (batch)");
 }
 
 Status CudaBackend::merge_states(std::span<const Tensor> o_parts, std::span<const Tensor> lse_parts, const Tensor& o,

@@ -74,6 +74,22 @@ SegmentsPlan plan_attention_segments(const AttentionArgs& a, const AttentionSegm
 cudaError_t attention_segments_forward(const AttentionArgs& a, const AttentionSegment* segments, int count,
                                        const SegmentsPlan& plan, void* workspace, cudaStream_t stream);
 
+// Many decode queries at once (a batch of requests' phase-2 steps), each over its own
+// segments: row i of a.q [a.nq = n, hq, d] attends to items[i]'s keys, no mask; o and lse as
+// above. Item i's plan is plan_attention_segments' for that item alone (nq = 1, supported),
+// so its row equals what attention_segments_forward gives it alone, bit for bit. One launch
+// per kBatchItemsPerLaunch items, one merge for all.
+constexpr int kBatchItemsPerLaunch = 16;
+struct AttentionBatchItem {
+  const AttentionSegment* segments = nullptr;
+  int count = 0;
+  SegmentsPlan plan;
+};
+// The f32 partials of every item's splits (null-safe: 0 when an argument is off).
+size_t attention_batch_workspace_bytes(const AttentionArgs& a, const AttentionBatchItem* items, int n);
+cudaError_t attention_batch_forward(const AttentionArgs& a, const AttentionBatchItem* items, int n, void* workspace,
+                                    cudaStream_t stream);
+
 // Merges n partial states per (row, head): o_parts f32 [n, rows, heads, d], lse_parts f32
 // [n, rows, heads] -> o (bf16 or f32, as o_is_f32 says) [rows, heads, d], lse f32 [rows, heads].
 cudaError_t merge_attention_states(const float* o_parts, const float* lse_parts, int n, int rows, int heads, int d,

@@ -25,6 +25,10 @@ cudaError_t rope_store_kv_bf16(void* q, void* k, const void* v, void* k_dst, voi
 cudaError_t swiglu_bf16(const void* gate, const void* up, void* out, int64_t count, cudaStream_t stream);
 // out = a + b, bf16, count elements (out may alias a).
 cudaError_t add_bf16(const void* a, const void* b, void* out, int64_t count, cudaStream_t stream);
+// dst[i] = row i of src (row_bytes each): a batch's new KV rows into each request's own
+// cache, kScatterRowsPerLaunch rows a launch (the list travels as a kernel argument).
+constexpr int kScatterRowsPerLaunch = 64;
+cudaError_t scatter_rows(const void* src, void* const* dst, int rows, size_t row_bytes, cudaStream_t stream);
 // out[i, :] = table[ids[i], :]; table bf16 [vocab, d]. Ids must be checked by the caller.
 cudaError_t embedding_bf16(const int32_t* ids, const void* table, void* out, int n, int d, cudaStream_t stream);
 

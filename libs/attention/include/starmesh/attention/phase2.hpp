@@ -70,8 +70,9 @@ class QueryHost {
     std::vector<Status> outcome;  // per request: ok (it advanced one token) or why it failed
   };
   // One decode step of several requests at once, one token each (ids[i] for hosts[i], all on
-  // one model): the projections and the MLP run as GEMMs over the batch, attention per request
-  // over its own shards and tokens. Row i of the logits equals what hosts[i]->step({ids[i]},
+  // one model): the projections and the MLP run as GEMMs over the batch, the KV writes and
+  // every request's attention over its own shards and tokens as one call each
+  // (backend_i::scatter_rows, attention_batch). Row i of the logits equals what hosts[i]->step({ids[i]},
   // *remotes[i]) returns alone. A request whose partials fail drops out of the step (it does
   // not advance); the others go on. An error of the whole batch (bad arguments, a request out
   // of room, a device failure) advances no request.
@@ -91,6 +92,10 @@ class QueryHost {
   // host's own. Writes attn [n, hq, d] and lse [n, hq].
   Status attend(int layer, const Tensor& q, int64_t past, const std::vector<const KvShard*>* here,
                 std::vector<AttentionState> remote, const Tensor& attn, const Tensor& lse) const;
+  // A one-token step's keys on this device for layer `layer`, in merge order: every shard
+  // `here` (else its own shard), then the local tokens with the new one (written, not committed).
+  Status own_segments(int layer, const std::vector<const KvShard*>* here, std::vector<Tensor>& ks,
+                      std::vector<Tensor>& vs) const;
 
   const Transformer* model_;
   std::shared_ptr<const KvShard> shard_;

@@ -94,6 +94,19 @@ class backend_i {
   virtual Status attention_segments(const Tensor& q, std::span<const Tensor> keys, std::span<const Tensor> values,
                                     float scale, const Tensor& o, const Tensor& lse);
 
+  // Ops over a batch of requests' decode steps (one row each), by default one call a row
+  // (batch_ops.cpp); a backend that batches them saves a launch a request.
+  // Row i of src [n, ...] into dst[i] (one row's elements, same dtype): each request's new KV
+  // row into its own cache.
+  virtual Status scatter_rows(const Tensor& src, std::span<const Tensor> dst);
+  // Row i of q [n, hq, d] over items[i]'s segments, as attention_segments gives that row alone,
+  // into row i of o [n, hq, d] and lse [n, hq].
+  struct SegmentList {
+    std::span<const Tensor> keys, values;
+  };
+  virtual Status attention_batch(const Tensor& q, std::span<const SegmentList> items, float scale, const Tensor& o,
+                                 const Tensor& lse);
+
   // The next token from f32 logits [vocab] or [rows, vocab] (the last row), by the rule of
   // sampling.hpp; only the token id leaves the device.
   virtual Expected<int32_t> sample(const Tensor& logits, const SampleSpec& spec) = 0;

@@ -58,6 +58,10 @@ class CudaBackend final : public backend_i {
   // A decode step over up to 8 segments: one kernel over all of them and one merge.
   Status attention_segments(const Tensor& q, std::span<const Tensor> keys, std::span<const Tensor> values, float scale,
                             const Tensor& o, const Tensor& lse) override;
+  // A batch's rows in one launch each (set_batch_ops).
+  Status scatter_rows(const Tensor& src, std::span<const Tensor> dst) override;
+  Status attention_batch(const Tensor& q, std::span<const SegmentList> items, float scale, const Tensor& o,
+                         const Tensor& lse) override;
   Expected<int32_t> sample(const Tensor& logits, const SampleSpec& spec) override;
   Status synchronize() override;
   int64_t peak_memory_bytes() const override;
@@ -78,6 +82,9 @@ class CudaBackend final : public backend_i {
   // KV caches in pages of a device arena (on) or whole allocations (off, the default until
   // the GPU tests have run the arena on the H200).
   void set_page_arena(bool on);
+  // scatter_rows and attention_batch as one launch for many rows (on, the default) or one
+  // call a row (off): for the side-by-side of the concurrency bench.
+  void set_batch_ops(bool on);
 
   struct Impl;
 
