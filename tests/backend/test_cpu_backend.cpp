@@ -218,6 +218,29 @@ TEST_CASE_FIXTURE(Fixture, "cpu merge_states of per-segment attention equals flo
   CHECK(cpu.attention_segments(qt, ks, {vs.data(), 2}, scale, so, sl).message().find("4 key and 2 value") !=
         std::string::npos);
 
+  // attention_batch: row i over its own segments, as attention_segments gives row i alone.
+  const std::vector<backend_i::SegmentList> items{{{ks.data(), 2}, {vs.data(), 2}},
+                                                  {ks, vs},
+                                                  {{ks.data() + 2, 1}, {vs.data() + 2, 1}}};
+  Tensor bo = Tensor::zeros(DType::f32, {nq, hq, d}), bl = Tensor::zeros(DType::f32, {nq, hq});
+  REQUIRE(cpu.attention_batch(qt, items, scale, bo, bl));
+  for (int64_t i = 0; i < nq; ++i) {
+    Tensor oi = Tensor::zeros(DType::f32, {1, hq, d}), li = Tensor::zeros(DType::f32, {1, hq});
+    REQUIRE(cpu.attention_segments(qt.rows(i, i + 1), items[size_t(i)].keys, items[size_t(i)].values, scale, oi, li));
+    CAPTURE(i);
+    CHECK(bo.rows(i, i + 1).to_f32_vector() == oi.to_f32_vector());
+    CHECK(bl.rows(i, i + 1).to_f32_vector() == li.to_f32_vector());
+  }
+  CHECK(cpu.attention_batch(qt, {items.data(), 2}, scale, bo, bl).message().find("for 2 items") != std::string::npos);
+
+  // scatter_rows: row i of the source into destination i.
+  Tensor rows_dst = Tensor::zeros(DType::f32, {nq * 2, hq, d});
+  const std::vector<Tensor> dst{rows_dst.rows(5, 6), rows_dst.rows(0, 1), rows_dst.rows(2, 3)};
+  REQUIRE(cpu.scatter_rows(qt, dst));
+  for (int64_t i = 0; i < nq; ++i) CHECK(dst[size_t(i)].to_f32_vector() == qt.rows(i, i + 1).to_f32_vector());
+  CHECK(rows_dst.rows(1, 2).to_f32_vector() == std::vector<float>(size_t(hq * d), 0.0f));
+  CHECK(cpu.scatter_rows(qt, {dst.data(), 2}).message().find("for 2 destinations") != std::string::npos);
+
   // Bad input names what is wrong.
   CHECK(cpu.merge_states({}, {}, o, lse).message().find("no parts") != std::string::npos);
   CHECK(cpu.merge_states(os, {ls.data(), 2}, o, lse).message().find("4 o parts but 2") != std::string::npos);
