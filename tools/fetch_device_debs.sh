@@ -19,6 +19,10 @@ mesh=(
   libucx-dev libucx0 libnuma1 libibverbs1 librdmacm1 libnl-3-200 libnl-route-3-200
   libssl3 libcpp-httplib-dev libcpp-httplib0.11 libbrotli-dev libbrotli1 zlib1g-dev
   pkgconf pkgconf-bin libpkgconf3
+  # prometheus-cpp (libs/metrics): its CMake package also finds civetweb and curl for the pull
+  # and push parts, which we do not link but whose files must be there.
+  prometheus-cpp-dev libprometheus-cpp-core1.0 libprometheus-cpp-pull1.0 libprometheus-cpp-push1.0
+  libcivetweb-dev libcivetweb1 libcurl4-openssl-dev libcurl4
 )
 mkdir -p "$dir"
 cd "$dir"

@@ -219,9 +219,8 @@ TEST_CASE_FIXTURE(Fixture, "cpu merge_states of per-segment attention equals flo
         std::string::npos);
 
   // attention_batch: row i over its own segments, as attention_segments gives row i alone.
-  const std::vector<backend_i::SegmentList> items{{{ks.data(), 2}, {vs.data(), 2}},
-                                                  {ks, vs},
-                                                  {{ks.data() + 2, 1}, {vs.data() + 2, 1}}};
+  const std::vector<backend_i::SegmentList> items{
+      {{ks.data(), 2}, {vs.data(), 2}}, {ks, vs}, {{ks.data() + 2, 1}, {vs.data() + 2, 1}}};
   Tensor bo = Tensor::zeros(DType::f32, {nq, hq, d}), bl = Tensor::zeros(DType::f32, {nq, hq});
   REQUIRE(cpu.attention_batch(qt, items, scale, bo, bl));
   for (int64_t i = 0; i < nq; ++i) {

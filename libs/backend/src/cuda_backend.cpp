@@ -415,7 +415,14 @@ Status CudaBackend::gemm(const Tensor& x, const Tensor& w, const Tensor& out, bo
         kernels::gemv_bf16(x.data(), w.data(), out.data(), out.dtype() == DType::f32, m, k, impl_->stream,
                            accumulate ? kernels::GemvEpilogue::accumulate : kernels::GemvEpilogue::store),
         "gemv kernel");
-  SM_ASSIGN(plan, impl_->gemm_plan(n, k, m, out.dtype(), w.data(), x.data(), out.data()));
+  // A new shape's plan times its candidates by running them into the output it is given:
+  // never into a residual that is yet to be added to.
+  Tensor trial = out;
+  if (accumulate && !impl_->gemms.count(std::make_tuple(n, k, m, int(out.dtype())))) {
+    SM_ASSIGN(spare, impl_->alloc_raw(out.dtype(), out.shape(), false));
+    trial = spare;
+  }
+  SM_ASSIGN(plan, impl_->gemm_plan(n, k, m, out.dtype(), w.data(), x.data(), trial.data()));
   // beta = 1 reads out as C before writing it as D (same layout): the residual add in the
   // epilogue, with one rounding.
   const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
