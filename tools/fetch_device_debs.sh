@@ -22,7 +22,7 @@ mesh=(
   # prometheus-cpp (libs/metrics): its CMake package also finds civetweb and curl for the pull
   # and push parts, which we do not link but whose files must be there.
   prometheus-cpp-dev libprometheus-cpp-core1.0 libprometheus-cpp-pull1.0 libprometheus-cpp-push1.0
-  libcivetweb-dev libcivetweb1 libcurl4-openssl-dev libcurl4
+  libcivetweb-dev libcivetweb1 civetweb libcurl4-openssl-dev libcurl4
 )
 mkdir -p "$dir"
 cd "$dir"

@@ -80,11 +80,10 @@ struct CudaBackend::Impl {
                                       void* out);
   int fastest_gemm(const GemmPlan& p, std::span<const cublasLtMatmulHeuristicResult_t> candidates, const void* w,
                    const void* x, void* out);
-  int32_t* token = nullptr;  // where sample() leaves its draw
-  bool gemv = true;          // one-row matmuls on the gemv kernel (set_gemv)
-  bool fused = false;        // the fused ops as single kernels (set_fused; off until measured on the H200)
-  bool page_arena = false;   // paged KV on a device arena (set_page_arena; off until tested on the H200)
-  bool batch_ops = true;     // scatter_rows, attention_batch in one launch (set_batch_ops)
+  bool gemv = true;         // one-row matmuls on the gemv kernel (set_gemv)
+  bool fused = false;       // the fused ops as single kernels (set_fused; off until measured on the H200)
+  bool page_arena = false;  // paged KV on a device arena (set_page_arena; off until tested on the H200)
+  bool batch_ops = true;    // scatter_rows, attention_batch in one launch (set_batch_ops)
 
   // Op profile (benchmarks): a pair of events around each op while on.
   struct Mark {
@@ -254,7 +253,6 @@ CudaBackend::~CudaBackend() {
   if (!impl_) return;
   cudaStreamSynchronize(impl_->stream);
   if (impl_->lt_workspace) cudaFree(impl_->lt_workspace);
-  if (impl_->token) cudaFree(impl_->token);
   for (const Impl::Mark& m : impl_->marks) {
     cudaEventDestroy(m.begin);
     cudaEventDestroy(m.end);
@@ -287,7 +285,6 @@ Expected<std::unique_ptr<CudaBackend>> CudaBackend::create(int device) {
   SM_TRY(cuda_status(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep), "cudaMemPoolSetAttribute"));
   SM_TRY(cublas_status(cublasLtCreate(&impl->lt), "cublasLtCreate"));
   SM_TRY(cuda_status(cudaMalloc(&impl->lt_workspace, kCublasWorkspaceBytes), "cudaMalloc (cuBLASLt workspace)"));
-  SM_TRY(cuda_status(cudaMalloc(&impl->token, sizeof(int32_t)), "cudaMalloc (sampled token)"));
   return std::unique_ptr<CudaBackend>(new CudaBackend(std::move(impl)));
 }
 
@@ -693,11 +690,14 @@ Expected<int32_t> CudaBackend::sample(const Tensor& logits, const SampleSpec& sp
     return sample_reference({host.data_as<float>() + (host.numel() - vocab), size_t(vocab)}, spec);
   }
   const float* last_row = static_cast<const float*>(logits.data()) + (logits.numel() - vocab);
+  // A draw of its own per call: requests' threads sample at once (their decode batch done), and
+  // one shared slot would let a request read another's token between kernel and copy.
+  SM_ASSIGN(token, impl_->alloc_raw(DType::i32, {1}, false));
   SM_TRY(cuda_status(kernels::sample_token(last_row, int(vocab), spec.temperature, spec.top_k, spec.top_p, spec.u,
-                                           impl_->token, impl_->stream),
+                                           token.data_as<int32_t>(), impl_->stream),
                      "sample"));
   int32_t id = -1;
-  SM_TRY(cuda_status(cudaMemcpyAsync(&id, impl_->token, sizeof id, cudaMemcpyDeviceToHost, impl_->stream), "sample"));
+  SM_TRY(cuda_status(cudaMemcpyAsync(&id, token.data(), sizeof id, cudaMemcpyDeviceToHost, impl_->stream), "sample"));
   SM_TRY(cuda_status(cudaStreamSynchronize(impl_->stream), "sample"));
   return id;
 }
