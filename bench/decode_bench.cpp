@@ -90,7 +90,8 @@ int main(int argc, char** argv) {
   app.add_flag("--compare-cublaslt", compare_cublaslt,
                "Also time the steps with one-row matmuls on cuBLASLt instead of the gemv kernel");
   app.add_flag("--compare-fused", compare_fused,
-               "Also time the steps with the fused ops (rope_store_kv, gate_up_swiglu, matmul_add) on");
+               "Also time the steps with the fused ops (rope_store_kv, gate_up_swiglu, matmul_add) off, "
+               "each op on its own");
   CLI11_PARSE(app, argc, argv);
 
   const auto tl = Clock::now();
@@ -184,7 +185,7 @@ int main(int argc, char** argv) {
       };
       if (compare_cublaslt)
         side_by_side("cublaslt", "one-row GEMMs on cuBLASLt", [&](bool alt) { cuda->set_gemv(!alt); });
-      if (compare_fused) side_by_side("fused", "fused ops on", [&](bool alt) { cuda->set_fused(alt); });
+      if (compare_fused) side_by_side("unfused", "fused ops off", [&](bool alt) { cuda->set_fused(!alt); });
       const double floor_tok_s = bw / step_bytes(cfg, n + 1);
       row["decode_tok_s"] = tok_s;
       row["decode_p50_s"] = percentile(per_step, 0.5);

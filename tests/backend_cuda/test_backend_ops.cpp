@@ -636,7 +636,7 @@ TEST_CASE_FIXTURE(Backends, "golden model on cuda equals HF transformers within 
       CHECK(err < 3e-2);
     }
   }
-  gpu->set_fused(false);
+  gpu->set_fused(true);
 }
 
 TEST_CASE_FIXTURE(Backends, "cuda page arena: paged KV caches give the logits of whole allocations, pages return") {

@@ -78,7 +78,7 @@ TEST_CASE_FIXTURE(Batcher, "threads asking decode steps at once are batched, and
     largest = std::max(largest, n);
   }
   CHECK(steps_run == batched.size() * steps);
-  CHECK(largest == 4);  // the cap: 5 queued behind the first, 4 in the next batch
+  CHECK(largest == 4);  // the cap: 6 asked while the device was taken, 4 in a batch
   CHECK(sizes.size() < batched.size() * steps);
 }
 
@@ -106,4 +106,64 @@ TEST_CASE_FIXTURE(Batcher, "a request whose shard hosts fail gets their error, a
     ok_alone.tokens.push_back(ok_alone.next);
   }
   CHECK(ok.tokens == ok_alone.tokens);
+}
+
+TEST_CASE_FIXTURE(test::Phase2Requests,
+                  "requests stepping together stay one batch: the leader waits for the last batch's") {
+  // Without the wait, the threads of one batch come back (sampling their token) while the next
+  // batch has already started with whoever was queued, and the requests split into two groups
+  // taking turns. The window is wide here so that a slow machine cannot split a batch.
+  DeviceArbiter arbiter;
+  DecodeBatcher batcher(arbiter, 8, std::chrono::milliseconds(500));
+  std::mutex mu;
+  std::vector<size_t> sizes;
+  batcher.on_batch([&](size_t n) {
+    std::lock_guard lock(mu);
+    sizes.push_back(n);
+  });
+  std::vector<Request> reqs;
+  for (uint32_t i = 0; i < 6; ++i) reqs.push_back(make(40 + 9 * i, 1 + int(i % 3), i % 2 == 1, 60 + i, 16));
+  const int steps = 6;
+  arbiter.acquire(WorkKind::phase1, 999);  // every thread queued before the first batch
+  std::vector<std::thread> threads;
+  std::vector<Status> results(reqs.size());
+  for (size_t i = 0; i < reqs.size(); ++i)
+    threads.emplace_back([&, i] {
+      Request& r = reqs[i];
+      for (int s = 0; s < steps && results[i]; ++s) {
+        auto logits = batcher.step(*r.host, *r.remotes, r.next, i);
+        if (!logits) {
+          results[i] = logits.status();
+          break;
+        }
+        r.next = greedy(logits->to_f32_vector());
+      }
+      batcher.leave(i);
+    });
+  while (batcher.waiting() < reqs.size() - 1) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  arbiter.release();
+  for (auto& t : threads) t.join();
+  for (const Status& st : results) CHECK(st);
+  std::string shown;
+  for (size_t n : sizes) shown += std::to_string(n) + " ";
+  INFO("batches: " << shown);
+  CHECK(sizes == std::vector<size_t>(size_t(steps), reqs.size()));
+}
+
+TEST_CASE_FIXTURE(test::Phase2Requests, "a request that leaves is not waited for") {
+  DeviceArbiter arbiter;
+  DecodeBatcher batcher(arbiter, 8, std::chrono::seconds(3));
+  Request short_one = make(50, 2, false, 70, 16), long_one = make(60, 2, true, 71, 16);
+  std::thread t([&] {
+    for (int s = 0; s < 2; ++s)
+      short_one.next =
+          greedy(batcher.step(*short_one.host, *short_one.remotes, short_one.next, 1).value().to_f32_vector());
+    batcher.leave(1);
+  });
+  t.join();
+  // Both stepped in the last batch; one left: the next batches start at once.
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int s = 0; s < 4; ++s)
+    long_one.next = greedy(batcher.step(*long_one.host, *long_one.remotes, long_one.next, 2).value().to_f32_vector());
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(2));
 }

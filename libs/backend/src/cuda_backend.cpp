@@ -81,7 +81,7 @@ struct CudaBackend::Impl {
   int fastest_gemm(const GemmPlan& p, std::span<const cublasLtMatmulHeuristicResult_t> candidates, const void* w,
                    const void* x, void* out);
   bool gemv = true;         // one-row matmuls on the gemv kernel (set_gemv)
-  bool fused = false;       // the fused ops as single kernels (set_fused; off until measured on the H200)
+  bool fused = true;        // the fused ops as single kernels (set_fused)
   bool page_arena = false;  // paged KV on a device arena (set_page_arena; off until tested on the H200)
   bool batch_ops = true;    // scatter_rows, attention_batch in one launch (set_batch_ops)
 

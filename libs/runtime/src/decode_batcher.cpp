@@ -18,8 +18,13 @@ struct DecodeBatcher::Entry {
   Expected<Tensor> result = Tensor{};
 };
 
-DecodeBatcher::DecodeBatcher(DeviceArbiter& arbiter, int max_batch)
-    : arbiter_(arbiter), max_batch_(size_t(std::clamp(max_batch, 1, kMaxBatch))) {}
+DecodeBatcher::DecodeBatcher(DeviceArbiter& arbiter, int max_batch, std::chrono::microseconds gather)
+    : arbiter_(arbiter), max_batch_(size_t(std::clamp(max_batch, 1, kMaxBatch))), gather_(gather) {}
+
+void DecodeBatcher::leave(uint64_t request) {
+  std::lock_guard lock(mu_);
+  if (returning_.erase(request)) cv_.notify_all();
+}
 
 size_t DecodeBatcher::waiting() {
   std::lock_guard lock(mu_);
@@ -30,6 +35,7 @@ Expected<Tensor> DecodeBatcher::step(QueryHost& host, remote_partials_i& remotes
   Entry me{&host, &remotes, id, request};
   std::unique_lock lock(mu_);
   queue_.push_back(&me);
+  if (returning_.erase(request)) cv_.notify_all();  // a leader may be waiting for it
   if (!leading_) {
     leading_ = true;
     me.lead = true;
@@ -53,7 +59,15 @@ Expected<Tensor> DecodeBatcher::step(QueryHost& host, remote_partials_i& remotes
 }
 
 void DecodeBatcher::lead(std::unique_lock<std::mutex>& lock, Entry& me) {
-  // This request first, then the oldest waiting, up to max_batch.
+  // Wait (briefly) for the last batch's requests still on their way back, then for the
+  // device (the steps asked meanwhile join too), then take this request first and the oldest
+  // waiting, up to max_batch.
+  const auto until = std::chrono::steady_clock::now() + gather_;
+  cv_.wait_until(lock, until, [&] { return returning_.empty() || queue_.size() >= max_batch_; });
+  returning_.clear();  // those not back by now step in a later batch
+  lock.unlock();
+  arbiter_.acquire(WorkKind::decode, me.request);
+  lock.lock();
   std::vector<Entry*> batch{&me};
   queue_.erase(std::find(queue_.begin(), queue_.end(), &me));
   while (!queue_.empty() && batch.size() < max_batch_) {
@@ -70,7 +84,6 @@ void DecodeBatcher::lead(std::unique_lock<std::mutex>& lock, Entry& me) {
   }
   if (on_batch_) on_batch_(batch.size());
   lock.unlock();
-  arbiter_.acquire(WorkKind::decode, me.request);
   auto ran = QueryHost::step_batch(hosts, remotes, ids,
                                    [&](int layer, std::span<const size_t> which, std::span<const Tensor> qs) {
                                      return gather_all(lock, batch, me, layer, which, qs);
@@ -86,6 +99,7 @@ void DecodeBatcher::lead(std::unique_lock<std::mutex>& lock, Entry& me) {
     else
       e.result = ran->logits.rows(int64_t(i), int64_t(i) + 1);
     e.done = true;
+    returning_.insert(e.request);
   }
   // The next batch is led by the oldest waiting thread.
   leading_ = !queue_.empty();

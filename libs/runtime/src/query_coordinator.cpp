@@ -82,6 +82,7 @@ void generation_thread(std::shared_ptr<CoordinatorSetup> setup, std::shared_ptr<
       return !cancelled;
     };
     auto stats = generate_with(model.backend(), step, order.query, params, on_token);
+    engine.batcher.leave(order.request_id);
     if (!stats) {
       error = stats.status();
     } else {

@@ -5,10 +5,15 @@
 // One of the waiting threads leads a batch (it holds the device through the arbiter); for the
 // requests whose shards are on other workers, each request's own thread waits on its network
 // for every layer, all at once, while the leader frees the device.
+// A batch waits, up to `gather` (default 2 ms), for the requests of the last batch that are
+// still sampling their token: without it, requests fall into two groups that take turns
+// (each batch half of them), since a group's threads come back while the other's batch runs.
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <unordered_set>
 
 #include "starmesh/attention/phase2.hpp"
 #include "starmesh/runtime/device_arbiter.hpp"
@@ -19,12 +24,16 @@ class DecodeBatcher {
  public:
   static constexpr int kMaxBatch = 256;
   // max_batch in [1, kMaxBatch]: the most requests one batch takes.
-  DecodeBatcher(DeviceArbiter& arbiter, int max_batch);
+  DecodeBatcher(DeviceArbiter& arbiter, int max_batch,
+                std::chrono::microseconds gather = std::chrono::microseconds(2000));
 
   // One decode step (one token, `id`) of `request`'s query host, batched with the others
   // asked meanwhile. Blocks until it ran; returns the request's logits [1, vocab] on the
   // model's backend, or why its step failed (its shard hosts' error: the others go on).
   Expected<Tensor> step(QueryHost& host, remote_partials_i& remotes, int32_t id, uint64_t request);
+
+  // `request` asks no more steps (its generation ended): no batch waits for it.
+  void leave(uint64_t request);
 
   // Steps waiting for a batch now (tests).
   size_t waiting();
@@ -42,11 +51,13 @@ class DecodeBatcher {
 
   DeviceArbiter& arbiter_;
   const size_t max_batch_;
+  const std::chrono::microseconds gather_;
   std::function<void(size_t)> on_batch_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<Entry*> queue_;  // waiting for a batch, oldest first
-  bool leading_ = false;      // a thread leads a batch now (or has been told to)
+  std::deque<Entry*> queue_;                // waiting for a batch, oldest first
+  bool leading_ = false;                    // a thread leads a batch now (or has been told to)
+  std::unordered_set<uint64_t> returning_;  // stepped in the last batch, not asking again yet
 };
 
 }  // namespace starmesh
