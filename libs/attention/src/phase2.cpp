@@ -1,6 +1,7 @@
 #include "starmesh/attention/phase2.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <numeric>
 
 namespace starmesh {
@@ -69,6 +70,40 @@ Expected<AttentionState> shard_partial(const Transformer& model, const KvCache& 
     o_host = Tensor::from_f32(f, o_host.shape());
   }
   return AttentionState{o_host, lse_host};
+}
+
+Expected<std::vector<AttentionState>> shard_partials(const Transformer& model, std::span<const ShardAsk> asks) {
+  if (asks.empty()) return std::vector<AttentionState>{};
+  backend_i& be = model.backend();
+  const int64_t b = int64_t(asks.size());
+  const Shape row = asks[0].q.shape();
+  if (row.size() != 3 || row[0] != 1)
+    return make_error("shard_partials: q of ", to_string(row), ", want [1, heads, d]");
+  const int64_t hq = row[1], d = row[2];
+  // Every q into one host tensor, uploaded once.
+  Tensor qs = Tensor::zeros(DType::f32, {b, hq, d});
+  std::vector<Tensor> ks(asks.size()), vs(asks.size());
+  std::vector<backend_i::SegmentList> items(asks.size());
+  for (size_t i = 0; i < asks.size(); ++i) {
+    const ShardAsk& a = asks[i];
+    if (!a.shard || a.q.shape() != row || a.q.dtype() != DType::f32 || a.q.device().kind != DeviceKind::cpu)
+      return make_error("shard_partials: ask ", i, " is not a host f32 q of ", to_string(row));
+    if (a.layer < 0 || a.layer >= a.shard->layers()) return make_error("shard_partial: no layer ", a.layer);
+    std::memcpy(qs.data_as<float>() + int64_t(i) * hq * d, a.q.data(), a.q.nbytes());
+    ks[i] = a.shard->keys(a.layer);
+    vs[i] = a.shard->values(a.layer);
+    items[i] = {{&ks[i], 1}, {&vs[i], 1}};
+  }
+  SM_ASSIGN(q_dev, be.upload(qs, be.activation_dtype()));
+  SM_ASSIGN(o, be.scratch(be.activation_dtype(), {b, hq, d}));
+  SM_ASSIGN(lse, be.scratch(DType::f32, {b, hq}));
+  SM_TRY(be.attention_batch(q_dev, items, model.attention_scale(), o, lse));
+  SM_ASSIGN(o_host, be.download(o));
+  SM_ASSIGN(lse_host, be.download(lse));
+  if (o_host.dtype() != DType::f32) o_host = Tensor::from_f32(o_host.to_f32_vector(), o_host.shape());
+  std::vector<AttentionState> out;
+  for (int64_t i = 0; i < b; ++i) out.push_back({o_host.rows(i, i + 1), lse_host.rows(i, i + 1)});
+  return out;
 }
 
 Expected<std::vector<AttentionState>> InProcessShards::gather(int layer, const Tensor& q) {

@@ -47,6 +47,17 @@ Wait wait_header(transport_i& t, int peer, uint64_t tag, const Tensor& into, con
 Expected<ShardServerStats> serve_shard(const Transformer& model, const KvCache& shard, transport_i& transport,
                                        compute_lock_i& compute, const std::atomic<bool>& stop,
                                        const ShardServerOptions& options) {
+  backend_i& be = model.backend();
+  const ShardPartialFn alone = [&](int layer, const Tensor& q) -> Expected<AttentionState> {
+    std::lock_guard lock(compute);
+    SM_ASSIGN(q_dev, be.upload(q, be.activation_dtype()));
+    return shard_partial(model, shard, layer, q_dev);
+  };
+  return serve_shard(model, transport, alone, stop, options);
+}
+
+Expected<ShardServerStats> serve_shard(const Transformer& model, transport_i& transport, const ShardPartialFn& partial,
+                                       const std::atomic<bool>& stop, const ShardServerOptions& options) {
   const int root = transport.size() - 1;
   if (transport.rank() == root) return make_error("serve_shard: rank ", root, " is the coordinator, not a shard host");
   if (model.layers() > kMaxPhase2Layers)
@@ -54,7 +65,6 @@ Expected<ShardServerStats> serve_shard(const Transformer& model, const KvCache& 
                       model.layers());
   const LlamaConfig& cfg = model.config();
   const int64_t hq = cfg.num_attention_heads, d = cfg.head_dim;
-  backend_i& be = model.backend();
   ShardServerStats stats;
   Tensor header_buf = Tensor::zeros(DType::i32, {4});
   auto last_activity = Clock::now();
@@ -84,15 +94,9 @@ Expected<ShardServerStats> serve_shard(const Transformer& model, const KvCache& 
         return with_prefix(
             "phase 2: Q of step " + std::to_string(step) + ", layer " + std::to_string(l) + " did not come: ",
             got.error());
-      AttentionState part;
-      {
-        std::lock_guard lock(compute);
-        const auto t0 = Clock::now();
-        SM_ASSIGN(q_dev, be.upload(q, be.activation_dtype()));
-        SM_ASSIGN(p, shard_partial(model, shard, l, q_dev));
-        part = std::move(p);
-        stats.compute_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
-      }
+      const auto t0 = Clock::now();
+      SM_ASSIGN(part, partial(l, q));
+      stats.compute_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
       std::memcpy(answer.data(), part.o.data(), size_t(o_elems) * sizeof(float));
       std::memcpy(answer.data_as<float>() + o_elems, part.lse.data(), size_t(n * hq) * sizeof(float));
       const Status sent =

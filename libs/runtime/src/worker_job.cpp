@@ -93,8 +93,11 @@ void run_job(std::shared_ptr<WorkerEngine> engine, std::shared_ptr<Job> job, dat
   caf::anon_send(worker, encoded_atom::value, job->id);
   if (job->phase1 && !job->query_host) {
     serve.step_timeout = job->step_timeout;
-    ArbiterLock compute(engine->arbiter, WorkKind::shard_step, job->id);
-    auto served = serve_shard(model, job->shard->cache, *job->transport, compute, job->stop, serve);
+    const KvCache& cache = job->shard->cache;
+    const ShardPartialFn batched = [&](int layer, const Tensor& q) {
+      return engine->shards.partial(model, cache, layer, q, job->id);
+    };
+    auto served = serve_shard(model, *job->transport, batched, job->stop, serve);
     if (!served) job->served = served.status();
     if (!job->keep) job->shard.reset();  // the KV goes as soon as phase 2 is over (unless it may be kept)
   }

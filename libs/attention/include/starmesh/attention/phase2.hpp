@@ -18,6 +18,16 @@ namespace starmesh {
 // Returned on the host (f32), ready for the wire or the merge.
 Expected<AttentionState> shard_partial(const Transformer& model, const KvCache& shard, int layer, const Tensor& q);
 
+// Shard side, many requests at once: ask i's partial of its q (host f32 [1, hq, d]) over layer
+// `layer` of its shard, each as shard_partial gives it alone, with one upload of every q, one
+// attention_batch and one download each of o and lse (a worker serving many requests' shards).
+struct ShardAsk {
+  const KvCache* shard = nullptr;
+  int layer = 0;
+  Tensor q;
+};
+Expected<std::vector<AttentionState>> shard_partials(const Transformer& model, std::span<const ShardAsk> asks);
+
 // Where the query host gets the other hosts' partials for one layer: in one process, direct
 // calls (InProcessShards, states left on the device); in the mesh, the data plane (host f32
 // states, uploaded together). The query host merges them all on its device.

@@ -5,6 +5,7 @@
 // sends "done", `stop` is set (the request was freed), or something fails.
 #include <atomic>
 #include <chrono>
+#include <functional>
 
 #include "starmesh/attention/phase2.hpp"
 #include "starmesh/comm/transport.hpp"
@@ -23,11 +24,19 @@ struct ShardServerOptions {
 
 struct ShardServerStats {
   int64_t steps = 0;
-  double compute_seconds = 0;  // inside shard_partial
+  double compute_seconds = 0;  // in `partial` (batched: the wait for the batch too)
 };
 
-// Serves `shard` to the coordinator at rank transport.size() - 1. `compute` is the worker's
-// compute lock (one backend, many requests), held only while computing.
+// How a shard loop gets one layer's partial of q (host f32) over its shard, on the host: alone
+// under the worker's compute lock, or batched with other requests' (ShardBatcher).
+using ShardPartialFn = std::function<Expected<AttentionState>(int layer, const Tensor& q)>;
+
+// Serves a shard to the coordinator at rank transport.size() - 1, each layer's partial from
+// `partial`.
+Expected<ShardServerStats> serve_shard(const Transformer& model, transport_i& transport, const ShardPartialFn& partial,
+                                       const std::atomic<bool>& stop, const ShardServerOptions& options);
+// The same, each partial computed alone under `compute` (the worker's compute lock: one
+// backend, many requests), held only while computing.
 Expected<ShardServerStats> serve_shard(const Transformer& model, const KvCache& shard, transport_i& transport,
                                        compute_lock_i& compute, const std::atomic<bool>& stop,
                                        const ShardServerOptions& options);

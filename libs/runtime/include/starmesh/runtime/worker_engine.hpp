@@ -5,15 +5,17 @@
 #include "starmesh/model/transformer.hpp"
 #include "starmesh/runtime/decode_batcher.hpp"
 #include "starmesh/runtime/device_arbiter.hpp"
+#include "starmesh/runtime/shard_batcher.hpp"
 
 namespace starmesh {
 
 struct WorkerEngine {
   WorkerEngine(const Transformer& m, int max_batch, int64_t prefill_chunk)
-      : model(m), batcher(arbiter, max_batch), prefill_chunk(prefill_chunk) {}
+      : model(m), batcher(arbiter, max_batch), shards(arbiter, max_batch), prefill_chunk(prefill_chunk) {}
   const Transformer& model;
   DeviceArbiter arbiter;
   DecodeBatcher batcher;  // the query hosts' decode steps
+  ShardBatcher shards;    // the shard hosts' partials for other workers' steps
   // Phase 1 holds the device this many tokens at a time (EncodeControl::chunk_tokens).
   const int64_t prefill_chunk;
 };
