@@ -236,7 +236,12 @@ WorkerMetrics::WorkerMetrics(int64_t kv_capacity_tokens)
                             .histogram("starmesh_worker_decode_batch_size",
                                        "As query host: requests whose decode steps ran as one batch.",
                                        {1, 2, 4, 8, 16, 32, 64, 128, 256})
-                            .with()) {
+                            .with()),
+      shard_batch_size(registry
+                           .histogram("starmesh_worker_shard_batch_size",
+                                      "As shard host: requests whose layer partials ran as one batch.",
+                                      {1, 2, 4, 8, 16, 32, 64, 128, 256})
+                           .with()) {
   kv_capacity.set(double(kv_capacity_tokens));
 }
 

@@ -76,6 +76,8 @@ struct WorkerMetrics {
   metrics::Counter &phase2_sent_bytes, &phase2_received_bytes;
   // Requests per decode batch of this worker's query hosts (DecodeBatcher).
   metrics::Histogram &decode_batch_size;
+  // Requests per batch of this worker's shard partials (ShardBatcher).
+  metrics::Histogram &shard_batch_size;
 };
 
 // starmesh_build_info{version, model} 1: which build serves which model (router and workers).
