@@ -537,6 +537,21 @@ Status CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v,
   return cuda_status(kernels::attention_forward(args, plan, workspace.data(), impl_->stream), "attention kernel");
 }
 
+namespace {
+// The kernels' arguments from q [nq, hq, d], o and lse (keys and mask set by the caller).
+kernels::AttentionArgs query_args(const Tensor& q, const Tensor& o, const Tensor& lse, float scale) {
+  kernels::AttentionArgs args;
+  args.q = q.data();
+  args.o = o.data();
+  args.lse = lse.data_as<float>();
+  args.nq = int(q.dim(0));
+  args.hq = int(q.dim(1));
+  args.d = int(q.dim(2));
+  args.scale = scale;
+  return args;
+}
+}  // namespace
+
 Status CudaBackend::attention_segments(const Tensor& q, std::span<const Tensor> keys, std::span<const Tensor> values,
                                        float scale, const Tensor& o, const Tensor& lse) {
   if (keys.empty() || keys.size() != values.size() || keys.size() > size_t(kernels::kMaxAttentionSegments))
@@ -551,15 +566,8 @@ Status CudaBackend::attention_segments(const Tensor& q, std::span<const Tensor> 
     segments.push_back({keys[i].data(), values[i].data(), int(keys[i].dim(0))});
   }
   SM_TRY(expect_device(lse, device(), DType::f32, "attention lse"));
-  kernels::AttentionArgs args;
-  args.q = q.data();
-  args.o = o.data();
-  args.lse = lse.data_as<float>();
-  args.nq = int(q.dim(0));
-  args.hq = int(q.dim(1));
+  kernels::AttentionArgs args = query_args(q, o, lse, scale);
   args.hkv = int(keys[0].dim(1));
-  args.d = int(q.dim(2));
-  args.scale = scale;
   const auto plan = kernels::plan_attention_segments(args, segments.data(), int(segments.size()), impl_->num_sms);
   if (!plan.supported) return backend_i::attention_segments(q, keys, values, scale, o, lse);  // more rows: per segment
   SM_ASSIGN(workspace, impl_->alloc_raw(DType::f32, {int64_t(plan.workspace_bytes / sizeof(float))}, false));
@@ -596,14 +604,7 @@ Status CudaBackend::attention_batch(const Tensor& q, std::span<const SegmentList
   for (auto [t, what] : {std::pair{&q, "attention q"}, {&o, "attention o"}})
     SM_TRY(expect_device(*t, device(), DType::bf16, what));
   SM_TRY(expect_device(lse, device(), DType::f32, "attention lse"));
-  kernels::AttentionArgs args;
-  args.q = q.data();
-  args.o = o.data();
-  args.lse = lse.data_as<float>();
-  args.nq = int(q.dim(0));
-  args.hq = int(q.dim(1));
-  args.d = int(q.dim(2));
-  args.scale = scale;
+  kernels::AttentionArgs args = query_args(q, o, lse, scale);
   std::vector<std::vector<kernels::AttentionSegment>> segments(items.size());
   std::vector<kernels::AttentionBatchItem> batch(items.size());
   for (size_t i = 0; i < items.size(); ++i) {
