@@ -88,7 +88,8 @@ Expected<std::vector<AttentionState>> shard_partials(const Transformer& model, s
     const ShardAsk& a = asks[i];
     if (!a.shard || a.q.shape() != row || a.q.dtype() != DType::f32 || a.q.device().kind != DeviceKind::cpu)
       return make_error("shard_partials: ask ", i, " is not a host f32 q of ", to_string(row));
-    if (a.layer < 0 || a.layer >= a.shard->layers()) return make_error("shard_partial: no layer ", a.layer);
+    if (a.layer < 0 || a.layer >= a.shard->layers())
+      return make_error("shard_partials: ask ", i, ": no layer ", a.layer);
     std::memcpy(qs.data_as<float>() + int64_t(i) * hq * d, a.q.data(), a.q.nbytes());
     ks[i] = a.shard->keys(a.layer);
     vs[i] = a.shard->values(a.layer);
