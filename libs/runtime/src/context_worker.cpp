@@ -128,9 +128,10 @@ WorkerActor::behavior_type context_worker(WorkerPtr self, std::shared_ptr<Worker
   auto& st = self->state;
   st.setup = setup;
   st.engine = std::make_shared<WorkerEngine>(*setup->model, setup->max_batch, setup->prefill_chunk);
-  if (setup->metrics)
+  if (setup->metrics) {
     st.engine->batcher.on_batch([m = setup->metrics](size_t n) { m->decode_batch_size.observe(double(n)); });
-  st.engine->shards.on_batch([m = setup->metrics](size_t n) { m->shard_batch_size.observe(double(n)); });
+    st.engine->shards.on_batch([m = setup->metrics](size_t n) { m->shard_batch_size.observe(double(n)); });
+  }
   st.book = std::make_unique<JobsBook>(setup->kv_capacity, setup->kv_page_tokens);
   st.info = describe_worker(*setup, setup->kv_capacity);
   self->set_down_handler([=](caf::down_msg& dm) {
