@@ -62,7 +62,12 @@ Status merge_all(backend_i& be, std::vector<AttentionState> parts, const Tensor&
 Expected<AttentionState> shard_partial(const Transformer& model, const KvCache& shard, int layer, const Tensor& q) {
   if (layer < 0 || layer >= shard.layers()) return make_error("shard_partial: no layer ", layer);
   backend_i& be = model.backend();
-  SM_ASSIGN(p, device_partial(model, q, shard.keys(layer), shard.values(layer), AttentionMask::none()));
+  Tensor q_dev = q;
+  if (q.device() != be.device()) {  // from the wire
+    SM_ASSIGN(up, be.upload(q, be.activation_dtype()));
+    q_dev = up;
+  }
+  SM_ASSIGN(p, device_partial(model, q_dev, shard.keys(layer), shard.values(layer), AttentionMask::none()));
   SM_ASSIGN(o_host, be.download(p.o));
   SM_ASSIGN(lse_host, be.download(p.lse));
   if (o_host.dtype() != DType::f32) {

@@ -76,8 +76,9 @@ struct CudaBackend::Impl {
   };
   std::map<std::tuple<int64_t, int64_t, int64_t, int>, std::unique_ptr<GemmPlan>> gemms;
   // The first call of a shape also times the candidates for few rows (see gemm_plan).
+  // out_is_addend: the call adds to what `out` holds, so the timing runs into a spare output.
   Expected<const GemmPlan*> gemm_plan(int64_t n, int64_t k, int64_t m, DType out_type, const void* w, const void* x,
-                                      void* out);
+                                      void* out, bool out_is_addend);
   int fastest_gemm(const GemmPlan& p, std::span<const cublasLtMatmulHeuristicResult_t> candidates, const void* w,
                    const void* x, void* out);
   bool gemv = true;         // one-row matmuls on the gemv kernel (set_gemv)
@@ -143,7 +144,7 @@ class OpScope {
 // Row-major out[n, m] = x w^T is column-major out^T[m, n] = (w as [k, m])^T x^T.
 Expected<const CudaBackend::Impl::GemmPlan*> CudaBackend::Impl::gemm_plan(int64_t n, int64_t k, int64_t m,
                                                                           DType out_type, const void* w, const void* x,
-                                                                          void* out) {
+                                                                          void* out, bool out_is_addend) {
   const auto key = std::make_tuple(n, k, m, int(out_type));
   if (auto it = gemms.find(key); it != gemms.end()) return it->second.get();
   if (gemms.size() >= kMaxGemmPlans) gemms.clear();  // prompt lengths vary without end: bound the cache
@@ -177,7 +178,17 @@ Expected<const CudaBackend::Impl::GemmPlan*> CudaBackend::Impl::gemm_plan(int64_
   if (pref) cublasLtMatmulPreferenceDestroy(pref);
   SM_TRY(st);
   if (found == 0) return make_error("matmul: cuBLASLt has no algorithm for [", n, ", ", k, "] x [", m, ", ", k, "]^T");
-  p->algo = results[found > 1 ? fastest_gemm(*p, {results, size_t(found)}, w, x, out) : 0].algo;
+  if (found > 1) {
+    // The candidates run into the output: never into a residual that is yet to be added to.
+    Tensor spare;
+    if (out_is_addend) {
+      SM_ASSIGN(t, alloc_raw(out_type, {n, m}, false));
+      spare = t;
+    }
+    p->algo = results[fastest_gemm(*p, {results, size_t(found)}, w, x, spare.data() ? spare.data() : out)].algo;
+  } else {
+    p->algo = results[0].algo;
+  }
   return gemms.emplace(key, std::move(p)).first->second.get();
 }
 
@@ -412,14 +423,7 @@ Status CudaBackend::gemm(const Tensor& x, const Tensor& w, const Tensor& out, bo
         kernels::gemv_bf16(x.data(), w.data(), out.data(), out.dtype() == DType::f32, m, k, impl_->stream,
                            accumulate ? kernels::GemvEpilogue::accumulate : kernels::GemvEpilogue::store),
         "gemv kernel");
-  // A new shape's plan times its candidates by running them into the output it is given:
-  // never into a residual that is yet to be added to.
-  Tensor trial = out;
-  if (accumulate && !impl_->gemms.count(std::make_tuple(n, k, m, int(out.dtype())))) {
-    SM_ASSIGN(spare, impl_->alloc_raw(out.dtype(), out.shape(), false));
-    trial = spare;
-  }
-  SM_ASSIGN(plan, impl_->gemm_plan(n, k, m, out.dtype(), w.data(), x.data(), trial.data()));
+  SM_ASSIGN(plan, impl_->gemm_plan(n, k, m, out.dtype(), w.data(), x.data(), out.data(), accumulate));
   // beta = 1 reads out as C before writing it as D (same layout): the residual add in the
   // epilogue, with one rounding.
   const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;

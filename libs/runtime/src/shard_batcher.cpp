@@ -55,11 +55,7 @@ void ShardBatcher::lead(std::unique_lock<std::mutex>& lock, Entry& me) {
   lock.unlock();
   // Alone, as shard_partial computes it: a batch of one, and each ask of a batch that failed
   // (so that one bad ask fails alone).
-  const auto alone = [](const Entry& e) -> Expected<AttentionState> {
-    backend_i& be = e.model->backend();
-    SM_ASSIGN(q_dev, be.upload(e.ask.q, be.activation_dtype()));
-    return shard_partial(*e.model, *e.ask.shard, e.ask.layer, q_dev);
-  };
+  const auto alone = [](const Entry& e) { return shard_partial(*e.model, *e.ask.shard, e.ask.layer, e.ask.q); };
   std::vector<Expected<AttentionState>> results;
   Expected<std::vector<AttentionState>> ran = Error{"not batched"};
   if (batch.size() > 1) {

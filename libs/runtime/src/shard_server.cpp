@@ -47,11 +47,9 @@ Wait wait_header(transport_i& t, int peer, uint64_t tag, const Tensor& into, con
 Expected<ShardServerStats> serve_shard(const Transformer& model, const KvCache& shard, transport_i& transport,
                                        compute_lock_i& compute, const std::atomic<bool>& stop,
                                        const ShardServerOptions& options) {
-  backend_i& be = model.backend();
-  const ShardPartialFn alone = [&](int layer, const Tensor& q) -> Expected<AttentionState> {
+  const ShardPartialFn alone = [&](int layer, const Tensor& q) {
     std::lock_guard lock(compute);
-    SM_ASSIGN(q_dev, be.upload(q, be.activation_dtype()));
-    return shard_partial(model, shard, layer, q_dev);
+    return shard_partial(model, shard, layer, q);
   };
   return serve_shard(model, transport, alone, stop, options);
 }

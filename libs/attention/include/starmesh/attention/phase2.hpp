@@ -14,8 +14,9 @@
 
 namespace starmesh {
 
-// Shard side: the partial state of q [n, hq, d] over layer `layer` of `shard`, no mask.
-// Returned on the host (f32), ready for the wire or the merge.
+// Shard side: the partial state of q [n, hq, d] (on the model's device, or on the host as it
+// came from the wire: uploaded first) over layer `layer` of `shard`, no mask. Returned on the
+// host (f32), ready for the wire or the merge.
 Expected<AttentionState> shard_partial(const Transformer& model, const KvCache& shard, int layer, const Tensor& q);
 
 // Shard side, many requests at once: ask i's partial of its q (host f32 [1, hq, d]) over layer
