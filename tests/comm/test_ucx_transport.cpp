@@ -249,6 +249,49 @@ TEST_CASE("ucx: two groups on one context keep their messages apart and bad inpu
   for (auto& s : results) CHECK_MESSAGE(s.is_ok(), s.message());
 }
 
+TEST_CASE("ucx: groups made in different orders, one closed on one side: rendezvous in the other still completes") {
+  // UCX pairs two workers' endpoints in the order each side made them. With endpoints per
+  // group, rank 0's endpoint of group 1 was paired with rank 1's of group 2; once rank 1
+  // closed group 2, a rendezvous message of group 1 (1 MB) waited for a reply from a closed
+  // endpoint forever (the mesh's stall with several requests at once).
+  for (const char* tls : kTransports) {
+    CAPTURE(tls);
+    auto results = run_local_group(
+        2,
+        [&](LocalBootstrap& b) -> Status {
+          SM_ASSIGN(context, UcxContext::create({.transports = tls, .net_devices = "lo"}));
+          SM_ASSIGN(addresses, b.allgather(context.local_address()));
+          const int me = b.rank(), other = 1 - b.rank();
+          std::unique_ptr<UcxTransport> g1, g2;
+          auto make = [&](uint16_t id) { return context.connect(me, 2, addresses, test::fixed_key(9, id), id); };
+          if (me == 0) {
+            SM_ASSIGN(a, make(1));
+            SM_ASSIGN(c, make(2));
+            g1 = std::move(a), g2 = std::move(c);
+          } else {
+            SM_ASSIGN(c, make(2));
+            SM_ASSIGN(a, make(1));
+            g1 = std::move(a), g2 = std::move(c);
+          }
+          for (UcxTransport* g : {g2.get(), g1.get()}) {  // both connected both ways
+            const Transfer hello[] = {Transfer::send(other, 1, random_payload(8, 1)),
+                                      Transfer::recv(other, 1, receive_buffer(8))};
+            SM_TRY(g->exchange(hello, deadline_in(5s)));
+          }
+          if (me == 1) g2.reset();
+          SM_TRY(b.barrier());
+          const size_t bytes = size_t(1) << 20;
+          const Transfer big[] = {Transfer::send(other, 2, random_payload(bytes, payload_seed(me, other, bytes))),
+                                  Transfer::recv(other, 2, receive_buffer(bytes))};
+          SM_TRY(g1->exchange(big, deadline_in(5s)));
+          SM_TRY(expect_bytes(big[1].tensor, random_payload(bytes, payload_seed(other, me, bytes)), "group 1"));
+          return b.barrier();
+        },
+        30s);
+    for (auto& s : results) CHECK_MESSAGE(s.is_ok(), s.message());
+  }
+}
+
 TEST_CASE("ucx: options are checked") {
   auto results = run_local_group(
       1,

@@ -140,7 +140,9 @@ TEST_CASE_FIXTURE(test::Phase2Requests,
       }
       batcher.leave(i);
     });
-  while (batcher.waiting() < reqs.size() - 1) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  // All six queued (the leader counts among the waiting): one still on its way when the device
+  // frees would miss the first batch (seen on a loaded machine).
+  while (batcher.waiting() < reqs.size()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   arbiter.release();
   for (auto& t : threads) t.join();
   for (const Status& st : results) CHECK(st);

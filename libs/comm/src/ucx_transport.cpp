@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <map>
 #include <mutex>
 #include <set>
 #include <utility>
@@ -21,51 +22,6 @@ struct Wire {
   ucp_dt_iov_t iov[2]{};
 };
 
-// The UCP context and worker of one process, shared by its groups.
-struct UcxWorker {
-  ucp_context_h context = nullptr;
-  ucp_worker_h worker = nullptr;
-  std::mutex mu;  // the worker is SERIALIZED: every UCP call on it holds this lock
-  std::vector<uint8_t> address;
-  std::string config;
-  bool peer_failure_mode = false;  // endpoints to others use UCP_ERR_HANDLING_MODE_PEER
-  Clock::duration spin_before_yield{};
-  std::set<uint16_t> groups;  // live group ids, under mu
-  // Buffers of transfers abandoned at a deadline that UCX may still touch: kept alive until
-  // the worker is gone (released after the destructor body, so after ucp_worker_destroy).
-  std::vector<Tensor> parked_tensors;
-  std::vector<std::vector<uint8_t>> parked_scratch;
-  std::vector<std::unique_ptr<Wire>> parked_wires;
-
-  ~UcxWorker() {
-    if (worker) ucp_worker_destroy(worker);
-    if (context) ucp_cleanup(context);
-  }
-};
-}  // namespace detail
-
-namespace {
-
-constexpr uint64_t kMaxUserTag = 0xffffffffull;  // 32 bits; the rest of the UCP tag is group and rank
-constexpr uint64_t kFullMask = ~uint64_t(0);
-constexpr int kMaxRanks = 1 << 16;
-constexpr auto kFinishGrace = std::chrono::milliseconds(50);  // for transfers caught mid-way at a deadline
-// A receive that took its message before the deadline has it arriving from a live sender:
-// dropping it would lose the message (UCX has taken it off the queue), so it may finish
-// for this long. On 2 loaded cores a rendezvous took more than 50 ms: the shard loop's
-// header, taken at the end of a wait slice and dropped, left a request waiting for a step
-// that had been sent (the chaos test, about one run in four).
-constexpr auto kMatchedGrace = std::chrono::milliseconds(5000);
-constexpr auto kCloseGrace = std::chrono::milliseconds(2000);  // for closed endpoints to release requests
-
-uint64_t wire_tag(uint16_t group, int source, uint64_t tag) {
-  return (uint64_t(group) << 48) | (uint64_t(uint16_t(source)) << 32) | tag;
-}
-
-int64_t ms_since(Clock::time_point t) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count();
-}
-
 // One transfer of an exchange. A receive first waits for its message to be probed (nothing
 // is posted, so nothing needs cancelling), then is matched with its size known: a message
 // of another size goes into `scratch`, so its sender completes and the error names both;
@@ -80,12 +36,82 @@ struct Op {
   bool matched = false;  // receives: a message was taken (into the tensor or scratch)
   bool refused = false;
   std::vector<uint8_t> scratch;
-  std::unique_ptr<detail::Wire> wire;  // authenticated groups only
+  std::unique_ptr<Wire> wire;  // authenticated groups only
   // A transfer to self in an authenticated group goes as one contiguous copy (in `scratch`):
   // UCX 1.13's self transport never completes an iov message large enough for rendezvous.
   bool staged = false;
   Status opened;  // receives: what opening the message said
 };
+
+// One endpoint to another process (or to this one), shared by every group that has a rank
+// there. UCX pairs the endpoints two workers make to each other in the order each made
+// them, and a rendezvous reply goes to the endpoint paired with its sender's: endpoints made
+// and closed per group paired one group's endpoint with another's, and once that other group
+// closed its own, rendezvous messages of the first went unanswered (the mesh stalled with
+// several requests at once). So a process makes one endpoint per peer and keeps it.
+struct UcxEndpoint {
+  ucp_ep_h ep = nullptr;
+  bool peer_failure_mode = false;  // failures reach on_error, and the endpoint must then be force-closed
+  std::string failed;              // why UCX gave up on it; empty while it is fine (under the worker lock)
+
+  static void on_error(void* arg, ucp_ep_h, ucs_status_t status) {
+    auto* self = static_cast<UcxEndpoint*>(arg);
+    if (self->failed.empty())
+      self->failed = std::string("UCX reported the connection failed: ") + ucs_status_string(status);
+  }
+};
+
+// Transfers given up at a deadline that UCX may still complete: their ops (which its
+// callbacks write to, and which own the scratch and trailer buffers) and tensors stay alive
+// as long as the worker (released after the destructor body, so after ucp_worker_destroy).
+struct ParkedExchange {
+  std::unique_ptr<std::vector<Op>> ops;
+  std::vector<Tensor> tensors;
+};
+
+// The UCP context and worker of one process, shared by its groups.
+struct UcxWorker {
+  ucp_context_h context = nullptr;
+  ucp_worker_h worker = nullptr;
+  std::mutex mu;  // the worker is SERIALIZED: every UCP call on it holds this lock
+  std::vector<uint8_t> address;
+  std::string config;
+  bool peer_failure_mode = false;  // endpoints to others use UCP_ERR_HANDLING_MODE_PEER
+  Clock::duration spin_before_yield{};
+  std::set<uint16_t> groups;  // live group ids, under mu
+  // Endpoints by the peer's worker address, under mu. One that failed is replaced by the next
+  // group that needs it; idle ones are closed when there are too many (workers come and go).
+  std::map<std::vector<uint8_t>, std::shared_ptr<UcxEndpoint>> endpoints;
+  std::vector<ParkedExchange> parked;
+
+  ~UcxWorker();
+};
+}  // namespace detail
+
+namespace {
+
+using detail::Op;
+constexpr uint64_t kMaxUserTag = 0xffffffffull;  // 32 bits; the rest of the UCP tag is group and rank
+constexpr uint64_t kFullMask = ~uint64_t(0);
+constexpr int kMaxRanks = 1 << 16;
+constexpr auto kFinishGrace = std::chrono::milliseconds(50);  // for transfers caught mid-way at a deadline
+// A receive that took its message before the deadline has it arriving from a live sender:
+// dropping it would lose the message (UCX has taken it off the queue), so it may finish
+// for this long. On 2 loaded cores a rendezvous took more than 50 ms: the shard loop's
+// header, taken at the end of a wait slice and dropped, left a request waiting for a step
+// that had been sent (the chaos test, about one run in four).
+constexpr auto kMatchedGrace = std::chrono::milliseconds(5000);
+constexpr auto kCloseGrace = std::chrono::milliseconds(2000);  // for closed endpoints to release requests
+// Endpoints a process keeps before it closes those no group uses (of peers that left).
+constexpr size_t kMaxEndpoints = 1024;
+
+uint64_t wire_tag(uint16_t group, int source, uint64_t tag) {
+  return (uint64_t(group) << 48) | (uint64_t(uint16_t(source)) << 32) | tag;
+}
+
+int64_t ms_since(Clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count();
+}
 
 // Bytes on the wire for a payload of `bytes`.
 size_t wire_size(const Op& op, size_t bytes) { return bytes + (op.wire ? kTrailerBytes : 0); }
@@ -214,16 +240,93 @@ void progress_while_in_flight(ucp_worker_h worker, std::span<Op> ops, Clock::tim
 
 struct UcxTransport::Peer {
   int rank = 0;
-  ucp_ep_h ep = nullptr;
-  bool peer_failure_mode = false;  // failures reach on_error, the endpoint can be force-closed
-  std::string broken;              // why this peer is unusable; empty while it is fine (under the worker lock)
+  std::shared_ptr<detail::UcxEndpoint> link;  // the process's endpoint to that rank's worker
+  std::string broken;  // why this rank is unusable in this group; empty while it is fine (under the worker lock)
 
-  static void on_error(void* arg, ucp_ep_h, ucs_status_t status) {
-    auto* peer = static_cast<Peer*>(arg);
-    if (peer->broken.empty())
-      peer->broken = std::string("UCX reported the connection failed: ") + ucs_status_string(status);
+  // Why no more transfers go to this rank in this group; empty if they may.
+  std::string unusable() const {
+    if (!broken.empty()) return broken;
+    if (link && !link->failed.empty()) return link->failed;
+    return link && link->ep ? "" : "it has no endpoint";
   }
 };
+
+namespace detail {
+
+// Closes endpoints and waits (a bounded time) for the closes to finish. One that can be
+// force-closed (it reports peer failures) is, when it failed or the worker goes (UCX
+// cancels what is in flight on it: a worker may not be destroyed with transfers pending on
+// an endpoint); else it first flushes what is queued to it. Under the worker lock.
+void close_endpoints(ucp_worker_h worker, std::span<const std::shared_ptr<UcxEndpoint>> links, bool worker_ends) {
+  std::vector<void*> closing;
+  for (const auto& link : links) {
+    if (!link->ep) continue;
+    ucp_request_param_t p{};
+    p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+    p.flags = link->peer_failure_mode && (worker_ends || !link->failed.empty()) ? UCP_EP_CLOSE_FLAG_FORCE : 0;
+    void* r = ucp_ep_close_nbx(link->ep, &p);
+    link->ep = nullptr;
+    if (UCS_PTR_IS_PTR(r)) closing.push_back(r);
+  }
+  const auto until = Clock::now() + kCloseGrace;
+  while (Clock::now() < until && std::any_of(closing.begin(), closing.end(),
+                                             [](void* r) { return ucp_request_check_status(r) == UCS_INPROGRESS; }))
+    ucp_worker_progress(worker);
+  for (void* r : closing) ucp_request_free(r);  // an unfinished close is released when it completes
+}
+
+UcxWorker::~UcxWorker() {
+  if (worker) {
+    std::vector<std::shared_ptr<UcxEndpoint>> links;
+    for (auto& [address, link] : endpoints) links.push_back(link);
+    close_endpoints(worker, links, true);
+    ucp_worker_destroy(worker);
+  }
+  if (context) ucp_cleanup(context);
+}
+
+// The endpoint to the worker at `address`: the one this process has, else a new one (which
+// replaces one that failed). Under the worker lock.
+Expected<std::shared_ptr<UcxEndpoint>> endpoint_to(UcxWorker& w, const std::vector<uint8_t>& address, bool self) {
+  auto it = w.endpoints.find(address);
+  if (it != w.endpoints.end() && it->second->ep && it->second->failed.empty()) return it->second;
+  std::vector<std::shared_ptr<UcxEndpoint>> retired;
+  if (it != w.endpoints.end()) {
+    retired.push_back(it->second);  // groups still holding it see it failed
+    w.endpoints.erase(it);
+  }
+  if (w.endpoints.size() >= kMaxEndpoints) {  // peers that left: close those no group uses
+    for (auto i = w.endpoints.begin(); i != w.endpoints.end();) {
+      if (i->second.use_count() == 1) {
+        retired.push_back(i->second);
+        i = w.endpoints.erase(i);
+      } else {
+        ++i;
+      }
+    }
+  }
+  close_endpoints(w.worker, retired, false);
+  auto link = std::make_shared<UcxEndpoint>();
+  link->peer_failure_mode = w.peer_failure_mode && !self;
+  ucp_ep_params_t ep{};
+  ep.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE;
+  ep.address = reinterpret_cast<const ucp_address_t*>(address.data());
+  ep.err_mode = link->peer_failure_mode ? UCP_ERR_HANDLING_MODE_PEER : UCP_ERR_HANDLING_MODE_NONE;
+  if (link->peer_failure_mode) {
+    ep.field_mask |= UCP_EP_PARAM_FIELD_ERR_HANDLER;
+    ep.err_handler.cb = &UcxEndpoint::on_error;
+    ep.err_handler.arg = link.get();
+  }
+  ucs_status_t s = ucp_ep_create(w.worker, &ep, &link->ep);
+  if (s != UCS_OK) {
+    link->ep = nullptr;
+    return make_error("could not make an endpoint: ", ucs_status_string(s), " (", w.config, ")");
+  }
+  w.endpoints.emplace(address, link);
+  return link;
+}
+
+}  // namespace detail
 
 // ---------------------------------------------------------------------------------------
 // Context
@@ -312,25 +415,14 @@ Expected<std::unique_ptr<UcxTransport>> UcxContext::connect(int rank, int size,
     for (int r = 0; r < size && st; ++r) {
       auto& peer = *t->peers_.emplace_back(std::make_unique<UcxTransport::Peer>());
       peer.rank = r;
-      peer.peer_failure_mode = worker_->peer_failure_mode && r != rank;
-      ucp_ep_params_t ep{};
-      ep.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE;
-      ep.address = reinterpret_cast<const ucp_address_t*>(addresses[size_t(r)].data());
-      ep.err_mode = peer.peer_failure_mode ? UCP_ERR_HANDLING_MODE_PEER : UCP_ERR_HANDLING_MODE_NONE;
-      if (peer.peer_failure_mode) {
-        ep.field_mask |= UCP_EP_PARAM_FIELD_ERR_HANDLER;
-        ep.err_handler.cb = &UcxTransport::Peer::on_error;
-        ep.err_handler.arg = &peer;
-      }
-      ucs_status_t s = ucp_ep_create(worker_->worker, &ep, &peer.ep);
-      if (s != UCS_OK) {
-        peer.ep = nullptr;
-        st = make_error("UCX connect: rank ", rank, " could not make an endpoint to rank ", r, ": ",
-                        ucs_status_string(s), " (", worker_->config, ")");
-      }
+      auto link = detail::endpoint_to(*worker_, addresses[size_t(r)], r == rank);
+      if (link)
+        peer.link = std::move(*link);
+      else
+        st = make_error("UCX connect: rank ", rank, " to rank ", r, ": ", link.error().message);
     }
   }
-  if (!st) return Error{st.message()};  // t's destructor closes what was made
+  if (!st) return Error{st.message()};  // t's destructor gives up its group id
   return t;
 }
 
@@ -341,24 +433,9 @@ UcxTransport::UcxTransport(std::shared_ptr<detail::UcxWorker> worker, int rank, 
                            std::unique_ptr<GroupAuth> auth)
     : worker_(std::move(worker)), rank_(rank), size_(size), group_(group), auth_(std::move(auth)) {}
 
+// The endpoints stay with the process for the next groups; only the group id is given back.
 UcxTransport::~UcxTransport() {
   std::lock_guard lock(worker_->mu);
-  std::vector<void*> closing;
-  for (auto& peer : peers_) {
-    if (!peer->ep) continue;
-    ucp_request_param_t p{};
-    p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
-    // Flush what is queued to a healthy peer; a failed one cannot take it.
-    p.flags = peer->broken.empty() || !peer->peer_failure_mode ? 0 : UCP_EP_CLOSE_FLAG_FORCE;
-    void* r = ucp_ep_close_nbx(peer->ep, &p);
-    peer->ep = nullptr;
-    if (UCS_PTR_IS_PTR(r)) closing.push_back(r);
-  }
-  const auto until = Clock::now() + kCloseGrace;
-  while (Clock::now() < until && std::any_of(closing.begin(), closing.end(),
-                                             [](void* r) { return ucp_request_check_status(r) == UCS_INPROGRESS; }))
-    ucp_worker_progress(worker_->worker);
-  for (void* r : closing) ucp_request_free(r);  // an unfinished close is released when it completes
   worker_->groups.erase(group_);
 }
 
@@ -376,7 +453,9 @@ Status UcxTransport::exchange(std::span<const Transfer> transfers, Deadline dead
                         to_string(t.tensor.device()), ": stage it through pinned host memory or use NCCL");
   }
 
-  std::vector<Op> ops(transfers.size());
+  // On the heap: transfers given up at a deadline park them (UCX's callbacks write to them).
+  auto ops_owner = std::make_unique<std::vector<Op>>(transfers.size());
+  std::vector<Op>& ops = *ops_owner;
   if (auth_) {  // the sends' trailers, before taking the worker: hashing is the cost
     std::vector<GroupAuth::Send> sends;
     for (size_t i = 0; i < transfers.size(); ++i) {
@@ -403,8 +482,8 @@ Status UcxTransport::exchange(std::span<const Transfer> transfers, Deadline dead
   std::unique_lock lock(worker_->mu);
   ucp_worker_h worker = worker_->worker;
   for (const Transfer& t : transfers) {
-    const Peer& peer = *peers_[size_t(t.peer)];
-    if (!peer.broken.empty() || !peer.ep) return make_error(where(t), ": peer ", t.peer, " is unusable: ", peer.broken);
+    if (const std::string why = peers_[size_t(t.peer)]->unusable(); !why.empty())
+      return make_error(where(t), ": peer ", t.peer, " is unusable: ", why);
   }
 
   // Start everything, then wait for everything.
@@ -427,7 +506,7 @@ Status UcxTransport::exchange(std::span<const Transfer> transfers, Deadline dead
         from = as_iov(p, *op.wire, t.tensor.data(), t.tensor.nbytes());
         count = 2;
       }
-      started(op, ucp_tag_send_nbx(peers_[size_t(t.peer)]->ep, from, count, wire_tag(group_, rank_, t.tag), &p));
+      started(op, ucp_tag_send_nbx(peers_[size_t(t.peer)]->link->ep, from, count, wire_tag(group_, rank_, t.tag), &p));
     } else {
       op.state = Op::probing;
       try_match(worker, op, t, wire_tag(group_, t.peer, t.tag));
@@ -483,37 +562,30 @@ Status UcxTransport::exchange(std::span<const Transfer> transfers, Deadline dead
     while (Clock::now() < arriving_until &&
            std::any_of(arriving.begin(), arriving.end(), [](const Op* op) { return op->state == Op::in_flight; }))
       ucp_worker_progress(worker);
-    bool closed_any = false;
+    // The endpoint is the process's, shared with other groups: it stays open, and what is
+    // still in flight is parked. UCX completes it if the peer ever takes it, or fails it when
+    // the connection fails (TCP; the endpoint is then replaced for later groups).
+    bool parking = false;
     for (size_t i : late) {
       if (ops[i].state != Op::in_flight) continue;
       Peer& peer = *peers_[size_t(transfers[i].peer)];
       if (peer.broken.empty())
         peer.broken = "an earlier " + describe(transfers[i]) + " missed its deadline and could not be withdrawn";
-      if (peer.peer_failure_mode && peer.ep) {  // completes its requests with UCS_ERR_CANCELED
-        ucp_request_param_t p{};
-        p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
-        p.flags = UCP_EP_CLOSE_FLAG_FORCE;
-        void* r = ucp_ep_close_nbx(peer.ep, &p);
-        peer.ep = nullptr;
-        if (UCS_PTR_IS_PTR(r)) ucp_request_free(r);
-        closed_any = true;
-      }
       notes[i] += "; peer " + std::to_string(peer.rank) + " is now unusable in this group";
-    }
-    if (closed_any) progress_while_in_flight(worker, ops, Clock::now() + kCloseGrace);
-    for (size_t i : late) {
-      if (ops[i].state != Op::in_flight) continue;
-      // UCX may still touch these buffers: keep them alive as long as the worker.
-      ucp_request_free(std::exchange(ops[i].request, nullptr));
-      worker_->parked_tensors.push_back(transfers[i].tensor);
-      if (!ops[i].scratch.empty()) worker_->parked_scratch.push_back(std::move(ops[i].scratch));
-      if (ops[i].wire) worker_->parked_wires.push_back(std::move(ops[i].wire));
+      ucp_request_free(std::exchange(ops[i].request, nullptr));  // released by UCX once it completes
+      parking = true;
     }
     for (Op& op : ops)
       if (op.request) ucp_request_free(op.request);
     // What did arrive is opened too: a caller may look at a buffer after a timeout.
     open_received(auth_.get(), transfers, ops);
-    SM_TRY(refuse_all_forged());
+    Status forged = refuse_all_forged();
+    if (parking) {
+      detail::ParkedExchange parked{std::move(ops_owner), {}};
+      for (const Transfer& t : transfers) parked.tensors.push_back(t.tensor);
+      worker_->parked.push_back(std::move(parked));
+    }
+    SM_TRY(forged);
     std::string list;
     for (size_t i : late) list += (list.empty() ? "" : "; ") + describe(transfers[i]) + " (" + notes[i] + ")";
     return make_error(was_cancelled ? ErrorCode::cancelled : ErrorCode::timeout, "ucx rank ", rank_, " (group ", group_,
@@ -544,7 +616,7 @@ Status UcxTransport::exchange(std::span<const Transfer> transfers, Deadline dead
       return make_error(where(t), ": the message has ", payload_text(op, op.length), " but the receive expects ",
                         t.tensor.nbytes(), " B");
     if (op.status != UCS_OK) {
-      const std::string& why = peers_[size_t(t.peer)]->broken;
+      const std::string why = peers_[size_t(t.peer)]->unusable();
       return make_error(where(t), ": ", ucs_status_string(op.status), why.empty() ? "" : " (" + why + ")");
     }
   }

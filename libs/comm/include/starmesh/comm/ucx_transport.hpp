@@ -15,6 +15,10 @@
 // memory first. Every wait polls the worker (lowest latency), and after a while without
 // events yields the CPU between polls, so more ranks than cores still make progress.
 //
+// A process keeps one endpoint per peer process for all its groups (made by the first group
+// that needs it; replaced once UCX reports it failed): UCX pairs the endpoints of two workers
+// in the order they were made, and endpoints made and closed per group broke rendezvous.
+//
 // UCX accepts any peer that knows a worker's address, and its tag matching cannot tell which
 // endpoint a message came from: anyone may send under any group, rank and tag. So a group
 // made with a GroupKey authenticates every message (group_auth.hpp): each carries a trailer
@@ -69,7 +73,7 @@ class UcxContext {
   // the MAC costs; the runtime always gives a key). A key (with its session) is for one
   // group: a second group under it would repeat GCM nonces (group_auth.hpp). `group` tells concurrent groups on one
   // context apart; at most one live group per id. Connections are made lazily by the first
-  // message.
+  // message to a peer process, and kept for later groups.
   Expected<std::unique_ptr<UcxTransport>> connect(int rank, int size,
                                                   const std::vector<std::vector<uint8_t>>& addresses,
                                                   const std::optional<GroupKey>& key, uint16_t group = 0);
@@ -93,9 +97,10 @@ class UcxTransport final : public transport_i {
 
   // A receive that times out before its message arrives is cancelled and the group stays
   // usable. A transfer that cannot be cancelled (a send the peer never takes, a receive
-  // whose data is on its way) closes the endpoint to that peer: later transfers with that
-  // peer fail at once, naming why, and the group must be rebuilt to talk to it again. One
-  // exchange at a time (an authenticated group numbers its messages).
+  // whose data is on its way) is left to UCX (its buffers kept alive) and cuts that peer off
+  // in this group: later transfers with it fail at once, naming why, and the group must be
+  // rebuilt to talk to it again. The endpoint itself is the process's, shared by its groups,
+  // and stays open. One exchange at a time (an authenticated group numbers its messages).
   Status exchange(std::span<const Transfer> transfers, Deadline deadline) override;
 
  private:
