@@ -53,6 +53,7 @@ struct UcxEndpoint {
   ucp_ep_h ep = nullptr;
   bool peer_failure_mode = false;  // failures reach on_error, and the endpoint must then be force-closed
   std::string failed;              // why UCX gave up on it; empty while it is fine (under the worker lock)
+  bool parked = false;             // a transfer on it was given up at a deadline and may never finish
 
   static void on_error(void* arg, ucp_ep_h, ucs_status_t status) {
     auto* self = static_cast<UcxEndpoint*>(arg);
@@ -82,6 +83,7 @@ struct UcxWorker {
   // Endpoints by the peer's worker address, under mu. One that failed is replaced by the next
   // group that needs it; idle ones are closed when there are too many (workers come and go).
   std::map<std::vector<uint8_t>, std::shared_ptr<UcxEndpoint>> endpoints;
+  std::vector<std::shared_ptr<UcxEndpoint>> closed;  // kept until the worker is destroyed
   std::vector<ParkedExchange> parked;
 
   ~UcxWorker();
@@ -254,16 +256,18 @@ struct UcxTransport::Peer {
 namespace detail {
 
 // Closes endpoints and waits (a bounded time) for the closes to finish. One that can be
-// force-closed (it reports peer failures) is, when it failed or the worker goes (UCX
-// cancels what is in flight on it: a worker may not be destroyed with transfers pending on
-// an endpoint); else it first flushes what is queued to it. Under the worker lock.
-void close_endpoints(ucp_worker_h worker, std::span<const std::shared_ptr<UcxEndpoint>> links, bool worker_ends) {
+// force-closed (it reports peer failures) is, when it failed or has a transfer given up on
+// (UCX cancels it: a worker may not be destroyed with transfers pending on an endpoint);
+// else it first flushes what is queued to it, which also lets a connection still being
+// made finish (forcing that one, UCX 1.13 can abort when the peer is gone). Under the
+// worker lock.
+void close_endpoints(ucp_worker_h worker, std::span<const std::shared_ptr<UcxEndpoint>> links) {
   std::vector<void*> closing;
   for (const auto& link : links) {
     if (!link->ep) continue;
     ucp_request_param_t p{};
     p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
-    p.flags = link->peer_failure_mode && (worker_ends || !link->failed.empty()) ? UCP_EP_CLOSE_FLAG_FORCE : 0;
+    p.flags = link->peer_failure_mode && (link->parked || !link->failed.empty()) ? UCP_EP_CLOSE_FLAG_FORCE : 0;
     void* r = ucp_ep_close_nbx(link->ep, &p);
     link->ep = nullptr;
     if (UCS_PTR_IS_PTR(r)) closing.push_back(r);
@@ -279,7 +283,7 @@ UcxWorker::~UcxWorker() {
   if (worker) {
     std::vector<std::shared_ptr<UcxEndpoint>> links;
     for (auto& [address, link] : endpoints) links.push_back(link);
-    close_endpoints(worker, links, true);
+    close_endpoints(worker, links);
     ucp_worker_destroy(worker);
   }
   if (context) ucp_cleanup(context);
@@ -305,7 +309,9 @@ Expected<std::shared_ptr<UcxEndpoint>> endpoint_to(UcxWorker& w, const std::vect
       }
     }
   }
-  close_endpoints(w.worker, retired, false);
+  close_endpoints(w.worker, retired);
+  // UCX may still report an error on one whose close did not finish: its callback's argument lives on.
+  for (auto& link : retired) w.closed.push_back(std::move(link));
   auto link = std::make_shared<UcxEndpoint>();
   link->peer_failure_mode = w.peer_failure_mode && !self;
   ucp_ep_params_t ep{};
@@ -573,6 +579,7 @@ Status UcxTransport::exchange(std::span<const Transfer> transfers, Deadline dead
         peer.broken = "an earlier " + describe(transfers[i]) + " missed its deadline and could not be withdrawn";
       notes[i] += "; peer " + std::to_string(peer.rank) + " is now unusable in this group";
       ucp_request_free(std::exchange(ops[i].request, nullptr));  // released by UCX once it completes
+      peer.link->parked = true;
       parking = true;
     }
     for (Op& op : ops)
