@@ -216,7 +216,7 @@ TEST_CASE("ucx: a message far larger than its receive is not taken, and cuts its
   }
 }
 
-TEST_CASE("ucx: two groups on one context keep their messages apart and bad input is refused") {
+TEST_CASE("ucx: two groups on one context keep their messages apart (ids 2^16 apart too) and bad input is refused") {
   auto results = run_local_group(
       2,
       [](LocalBootstrap& b) -> Status {
@@ -224,9 +224,13 @@ TEST_CASE("ucx: two groups on one context keep their messages apart and bad inpu
         SM_ASSIGN(addresses, b.allgather(context.local_address()));
         SM_ASSIGN(g1, context.connect(b.rank(), 2, addresses, test::fixed_key(), 1));
         // Each group its own session: one (key, session) in two groups would repeat nonces.
-        SM_ASSIGN(g2, context.connect(b.rank(), 2, addresses, test::fixed_key(7, 2), 2));
-        SM_TRY(expect_error(context.connect(b.rank(), 2, addresses, test::fixed_key(7, 3), 2).status(),
-                            {"group 2 is already live"}, "duplicate group"));
+        // 2^16 + 1: ids that far apart are distinct (group ids have 20 bits).
+        const uint32_t second = (1u << 16) + 1;
+        SM_ASSIGN(g2, context.connect(b.rank(), 2, addresses, test::fixed_key(7, 2), second));
+        SM_TRY(expect_error(context.connect(b.rank(), 2, addresses, test::fixed_key(7, 3), second).status(),
+                            {"group 65537 is already live"}, "duplicate group"));
+        SM_TRY(expect_error(context.connect(b.rank(), 2, addresses, test::fixed_key(7, 4), kMaxUcxGroupId + 1).status(),
+                            {"group id 1048576 is not in 0..1048575"}, "group id too large"));
         SM_TRY(expect_error(g1->send(1 - b.rank(), uint64_t(1) << 33, random_payload(8, 1), deadline_in(1s)),
                             {"32 bits"}, "tag too large"));
         float host[2] = {1, 2};
@@ -319,7 +323,7 @@ namespace {
 // Ranks 0 and 1 are a group under `key`; rank 2 is a stranger that knows rank 0's address
 // (every address goes through the bootstrap) and claims rank 1 in a group of its own making,
 // under the same group id: what it sends reaches rank 0's receives from rank 1.
-constexpr uint16_t kGroup = 3;
+constexpr uint32_t kGroup = 3;
 struct Cast {
   std::unique_ptr<UcxTransport> group;  // ranks 0, 1: the real group; rank 2: the stranger's
   std::unique_ptr<UcxTransport> other;  // ranks 0, 1: a second group on the same contexts

@@ -28,7 +28,7 @@ Status forge(UcxContext& stranger, const std::vector<uint8_t>& address, uint64_t
   addresses[size_t(claimed)] = stranger.local_address();
   addresses[size_t(1 - claimed)] = address;
   SM_ASSIGN(key, random_message_key());
-  SM_ASSIGN(group, stranger.connect(claimed, 2, addresses, GroupKey{key, request}, uint16_t(request & 0xffffu)));
+  SM_ASSIGN(group, stranger.connect(claimed, 2, addresses, GroupKey{key, request}, uint32_t(request & kMaxUcxGroupId)));
   group->cancel_on(&stop);
   return group->send(1 - claimed, tag, message, deadline_in(std::chrono::seconds(60)));
 }

@@ -79,7 +79,7 @@ struct UcxWorker {
   std::string config;
   bool peer_failure_mode = false;  // endpoints to others use UCP_ERR_HANDLING_MODE_PEER
   Clock::duration spin_before_yield{};
-  std::set<uint16_t> groups;  // live group ids, under mu
+  std::set<uint32_t> groups;  // live group ids, under mu
   // Endpoints by the peer's worker address, under mu. One that failed is replaced by the next
   // group that needs it; idle ones are closed when there are too many (workers come and go).
   std::map<std::vector<uint8_t>, std::shared_ptr<UcxEndpoint>> endpoints;
@@ -95,7 +95,6 @@ namespace {
 using detail::Op;
 constexpr uint64_t kMaxUserTag = 0xffffffffull;  // 32 bits; the rest of the UCP tag is group and rank
 constexpr uint64_t kFullMask = ~uint64_t(0);
-constexpr int kMaxRanks = 1 << 16;
 constexpr auto kFinishGrace = std::chrono::milliseconds(50);  // for transfers caught mid-way at a deadline
 // A receive that took its message before the deadline has it arriving from a live sender:
 // dropping it would lose the message (UCX has taken it off the queue), so it may finish
@@ -107,8 +106,8 @@ constexpr auto kCloseGrace = std::chrono::milliseconds(2000);  // for closed end
 // Endpoints a process keeps before it closes those no group uses (of peers that left).
 constexpr size_t kMaxEndpoints = 1024;
 
-uint64_t wire_tag(uint16_t group, int source, uint64_t tag) {
-  return (uint64_t(group) << 48) | (uint64_t(uint16_t(source)) << 32) | tag;
+uint64_t wire_tag(uint32_t group, int source, uint64_t tag) {
+  return (uint64_t(group) << 44) | (uint64_t(uint32_t(source) & 0xfffu) << 32) | tag;
 }
 
 int64_t ms_since(Clock::time_point t) {
@@ -398,8 +397,10 @@ std::string UcxContext::describe() const { return worker_->config; }
 
 Expected<std::unique_ptr<UcxTransport>> UcxContext::connect(int rank, int size,
                                                             const std::vector<std::vector<uint8_t>>& addresses,
-                                                            const std::optional<GroupKey>& key, uint16_t group) {
-  if (size < 1 || size > kMaxRanks) return make_error("UCX connect: group size ", size, " is not in 1..", kMaxRanks);
+                                                            const std::optional<GroupKey>& key, uint32_t group) {
+  if (size < 1 || size > kMaxUcxRanks)
+    return make_error("UCX connect: group size ", size, " is not in 1..", kMaxUcxRanks);
+  if (group > kMaxUcxGroupId) return make_error("UCX connect: group id ", group, " is not in 0..", kMaxUcxGroupId);
   if (rank < 0 || rank >= size) return make_error("UCX connect: rank ", rank, " is not in 0..", size - 1);
   if (addresses.size() != size_t(size))
     return make_error("UCX connect: ", addresses.size(), " addresses for a group of ", size, " (one per rank)");
@@ -435,7 +436,7 @@ Expected<std::unique_ptr<UcxTransport>> UcxContext::connect(int rank, int size,
 // ---------------------------------------------------------------------------------------
 // Transport
 
-UcxTransport::UcxTransport(std::shared_ptr<detail::UcxWorker> worker, int rank, int size, uint16_t group,
+UcxTransport::UcxTransport(std::shared_ptr<detail::UcxWorker> worker, int rank, int size, uint32_t group,
                            std::unique_ptr<GroupAuth> auth)
     : worker_(std::move(worker)), rank_(rank), size_(size), group_(group), auth_(std::move(auth)) {}
 

@@ -2,9 +2,12 @@
 
 #include <cstring>
 
+#include "starmesh/attention/block_plan.hpp"
 #include "starmesh/comm/in_process_transport.hpp"
 
 namespace starmesh {
+
+static_assert(kMaxHosts <= kMaxUcxRanks, "every host of a request is a rank of its UCX group");
 
 // -- UCX -------------------------------------------------------------------------------------------
 namespace {
@@ -17,9 +20,11 @@ class UcxDataPlane final : public data_plane_i {
   Expected<std::unique_ptr<transport_i>> join(uint64_t request_id, int rank,
                                               const std::vector<std::vector<uint8_t>>& addresses,
                                               const MessageKey& key) override {
-    // The group id is the request id modulo 2^16: requests that far apart are never live together.
+    // The group id is the request id modulo 2^20: requests that far apart are never live
+    // together, and a message left queued for an old request (a peer sent after it ended)
+    // meets a new one under its id only a million requests later (where it fails as forged).
     SM_ASSIGN(t, ctx_.connect(rank, int(addresses.size()), addresses, GroupKey{key, request_id},
-                              uint16_t(request_id & 0xffffu)));
+                              uint32_t(request_id & kMaxUcxGroupId)));
     return std::unique_ptr<transport_i>(std::move(t));
   }
 

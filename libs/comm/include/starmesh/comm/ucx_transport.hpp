@@ -9,8 +9,8 @@
 //   auto group = ctx->connect(rank, size, all_addresses, key); // addresses[r]: rank r's
 //   group.value()->exchange(...);
 //
-// Messages use the UCP tag API: the 64-bit UCP tag packs (group id: 16 bits, source rank:
-// 16 bits, user tag: 32 bits) and receives match all 64, so groups sharing a worker never
+// Messages use the UCP tag API: the 64-bit UCP tag packs (group id: 20 bits, source rank:
+// 12 bits, user tag: 32 bits) and receives match all 64, so groups sharing a worker never
 // see each other's messages. Device tensors are an error: stage them through pinned host
 // memory first. Every wait polls the worker (lowest latency), and after a while without
 // events yields the CPU between polls, so more ranks than cores still make progress.
@@ -37,6 +37,12 @@
 #include "starmesh/comm/transport.hpp"
 
 namespace starmesh {
+
+// A group id has 20 bits: the runtime uses a request's id modulo 2^20, so an id comes back
+// only after a million requests (a message left queued for an old group would otherwise
+// meet a new one under its id). A group has at most 4096 ranks (12 bits, kMaxHosts).
+inline constexpr uint32_t kMaxUcxGroupId = (1u << 20) - 1;
+inline constexpr int kMaxUcxRanks = 1 << 12;
 
 struct UcxOptions {
   // "tcp": TCP sockets only; "shm": shared memory only (ranks on one machine); "auto": what
@@ -76,7 +82,7 @@ class UcxContext {
   // message to a peer process, and kept for later groups.
   Expected<std::unique_ptr<UcxTransport>> connect(int rank, int size,
                                                   const std::vector<std::vector<uint8_t>>& addresses,
-                                                  const std::optional<GroupKey>& key, uint16_t group = 0);
+                                                  const std::optional<GroupKey>& key, uint32_t group = 0);
 
  private:
   explicit UcxContext(std::shared_ptr<detail::UcxWorker> worker) : worker_(std::move(worker)) {}
@@ -92,7 +98,7 @@ class UcxTransport final : public transport_i {
   std::string name() const override { return "ucx"; }
   int rank() const override { return rank_; }
   int size() const override { return size_; }
-  uint16_t group() const { return group_; }
+  uint32_t group() const { return group_; }
   bool authenticated() const { return auth_ != nullptr; }
 
   // A receive that times out before its message arrives is cancelled and the group stays
@@ -106,12 +112,12 @@ class UcxTransport final : public transport_i {
  private:
   friend class UcxContext;
   struct Peer;
-  UcxTransport(std::shared_ptr<detail::UcxWorker> worker, int rank, int size, uint16_t group,
+  UcxTransport(std::shared_ptr<detail::UcxWorker> worker, int rank, int size, uint32_t group,
                std::unique_ptr<GroupAuth> auth);
 
   std::shared_ptr<detail::UcxWorker> worker_;
   int rank_, size_;
-  uint16_t group_;
+  uint32_t group_;
   std::unique_ptr<GroupAuth> auth_;           // null: bare messages
   std::vector<std::unique_ptr<Peer>> peers_;  // one per rank, self included
 
