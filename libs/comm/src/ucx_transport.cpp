@@ -65,8 +65,9 @@ struct UcxEndpoint {
 // Transfers given up at a deadline that UCX may still complete: their ops (which its
 // callbacks write to, and which own the scratch and trailer buffers) and tensors stay alive
 // as long as the worker (released after the destructor body, so after ucp_worker_destroy).
+// (A moved vector keeps its elements where they are, so UCX's pointers to the ops stay good.)
 struct ParkedExchange {
-  std::unique_ptr<std::vector<Op>> ops;
+  std::vector<Op> ops;
   std::vector<Tensor> tensors;
 };
 
@@ -244,12 +245,9 @@ struct UcxTransport::Peer {
   std::shared_ptr<detail::UcxEndpoint> link;  // the process's endpoint to that rank's worker
   std::string broken;  // why this rank is unusable in this group; empty while it is fine (under the worker lock)
 
-  // Why no more transfers go to this rank in this group; empty if they may.
-  std::string unusable() const {
-    if (!broken.empty()) return broken;
-    if (link && !link->failed.empty()) return link->failed;
-    return link && link->ep ? "" : "it has no endpoint";
-  }
+  // Why no more transfers go to this rank in this group; empty if they may. (A live group's
+  // endpoint is closed only once it failed: idle ones closed are those no group holds.)
+  std::string unusable() const { return broken.empty() ? link->failed : broken; }
 };
 
 namespace detail {
@@ -460,10 +458,8 @@ Status UcxTransport::exchange(std::span<const Transfer> transfers, Deadline dead
                         to_string(t.tensor.device()), ": stage it through pinned host memory or use NCCL");
   }
 
-  // On the heap: transfers given up at a deadline park them (UCX's callbacks write to them).
-  auto ops_owner = std::make_unique<std::vector<Op>>(transfers.size());
-  std::vector<Op>& ops = *ops_owner;
-  if (auth_) {  // the sends' trailers, before taking the worker: hashing is the cost
+  std::vector<Op> ops(transfers.size());  // moved into the worker's parked list if UCX may still write to them
+  if (auth_) {                            // the sends' trailers, before taking the worker: hashing is the cost
     std::vector<GroupAuth::Send> sends;
     for (size_t i = 0; i < transfers.size(); ++i) {
       const Transfer& t = transfers[i];
@@ -589,7 +585,7 @@ Status UcxTransport::exchange(std::span<const Transfer> transfers, Deadline dead
     open_received(auth_.get(), transfers, ops);
     Status forged = refuse_all_forged();
     if (parking) {
-      detail::ParkedExchange parked{std::move(ops_owner), {}};
+      detail::ParkedExchange parked{std::move(ops), {}};
       for (const Transfer& t : transfers) parked.tensors.push_back(t.tensor);
       worker_->parked.push_back(std::move(parked));
     }
