@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Joins concurrency_bench's rows with HF's batched anchor: bench/results/concurrency-h200.json
 (date, workers, concurrent, context_tokens, aggregate_tok_s, ttft_p50_s, ttft_p99_s, itl_p50_s,
-itl_p99_s, hf_aggregate_tok_s, and the mean decode batch) and a plot of aggregate tokens/s and
+itl_p99_s, hf_aggregate_tok_s, the mean decode batch, and the mode: fresh contexts or questions over
+kept ones) and a plot of aggregate tokens/s and
 inter-token p99 against concurrency.
 
     python3 bench/concurrency_report.py OURS.json HF.json --date 2026-12-05 --json OUT.json --svg OUT.svg
@@ -11,20 +12,20 @@ import json
 
 from e2e_report import panel
 
-FIELDS = ["workers", "concurrent", "context_tokens", "aggregate_tok_s", "ttft_p50_s", "ttft_p99_s", "itl_p50_s",
+FIELDS = ["workers", "mode", "concurrent", "context_tokens", "aggregate_tok_s", "ttft_p50_s", "ttft_p99_s", "itl_p50_s",
           "itl_p99_s", "mean_decode_batch", "failed"]
 COLORS = ["#1f77b4", "#2ca02c", "#9467bd", "#8c564b"]
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("ours")
+    ap.add_argument("ours", help="concurrency_bench's JSON files, comma-separated")
     ap.add_argument("hf", nargs="?")
     ap.add_argument("--date", required=True)
     ap.add_argument("--json", required=True)
     ap.add_argument("--svg", required=True)
     a = ap.parse_args()
-    ours = json.load(open(a.ours))
+    ours = [r for path in a.ours.split(",") for r in json.load(open(path))]
     hf = {r["concurrent"]: r for r in json.load(open(a.hf))} if a.hf else {}
     rows = []
     for r in ours:
@@ -34,13 +35,13 @@ def main():
     json.dump(rows, open(a.json, "w"), indent=1)
 
     levels = sorted({r["concurrent"] for r in rows})
-    workers = sorted({r["workers"] for r in rows})
+    series = sorted({(r["workers"], r.get("mode") or "fresh") for r in rows})
     series_tok, series_itl = [], []
-    for k, w in enumerate(workers):
-        pts = sorted((r["concurrent"], r["aggregate_tok_s"]) for r in rows if r["workers"] == w)
-        series_tok.append((f"ours, {w} worker{'s' if w > 1 else ''}", COLORS[k % 4], False, pts))
-        itl = sorted((r["concurrent"], r["itl_p99_s"]) for r in rows if r["workers"] == w)
-        series_itl.append((f"ours, {w} worker{'s' if w > 1 else ''}", COLORS[k % 4], False, itl))
+    for k, (w, mode) in enumerate(series):
+        mine = [r for r in rows if r["workers"] == w and (r.get("mode") or "fresh") == mode]
+        name = f"ours, {w} worker{'s' if w > 1 else ''}" + (", kept contexts" if mode == "kept" else "")
+        series_tok.append((name, COLORS[k % 4], False, sorted((r["concurrent"], r["aggregate_tok_s"]) for r in mine)))
+        series_itl.append((name, COLORS[k % 4], False, sorted((r["concurrent"], r["itl_p99_s"]) for r in mine)))
     if hf:
         series_tok.append(("HF transformers, batched generate", "#d62728", True,
                            sorted((b, r.get("hf_aggregate_tok_s")) for b, r in hf.items())))

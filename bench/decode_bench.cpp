@@ -2,7 +2,9 @@
 // phase 1 (star) of a random context, then greedy decode steps timed one by one, then a few
 // steps with every op's GPU time recorded (CUDA events) beside the wall time, and the floor
 // from the bytes a step must read (weights + KV) over the measured copy bandwidth.
-// Usage: decode_bench --model DIR --contexts 32768,131072 [--modes global,star --hosts 4]
+// --batches 1,4,16,32: then decode steps of that many requests at once (each its own random
+// context, one host each, as a worker's DecodeBatcher runs them), timed and profiled the same way.
+// Usage: decode_bench --model DIR --contexts 32768,131072 [--modes global,star --hosts 4] [--batches ...]
 // Prints a table per context and mode and, with --json FILE, one object for each.
 #include <fmt/core.h>
 
@@ -78,6 +80,7 @@ int main(int argc, char** argv) {
   std::string model_dir, json_path;
   std::vector<std::string> modes{"global"};
   std::vector<int64_t> contexts{32768};
+  std::vector<int> batches;
   int steps = 64, profiled = 8, hosts = 4;
   app.add_option("--model", model_dir)->required();
   app.add_option("--contexts", contexts)->delimiter(',');
@@ -85,6 +88,9 @@ int main(int argc, char** argv) {
   app.add_option("--profiled-steps", profiled)->check(CLI::Range(1, 256));
   app.add_option("--modes", modes)->delimiter(',')->check(CLI::IsMember({"global", "star"}));
   app.add_option("--hosts", hosts)->check(CLI::Range(1, 64));
+  app.add_option("--batches", batches, "Also time batched decode steps of this many requests")
+      ->delimiter(',')
+      ->check(CLI::Range(1, 256));
   app.add_option("--json", json_path);
   bool compare_cublaslt = false, compare_fused = false;
   app.add_flag("--compare-cublaslt", compare_cublaslt,
@@ -106,6 +112,32 @@ int main(int argc, char** argv) {
   fmt::print("device copy bandwidth {:.0f} GB/s\n", bw / 1e9);
 
   nlohmann::json rows = nlohmann::json::array();
+  // `count` steps with every op timed on the device: prints the ops, returns them for the JSON.
+  const auto profile_steps = [&](int count, const std::function<void()>& one_step, nlohmann::json& row) {
+    cuda->set_profiling(true);
+    const auto tp = Clock::now();
+    for (int i = 0; i < count; ++i) one_step();
+    const double wall = since(tp) / count;
+    cuda->set_profiling(false);
+    std::vector<OpTime> ops = check(cuda->take_profile(), "profile");
+    std::sort(ops.begin(), ops.end(), [](const OpTime& a, const OpTime& b) { return a.seconds > b.seconds; });
+    double gpu = 0;
+    int64_t calls = 0;
+    for (const OpTime& o : ops) {
+      gpu += o.seconds / count;
+      calls += o.calls;
+    }
+    fmt::print("profiled step: wall {:.2f} ms, GPU time in ops {:.2f} ms, {} ops\n", wall * 1e3, gpu * 1e3,
+               calls / count);
+    nlohmann::json prof = nlohmann::json::array();
+    for (const OpTime& o : ops) {
+      fmt::print("  {:>9.1f} us  {:>5} calls  {}\n", o.seconds / count * 1e6, o.calls / count, o.op);
+      prof.push_back({{"op", o.op}, {"us_per_step", o.seconds / count * 1e6}, {"calls_per_step", o.calls / count}});
+    }
+    row["profiled_wall_s"] = wall;
+    row["profiled_gpu_s"] = gpu;
+    row["ops"] = prof;
+  };
   for (const int64_t n : contexts)
     for (const std::string& mode : modes) {
       std::mt19937 rng{static_cast<uint32_t>(n)};
@@ -194,23 +226,6 @@ int main(int argc, char** argv) {
       row["copy_bw_bytes_s"] = bw;
       row["peak_gpu_bytes"] = be.peak_memory_bytes();
 
-      // A few steps with every op timed on the device.
-      cuda->set_profiling(true);
-      const auto tp = Clock::now();
-      for (int i = 0; i < profiled; ++i) {
-        Tensor l = check(step(std::span<const int32_t>(&next, 1)), "decode");
-        next = check(greedy.next(be, l), "sample");
-      }
-      const double wall = since(tp) / profiled;
-      cuda->set_profiling(false);
-      std::vector<OpTime> ops = check(cuda->take_profile(), "profile");
-      std::sort(ops.begin(), ops.end(), [](const OpTime& a, const OpTime& b) { return a.seconds > b.seconds; });
-      double gpu = 0;
-      int64_t calls = 0;
-      for (const OpTime& o : ops) {
-        gpu += o.seconds / profiled;
-        calls += o.calls;
-      }
       fmt::print(
           "\n== {} at {} context tokens: ttft {:.3f} s, decode {:.1f} tok/s (p50 {:.2f} ms), floor {:.1f} tok/s "
           "({:.0f}%)\n",
@@ -220,20 +235,68 @@ int main(int argc, char** argv) {
         fmt::print("phase 1 {:.3f} s (slowest host {:.3f} s), query through phase 2 {:.1f} ms\n",
                    row["phase1_s"].get<double>(), row["phase1_max_host_s"].get<double>(),
                    row["phase2_query_s"].get<double>() * 1e3);
-      fmt::print("profiled step: wall {:.2f} ms, GPU time in ops {:.2f} ms, {} ops\n", wall * 1e3, gpu * 1e3,
-                 calls / profiled);
-      nlohmann::json prof = nlohmann::json::array();
-      for (const OpTime& o : ops) {
-        fmt::print("  {:>9.1f} us  {:>5} calls  {}\n", o.seconds / profiled * 1e6, o.calls / profiled, o.op);
-        prof.push_back(
-            {{"op", o.op}, {"us_per_step", o.seconds / profiled * 1e6}, {"calls_per_step", o.calls / profiled}});
-      }
-      row["profiled_wall_s"] = wall;
-      row["profiled_gpu_s"] = gpu;
-      row["ops"] = prof;
+      // A few steps with every op timed on the device.
+      profile_steps(
+          profiled,
+          [&] {
+            Tensor l = check(step(std::span<const int32_t>(&next, 1)), "decode");
+            next = check(greedy.next(be, l), "sample");
+          },
+          row);
       rows.push_back(row);
       star.reset();
       cache.reset();
+    }
+  // Batched decode: B requests, each its own context on one host, stepped as one batch.
+  for (const int64_t n : contexts)
+    for (const int b : batches) {
+      std::vector<std::unique_ptr<StarSession>> sessions;
+      std::vector<QueryHost*> hosts_of;
+      std::vector<remote_partials_i*> remotes_of;
+      for (int r = 0; r < b; ++r) {
+        std::mt19937 rng{static_cast<uint32_t>(n * 1000 + r)};
+        std::uniform_int_distribution<int32_t> pick(0, int32_t(std::min<int64_t>(cfg.vocab_size, 128000) - 1));
+        std::vector<int32_t> context(static_cast<size_t>(n));
+        for (int32_t& id : context) id = pick(rng);
+        sessions.push_back(
+            check(StarSession::encode(model, context, StarOptions{n, -1, 1}, steps + profiled + 8), "phase 1"));
+        const int32_t query = pick(rng);
+        check(sessions.back()->step(std::span<const int32_t>(&query, 1)), "query");
+        hosts_of.push_back(&sessions.back()->query_host());
+        remotes_of.push_back(&sessions.back()->remotes());
+      }
+      const std::vector<int32_t> ids(static_cast<size_t>(b), 13);  // the token does not change the cost
+      const auto one_step = [&] {
+        auto st = check(QueryHost::step_batch(hosts_of, remotes_of, ids), "batched decode");
+        for (const Status& o : st.outcome) check(o, "a request of the batch");
+        check(be.synchronize(), "sync");
+      };
+      for (int i = 0; i < 2; ++i) one_step();  // the first GEMM of each shape picks its algorithm
+      std::vector<double> times;
+      for (int i = 0; i < steps; ++i) {
+        const auto ts = Clock::now();
+        one_step();
+        times.push_back(since(ts));
+      }
+      double total = 0;
+      for (double t : times) total += t;
+      // Floor: the weights once per step, and every request's KV.
+      const double one = step_bytes(cfg, n + 1), weights = step_bytes(cfg, 0);
+      const double floor_tok_s = double(b) * bw / (weights + double(b) * (one - weights));
+      nlohmann::json row{{"mode", "batched"},
+                         {"context_tokens", n},
+                         {"batch", b},
+                         {"decode_tok_s", double(b) * steps / total},
+                         {"step_p50_s", percentile(times, 0.5)},
+                         {"step_p99_s", percentile(times, 0.99)},
+                         {"floor_decode_tok_s", floor_tok_s},
+                         {"peak_gpu_bytes", be.peak_memory_bytes()}};
+      fmt::print(
+          "\n== batch {} at {} context tokens: {:.1f} tok/s (step p50 {:.2f} ms), floor {:.1f} tok/s ({:.0f}%)\n", b, n,
+          row["decode_tok_s"].get<double>(), percentile(times, 0.5) * 1e3, floor_tok_s,
+          100 * row["decode_tok_s"].get<double>() / floor_tok_s);
+      profile_steps(profiled, one_step, row);
+      rows.push_back(row);
     }
   if (!json_path.empty()) std::ofstream(json_path) << rows.dump(1) << "\n";
   return 0;

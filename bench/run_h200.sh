@@ -2,14 +2,15 @@
 # On the H200 machine: unpack the compute core's Debian dependencies (carried as .debs in
 # .devdata/debs), build the compute core with CUDA, run the cross-backend tests, time our
 # attention kernels, then PyTorch SDPA on the same shapes.
-# Usage: bench/run_h200.sh [--quick | --prefill | --partial | --tests | --eval | --e2e | --gemv] (--tests:
+# Usage: bench/run_h200.sh [--quick | --prefill | --partial | --tests | --eval | --e2e | --gemv | --batched] (--tests:
 # stop after the tests; --prefill / --partial: those shapes, cuDNN only as the anchor; --eval:
 # the tests, then `starmesh eval` on the GPU into $OUT/eval.json; --e2e: a random-weight
 # Llama-3.1-8B checkpoint, decode_bench (global and star, per-op profile) and HF transformers
 # on it, contexts from $E2E_CONTEXTS, JSON into $OUT; --mesh: the whole product built with
 # CAF, Cap'n Proto and UCX, then bench/mesh_e2e.sh: a router and 4 worker processes on the GPU
 # serving the same checkpoint through the API; --concurrency: concurrent requests through the mesh
-# (bench/concurrency_bench) beside HF's batched generate; --gemv: one-row GEMM variants against cuBLASLt). The .debs come from tools/fetch_device_debs.sh,
+# (bench/concurrency_bench) beside HF's batched generate; --batched: decode steps of many
+# requests at once in one process, profiled per op (decode_bench --batches); --gemv: one-row GEMM variants against cuBLASLt). The .debs come from tools/fetch_device_debs.sh,
 # run here first.
 set -eo pipefail
 cd "$(dirname "$0")/.."
@@ -42,25 +43,38 @@ build_mesh() {
 if [ "${1:-}" = "--concurrency" ]; then
   # Many users at once (bench/concurrency_bench): router + W workers on the GPU, C requests of
   # 8K contexts and 128 output tokens at once; then HF's batched generate on the same batches.
+  # CONC_RUNS: space-separated WORKERS:LEVELS:MODE runs (MODE fresh: each request sends its
+  # context; kept: questions over contexts encoded first), e.g. "1:1,4,16,32:fresh 4:1,4:kept".
   # CONC_WORKER_ARGS: flags every worker gets (e.g. --cuda-kv-pages, once the GPU tests pass).
   build_mesh starmesh concurrency_bench
   worker_args=()
   for a in ${CONC_WORKER_ARGS:-}; do worker_args+=("--worker-arg=$a"); done
   make_checkpoint
-  levels="${CONC_LEVELS:-1,4,16,64}"
-  echo "== concurrency through the mesh: workers ${CONC_WORKERS:-1,4}, concurrent $levels"
-  /tmp/build-mesh/bin/concurrency_bench --program /tmp/build-mesh/bin/starmesh --model "$ck" --device cuda \
-    --workers "${CONC_WORKERS:-1,4}" --concurrent "$levels" --context "${CONC_CONTEXT:-8192}" --max-new 128 \
-    "${worker_args[@]}" --log-dir "$out/concurrency-logs" --json "$out/concurrency.json" 2>&1 | tee "$out/concurrency.log"
+  runs="${CONC_RUNS:-1:1,4,16,64:fresh 4:1,4,16,64:fresh}"
+  jsons=() all_levels=()
+  for run in $runs; do
+    IFS=: read -r w levels mode <<< "$run"
+    all_levels+=("$levels")
+    j="/tmp/concurrency-$w-$mode-${levels//,/_}.json"
+    echo "== concurrency through the mesh: $w worker(s), concurrent $levels, $mode contexts"
+    /tmp/build-mesh/bin/concurrency_bench --program /tmp/build-mesh/bin/starmesh --model "$ck" --device cuda \
+      --workers "$w" --concurrent "$levels" --context "${CONC_CONTEXT:-8192}" --max-new 128 \
+      $([ "$mode" = kept ] && echo --kept) "${worker_args[@]}" --log-dir "/tmp/concurrency-logs/$w-$mode" \
+      --json "$j" 2>&1 | tee -a "$out/concurrency.log"
+    [ -f "$j" ] && jsons+=("$j")
+  done
+  # The processes' logs, one file (only a few files come back from the machine).
+  tar czf "$out/concurrency-logs.tgz" -C /tmp concurrency-logs 2>/dev/null || true
   hf=""
   if [ "${CONC_HF:-1}" != 0 ]; then
-    echo "== HF transformers, batched generate"
-    python3 bench/hf_batched_anchor.py --model "$ck" --batches "$levels" --context "${CONC_CONTEXT:-8192}" \
+    hf_levels=$(tr ' ,' '\n\n' <<< "${all_levels[*]}" | sort -nu | paste -sd,)
+    echo "== HF transformers, batched generate: $hf_levels"
+    python3 bench/hf_batched_anchor.py --model "$ck" --batches "$hf_levels" --context "${CONC_CONTEXT:-8192}" \
       --new-tokens 128 --json "$out/hf_batched.json" 2>&1 | grep -v "Loading weights" | tail -8
     hf="$out/hf_batched.json"
   fi
-  python3 bench/concurrency_report.py "$out/concurrency.json" $hf --date "$(date -u +%F)" \
-    --json "$out/concurrency-h200.json" --svg "$out/concurrency-h200.svg"
+  [ ${#jsons[@]} -gt 0 ] && python3 bench/concurrency_report.py "$(IFS=,; echo "${jsons[*]}")" $hf \
+    --date "$(date -u +%F)" --json "$out/concurrency-h200.json" --svg "$out/concurrency-h200.svg"
   exit 0
 fi
 if [ "${1:-}" = "--mesh" ]; then
@@ -76,12 +90,23 @@ cmake -S . -B /tmp/build -G Ninja -DSTARMESH_CORE_ONLY=ON -DSTARMESH_CUDA=ON -DC
 targets=(test_backend_ops attention_bench test_backend test_attention)
 [ "${1:-}" = "--e2e" ] && targets+=(decode_bench starmesh)
 [ "${1:-}" = "--gemv" ] && targets=(gemv_bench test_backend_ops)
+[ "${1:-}" = "--batched" ] && targets=(decode_bench)
 cmake --build /tmp/build -j16 --target "${targets[@]}" > "$out/build.log" 2>&1 \
   || { grep -E "error|FAILED" "$out/build.log" | head -30; exit 1; }
 if [ "${1:-}" = "--gemv" ]; then
   echo "== one-row GEMM: the gemv kernel's tests, then its variants against cuBLASLt"
   /tmp/build/bin/test_backend_ops -tc="*one-row*" 2>&1 | grep -E "ERROR|test cases|assertions|Status" || true
   /tmp/build/bin/gemv_bench --json "$out/gemv-h200.json"
+  exit 0
+fi
+if [ "${1:-}" = "--batched" ]; then
+  # Decode steps of B requests at once in one process (QueryHost::step_batch, as a worker's
+  # DecodeBatcher runs them): step time, the bytes floor, and every op's GPU time.
+  make_checkpoint
+  echo "== decode_bench: batched decode, contexts ${BATCHED_CONTEXTS:-8192}, batches ${BATCHES:-1,4,16,32}"
+  /tmp/build/bin/decode_bench --model "$ck" --contexts "${BATCHED_CONTEXTS:-8192}" --modes global \
+    --batches "${BATCHES:-1,4,16,32}" --steps 32 --profiled-steps 4 --json "$out/decode_batched.json" 2>&1 \
+    | tee "$out/decode_batched.log"
   exit 0
 fi
 if [ "${1:-}" = "--e2e" ]; then

@@ -29,6 +29,11 @@ class StarSession {
     return query_host_.step(ids, remotes_, all_rows);
   }
 
+  // The query host and its view of the other shards, for a caller that steps several sessions
+  // as one batch (QueryHost::step_batch; bench/decode_bench --batches).
+  QueryHost& query_host() { return query_host_; }
+  remote_partials_i& remotes() { return remotes_; }
+
   const BlockPlan& plan() const { return plan_; }
   // Phase 1 as run here, every host one after another on one device.
   double phase1_seconds() const { return phase1_seconds_; }
