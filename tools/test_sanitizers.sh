@@ -5,7 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/ccache}" CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=1
-cmake -S . -B build-asan -G Ninja -DSTARMESH_CUDA=OFF -DSTARMESH_SANITIZE=address,undefined >/dev/null
+# -Og -g1: a quarter of -O2 -g's compile time under the sanitizers (CAF's templates; 174 s ->
+# 42 s for test_http_door.cpp), still with line numbers in every report's stack.
+cmake -S . -B build-asan -G Ninja -DSTARMESH_CUDA=OFF -DSTARMESH_SANITIZE=address,undefined \
+  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-Og -g1 -DNDEBUG" \
+  -DCMAKE_C_FLAGS_RELWITHDEBINFO="-Og -g1 -DNDEBUG" >/dev/null
 cmake --build build-asan -j"$(nproc)"
 # detect_leaks: a leak is a finding too; the suppressions name third-party code only.
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:strict_init_order=1:detect_stack_use_after_return=0"
