@@ -6,8 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # Each stage's time, so a slow CI run shows where its minutes went.
 stage() { echo "== test.sh: $1 done at $((SECONDS / 60)) min $((SECONDS % 60)) s"; }
-bash tools/setup.sh && stage setup
-bash tools/build.sh && stage build
-bash tools/test_sanitizers.sh && stage "sanitizer suite"
-bash tools/fuzz.sh && stage fuzzers
+bash tools/setup.sh
+stage setup
+bash tools/build.sh
+stage build
+bash tools/test_sanitizers.sh
+stage "sanitizer suite"
+bash tools/fuzz.sh
+stage fuzzers
 ctest --test-dir build --output-on-failure -j"$(nproc)" --timeout 600
