@@ -73,8 +73,10 @@ if [ "${1:-}" = "--concurrency" ]; then
       --new-tokens 128 --json "$out/hf_batched.json" 2>&1 | grep -v "Loading weights" | tail -8
     hf="$out/hf_batched.json"
   fi
+  # Named by the card that ran it (h200, h100): the results of one are not the other's.
+  card=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | grep -oE 'H[0-9]+' | tr 'H' 'h')
   [ ${#jsons[@]} -gt 0 ] && python3 bench/concurrency_report.py "$(IFS=,; echo "${jsons[*]}")" $hf \
-    --date "$(date -u +%F)" --json "$out/concurrency-h200.json" --svg "$out/concurrency-h200.svg"
+    --date "$(date -u +%F)" --json "$out/concurrency-${card:-gpu}.json" --svg "$out/concurrency-${card:-gpu}.svg"
   exit 0
 fi
 if [ "${1:-}" = "--mesh" ]; then
