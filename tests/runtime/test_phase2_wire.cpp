@@ -2,7 +2,9 @@
 // serve_shard loops at the shard hosts give exactly the logits of InProcessShards.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <random>
 #include <thread>
 
@@ -145,4 +147,31 @@ TEST_CASE_FIXTURE(Tiny, "serve_shard stops when told, and on the coordinator's d
   CHECK(remotes.finish());
   t2.join();
   CHECK(result);
+}
+
+TEST_CASE_FIXTURE(Tiny, "a query host with no shard host: every other shard is here (none), steps equal global's") {
+  const auto ctx = ids(200, 5), query = ids(4, 6);
+  InProcessFabric alone(1), pair(2);
+  RemoteShards none(model, alone.endpoint(0), {"worker 1 at a:1"}, std::chrono::seconds(5));
+  RemoteShards some(model, pair.endpoint(1), {"worker 1 at a:1", "worker 2 at b:2"}, std::chrono::seconds(5));
+  REQUIRE(none.shards_here() != nullptr);
+  CHECK(none.shards_here()->empty());
+  CHECK(some.shards_here() == nullptr);  // its shard host answers over the network
+
+  // One host holding the whole context, stepped through `none`: the logits of global attention.
+  auto plan = plan_blocks(200, 200, -1, 1).value();
+  auto qh = QueryHost::create(model, encode_shard(model, plan, 0, ctx, nullptr).value(), 200, 8).value();
+  auto cache = model.make_cache(200 + 8).value();
+  std::vector<int32_t> prompt = ctx;
+  prompt.insert(prompt.end(), query.begin(), query.end());
+  REQUIRE(model.forward(prompt, cache));
+  REQUIRE(qh.step(query, none));
+  for (int32_t t : {7, 11, 13}) {
+    const auto got = qh.step(std::span<const int32_t>(&t, 1), none).value().to_f32_vector();
+    const auto want = model.forward(std::span<const int32_t>(&t, 1), cache).value().to_f32_vector();
+    REQUIRE(got.size() == want.size());
+    float worst = 0;
+    for (size_t i = 0; i < got.size(); ++i) worst = std::max(worst, std::abs(got[i] - want[i]));
+    CHECK(worst < 1e-4f);
+  }
 }

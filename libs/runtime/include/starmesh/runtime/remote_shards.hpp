@@ -26,6 +26,13 @@ class RemoteShards final : public remote_partials_i {
   // The partials of ranks 0 .. size-2, in rank order (so the merge order, hence the rounding,
   // is that of InProcessShards over the same hosts).
   Expected<std::vector<AttentionState>> gather(int layer, const Tensor& q) override;
+  // With no shard host (the query host holds the whole context), every other shard is "here":
+  // none. A decode step then attends in one call and never waits on the network, so a
+  // worker's DecodeBatcher runs a batch of such requests without handing each layer to their
+  // threads (that hand-off cost about 5 ms a step of 16 requests at 8K on the H200).
+  const std::vector<const KvShard*>* shards_here() const override {
+    return transport_.size() == 1 ? &no_other_shards_ : nullptr;
+  }
 
   // Tells every shard host that the request is over (best effort: a host that is gone is skipped).
   Status finish();
@@ -48,6 +55,7 @@ class RemoteShards final : public remote_partials_i {
   WorkerMetrics* metrics_ = nullptr;
   uint32_t step_ = 0;
   bool finished_ = false;
+  const std::vector<const KvShard*> no_other_shards_;
 };
 
 }  // namespace starmesh
