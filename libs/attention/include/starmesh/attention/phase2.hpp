@@ -92,6 +92,7 @@ class QueryHost {
 
   int64_t local_tokens() const { return local_.length(); }
   const KvShard& shard() const { return *shard_; }
+  const Transformer& model() const { return *model_; }
 
  private:
   QueryHost(const Transformer& model, std::shared_ptr<const KvShard> shard, KvCache local, int64_t context_tokens)
