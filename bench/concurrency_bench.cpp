@@ -58,6 +58,16 @@ struct Outcome {
   std::string error;
 };
 
+// An order over `context` random ids (from `rng`), its blocks spread over `hosts`.
+GenerateOrder order_over_random_context(std::mt19937& rng, int64_t context, int hosts, int32_t vocab) {
+  GenerateOrder order;
+  order.request.context_ids.resize(size_t(context));
+  for (int32_t& id : order.request.context_ids) id = int32_t(rng() % uint32_t(vocab));
+  order.request.block_size = (context + hosts - 1) / hosts;
+  order.request.max_hosts = hosts;
+  return order;
+}
+
 // C requests at once; returns when all have answered.
 // With `kept` (one per request), each asks over its kept context instead of sending one.
 std::vector<Outcome> run_level(LocalMesh& mesh, int concurrent, int64_t context, int hosts, int max_new, int32_t vocab,
@@ -68,16 +78,12 @@ std::vector<Outcome> run_level(LocalMesh& mesh, int concurrent, int64_t context,
   int pending = concurrent;
   for (int i = 0; i < concurrent; ++i) {
     std::mt19937 rng(uint32_t(1000 * concurrent + i));
-    GenerateOrder order;
-    if (kept.empty()) {
-      order.request.context_ids.resize(size_t(context));
-      for (int32_t& id : order.request.context_ids) id = int32_t(rng() % uint32_t(vocab));
-    } else {
+    GenerateOrder order = order_over_random_context(rng, context, hosts, vocab);
+    if (!kept.empty()) {  // the question goes without a context, over its kept one
+      order.request.context_ids.clear();
       order.request.context_id = kept[size_t(i)];
     }
     order.request.query_ids = {int32_t(rng() % uint32_t(vocab)), int32_t(rng() % uint32_t(vocab)), 13};
-    order.request.block_size = (context + hosts - 1) / hosts;
-    order.request.max_hosts = hosts;
     order.request.max_new_tokens = max_new;
     Outcome& o = out[size_t(i)];
     o.sent = Clock::now();
@@ -120,12 +126,8 @@ Expected<std::vector<ContextId>> keep_contexts(LocalMesh& mesh, int concurrent, 
   int pending = concurrent;
   for (int i = 0; i < concurrent; ++i) {
     std::mt19937 rng(uint32_t(7000 * concurrent + i));
-    GenerateOrder order;
-    order.request.context_ids.resize(size_t(context));
-    for (int32_t& id : order.request.context_ids) id = int32_t(rng() % uint32_t(vocab));
+    GenerateOrder order = order_over_random_context(rng, context, hosts, vocab);
     order.request.query_ids = {13};
-    order.request.block_size = (context + hosts - 1) / hosts;
-    order.request.max_hosts = hosts;
     order.request.max_new_tokens = 1;
     order.request.keep_context = true;
     mesh.client().submit(
