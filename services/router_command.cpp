@@ -150,7 +150,7 @@ int run_router(const RouterFlags& f) {
   // A random start (see RouterOptions::first_request_id); the flag pins it for tests.
   options.first_request_id = f.first_request_id != 0
                                  ? f.first_request_id
-                                 : 1 + (uint64_t(std::random_device{}()) << 16 | std::random_device{}() & 0xffffu);
+                                 : 1 + ((uint64_t(std::random_device{}()) << 16) | (std::random_device{}() & 0xffffu));
   options.admission.queue_timeout = seconds_flag(f.queue_timeout);
   options.admission.context_ttl = seconds_flag(f.context_ttl);
   options.admission.max_queued = f.max_queued;

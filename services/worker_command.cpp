@@ -95,6 +95,9 @@ int run_worker(const WorkerFlags& f) {
   // KV in pages of one arena: caches of every length share the device, a freed one's pages
   // serve the next at once. A freed request's pages come back when its thread lets go of
   // them (a chunk's time at most); a new cache waits that long for them.
+  // A capacity the device cannot hold would be booked by the router and fail some request's
+  // phase 1 out of memory: refuse it here, with the most that fits.
+  if (Status fits = check_kv_fits(model, f.capacity); !fits) return fail(fits.message());
   auto pages = page_kv(model, f.capacity, f.kv_page_tokens, std::chrono::seconds(30));
   if (!pages) return fail(pages.error().message);
   auto plane = make_ucx_data_plane(*ucx);

@@ -120,6 +120,17 @@ TEST_CASE("a config file with an unknown key is refused, naming it") {
   CHECK(ran.out.find("capasity") != std::string::npos);
 }
 
+TEST_CASE("a worker refuses a --capacity its device cannot hold, before it joins, naming the most that fits") {
+  // 2^34 tokens of the tiny model's KV (4 KiB a token) are 64 TiB: more than any host has.
+  const test::Ran ran =
+      test::run_cli("worker --model " STARMESH_GOLDEN_MODEL_DIR " --router 127.0.0.1:1 --capacity 17179869184 2>&1");
+  INFO(ran.out);
+  CHECK(ran.exited());
+  CHECK(ran.code() != 0);
+  CHECK(ran.out.find("--capacity 17179869184 KV tokens need 65536.0 GiB") != std::string::npos);
+  CHECK(ran.out.find("give --capacity at most") != std::string::npos);
+}
+
 TEST_CASE("--log-format json writes one JSON object per log line, and the level comes from the environment") {
   // A router that starts, logs, and is stopped by `timeout` after 2 s.
   const test::Ran json = test::run_cli("--log-format json router --listen 127.0.0.1:0 2>&1 >/dev/null", 2);

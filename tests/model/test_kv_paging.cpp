@@ -3,10 +3,39 @@
 #include <doctest/doctest.h>
 
 #include "starmesh/backend/cpu_backend.hpp"
+#include "starmesh/model/kv_paging.hpp"
 #include "starmesh/model/transformer.hpp"
 
 using namespace starmesh;
 using namespace std::chrono_literals;
+
+TEST_CASE("a KV capacity the device cannot hold is refused with the most that fits") {
+  constexpr int64_t kGiB = int64_t(1) << 30;
+  // 128 KiB a token (an 8B model's bf16 KV), 10 GiB free, 1 GiB kept: 73,728 tokens fit.
+  CHECK(check_kv_fits(73728, 128 * 1024, 10 * kGiB, kGiB, "cuda"));
+  const Status over = check_kv_fits(73729, 128 * 1024, 10 * kGiB, kGiB, "cuda");
+  REQUIRE_FALSE(over);
+  CHECK(over.code() == ErrorCode::invalid_argument);
+  CAPTURE(over.message());
+  CHECK(over.message().find("--capacity 73729 KV tokens need 9.0 GiB") != std::string::npos);
+  CHECK(over.message().find("the cuda device has 10.0 GiB free") != std::string::npos);
+  CHECK(over.message().find("give --capacity at most 73728") != std::string::npos);
+  // Less free than the reserve: nothing fits, and the sizes do not overflow.
+  const Status none = check_kv_fits(int64_t(1) << 34, int64_t(1) << 20, kGiB / 2, kGiB, "cpu");
+  REQUIRE_FALSE(none);
+  CHECK(none.message().find("at most 0") != std::string::npos);
+  CHECK(none.message().find("16777216.0 GiB") != std::string::npos);
+  // Free memory unknown: nothing to check against.
+  CHECK(check_kv_fits(int64_t(1) << 34, int64_t(1) << 20, std::nullopt, kGiB, "cpu"));
+}
+
+TEST_CASE("the CPU backend knows the host's available memory") {
+  ThreadPool pool{1};
+  CpuBackend cpu{pool};
+  const std::optional<int64_t> free_bytes = cpu.free_memory_bytes();
+  REQUIRE(free_bytes);  // Linux: /proc/meminfo's MemAvailable
+  CHECK(*free_bytes > 0);
+}
 
 TEST_CASE("kv page geometry: whole device pages, at most max pages, the capacity in whole pages down") {
   // Rows of 512 bytes, 4 KiB device pages: 8 tokens is the smallest page.

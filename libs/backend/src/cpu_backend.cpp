@@ -3,7 +3,9 @@
 #include <cblas.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
+#include <fstream>
 
 namespace starmesh {
 namespace {
@@ -178,6 +180,16 @@ Expected<int32_t> CpuBackend::sample(const Tensor& logits, const SampleSpec& spe
   SM_ASSIGN(vocab, check_sample_args(logits, spec, device()));
   const float* last_row = logits.data_as<float>() + (logits.numel() - vocab);
   return sample_reference({last_row, size_t(vocab)}, spec);
+}
+
+std::optional<int64_t> CpuBackend::free_memory_bytes() const {
+  // MemAvailable: what the kernel can give without swapping (free memory and reclaimable cache).
+  std::ifstream meminfo("/proc/meminfo");
+  for (std::string line; std::getline(meminfo, line);) {
+    long long kib = 0;
+    if (std::sscanf(line.c_str(), "MemAvailable: %lld kB", &kib) == 1) return int64_t(kib) * 1024;
+  }
+  return std::nullopt;
 }
 
 }  // namespace starmesh

@@ -720,4 +720,10 @@ int64_t CudaBackend::peak_memory_bytes() const {
   return int64_t(high) + int64_t(kCublasWorkspaceBytes);
 }
 
+std::optional<int64_t> CudaBackend::free_memory_bytes() const {
+  size_t free = 0, total = 0;
+  if (cudaSetDevice(impl_->device) != cudaSuccess || cudaMemGetInfo(&free, &total) != cudaSuccess) return std::nullopt;
+  return int64_t(free);
+}
+
 }  // namespace starmesh

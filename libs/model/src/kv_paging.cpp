@@ -1,5 +1,7 @@
 #include "starmesh/model/kv_paging.hpp"
 
+#include <algorithm>
+#include <cstdio>
 #include <numeric>
 
 #include "starmesh/model/transformer.hpp"
@@ -49,6 +51,31 @@ Expected<KvPageGeometry> page_kv(Transformer& model, int64_t capacity, int64_t m
     model.set_kv_paging({std::move(arena), g.page_tokens});
   }
   return g;
+}
+
+Status check_kv_fits(int64_t capacity, int64_t token_bytes, std::optional<int64_t> free_bytes, int64_t reserve_bytes,
+                     const std::string& device) {
+  if (!free_bytes || capacity <= 0 || token_bytes <= 0) return {};
+  const int64_t room = std::max<int64_t>(0, *free_bytes - reserve_bytes);
+  const int64_t most = room / token_bytes;
+  if (capacity <= most) return {};
+  constexpr double kGiB = 1024.0 * 1024 * 1024;
+  char need[64], have[64], keep[64];
+  // The product in double: capacity * token_bytes may not fit 64 bits.
+  std::snprintf(need, sizeof need, "%.1f GiB", double(capacity) * double(token_bytes) / kGiB);
+  std::snprintf(have, sizeof have, "%.1f GiB", double(*free_bytes) / kGiB);
+  std::snprintf(keep, sizeof keep, "%.1f GiB", double(reserve_bytes) / kGiB);
+  return make_error(ErrorCode::invalid_argument, "--capacity ", capacity, " KV tokens need ", need, " (", token_bytes,
+                    " bytes a token), but the ", device, " device has ", have, " free after the model's weights, ",
+                    keep, " of it kept for activations: give --capacity at most ", most);
+}
+
+Status check_kv_fits(const Transformer& model, int64_t capacity) {
+  const backend_i& be = model.backend();
+  const std::optional<int64_t> free_bytes = be.free_memory_bytes();
+  constexpr int64_t kGiB = int64_t(1) << 30;
+  const int64_t reserve = free_bytes ? std::max(kGiB, *free_bytes / 10) : 0;
+  return check_kv_fits(capacity, 2 * int64_t(model.layers()) * model.kv_row_bytes(), free_bytes, reserve, be.name());
 }
 
 }  // namespace starmesh

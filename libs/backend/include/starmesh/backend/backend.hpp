@@ -3,6 +3,7 @@
 // The CPU backend is the reference; the CUDA backend must agree with it (tests/backend).
 // Tensors passed to an op live on the backend's device; outputs are written in place
 // (a Tensor is a handle, so `const Tensor& out` still lets the op write its elements).
+#include <optional>
 #include <span>
 #include <string>
 
@@ -116,6 +117,11 @@ class backend_i {
   // The most device memory this backend's allocations held at once so far, in bytes (0 where
   // it is not measured: the CPU).
   virtual int64_t peak_memory_bytes() const { return 0; }
+  // Memory a new allocation could take now, in bytes: the GPU's free memory, or the host's
+  // available memory for the CPU (none where it cannot be known). A worker checks its KV
+  // capacity against it at start (check_kv_fits), so an over-large --capacity is refused
+  // there, not met as an out-of-memory error in some request's phase 1.
+  virtual std::optional<int64_t> free_memory_bytes() const { return std::nullopt; }
 };
 
 // The shape and dtype checks of backend_i::attention, shared by every backend: q, k, v, o

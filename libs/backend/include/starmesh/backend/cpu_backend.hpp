@@ -15,6 +15,7 @@ class CpuBackend final : public backend_i {
   DType activation_dtype() const override { return DType::f32; }
 
   Expected<Tensor> alloc(DType t, const Shape& shape) override;
+  std::optional<int64_t> free_memory_bytes() const override;  // MemAvailable of /proc/meminfo
   Expected<Tensor> upload(const Tensor& host, DType as) override;
   Expected<Tensor> download(const Tensor& t) override;
   Status copy(const Tensor& src, const Tensor& dst) override;

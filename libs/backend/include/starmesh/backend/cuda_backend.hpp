@@ -65,6 +65,7 @@ class CudaBackend final : public backend_i {
   Expected<int32_t> sample(const Tensor& logits, const SampleSpec& spec) override;
   Status synchronize() override;
   int64_t peak_memory_bytes() const override;
+  std::optional<int64_t> free_memory_bytes() const override;
 
   // The raw stream (a cudaStream_t), for benchmarks and the NCCL data plane.
   void* stream() const;

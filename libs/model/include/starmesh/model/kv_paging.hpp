@@ -6,6 +6,8 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <string>
 
 #include "starmesh/backend/page_arena.hpp"
 #include "starmesh/core/expected.hpp"
@@ -39,6 +41,15 @@ struct KvPageGeometry {
 // number of `granularity` bytes, at most `max_pages` of them (pages grow to fit).
 Expected<KvPageGeometry> kv_page_geometry(int64_t row_bytes, int layers, int64_t capacity, int64_t min_page_tokens,
                                           int64_t granularity, int64_t max_pages);
+
+// Whether `capacity` tokens of KV (`token_bytes` each: every layer's key and value rows) fit
+// in `free_bytes` with `reserve_bytes` left for activations; unknown free memory passes.
+// Refuses naming the flag, both sizes and the most that fits.
+Status check_kv_fits(int64_t capacity, int64_t token_bytes, std::optional<int64_t> free_bytes, int64_t reserve_bytes,
+                     const std::string& device);
+// The same for `model` on its backend, now: the reserve is a tenth of the free memory, at
+// least 1 GiB (a prefill chunk's activations and workspaces).
+Status check_kv_fits(const Transformer& model, int64_t capacity);
 
 // Puts `model`'s booked KV (its shards and query tokens: Transformer::make_cache) in pages of
 // one arena on its backend, for `capacity` tokens in pages of at least `min_page_tokens`; a
