@@ -253,8 +253,9 @@ int main(int argc, char** argv) {
       fmt::print("{}\n", row.dump());
       std::fflush(stdout);
       rows.push_back(row);
+      // After every level: a later one that fails (out of memory) leaves these behind.
+      if (!json_path.empty()) std::ofstream(json_path) << rows.dump(1) << "\n";
     }
   }
-  if (!json_path.empty()) std::ofstream(json_path) << rows.dump(1) << "\n";
   return 0;
 }
