@@ -82,7 +82,8 @@ TEST_CASE_FIXTURE(ProcessMesh, "a worker process that stops answering: the reque
 }
 
 TEST_CASE_FIXTURE(ProcessMesh, "a worker told to stop (SIGTERM) finishes the request it serves, then leaves") {
-  start("ucx-shm", 3);
+  // No liveness probes: worker 2 is stopped below on purpose, and must not be taken out for it.
+  start("ucx-shm", 3, {}, {"--heartbeat", "0"});
   const auto ctx = random_ids(1536, 51), query = random_ids(6, 52);
   const Reference want = star(ctx, query, 256, 3, 200);
   Expected<MeshClient::Result> got = Error{"not run"};
@@ -105,14 +106,20 @@ TEST_CASE_FIXTURE(ProcessMesh, "a worker told to stop (SIGTERM) finishes the req
         return m.size() == 3 && std::all_of(m.begin(), m.end(), [](const WorkerView& w) { return w.requests == 1; });
       },
       20000ms));
+  // Worker 2 is stopped so that the request cannot end before worker 0 is marked (every step
+  // needs every host): on a loaded machine 200 tokens could otherwise beat the drain's notice.
+  // It is let go within the 5 s poll, well inside the router's 10 s control timeout.
+  REQUIRE(mesh->signal_worker(2, SIGSTOP));
   REQUIRE(mesh->signal_worker(0, SIGTERM));
   const bool draining = poll(
       [](const std::vector<WorkerView>& m) {
-        return std::any_of(m.begin(), m.end(), [](const WorkerView& w) { return w.draining; });
+        return std::any_of(m.begin(), m.end(), [](const WorkerView& w) { return w.draining && w.requests == 1; });
       },
       5000ms);
-  CHECK(draining);
-  CHECK_FALSE(finished.load());  // it was marked while still serving
+  const bool served_meanwhile = finished.load();
+  REQUIRE(mesh->signal_worker(2, SIGCONT));
+  CHECK(draining);  // marked while it still held the request
+  CHECK_FALSE(served_meanwhile);
   request.join();
   REQUIRE_MESSAGE(got, (got ? "" : got.error().message + "\n" + mesh->log_tail()));
   CHECK(got->ids == want.ids);
