@@ -116,3 +116,89 @@ TEST_CASE_FIXTURE(Batch, "a request whose shard hosts fail mid-step drops out al
     CHECK(test::relative_error(step.logits.rows(row, row + 1).to_f32_vector(), want) < 1e-5);
   }
 }
+
+TEST_CASE_FIXTURE(Batch,
+                  "queries join other requests' decode steps as prefills, and every request gets what it gets alone") {
+  // Three requests already decoding, four whose queries (2 to 9 tokens) arrive in later
+  // rounds: each round a random subset of the open requests steps, a new one with its whole
+  // query, the others one token.
+  const struct {
+    int64_t ctx;
+    int hosts;
+    bool gathered;
+    bool prefilled;
+    size_t query;
+  } mix[] = {{40, 1, false, true, 3},  {97, 3, false, true, 3}, {64, 2, true, true, 3},  {130, 4, true, false, 9},
+             {55, 3, false, false, 2}, {81, 2, true, false, 5}, {33, 1, false, false, 4}};
+  const int steps = 5;  // after the query
+  std::vector<Request> alone, batched;
+  for (size_t i = 0; i < std::size(mix); ++i) {
+    const auto& m = mix[i];
+    alone.push_back(make(m.ctx, m.hosts, m.gathered, uint32_t(40 + i), 24, m.prefilled, m.query));
+    batched.push_back(make(m.ctx, m.hosts, m.gathered, uint32_t(40 + i), 24, m.prefilled, m.query));
+  }
+  auto record = [&](Request& r, const std::vector<float>& row) {
+    r.logits.push_back(row);
+    r.next = greedy(row);
+    r.tokens.push_back(r.next);
+  };
+  for (Request& r : alone) {
+    if (r.tokens.empty()) record(r, r.host->step(r.query, *r.remotes).value().to_f32_vector());
+    for (int s = 0; s < steps; ++s)
+      record(r, r.host->step(std::span<const int32_t>(&r.next, 1), *r.remotes).value().to_f32_vector());
+  }
+  std::mt19937 rng(11);
+  int prefills_batched_with_decodes = 0;
+  for (int round = 0;; ++round) {
+    std::vector<size_t> open;
+    for (size_t i = 0; i < batched.size(); ++i)
+      if (int(batched[i].tokens.size()) < steps + 1) open.push_back(i);
+    if (open.empty()) break;
+    std::shuffle(open.begin(), open.end(), rng);
+    open.resize(1 + rng() % open.size());
+    std::vector<QueryHost*> hosts;
+    std::vector<remote_partials_i*> remotes;
+    std::vector<std::vector<int32_t>> ids;
+    int prefills = 0;
+    for (size_t i : open) {
+      Request& r = batched[i];
+      hosts.push_back(&*r.host);
+      remotes.push_back(r.remotes.get());
+      ids.push_back(r.tokens.empty() ? r.query : std::vector<int32_t>{r.next});
+      prefills += r.tokens.empty() ? 1 : 0;
+    }
+    if (prefills > 0 && prefills < int(open.size())) ++prefills_batched_with_decodes;
+    const QueryHost::BatchStep step = QueryHost::step_batch(hosts, remotes, ids).value();
+    REQUIRE(step.logits.dim(0) == int64_t(open.size()));
+    for (const Status& s : step.outcome) REQUIRE(s);
+    for (size_t j = 0; j < open.size(); ++j)
+      record(batched[open[j]], step.logits.rows(int64_t(j), int64_t(j) + 1).to_f32_vector());
+    REQUIRE(round < 100);
+  }
+  CHECK(prefills_batched_with_decodes > 0);  // the seed mixes them (else this tests nothing new)
+  for (size_t i = 0; i < alone.size(); ++i) {
+    CAPTURE(i);
+    CHECK(batched[i].tokens == alone[i].tokens);
+    REQUIRE(batched[i].logits.size() == alone[i].logits.size());
+    for (size_t s = 0; s < alone[i].logits.size(); ++s)
+      CHECK(test::relative_error(batched[i].logits[s], alone[i].logits[s]) < 1e-5);
+    CHECK(batched[i].host->local_tokens() == alone[i].host->local_tokens());
+  }
+}
+
+TEST_CASE_FIXTURE(Batch, "a prefill whose shard hosts fail drops out alone; the decode steps beside it go on") {
+  Request a = make(70, 3, false, 61, 16), lost = make(90, 3, true, 62, 16, false, 6);
+  Request a_alone = make(70, 3, false, 61, 16);
+  auto* lost_shards = static_cast<GatheredShards*>(lost.remotes.get());
+  lost_shards->fail_from = 1;
+  std::vector<QueryHost*> hosts{&*lost.host, &*a.host};
+  std::vector<remote_partials_i*> remotes{lost.remotes.get(), a.remotes.get()};
+  std::vector<std::vector<int32_t>> ids{lost.query, {a.next}};
+  const QueryHost::BatchStep step = QueryHost::step_batch(hosts, remotes, ids).value();
+  REQUIRE_FALSE(step.outcome[0]);
+  CHECK(step.outcome[0].code() == ErrorCode::unavailable);
+  CHECK(lost.host->local_tokens() == 0);  // its query did not go in
+  REQUIRE(step.outcome[1]);
+  const auto want = a_alone.host->step(std::span<const int32_t>(&a_alone.next, 1), *a_alone.remotes).value();
+  CHECK(test::relative_error(step.logits.rows(1, 2).to_f32_vector(), want.to_f32_vector()) < 1e-5);
+}

@@ -31,6 +31,7 @@ class GatheredShards final : public remote_partials_i {
 };
 
 struct Request {
+  std::vector<int32_t> query;  // its first step's tokens (run by make unless asked not to)
   std::vector<KvShard> others;
   std::unique_ptr<remote_partials_i> remotes;
   std::optional<QueryHost> host;
@@ -49,10 +50,12 @@ struct Phase2Requests {
     return int32_t(std::max_element(row.begin(), row.end()) - row.begin());
   }
   // A request over `context_tokens` random tokens, encoded by phase 1 in `hosts` blocks, its
-  // query run alone; `gathered`: the other shards answer through gather.
-  Request make(int64_t context_tokens, int hosts, bool gathered, uint32_t seed, int64_t capacity) const {
+  // query (`query_tokens` random ones) run alone unless `run_query` is false; `gathered`: the
+  // other shards answer through gather.
+  Request make(int64_t context_tokens, int hosts, bool gathered, uint32_t seed, int64_t capacity, bool run_query = true,
+               size_t query_tokens = 3) const {
     std::mt19937 rng(seed);
-    std::vector<int32_t> ctx(static_cast<size_t>(context_tokens)), query(3);
+    std::vector<int32_t> ctx(static_cast<size_t>(context_tokens)), query(query_tokens);
     for (auto* v : {&ctx, &query})
       for (int32_t& id : *v) id = int32_t(rng() % uint32_t(model.config().vocab_size - 8));
     const int64_t block = (context_tokens + hosts - 1) / hosts;
@@ -69,6 +72,8 @@ struct Phase2Requests {
     r.host.emplace(
         QueryHost::create(model, encode_shard(model, plan, hosts - 1, ctx, &anchor).value(), context_tokens, capacity)
             .value());
+    r.query = query;
+    if (!run_query) return r;
     const std::vector<float> first = r.host->step(query, *r.remotes).value().to_f32_vector();
     r.next = greedy(first);
     r.tokens.push_back(r.next);

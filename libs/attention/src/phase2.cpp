@@ -202,51 +202,78 @@ Status QueryHost::attend(int l, const Tensor& q, int64_t past, const std::vector
 Expected<QueryHost::BatchStep> QueryHost::step_batch(std::span<QueryHost* const> hosts,
                                                      std::span<remote_partials_i* const> remotes,
                                                      std::span<const int32_t> ids, const GatherAll& gather_all) {
+  std::vector<std::vector<int32_t>> each;
+  for (int32_t id : ids) each.push_back({id});
+  return step_batch(hosts, remotes, each, gather_all);
+}
+
+Expected<QueryHost::BatchStep> QueryHost::step_batch(std::span<QueryHost* const> hosts,
+                                                     std::span<remote_partials_i* const> remotes,
+                                                     std::span<const std::vector<int32_t>> ids,
+                                                     const GatherAll& gather_all) {
   const size_t b = hosts.size();
   if (b == 0) return make_error("phase 2 batch: no requests");
   if (remotes.size() != b || ids.size() != b)
     return make_error("phase 2 batch: ", b, " query hosts, ", remotes.size(), " remote sets and ", ids.size(),
-                      " tokens");
+                      " token lists");
   const Transformer& model = *hosts[0]->model_;
   backend_i& be = model.backend();
-  std::vector<int32_t> positions(b);
+  // Rows: the decode steps' (one token each) first, in the given order, then each prefill's
+  // tokens: the decode rows are then one block for attention_batch.
+  std::vector<int64_t> first_row(b), n(b);
+  int64_t rows = 0, decode_rows = 0;
+  for (int pass = 0; pass < 2; ++pass)
+    for (size_t i = 0; i < b; ++i)
+      if ((ids[i].size() == 1) == (pass == 0)) {
+        n[i] = int64_t(ids[i].size());
+        first_row[i] = rows;
+        rows += n[i];
+        if (pass == 0) decode_rows = rows;
+      }
+  std::vector<int32_t> tokens(static_cast<size_t>(rows)), positions(static_cast<size_t>(rows));
+  std::vector<size_t> decoding, prefilling;  // requests by kind, in row order
   for (size_t i = 0; i < b; ++i) {
     const QueryHost& h = *hosts[i];
     if (h.model_ != &model) return make_error("phase 2 batch: request ", i, " runs another model");
     if (std::find(hosts.begin(), hosts.begin() + std::ptrdiff_t(i), &h) != hosts.begin() + std::ptrdiff_t(i))
       return make_error("phase 2 batch: request ", i, " is in the batch twice");
-    if (h.local_.length() + 1 > h.local_.capacity())
-      return make_error("phase 2 batch: request ", i, ": ", h.local_.length() + 1,
+    if (n[i] == 0) return make_error("phase 2 batch: request ", i, " has no tokens to run");
+    if (h.local_.length() + n[i] > h.local_.capacity())
+      return make_error("phase 2 batch: request ", i, ": ", h.local_.length() + n[i],
                         " query and generated tokens exceed the local capacity of ", h.local_.capacity());
-    positions[i] = int32_t(h.context_tokens_ + h.local_.length());
+    for (int64_t j = 0; j < n[i]; ++j) {
+      tokens[size_t(first_row[i] + j)] = ids[i][size_t(j)];
+      positions[size_t(first_row[i] + j)] = int32_t(h.context_tokens_ + h.local_.length() + j);
+    }
+    (n[i] == 1 ? decoding : prefilling).push_back(i);
   }
   BatchStep out;
   out.outcome.resize(b);
   SM_ASSIGN(pos, model.positions(positions));
-  SM_ASSIGN(hidden, model.embed(ids));
-  const int64_t rows = int64_t(b);
-  std::vector<Tensor> k_rows(b), v_rows(b);
-  std::vector<std::vector<Tensor>> ks(b), vs(b);
-  std::vector<backend_i::SegmentList> items(b), local_items(b);
+  SM_ASSIGN(hidden, model.embed(tokens));
+  std::vector<Tensor> k_rows(static_cast<size_t>(rows)), v_rows(static_cast<size_t>(rows));
   for (int l = 0; l < model.layers(); ++l) {
     SM_ASSIGN(qkv, model.project_qkv(l, hidden, pos));
-    for (size_t i = 0; i < b; ++i) {  // each request's new KV row into its own cache, in one call
-      SM_ASSIGN(fresh, hosts[i]->local_.new_rows(l, 1));
-      k_rows[i] = fresh.keys;
-      v_rows[i] = fresh.values;
+    for (size_t i = 0; i < b; ++i) {  // each request's new KV rows into its own cache, in one call
+      SM_ASSIGN(fresh, hosts[i]->local_.new_rows(l, n[i]));
+      for (int64_t j = 0; j < n[i]; ++j) {
+        k_rows[size_t(first_row[i] + j)] = fresh.keys.rows(j, j + 1);
+        v_rows[size_t(first_row[i] + j)] = fresh.values.rows(j, j + 1);
+      }
     }
     SM_TRY(be.scatter_rows(qkv.k, k_rows));
     SM_TRY(be.scatter_rows(qkv.v, v_rows));
-    // The remote partials of the requests still in the step whose other hosts are not here.
+    // The remote partials of the requests still in the step whose other hosts are not here
+    // (a prefill always asks them, as step() does).
     std::vector<size_t> networked;
     std::vector<Tensor> qs;
     for (size_t i = 0; i < b; ++i)
-      if (out.outcome[i] && !remotes[i]->shards_here()) {
+      if (out.outcome[i] && (n[i] > 1 || !remotes[i]->shards_here())) {
         networked.push_back(i);
-        qs.push_back(qkv.q.rows(int64_t(i), int64_t(i) + 1));
+        qs.push_back(qkv.q.rows(first_row[i], first_row[i] + n[i]));
       }
     std::vector<std::vector<AttentionState>> parts(b);
-    bool any_remote = false;
+    bool any_remote = false;  // among the decode steps
     if (!networked.empty()) {
       std::vector<Expected<std::vector<AttentionState>>> got;
       if (gather_all) {
@@ -257,55 +284,93 @@ Expected<QueryHost::BatchStep> QueryHost::step_batch(std::span<QueryHost* const>
       if (got.size() != networked.size())
         return make_error("phase 2 batch: ", got.size(), " partial sets for ", networked.size(), " requests");
       for (size_t j = 0; j < networked.size(); ++j) {
+        const size_t i = networked[j];
         if (got[j]) {
-          parts[networked[j]] = std::move(*got[j]);
-          any_remote = any_remote || !parts[networked[j]].empty();
+          parts[i] = std::move(*got[j]);
+          any_remote = any_remote || (n[i] == 1 && !parts[i].empty());
         } else {
-          out.outcome[networked[j]] = got[j].status();
+          out.outcome[i] = got[j].status();
         }
       }
     }
-    // Every request's own keys in one call: all of them (the shards here, or its own, and its
-    // tokens) for a request with no remote partials; for one with some, its shard alone, and
-    // its tokens in a second call, so that its merge takes every host's state apart, in the
-    // order attend() does. A request that dropped out still gets rows (finite, unused).
-    for (size_t i = 0; i < b; ++i) {
-      SM_TRY(hosts[i]->own_segments(l, remotes[i]->shards_here(), ks[i], vs[i]));
-      const std::span<const Tensor> k_all(ks[i]), v_all(vs[i]);
-      const bool apart = !parts[i].empty();
-      items[i] = {apart ? k_all.first(1) : k_all, apart ? v_all.first(1) : v_all};
-      local_items[i] = {k_all.last(1), v_all.last(1)};
-    }
-    const Shape o_shape{rows, qkv.q.dim(1), qkv.q.dim(2)}, lse_shape{rows, qkv.q.dim(1)};
-    SM_ASSIGN(own, be.scratch(be.activation_dtype(), o_shape));
-    SM_ASSIGN(own_lse, be.scratch(DType::f32, lse_shape));
-    SM_TRY(be.attention_batch(qkv.q, items, model.attention_scale(), own, own_lse));
-    Tensor attn = own;
-    if (any_remote) {  // the other hosts' partials merged into their requests' rows
-      SM_ASSIGN(local, be.scratch(be.activation_dtype(), o_shape));
-      SM_ASSIGN(local_lse, be.scratch(DType::f32, lse_shape));
-      SM_TRY(be.attention_batch(qkv.q, local_items, model.attention_scale(), local, local_lse));
-      SM_ASSIGN(merged, be.scratch(be.activation_dtype(), o_shape));
-      SM_ASSIGN(merged_lse, be.scratch(DType::f32, lse_shape));
-      for (size_t i = 0; i < b; ++i) {
-        const int64_t r = int64_t(i);
-        if (out.outcome[i] && !parts[i].empty()) {
-          parts[i].push_back({own.rows(r, r + 1), own_lse.rows(r, r + 1)});
-          parts[i].push_back({local.rows(r, r + 1), local_lse.rows(r, r + 1)});
-          SM_TRY(merge_all(be, std::move(parts[i]), merged.rows(r, r + 1), merged_lse.rows(r, r + 1)));
-        } else {
-          SM_TRY(be.copy(own.rows(r, r + 1), merged.rows(r, r + 1)));
-        }
-      }
-      attn = merged;
+    const int64_t hq = qkv.q.dim(1), d = qkv.q.dim(2);
+    SM_ASSIGN(attn, be.scratch(be.activation_dtype(), {rows, hq, d}));
+    SM_ASSIGN(attn_lse, be.scratch(DType::f32, {rows, hq}));
+    if (!decoding.empty())
+      SM_TRY(attend_decoding(l, hosts, remotes, decoding, parts, out.outcome, any_remote, qkv.q.rows(0, decode_rows),
+                             attn.rows(0, decode_rows), attn_lse.rows(0, decode_rows)));
+    // Each prefill as step() attends it (a failed one over its own shard and tokens only:
+    // finite rows, unused).
+    for (size_t i : prefilling) {
+      const int64_t r = first_row[i];
+      SM_TRY(hosts[i]->attend(l, qkv.q.rows(r, r + n[i]), hosts[i]->local_.length(), nullptr, std::move(parts[i]),
+                              attn.rows(r, r + n[i]), attn_lse.rows(r, r + n[i])));
     }
     SM_TRY(model.finish_layer(l, hidden, attn));
   }
   for (size_t i = 0; i < b; ++i)
-    if (out.outcome[i]) SM_TRY(hosts[i]->local_.commit(1));
-  SM_ASSIGN(logits, model.logits(hidden));
+    if (out.outcome[i]) SM_TRY(hosts[i]->local_.commit(n[i]));
+  // Each request's last row, in the given order (with no prefill: the rows as they are),
+  // copied in runs of consecutive rows.
+  Tensor last = hidden;
+  if (rows != int64_t(b)) {
+    SM_ASSIGN(picked, be.scratch(hidden.dtype(), {int64_t(b), hidden.dim(1)}));
+    for (size_t i = 0; i < b;) {
+      size_t end = i + 1;
+      const int64_t from = first_row[i] + n[i] - 1;
+      while (end < b && first_row[end] + n[end] - 1 == from + int64_t(end - i)) ++end;
+      SM_TRY(be.copy(hidden.rows(from, from + int64_t(end - i)), picked.rows(int64_t(i), int64_t(end))));
+      i = end;
+    }
+    last = picked;
+  }
+  SM_ASSIGN(logits, model.logits(last));
   out.logits = logits;
   return out;
+}
+
+Status QueryHost::attend_decoding(int l, std::span<QueryHost* const> hosts, std::span<remote_partials_i* const> remotes,
+                                  std::span<const size_t> decoding, std::vector<std::vector<AttentionState>>& parts,
+                                  std::span<const Status> outcome, bool any_remote, const Tensor& q, const Tensor& attn,
+                                  const Tensor& lse) {
+  // Every request's own keys in one call: all of them (the shards here, or its own, and its
+  // tokens) for a request with no remote partials; for one with some, its shard alone, and
+  // its tokens in a second call, so that its merge takes every host's state apart, in the
+  // order attend() does. A request that dropped out still gets rows (finite, unused).
+  const Transformer& model = *hosts[decoding[0]]->model_;
+  backend_i& be = model.backend();
+  const size_t m = decoding.size();
+  std::vector<std::vector<Tensor>> ks(m), vs(m);
+  std::vector<backend_i::SegmentList> items(m), local_items(m);
+  for (size_t j = 0; j < m; ++j) {
+    const size_t i = decoding[j];
+    SM_TRY(hosts[i]->own_segments(l, remotes[i]->shards_here(), ks[j], vs[j]));
+    const std::span<const Tensor> k_all(ks[j]), v_all(vs[j]);
+    const bool apart = !parts[i].empty();
+    items[j] = {apart ? k_all.first(1) : k_all, apart ? v_all.first(1) : v_all};
+    local_items[j] = {k_all.last(1), v_all.last(1)};
+  }
+  if (!any_remote) return be.attention_batch(q, items, model.attention_scale(), attn, lse);
+  // The other hosts' partials merged into their requests' rows.
+  const Shape o_shape = q.shape(), lse_shape = lse.shape();
+  SM_ASSIGN(own, be.scratch(be.activation_dtype(), o_shape));
+  SM_ASSIGN(own_lse, be.scratch(DType::f32, lse_shape));
+  SM_TRY(be.attention_batch(q, items, model.attention_scale(), own, own_lse));
+  SM_ASSIGN(local, be.scratch(be.activation_dtype(), o_shape));
+  SM_ASSIGN(local_lse, be.scratch(DType::f32, lse_shape));
+  SM_TRY(be.attention_batch(q, local_items, model.attention_scale(), local, local_lse));
+  for (size_t j = 0; j < m; ++j) {
+    const size_t i = decoding[j];
+    const int64_t r = int64_t(j);
+    if (outcome[i] && !parts[i].empty()) {
+      parts[i].push_back({own.rows(r, r + 1), own_lse.rows(r, r + 1)});
+      parts[i].push_back({local.rows(r, r + 1), local_lse.rows(r, r + 1)});
+      SM_TRY(merge_all(be, std::move(parts[i]), attn.rows(r, r + 1), lse.rows(r, r + 1)));
+    } else {
+      SM_TRY(be.copy(own.rows(r, r + 1), attn.rows(r, r + 1)));  // its lse row is not read again
+    }
+  }
+  return {};
 }
 
 }  // namespace starmesh

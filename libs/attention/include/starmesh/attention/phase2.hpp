@@ -71,22 +71,28 @@ class QueryHost {
   Expected<Tensor> step(std::span<const int32_t> ids, remote_partials_i& remotes, bool all_rows = false);
 
   // Request i's remote partials for one layer, for every i in `which`, in that order, given
-  // their q rows; an error fails that request alone. The default asks each
+  // their q rows (a prefill's: all of them); an error fails that request alone. The default asks each
   // remotes[i]->gather in turn; a caller with a thread per request (DecodeBatcher) waits on
   // all their networks at once.
   using GatherAll = std::function<std::vector<Expected<std::vector<AttentionState>>>(
       int layer, std::span<const size_t> which, std::span<const Tensor> qs)>;
   struct BatchStep {
     Tensor logits;                // [requests, vocab]; a failed request's row means nothing
-    std::vector<Status> outcome;  // per request: ok (it advanced one token) or why it failed
+    std::vector<Status> outcome;  // per request: ok (it advanced by its tokens) or why it failed
   };
-  // One decode step of several requests at once, one token each (ids[i] for hosts[i], all on
-  // one model): the projections and the MLP run as GEMMs over the batch, the KV writes and
-  // every request's attention over its own shards and tokens as one call each
-  // (backend_i::scatter_rows, attention_batch). Row i of the logits equals what hosts[i]->step({ids[i]},
-  // *remotes[i]) returns alone. A request whose partials fail drops out of the step (it does
-  // not advance); the others go on. An error of the whole batch (bad arguments, a request out
-  // of room, a device failure) advances no request.
+  // One step of several requests at once (ids[i] for hosts[i], all on one model): each
+  // request's tokens are one generated token (a decode step) or its query (a prefill, joining
+  // the others' decode steps instead of running alone). The projections and the MLP run as
+  // GEMMs over every row of the batch, the KV writes as one call
+  // (backend_i::scatter_rows), the decode steps' attention over their own shards and tokens
+  // as one call (attention_batch), each prefill's as step() does it. Row i of the logits (of
+  // request i's last token) equals what hosts[i]->step(ids[i], *remotes[i]) returns alone. A
+  // request whose partials fail drops out of the step (it does not advance); the others go
+  // on. An error of the whole batch (bad arguments, a request out of room, a device failure)
+  // advances no request.
+  static Expected<BatchStep> step_batch(std::span<QueryHost* const> hosts, std::span<remote_partials_i* const> remotes,
+                                        std::span<const std::vector<int32_t>> ids, const GatherAll& gather_all = {});
+  // The same, one token each.
   static Expected<BatchStep> step_batch(std::span<QueryHost* const> hosts, std::span<remote_partials_i* const> remotes,
                                         std::span<const int32_t> ids, const GatherAll& gather_all = {});
 
@@ -104,6 +110,13 @@ class QueryHost {
   // host's own. Writes attn [n, hq, d] and lse [n, hq].
   Status attend(int layer, const Tensor& q, int64_t past, const std::vector<const KvShard*>* here,
                 std::vector<AttentionState> remote, const Tensor& attn, const Tensor& lse) const;
+  // step_batch's attention of its decode steps (requests `decoding`, one row each of q, in
+  // that order) into attn and lse: one attention_batch over their own keys, and where any has
+  // other hosts' partials (`parts`), a second over their tokens and a merge per such request.
+  static Status attend_decoding(int layer, std::span<QueryHost* const> hosts,
+                                std::span<remote_partials_i* const> remotes, std::span<const size_t> decoding,
+                                std::vector<std::vector<AttentionState>>& parts, std::span<const Status> outcome,
+                                bool any_remote, const Tensor& q, const Tensor& attn, const Tensor& lse);
   // A one-token step's keys on this device for layer `layer`, in merge order: every shard
   // `here` (else its own shard), then the local tokens with the new one (written, not committed).
   Status own_segments(int layer, const std::vector<const KvShard*>* here, std::vector<Tensor>& ks,
