@@ -38,6 +38,7 @@ struct WorkerFlags {
   bool cuda_batch_ops = true;
   int max_batch = 32;
   int64_t prefill_chunk = 4096;
+  int64_t batch_prefill = 256;
   int threads = 0;
   std::string transport = "ucx-auto";
   std::string net_devices = "lo";
@@ -130,6 +131,7 @@ int run_worker(const WorkerFlags& f) {
     setup.kv_page_tokens = pages->page_tokens;
     setup.max_batch = f.max_batch;
     setup.prefill_chunk = f.prefill_chunk;
+    setup.batch_prefill_tokens = f.batch_prefill;
     setup.metrics = worker_metrics;
     WorkerActor worker = spawn_context_worker(sys, setup);
     StopOnExit<WorkerActor> stop_worker{worker};  // every return below, errors included
@@ -195,6 +197,11 @@ void add_worker_command(CLI::App& app, int& exit_code) {
                   "Phase-1 tokens computed per hold of the device, so that other requests' decode steps "
                   "go on between them (0: whole blocks)")
       ->check(CLI::Range(int64_t(0), int64_t(1) << 24))
+      ->capture_default_str();
+  cmd->add_option("--batch-prefill", f->batch_prefill,
+                  "A query of at most this many tokens prefills inside the decode batch, beside the other "
+                  "requests' steps, and the most such tokens one batch takes (0: every query prefills alone)")
+      ->check(CLI::Range(int64_t(0), int64_t(1) << 16))
       ->capture_default_str();
   cmd->add_option("--threads", f->threads, "Compute threads of the CPU backend (0: all cores)")
       ->check(CLI::Range(0, 1024))

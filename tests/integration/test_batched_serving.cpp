@@ -38,15 +38,22 @@ TEST_CASE_FIXTURE(ProcessMesh, "concurrent requests decode in batches on their q
     CHECK(got[i] == star(contexts[i], queries[i], 256, 2, 24).ids);
   }
   // Steps batched (the histogram's sum) outnumber the batches (its count): some ran together.
-  double batches = 0, steps = 0;
+  double batches = 0, steps = 0, prefills = 0, prefill_tokens = 0;
   for (size_t w = 1; w < mesh->metrics_ports().size(); ++w) {
     const std::string text = http_get(mesh->metrics_ports()[w], "/metrics").body;
     batches += metric_value(text, "starmesh_worker_decode_batch_size_count");
     steps += metric_value(text, "starmesh_worker_decode_batch_size_sum");
+    prefills += metric_value(text, "starmesh_worker_batched_prefills_total");
+    prefill_tokens += metric_value(text, "starmesh_worker_batched_prefill_tokens_total");
   }
   MESSAGE(steps << " decode steps in " << batches << " batches");
   double tokens_after_first = 0;  // each came from a decode step
   for (const auto& ids : got) tokens_after_first += double(ids.size()) - 1;
   CHECK(steps == tokens_after_first);
   CHECK(steps > batches);
+  // Every query (3 to 5 tokens, under the default --batch-prefill of 256) prefilled in the batcher.
+  double query_tokens = 0;
+  for (const auto& q : queries) query_tokens += double(q.size());
+  CHECK(prefills == kRequests);
+  CHECK(prefill_tokens == query_tokens);
 }

@@ -13,21 +13,23 @@ using test::GatheredShards;
 using test::Request;
 
 namespace {
+std::span<const int32_t> one(const int32_t& id) { return {&id, 1}; }
+
 struct Batcher : test::Phase2Requests {
   DeviceArbiter arbiter;
   DecodeBatcher batcher{arbiter, 4};
   std::mutex sizes_mu;
   std::vector<size_t> sizes;
   Batcher() {
-    batcher.on_batch([this](size_t n) {
+    batcher.on_batch([this](const DecodeBatcher::Shape& b) {
       std::lock_guard lock(sizes_mu);
-      sizes.push_back(n);
+      sizes.push_back(b.decode_steps);
     });
   }
   // `steps` tokens of r through the batcher, on the calling thread; stops at the first error.
   Status generate(Request& r, uint64_t id, int steps) {
     for (int s = 0; s < steps; ++s) {
-      auto logits = batcher.step(*r.host, *r.remotes, r.next, id);
+      auto logits = batcher.step(*r.host, *r.remotes, one(r.next), id);
       if (!logits) return logits.status();
       r.logits.push_back(logits->to_f32_vector());
       r.next = greedy(r.logits.back());
@@ -114,12 +116,12 @@ TEST_CASE_FIXTURE(test::Phase2Requests,
   // batch has already started with whoever was queued, and the requests split into two groups
   // taking turns. The window is wide here so that a slow machine cannot split a batch.
   DeviceArbiter arbiter;
-  DecodeBatcher batcher(arbiter, 8, std::chrono::milliseconds(500));
+  DecodeBatcher batcher(arbiter, 8, 0, std::chrono::milliseconds(500));
   std::mutex mu;
   std::vector<size_t> sizes;
-  batcher.on_batch([&](size_t n) {
+  batcher.on_batch([&](const DecodeBatcher::Shape& b) {
     std::lock_guard lock(mu);
-    sizes.push_back(n);
+    sizes.push_back(b.decode_steps);
   });
   std::vector<Request> reqs;
   for (uint32_t i = 0; i < 6; ++i) reqs.push_back(make(40 + 9 * i, 1 + int(i % 3), i % 2 == 1, 60 + i, 16));
@@ -131,7 +133,7 @@ TEST_CASE_FIXTURE(test::Phase2Requests,
     threads.emplace_back([&, i] {
       Request& r = reqs[i];
       for (int s = 0; s < steps && results[i]; ++s) {
-        auto logits = batcher.step(*r.host, *r.remotes, r.next, i);
+        auto logits = batcher.step(*r.host, *r.remotes, one(r.next), i);
         if (!logits) {
           results[i] = logits.status();
           break;
@@ -154,18 +156,131 @@ TEST_CASE_FIXTURE(test::Phase2Requests,
 
 TEST_CASE_FIXTURE(test::Phase2Requests, "a request that leaves is not waited for") {
   DeviceArbiter arbiter;
-  DecodeBatcher batcher(arbiter, 8, std::chrono::seconds(3));
+  DecodeBatcher batcher(arbiter, 8, 0, std::chrono::seconds(3));
   Request short_one = make(50, 2, false, 70, 16), long_one = make(60, 2, true, 71, 16);
   std::thread t([&] {
     for (int s = 0; s < 2; ++s)
       short_one.next =
-          greedy(batcher.step(*short_one.host, *short_one.remotes, short_one.next, 1).value().to_f32_vector());
+          greedy(batcher.step(*short_one.host, *short_one.remotes, one(short_one.next), 1).value().to_f32_vector());
     batcher.leave(1);
   });
   t.join();
   // Both stepped in the last batch; one left: the next batches start at once.
   const auto t0 = std::chrono::steady_clock::now();
   for (int s = 0; s < 4; ++s)
-    long_one.next = greedy(batcher.step(*long_one.host, *long_one.remotes, long_one.next, 2).value().to_f32_vector());
+    long_one.next =
+        greedy(batcher.step(*long_one.host, *long_one.remotes, one(long_one.next), 2).value().to_f32_vector());
   CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(2));
+}
+
+TEST_CASE_FIXTURE(test::Phase2Requests,
+                  "queries' prefills join the decode batch within its prefill budget, and each request gets what it "
+                  "gets alone") {
+  DeviceArbiter arbiter;
+  DecodeBatcher batcher(arbiter, 8, 10);  // at most 10 prefill tokens a batch
+  std::mutex mu;
+  std::vector<DecodeBatcher::Shape> batches;
+  batcher.on_batch([&](const DecodeBatcher::Shape& b) {
+    std::lock_guard lock(mu);
+    batches.push_back(b);
+  });
+  // Three requests decoding, three arriving with queries of 6, 5 and 4 tokens (6 + 5 > 10).
+  const struct {
+    int64_t ctx;
+    int hosts;
+    bool gathered;
+    bool prefilled;
+    size_t query;
+  } mix[] = {{40, 1, false, true, 3}, {97, 3, true, true, 3},   {64, 2, false, true, 3},
+             {80, 2, true, false, 6}, {55, 3, false, false, 5}, {33, 1, false, false, 4}};
+  const int steps = 4;  // tokens after the query
+  std::vector<Request> alone, batched;
+  for (size_t i = 0; i < std::size(mix); ++i) {
+    const auto& m = mix[i];
+    alone.push_back(make(m.ctx, m.hosts, m.gathered, uint32_t(80 + i), 16, m.prefilled, m.query));
+    batched.push_back(make(m.ctx, m.hosts, m.gathered, uint32_t(80 + i), 16, m.prefilled, m.query));
+  }
+  auto record = [&](Request& r, std::vector<float> row) {
+    r.next = greedy(row);
+    r.tokens.push_back(r.next);
+    r.logits.push_back(std::move(row));
+  };
+  for (Request& r : alone) {
+    if (r.tokens.empty()) record(r, r.host->step(r.query, *r.remotes).value().to_f32_vector());
+    for (int s = 0; s < steps; ++s) record(r, r.host->step(one(r.next), *r.remotes).value().to_f32_vector());
+  }
+  arbiter.acquire(WorkKind::phase1, 999);  // every first step queued before the first batch
+  std::vector<Status> results(batched.size());
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < batched.size(); ++i)
+    threads.emplace_back([&, i] {
+      Request& r = batched[i];
+      while (int(r.tokens.size()) < steps + 1) {
+        auto logits =
+            batcher.step(*r.host, *r.remotes, r.tokens.empty() ? std::span<const int32_t>(r.query) : one(r.next), i);
+        if (!logits) {
+          results[i] = logits.status();
+          break;
+        }
+        record(r, logits->to_f32_vector());
+      }
+      batcher.leave(i);
+    });
+  while (batcher.waiting() < batched.size()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  arbiter.release();
+  for (auto& t : threads) t.join();
+  for (size_t i = 0; i < batched.size(); ++i) {
+    CAPTURE(i);
+    REQUIRE(results[i]);
+    CHECK(batched[i].tokens == alone[i].tokens);
+    REQUIRE(batched[i].logits.size() == alone[i].logits.size());
+    for (size_t s = 0; s < alone[i].logits.size(); ++s)
+      CHECK(test::relative_error(batched[i].logits[s], alone[i].logits[s]) < 1e-5);
+  }
+  // The first batch took every decode step and the prefills that fit the budget; the prefill
+  // left out ran in a later batch; no batch went over the budget.
+  REQUIRE_FALSE(batches.empty());
+  CHECK(batches.front().decode_steps == 3);
+  CHECK(batches.front().prefills >= 1);
+  CHECK(batches.front().prefill_tokens <= 10);
+  int64_t prefilled = 0;
+  size_t prefills = 0;
+  for (const DecodeBatcher::Shape& b : batches) {
+    CHECK(b.prefill_tokens <= 10);
+    prefilled += b.prefill_tokens;
+    prefills += b.prefills;
+  }
+  CHECK(prefills == 3);
+  CHECK(prefilled == 6 + 5 + 4);
+  // A prefill over the budget is refused, naming the budget (the coordinator runs it alone).
+  Request big = make(40, 1, false, 90, 32, false, 11);
+  auto over = batcher.step(*big.host, *big.remotes, big.query, 77);
+  REQUIRE_FALSE(over);
+  CHECK(over.error().message.find("prefill budget of 10") != std::string::npos);
+  CHECK(big.host->local_tokens() == 0);
+}
+
+TEST_CASE_FIXTURE(Batcher, "a request out of room fails alone, before it joins a batch") {
+  Request full = make(40, 1, false, 95, 4), ok = make(60, 2, true, 96, 16), ok_alone = make(60, 2, true, 96, 16);
+  REQUIRE(generate(full, 1, 1));  // 3 query tokens + 1: the capacity of 4 is used up
+  // The device held and another request queued: the full one is refused at once, without
+  // waiting for a batch (so none of its batch fails with it).
+  arbiter.acquire(WorkKind::phase1, 999);
+  Status ok_result;
+  std::thread t([&] { ok_result = generate(ok, 2, 3); });
+  while (batcher.waiting() < 1) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  const auto over = batcher.step(*full.host, *full.remotes, one(full.next), 1);
+  arbiter.release();
+  t.join();
+  REQUIRE_FALSE(over);
+  CHECK(over.error().message.find("room") != std::string::npos);
+  CHECK(full.host->local_tokens() == 4);
+  REQUIRE(ok_result);
+  for (int s = 0; s < 3; ++s) {
+    ok_alone.logits.push_back(
+        ok_alone.host->step(std::span<const int32_t>(&ok_alone.next, 1), *ok_alone.remotes).value().to_f32_vector());
+    ok_alone.next = greedy(ok_alone.logits.back());
+    ok_alone.tokens.push_back(ok_alone.next);
+  }
+  CHECK(ok.tokens == ok_alone.tokens);
 }

@@ -127,9 +127,14 @@ caf::result<CoordinatorActor> start_phase2(WorkerPtr self, Phase2Order& o) {
 WorkerActor::behavior_type context_worker(WorkerPtr self, std::shared_ptr<WorkerSetup> setup) {
   auto& st = self->state;
   st.setup = setup;
-  st.engine = std::make_shared<WorkerEngine>(*setup->model, setup->max_batch, setup->prefill_chunk);
+  st.engine = std::make_shared<WorkerEngine>(*setup->model, setup->max_batch, setup->prefill_chunk,
+                                             setup->batch_prefill_tokens);
   if (setup->metrics) {
-    st.engine->batcher.on_batch([m = setup->metrics](size_t n) { m->decode_batch_size.observe(double(n)); });
+    st.engine->batcher.on_batch([m = setup->metrics](const DecodeBatcher::Shape& b) {
+      if (b.decode_steps > 0) m->decode_batch_size.observe(double(b.decode_steps));
+      m->batched_prefills.inc(double(b.prefills));
+      m->batched_prefill_tokens.inc(double(b.prefill_tokens));
+    });
     st.engine->shards.on_batch([m = setup->metrics](size_t n) { m->shard_batch_size.observe(double(n)); });
   }
   st.book = std::make_unique<JobsBook>(setup->kv_capacity, setup->kv_page_tokens);

@@ -8,7 +8,7 @@ namespace starmesh {
 struct DecodeBatcher::Entry {
   QueryHost* host;
   remote_partials_i* remotes;
-  int32_t id;
+  std::vector<int32_t> ids;  // one decode token, or a query's prefill
   uint64_t request;
   bool lead = false;           // this thread leads the next batch
   bool done = false;           // result is set
@@ -18,8 +18,12 @@ struct DecodeBatcher::Entry {
   Expected<Tensor> result = Tensor{};
 };
 
-DecodeBatcher::DecodeBatcher(DeviceArbiter& arbiter, int max_batch, std::chrono::microseconds gather)
-    : arbiter_(arbiter), max_batch_(size_t(std::clamp(max_batch, 1, kMaxBatch))), gather_(gather) {}
+DecodeBatcher::DecodeBatcher(DeviceArbiter& arbiter, int max_batch, int64_t prefill_tokens,
+                             std::chrono::microseconds gather)
+    : arbiter_(arbiter),
+      max_batch_(size_t(std::clamp(max_batch, 1, kMaxBatch))),
+      prefill_tokens_(std::max<int64_t>(0, prefill_tokens)),
+      gather_(gather) {}
 
 void DecodeBatcher::leave(uint64_t request) {
   std::lock_guard lock(mu_);
@@ -31,8 +35,18 @@ size_t DecodeBatcher::waiting() {
   return queue_.size();
 }
 
-Expected<Tensor> DecodeBatcher::step(QueryHost& host, remote_partials_i& remotes, int32_t id, uint64_t request) {
-  Entry me{&host, &remotes, id, request};
+Expected<Tensor> DecodeBatcher::step(QueryHost& host, remote_partials_i& remotes, std::span<const int32_t> ids,
+                                     uint64_t request) {
+  if (ids.empty()) return make_error("decode batch: request ", request, " asks a step of no tokens");
+  if (ids.size() > 1 && int64_t(ids.size()) > prefill_tokens_)
+    return make_error("decode batch: request ", request, "'s prefill of ", ids.size(),
+                      " tokens is over the batch's prefill budget of ", prefill_tokens_);
+  // Checked here, where only this thread steps this host: in the batch, a request out of room
+  // would fail every request with it (step_batch refuses the whole batch).
+  if (int64_t(ids.size()) > host.room())
+    return make_error("decode batch: request ", request, ": ", ids.size(), " more tokens exceed the ", host.room(),
+                      " its query host has room for");
+  Entry me{&host, &remotes, {ids.begin(), ids.end()}, request};
   std::unique_lock lock(mu_);
   queue_.push_back(&me);
   if (returning_.erase(request)) cv_.notify_all();  // a leader may be waiting for it
@@ -68,21 +82,23 @@ void DecodeBatcher::lead(std::unique_lock<std::mutex>& lock, Entry& me) {
   lock.unlock();
   arbiter_.acquire(WorkKind::decode, me.request);
   lock.lock();
-  std::vector<Entry*> batch{&me};
-  queue_.erase(std::find(queue_.begin(), queue_.end(), &me));
-  while (!queue_.empty() && batch.size() < max_batch_) {
-    batch.push_back(queue_.front());
-    queue_.pop_front();
-  }
+  std::vector<Entry*> batch = take_batch(me);
   std::vector<QueryHost*> hosts;
   std::vector<remote_partials_i*> remotes;
-  std::vector<int32_t> ids;
+  std::vector<std::vector<int32_t>> ids;
+  Shape shape;
   for (Entry* e : batch) {
     hosts.push_back(e->host);
     remotes.push_back(e->remotes);
-    ids.push_back(e->id);
+    ids.push_back(e->ids);
+    if (e->ids.size() == 1) {
+      ++shape.decode_steps;
+    } else {
+      ++shape.prefills;
+      shape.prefill_tokens += int64_t(e->ids.size());
+    }
   }
-  if (on_batch_) on_batch_(batch.size());
+  if (on_batch_) on_batch_(shape);
   lock.unlock();
   auto ran = QueryHost::step_batch(hosts, remotes, ids,
                                    [&](int layer, std::span<const size_t> which, std::span<const Tensor> qs) {
@@ -112,6 +128,26 @@ void DecodeBatcher::lead(std::unique_lock<std::mutex>& lock, Entry& me) {
   leading_ = !queue_.empty();
   if (leading_) queue_.front()->lead = true;
   cv_.notify_all();
+}
+
+std::vector<DecodeBatcher::Entry*> DecodeBatcher::take_batch(Entry& me) {
+  // The leader first, then the oldest waiting, up to max_batch requests; a prefill only while
+  // the batch's prefill tokens stay within the budget (one that does not fit waits for the
+  // next batch, where it is among the oldest).
+  std::vector<Entry*> batch{&me};
+  int64_t prefill = me.ids.size() > 1 ? int64_t(me.ids.size()) : 0;
+  queue_.erase(std::find(queue_.begin(), queue_.end(), &me));
+  for (auto it = queue_.begin(); it != queue_.end() && batch.size() < max_batch_;) {
+    const int64_t n = int64_t((*it)->ids.size());
+    if (n > 1 && prefill + n > prefill_tokens_) {
+      ++it;
+      continue;
+    }
+    if (n > 1) prefill += n;
+    batch.push_back(*it);
+    it = queue_.erase(it);
+  }
+  return batch;
 }
 
 std::vector<Expected<std::vector<AttentionState>>> DecodeBatcher::gather_all(std::unique_lock<std::mutex>& lock,

@@ -237,6 +237,15 @@ WorkerMetrics::WorkerMetrics(int64_t kv_capacity_tokens)
                                        "As query host: requests whose decode steps ran as one batch.",
                                        {1, 2, 4, 8, 16, 32, 64, 128, 256})
                             .with()),
+      batched_prefills(registry
+                           .counter("starmesh_worker_batched_prefills_total",
+                                    "As query host: queries prefilled in the decode batcher (beside whatever "
+                                    "decode steps were ready) rather than alone; at most --batch-prefill tokens.")
+                           .with()),
+      batched_prefill_tokens(registry
+                                 .counter("starmesh_worker_batched_prefill_tokens_total",
+                                          "As query host: the tokens of the queries prefilled in the decode batcher.")
+                                 .with()),
       shard_batch_size(registry
                            .histogram("starmesh_worker_shard_batch_size",
                                       "As shard host: requests whose layer partials ran as one batch.",

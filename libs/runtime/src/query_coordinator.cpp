@@ -40,14 +40,14 @@ void generation_thread(std::shared_ptr<CoordinatorSetup> setup, std::shared_ptr<
     error = qh.status();
   } else {
     std::vector<float> last_logits;
-    // The query's prefill runs alone, as phase-1 work; each generated token's step joins the
-    // worker's decode batch.
+    // Each generated token's step joins the worker's decode batch, and so does a short query's
+    // prefill (at most the batch's prefill budget); a longer one runs alone, as phase-1 work.
     ArbiterLock prefill_lock(engine.arbiter, WorkKind::phase1, order.request_id, setup->tenant_tag, setup->priority);
     ArbiterLock decode_lock(engine.arbiter, WorkKind::decode, order.request_id);
     StepFn step = [&](std::span<const int32_t> ids) -> Expected<Tensor> {
       Expected<Tensor> logits = Tensor{};
-      if (ids.size() == 1) {
-        logits = engine.batcher.step(*qh, remotes, ids[0], order.request_id);
+      if (ids.size() == 1 || int64_t(ids.size()) <= engine.batcher.prefill_tokens()) {
+        logits = engine.batcher.step(*qh, remotes, ids, order.request_id);
       } else {
         std::unique_lock<compute_lock_i> lock(prefill_lock);
         remotes.release_while_waiting(&lock);

@@ -97,6 +97,8 @@ class QueryHost {
                                         std::span<const int32_t> ids, const GatherAll& gather_all = {});
 
   int64_t local_tokens() const { return local_.length(); }
+  // How many more query and generated tokens the local cache can take.
+  int64_t room() const { return local_.capacity() - local_.length(); }
   const KvShard& shard() const { return *shard_; }
   const Transformer& model() const { return *model_; }
 

@@ -5,9 +5,10 @@
 // The rule:
 // - Latency work first: a decode batch of this worker's query hosts, or a shard step (the
 //   partials another worker's decode step waits for). Oldest first.
-// - Phase-1 work (a block of a new context, an anchor, a query's prefill) waits behind it, but
-//   never for more than `interleave` latency grants in a row: generation goes on while a
-//   document is encoded, and a document is encoded while generation goes on.
+// - Phase-1 work (a block of a new context, an anchor, a query's prefill too long for the
+//   decode batch) waits behind it, but never for more than `interleave` latency grants in a
+//   row: generation goes on while a document is encoded, and a document is encoded while
+//   generation goes on.
 // - Phase-1 work takes turns between tenants (API tokens, by their router-given tag: the one
 //   after the tenant served last), and within a tenant between its requests of the highest
 //   priority waiting (likewise, by id), each request's blocks in order: one tenant's burst of

@@ -30,6 +30,7 @@ struct WorkerSetup {
   std::shared_ptr<WorkerMetrics> metrics;  // null: none kept (the worker command always makes them)
   int max_batch = 32;                      // decode steps per batch, [1, DecodeBatcher::kMaxBatch]
   int64_t prefill_chunk = 4096;            // phase-1 tokens per hold of the device (0: whole blocks)
+  int64_t batch_prefill_tokens = 256;      // a query this short prefills in a decode batch (0: alone)
 };
 
 // Spawns a worker. Its actor and threads use setup.model and setup.data_plane until it has

@@ -8,6 +8,9 @@
 // A batch waits, up to `gather` (default 2 ms), for the requests of the last batch that are
 // still sampling their token: without it, requests fall into two groups that take turns
 // (each batch half of them), since a group's threads come back while the other's batch runs.
+// A query's prefill of at most `prefill_tokens` tokens joins a batch too, so that a new
+// question does not hold the device alone while others decode (one read of the weights for
+// both); a batch takes such prefills, oldest first, up to `prefill_tokens` tokens in all.
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -23,14 +26,18 @@ namespace starmesh {
 class DecodeBatcher {
  public:
   static constexpr int kMaxBatch = 256;
-  // max_batch in [1, kMaxBatch]: the most requests one batch takes.
-  DecodeBatcher(DeviceArbiter& arbiter, int max_batch,
+  // max_batch in [1, kMaxBatch]: the most requests one batch takes. prefill_tokens >= 0: the
+  // most prefill tokens one batch takes (0: a query's prefill never joins; step() refuses it).
+  DecodeBatcher(DeviceArbiter& arbiter, int max_batch, int64_t prefill_tokens = 0,
                 std::chrono::microseconds gather = std::chrono::microseconds(2000));
 
-  // One decode step (one token, `id`) of `request`'s query host, batched with the others
-  // asked meanwhile. Blocks until it ran; returns the request's logits [1, vocab] on the
-  // model's backend, or why its step failed (its shard hosts' error: the others go on).
-  Expected<Tensor> step(QueryHost& host, remote_partials_i& remotes, int32_t id, uint64_t request);
+  // One step of `request`'s query host, batched with the others asked meanwhile: one decode
+  // token, or its query's prefill (at most prefill_tokens()). Blocks until it ran; returns the
+  // logits of the last token [1, vocab] on the model's backend, or why its step failed (its
+  // shard hosts' error: the others go on).
+  Expected<Tensor> step(QueryHost& host, remote_partials_i& remotes, std::span<const int32_t> ids, uint64_t request);
+
+  int64_t prefill_tokens() const { return prefill_tokens_; }
 
   // `request` asks no more steps (its generation ended): no batch waits for it.
   void leave(uint64_t request);
@@ -38,12 +45,18 @@ class DecodeBatcher {
   // Steps waiting for a batch now (tests).
   size_t waiting();
 
-  // Called with each batch's size as it starts (metrics); set before the first step.
-  void on_batch(std::function<void(size_t)> fn) { on_batch_ = std::move(fn); }
+  // What a batch holds: decode steps, and queries' prefills with their tokens.
+  struct Shape {
+    size_t decode_steps = 0, prefills = 0;
+    int64_t prefill_tokens = 0;
+  };
+  // Called as each batch starts (metrics, tests); set before the first step.
+  void on_batch(std::function<void(const Shape&)> fn) { on_batch_ = std::move(fn); }
 
  private:
   struct Entry;
   void lead(std::unique_lock<std::mutex>& lock, Entry& me);
+  std::vector<Entry*> take_batch(Entry& me);  // under mu_
   std::vector<Expected<std::vector<AttentionState>>> gather_all(std::unique_lock<std::mutex>& lock,
                                                                 std::vector<Entry*>& batch, Entry& me, int layer,
                                                                 std::span<const size_t> which,
@@ -51,8 +64,9 @@ class DecodeBatcher {
 
   DeviceArbiter& arbiter_;
   const size_t max_batch_;
+  const int64_t prefill_tokens_;
   const std::chrono::microseconds gather_;
-  std::function<void(size_t)> on_batch_;
+  std::function<void(const Shape&)> on_batch_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Entry*> queue_;                // waiting for a batch, oldest first

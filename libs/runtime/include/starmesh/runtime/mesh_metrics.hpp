@@ -74,8 +74,10 @@ struct WorkerMetrics {
   // their partials back) and the bytes they moved.
   metrics::Histogram &phase2_exchange_seconds;
   metrics::Counter &phase2_sent_bytes, &phase2_received_bytes;
-  // Requests per decode batch of this worker's query hosts (DecodeBatcher).
+  // Decode steps per batch of this worker's query hosts (DecodeBatcher), and the queries
+  // prefilled inside those batches and their tokens.
   metrics::Histogram &decode_batch_size;
+  metrics::Counter &batched_prefills, &batched_prefill_tokens;
   // Requests per batch of this worker's shard partials (ShardBatcher).
   metrics::Histogram &shard_batch_size;
 };

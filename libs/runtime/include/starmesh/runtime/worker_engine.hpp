@@ -10,11 +10,14 @@
 namespace starmesh {
 
 struct WorkerEngine {
-  WorkerEngine(const Transformer& m, int max_batch, int64_t prefill_chunk)
-      : model(m), batcher(arbiter, max_batch), shards(arbiter, max_batch), prefill_chunk(prefill_chunk) {}
+  WorkerEngine(const Transformer& m, int max_batch, int64_t prefill_chunk, int64_t batch_prefill_tokens)
+      : model(m),
+        batcher(arbiter, max_batch, batch_prefill_tokens),
+        shards(arbiter, max_batch),
+        prefill_chunk(prefill_chunk) {}
   const Transformer& model;
   DeviceArbiter arbiter;
-  DecodeBatcher batcher;  // the query hosts' decode steps
+  DecodeBatcher batcher;  // the query hosts' decode steps, and their short queries' prefills
   ShardBatcher shards;    // the shard hosts' partials for other workers' steps
   // Phase 1 holds the device this many tokens at a time (EncodeControl::chunk_tokens).
   const int64_t prefill_chunk;
