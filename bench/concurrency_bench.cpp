@@ -157,7 +157,7 @@ int main(int argc, char** argv) {
   int64_t context = 8192;
   int max_new = 128;
   bool kept = false;
-  std::string json_path;
+  std::string json_path, variant;
   app.add_option("--program", mo.program, "The starmesh executable")->required();
   app.add_option("--model", mo.model_dir)->required();
   app.add_option("--device", mo.device)->capture_default_str();
@@ -171,6 +171,7 @@ int main(int argc, char** argv) {
   app.add_option("--log-dir", mo.log_dir, "The processes' logs (default: inherited stderr)");
   app.add_flag("--kept", kept, "Encode and keep each level's contexts first; time questions over them");
   app.add_option("--json", json_path);
+  app.add_option("--variant", variant, "A name for this run's settings (e.g. its --worker-arg flags), in every row");
   CLI11_PARSE(app, argc, argv);
 
   if (!mo.log_dir.empty()) std::filesystem::create_directories(mo.log_dir);
@@ -238,6 +239,7 @@ int main(int argc, char** argv) {
       const double wall = std::chrono::duration<double>(last - t0).count();
       nlohmann::json row{{"workers", w},
                          {"mode", kept ? "kept" : "fresh"},
+                         {"variant", variant},
                          {"concurrent", c},
                          {"context_tokens", context},
                          {"output_tokens", max_new},

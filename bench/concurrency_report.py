@@ -12,7 +12,7 @@ import json
 
 from e2e_report import panel
 
-FIELDS = ["workers", "mode", "concurrent", "context_tokens", "aggregate_tok_s", "ttft_p50_s", "ttft_p99_s", "itl_p50_s",
+FIELDS = ["workers", "mode", "variant", "concurrent", "context_tokens", "aggregate_tok_s", "ttft_p50_s", "ttft_p99_s", "itl_p50_s",
           "itl_p99_s", "mean_decode_batch", "failed"]
 COLORS = ["#1f77b4", "#2ca02c", "#9467bd", "#8c564b"]
 
@@ -35,11 +35,15 @@ def main():
     json.dump(rows, open(a.json, "w"), indent=1)
 
     levels = sorted({r["concurrent"] for r in rows})
-    series = sorted({(r["workers"], r.get("mode") or "fresh") for r in rows})
+    def key(r):
+        return (r["workers"], r.get("mode") or "fresh", r.get("variant") or "")
+
+    series = sorted({key(r) for r in rows})
     series_tok, series_itl = [], []
-    for k, (w, mode) in enumerate(series):
-        mine = [r for r in rows if r["workers"] == w and (r.get("mode") or "fresh") == mode]
+    for k, (w, mode, variant) in enumerate(series):
+        mine = [r for r in rows if key(r) == (w, mode, variant)]
         name = f"ours, {w} worker{'s' if w > 1 else ''}" + (", kept contexts" if mode == "kept" else "")
+        name += f", {variant}" if variant else ""
         series_tok.append((name, COLORS[k % 4], False, sorted((r["concurrent"], r["aggregate_tok_s"]) for r in mine)))
         series_itl.append((name, COLORS[k % 4], False, sorted((r["concurrent"], r["itl_p99_s"]) for r in mine)))
     if hf:

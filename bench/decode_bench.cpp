@@ -3,7 +3,9 @@
 // steps with every op's GPU time recorded (CUDA events) beside the wall time, and the floor
 // from the bytes a step must read (weights + KV) over the measured copy bandwidth.
 // --batches 1,4,16,32: then decode steps of that many requests at once (each its own random
-// context, one host each, as a worker's DecodeBatcher runs them), timed and profiled the same way.
+// context, one host each, as a worker's DecodeBatcher runs them), timed and profiled the same way;
+// with --batch-prefill Q also a step of those B and one more request's Q-token query prefill
+// together, against the B steps and that prefill one after the other (DecodeBatcher's choice).
 // Usage: decode_bench --model DIR --contexts 32768,131072 [--modes global,star --hosts 4] [--batches ...]
 // Prints a table per context and mode and, with --json FILE, one object for each.
 #include <fmt/core.h>
@@ -73,6 +75,57 @@ double percentile(std::vector<double> v, double p) {
   return v[std::min(v.size() - 1, size_t(p * double(v.size())))];
 }
 
+// A query prefill of q tokens (one more request over its own context of n tokens) inside the
+// batch of `hosts` (each one decode step) against the batch and the prefill one after the
+// other, `steps` rounds of each: the step times' p50 and the added cost of the prefill each
+// way, into `row`.
+void time_batch_prefill(const Transformer& model, int64_t n, int64_t q, int steps, std::vector<QueryHost*> hosts,
+                        std::vector<remote_partials_i*> remotes, nlohmann::json& row) {
+  backend_i& be = model.backend();
+  std::mt19937 rng{static_cast<uint32_t>(n * 7 + q)};
+  std::uniform_int_distribution<int32_t> pick(0, int32_t(std::min<int64_t>(model.config().vocab_size, 128000) - 1));
+  std::vector<int32_t> context(static_cast<size_t>(n)), query(static_cast<size_t>(q));
+  for (int32_t& id : context) id = pick(rng);
+  for (int32_t& id : query) id = pick(rng);
+  // Each round appends the query again (the same cost as a new request's): room for all.
+  auto asker = check(StarSession::encode(model, context, StarOptions{n, -1, 1}, q * (2 * int64_t(steps) + 4)),
+                     "phase 1 of the prefilling request");
+  const std::vector<std::vector<int32_t>> decode_ids(hosts.size(), std::vector<int32_t>{13});
+  std::vector<std::vector<int32_t>> fused_ids = decode_ids;
+  fused_ids.push_back(query);
+  std::vector<QueryHost*> fused_hosts = hosts;
+  fused_hosts.push_back(&asker->query_host());
+  std::vector<remote_partials_i*> fused_remotes = remotes;
+  fused_remotes.push_back(&asker->remotes());
+  const auto run_batch = [&](std::span<QueryHost* const> h, std::span<remote_partials_i* const> r,
+                             std::span<const std::vector<int32_t>> ids) {
+    auto st = check(QueryHost::step_batch(h, r, ids), "batched step");
+    for (const Status& o : st.outcome) check(o, "a request of the batch");
+  };
+  const auto fused = [&] { run_batch(fused_hosts, fused_remotes, fused_ids); };
+  const auto apart = [&] {
+    run_batch(hosts, remotes, decode_ids);
+    check(asker->step(query), "the prefill alone");
+  };
+  const auto time = [&](const std::function<void()>& fn) {
+    std::vector<double> t;
+    for (int i = 0; i < steps + 1; ++i) {
+      check(be.synchronize(), "sync");
+      const auto t0 = Clock::now();
+      fn();
+      check(be.synchronize(), "sync");
+      if (i > 0) t.push_back(since(t0));  // the first picks the GEMMs' algorithms for the shape
+    }
+    return percentile(t, 0.5);
+  };
+  const double plain = row["step_p50_s"].get<double>(), with = time(fused), after = time(apart);
+  row["prefill_tokens"] = q;
+  row["fused_step_p50_s"] = with;
+  row["apart_step_p50_s"] = after;
+  fmt::print("   with a {}-token query prefill: in the batch {:.2f} ms (+{:.2f}), apart {:.2f} ms (+{:.2f})\n", q,
+             with * 1e3, (with - plain) * 1e3, after * 1e3, (after - plain) * 1e3);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -82,6 +135,7 @@ int main(int argc, char** argv) {
   std::vector<int64_t> contexts{32768};
   std::vector<int> batches;
   int steps = 64, profiled = 8, hosts = 4;
+  int64_t batch_prefill = 0;
   app.add_option("--model", model_dir)->required();
   app.add_option("--contexts", contexts)->delimiter(',');
   app.add_option("--steps", steps)->check(CLI::Range(2, 4096));
@@ -91,6 +145,9 @@ int main(int argc, char** argv) {
   app.add_option("--batches", batches, "Also time batched decode steps of this many requests")
       ->delimiter(',')
       ->check(CLI::Range(1, 256));
+  app.add_option("--batch-prefill", batch_prefill,
+                 "With --batches: also time a Q-token query prefill inside each batch against it apart")
+      ->check(CLI::Range(int64_t(0), int64_t(4096)));
   app.add_option("--json", json_path);
   bool compare_cublaslt = false, compare_fused = false;
   app.add_flag("--compare-cublaslt", compare_cublaslt,
@@ -253,13 +310,15 @@ int main(int argc, char** argv) {
       std::vector<std::unique_ptr<StarSession>> sessions;
       std::vector<QueryHost*> hosts_of;
       std::vector<remote_partials_i*> remotes_of;
+      // The steps after the timed ones: the prefill comparison's, two per round.
+      const int64_t extra = batch_prefill > 0 ? 2 * int64_t(steps) + 4 : 0;
       for (int r = 0; r < b; ++r) {
         std::mt19937 rng{static_cast<uint32_t>(n * 1000 + r)};
         std::uniform_int_distribution<int32_t> pick(0, int32_t(std::min<int64_t>(cfg.vocab_size, 128000) - 1));
         std::vector<int32_t> context(static_cast<size_t>(n));
         for (int32_t& id : context) id = pick(rng);
         sessions.push_back(
-            check(StarSession::encode(model, context, StarOptions{n, -1, 1}, steps + profiled + 8), "phase 1"));
+            check(StarSession::encode(model, context, StarOptions{n, -1, 1}, steps + profiled + 8 + extra), "phase 1"));
         const int32_t query = pick(rng);
         check(sessions.back()->step(std::span<const int32_t>(&query, 1)), "query");
         hosts_of.push_back(&sessions.back()->query_host());
@@ -296,6 +355,7 @@ int main(int argc, char** argv) {
           row["decode_tok_s"].get<double>(), percentile(times, 0.5) * 1e3, floor_tok_s,
           100 * row["decode_tok_s"].get<double>() / floor_tok_s);
       profile_steps(profiled, one_step, row);
+      if (batch_prefill > 0) time_batch_prefill(model, n, batch_prefill, steps, hosts_of, remotes_of, row);
       rows.push_back(row);
     }
   if (!json_path.empty()) std::ofstream(json_path) << rows.dump(1) << "\n";

@@ -43,8 +43,9 @@ build_mesh() {
 if [ "${1:-}" = "--concurrency" ]; then
   # Many users at once (bench/concurrency_bench): router + W workers on the GPU, C requests of
   # 8K contexts and 128 output tokens at once; then HF's batched generate on the same batches.
-  # CONC_RUNS: space-separated WORKERS:LEVELS:MODE runs (MODE fresh: each request sends its
-  # context; kept: questions over contexts encoded first), e.g. "1:1,4,16,32:fresh 4:1,4:kept".
+  # CONC_RUNS: space-separated WORKERS:LEVELS:MODE[:FLAGS] runs (MODE fresh: each request sends
+  # its context; kept: questions over contexts encoded first; FLAGS: comma-separated worker
+  # flags of that run alone, named in its rows), e.g. "1:1,4,16:kept 1:1,4,16:kept:--batch-prefill=0".
   # CONC_WORKER_ARGS: flags every worker gets (e.g. --cuda-kv-pages, once the GPU tests pass).
   build_mesh starmesh concurrency_bench
   worker_args=()
@@ -53,13 +54,16 @@ if [ "${1:-}" = "--concurrency" ]; then
   runs="${CONC_RUNS:-1:1,4,16,64:fresh 4:1,4,16,64:fresh}"
   jsons=() all_levels=()
   for run in $runs; do
-    IFS=: read -r w levels mode <<< "$run"
+    IFS=: read -r w levels mode flags <<< "$run"
     all_levels+=("$levels")
-    j="/tmp/concurrency-$w-$mode-${levels//,/_}.json"
+    run_args=()
+    for a in ${flags//,/ }; do run_args+=("--worker-arg=$a"); done
+    j="/tmp/concurrency-$w-$mode-${levels//,/_}${flags:+-$(tr -c 'a-z0-9' '_' <<< "$flags")}.json"
     echo "== concurrency through the mesh: $w worker(s), concurrent $levels, $mode contexts"
     /tmp/build-mesh/bin/concurrency_bench --program /tmp/build-mesh/bin/starmesh --model "$ck" --device cuda \
       --workers "$w" --concurrent "$levels" --context "${CONC_CONTEXT:-8192}" --max-new 128 \
-      $([ "$mode" = kept ] && echo --kept) "${worker_args[@]}" --log-dir "/tmp/concurrency-logs/$w-$mode" \
+      $([ "$mode" = kept ] && echo --kept) "${worker_args[@]}" "${run_args[@]}" --variant="${flags//,/ }" \
+      --log-dir "/tmp/concurrency-logs/$w-$mode${flags:+-$(tr -c 'a-z0-9' '_' <<< "$flags")}" \
       --json "$j" 2>&1 | tee -a "$out/concurrency.log" || echo "== that run failed (above); the next one goes on"
     [ -f "$j" ] && jsons+=("$j")
   done
@@ -103,11 +107,13 @@ if [ "${1:-}" = "--gemv" ]; then
 fi
 if [ "${1:-}" = "--batched" ]; then
   # Decode steps of B requests at once in one process (QueryHost::step_batch, as a worker's
-  # DecodeBatcher runs them): step time, the bytes floor, and every op's GPU time.
+  # DecodeBatcher runs them): step time, the bytes floor, and every op's GPU time; and a query
+  # prefill of BATCH_PREFILL tokens (32) inside each batch against it apart.
   make_checkpoint
   echo "== decode_bench: batched decode, contexts ${BATCHED_CONTEXTS:-8192}, batches ${BATCHES:-1,4,16,32}"
   /tmp/build/bin/decode_bench --model "$ck" --contexts "${BATCHED_CONTEXTS:-8192}" --modes global \
-    --batches "${BATCHES:-1,4,16,32}" --steps 32 --profiled-steps 4 --json "$out/decode_batched.json" 2>&1 \
+    --batches "${BATCHES:-1,4,16,32}" --batch-prefill "${BATCH_PREFILL:-32}" --steps 32 --profiled-steps 4 \
+    --json "$out/decode_batched.json" 2>&1 \
     | tee "$out/decode_batched.log"
   exit 0
 fi
