@@ -28,14 +28,7 @@ TEST_CASE_FIXTURE(Batch, "a batch of decode steps gives every request the logits
     alone.push_back(make(mix[i].ctx, mix[i].hosts, mix[i].gathered, uint32_t(10 + i), 16));
     batched.push_back(make(mix[i].ctx, mix[i].hosts, mix[i].gathered, uint32_t(10 + i), 16));
   }
-  for (Request& r : alone)
-    for (int s = 0; s < steps; ++s) {
-      const std::vector<float> row =
-          r.host->step(std::span<const int32_t>(&r.next, 1), *r.remotes).value().to_f32_vector();
-      r.logits.push_back(row);
-      r.next = greedy(row);
-      r.tokens.push_back(r.next);
-    }
+  for (Request& r : alone) run_alone(r, steps);
   // Batched: each round a random subset of the unfinished requests, in a random order.
   std::mt19937 rng(7);
   for (int round = 0;; ++round) {
@@ -66,13 +59,7 @@ TEST_CASE_FIXTURE(Batch, "a batch of decode steps gives every request the logits
     }
     REQUIRE(round < 100);
   }
-  for (size_t i = 0; i < alone.size(); ++i) {
-    CAPTURE(i);
-    CHECK(batched[i].tokens == alone[i].tokens);
-    for (int s = 0; s < steps; ++s)
-      CHECK(test::relative_error(batched[i].logits[size_t(s)], alone[i].logits[size_t(s)]) < 1e-5);
-    CHECK(batched[i].host->local_tokens() == alone[i].host->local_tokens());
-  }
+  test::check_as_alone(batched, alone);
 }
 
 TEST_CASE_FIXTURE(Batch, "a batch that cannot run refuses, naming why, and advances no request") {
@@ -122,31 +109,16 @@ TEST_CASE_FIXTURE(Batch,
   // Three requests already decoding, four whose queries (2 to 9 tokens) arrive in later
   // rounds: each round a random subset of the open requests steps, a new one with its whole
   // query, the others one token.
-  const struct {
-    int64_t ctx;
-    int hosts;
-    bool gathered;
-    bool prefilled;
-    size_t query;
-  } mix[] = {{40, 1, false, true, 3},  {97, 3, false, true, 3}, {64, 2, true, true, 3},  {130, 4, true, false, 9},
-             {55, 3, false, false, 2}, {81, 2, true, false, 5}, {33, 1, false, false, 4}};
+  const Batch::Spec mix[] = {{40, 1, false, true, 3},  {97, 3, false, true, 3},  {64, 2, true, true, 3},
+                             {130, 4, true, false, 9}, {55, 3, false, false, 2}, {81, 2, true, false, 5},
+                             {33, 1, false, false, 4}};
   const int steps = 5;  // after the query
   std::vector<Request> alone, batched;
   for (size_t i = 0; i < std::size(mix); ++i) {
-    const auto& m = mix[i];
-    alone.push_back(make(m.ctx, m.hosts, m.gathered, uint32_t(40 + i), 24, m.prefilled, m.query));
-    batched.push_back(make(m.ctx, m.hosts, m.gathered, uint32_t(40 + i), 24, m.prefilled, m.query));
+    alone.push_back(make(mix[i], uint32_t(40 + i), 24));
+    batched.push_back(make(mix[i], uint32_t(40 + i), 24));
   }
-  auto record = [&](Request& r, const std::vector<float>& row) {
-    r.logits.push_back(row);
-    r.next = greedy(row);
-    r.tokens.push_back(r.next);
-  };
-  for (Request& r : alone) {
-    if (r.tokens.empty()) record(r, r.host->step(r.query, *r.remotes).value().to_f32_vector());
-    for (int s = 0; s < steps; ++s)
-      record(r, r.host->step(std::span<const int32_t>(&r.next, 1), *r.remotes).value().to_f32_vector());
-  }
+  for (Request& r : alone) run_alone(r, steps);
   std::mt19937 rng(11);
   int prefills_batched_with_decodes = 0;
   for (int round = 0;; ++round) {
@@ -176,14 +148,7 @@ TEST_CASE_FIXTURE(Batch,
     REQUIRE(round < 100);
   }
   CHECK(prefills_batched_with_decodes > 0);  // the seed mixes them (else this tests nothing new)
-  for (size_t i = 0; i < alone.size(); ++i) {
-    CAPTURE(i);
-    CHECK(batched[i].tokens == alone[i].tokens);
-    REQUIRE(batched[i].logits.size() == alone[i].logits.size());
-    for (size_t s = 0; s < alone[i].logits.size(); ++s)
-      CHECK(test::relative_error(batched[i].logits[s], alone[i].logits[s]) < 1e-5);
-    CHECK(batched[i].host->local_tokens() == alone[i].host->local_tokens());
-  }
+  test::check_as_alone(batched, alone);
 }
 
 TEST_CASE_FIXTURE(Batch, "a prefill whose shard hosts fail drops out alone; the decode steps beside it go on") {

@@ -52,12 +52,7 @@ TEST_CASE_FIXTURE(Batcher, "threads asking decode steps at once are batched, and
     alone.push_back(make(mix[i].ctx, mix[i].hosts, mix[i].gathered, uint32_t(30 + i), 16));
     batched.push_back(make(mix[i].ctx, mix[i].hosts, mix[i].gathered, uint32_t(30 + i), 16));
   }
-  for (Request& r : alone)
-    for (int s = 0; s < steps; ++s) {
-      r.logits.push_back(r.host->step(std::span<const int32_t>(&r.next, 1), *r.remotes).value().to_f32_vector());
-      r.next = greedy(r.logits.back());
-      r.tokens.push_back(r.next);
-    }
+  for (Request& r : alone) run_alone(r, steps);
   // The device held while every thread asks its first step: they queue, then run in batches.
   arbiter.acquire(WorkKind::phase1, 999);
   std::vector<Status> results(batched.size());
@@ -67,13 +62,8 @@ TEST_CASE_FIXTURE(Batcher, "threads asking decode steps at once are batched, and
   while (batcher.waiting() < batched.size() - 1) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   arbiter.release();
   for (auto& t : threads) t.join();
-  for (size_t i = 0; i < batched.size(); ++i) {
-    CAPTURE(i);
-    REQUIRE(results[i]);
-    CHECK(batched[i].tokens == alone[i].tokens);
-    for (int s = 0; s < steps; ++s)
-      CHECK(test::relative_error(batched[i].logits[size_t(s)], alone[i].logits[size_t(s)]) < 1e-5);
-  }
+  for (const Status& r : results) REQUIRE(r);
+  test::check_as_alone(batched, alone);
   size_t steps_run = 0, largest = 0;
   for (size_t n : sizes) {
     steps_run += n;
@@ -101,12 +91,7 @@ TEST_CASE_FIXTURE(Batcher, "a request whose shard hosts fail gets their error, a
   REQUIRE_FALSE(lost_result);
   CHECK(lost_result.code() == ErrorCode::unavailable);
   CHECK(lost.tokens.size() == 3);  // the query's token and two steps
-  for (int s = 0; s < 6; ++s) {
-    ok_alone.logits.push_back(
-        ok_alone.host->step(std::span<const int32_t>(&ok_alone.next, 1), *ok_alone.remotes).value().to_f32_vector());
-    ok_alone.next = greedy(ok_alone.logits.back());
-    ok_alone.tokens.push_back(ok_alone.next);
-  }
+  run_alone(ok_alone, 6);
   CHECK(ok.tokens == ok_alone.tokens);
 }
 
@@ -185,30 +170,15 @@ TEST_CASE_FIXTURE(test::Phase2Requests,
     batches.push_back(b);
   });
   // Three requests decoding, three arriving with queries of 6, 5 and 4 tokens (6 + 5 > 10).
-  const struct {
-    int64_t ctx;
-    int hosts;
-    bool gathered;
-    bool prefilled;
-    size_t query;
-  } mix[] = {{40, 1, false, true, 3}, {97, 3, true, true, 3},   {64, 2, false, true, 3},
-             {80, 2, true, false, 6}, {55, 3, false, false, 5}, {33, 1, false, false, 4}};
+  const Spec mix[] = {{40, 1, false, true, 3}, {97, 3, true, true, 3},   {64, 2, false, true, 3},
+                      {80, 2, true, false, 6}, {55, 3, false, false, 5}, {33, 1, false, false, 4}};
   const int steps = 4;  // tokens after the query
   std::vector<Request> alone, batched;
   for (size_t i = 0; i < std::size(mix); ++i) {
-    const auto& m = mix[i];
-    alone.push_back(make(m.ctx, m.hosts, m.gathered, uint32_t(80 + i), 16, m.prefilled, m.query));
-    batched.push_back(make(m.ctx, m.hosts, m.gathered, uint32_t(80 + i), 16, m.prefilled, m.query));
+    alone.push_back(make(mix[i], uint32_t(80 + i), 16));
+    batched.push_back(make(mix[i], uint32_t(80 + i), 16));
   }
-  auto record = [&](Request& r, std::vector<float> row) {
-    r.next = greedy(row);
-    r.tokens.push_back(r.next);
-    r.logits.push_back(std::move(row));
-  };
-  for (Request& r : alone) {
-    if (r.tokens.empty()) record(r, r.host->step(r.query, *r.remotes).value().to_f32_vector());
-    for (int s = 0; s < steps; ++s) record(r, r.host->step(one(r.next), *r.remotes).value().to_f32_vector());
-  }
+  for (Request& r : alone) run_alone(r, steps);
   arbiter.acquire(WorkKind::phase1, 999);  // every first step queued before the first batch
   std::vector<Status> results(batched.size());
   std::vector<std::thread> threads;
@@ -229,14 +199,8 @@ TEST_CASE_FIXTURE(test::Phase2Requests,
   while (batcher.waiting() < batched.size()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   arbiter.release();
   for (auto& t : threads) t.join();
-  for (size_t i = 0; i < batched.size(); ++i) {
-    CAPTURE(i);
-    REQUIRE(results[i]);
-    CHECK(batched[i].tokens == alone[i].tokens);
-    REQUIRE(batched[i].logits.size() == alone[i].logits.size());
-    for (size_t s = 0; s < alone[i].logits.size(); ++s)
-      CHECK(test::relative_error(batched[i].logits[s], alone[i].logits[s]) < 1e-5);
-  }
+  for (const Status& r : results) REQUIRE(r);
+  test::check_as_alone(batched, alone);
   // The first batch took every decode step and the prefills that fit the budget; the prefill
   // left out ran in a later batch; no batch went over the budget.
   REQUIRE_FALSE(batches.empty());
@@ -276,11 +240,6 @@ TEST_CASE_FIXTURE(Batcher, "a request out of room fails alone, before it joins a
   CHECK(over.error().message.find("room") != std::string::npos);
   CHECK(full.host->local_tokens() == 4);
   REQUIRE(ok_result);
-  for (int s = 0; s < 3; ++s) {
-    ok_alone.logits.push_back(
-        ok_alone.host->step(std::span<const int32_t>(&ok_alone.next, 1), *ok_alone.remotes).value().to_f32_vector());
-    ok_alone.next = greedy(ok_alone.logits.back());
-    ok_alone.tokens.push_back(ok_alone.next);
-  }
+  run_alone(ok_alone, 3);
   CHECK(ok.tokens == ok_alone.tokens);
 }

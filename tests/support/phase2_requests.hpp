@@ -10,6 +10,7 @@
 
 #include "starmesh/attention/star_session.hpp"
 #include "starmesh/backend/cpu_backend.hpp"
+#include "support/reference.hpp"
 
 namespace starmesh::test {
 
@@ -40,6 +41,20 @@ struct Request {
   std::vector<std::vector<float>> logits;
 };
 
+// Each batched request against the same request served alone: its tokens, every step's
+// logits (within 1e-5) and the tokens its query host holds.
+inline void check_as_alone(const std::vector<Request>& batched, const std::vector<Request>& alone) {
+  REQUIRE(batched.size() == alone.size());
+  for (size_t i = 0; i < alone.size(); ++i) {
+    CAPTURE(i);
+    CHECK(batched[i].tokens == alone[i].tokens);
+    REQUIRE(batched[i].logits.size() == alone[i].logits.size());
+    for (size_t s = 0; s < alone[i].logits.size(); ++s)
+      CHECK(relative_error(batched[i].logits[s], alone[i].logits[s]) < 1e-5);
+    CHECK(batched[i].host->local_tokens() == alone[i].host->local_tokens());
+  }
+}
+
 // The golden model on the CPU, and requests over it with their query already run.
 struct Phase2Requests {
   ThreadPool pool{2};
@@ -48,6 +63,29 @@ struct Phase2Requests {
 
   int32_t greedy(const std::vector<float>& row) const {
     return int32_t(std::max_element(row.begin(), row.end()) - row.begin());
+  }
+  // A request's step's logits, and the greedy token taken from them.
+  void record(Request& r, std::vector<float> row) const {
+    r.next = greedy(row);
+    r.tokens.push_back(r.next);
+    r.logits.push_back(std::move(row));
+  }
+  // r served alone: its query first if it has not run, then `steps` decode steps, recorded.
+  void run_alone(Request& r, int steps) const {
+    if (r.tokens.empty()) record(r, r.host->step(r.query, *r.remotes).value().to_f32_vector());
+    for (int s = 0; s < steps; ++s)
+      record(r, r.host->step(std::span<const int32_t>(&r.next, 1), *r.remotes).value().to_f32_vector());
+  }
+  // One request of a test's mix: see make() below.
+  struct Spec {
+    int64_t ctx;
+    int hosts;
+    bool gathered;
+    bool prefilled = true;
+    size_t query = 3;
+  };
+  Request make(const Spec& s, uint32_t seed, int64_t capacity) const {
+    return make(s.ctx, s.hosts, s.gathered, seed, capacity, s.prefilled, s.query);
   }
   // A request over `context_tokens` random tokens, encoded by phase 1 in `hosts` blocks, its
   // query (`query_tokens` random ones) run alone unless `run_query` is false; `gathered`: the
