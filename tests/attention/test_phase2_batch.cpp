@@ -151,7 +151,7 @@ TEST_CASE_FIXTURE(Batch,
   test::check_as_alone(batched, alone);
 }
 
-TEST_CASE_FIXTURE(Batch, "a prefill whose shard hosts fail drops out alone; the decode steps beside it go on") {
+TEST_CASE_FIXTURE(Batch, "a prefill whose shard hosts fail drops out alone, and the decode steps beside it go on") {
   Request a = make(70, 3, false, 61, 16), lost = make(90, 3, true, 62, 16, false, 6);
   Request a_alone = make(70, 3, false, 61, 16);
   auto* lost_shards = static_cast<GatheredShards*>(lost.remotes.get());
