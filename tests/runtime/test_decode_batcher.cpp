@@ -243,3 +243,47 @@ TEST_CASE_FIXTURE(Batcher, "a request out of room fails alone, before it joins a
   run_alone(ok_alone, 3);
   CHECK(ok.tokens == ok_alone.tokens);
 }
+
+TEST_CASE_FIXTURE(test::Phase2Requests,
+                  "a batch's prefills take turns between tenants: one tenant's burst does not "
+                  "hold back another's question") {
+  DeviceArbiter arbiter;
+  DecodeBatcher batcher(arbiter, 8, 8);  // room for two 4-token prefills a batch
+  std::mutex mu;
+  std::vector<DecodeBatcher::Shape> batches;
+  batcher.on_batch([&](const DecodeBatcher::Shape& b) {
+    std::lock_guard lock(mu);
+    batches.push_back(b);
+  });
+  // Tenant 1 asks three questions, then tenant 2 one, all queued before the first batch.
+  const uint64_t tenant[] = {1, 1, 1, 2};
+  std::vector<Request> reqs, alone;
+  for (uint32_t i = 0; i < 4; ++i) {
+    reqs.push_back(make(Spec{40 + 10 * i, 1, false, false, 4}, 100 + i, 8));
+    alone.push_back(make(Spec{40 + 10 * i, 1, false, false, 4}, 100 + i, 8));
+    run_alone(alone.back(), 0);
+  }
+  arbiter.acquire(WorkKind::phase1, 999);
+  std::vector<Status> results(reqs.size());
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    threads.emplace_back([&, i] {
+      auto logits = batcher.step(*reqs[i].host, *reqs[i].remotes, reqs[i].query, i, tenant[i]);
+      if (logits)
+        record(reqs[i], logits->to_f32_vector());
+      else
+        results[i] = logits.status();
+      batcher.leave(i);
+    });
+    while (batcher.waiting() < i + 1) std::this_thread::sleep_for(std::chrono::milliseconds(1));  // in this order
+  }
+  arbiter.release();
+  for (auto& t : threads) t.join();
+  for (const Status& r : results) REQUIRE(r);
+  test::check_as_alone(reqs, alone);
+  // The first batch: tenant 1's oldest and tenant 2's question (not tenant 1's second).
+  REQUIRE(batches.size() == 2);
+  CHECK(batches[0].prefills == 2);
+  CHECK(batches[0].prefill_tenants == 2);
+  CHECK(batches[1].prefill_tenants == 1);
+}

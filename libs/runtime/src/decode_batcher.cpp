@@ -10,6 +10,7 @@ struct DecodeBatcher::Entry {
   remote_partials_i* remotes;
   std::vector<int32_t> ids;  // one decode token, or a query's prefill
   uint64_t request;
+  uint64_t tenant;
   bool lead = false;           // this thread leads the next batch
   bool done = false;           // result is set
   std::function<void()> task;  // a network wait to run on this thread (set by the leader)
@@ -36,7 +37,7 @@ size_t DecodeBatcher::waiting() {
 }
 
 Expected<Tensor> DecodeBatcher::step(QueryHost& host, remote_partials_i& remotes, std::span<const int32_t> ids,
-                                     uint64_t request) {
+                                     uint64_t request, uint64_t tenant) {
   if (ids.empty()) return make_error("decode batch: request ", request, " asks a step of no tokens");
   if (ids.size() > 1 && int64_t(ids.size()) > prefill_tokens_)
     return make_error("decode batch: request ", request, "'s prefill of ", ids.size(),
@@ -46,7 +47,7 @@ Expected<Tensor> DecodeBatcher::step(QueryHost& host, remote_partials_i& remotes
   if (int64_t(ids.size()) > host.room())
     return make_error("decode batch: request ", request, ": ", ids.size(), " more tokens exceed the ", host.room(),
                       " its query host has room for");
-  Entry me{&host, &remotes, {ids.begin(), ids.end()}, request};
+  Entry me{&host, &remotes, {ids.begin(), ids.end()}, request, tenant};
   std::unique_lock lock(mu_);
   queue_.push_back(&me);
   if (returning_.erase(request)) cv_.notify_all();  // a leader may be waiting for it
@@ -87,6 +88,7 @@ void DecodeBatcher::lead(std::unique_lock<std::mutex>& lock, Entry& me) {
   std::vector<remote_partials_i*> remotes;
   std::vector<std::vector<int32_t>> ids;
   Shape shape;
+  std::unordered_set<uint64_t> tenants;
   for (Entry* e : batch) {
     hosts.push_back(e->host);
     remotes.push_back(e->remotes);
@@ -96,8 +98,10 @@ void DecodeBatcher::lead(std::unique_lock<std::mutex>& lock, Entry& me) {
     } else {
       ++shape.prefills;
       shape.prefill_tokens += int64_t(e->ids.size());
+      tenants.insert(e->tenant);
     }
   }
+  shape.prefill_tenants = tenants.size();
   if (on_batch_) on_batch_(shape);
   lock.unlock();
   auto ran = QueryHost::step_batch(hosts, remotes, ids,
@@ -131,22 +135,31 @@ void DecodeBatcher::lead(std::unique_lock<std::mutex>& lock, Entry& me) {
 }
 
 std::vector<DecodeBatcher::Entry*> DecodeBatcher::take_batch(Entry& me) {
-  // The leader first, then the oldest waiting, up to max_batch requests; a prefill only while
-  // the batch's prefill tokens stay within the budget (one that does not fit waits for the
-  // next batch, where it is among the oldest).
+  // The leader first, then the oldest waiting, up to max_batch requests. Prefills only within
+  // the budget: in a first pass the oldest of each tenant not in the batch yet, in a second
+  // the others, oldest first. One that does not fit waits for the next batch, where it is
+  // among the oldest (the oldest waiting leads it).
   std::vector<Entry*> batch{&me};
-  int64_t prefill = me.ids.size() > 1 ? int64_t(me.ids.size()) : 0;
-  queue_.erase(std::find(queue_.begin(), queue_.end(), &me));
-  for (auto it = queue_.begin(); it != queue_.end() && batch.size() < max_batch_;) {
-    const int64_t n = int64_t((*it)->ids.size());
-    if (n > 1 && prefill + n > prefill_tokens_) {
-      ++it;
-      continue;
-    }
-    if (n > 1) prefill += n;
-    batch.push_back(*it);
-    it = queue_.erase(it);
+  std::unordered_set<uint64_t> tenants;  // with a prefill in the batch
+  int64_t prefill = 0;
+  if (me.ids.size() > 1) {
+    prefill = int64_t(me.ids.size());
+    tenants.insert(me.tenant);
   }
+  queue_.erase(std::find(queue_.begin(), queue_.end(), &me));
+  for (int pass = 0; pass < 2; ++pass)
+    for (auto it = queue_.begin(); it != queue_.end() && batch.size() < max_batch_;) {
+      Entry* e = *it;
+      const int64_t n = int64_t(e->ids.size());
+      const bool take = n == 1 || (prefill + n <= prefill_tokens_ && (pass == 1 || tenants.insert(e->tenant).second));
+      if (!take) {
+        ++it;
+        continue;
+      }
+      if (n > 1) prefill += n;
+      batch.push_back(e);
+      it = queue_.erase(it);
+    }
   return batch;
 }
 

@@ -47,7 +47,7 @@ void generation_thread(std::shared_ptr<CoordinatorSetup> setup, std::shared_ptr<
     StepFn step = [&](std::span<const int32_t> ids) -> Expected<Tensor> {
       Expected<Tensor> logits = Tensor{};
       if (ids.size() == 1 || int64_t(ids.size()) <= engine.batcher.prefill_tokens()) {
-        logits = engine.batcher.step(*qh, remotes, ids, order.request_id);
+        logits = engine.batcher.step(*qh, remotes, ids, order.request_id, setup->tenant_tag);
       } else {
         std::unique_lock<compute_lock_i> lock(prefill_lock);
         remotes.release_while_waiting(&lock);

@@ -10,7 +10,9 @@
 // (each batch half of them), since a group's threads come back while the other's batch runs.
 // A query's prefill of at most `prefill_tokens` tokens joins a batch too, so that a new
 // question does not hold the device alone while others decode (one read of the weights for
-// both); a batch takes such prefills, oldest first, up to `prefill_tokens` tokens in all.
+// both); a batch takes such prefills up to `prefill_tokens` tokens in all: first the oldest
+// of each tenant (API token, by its router-given tag), then the others oldest first, so that
+// one tenant's burst of questions does not hold back another's.
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -31,11 +33,12 @@ class DecodeBatcher {
   DecodeBatcher(DeviceArbiter& arbiter, int max_batch, int64_t prefill_tokens = 0,
                 std::chrono::microseconds gather = std::chrono::microseconds(2000));
 
-  // One step of `request`'s query host, batched with the others asked meanwhile: one decode
-  // token, or its query's prefill (at most prefill_tokens()). Blocks until it ran; returns the
-  // logits of the last token [1, vocab] on the model's backend, or why its step failed (its
-  // shard hosts' error: the others go on).
-  Expected<Tensor> step(QueryHost& host, remote_partials_i& remotes, std::span<const int32_t> ids, uint64_t request);
+  // One step of `request`'s query host (of the tenant tagged `tenant`), batched with the
+  // others asked meanwhile: one decode token, or its query's prefill (at most
+  // prefill_tokens()). Blocks until it ran; returns the logits of the last token [1, vocab] on
+  // the model's backend, or why its step failed (its shard hosts' error: the others go on).
+  Expected<Tensor> step(QueryHost& host, remote_partials_i& remotes, std::span<const int32_t> ids, uint64_t request,
+                        uint64_t tenant = 0);
 
   int64_t prefill_tokens() const { return prefill_tokens_; }
 
@@ -45,9 +48,9 @@ class DecodeBatcher {
   // Steps waiting for a batch now (tests).
   size_t waiting();
 
-  // What a batch holds: decode steps, and queries' prefills with their tokens.
+  // What a batch holds: decode steps, and queries' prefills with their tokens and tenants.
   struct Shape {
-    size_t decode_steps = 0, prefills = 0;
+    size_t decode_steps = 0, prefills = 0, prefill_tenants = 0;
     int64_t prefill_tokens = 0;
   };
   // Called as each batch starts (metrics, tests); set before the first step.
