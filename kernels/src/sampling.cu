@@ -35,9 +35,12 @@ __device__ __forceinline__ uint32_t key_of(float x) {
   return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
 }
 
-// exp((x - top) / T) in 32.32 fixed point (<= 2^32).
+// exp((x - top) / T) in 32.32 fixed point (<= 2^32), as sample_weight (sampling.hpp): the top
+// value weighs 2^32 even where the quotient is not a number; a NaN weighs 0.
 __device__ __forceinline__ u64 weight_of(float x, float top, float inv_t) {
-  return static_cast<u64>(expf((x - top) * inv_t) * 4294967296.0f);
+  if (x == top) return u64(1) << 32;
+  const float e = expf((x - top) * inv_t);
+  return e > 0.0f ? static_cast<u64>(e * 4294967296.0f) : u64(0);
 }
 
 __device__ __forceinline__ u64 packed_max(float x, int index) {
@@ -197,6 +200,11 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads)
   if (threadIdx.x == 0) sh.kept = mine;
   cluster.sync();
   const u64 total = cluster_sum(cluster, &sh.kept, kClusterCtas), before = cluster_sum(cluster, &sh.kept, rank);
+  if (total == 0) {  // every logit NaN: nothing weighs, the greedy choice (the first) stands
+    if (rank == 0 && threadIdx.x == 0) *out = int(0xFFFFFFFFu - uint32_t(best & 0xFFFFFFFFu));
+    cluster.sync();
+    return;
+  }
   u64 r = u64(u * double(total));
   if (r > total - 1) r = total - 1;
   if (before <= r && r < before + mine) {  // this slice holds the draw: walk it in order

@@ -98,6 +98,27 @@ TEST_CASE("greedy takes the first maximum, and ties at the top-k boundary all st
   CHECK(sample_key(std::numeric_limits<float>::quiet_NaN()) < sample_key(-INFINITY));
 }
 
+TEST_CASE("degenerate logits and temperatures draw a defined token: NaN weighs nothing, the top always weighs") {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  // A temperature so small that 1 / T is infinite (a fuzzed request found it: 0 * inf was cast
+  // to an integer): the maximum alone, as greedy.
+  const std::vector<float> l = {0.5f, 3.0f, nan, 2.9f};
+  for (double u : {0.0, 0.5, 0.999}) CHECK(sample_reference(l, SampleSpec{1e-45f, 0, 1.0f, u}).value() == 1);
+  // Infinite logits: the +inf ones share the mass; NaN and the rest weigh nothing.
+  const std::vector<float> inf = {1.0f, INFINITY, nan, INFINITY, -INFINITY};
+  int seen[5] = {};
+  for (int j = 0; j < 100; ++j) ++seen[sample_reference(inf, SampleSpec{1.0f, 0, 0.9f, (j + 0.5) / 100}).value()];
+  CHECK(seen[1] == 50);
+  CHECK(seen[3] == 50);
+  // Every logit NaN: the greedy choice, the first.
+  const std::vector<float> all_nan(5, nan);
+  CHECK(sample_reference(all_nan, SampleSpec{1.0f, 0, 1.0f, 0.7}).value() == 0);
+  CHECK(sample_reference(all_nan, SampleSpec{1.0f, 3, 0.5f, 0.7}).value() == 0);
+  CHECK(sample_weight(nan, 1.0f, 1.0f) == 0);
+  CHECK(sample_weight(2.0f, 2.0f, INFINITY) == uint64_t(1) << 32);
+  CHECK(sample_weight(-INFINITY, 2.0f, 1.0f) == 0);
+}
+
 TEST_CASE("sampling refuses bad specs and bad logits, naming what is wrong") {
   const std::vector<float> l = {1.0f, 2.0f};
   CHECK(sample_reference(l, SampleSpec{-1.0f}).error().message.find("temperature") != std::string::npos);

@@ -582,6 +582,17 @@ TEST_CASE_FIXTURE(Backends, "cuda sampling draws the token the cpu reference dra
     CHECK(mismatches == 0);
     CHECK(draws == 280);
   }
+  // Degenerate logits and temperatures (sample_weight): the same token as the host rule.
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (const std::vector<float>& v :
+       {std::vector<float>{0.5f, 3.0f, nan, 2.9f}, {1.0f, INFINITY, nan, INFINITY}, std::vector<float>(300, nan)})
+    for (const SampleSpec spec : {SampleSpec{1e-45f, 0, 1.0f, 0.5}, SampleSpec{1.0f, 0, 0.9f, 0.3},
+                                  SampleSpec{1.0f, 0, 0.9f, 0.8}, SampleSpec{1.0f, 2, 1.0f, 0.6}}) {
+      const Tensor host = Tensor::from_f32(v, {1, int64_t(v.size())});
+      CAPTURE(v.size());
+      CAPTURE(spec.temperature);
+      CHECK(gpu->sample(gpu->upload(host, DType::f32).value(), spec).value() == cpu.sample(host, spec).value());
+    }
   // Time one draw over a Llama-3 vocabulary: the device kernel plus the 4-byte copy back,
   // against the host rule on downloaded logits.
   auto v = random_vector(128256, 77, -8.0f, 4.0f);

@@ -46,6 +46,12 @@ Status check_sample_spec(const SampleSpec& s) {
   return {};
 }
 
+uint64_t sample_weight(float x, float top, float inv_t) {
+  if (x == top) return uint64_t(1) << 32;  // also where (x - top) / T is not a number: inf - inf, 0 * inf
+  const float e = expf((x - top) * inv_t);
+  return e > 0.0f ? uint64_t(e * 4294967296.0f) : 0;  // a NaN weighs nothing
+}
+
 uint32_t sample_key(float x) {
   if (std::isnan(x)) return 0;
   const uint32_t b = std::bit_cast<uint32_t>(x);
@@ -77,7 +83,7 @@ Expected<int32_t> sample_reference(std::span<const float> logits, const SampleSp
 
   const float top = logits[best], inv_t = 1.0f / s.temperature;
   std::vector<uint64_t> w(n);
-  for (size_t i = 0; i < n; ++i) w[i] = uint64_t(expf((logits[i] - top) * inv_t) * 4294967296.0f);
+  for (size_t i = 0; i < n; ++i) w[i] = sample_weight(logits[i], top, inv_t);
   uint32_t floor_key = 0;
   if (s.top_k > 0 && size_t(s.top_k) < n)
     floor_key = select_key(
