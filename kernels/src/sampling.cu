@@ -35,8 +35,8 @@ __device__ __forceinline__ uint32_t key_of(float x) {
   return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
 }
 
-// exp((x - top) / T) in 32.32 fixed point (<= 2^32), as sample_weight (sampling.hpp): the top
-// value weighs 2^32 even where the quotient is not a number; a NaN weighs 0.
+// exp((x - top) / T) in 32.32 fixed point (<= 2^32), as weight() in libs/backend/src/sampling.cpp:
+// the top value weighs 2^32 even where the quotient is not a number; a NaN weighs 0.
 __device__ __forceinline__ u64 weight_of(float x, float top, float inv_t) {
   if (x == top) return u64(1) << 32;
   const float e = expf((x - top) * inv_t);

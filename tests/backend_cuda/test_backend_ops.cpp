@@ -582,7 +582,7 @@ TEST_CASE_FIXTURE(Backends, "cuda sampling draws the token the cpu reference dra
     CHECK(mismatches == 0);
     CHECK(draws == 280);
   }
-  // Degenerate logits and temperatures (sample_weight): the same token as the host rule.
+  // Degenerate logits and temperatures (NaN, infinities, 1 / T infinite): the host rule's token.
   const float nan = std::numeric_limits<float>::quiet_NaN();
   for (const std::vector<float>& v :
        {std::vector<float>{0.5f, 3.0f, nan, 2.9f}, {1.0f, INFINITY, nan, INFINITY}, std::vector<float>(300, nan)})

@@ -35,6 +35,17 @@ uint32_t select_key(const std::vector<uint32_t>& keys, const Weight& weight, uin
   return prefix;
 }
 
+// A logit's weight exp((x - top) / T) * 2^32 (inv_t = 1 / T): the top value (ties included)
+// weighs 2^32 exactly, also where the quotient is not a number (top infinite, or T so small
+// that 1 / T is infinite: 0 * inf); a NaN logit weighs 0. So the kept mass is never 0 unless
+// every logit is NaN, where the token is the greedy choice, the first. kernels/src/sampling.cu
+// (weight_of) follows the same rule.
+uint64_t weight(float x, float top, float inv_t) {
+  if (x == top) return uint64_t(1) << 32;
+  const float e = expf((x - top) * inv_t);
+  return e > 0.0f ? uint64_t(e * 4294967296.0f) : 0;  // a NaN weighs nothing
+}
+
 }  // namespace
 
 Status check_sample_spec(const SampleSpec& s) {
@@ -44,12 +55,6 @@ Status check_sample_spec(const SampleSpec& s) {
   if (!(s.top_p > 0.0f && s.top_p <= 1.0f)) return make_error("top_p must be in (0, 1], got ", s.top_p);
   if (!(s.u >= 0.0 && s.u < 1.0)) return make_error("the uniform draw must be in [0, 1), got ", s.u);
   return {};
-}
-
-uint64_t sample_weight(float x, float top, float inv_t) {
-  if (x == top) return uint64_t(1) << 32;  // also where (x - top) / T is not a number: inf - inf, 0 * inf
-  const float e = expf((x - top) * inv_t);
-  return e > 0.0f ? uint64_t(e * 4294967296.0f) : 0;  // a NaN weighs nothing
 }
 
 uint32_t sample_key(float x) {
@@ -83,7 +88,7 @@ Expected<int32_t> sample_reference(std::span<const float> logits, const SampleSp
 
   const float top = logits[best], inv_t = 1.0f / s.temperature;
   std::vector<uint64_t> w(n);
-  for (size_t i = 0; i < n; ++i) w[i] = sample_weight(logits[i], top, inv_t);
+  for (size_t i = 0; i < n; ++i) w[i] = weight(logits[i], top, inv_t);
   uint32_t floor_key = 0;
   if (s.top_k > 0 && size_t(s.top_k) < n)
     floor_key = select_key(

@@ -4,8 +4,7 @@
 // device and both backends draw the same token for the same numbers:
 //   greedy (temperature 0 or top_k 1): the first maximum, as torch.argmax;
 //   else weights w_i = exp((l_i - max) / temperature) in fixed point (w * 2^32, integers, so
-//   sums do not depend on the order of addition; sample_weight says how the maximum, NaN and
-//   infinities weigh); top-k keeps every logit >= the k-th
+//   sums do not depend on the order of addition); top-k keeps every logit >= the k-th
 //   largest (ties at the boundary all stay); top-p then keeps every logit >= the largest
 //   threshold whose kept mass reaches ceil(top_p * mass after top-k); the token is the first
 //   index, in vocabulary order, whose running kept mass exceeds floor(u * kept mass).
@@ -30,12 +29,6 @@ Status check_sample_spec(const SampleSpec& s);
 
 // Larger float, larger key; NaN maps to 0 (below every number).
 uint32_t sample_key(float x);
-
-// A logit's weight w = exp((x - top) / T) * 2^32 (inv_t = 1 / T): the top value (ties
-// included) weighs 2^32 exactly, also where the quotient is not a number (top infinite, or
-// T so small that 1 / T is infinite); a NaN logit weighs 0. So the kept mass is never 0
-// unless every logit is NaN, where the token is the first (the greedy choice).
-uint64_t sample_weight(float x, float top, float inv_t);
 
 // The rule above on host logits (at least one element).
 Expected<int32_t> sample_reference(std::span<const float> logits, const SampleSpec& s);
