@@ -59,12 +59,13 @@ if [ "${1:-}" = "--concurrency" ]; then
     run_args=()
     for a in ${flags//,/ }; do run_args+=("--worker-arg=$a"); done
     [ -n "$flags" ] && run_args+=("--variant=${flags//,/ }")
-    j="/tmp/concurrency-$w-$mode-${levels//,/_}${flags:+-$(tr -c 'a-z0-9' '_' <<< "$flags")}.json"
+    name="$w-$mode${flags:+-$(tr -c 'a-z0-9' '_' <<< "$flags")}"  # files of this run
+    j="/tmp/concurrency-$name-${levels//,/_}.json"
     echo "== concurrency through the mesh: $w worker(s), concurrent $levels, $mode contexts"
     /tmp/build-mesh/bin/concurrency_bench --program /tmp/build-mesh/bin/starmesh --model "$ck" --device cuda \
       --workers "$w" --concurrent "$levels" --context "${CONC_CONTEXT:-8192}" --max-new 128 \
       $([ "$mode" = kept ] && echo --kept) "${worker_args[@]}" "${run_args[@]}" \
-      --log-dir "/tmp/concurrency-logs/$w-$mode${flags:+-$(tr -c 'a-z0-9' '_' <<< "$flags")}" \
+      --log-dir "/tmp/concurrency-logs/$name" \
       --json "$j" 2>&1 | tee -a "$out/concurrency.log" || echo "== that run failed (above); the next one goes on"
     [ -f "$j" ] && jsons+=("$j")
   done

@@ -220,18 +220,18 @@ Expected<QueryHost::BatchStep> QueryHost::step_batch(std::span<QueryHost* const>
   backend_i& be = model.backend();
   // Rows: the decode steps' (one token each) first, in the given order, then each prefill's
   // tokens: the decode rows are then one block for attention_batch.
-  std::vector<int64_t> first_row(b), n(b);
-  int64_t rows = 0, decode_rows = 0;
-  for (int pass = 0; pass < 2; ++pass)
-    for (size_t i = 0; i < b; ++i)
-      if ((ids[i].size() == 1) == (pass == 0)) {
-        n[i] = int64_t(ids[i].size());
-        first_row[i] = rows;
-        rows += n[i];
-        if (pass == 0) decode_rows = rows;
-      }
-  std::vector<int32_t> tokens(static_cast<size_t>(rows)), positions(static_cast<size_t>(rows));
   std::vector<size_t> decoding, prefilling;  // requests by kind, in row order
+  for (size_t i = 0; i < b; ++i) (ids[i].size() == 1 ? decoding : prefilling).push_back(i);
+  const int64_t decode_rows = int64_t(decoding.size());
+  std::vector<int64_t> first_row(b), n(b);
+  int64_t rows = 0;
+  for (const auto* kind : {&decoding, &prefilling})
+    for (size_t i : *kind) {
+      n[i] = int64_t(ids[i].size());
+      first_row[i] = rows;
+      rows += n[i];
+    }
+  std::vector<int32_t> tokens(static_cast<size_t>(rows)), positions(static_cast<size_t>(rows));
   for (size_t i = 0; i < b; ++i) {
     const QueryHost& h = *hosts[i];
     if (h.model_ != &model) return make_error("phase 2 batch: request ", i, " runs another model");
@@ -245,7 +245,6 @@ Expected<QueryHost::BatchStep> QueryHost::step_batch(std::span<QueryHost* const>
       tokens[size_t(first_row[i] + j)] = ids[i][size_t(j)];
       positions[size_t(first_row[i] + j)] = int32_t(h.context_tokens_ + h.local_.length() + j);
     }
-    (n[i] == 1 ? decoding : prefilling).push_back(i);
   }
   BatchStep out;
   out.outcome.resize(b);

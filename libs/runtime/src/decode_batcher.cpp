@@ -83,25 +83,16 @@ void DecodeBatcher::lead(std::unique_lock<std::mutex>& lock, Entry& me) {
   lock.unlock();
   arbiter_.acquire(WorkKind::decode, me.request);
   lock.lock();
-  std::vector<Entry*> batch = take_batch(me);
+  Shape shape;
+  std::vector<Entry*> batch = take_batch(me, shape);
   std::vector<QueryHost*> hosts;
   std::vector<remote_partials_i*> remotes;
   std::vector<std::vector<int32_t>> ids;
-  Shape shape;
-  std::unordered_set<uint64_t> tenants;
   for (Entry* e : batch) {
     hosts.push_back(e->host);
     remotes.push_back(e->remotes);
     ids.push_back(e->ids);
-    if (e->ids.size() == 1) {
-      ++shape.decode_steps;
-    } else {
-      ++shape.prefills;
-      shape.prefill_tokens += int64_t(e->ids.size());
-      tenants.insert(e->tenant);
-    }
   }
-  shape.prefill_tenants = tenants.size();
   if (on_batch_) on_batch_(shape);
   lock.unlock();
   auto ran = QueryHost::step_batch(hosts, remotes, ids,
@@ -134,32 +125,39 @@ void DecodeBatcher::lead(std::unique_lock<std::mutex>& lock, Entry& me) {
   cv_.notify_all();
 }
 
-std::vector<DecodeBatcher::Entry*> DecodeBatcher::take_batch(Entry& me) {
+std::vector<DecodeBatcher::Entry*> DecodeBatcher::take_batch(Entry& me, Shape& shape) {
   // The leader first, then the oldest waiting, up to max_batch requests. Prefills only within
   // the budget: in a first pass the oldest of each tenant not in the batch yet, in a second
   // the others, oldest first. One that does not fit waits for the next batch, where it is
   // among the oldest (the oldest waiting leads it).
-  std::vector<Entry*> batch{&me};
+  std::vector<Entry*> batch;
   std::unordered_set<uint64_t> tenants;  // with a prefill in the batch
-  int64_t prefill = 0;
-  if (me.ids.size() > 1) {
-    prefill = int64_t(me.ids.size());
-    tenants.insert(me.tenant);
-  }
+  auto add = [&](Entry* e) {
+    batch.push_back(e);
+    if (e->ids.size() == 1) {
+      ++shape.decode_steps;
+      return;
+    }
+    ++shape.prefills;
+    shape.prefill_tokens += int64_t(e->ids.size());
+    tenants.insert(e->tenant);
+  };
+  add(&me);
   queue_.erase(std::find(queue_.begin(), queue_.end(), &me));
   for (int pass = 0; pass < 2; ++pass)
     for (auto it = queue_.begin(); it != queue_.end() && batch.size() < max_batch_;) {
       Entry* e = *it;
       const int64_t n = int64_t(e->ids.size());
-      const bool take = n == 1 || (prefill + n <= prefill_tokens_ && (pass == 1 || tenants.insert(e->tenant).second));
+      const bool take =
+          n == 1 || (shape.prefill_tokens + n <= prefill_tokens_ && (pass == 1 || !tenants.count(e->tenant)));
       if (!take) {
         ++it;
         continue;
       }
-      if (n > 1) prefill += n;
-      batch.push_back(e);
+      add(e);
       it = queue_.erase(it);
     }
+  shape.prefill_tenants = tenants.size();
   return batch;
 }
 

@@ -59,7 +59,7 @@ class DecodeBatcher {
  private:
   struct Entry;
   void lead(std::unique_lock<std::mutex>& lock, Entry& me);
-  std::vector<Entry*> take_batch(Entry& me);  // under mu_
+  std::vector<Entry*> take_batch(Entry& me, Shape& shape);  // under mu_; counts what it takes into shape
   std::vector<Expected<std::vector<AttentionState>>> gather_all(std::unique_lock<std::mutex>& lock,
                                                                 std::vector<Entry*>& batch, Entry& me, int layer,
                                                                 std::span<const size_t> which,
