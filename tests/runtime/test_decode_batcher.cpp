@@ -287,3 +287,72 @@ TEST_CASE_FIXTURE(test::Phase2Requests,
   CHECK(batches[0].prefill_tenants == 2);
   CHECK(batches[1].prefill_tenants == 1);
 }
+
+TEST_CASE_FIXTURE(test::Phase2Requests,
+                  "steps asked with their sampling rule get the token drawn from their own logits, as alone") {
+  // The leader draws every row's token after the batch; each request keeps its own rule and
+  // draws. Alone: the same step, then backend.sample with the same spec.
+  DeviceArbiter arbiter;
+  DecodeBatcher batcher(arbiter, 8);
+  const SamplingParams rules[] = {
+      {0.0f, 0, 1.0f, 1}, {0.9f, 0, 1.0f, 7}, {1.3f, 20, 1.0f, 8}, {0.7f, 0, 0.8f, 9}, {2.0f, 5, 0.9f, 10}};
+  const int steps = 6;
+  std::vector<Request> alone, batched;
+  for (uint32_t i = 0; i < std::size(rules); ++i) {
+    alone.push_back(make(50 + 13 * i, 1 + int(i % 3), i % 2 == 0, 80 + i, 16));
+    batched.push_back(make(50 + 13 * i, 1 + int(i % 3), i % 2 == 0, 80 + i, 16));
+  }
+  for (size_t i = 0; i < alone.size(); ++i) {
+    Sampler sampler(rules[i]);
+    Request& r = alone[i];
+    for (int s = 0; s < steps; ++s) {
+      Tensor logits = r.host->step(one(r.next), *r.remotes).value();
+      r.logits.push_back(logits.to_f32_vector());
+      r.next = cpu.sample(logits, sampler.next_spec()).value();
+      r.tokens.push_back(r.next);
+    }
+  }
+  arbiter.acquire(WorkKind::phase1, 999);
+  std::vector<Status> results(batched.size());
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < batched.size(); ++i)
+    threads.emplace_back([&, i] {
+      Sampler sampler(rules[i]);
+      Request& r = batched[i];
+      for (int s = 0; s < steps; ++s) {
+        auto out = batcher.step_sampled(*r.host, *r.remotes, one(r.next), i, 0, sampler.next_spec());
+        if (!out) {
+          results[i] = out.status();
+          return;
+        }
+        r.logits.push_back(out->logits.to_f32_vector());
+        r.next = out->token;
+        r.tokens.push_back(r.next);
+      }
+      batcher.leave(i);
+    });
+  while (batcher.waiting() < batched.size()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  arbiter.release();
+  for (auto& t : threads) t.join();
+  for (const Status& st : results) REQUIRE(st);
+  test::check_as_alone(batched, alone);
+  // The rules drew more than the greedy token somewhere (else this would test argmax only).
+  bool drew_other = false;
+  for (size_t i = 1; i < alone.size(); ++i)
+    for (size_t s = 0; s < alone[i].logits.size(); ++s)
+      drew_other |= alone[i].tokens[s + 1] != greedy(alone[i].logits[s]);
+  CHECK(drew_other);
+}
+
+TEST_CASE_FIXTURE(test::Phase2Requests, "a step asked with a malformed sampling rule is refused before it queues") {
+  DeviceArbiter arbiter;
+  DecodeBatcher batcher(arbiter, 8);
+  Request r = make(40, 2, false, 5, 16);
+  const int64_t held = r.host->local_tokens();
+  const auto bad = batcher.step_sampled(*r.host, *r.remotes, one(r.next), 1, 0, SampleSpec{0.5f, 0, 1.0f, 1.5});
+  REQUIRE_FALSE(bad);
+  CHECK(bad.code() == ErrorCode::invalid_argument);
+  CHECK(bad.status().message().find("uniform draw") != std::string::npos);
+  CHECK(batcher.waiting() == 0);
+  CHECK(r.host->local_tokens() == held);  // the bad step ran nothing
+}

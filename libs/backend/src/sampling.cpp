@@ -50,10 +50,13 @@ uint64_t weight(float x, float top, float inv_t) {
 
 Status check_sample_spec(const SampleSpec& s) {
   if (!(s.temperature >= 0.0f) || !std::isfinite(s.temperature))
-    return make_error("temperature must be a finite number >= 0, got ", s.temperature);
-  if (s.top_k < 0) return make_error("top_k must be >= 0 (0 means no limit), got ", s.top_k);
-  if (!(s.top_p > 0.0f && s.top_p <= 1.0f)) return make_error("top_p must be in (0, 1], got ", s.top_p);
-  if (!(s.u >= 0.0 && s.u < 1.0)) return make_error("the uniform draw must be in [0, 1), got ", s.u);
+    return make_error(ErrorCode::invalid_argument, "temperature must be a finite number >= 0, got ", s.temperature);
+  if (s.top_k < 0)
+    return make_error(ErrorCode::invalid_argument, "top_k must be >= 0 (0 means no limit), got ", s.top_k);
+  if (!(s.top_p > 0.0f && s.top_p <= 1.0f))
+    return make_error(ErrorCode::invalid_argument, "top_p must be in (0, 1], got ", s.top_p);
+  if (!(s.u >= 0.0 && s.u < 1.0))
+    return make_error(ErrorCode::invalid_argument, "the uniform draw must be in [0, 1), got ", s.u);
   return {};
 }
 

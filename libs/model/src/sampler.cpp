@@ -14,9 +14,12 @@ double uniform_draw(uint64_t seed, uint64_t index) {
   return double(z >> 11) * 0x1.0p-53;
 }
 
+SampleSpec Sampler::next_spec() {
+  return SampleSpec{params_.temperature, params_.top_k, params_.top_p, uniform_draw(params_.seed, draws_++)};
+}
+
 Expected<int32_t> Sampler::next(backend_i& backend, const Tensor& logits) {
-  const SampleSpec spec{params_.temperature, params_.top_k, params_.top_p, uniform_draw(params_.seed, draws_++)};
-  return backend.sample(logits, spec);
+  return backend.sample(logits, next_spec());
 }
 
 }  // namespace starmesh

@@ -11,12 +11,13 @@ struct DecodeBatcher::Entry {
   std::vector<int32_t> ids;  // one decode token, or a query's prefill
   uint64_t request;
   uint64_t tenant;
-  bool lead = false;           // this thread leads the next batch
-  bool done = false;           // result is set
-  std::function<void()> task;  // a network wait to run on this thread (set by the leader)
+  std::optional<SampleSpec> spec;  // the leader draws the token after the batch
+  bool lead = false;               // this thread leads the next batch
+  bool done = false;               // result is set
+  std::function<void()> task;      // a network wait to run on this thread (set by the leader)
   bool task_done = false;
   Expected<std::vector<AttentionState>> gathered = std::vector<AttentionState>{};
-  Expected<Tensor> result = Tensor{};
+  Expected<SampledStep> result = SampledStep{};
 };
 
 DecodeBatcher::DecodeBatcher(DeviceArbiter& arbiter, int max_batch, int64_t prefill_tokens,
@@ -38,6 +39,19 @@ size_t DecodeBatcher::waiting() {
 
 Expected<Tensor> DecodeBatcher::step(QueryHost& host, remote_partials_i& remotes, std::span<const int32_t> ids,
                                      uint64_t request, uint64_t tenant) {
+  SM_ASSIGN(ran, run(host, remotes, ids, request, tenant, std::nullopt));
+  return std::move(ran.logits);
+}
+
+Expected<SampledStep> DecodeBatcher::step_sampled(QueryHost& host, remote_partials_i& remotes,
+                                                  std::span<const int32_t> ids, uint64_t request, uint64_t tenant,
+                                                  const SampleSpec& spec) {
+  SM_TRY(check_sample_spec(spec));
+  return run(host, remotes, ids, request, tenant, spec);
+}
+
+Expected<SampledStep> DecodeBatcher::run(QueryHost& host, remote_partials_i& remotes, std::span<const int32_t> ids,
+                                         uint64_t request, uint64_t tenant, std::optional<SampleSpec> spec) {
   if (ids.empty()) return make_error("decode batch: request ", request, " asks a step of no tokens");
   if (ids.size() > 1 && int64_t(ids.size()) > prefill_tokens_)
     return make_error("decode batch: request ", request, "'s prefill of ", ids.size(),
@@ -47,7 +61,7 @@ Expected<Tensor> DecodeBatcher::step(QueryHost& host, remote_partials_i& remotes
   if (int64_t(ids.size()) > host.room())
     return make_error("decode batch: request ", request, ": ", ids.size(), " more tokens exceed the ", host.room(),
                       " its query host has room for");
-  Entry me{&host, &remotes, {ids.begin(), ids.end()}, request, tenant};
+  Entry me{&host, &remotes, {ids.begin(), ids.end()}, request, tenant, spec};
   std::unique_lock lock(mu_);
   queue_.push_back(&me);
   if (returning_.erase(request)) cv_.notify_all();  // a leader may be waiting for it
@@ -104,20 +118,34 @@ void DecodeBatcher::lead(std::unique_lock<std::mutex>& lock, Entry& me) {
   // come back, not while their sampling still waits for the device. Without this, on a GPU a
   // step queued in 1 ms and run in 10 let the next leader's 2 ms window close first, and the
   // requests split into groups that took turns (H100, 4 at once: mean batch 2.0).
+  backend_i& backend = hosts.front()->model().backend();
   if (ran)
-    if (Status settled = hosts.front()->model().backend().synchronize(); !settled) ran = settled.error();
+    if (Status settled = backend.synchronize(); !settled) ran = settled.error();
+  std::vector<Expected<SampledStep>> results;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    if (!ran) {
+      results.emplace_back(ran.error());
+    } else if (!ran->outcome[i]) {
+      results.emplace_back(ran->outcome[i].error());
+    } else {
+      SampledStep out{ran->logits.rows(int64_t(i), int64_t(i) + 1)};
+      if (const auto& spec = batch[i]->spec) {
+        Expected<int32_t> token = backend.sample(out.logits, *spec);
+        if (!token) {
+          results.emplace_back(token.error());
+          continue;
+        }
+        out.token = *token;
+      }
+      results.emplace_back(std::move(out));
+    }
+  }
   arbiter_.release();
   lock.lock();
   for (size_t i = 0; i < batch.size(); ++i) {
-    Entry& e = *batch[i];
-    if (!ran)
-      e.result = ran.error();
-    else if (!ran->outcome[i])
-      e.result = ran->outcome[i].error();
-    else
-      e.result = ran->logits.rows(int64_t(i), int64_t(i) + 1);
-    e.done = true;
-    returning_.insert(e.request);
+    batch[i]->result = std::move(results[i]);
+    batch[i]->done = true;
+    returning_.insert(batch[i]->request);
   }
   // The next batch is led by the oldest waiting thread.
   leading_ = !queue_.empty();

@@ -44,22 +44,27 @@ void generation_thread(std::shared_ptr<CoordinatorSetup> setup, std::shared_ptr<
     // prefill (at most the batch's prefill budget); a longer one runs alone, as phase-1 work.
     ArbiterLock prefill_lock(engine.arbiter, WorkKind::phase1, order.request_id, setup->tenant_tag, setup->priority);
     ArbiterLock decode_lock(engine.arbiter, WorkKind::decode, order.request_id);
-    StepFn step = [&](std::span<const int32_t> ids) -> Expected<Tensor> {
-      Expected<Tensor> logits = Tensor{};
+    // The batch draws its requests' tokens itself (after one synchronisation); a prefill run
+    // alone draws its own.
+    SampledStepFn step = [&](std::span<const int32_t> ids, const SampleSpec& spec) -> Expected<SampledStep> {
+      Expected<SampledStep> out = SampledStep{};
       if (ids.size() == 1 || int64_t(ids.size()) <= engine.batcher.prefill_tokens()) {
-        logits = engine.batcher.step(*qh, remotes, ids, order.request_id, setup->tenant_tag);
+        out = engine.batcher.step_sampled(*qh, remotes, ids, order.request_id, setup->tenant_tag, spec);
       } else {
         std::unique_lock<compute_lock_i> lock(prefill_lock);
         remotes.release_while_waiting(&lock);
-        logits = qh->step(ids, remotes);
+        Expected<Tensor> logits = qh->step(ids, remotes);
         remotes.release_while_waiting(nullptr);
+        if (!logits) return logits.error();
+        SM_ASSIGN(token, model.backend().sample(*logits, spec));
+        out = SampledStep{std::move(*logits), token};
       }
-      if (logits && order.return_logits) {
+      if (out && order.return_logits) {
         std::lock_guard lock(decode_lock);
-        SM_ASSIGN(h, model.backend().download(*logits));
+        SM_ASSIGN(h, model.backend().download(out->logits));
         last_logits = h.to_f32_vector();
       }
-      return logits;
+      return out;
     };
     GenerationParams params;
     params.max_new_tokens = order.max_new_tokens;
@@ -81,7 +86,7 @@ void generation_thread(std::shared_ptr<CoordinatorSetup> setup, std::shared_ptr<
       if (ch->cancel.load()) cancelled = true;
       return !cancelled;
     };
-    auto stats = generate_with(model.backend(), step, order.query, params, on_token);
+    auto stats = generate_sampled(step, order.query, params, on_token);
     engine.batcher.leave(order.request_id);
     if (!stats) {
       error = stats.status();

@@ -27,6 +27,20 @@ struct GenerationStats {
 // model's backend: the engine (global attention, the Star Attention query host, ...).
 using StepFn = std::function<Expected<Tensor>(std::span<const int32_t> ids)>;
 
+// A step that also draws the token with `spec` (an engine that samples many requests' rows at
+// once, after one synchronisation): the logits it drew from, and the token.
+struct SampledStep {
+  Tensor logits;
+  int32_t token = -1;
+};
+using SampledStepFn = std::function<Expected<SampledStep>(std::span<const int32_t> ids, const SampleSpec& spec)>;
+
+// The loop over such an engine: the same tokens as generate_with over the same logits (one
+// draw per token, in order, from params.sampling's seed).
+Expected<GenerationStats> generate_sampled(const SampledStepFn& step, std::span<const int32_t> prompt,
+                                           const GenerationParams& params,
+                                           const std::function<bool(int32_t)>& on_token);
+
 // The loop over any engine. on_token(id) is called for every generated token; returning false
 // stops generation.
 Expected<GenerationStats> generate_with(backend_i& backend, const StepFn& step, std::span<const int32_t> prompt,

@@ -20,6 +20,9 @@ class Sampler {
   explicit Sampler(const SamplingParams& p) : params_(p) {}
   // The next token from logits f32 [vocab] or [rows, vocab] (the last row) on `backend`.
   Expected<int32_t> next(backend_i& backend, const Tensor& logits);
+  // The rule and draw of the next token, for an engine that samples it itself (a decode batch
+  // samples all its rows at once); next() is backend.sample(logits, next_spec()).
+  SampleSpec next_spec();
 
  private:
   SamplingParams params_;

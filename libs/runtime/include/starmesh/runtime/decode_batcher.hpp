@@ -13,14 +13,20 @@
 // both); a batch takes such prefills up to `prefill_tokens` tokens in all: first the oldest
 // of each tenant (API token, by its router-given tag), then the others oldest first, so that
 // one tenant's burst of questions does not hold back another's.
+// A step asked with its sampling rule (step_sampled) has its token drawn by the leader once the
+// batch has run, every row one after the other with the device idle: one thread and no
+// stream traffic between batches, instead of each request's thread queueing its draw and
+// waiting for the device while the next batch gathers.
 #include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <unordered_set>
 
 #include "starmesh/attention/phase2.hpp"
+#include "starmesh/model/generator.hpp"
 #include "starmesh/runtime/device_arbiter.hpp"
 
 namespace starmesh {
@@ -39,6 +45,9 @@ class DecodeBatcher {
   // the model's backend, or why its step failed (its shard hosts' error: the others go on).
   Expected<Tensor> step(QueryHost& host, remote_partials_i& remotes, std::span<const int32_t> ids, uint64_t request,
                         uint64_t tenant = 0);
+  // The same step, and the next token drawn from its logits with `spec` (backend_i::sample).
+  Expected<SampledStep> step_sampled(QueryHost& host, remote_partials_i& remotes, std::span<const int32_t> ids,
+                                     uint64_t request, uint64_t tenant, const SampleSpec& spec);
 
   int64_t prefill_tokens() const { return prefill_tokens_; }
 
@@ -58,6 +67,8 @@ class DecodeBatcher {
 
  private:
   struct Entry;
+  Expected<SampledStep> run(QueryHost& host, remote_partials_i& remotes, std::span<const int32_t> ids, uint64_t request,
+                            uint64_t tenant, std::optional<SampleSpec> spec);
   void lead(std::unique_lock<std::mutex>& lock, Entry& me);
   std::vector<Entry*> take_batch(Entry& me, Shape& shape);  // under mu_; counts what it takes into shape
   std::vector<Expected<std::vector<AttentionState>>> gather_all(std::unique_lock<std::mutex>& lock,
