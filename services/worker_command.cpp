@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <caf/io/all.hpp>
+#include <chrono>
 #include <memory>
 #include <string>
 
@@ -16,6 +17,7 @@
 #include "starmesh/backend/device.hpp"
 #ifdef STARMESH_HAVE_CUDA
 #include "starmesh/backend/cuda_backend.hpp"
+#include "starmesh/model/warm_up.hpp"
 #endif
 #include "starmesh/model/loaded_model.hpp"
 #include "starmesh/runtime/context_worker.hpp"
@@ -91,6 +93,12 @@ int run_worker(const WorkerFlags& f) {
   if (auto* gpu = dynamic_cast<CudaBackend*>((*loaded)->backend.get())) {
     gpu->set_page_arena(f.cuda_kv_pages);
     gpu->set_batch_ops(f.cuda_batch_ops);
+    // The timed GEMM plans now, before the worker registers: not in a request's first step.
+    const auto t0 = std::chrono::steady_clock::now();
+    if (Status warm = warm_up_gemms(model, CudaBackend::tuned_gemm_rows()); !warm)
+      return fail("warming up the GEMMs: " + warm.message());
+    spdlog::info("GEMM plans for 1 to {} rows made in {} ms", CudaBackend::tuned_gemm_rows(),
+                 std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count());
   }
 #endif
   // KV in pages of one arena: caches of every length share the device, a freed one's pages

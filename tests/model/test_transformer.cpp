@@ -7,6 +7,7 @@
 #include "starmesh/backend/cpu_backend.hpp"
 #include "starmesh/model/generator.hpp"
 #include "starmesh/model/safetensors.hpp"
+#include "starmesh/model/warm_up.hpp"
 #include "support/reference.hpp"
 
 using namespace starmesh;
@@ -110,4 +111,15 @@ TEST_CASE_FIXTURE(Golden, "seeded sampling repeats and respects top-k") {
   };
   CHECK(run(7) == run(7));
   CHECK(run(7) != run(8));
+}
+
+TEST_CASE_FIXTURE(Golden, "warming up the GEMMs keeps nothing: a forward after it equals one before") {
+  const std::vector<int32_t> ids = {5, 17, 42, 8, 99, 3};
+  auto before_cache = model.make_cache(16).value();
+  const std::vector<float> before = model.forward(ids, before_cache, true).value().to_f32_vector();
+  REQUIRE(warm_up_gemms(model, 16));
+  auto after_cache = model.make_cache(16).value();
+  const std::vector<float> after = model.forward(ids, after_cache, true).value().to_f32_vector();
+  CHECK(after == before);
+  CHECK(after_cache.length() == int64_t(ids.size()));
 }

@@ -147,7 +147,11 @@ Expected<const CudaBackend::Impl::GemmPlan*> CudaBackend::Impl::gemm_plan(int64_
                                                                           void* out, bool out_is_addend) {
   const auto key = std::make_tuple(n, k, m, int(out_type));
   if (auto it = gemms.find(key); it != gemms.end()) return it->second.get();
-  if (gemms.size() >= kMaxGemmPlans) gemms.clear();  // prompt lengths vary without end: bound the cache
+  if (gemms.size() >= kMaxGemmPlans) {
+    // Prompt lengths vary without end: bound the cache by forgetting the heuristic's plans,
+    // never the timed ones (few rows, a handful of shapes), whose timing would stall serving.
+    std::erase_if(gemms, [](const auto& entry) { return std::get<0>(entry.first) > kTunedGemmRows; });
+  }
   auto p = std::make_unique<GemmPlan>();
   const cublasOperation_t transa = CUBLAS_OP_T, transb = CUBLAS_OP_N;
   SM_TRY(cublas_status(cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F), "matmul desc"));
@@ -222,6 +226,8 @@ int CudaBackend::Impl::fastest_gemm(const GemmPlan& p, std::span<const cublasLtM
 }
 
 CudaBackend::CudaBackend(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+int CudaBackend::tuned_gemm_rows() { return kTunedGemmRows; }
 
 void CudaBackend::set_profiling(bool on) { impl_->profiling = on; }
 void CudaBackend::set_gemv(bool on) { impl_->gemv = on; }

@@ -24,6 +24,10 @@ class CudaBackend final : public backend_i {
   static Expected<std::unique_ptr<CudaBackend>> create(int device);
   ~CudaBackend() override;
 
+  // GEMMs of at most this many rows pick their algorithm by timing on a shape's first call
+  // (warm_up_gemms makes those calls before serving).
+  static int tuned_gemm_rows();
+
   std::string name() const override;
   Device device() const override;
   DType activation_dtype() const override { return DType::bf16; }
