@@ -30,7 +30,9 @@ def main():
     rows = []
     for r in ours:
         row = {"date": a.date, **{k: r.get(k) for k in FIELDS}}
-        row["hf_aggregate_tok_s"] = hf.get(r["concurrent"], {}).get("hf_aggregate_tok_s")
+        # HF's batched generate prefills its contexts: its figure sits beside our fresh mode only.
+        fresh = (r.get("mode") or "fresh") == "fresh"
+        row["hf_aggregate_tok_s"] = hf.get(r["concurrent"], {}).get("hf_aggregate_tok_s") if fresh else None
         rows.append(row)
     json.dump(rows, open(a.json, "w"), indent=1)
 
