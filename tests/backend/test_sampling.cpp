@@ -130,3 +130,31 @@ TEST_CASE("sampling refuses bad specs and bad logits, naming what is wrong") {
   // [rows, vocab]: the last row decides.
   CHECK(cpu.sample(Tensor::from_f32(std::vector<float>{5.0f, 0.0f, 0.0f, 5.0f}, {2, 2}), SampleSpec{}).value() == 1);
 }
+
+TEST_CASE("sample_rows draws each listed row's token by its own rule, as sample does on that row") {
+  ThreadPool pool{1};
+  CpuBackend cpu{pool};
+  const int64_t rows = 5, vocab = 300;
+  const Tensor logits = Tensor::from_f32(random_vector(size_t(rows * vocab), 41, -4.0f, 4.0f), {rows, vocab});
+  // Rows out of order and one row twice, each with another rule.
+  const std::vector<RowSample> draws = {{3, SampleSpec{}},
+                                        {0, SampleSpec{1.0f, 0, 1.0f, 0.37}},
+                                        {4, SampleSpec{0.7f, 20, 0.9f, 0.81}},
+                                        {0, SampleSpec{}},
+                                        {2, SampleSpec{1.3f, 0, 0.5f, 0.05}}};
+  const std::vector<int32_t> got = cpu.sample_rows(logits, draws).value();
+  REQUIRE(got.size() == draws.size());
+  for (size_t i = 0; i < draws.size(); ++i) {
+    CAPTURE(i);
+    CHECK(got[i] == cpu.sample(logits.rows(draws[i].row, draws[i].row + 1), draws[i].spec).value());
+  }
+  // Rows differ, so the greedy draws of rows 3 and 0 are different tokens: a mix-up would show.
+  CHECK(got[0] != got[3]);
+  CHECK(cpu.sample_rows(logits, {}).value().empty());
+  // A row out of range, a bad rule and logits that are not [rows, vocab] are refused.
+  CHECK(cpu.sample_rows(logits, std::vector<RowSample>{{5, SampleSpec{}}}).error().message.find("row 5") !=
+        std::string::npos);
+  CHECK(cpu.sample_rows(logits, std::vector<RowSample>{{0, SampleSpec{}}, {1, SampleSpec{-1.0f}}}).error().code ==
+        ErrorCode::invalid_argument);
+  CHECK_FALSE(cpu.sample_rows(Tensor::from_f32(std::vector<float>(4, 0.0f), {4}), std::vector<RowSample>{{0, {}}}));
+}

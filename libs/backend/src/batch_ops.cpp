@@ -25,4 +25,15 @@ Status backend_i::attention_batch(const Tensor& q, std::span<const SegmentList> 
   return {};
 }
 
+Expected<std::vector<int32_t>> backend_i::sample_rows(const Tensor& logits, std::span<const RowSample> draws) {
+  if (auto checked = check_sample_rows_args(logits, draws, device()); !checked) return checked.error();
+  std::vector<int32_t> tokens;
+  tokens.reserve(draws.size());
+  for (const RowSample& d : draws) {
+    SM_ASSIGN(token, sample(logits.rows(d.row, d.row + 1), d.spec));
+    tokens.push_back(token);
+  }
+  return tokens;
+}
+
 }  // namespace starmesh

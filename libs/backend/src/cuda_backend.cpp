@@ -713,6 +713,39 @@ Expected<int32_t> CudaBackend::sample(const Tensor& logits, const SampleSpec& sp
   return id;
 }
 
+Expected<std::vector<int32_t>> CudaBackend::sample_rows(const Tensor& logits, std::span<const RowSample> draws) {
+  SM_OP_SCOPE("sample_rows (synchronous)");
+  SM_ASSIGN(vocab, check_sample_rows_args(logits, draws, device()));
+  std::vector<int32_t> tokens(draws.size(), -1);
+  if (draws.empty()) return tokens;
+  // Every draw the kernel takes is queued, then one copy of the tokens and one wait: a
+  // synchronisation per row cost about 30 us a request in a decode batch.
+  SM_ASSIGN(slots, impl_->alloc_raw(DType::i32, {int64_t(draws.size())}, false));
+  std::vector<size_t> on_host;
+  for (size_t i = 0; i < draws.size(); ++i) {
+    const SampleSpec& spec = draws[i].spec;
+    if (spec.temperature != 0.0f && spec.top_k != 1 && vocab > kernels::sample_max_vocab()) {
+      on_host.push_back(i);
+      continue;
+    }
+    const float* row = static_cast<const float*>(logits.data()) + draws[i].row * vocab;
+    SM_TRY(cuda_status(kernels::sample_token(row, int(vocab), spec.temperature, spec.top_k, spec.top_p, spec.u,
+                                             slots.data_as<int32_t>() + i, impl_->stream),
+                       "sample_rows"));
+  }
+  SM_TRY(cuda_status(cudaMemcpyAsync(tokens.data(), slots.data(), tokens.size() * sizeof(int32_t),
+                                     cudaMemcpyDeviceToHost, impl_->stream),
+                     "sample_rows"));
+  SM_TRY(cuda_status(cudaStreamSynchronize(impl_->stream), "sample_rows"));
+  // Beyond the kernel's shared memory: the same rule on the host, as sample() does.
+  for (size_t i : on_host) {
+    SM_ASSIGN(host, download(logits.rows(draws[i].row, draws[i].row + 1)));
+    SM_ASSIGN(token, sample_reference({host.data_as<float>(), size_t(vocab)}, draws[i].spec));
+    tokens[i] = token;
+  }
+  return tokens;
+}
+
 Status CudaBackend::synchronize() { return cuda_status(cudaStreamSynchronize(impl_->stream), "synchronize"); }
 
 int64_t CudaBackend::peak_memory_bytes() const {

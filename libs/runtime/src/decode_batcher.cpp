@@ -121,25 +121,31 @@ void DecodeBatcher::lead(std::unique_lock<std::mutex>& lock, Entry& me) {
   backend_i& backend = hosts.front()->model().backend();
   if (ran)
     if (Status settled = backend.synchronize(); !settled) ran = settled.error();
+  // Every request's token in one draw over the batch's logits (one wait, not one a row).
+  std::vector<RowSample> draws;
+  std::vector<size_t> drawn;
+  if (ran)
+    for (size_t i = 0; i < batch.size(); ++i)
+      if (ran->outcome[i] && batch[i]->spec) {
+        draws.push_back({int64_t(i), *batch[i]->spec});
+        drawn.push_back(i);
+      }
+  Expected<std::vector<int32_t>> tokens = std::vector<int32_t>{};
+  if (!draws.empty()) tokens = backend.sample_rows(ran->logits, draws);
   std::vector<Expected<SampledStep>> results;
   for (size_t i = 0; i < batch.size(); ++i) {
     if (!ran) {
       results.emplace_back(ran.error());
     } else if (!ran->outcome[i]) {
       results.emplace_back(ran->outcome[i].error());
+    } else if (batch[i]->spec && !tokens) {
+      results.emplace_back(tokens.error());
     } else {
-      SampledStep out{ran->logits.rows(int64_t(i), int64_t(i) + 1)};
-      if (const auto& spec = batch[i]->spec) {
-        Expected<int32_t> token = backend.sample(out.logits, *spec);
-        if (!token) {
-          results.emplace_back(token.error());
-          continue;
-        }
-        out.token = *token;
-      }
-      results.emplace_back(std::move(out));
+      results.emplace_back(SampledStep{ran->logits.rows(int64_t(i), int64_t(i) + 1)});
     }
   }
+  if (tokens)
+    for (size_t j = 0; j < drawn.size(); ++j) results[drawn[j]]->token = (*tokens)[j];
   arbiter_.release();
   lock.lock();
   for (size_t i = 0; i < batch.size(); ++i) {

@@ -6,6 +6,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "starmesh/backend/page_arena.hpp"
 #include "starmesh/backend/sampling.hpp"
@@ -111,6 +112,10 @@ class backend_i {
   // The next token from f32 logits [vocab] or [rows, vocab] (the last row), by the rule of
   // sampling.hpp; only the token id leaves the device.
   virtual Expected<int32_t> sample(const Tensor& logits, const SampleSpec& spec) = 0;
+  // One token per draw: row draws[i].row of logits [rows, vocab] by its rule, the token
+  // sample() gives for that row alone, with one wait for them all (a decode batch's leader
+  // draws every request's token). By default one sample() a draw (batch_ops.cpp).
+  virtual Expected<std::vector<int32_t>> sample_rows(const Tensor& logits, std::span<const RowSample> draws);
 
   // Waits for all queued work (a no-op on the CPU).
   virtual Status synchronize() = 0;
@@ -138,5 +143,8 @@ Status check_merge_args(std::span<const Tensor> o_parts, std::span<const Tensor>
 // The checks of backend_i::sample, shared by every backend: f32 logits with at least one
 // element, on `dev`; a valid spec. Returns the vocabulary size (the last dimension).
 Expected<int64_t> check_sample_args(const Tensor& logits, const SampleSpec& spec, Device dev);
+// The checks of backend_i::sample_rows: logits [rows, vocab] as above, every draw's row in
+// range and its rule valid. Returns the vocabulary size.
+Expected<int64_t> check_sample_rows_args(const Tensor& logits, std::span<const RowSample> draws, Device dev);
 
 }  // namespace starmesh

@@ -67,6 +67,7 @@ class CudaBackend final : public backend_i {
   Status attention_batch(const Tensor& q, std::span<const SegmentList> items, float scale, const Tensor& o,
                          const Tensor& lse) override;
   Expected<int32_t> sample(const Tensor& logits, const SampleSpec& spec) override;
+  Expected<std::vector<int32_t>> sample_rows(const Tensor& logits, std::span<const RowSample> draws) override;
   Status synchronize() override;
   int64_t peak_memory_bytes() const override;
   std::optional<int64_t> free_memory_bytes() const override;

@@ -24,6 +24,12 @@ struct SampleSpec {
   double u = 0.0;            // the uniform draw in [0, 1) for this token
 };
 
+// One draw of backend_i::sample_rows: a row of the logits and the rule it is drawn by.
+struct RowSample {
+  int64_t row = 0;
+  SampleSpec spec;
+};
+
 // Refuses temperature < 0 or not finite, top_k < 0, top_p outside (0, 1], u outside [0, 1).
 Status check_sample_spec(const SampleSpec& s);
 
