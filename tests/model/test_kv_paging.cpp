@@ -37,38 +37,51 @@ TEST_CASE("the CPU backend knows the host's available memory") {
   CHECK(*free_bytes > 0);
 }
 
-TEST_CASE("kv page geometry: whole device pages, at most max pages, the capacity in whole pages down") {
-  // Rows of 512 bytes, 4 KiB device pages: 8 tokens is the smallest page.
+TEST_CASE("kv page geometry: a page is some tokens' KV of every layer, whole device pages, at most max pages") {
+  // Rows of 512 bytes, 6 layers: 6 KiB a token, so 2 tokens are the smallest page of whole
+  // 4 KiB device pages (3 of them).
   auto g = kv_page_geometry(512, 6, 1000, 1, 4096, 32768).value();
-  CHECK(g.page_tokens == 8);
-  CHECK(g.page_bytes == 4096);
-  CHECK(g.capacity_tokens == 1000);
-  CHECK(g.pages == 12 * 125);
-  // Asked 20: rounded up to 24 (3 device pages a page).
-  g = kv_page_geometry(512, 6, 1000, 20, 4096, 32768).value();
-  CHECK(g.page_tokens == 24);
+  CHECK(g.page_tokens == 2);
   CHECK(g.page_bytes == 3 * 4096);
-  CHECK(g.capacity_tokens == 984);  // a budget: never more than asked
-  CHECK(g.pages == 12 * 41);
-  // Rows of 384 bytes: 32 rows are the first whole number of 4 KiB pages (3).
+  CHECK(g.capacity_tokens == 1000);
+  CHECK(g.pages == 500);
+  // Asked 20: a multiple of 2 already.
+  g = kv_page_geometry(512, 6, 1000, 20, 4096, 32768).value();
+  CHECK(g.page_tokens == 20);
+  CHECK(g.page_bytes == 30 * 4096);
+  CHECK(g.capacity_tokens == 1000);
+  CHECK(g.pages == 50);
+  // Asked 21: up to 22; the capacity in whole pages, down (a budget: never more than asked).
+  g = kv_page_geometry(512, 6, 1000, 21, 4096, 32768).value();
+  CHECK(g.page_tokens == 22);
+  CHECK(g.capacity_tokens == 990);
+  CHECK(g.pages == 45);
+  // Rows of 384 bytes, 2 layers: 1536 bytes a token, 8 tokens fill 3 device pages.
   g = kv_page_geometry(384, 2, 100, 1, 4096, 32768).value();
-  CHECK(g.page_tokens == 32);
-  CHECK(g.page_bytes % 4096 == 0);
+  CHECK(g.page_tokens == 8);
+  CHECK(g.page_bytes == 3 * 4096);
   // A large capacity makes pages larger, so the arena keeps to max_pages.
   g = kv_page_geometry(512, 6, 1 << 20, 16, 4096, 1200).value();
   CHECK(g.pages <= 1200);
   CHECK(g.capacity_tokens <= (1 << 20));
   CHECK(g.capacity_tokens > (1 << 20) - g.page_tokens);
-  CHECK(g.page_tokens % 8 == 0);
-  // The CUDA shape: 2 KiB rows, 2 MiB granularity: pages of 1024 tokens.
+  CHECK(g.page_tokens % 2 == 0);
+  // The CUDA shape (Llama-3.1-8B: 2 KiB rows, 32 layers, 128 KiB a token), 2 MiB granularity:
+  // pages of 16 tokens, so a query's 150 tokens take 10 pages (20 MiB), not a page per tensor.
   g = kv_page_geometry(2048, 32, 131072, 16, 2 << 20, 32768).value();
-  CHECK(g.page_tokens == 1024);
-  CHECK(g.pages == 64 * 128);
+  CHECK(g.page_tokens == 16);
+  CHECK(g.page_bytes == 2 << 20);
+  CHECK(g.pages == 8192);
+  // 700K tokens of it would need 43750 pages of 2 MiB: pages of 32 tokens keep to 32768.
+  g = kv_page_geometry(2048, 32, 700000, 16, 2 << 20, 32768).value();
+  CHECK(g.page_tokens == 32);
+  CHECK(g.pages == 21875);
   // Bad input is refused, not computed.
   CHECK_FALSE(kv_page_geometry(0, 6, 1000, 1, 4096, 32768));
   CHECK_FALSE(kv_page_geometry(512, 6, 0, 1, 4096, 32768));
   CHECK_FALSE(kv_page_geometry(512, 6, int64_t(1) << 50, 1, 4096, 32768));
-  CHECK_FALSE(kv_page_geometry(512, 6, 1000, 1, 4096, 11));  // 12 tensors need 12 pages at least
+  CHECK_FALSE(kv_page_geometry(512, 6, 1000, 1, 4096, 0));
+  CHECK_FALSE(kv_page_geometry(512, 6, 1000, 1, 0, 32768));
   CHECK_FALSE(kv_page_geometry(512, 6, 1000, -1, 4096, 32768));
   CHECK_FALSE(kv_page_geometry(512, 6, 20, 24, 4096, 32768));  // less than one page
   CHECK(round_to_pages(17, 16) == 32);
@@ -94,7 +107,7 @@ TEST_CASE_FIXTURE(Golden, "paged KV caches give the logits of whole allocations 
   const auto& arena = model.kv_paging().arena;
   CHECK(g.page_tokens >= 4);
   CHECK(arena->pages() == g.pages);
-  const int64_t per_cache = 2 * model.layers() * ((40 + g.page_tokens - 1) / g.page_tokens);
+  const int64_t per_cache = (40 + g.page_tokens - 1) / g.page_tokens;  // every layer's KV in each page
   {
     auto paged = model.make_cache(40).value();
     CHECK(paged.pages_held() == per_cache);

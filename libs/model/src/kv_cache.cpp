@@ -6,19 +6,23 @@ Expected<KvCache> KvCache::create_paged(KvCache c, const KvPaging& paging, int l
                                         int64_t head_dim) {
   const DType act = c.backend_->activation_dtype();
   const int64_t row_bytes = kv_heads * head_dim * int64_t(dtype_size(act));
+  const int64_t tensors = 2 * int64_t(layers);
   if (!paging.arena || paging.arena->device() != c.backend_->device() || paging.page_tokens <= 0 ||
-      paging.page_tokens * row_bytes != paging.arena->page_bytes())
+      paging.page_tokens * tensors * row_bytes != paging.arena->page_bytes())
     return make_error("kv cache: the page arena does not fit this model and backend (pages of ",
                       paging.arena ? paging.arena->page_bytes() : 0, " bytes, ", paging.page_tokens, " tokens of ",
-                      row_bytes, " bytes)");
-  const int64_t pages_per_tensor = (c.capacity_ + paging.page_tokens - 1) / paging.page_tokens;
-  SM_ASSIGN(range, paging.arena->reserve(2 * int64_t(layers) * pages_per_tensor));
+                      tensors, " rows of ", row_bytes, " bytes)");
+  // The 2 * layers tensors back to back, each of the capacity rounded to whole pages: together
+  // exactly the cache's pages (kv_page_geometry), so a short cache (a query's own tokens)
+  // takes a page or two, not a page per tensor.
+  const int64_t rows = round_to_pages(c.capacity_, paging.page_tokens);
+  SM_ASSIGN(range, paging.arena->reserve(rows / paging.page_tokens));
   SM_TRY(range->map(0, range->pages()));
   c.range_ = std::move(range);
   // Every view holds the range: its pages stay while any of them is in use.
   auto* base = static_cast<char*>(c.range_->base());
-  const size_t tensor_bytes = size_t(pages_per_tensor) * size_t(paging.arena->page_bytes());
-  for (int64_t t = 0; t < 2 * int64_t(layers); ++t) {
+  const size_t tensor_bytes = size_t(rows) * size_t(row_bytes);
+  for (int64_t t = 0; t < tensors; ++t) {
     Tensor x = Tensor::wrap(base + size_t(t) * tensor_bytes, act, {c.capacity_, kv_heads, head_dim},
                             c.backend_->device(), c.range_);
     (t % 2 == 0 ? c.keys_ : c.values_).push_back(std::move(x));

@@ -16,26 +16,25 @@ Expected<KvPageGeometry> kv_page_geometry(int64_t row_bytes, int layers, int64_t
       granularity > (int64_t(1) << 30) || max_pages <= 0)
     return make_error(ErrorCode::invalid_argument, "KV pages: bad geometry (row ", row_bytes, " bytes, ", layers,
                       " layers, capacity ", capacity, ", page of at least ", min_page_tokens, " tokens)");
-  const int64_t tensors = 2 * int64_t(layers);
-  const int64_t pages_per_tensor = max_pages / tensors;
-  if (pages_per_tensor == 0)
-    return make_error(ErrorCode::invalid_argument, "KV pages: ", layers, " layers need more than ", max_pages,
-                      " pages");
-  // The fewest tokens whose rows fill whole device pages.
-  const int64_t unit = granularity / std::gcd(row_bytes, granularity);
-  int64_t page_tokens = std::max(min_page_tokens, (capacity + pages_per_tensor - 1) / pages_per_tensor);
+  // A page holds page_tokens tokens of a cache: their key and value rows of every layer. A
+  // cache lays its 2 * layers tensors back to back in its pages (KvCache::create_paged), so it
+  // wastes less than one page, whatever its length.
+  const int64_t token_bytes = 2 * int64_t(layers) * row_bytes;
+  // The fewest tokens whose KV fills whole device pages.
+  const int64_t unit = granularity / std::gcd(token_bytes, granularity);
+  int64_t page_tokens = std::max(min_page_tokens, (capacity + max_pages - 1) / max_pages);
   page_tokens = round_to_pages(std::max<int64_t>(page_tokens, 1), unit);
-  if (page_tokens > kMaxPageTokens || page_tokens > (int64_t(1) << 30) / row_bytes)
-    return make_error(ErrorCode::invalid_argument, "KV pages: pages of ", page_tokens, " tokens of ", row_bytes,
+  if (page_tokens > kMaxPageTokens || page_tokens > (int64_t(1) << 30) / token_bytes)
+    return make_error(ErrorCode::invalid_argument, "KV pages: pages of ", page_tokens, " tokens of ", token_bytes,
                       " bytes are too large (at most ", kMaxPageTokens, " tokens and 1 GiB); lower the capacity");
   if (capacity < page_tokens)
     return make_error(ErrorCode::invalid_argument, "KV pages: a capacity of ", capacity,
                       " tokens is less than one page of ", page_tokens, "; raise it");
   KvPageGeometry g;
   g.page_tokens = page_tokens;
-  g.page_bytes = page_tokens * row_bytes;
+  g.page_bytes = page_tokens * token_bytes;
   g.capacity_tokens = capacity / page_tokens * page_tokens;  // a budget: never more than asked
-  g.pages = tensors * (g.capacity_tokens / page_tokens);
+  g.pages = g.capacity_tokens / page_tokens;
   return g;
 }
 

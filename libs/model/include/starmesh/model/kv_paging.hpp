@@ -1,8 +1,8 @@
 #pragma once
 // How a worker's KV caches take their memory: pages of one arena (page_arena.hpp), each page
-// `page_tokens` rows of one layer's keys or values. A cache of n tokens holds
-// 2 * layers * ceil(n / page_tokens) pages, mapped as its rows are written; so KV is booked
-// in whole pages (round_to_pages) by the worker and the router alike.
+// the KV of `page_tokens` tokens, every layer's key and value rows. A cache of n tokens holds
+// ceil(n / page_tokens) pages, mapped when it is made, its tensors back to back in them; so KV
+// is booked in whole pages (round_to_pages) by the worker and the router alike.
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -30,14 +30,14 @@ constexpr int64_t round_to_pages(int64_t tokens, int64_t page_tokens) {
 }
 
 struct KvPageGeometry {
-  int64_t page_tokens = 0;      // rows of one layer's keys (or values) per page
-  int64_t page_bytes = 0;       // page_tokens * row bytes: a whole number of device pages
+  int64_t page_tokens = 0;      // tokens' KV (every layer's key and value rows) per page
+  int64_t page_bytes = 0;       // page_tokens * 2 * layers * row bytes: whole device pages
   int64_t pages = 0;            // in the arena
   int64_t capacity_tokens = 0;  // what those pages hold: the capacity asked, in whole pages (down)
 };
 
 // The pages for `capacity` tokens of KV of a model of `layers` layers whose one token of one
-// layer's keys takes `row_bytes`: pages of at least `min_page_tokens` rows, each a whole
+// layer's keys takes `row_bytes`: pages of at least `min_page_tokens` tokens, each a whole
 // number of `granularity` bytes, at most `max_pages` of them (pages grow to fit).
 Expected<KvPageGeometry> kv_page_geometry(int64_t row_bytes, int layers, int64_t capacity, int64_t min_page_tokens,
                                           int64_t granularity, int64_t max_pages);
