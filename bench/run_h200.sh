@@ -11,7 +11,7 @@
 # serving the same checkpoint through the API; --concurrency: concurrent requests through the mesh
 # (bench/concurrency_bench) beside HF's batched generate; --batched: decode steps of many
 # requests at once in one process, profiled per op (decode_bench --batches); --gemv: one-row GEMM variants against cuBLASLt). The .debs come from tools/fetch_device_debs.sh,
-# run here first.
+# run here first. MESH_MPS=1 with --mesh: the workers share the GPU through CUDA MPS.
 set -eo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-/tmp/out}"
@@ -85,12 +85,26 @@ if [ "${1:-}" = "--concurrency" ]; then
     --date "$(date -u +%F)" --json "$out/concurrency-${card:-gpu}.json" --svg "$out/concurrency-${card:-gpu}.svg"
   exit 0
 fi
+# MESH_MPS=1: the worker processes share the GPU through CUDA MPS (nvidia-cuda-mps-control, a
+# daemon of this user, its pipes under /tmp, told to quit at exit; the GPU's settings stay as
+# they are): their kernels run side by side instead of the GPU switching between the
+# processes' contexts, as it does several times a layer when 4 workers share it.
+start_mps() {
+  command -v nvidia-cuda-mps-control > /dev/null || { echo "== no nvidia-cuda-mps-control on this machine"; exit 1; }
+  export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps-pipe CUDA_MPS_LOG_DIRECTORY=/tmp/mps-log
+  mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
+  nvidia-cuda-mps-control -d
+  trap 'echo quit | nvidia-cuda-mps-control' EXIT
+  echo "== CUDA MPS daemon started"
+}
 if [ "${1:-}" = "--mesh" ]; then
   build_mesh starmesh
   make_checkpoint
-  echo "== the mesh: router + 4 workers on the GPU, contexts ${E2E_CONTEXTS:-32768,131072}"
-  bash bench/mesh_e2e.sh /tmp/build-mesh/bin/starmesh "$ck" "${E2E_CONTEXTS:-32768,131072}" 4 "$out/mesh-logs" \
-    | tee "$out/mesh.jsonl"
+  tag=$([ "${MESH_MPS:-0}" = 1 ] && echo -mps || true)
+  [ -n "$tag" ] && start_mps
+  echo "== the mesh: router + 4 workers on the GPU${tag:+ (MPS)}, contexts ${E2E_CONTEXTS:-32768,131072}"
+  bash bench/mesh_e2e.sh /tmp/build-mesh/bin/starmesh "$ck" "${E2E_CONTEXTS:-32768,131072}" 4 "$out/mesh-logs$tag" \
+    | tee "$out/mesh$tag.jsonl"
   exit 0
 fi
 cmake -S . -B /tmp/build -G Ninja -DSTARMESH_CORE_ONLY=ON -DSTARMESH_CUDA=ON -DCMAKE_BUILD_TYPE=Release \
