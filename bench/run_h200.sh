@@ -11,7 +11,7 @@
 # serving the same checkpoint through the API; --concurrency: concurrent requests through the mesh
 # (bench/concurrency_bench) beside HF's batched generate; --batched: decode steps of many
 # requests at once in one process, profiled per op (decode_bench --batches); --gemv: one-row GEMM variants against cuBLASLt). The .debs come from tools/fetch_device_debs.sh,
-# run here first. MESH_MPS=1 with --mesh: the workers share the GPU through CUDA MPS.
+# run here first. MESH_MPS=1 with --mesh or --concurrency: the workers share the GPU through CUDA MPS.
 set -eo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-/tmp/out}"
@@ -40,6 +40,18 @@ build_mesh() {
   cmake --build /tmp/build-mesh -j16 --target "$@" > "$out/build.log" 2>&1 \
     || { grep -E "error|FAILED" "$out/build.log" | head -30; exit 1; }
 }
+# MESH_MPS=1: the worker processes share the GPU through CUDA MPS (nvidia-cuda-mps-control, a
+# daemon of this user, its pipes under /tmp, told to quit at exit; the GPU's settings stay as
+# they are): their kernels run side by side instead of the GPU switching between the
+# processes' contexts, as it does several times a layer when 4 workers share it.
+start_mps() {
+  command -v nvidia-cuda-mps-control > /dev/null || { echo "== no nvidia-cuda-mps-control on this machine"; exit 1; }
+  export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps-pipe CUDA_MPS_LOG_DIRECTORY=/tmp/mps-log
+  mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
+  nvidia-cuda-mps-control -d
+  trap 'echo quit | nvidia-cuda-mps-control' EXIT
+  echo "== CUDA MPS daemon started"
+}
 if [ "${1:-}" = "--concurrency" ]; then
   # Many users at once (bench/concurrency_bench): router + W workers on the GPU, C requests of
   # 8K contexts and 128 output tokens at once; then HF's batched generate on the same batches.
@@ -48,6 +60,7 @@ if [ "${1:-}" = "--concurrency" ]; then
   # flags of that run alone, named in its rows), e.g. "1:1,4,16:kept 1:1,4,16:kept:--batch-prefill=0".
   # CONC_WORKER_ARGS: flags every worker gets (e.g. --cuda-kv-pages, once the GPU tests pass).
   build_mesh starmesh concurrency_bench
+  [ "${MESH_MPS:-0}" = 1 ] && start_mps
   worker_args=()
   for a in ${CONC_WORKER_ARGS:-}; do worker_args+=("--worker-arg=$a"); done
   make_checkpoint
@@ -58,8 +71,9 @@ if [ "${1:-}" = "--concurrency" ]; then
     all_levels+=("$levels")
     run_args=()
     for a in ${flags//,/ }; do run_args+=("--worker-arg=$a"); done
-    [ -n "$flags" ] && run_args+=("--variant=${flags//,/ }")
-    name="$w-$mode${flags:+-$(tr -c 'a-z0-9' '_' <<< "$flags")}"  # files of this run
+    variant="${flags//,/ }$([ "${MESH_MPS:-0}" = 1 ] && echo " MPS" || true)"
+    [ -n "${variant# }" ] && run_args+=("--variant=${variant# }")
+    name="$w-$mode${variant:+-$(tr -c 'a-z0-9' '_' <<< "${variant# }")}"  # files of this run
     j="/tmp/concurrency-$name-${levels//,/_}.json"
     echo "== concurrency through the mesh: $w worker(s), concurrent $levels, $mode contexts"
     /tmp/build-mesh/bin/concurrency_bench --program /tmp/build-mesh/bin/starmesh --model "$ck" --device cuda \
@@ -85,18 +99,6 @@ if [ "${1:-}" = "--concurrency" ]; then
     --date "$(date -u +%F)" --json "$out/concurrency-${card:-gpu}.json" --svg "$out/concurrency-${card:-gpu}.svg"
   exit 0
 fi
-# MESH_MPS=1: the worker processes share the GPU through CUDA MPS (nvidia-cuda-mps-control, a
-# daemon of this user, its pipes under /tmp, told to quit at exit; the GPU's settings stay as
-# they are): their kernels run side by side instead of the GPU switching between the
-# processes' contexts, as it does several times a layer when 4 workers share it.
-start_mps() {
-  command -v nvidia-cuda-mps-control > /dev/null || { echo "== no nvidia-cuda-mps-control on this machine"; exit 1; }
-  export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps-pipe CUDA_MPS_LOG_DIRECTORY=/tmp/mps-log
-  mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
-  nvidia-cuda-mps-control -d
-  trap 'echo quit | nvidia-cuda-mps-control' EXIT
-  echo "== CUDA MPS daemon started"
-}
 if [ "${1:-}" = "--mesh" ]; then
   build_mesh starmesh
   make_checkpoint
