@@ -57,6 +57,33 @@ TEST_CASE_FIXTURE(Golden, "incremental decoding equals one full forward") {
   CHECK(cache.length() == int64_t(ids.size()));
 }
 
+TEST_CASE_FIXTURE(Golden, "a prefill for the last row's logits, or for KV only, writes the KV of the whole forward") {
+  auto ref = SafetensorsFile::open(STARMESH_FIXTURES_DIR "/golden/reference.safetensors").value();
+  const auto ids = ids_of(ref.get("input_1").value());
+  const int64_t n = int64_t(ids.size()), vocab = model.config().vocab_size;
+  auto whole = model.make_cache(n + 1).value(), last = model.make_cache(n + 1).value(),
+       kv_only = model.make_cache(n + 1).value();
+  const auto all = model.forward(ids, whole, /*all_rows=*/true).value().to_f32_vector();
+  const auto one = model.forward(ids, last).value().to_f32_vector();
+  REQUIRE(model.append_kv(ids, kv_only));
+  // The last layer ran for the last row alone: its logits are the whole forward's last row.
+  REQUIRE(one.size() == size_t(vocab));
+  CHECK(test::relative_error(one, std::vector<float>(all.end() - vocab, all.end())) < 1e-5);
+  // Every layer's KV, the last one's included, is the whole forward's, bit for bit.
+  for (const KvCache* c : {&last, &kv_only}) {
+    REQUIRE(c->length() == n);
+    for (int l = 0; l < model.layers(); ++l) {
+      CAPTURE(l);
+      CHECK(c->keys(l).to_f32_vector() == whole.keys(l).to_f32_vector());
+      CHECK(c->values(l).to_f32_vector() == whole.values(l).to_f32_vector());
+    }
+  }
+  // So the next token decodes the same over each.
+  const std::vector<int32_t> next = {7};
+  const auto want = model.forward(next, whole).value().to_f32_vector();
+  CHECK(model.forward(next, kv_only).value().to_f32_vector() == want);
+}
+
 TEST_CASE_FIXTURE(Golden, "greedy generation equals HF for 32 steps") {
   std::ifstream f(STARMESH_FIXTURES_DIR "/golden/greedy.json");
   const auto j = nlohmann::json::parse(f);

@@ -34,6 +34,7 @@ Status encode_block(const Transformer& model, const BlockPlan& plan, int b, std:
   }
   for (int l = 0; l < model.layers(); ++l) {
     SM_ASSIGN(qkv, model.project_qkv(l, hidden, pos, shard));
+    if (l == model.layers() - 1) break;  // the shard keeps KV only: the last layer's outputs feed nothing
     if (a > 0) {
       SM_TRY(be.copy(anchor->keys(l), keys.rows(0, a)));
       SM_TRY(be.copy(anchor->values(l), values.rows(0, a)));
@@ -69,6 +70,7 @@ Status encode_chunk(const Transformer& model, const BlockPlan& plan, int b, std:
   SM_ASSIGN(lse, be.scratch(DType::f32, {m, hq}));
   for (int l = 0; l < model.layers(); ++l) {
     SM_ASSIGN(qkv, model.project_qkv(l, hidden, pos, shard));
+    if (l == model.layers() - 1) break;  // as in encode_block: KV only
     const int64_t end = shard.length() + m;
     const Tensor keys = shard.keys(l, m).rows(row0, end), values = shard.values(l, m).rows(row0, end);
     const AttentionMask mask = AttentionMask::causal_from(s);  // block token s + i sees block tokens <= s + i
@@ -102,7 +104,7 @@ bool host_needs_anchor(const BlockPlan& plan, int host) {
 Expected<KvCache> encode_anchor(const Transformer& model, const BlockPlan& plan, std::span<const int32_t> context) {
   if (plan.anchor_size <= 0) return make_error("encode_anchor: the plan has no anchor");
   SM_ASSIGN(cache, model.make_cache(plan.anchor_size, Transformer::KvMemory::working));
-  SM_TRY(model.forward(context.first(size_t(plan.anchor_size)), cache).status());
+  SM_TRY(model.append_kv(context.first(size_t(plan.anchor_size)), cache));
   return cache;
 }
 
@@ -154,7 +156,7 @@ Expected<KvShard> encode_host(const Transformer& model, const BlockPlan& plan, i
       std::unique_lock<compute_lock_i> lock;
       if (control.compute) lock = std::unique_lock(*control.compute);
       const int64_t e = std::min(plan.anchor_size, s + chunk);
-      SM_TRY(model.forward(context.subspan(size_t(s), size_t(e - s)), cache).status());
+      SM_TRY(model.append_kv(context.subspan(size_t(s), size_t(e - s)), cache));
     }
     anchor = std::move(cache);
   }

@@ -191,7 +191,7 @@ int64_t Transformer::kv_row_bytes() const {
   return config_.num_key_value_heads * config_.head_dim * int64_t(dtype_size(backend_->activation_dtype()));
 }
 
-Expected<Tensor> Transformer::forward(std::span<const int32_t> ids, KvCache& cache, bool all_rows) const {
+Expected<Tensor> Transformer::run_layers(std::span<const int32_t> ids, KvCache& cache, int64_t keep) const {
   const int64_t n = int64_t(ids.size()), past = cache.length();
   if (n == 0) return make_error("forward: no tokens");
   if (past + n > cache.capacity())
@@ -205,12 +205,25 @@ Expected<Tensor> Transformer::forward(std::span<const int32_t> ids, KvCache& cac
   SM_ASSIGN(lse, backend_->scratch(DType::f32, {n, hq}));
   for (int l = 0; l < layers(); ++l) {
     SM_ASSIGN(qkv, project_qkv(l, hidden, pos, cache));
-    SM_TRY(backend_->attention(qkv.q, cache.keys(l, n), cache.values(l, n), AttentionMask::causal_from(past), scale_,
-                               attn, lse));
-    SM_TRY(finish_layer(l, hidden, attn));
+    // The last layer's outputs feed only the rows kept: its attention and MLP run for them
+    // alone (a prefill of n tokens for one row's logits saves 1 / layers of its attention).
+    const int64_t r0 = l == layers() - 1 ? n - keep : 0;
+    if (r0 == n) break;  // KV only
+    SM_TRY(backend_->attention(qkv.q.rows(r0, n), cache.keys(l, n), cache.values(l, n),
+                               AttentionMask::causal_from(past + r0), scale_, attn.rows(r0, n), lse.rows(r0, n)));
+    SM_TRY(finish_layer(l, hidden.rows(r0, n), attn.rows(r0, n)));
   }
   SM_TRY(cache.commit(n));
-  return logits(all_rows ? hidden : hidden.rows(n - 1, n));
+  return hidden.rows(n - keep, n);
+}
+
+Expected<Tensor> Transformer::forward(std::span<const int32_t> ids, KvCache& cache, bool all_rows) const {
+  SM_ASSIGN(hidden, run_layers(ids, cache, all_rows ? int64_t(ids.size()) : 1));
+  return logits(hidden);
+}
+
+Status Transformer::append_kv(std::span<const int32_t> ids, KvCache& cache) const {
+  return run_layers(ids, cache, 0).status();
 }
 
 }  // namespace starmesh

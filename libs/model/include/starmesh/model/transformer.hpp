@@ -57,6 +57,9 @@ class Transformer {
   // Global attention over `cache` (+ the new tokens, causal): appends their KV and returns
   // logits for every new token (all_rows) or the last one only ([1, vocab]).
   Expected<Tensor> forward(std::span<const int32_t> ids, KvCache& cache, bool all_rows = false) const;
+  // The same without logits: only appends the tokens' KV (a prefill whose outputs nobody
+  // reads, as phase 1's anchor), so the last layer stops after its projections.
+  Status append_kv(std::span<const int32_t> ids, KvCache& cache) const;
 
   // A cache shaped for this model: in the pages of set_kv_paging's arena when set (booked KV:
   // shards, query tokens), else allocated whole (and `working` memory always is: phase 1's
@@ -71,6 +74,9 @@ class Transformer {
   int64_t kv_row_bytes() const;
 
  private:
+  // Every layer over ids, appending their KV; returns the hidden states of the last `keep`
+  // rows (the others stop being computed at the last layer; 0: KV only).
+  Expected<Tensor> run_layers(std::span<const int32_t> ids, KvCache& cache, int64_t keep) const;
   // project_qkv, storing k and v in `store` when given.
   Expected<QkvProjection> project(int layer, const Tensor& hidden, const Tensor& positions, KvCache* store) const;
   backend_i* backend_ = nullptr;
