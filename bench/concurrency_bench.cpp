@@ -167,7 +167,7 @@ int main(int argc, char** argv) {
   app.add_option("--context", context)->check(CLI::Range(int64_t(16), int64_t(1) << 20))->capture_default_str();
   app.add_option("--max-new", max_new)->check(CLI::Range(2, 4096))->capture_default_str();
   app.add_option("--worker-arg", mo.worker_args,
-                 "A flag every worker gets (repeat it; --worker-arg=--cuda-kv-pages: the GPU's KV arena)");
+                 "A flag every worker gets (repeat it; --worker-arg=--no-cuda-kv-pages: no GPU KV arena)");
   app.add_option("--log-dir", mo.log_dir, "The processes' logs (default: inherited stderr)");
   app.add_flag("--kept", kept, "Encode and keep each level's contexts first; time questions over them");
   app.add_option("--json", json_path);

@@ -58,7 +58,7 @@ if [ "${1:-}" = "--concurrency" ]; then
   # CONC_RUNS: space-separated WORKERS:LEVELS:MODE[:FLAGS] runs (MODE fresh: each request sends
   # its context; kept: questions over contexts encoded first; FLAGS: comma-separated worker
   # flags of that run alone, named in its rows), e.g. "1:1,4,16:kept 1:1,4,16:kept:--batch-prefill=0".
-  # CONC_WORKER_ARGS: flags every worker gets (e.g. --cuda-kv-pages, once the GPU tests pass).
+  # CONC_WORKER_ARGS: flags every worker gets (e.g. --no-cuda-kv-pages).
   build_mesh starmesh concurrency_bench
   [ "${MESH_MPS:-0}" = 1 ] && start_mps
   worker_args=()

@@ -36,7 +36,7 @@ struct WorkerFlags {
   std::string device = "cpu";
   int64_t capacity = 65536;
   int64_t kv_page_tokens = 16;
-  bool cuda_kv_pages = false;
+  bool cuda_kv_pages = true;
   bool cuda_batch_ops = true;
   int max_batch = 32;
   int64_t prefill_chunk = 4096;
@@ -190,9 +190,10 @@ void add_worker_command(CLI::App& app, int& exit_code) {
                   "(the log says what was taken)")
       ->check(CLI::Range(int64_t(1), kMaxPageTokens))
       ->capture_default_str();
-  cmd->add_flag("--cuda-kv-pages", f->cuda_kv_pages,
-                "On a GPU, KV pages of a device arena (CUDA virtual memory) instead of an allocation per cache; "
-                "off until the GPU tests have run it");
+  cmd->add_flag("--cuda-kv-pages,!--no-cuda-kv-pages", f->cuda_kv_pages,
+                "On a GPU, KV in pages of one device arena (CUDA virtual memory) shared by every cache "
+                "(--no-cuda-kv-pages: an allocation per cache, to compare)")
+      ->capture_default_str();
   cmd->add_flag("--cuda-batch-ops,!--no-cuda-batch-ops", f->cuda_batch_ops,
                 "On a GPU, a decode batch's KV writes and attention as one launch each for all its requests "
                 "(--no-cuda-batch-ops: one call a request, to compare)")

@@ -83,7 +83,7 @@ struct CudaBackend::Impl {
                    const void* x, void* out);
   bool gemv = true;         // one-row matmuls on the gemv kernel (set_gemv)
   bool fused = true;        // the fused ops as single kernels (set_fused)
-  bool page_arena = false;  // paged KV on a device arena (set_page_arena; off until tested on the H200)
+  bool page_arena = false;  // paged KV on a device arena (set_page_arena: a worker turns it on)
   bool batch_ops = true;    // scatter_rows, attention_batch in one launch (set_batch_ops)
 
   // Op profile (benchmarks): a pair of events around each op while on.
