@@ -191,13 +191,11 @@ void add_worker_command(CLI::App& app, int& exit_code) {
       ->check(CLI::Range(int64_t(1), kMaxPageTokens))
       ->capture_default_str();
   cmd->add_flag("--cuda-kv-pages,!--no-cuda-kv-pages", f->cuda_kv_pages,
-                "On a GPU, KV in pages of one device arena (CUDA virtual memory) shared by every cache "
-                "(--no-cuda-kv-pages: an allocation per cache, to compare)")
-      ->capture_default_str();
+                "On a GPU, KV in pages of one device arena (CUDA virtual memory) shared by every cache; on by "
+                "default (--no-cuda-kv-pages: an allocation per cache, to compare)");
   cmd->add_flag("--cuda-batch-ops,!--no-cuda-batch-ops", f->cuda_batch_ops,
-                "On a GPU, a decode batch's KV writes and attention as one launch each for all its requests "
-                "(--no-cuda-batch-ops: one call a request, to compare)")
-      ->capture_default_str();
+                "On a GPU, a decode batch's KV writes and attention as one launch each for all its requests; on "
+                "by default (--no-cuda-batch-ops: one call a request, to compare)");
   cmd->add_option("--max-batch", f->max_batch,
                   "Most requests whose decode steps this worker runs as one batch (as their query host)")
       ->check(CLI::Range(1, DecodeBatcher::kMaxBatch))
