@@ -692,25 +692,12 @@ Status CudaBackend::merge_states(std::span<const Tensor> o_parts, std::span<cons
 }
 
 Expected<int32_t> CudaBackend::sample(const Tensor& logits, const SampleSpec& spec) {
-  SM_OP_SCOPE("sample (synchronous)");
   SM_ASSIGN(vocab, check_sample_args(logits, spec, device()));
-  const bool greedy = spec.temperature == 0.0f || spec.top_k == 1;
-  if (!greedy && vocab > kernels::sample_max_vocab()) {
-    // Beyond the kernel's shared memory: the same rule on the host.
-    SM_ASSIGN(host, download(logits));
-    return sample_reference({host.data_as<float>() + (host.numel() - vocab), size_t(vocab)}, spec);
-  }
-  const float* last_row = static_cast<const float*>(logits.data()) + (logits.numel() - vocab);
-  // A draw of its own per call: requests' threads sample at once (their decode batch done), and
-  // one shared slot would let a request read another's token between kernel and copy.
-  SM_ASSIGN(token, impl_->alloc_raw(DType::i32, {1}, false));
-  SM_TRY(cuda_status(kernels::sample_token(last_row, int(vocab), spec.temperature, spec.top_k, spec.top_p, spec.u,
-                                           token.data_as<int32_t>(), impl_->stream),
-                     "sample"));
-  int32_t id = -1;
-  SM_TRY(cuda_status(cudaMemcpyAsync(&id, token.data(), sizeof id, cudaMemcpyDeviceToHost, impl_->stream), "sample"));
-  SM_TRY(cuda_status(cudaStreamSynchronize(impl_->stream), "sample"));
-  return id;
+  // The last row, drawn as sample_rows draws any row.
+  const int64_t rows = logits.numel() / vocab;
+  const RowSample last{rows - 1, spec};
+  SM_ASSIGN(tokens, sample_rows(logits.reshape({rows, vocab}), std::span(&last, 1)));
+  return tokens[0];
 }
 
 Expected<std::vector<int32_t>> CudaBackend::sample_rows(const Tensor& logits, std::span<const RowSample> draws) {
@@ -719,7 +706,8 @@ Expected<std::vector<int32_t>> CudaBackend::sample_rows(const Tensor& logits, st
   std::vector<int32_t> tokens(draws.size(), -1);
   if (draws.empty()) return tokens;
   // Every draw the kernel takes is queued, then one copy of the tokens and one wait: a
-  // synchronisation per row cost about 30 us a request in a decode batch.
+  // synchronisation per row cost about 30 us a request in a decode batch. The slots are this
+  // call's own: requests' threads may draw at once.
   SM_ASSIGN(slots, impl_->alloc_raw(DType::i32, {int64_t(draws.size())}, false));
   std::vector<size_t> on_host;
   for (size_t i = 0; i < draws.size(); ++i) {

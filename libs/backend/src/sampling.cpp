@@ -80,12 +80,11 @@ Expected<int64_t> check_sample_args(const Tensor& logits, const SampleSpec& spec
 Expected<int64_t> check_sample_rows_args(const Tensor& logits, std::span<const RowSample> draws, Device dev) {
   if (logits.rank() != 2)
     return make_error("sample_rows: logits must be [rows, vocab], got ", to_string(logits.shape()));
-  int64_t vocab = 0;
+  SM_ASSIGN(vocab, check_sample_args(logits, SampleSpec{}, dev));  // the logits, once
   for (const RowSample& d : draws) {
     if (d.row < 0 || d.row >= logits.dim(0))
       return make_error("sample_rows: row ", d.row, " of logits ", to_string(logits.shape()));
-    SM_ASSIGN(v, check_sample_args(logits, d.spec, dev));
-    vocab = v;
+    SM_TRY(check_sample_spec(d.spec));
   }
   return vocab;
 }

@@ -122,14 +122,10 @@ void DecodeBatcher::lead(std::unique_lock<std::mutex>& lock, Entry& me) {
   if (ran)
     if (Status settled = backend.synchronize(); !settled) ran = settled.error();
   // Every request's token in one draw over the batch's logits (one wait, not one a row).
-  std::vector<RowSample> draws;
-  std::vector<size_t> drawn;
+  std::vector<RowSample> draws;  // row i: batch[i]'s
   if (ran)
     for (size_t i = 0; i < batch.size(); ++i)
-      if (ran->outcome[i] && batch[i]->spec) {
-        draws.push_back({int64_t(i), *batch[i]->spec});
-        drawn.push_back(i);
-      }
+      if (ran->outcome[i] && batch[i]->spec) draws.push_back({int64_t(i), *batch[i]->spec});
   Expected<std::vector<int32_t>> tokens = std::vector<int32_t>{};
   if (!draws.empty()) tokens = backend.sample_rows(ran->logits, draws);
   std::vector<Expected<SampledStep>> results;
@@ -145,7 +141,7 @@ void DecodeBatcher::lead(std::unique_lock<std::mutex>& lock, Entry& me) {
     }
   }
   if (tokens)
-    for (size_t j = 0; j < drawn.size(); ++j) results[drawn[j]]->token = (*tokens)[j];
+    for (size_t j = 0; j < draws.size(); ++j) results[size_t(draws[j].row)]->token = (*tokens)[j];
   arbiter_.release();
   lock.lock();
   for (size_t i = 0; i < batch.size(); ++i) {
