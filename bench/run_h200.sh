@@ -73,7 +73,7 @@ if [ "${1:-}" = "--concurrency" ]; then
     for a in ${flags//,/ }; do run_args+=("--worker-arg=$a"); done
     variant="${flags//,/ }$([ "${MESH_MPS:-0}" = 1 ] && echo " MPS" || true)"
     [ -n "${variant# }" ] && run_args+=("--variant=${variant# }")
-    name="$w-$mode${variant:+-$(tr -c 'a-z0-9' '_' <<< "${variant# }")}"  # files of this run
+    name="$w-$mode${variant:+-$(printf %s "${variant# }" | tr A-Z a-z | tr -c a-z0-9 _)}"  # files of this run
     j="/tmp/concurrency-$name-${levels//,/_}.json"
     echo "== concurrency through the mesh: $w worker(s), concurrent $levels, $mode contexts"
     /tmp/build-mesh/bin/concurrency_bench --program /tmp/build-mesh/bin/starmesh --model "$ck" --device cuda \

@@ -96,6 +96,45 @@ TEST_CASE("page arena short of pages refuses as overloaded and maps none, or wai
   CHECK(waiting->free_pages() == 2);
 }
 
+TEST_CASE("page arena parks a fully mapped range for the next of its size and unmaps parked ranges when short") {
+  auto arena = arena_of(8);
+  const int64_t pb = arena->page_bytes();
+  void* first = nullptr;
+  {
+    auto r = arena->reserve(3).value();
+    REQUIRE(r->map(0, 3));
+    std::memset(r->base(), 'q', size_t(3 * pb));
+    first = r->base();
+  }
+  CHECK(arena->free_pages() == 8);  // parked pages count as free
+  {
+    // The same size: the parked range itself, mapped, with what its last user wrote.
+    auto again = arena->reserve(3).value();
+    CHECK(again->base() == first);
+    CHECK(again->mapped() == 3);
+    CHECK(again->map(0, 3));  // nothing to map
+    CHECK(static_cast<const char*>(again->base())[3 * pb - 1] == 'q');
+    CHECK(arena->free_pages() == 5);
+    // Another size does not take it: fresh address space, nothing mapped.
+    auto other = arena->reserve(2).value();
+    CHECK(other->mapped() == 0);
+  }
+  CHECK(arena->free_pages() == 8);
+  {
+    // A range mapped in part is not parked: its pages come back unmapped.
+    auto part = arena->reserve(4).value();
+    REQUIRE(part->map(1, 2));
+  }
+  auto fresh = arena->reserve(4).value();
+  CHECK(fresh->mapped() == 0);
+  // 5 free pages and a parked range of 3: a map of 8 unmaps the parked range to take its pages.
+  auto all = arena->reserve(8).value();
+  REQUIRE(all->map(0, 8));
+  CHECK(arena->free_pages() == 0);
+  std::memset(all->base(), 'w', size_t(8 * pb));
+  CHECK(arena->reserve(3).value()->mapped() == 0);  // nothing parked is left
+}
+
 TEST_CASE("page arena refuses bad geometry and the CPU backend makes host arenas") {
   const int64_t g = host_page_granularity();
   CHECK_FALSE(make_host_page_arena(g + 1, 4, 0ms));

@@ -698,17 +698,37 @@ TEST_CASE_FIXTURE(Backends, "cuda page arena: paged KV caches give the logits of
   MESSAGE("device page granularity " << g << " bytes");
   // The arena itself: pages mapped are memory the kernels and copies reach.
   auto arena = gpu->make_page_arena(g, 4, std::chrono::milliseconds(0)).value();
+  const auto round_trip = [&](page_range_i& r) {
+    const int64_t n = r.pages() * g / 4;
+    std::vector<float> values(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) values[size_t(i)] = float(i % 1000) * 0.5f;
+    const Tensor dev = Tensor::wrap(r.base(), DType::f32, {n}, gpu->device(), nullptr);
+    REQUIRE(gpu->copy(gpu->upload(Tensor::from_f32(values, {n}), DType::f32).value(), dev));
+    CHECK(gpu->download(dev).value().to_f32_vector() == values);
+    return values;
+  };
+  std::vector<float> written;
   {
     auto r = arena->reserve(3).value();
     REQUIRE(r->map(0, 3));
     CHECK(arena->free_pages() == 1);
-    const int64_t n = 3 * g / 4;
-    std::vector<float> values(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) values[size_t(i)] = float(i % 1000) * 0.5f;
-    const Tensor dev = Tensor::wrap(r->base(), DType::f32, {n}, gpu->device(), nullptr);
-    REQUIRE(gpu->copy(gpu->upload(Tensor::from_f32(values, {n}), DType::f32).value(), dev));
-    CHECK(gpu->download(dev).value().to_f32_vector() == values);
+    written = round_trip(*r);
     CHECK_FALSE(arena->reserve(2).value()->map(0, 2));  // 1 page free
+  }
+  CHECK(arena->free_pages() == 4);
+  {
+    // The range went back parked, still mapped: the next of its size is it, values and all.
+    auto again = arena->reserve(3).value();
+    CHECK(again->mapped() == 3);
+    const Tensor dev = Tensor::wrap(again->base(), DType::f32, {int64_t(written.size())}, gpu->device(), nullptr);
+    CHECK(gpu->download(dev).value().to_f32_vector() == written);
+  }
+  {
+    // A range of 4 takes the parked one's pages (unmapped first) and maps all 4 in one run.
+    auto all = arena->reserve(4).value();
+    REQUIRE(all->map(0, 4));
+    CHECK(arena->free_pages() == 0);
+    round_trip(*all);
   }
   CHECK(arena->free_pages() == 4);
 
@@ -726,6 +746,12 @@ TEST_CASE_FIXTURE(Backends, "cuda page arena: paged KV caches give the logits of
     CHECK(paged.pages_held() > 0);
     CHECK(back(model.forward(ids, paged, true).value()) == want);
     CHECK(back(model.forward(std::vector<int32_t>{9}, paged).value()) == want_step);
+  }
+  {
+    // The next cache of that capacity takes the parked range, holding the last one's KV.
+    auto reused = model.make_cache(64).value();
+    CHECK(back(model.forward(ids, reused, true).value()) == want);
+    CHECK(back(model.forward(std::vector<int32_t>{9}, reused).value()) == want_step);
   }
   CHECK(model.kv_paging().arena->free_pages() == geometry.pages);
   gpu->set_page_arena(false);

@@ -1,8 +1,8 @@
 // The GPU page arena: CUDA's virtual memory management. Every page is a physical allocation
 // (cuMemCreate) made when the arena is; a range is reserved device address space
-// (cuMemAddressReserve), and mapping page i of a range maps one of them there (cuMemMap +
-// cuMemSetAccess). The driver's functions come through the runtime's entry-point query, so
-// nothing links libcuda (the CI machine has no driver).
+// (cuMemAddressReserve), and mapping page i of a range maps one of them there (cuMemMap; then
+// one cuMemSetAccess for each run of pages mapped together). The driver's functions come through the runtime's
+// entry-point query, so nothing links libcuda (the CI machine has no driver).
 #include "cuda_page_arena.hpp"
 
 #include <cuda.h>
@@ -79,6 +79,7 @@ class CudaPageArena final : public PageArenaBase {
                 std::chrono::milliseconds wait)
       : PageArenaBase(page_bytes, pages, wait), d_(d), device_(device), stream_(stream) {}
   ~CudaPageArena() override {
+    drop_parked();
     for (CUmemGenericAllocationHandle h : handles_) d_.release(h);
   }
 
@@ -104,17 +105,15 @@ class CudaPageArena final : public PageArenaBase {
   void release_address(char* base, size_t bytes) override { d_.address_free(CUdeviceptr(base), bytes); }
 
   Status map_page(char* at, int64_t page) override {
-    const size_t pb = size_t(page_bytes());
-    SM_TRY(cu_status(d_.map(CUdeviceptr(at), pb, 0, handles_[size_t(page)], 0), "cuMemMap"));
+    return cu_status(d_.map(CUdeviceptr(at), size_t(page_bytes()), 0, handles_[size_t(page)], 0), "cuMemMap");
+  }
+  Status allow_access(char* at, int64_t pages) override {
     CUmemAccessDesc access{};
     access.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
     access.location.id = device_;
     access.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
-    if (Status s = cu_status(d_.set_access(CUdeviceptr(at), pb, &access, 1), "cuMemSetAccess"); !s) {
-      d_.unmap(CUdeviceptr(at), pb);
-      return s;
-    }
-    return {};
+    return cu_status(d_.set_access(CUdeviceptr(at), size_t(pages) * size_t(page_bytes()), &access, 1),
+                     "cuMemSetAccess");
   }
   void unmap_page(char* at, int64_t) override { d_.unmap(CUdeviceptr(at), size_t(page_bytes())); }
   // Kernels still queued may read the pages: the backend's one stream drains first.

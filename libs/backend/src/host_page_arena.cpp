@@ -18,7 +18,10 @@ class HostPageArena final : public PageArenaBase {
  public:
   HostPageArena(int fd, int64_t page_bytes, int64_t pages, std::chrono::milliseconds wait)
       : PageArenaBase(page_bytes, pages, wait), fd_(fd) {}
-  ~HostPageArena() override { ::close(fd_); }
+  ~HostPageArena() override {
+    drop_parked();
+    ::close(fd_);
+  }
 
   Device device() const override { return Device::cpu(); }
 

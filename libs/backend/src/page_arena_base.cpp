@@ -9,7 +9,14 @@ class PagedRange final : public page_range_i {
  public:
   PagedRange(std::shared_ptr<PageArenaBase> arena, char* base, int64_t pages)
       : arena_(std::move(arena)), base_(base), phys_(size_t(pages), -1) {}
+  // A parked range, every page mapped.
+  PagedRange(std::shared_ptr<PageArenaBase> arena, char* base, std::vector<int64_t> phys)
+      : arena_(std::move(arena)), base_(base), phys_(std::move(phys)), mapped_(int64_t(phys_.size())) {}
   ~PagedRange() override {
+    if (mapped_ == pages()) {
+      arena_->park(base_, std::move(phys_));
+      return;
+    }
     if (mapped_ > 0) arena_->before_unmap();
     for (size_t i = 0; i < phys_.size(); ++i)
       if (phys_[i] >= 0) {
@@ -32,13 +39,23 @@ class PagedRange final : public page_range_i {
       if (phys_[size_t(p)] < 0) want.push_back(p);
     if (want.empty()) return {};
     SM_ASSIGN(got, arena_->take(int64_t(want.size())));
-    for (size_t i = 0; i < want.size(); ++i) {
-      if (Status s = arena_->map_page(at(want[i]), got[i]); !s) {
-        for (size_t j = i; j < got.size(); ++j) arena_->give(got[j]);  // the ones mapped stay, as mapped
+    // Run by run of adjacent range pages: map each page, then allow access to the run at once.
+    for (size_t i = 0; i < want.size();) {
+      size_t end = i + 1;
+      while (end < want.size() && want[end] == want[end - 1] + 1) ++end;
+      size_t done = i;
+      Status s;
+      for (; done < end; ++done)
+        if (s = arena_->map_page(at(want[done]), got[done]); !s) break;
+      if (s) s = arena_->allow_access(at(want[i]), int64_t(end - i));
+      if (!s) {  // this run's pages go back unmapped; the runs before stay, as mapped
+        for (size_t j = i; j < done; ++j) arena_->unmap_page(at(want[j]), got[j]);
+        for (size_t j = i; j < got.size(); ++j) arena_->give(got[j]);
         return s;
       }
-      phys_[size_t(want[i])] = got[i];
-      ++mapped_;
+      for (size_t j = i; j < end; ++j) phys_[size_t(want[j])] = got[j];
+      mapped_ += int64_t(end - i);
+      i = end;
     }
     return {};
   }
@@ -61,14 +78,26 @@ PageArenaBase::PageArenaBase(int64_t page_bytes, int64_t pages, std::chrono::mil
 
 int64_t PageArenaBase::free_pages() const {
   std::lock_guard lock(mu_);
-  return int64_t(free_.size());
+  return int64_t(free_.size()) + parked_pages_;
 }
 
 Expected<std::vector<int64_t>> PageArenaBase::take(int64_t n) {
+  const auto deadline = std::chrono::steady_clock::now() + wait_;
   std::unique_lock lock(mu_);
-  if (!freed_.wait_for(lock, wait_, [&] { return int64_t(free_.size()) >= n; }))
-    return make_error(ErrorCode::overloaded, "KV pages: ", n, " needed, ", free_.size(), " of ", pages_,
-                      " free (pages of ", page_bytes_, " bytes); the worker's KV is full");
+  while (int64_t(free_.size()) < n) {
+    if (!parked_.empty()) {  // parked pages first: unmapping them costs less than waiting
+      Parked oldest = std::move(parked_.front());
+      parked_.pop_front();
+      parked_pages_ -= int64_t(oldest.phys.size());
+      lock.unlock();
+      unmap(std::move(oldest));
+      lock.lock();
+      continue;
+    }
+    if (freed_.wait_until(lock, deadline) == std::cv_status::timeout && int64_t(free_.size()) < n && parked_.empty())
+      return make_error(ErrorCode::overloaded, "KV pages: ", n, " needed, ", free_.size(), " of ", pages_,
+                        " free (pages of ", page_bytes_, " bytes); the worker's KV is full");
+  }
   std::vector<int64_t> out;
   for (int64_t i = 0; i < n; ++i) out.push_back(*free_.begin()), free_.erase(free_.begin());
   return out;
@@ -82,8 +111,52 @@ void PageArenaBase::give(int64_t page) {
   freed_.notify_all();
 }
 
+void PageArenaBase::park(char* base, std::vector<int64_t> phys) {
+  std::unique_lock lock(mu_);
+  parked_pages_ += int64_t(phys.size());
+  parked_.push_back(Parked{base, std::move(phys)});
+  if (parked_.size() > kMaxParked) {
+    Parked oldest = std::move(parked_.front());
+    parked_.pop_front();
+    parked_pages_ -= int64_t(oldest.phys.size());
+    lock.unlock();
+    unmap(std::move(oldest));
+  } else {
+    lock.unlock();
+  }
+  freed_.notify_all();  // a take waiting for pages can unmap this range
+}
+
+void PageArenaBase::unmap(Parked p) {
+  before_unmap();
+  const size_t pb = size_t(page_bytes_);
+  for (size_t i = 0; i < p.phys.size(); ++i) unmap_page(p.base + i * pb, p.phys[i]);
+  release_address(p.base, p.phys.size() * pb);
+  for (int64_t page : p.phys) give(page);
+}
+
+void PageArenaBase::drop_parked() {
+  std::unique_lock lock(mu_);
+  std::deque<Parked> all = std::move(parked_);
+  parked_.clear();
+  parked_pages_ = 0;
+  lock.unlock();
+  for (Parked& p : all) unmap(std::move(p));
+}
+
 Expected<std::unique_ptr<page_range_i>> PageArenaBase::reserve(int64_t pages) {
   if (pages <= 0 || pages > pages_) return make_error("KV pages: a range of ", pages, " pages in an arena of ", pages_);
+  {
+    std::lock_guard lock(mu_);
+    // The most recently parked range of this size (the oldest stay first in line to be unmapped).
+    for (auto it = parked_.rbegin(); it != parked_.rend(); ++it)
+      if (int64_t(it->phys.size()) == pages) {
+        Parked p = std::move(*it);
+        parked_.erase(std::next(it).base());
+        parked_pages_ -= pages;
+        return std::unique_ptr<page_range_i>(new PagedRange(shared_from_this(), p.base, std::move(p.phys)));
+      }
+  }
   SM_ASSIGN(base, reserve_address(size_t(pages) * size_t(page_bytes_)));
   return std::unique_ptr<page_range_i>(new PagedRange(shared_from_this(), base, pages));
 }

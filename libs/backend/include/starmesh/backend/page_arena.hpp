@@ -22,8 +22,9 @@ namespace starmesh {
 // budgets take larger pages (kv_page_geometry).
 constexpr int64_t kMaxArenaPages = 32768;
 
-// Address space for `pages()` pages of an arena, mapped page by page. The destructor unmaps
-// every mapped page and gives it back to the arena.
+// Address space for `pages()` pages of an arena, mapped page by page. The destructor gives the
+// pages back to the arena: unmapped, or, when every page is mapped, still mapped and parked for
+// the next range of as many pages (page_arena_base.hpp says why). Parked pages count as free.
 class page_range_i {
  public:
   virtual ~page_range_i() = default;
@@ -44,8 +45,9 @@ class page_arena_i {
   virtual int64_t page_bytes() const = 0;
   virtual int64_t pages() const = 0;
   virtual int64_t free_pages() const = 0;
-  // Address space for `pages` pages, none mapped. The range may outlive the arena's owner
-  // (it holds the arena).
+  // Address space for `pages` pages: none mapped, or a parked range of that size, all mapped
+  // (its memory holds what its last user wrote). The range may outlive the arena's owner (it
+  // holds the arena).
   virtual Expected<std::unique_ptr<page_range_i>> reserve(int64_t pages) = 0;
 };
 
