@@ -117,14 +117,16 @@ TEST_CASE("router and workers export their metrics, and a real Prometheus scrape
   }
   CHECK(encoded == done->summary.hosts);
   REQUIRE(done->summary.hosts == 2);  // so the query host exchanged with the other
-  double exchanges = 0, received = 0;
+  double exchanges = 0, received = 0, partials = 0;
   for (size_t i = 1; i < ports.size(); ++i) {
     const std::string w = test::http_get(ports[i], "/metrics").body;
     exchanges += sample(w, "starmesh_worker_phase2_exchange_seconds_count");
+    partials += sample(w, "starmesh_worker_shard_partial_seconds_count");
     received += sample(w, "starmesh_worker_phase2_exchange_bytes_total{direction=\"received\"}");
     CHECK(sample(w, "starmesh_build_info") == 1);
   }
   CHECK(exchanges >= double(done->ids.size()));  // a layer of every step at least
+  CHECK(partials == exchanges);                  // the shard host answered each exchange once
   CHECK(received > 0);
   CHECK(encoded_tokens == 700);
   CHECK(reserved == 0);

@@ -67,7 +67,9 @@ caf::result<EncodeReport> start_encode(WorkerPtr self, EncodeOrder& o) {
   if (job->driver) self->monitor(job->driver);
   auto promise = self->make_response_promise<EncodeReport>();
   st.pending[job->id] = promise;
-  job->thread = std::thread(run_job, st.engine, job, setup.data_plane, setup.shard_server, WorkerActor{self});
+  ShardServerOptions serve = setup.shard_server;
+  if (setup.metrics) serve.on_partial = [m = setup.metrics](double s) { m->shard_partial_seconds.observe(s); };
+  job->thread = std::thread(run_job, st.engine, job, setup.data_plane, std::move(serve), WorkerActor{self});
   return promise;
 }
 

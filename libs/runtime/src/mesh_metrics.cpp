@@ -250,7 +250,13 @@ WorkerMetrics::WorkerMetrics(int64_t kv_capacity_tokens)
                            .histogram("starmesh_worker_shard_batch_size",
                                       "As shard host: requests whose layer partials ran as one batch.",
                                       {1, 2, 4, 8, 16, 32, 64, 128, 256})
-                           .with()) {
+                           .with()),
+      shard_partial_seconds(registry
+                                .histogram("starmesh_worker_shard_partial_seconds",
+                                           "As shard host: one phase-2 partial (a layer of a step), from its query's "
+                                           "arrival until its answer is ready to send (the batch's wait included).",
+                                           round_buckets(0.00001, 10))
+                                .with()) {
   kv_capacity.set(double(kv_capacity_tokens));
 }
 

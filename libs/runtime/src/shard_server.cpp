@@ -94,7 +94,9 @@ Expected<ShardServerStats> serve_shard(const Transformer& model, transport_i& tr
             got.error());
       const auto t0 = Clock::now();
       SM_ASSIGN(part, partial(l, q));
-      stats.compute_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
+      const double took = std::chrono::duration<double>(Clock::now() - t0).count();
+      stats.compute_seconds += took;
+      if (options.on_partial) options.on_partial(took);
       std::memcpy(answer.data(), part.o.data(), size_t(o_elems) * sizeof(float));
       std::memcpy(answer.data_as<float>() + o_elems, part.lse.data(), size_t(n * hq) * sizeof(float));
       const Status sent =

@@ -78,8 +78,10 @@ struct WorkerMetrics {
   // prefilled inside those batches and their tokens.
   metrics::Histogram &decode_batch_size;
   metrics::Counter &batched_prefills, &batched_prefill_tokens;
-  // Requests per batch of this worker's shard partials (ShardBatcher).
+  // Requests per batch of this worker's shard partials (ShardBatcher), and the time of one
+  // partial as a shard host (a layer of a step: its query in, its answer ready).
   metrics::Histogram &shard_batch_size;
+  metrics::Histogram &shard_partial_seconds;
 };
 
 // starmesh_build_info{version, model} 1: which build serves which model (router and workers).

@@ -20,6 +20,9 @@ struct ShardServerOptions {
   // polls (an idle request must not hold a core while other requests compute).
   std::chrono::milliseconds spin{5};
   std::chrono::microseconds max_nap{2000};
+  // Hears the seconds of each layer's partial, from its query's arrival until the answer is
+  // ready to send (metrics); null: nobody.
+  std::function<void(double)> on_partial;
 };
 
 struct ShardServerStats {
