@@ -770,3 +770,43 @@ TEST_CASE_FIXTURE(Backends, "star attention engine on cuda agrees with the cpu e
   MESSAGE("star engine, 3000-token context, 4 hosts: CUDA vs CPU relative logit error " << err);
   CHECK(err < 3e-2);
 }
+
+TEST_CASE_FIXTURE(Backends,
+                  "shard partials on cuda come back in one download, as the kernel wrote them and as the cpu's") {
+  auto mg = Transformer::load(*gpu, STARMESH_GOLDEN_MODEL_DIR).value();
+  auto mc = Transformer::load(cpu, STARMESH_GOLDEN_MODEL_DIR).value();
+  std::vector<int32_t> ids(300);
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t((i * 7919) % 2000);
+  auto cg = mg.make_cache(300).value();
+  auto cc = mc.make_cache(300).value();
+  REQUIRE(mg.forward(ids, cg));
+  REQUIRE(mc.forward(ids, cc));
+  const int64_t hq = mg.config().num_attention_heads, d = mg.config().head_dim;
+  for (int layer : {0, mg.layers() - 1}) {
+    const Tensor q = rand({1, hq, d}, 900 + uint64_t(layer));
+    const AttentionState got = shard_partial(mg, cg, layer, q).value();
+    REQUIRE(got.o.device() == Device::cpu());
+    REQUIRE(got.o.dtype() == DType::f32);
+    // The kernel's own output, downloaded apart: the packed copy is the same, bit for bit.
+    const Tensor o = poisoned({1, hq, d}), lse = poisoned({1, hq}, DType::f32);
+    REQUIRE(gpu->attention(to_gpu(q), cg.keys(layer), cg.values(layer), AttentionMask::none(), mg.attention_scale(), o,
+                           lse));
+    CHECK(got.o.to_f32_vector() == back(o));
+    CHECK(got.lse.to_f32_vector() == back(lse));
+    const AttentionState want = shard_partial(mc, cc, layer, q).value();
+    CHECK(nmse(got.o.to_f32_vector(), want.o.to_f32_vector()) < 1e-3);
+    CHECK(nmse(got.lse.to_f32_vector(), want.lse.to_f32_vector()) < 1e-5);
+  }
+  // Three asks in one batch: each row as its ask alone.
+  std::vector<Tensor> qs;
+  std::vector<ShardAsk> asks;
+  for (int i = 0; i < 3; ++i) qs.push_back(rand({1, hq, d}, 950 + uint64_t(i)));
+  for (int i = 0; i < 3; ++i) asks.push_back({&cg, i % mg.layers(), qs[size_t(i)]});
+  const auto batch = shard_partials(mg, asks).value();
+  REQUIRE(batch.size() == 3);
+  for (int i = 0; i < 3; ++i) {
+    const AttentionState alone = shard_partial(mg, cg, i % mg.layers(), qs[size_t(i)]).value();
+    CHECK(nmse(batch[size_t(i)].o.to_f32_vector(), alone.o.to_f32_vector()) < 1e-6);
+    CHECK(nmse(batch[size_t(i)].lse.to_f32_vector(), alone.lse.to_f32_vector()) < 1e-8);
+  }
+}

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <numeric>
 
 namespace starmesh {
@@ -17,6 +18,37 @@ Expected<AttentionState> device_partial(const Transformer& model, const Tensor& 
   SM_ASSIGN(lse, be.scratch(DType::f32, {n, hq}));
   SM_TRY(be.attention(q, keys, values, mask, model.attention_scale(), o, lse));
   return AttentionState{o, lse};
+}
+
+// Scratch for a partial state whose o (activation dtype) and lse (f32) lie back to back in one
+// buffer, so that one download (one synchronisation, not two) brings both to the host: a
+// shard host answers every layer of every step this way.
+struct PackedState {
+  Tensor buffer;
+  AttentionState state;
+};
+
+int64_t o_words(backend_i& be, int64_t rows, int64_t hq, int64_t d) {  // o's f32 slots, rounded up
+  return (rows * hq * d * int64_t(dtype_size(be.activation_dtype())) + 3) / 4;
+}
+
+Expected<PackedState> packed_scratch(backend_i& be, int64_t rows, int64_t hq, int64_t d) {
+  const int64_t ow = o_words(be, rows, hq, d);
+  SM_ASSIGN(buf, be.scratch(DType::f32, {ow + rows * hq}));
+  auto keep = std::make_shared<Tensor>(buf);
+  return PackedState{buf,
+                     {Tensor::wrap(buf.data(), be.activation_dtype(), {rows, hq, d}, buf.device(), keep),
+                      Tensor::wrap(buf.data_as<float>() + ow, DType::f32, {rows, hq}, buf.device(), keep)}};
+}
+
+// The host f32 state of a packed buffer, in one download.
+Expected<AttentionState> download_packed(backend_i& be, const Tensor& buffer, int64_t rows, int64_t hq, int64_t d) {
+  SM_ASSIGN(host, be.download(buffer));
+  auto keep = std::make_shared<Tensor>(host);
+  Tensor o = Tensor::wrap(host.data(), be.activation_dtype(), {rows, hq, d}, Device::cpu(), keep);
+  if (o.dtype() != DType::f32) o = Tensor::from_f32(o.to_f32_vector(), o.shape());
+  return AttentionState{
+      o, Tensor::wrap(host.data_as<float>() + o_words(be, rows, hq, d), DType::f32, {rows, hq}, Device::cpu(), keep)};
 }
 
 // Moves the parts that are not on the backend's device (from the wire: host f32) there in
@@ -67,14 +99,11 @@ Expected<AttentionState> shard_partial(const Transformer& model, const KvCache& 
     SM_ASSIGN(up, be.upload(q, be.activation_dtype()));
     q_dev = up;
   }
-  SM_ASSIGN(p, device_partial(model, q_dev, shard.keys(layer), shard.values(layer), AttentionMask::none()));
-  SM_ASSIGN(o_host, be.download(p.o));
-  SM_ASSIGN(lse_host, be.download(p.lse));
-  if (o_host.dtype() != DType::f32) {
-    const std::vector<float> f = o_host.to_f32_vector();
-    o_host = Tensor::from_f32(f, o_host.shape());
-  }
-  return AttentionState{o_host, lse_host};
+  const int64_t n = q.dim(0), hq = q.dim(1), d = q.dim(2);
+  SM_ASSIGN(p, packed_scratch(be, n, hq, d));
+  SM_TRY(be.attention(q_dev, shard.keys(layer), shard.values(layer), AttentionMask::none(), model.attention_scale(),
+                      p.state.o, p.state.lse));
+  return download_packed(be, p.buffer, n, hq, d);
 }
 
 Expected<std::vector<AttentionState>> shard_partials(const Transformer& model, std::span<const ShardAsk> asks) {
@@ -101,14 +130,11 @@ Expected<std::vector<AttentionState>> shard_partials(const Transformer& model, s
     items[i] = {{&ks[i], 1}, {&vs[i], 1}};
   }
   SM_ASSIGN(q_dev, be.upload(qs, be.activation_dtype()));
-  SM_ASSIGN(o, be.scratch(be.activation_dtype(), {b, hq, d}));
-  SM_ASSIGN(lse, be.scratch(DType::f32, {b, hq}));
-  SM_TRY(be.attention_batch(q_dev, items, model.attention_scale(), o, lse));
-  SM_ASSIGN(o_host, be.download(o));
-  SM_ASSIGN(lse_host, be.download(lse));
-  if (o_host.dtype() != DType::f32) o_host = Tensor::from_f32(o_host.to_f32_vector(), o_host.shape());
+  SM_ASSIGN(p, packed_scratch(be, b, hq, d));
+  SM_TRY(be.attention_batch(q_dev, items, model.attention_scale(), p.state.o, p.state.lse));
+  SM_ASSIGN(host, download_packed(be, p.buffer, b, hq, d));
   std::vector<AttentionState> out;
-  for (int64_t i = 0; i < b; ++i) out.push_back({o_host.rows(i, i + 1), lse_host.rows(i, i + 1)});
+  for (int64_t i = 0; i < b; ++i) out.push_back({host.o.rows(i, i + 1), host.lse.rows(i, i + 1)});
   return out;
 }
 
