@@ -139,10 +139,16 @@ Expected<std::vector<AttentionState>> shard_partials(const Transformer& model, s
 }
 
 Expected<std::vector<AttentionState>> InProcessShards::gather(int layer, const Tensor& q) {
+  backend_i& be = model_.backend();
+  Tensor q_dev = q;
+  if (q.device() != be.device()) {  // a batch hands the network's requests their q on the host
+    SM_ASSIGN(up, be.upload(q, be.activation_dtype()));
+    q_dev = up;
+  }
   std::vector<AttentionState> out;
   for (const KvShard* s : shards_) {
     if (layer < 0 || layer >= s->cache.layers()) return make_error("phase 2: no layer ", layer);
-    SM_ASSIGN(p, device_partial(model_, q, s->cache.keys(layer), s->cache.values(layer), AttentionMask::none()));
+    SM_ASSIGN(p, device_partial(model_, q_dev, s->cache.keys(layer), s->cache.values(layer), AttentionMask::none()));
     out.push_back(std::move(p));
   }
   return out;
@@ -289,16 +295,38 @@ Expected<QueryHost::BatchStep> QueryHost::step_batch(std::span<QueryHost* const>
     SM_TRY(be.scatter_rows(qkv.k, k_rows));
     SM_TRY(be.scatter_rows(qkv.v, v_rows));
     // The remote partials of the requests still in the step whose other hosts are not here
-    // (a prefill always asks them, as step() does).
+    // (a prefill always asks them, as step() does). A decode step that asks them is `apart`:
+    // its own partials merge with theirs.
     std::vector<size_t> networked;
-    std::vector<Tensor> qs;
+    std::vector<char> apart(b, 0);
+    bool wire = false;  // some asked for are on other hosts, not in this process
     for (size_t i = 0; i < b; ++i)
       if (out.outcome[i] && (n[i] > 1 || !remotes[i]->shards_here())) {
         networked.push_back(i);
-        qs.push_back(qkv.q.rows(first_row[i], first_row[i] + n[i]));
+        apart[i] = n[i] == 1;
+        wire = wire || !remotes[i]->shards_here();
       }
+    // Their q to the host first, in one download, then the decode steps' own attention queued:
+    // the device runs it while the exchange waits on the network (the exchange's own download
+    // would otherwise wait for it, and the device would idle through the round trip).
+    Tensor q_host;
+    if (wire) {
+      SM_ASSIGN(down, be.download(qkv.q));
+      q_host = down;
+    }
+    std::vector<Tensor> qs;
+    for (size_t i : networked)
+      qs.push_back((remotes[i]->shards_here() ? qkv.q : q_host).rows(first_row[i], first_row[i] + n[i]));
+    const int64_t hq = qkv.q.dim(1), d = qkv.q.dim(2);
+    SM_ASSIGN(attn, be.scratch(be.activation_dtype(), {rows, hq, d}));
+    SM_ASSIGN(attn_lse, be.scratch(DType::f32, {rows, hq}));
+    OwnDecode own;
+    if (!decoding.empty()) {
+      SM_ASSIGN(queued, queue_decoding(l, hosts, remotes, decoding, apart, qkv.q.rows(0, decode_rows),
+                                       attn.rows(0, decode_rows), attn_lse.rows(0, decode_rows)));
+      own = std::move(queued);
+    }
     std::vector<std::vector<AttentionState>> parts(b);
-    bool any_remote = false;  // among the decode steps
     if (!networked.empty()) {
       std::vector<Expected<std::vector<AttentionState>>> got;
       if (gather_all) {
@@ -310,20 +338,15 @@ Expected<QueryHost::BatchStep> QueryHost::step_batch(std::span<QueryHost* const>
         return make_error("phase 2 batch: ", got.size(), " partial sets for ", networked.size(), " requests");
       for (size_t j = 0; j < networked.size(); ++j) {
         const size_t i = networked[j];
-        if (got[j]) {
+        if (got[j])
           parts[i] = std::move(*got[j]);
-          any_remote = any_remote || (n[i] == 1 && !parts[i].empty());
-        } else {
+        else
           out.outcome[i] = got[j].status();
-        }
       }
     }
-    const int64_t hq = qkv.q.dim(1), d = qkv.q.dim(2);
-    SM_ASSIGN(attn, be.scratch(be.activation_dtype(), {rows, hq, d}));
-    SM_ASSIGN(attn_lse, be.scratch(DType::f32, {rows, hq}));
     if (!decoding.empty())
-      SM_TRY(attend_decoding(l, hosts, remotes, decoding, parts, out.outcome, any_remote, qkv.q.rows(0, decode_rows),
-                             attn.rows(0, decode_rows), attn_lse.rows(0, decode_rows)));
+      SM_TRY(merge_decoding(be, own, decoding, apart, parts, out.outcome, attn.rows(0, decode_rows),
+                            attn_lse.rows(0, decode_rows)));
     // Each prefill as step() attends it (a failed one over its own shard and tokens only:
     // finite rows, unused).
     for (size_t i : prefilling) {
@@ -354,45 +377,56 @@ Expected<QueryHost::BatchStep> QueryHost::step_batch(std::span<QueryHost* const>
   return out;
 }
 
-Status QueryHost::attend_decoding(int l, std::span<QueryHost* const> hosts, std::span<remote_partials_i* const> remotes,
-                                  std::span<const size_t> decoding, std::vector<std::vector<AttentionState>>& parts,
-                                  std::span<const Status> outcome, bool any_remote, const Tensor& q, const Tensor& attn,
-                                  const Tensor& lse) {
+Expected<QueryHost::OwnDecode> QueryHost::queue_decoding(int l, std::span<QueryHost* const> hosts,
+                                                         std::span<remote_partials_i* const> remotes,
+                                                         std::span<const size_t> decoding, std::span<const char> apart,
+                                                         const Tensor& q, const Tensor& attn, const Tensor& lse) {
   // Every request's own keys in one call: all of them (the shards here, or its own, and its
-  // tokens) for a request with no remote partials; for one with some, its shard alone, and
-  // its tokens in a second call, so that its merge takes every host's state apart, in the
-  // order attend() does. A request that dropped out still gets rows (finite, unused).
+  // tokens) for a request that is not apart; for one that is, its shard alone, and its tokens
+  // in a second call, so that its merge takes every host's state apart, in the order attend()
+  // does. A request that drops out still gets rows (finite, unused).
   const Transformer& model = *hosts[decoding[0]]->model_;
   backend_i& be = model.backend();
   const size_t m = decoding.size();
   std::vector<std::vector<Tensor>> ks(m), vs(m);
   std::vector<backend_i::SegmentList> items(m), local_items(m);
+  OwnDecode own;
   for (size_t j = 0; j < m; ++j) {
     const size_t i = decoding[j];
     SM_TRY(hosts[i]->own_segments(l, remotes[i]->shards_here(), ks[j], vs[j]));
     const std::span<const Tensor> k_all(ks[j]), v_all(vs[j]);
-    const bool apart = !parts[i].empty();
-    items[j] = {apart ? k_all.first(1) : k_all, apart ? v_all.first(1) : v_all};
+    own.any_apart = own.any_apart || apart[i];
+    items[j] = {apart[i] ? k_all.first(1) : k_all, apart[i] ? v_all.first(1) : v_all};
     local_items[j] = {k_all.last(1), v_all.last(1)};
   }
-  if (!any_remote) return be.attention_batch(q, items, model.attention_scale(), attn, lse);
-  // The other hosts' partials merged into their requests' rows.
+  if (!own.any_apart) {
+    SM_TRY(be.attention_batch(q, items, model.attention_scale(), attn, lse));
+    return own;
+  }
   const Shape o_shape = q.shape(), lse_shape = lse.shape();
-  SM_ASSIGN(own, be.scratch(be.activation_dtype(), o_shape));
-  SM_ASSIGN(own_lse, be.scratch(DType::f32, lse_shape));
-  SM_TRY(be.attention_batch(q, items, model.attention_scale(), own, own_lse));
-  SM_ASSIGN(local, be.scratch(be.activation_dtype(), o_shape));
+  SM_ASSIGN(shard_o, be.scratch(be.activation_dtype(), o_shape));
+  SM_ASSIGN(shard_lse, be.scratch(DType::f32, lse_shape));
+  SM_ASSIGN(local_o, be.scratch(be.activation_dtype(), o_shape));
   SM_ASSIGN(local_lse, be.scratch(DType::f32, lse_shape));
-  SM_TRY(be.attention_batch(q, local_items, model.attention_scale(), local, local_lse));
-  for (size_t j = 0; j < m; ++j) {
+  own = {true, shard_o, shard_lse, local_o, local_lse};
+  SM_TRY(be.attention_batch(q, items, model.attention_scale(), own.shard, own.shard_lse));
+  SM_TRY(be.attention_batch(q, local_items, model.attention_scale(), own.local, own.local_lse));
+  return own;
+}
+
+Status QueryHost::merge_decoding(backend_i& be, const OwnDecode& own, std::span<const size_t> decoding,
+                                 std::span<const char> apart, std::vector<std::vector<AttentionState>>& parts,
+                                 std::span<const Status> outcome, const Tensor& attn, const Tensor& lse) {
+  if (!own.any_apart) return {};  // queue_decoding wrote them
+  for (size_t j = 0; j < decoding.size(); ++j) {
     const size_t i = decoding[j];
     const int64_t r = int64_t(j);
-    if (outcome[i] && !parts[i].empty()) {
-      parts[i].push_back({own.rows(r, r + 1), own_lse.rows(r, r + 1)});
-      parts[i].push_back({local.rows(r, r + 1), local_lse.rows(r, r + 1)});
+    if (apart[i] && outcome[i]) {  // the other hosts' partials, then its shard's, then its tokens'
+      parts[i].push_back({own.shard.rows(r, r + 1), own.shard_lse.rows(r, r + 1)});
+      parts[i].push_back({own.local.rows(r, r + 1), own.local_lse.rows(r, r + 1)});
       SM_TRY(merge_all(be, std::move(parts[i]), attn.rows(r, r + 1), lse.rows(r, r + 1)));
     } else {
-      SM_TRY(be.copy(own.rows(r, r + 1), attn.rows(r, r + 1)));  // its lse row is not read again
+      SM_TRY(be.copy(own.shard.rows(r, r + 1), attn.rows(r, r + 1)));  // its lse row is not read again
     }
   }
   return {};

@@ -113,12 +113,22 @@ class QueryHost {
   Status attend(int layer, const Tensor& q, int64_t past, const std::vector<const KvShard*>* here,
                 std::vector<AttentionState> remote, const Tensor& attn, const Tensor& lse) const;
   // step_batch's attention of its decode steps (requests `decoding`, one row each of q, in
-  // that order) into attn and lse: one attention_batch over their own keys, and where any has
-  // other hosts' partials (`parts`), a second over their tokens and a merge per such request.
-  static Status attend_decoding(int layer, std::span<QueryHost* const> hosts,
-                                std::span<remote_partials_i* const> remotes, std::span<const size_t> decoding,
-                                std::vector<std::vector<AttentionState>>& parts, std::span<const Status> outcome,
-                                bool any_remote, const Tensor& q, const Tensor& attn, const Tensor& lse);
+  // that order) into attn and lse, in two halves around the network. queue_decoding queues
+  // their own attention before the exchange, so that the device runs it while the network is
+  // waited on: one attention_batch over their own keys, and where any is `apart` (other hosts'
+  // partials to come), over its shard alone, and a second over its tokens. merge_decoding then
+  // merges each apart request's partials (`parts`) with its own.
+  struct OwnDecode {
+    bool any_apart = false;  // else queue_decoding wrote attn and lse
+    Tensor shard, shard_lse, local, local_lse;
+  };
+  static Expected<OwnDecode> queue_decoding(int layer, std::span<QueryHost* const> hosts,
+                                            std::span<remote_partials_i* const> remotes,
+                                            std::span<const size_t> decoding, std::span<const char> apart,
+                                            const Tensor& q, const Tensor& attn, const Tensor& lse);
+  static Status merge_decoding(backend_i& be, const OwnDecode& own, std::span<const size_t> decoding,
+                               std::span<const char> apart, std::vector<std::vector<AttentionState>>& parts,
+                               std::span<const Status> outcome, const Tensor& attn, const Tensor& lse);
   // A one-token step's keys on this device for layer `layer`, in merge order: every shard
   // `here` (else its own shard), then the local tokens with the new one (written, not committed).
   Status own_segments(int layer, const std::vector<const KvShard*>* here, std::vector<Tensor>& ks,
