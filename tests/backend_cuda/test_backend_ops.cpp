@@ -797,7 +797,9 @@ TEST_CASE_FIXTURE(Backends,
     CHECK(nmse(got.o.to_f32_vector(), want.o.to_f32_vector()) < 1e-3);
     CHECK(nmse(got.lse.to_f32_vector(), want.lse.to_f32_vector()) < 1e-5);
   }
-  // Three asks in one batch: each row as its ask alone.
+  // Three asks in one batch: each row as its ask alone, up to o's bf16 rounding (the batch
+  // runs attention_batch, an ask alone attention: two kernels, each rounding o once; the
+  // bound of this file's other bf16 outputs).
   std::vector<Tensor> qs;
   std::vector<ShardAsk> asks;
   for (int i = 0; i < 3; ++i) qs.push_back(rand({1, hq, d}, 950 + uint64_t(i)));
@@ -806,7 +808,7 @@ TEST_CASE_FIXTURE(Backends,
   REQUIRE(batch.size() == 3);
   for (int i = 0; i < 3; ++i) {
     const AttentionState alone = shard_partial(mg, cg, i % mg.layers(), qs[size_t(i)]).value();
-    CHECK(nmse(batch[size_t(i)].o.to_f32_vector(), alone.o.to_f32_vector()) < 1e-6);
+    CHECK(nmse(batch[size_t(i)].o.to_f32_vector(), alone.o.to_f32_vector()) < 2e-5);
     CHECK(nmse(batch[size_t(i)].lse.to_f32_vector(), alone.lse.to_f32_vector()) < 1e-8);
   }
 }
