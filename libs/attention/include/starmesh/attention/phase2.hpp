@@ -35,6 +35,8 @@ Expected<std::vector<AttentionState>> shard_partials(const Transformer& model, s
 class remote_partials_i {
  public:
   virtual ~remote_partials_i() = default;
+  // q [n, hq, d] on the model's device, or on the host (step_batch downloads the q of every
+  // request whose shards are not here at once, before it queues its own attention).
   virtual Expected<std::vector<AttentionState>> gather(int layer, const Tensor& q) = 0;
   // The other hosts' shards when they are in this process, on the query host's device (null
   // otherwise): a decode step then asks every shard and its own tokens in one call.
