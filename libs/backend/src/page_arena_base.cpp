@@ -1,5 +1,7 @@
 #include "page_arena_base.hpp"
 
+#include <algorithm>
+
 #include "starmesh/backend/backend.hpp"
 
 namespace starmesh {
@@ -10,20 +12,14 @@ class PagedRange final : public page_range_i {
   PagedRange(std::shared_ptr<PageArenaBase> arena, char* base, int64_t pages)
       : arena_(std::move(arena)), base_(base), phys_(size_t(pages), -1) {}
   // A parked range, every page mapped.
-  PagedRange(std::shared_ptr<PageArenaBase> arena, char* base, std::vector<int64_t> phys)
-      : arena_(std::move(arena)), base_(base), phys_(std::move(phys)), mapped_(int64_t(phys_.size())) {}
+  PagedRange(std::shared_ptr<PageArenaBase> arena, PageArenaBase::Range r)
+      : arena_(std::move(arena)), base_(r.base), phys_(std::move(r.phys)), mapped_(int64_t(phys_.size())) {}
   ~PagedRange() override {
-    if (mapped_ == pages()) {
-      arena_->park(base_, std::move(phys_));
-      return;
-    }
-    if (mapped_ > 0) arena_->before_unmap();
-    for (size_t i = 0; i < phys_.size(); ++i)
-      if (phys_[i] >= 0) {
-        arena_->unmap_page(at(int64_t(i)), phys_[i]);
-        arena_->give(phys_[i]);
-      }
-    arena_->release_address(base_, phys_.size() * size_t(arena_->page_bytes()));
+    PageArenaBase::Range r{base_, std::move(phys_)};
+    if (mapped_ == int64_t(r.phys.size()))
+      arena_->park(std::move(r));
+    else
+      arena_->release({std::move(r)});
   }
 
   void* base() const override { return base_; }
@@ -85,12 +81,15 @@ Expected<std::vector<int64_t>> PageArenaBase::take(int64_t n) {
   const auto deadline = std::chrono::steady_clock::now() + wait_;
   std::unique_lock lock(mu_);
   while (int64_t(free_.size()) < n) {
-    if (!parked_.empty()) {  // parked pages first: unmapping them costs less than waiting
-      Parked oldest = std::move(parked_.front());
-      parked_.pop_front();
-      parked_pages_ -= int64_t(oldest.phys.size());
+    if (!parked_.empty()) {  // parked pages first, oldest first: unmapping them costs less than waiting
+      std::vector<Range> out;
+      int64_t pages = int64_t(free_.size());
+      while (pages < n && !parked_.empty()) {
+        out.push_back(unpark_oldest());
+        pages += int64_t(out.back().phys.size());
+      }
       lock.unlock();
-      unmap(std::move(oldest));
+      release(std::move(out));
       lock.lock();
       continue;
     }
@@ -111,37 +110,46 @@ void PageArenaBase::give(int64_t page) {
   freed_.notify_all();
 }
 
-void PageArenaBase::park(char* base, std::vector<int64_t> phys) {
+PageArenaBase::Range PageArenaBase::unpark_oldest() {
+  Range r = std::move(parked_.front());
+  parked_.pop_front();
+  parked_pages_ -= int64_t(r.phys.size());
+  return r;
+}
+
+void PageArenaBase::park(Range r) {
   std::unique_lock lock(mu_);
-  parked_pages_ += int64_t(phys.size());
-  parked_.push_back(Parked{base, std::move(phys)});
-  if (parked_.size() > kMaxParked) {
-    Parked oldest = std::move(parked_.front());
-    parked_.pop_front();
-    parked_pages_ -= int64_t(oldest.phys.size());
-    lock.unlock();
-    unmap(std::move(oldest));
-  } else {
-    lock.unlock();
-  }
+  parked_pages_ += int64_t(r.phys.size());
+  parked_.push_back(std::move(r));
+  std::vector<Range> over;
+  if (parked_.size() > kMaxParked) over.push_back(unpark_oldest());
+  lock.unlock();
+  release(std::move(over));
   freed_.notify_all();  // a take waiting for pages can unmap this range
 }
 
-void PageArenaBase::unmap(Parked p) {
-  before_unmap();
+void PageArenaBase::release(std::vector<Range> ranges) {
+  const bool mapped = std::any_of(ranges.begin(), ranges.end(), [](const Range& r) {
+    return std::any_of(r.phys.begin(), r.phys.end(), [](int64_t p) { return p >= 0; });
+  });
+  if (mapped) before_unmap();
   const size_t pb = size_t(page_bytes_);
-  for (size_t i = 0; i < p.phys.size(); ++i) unmap_page(p.base + i * pb, p.phys[i]);
-  release_address(p.base, p.phys.size() * pb);
-  for (int64_t page : p.phys) give(page);
+  for (const Range& r : ranges) {
+    for (size_t i = 0; i < r.phys.size(); ++i)
+      if (r.phys[i] >= 0) unmap_page(r.base + i * pb, r.phys[i]);
+    release_address(r.base, r.phys.size() * pb);
+    for (int64_t page : r.phys)
+      if (page >= 0) give(page);
+  }
 }
 
 void PageArenaBase::drop_parked() {
   std::unique_lock lock(mu_);
-  std::deque<Parked> all = std::move(parked_);
+  std::vector<Range> all(std::make_move_iterator(parked_.begin()), std::make_move_iterator(parked_.end()));
   parked_.clear();
   parked_pages_ = 0;
   lock.unlock();
-  for (Parked& p : all) unmap(std::move(p));
+  release(std::move(all));
 }
 
 Expected<std::unique_ptr<page_range_i>> PageArenaBase::reserve(int64_t pages) {
@@ -151,10 +159,10 @@ Expected<std::unique_ptr<page_range_i>> PageArenaBase::reserve(int64_t pages) {
     // The most recently parked range of this size (the oldest stay first in line to be unmapped).
     for (auto it = parked_.rbegin(); it != parked_.rend(); ++it)
       if (int64_t(it->phys.size()) == pages) {
-        Parked p = std::move(*it);
+        Range r = std::move(*it);
         parked_.erase(std::next(it).base());
         parked_pages_ -= pages;
-        return std::unique_ptr<page_range_i>(new PagedRange(shared_from_this(), p.base, std::move(p.phys)));
+        return std::unique_ptr<page_range_i>(new PagedRange(shared_from_this(), std::move(r)));
       }
   }
   SM_ASSIGN(base, reserve_address(size_t(pages) * size_t(page_bytes_)));

@@ -32,9 +32,16 @@ class PageArenaBase : public page_arena_i, public std::enable_shared_from_this<P
   // for them; `overloaded` if short.
   Expected<std::vector<int64_t>> take(int64_t n);
   void give(int64_t page);
-  // A range at `base` whose every page is mapped (phys: its arena pages, in order) goes back
-  // mapped, for the next reserve of as many pages.
-  void park(char* base, std::vector<int64_t> phys);
+  // A range's address space and, per page of it, its arena page (-1: not mapped).
+  struct Range {
+    char* base;
+    std::vector<int64_t> phys;
+  };
+  // A range whose every page is mapped goes back mapped, for the next reserve of as many pages.
+  void park(Range r);
+  // Unmaps the ranges' mapped pages (after one wait for the device's work on them), gives the
+  // pages back and frees the address space.
+  void release(std::vector<Range> ranges);
 
   // The device's part. Address space of `bytes` (no page mapped), and its release.
   virtual Expected<char*> reserve_address(size_t bytes) = 0;
@@ -52,20 +59,17 @@ class PageArenaBase : public page_arena_i, public std::enable_shared_from_this<P
   void drop_parked();
 
  private:
-  struct Parked {
-    char* base;
-    std::vector<int64_t> phys;
-  };
   // The most ranges parked at once; past it the oldest is unmapped (each holds address space).
   static constexpr size_t kMaxParked = 256;
-  void unmap(Parked p);
+  // The oldest parked range, off the list (mu_ held).
+  Range unpark_oldest();
 
   int64_t page_bytes_, pages_;
   std::chrono::milliseconds wait_;
   mutable std::mutex mu_;
   std::condition_variable freed_;
   std::set<int64_t> free_;
-  std::deque<Parked> parked_;  // oldest first
+  std::deque<Range> parked_;  // oldest first
   int64_t parked_pages_ = 0;
 };
 
