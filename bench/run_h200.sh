@@ -11,7 +11,7 @@
 # serving the same checkpoint through the API; --concurrency: concurrent requests through the mesh
 # (bench/concurrency_bench) beside HF's batched generate; --batched: decode steps of many
 # requests at once in one process, profiled per op (decode_bench --batches); --gemv: one-row GEMM variants against cuBLASLt). The .debs come from tools/fetch_device_debs.sh,
-# run here first. MESH_MPS=1 with --mesh or --concurrency: the workers share the GPU through CUDA MPS.
+# run here first. --nccl: the NCCL data plane's GPU tests, then the cross-backend ones. MESH_MPS=1 with --mesh or --concurrency: the workers share the GPU through CUDA MPS.
 set -eo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-/tmp/out}"
@@ -34,7 +34,7 @@ build_mesh() {
   # pkg-config (UCX, cpp-httplib) reads the unpacked .pc files; their /usr paths live under /tmp/deps.
   export PATH="/tmp/deps/usr/bin:$PATH" PKG_CONFIG_SYSROOT_DIR=/tmp/deps
   export PKG_CONFIG_PATH="$lib/pkgconfig:/tmp/deps/usr/share/pkgconfig" PKG_CONFIG_LIBDIR="$lib/pkgconfig"
-  cmake -S . -B /tmp/build-mesh -G Ninja -DSTARMESH_CUDA=ON -DCMAKE_BUILD_TYPE=Release -DSTARMESH_TESTS=OFF \
+  cmake -S . -B /tmp/build-mesh -G Ninja -DSTARMESH_CUDA=ON -DCMAKE_BUILD_TYPE=Release -DSTARMESH_TESTS="${MESH_TESTS:-OFF}" \
     -DSTARMESH_CAPNP_PREFIX=/tmp/deps/usr \
     -DCMAKE_CUDA_ARCHITECTURES=90a > "$out/configure.log" 2>&1 || { tail -30 "$out/configure.log"; exit 1; }
   cmake --build /tmp/build-mesh -j16 --target "$@" > "$out/build.log" 2>&1 \
@@ -97,6 +97,21 @@ if [ "${1:-}" = "--concurrency" ]; then
   card=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | grep -oE 'H[0-9]+' | tr 'H' 'h')
   [ ${#jsons[@]} -gt 0 ] && python3 bench/concurrency_report.py "$(IFS=,; echo "${jsons[*]}")" $hf \
     --date "$(date -u +%F)" --json "$out/concurrency-${card:-gpu}.json" --svg "$out/concurrency-${card:-gpu}.svg"
+  exit 0
+fi
+if [ "${1:-}" = "--nccl" ]; then
+  # The NCCL data plane's GPU tests (test_comm, test_runtime: every case named nccl*): the
+  # transport and the plane as groups of one; the cases that need 2 GPUs run where there are
+  # 2. Then the cross-backend tests, from the same build.
+  MESH_TESTS=ON build_mesh test_comm test_runtime test_backend_ops
+  echo "== NCCL transport and data plane on $(nvidia-smi -L | wc -l) GPU(s)"
+  for t in test_comm test_runtime; do
+    /tmp/build-mesh/bin/$t -tc="nccl*,split*" 2>&1 | tee "$out/$t-nccl.log" \
+      | grep -E "ERROR|SKIPPED|test cases|assertions|Status" || true
+  done
+  echo "== cross-backend tests"
+  /tmp/build-mesh/bin/test_backend_ops 2>&1 | tee "$out/test_backend_ops.log" \
+    | grep -E "MESSAGE|ERROR|test cases|assertions|Status|relative" || true
   exit 0
 fi
 if [ "${1:-}" = "--mesh" ]; then

@@ -71,10 +71,13 @@ int run_worker(const WorkerFlags& f) {
   if (!listen) return fail(listen.error().message);
   if (Status s = check_listen_host(listen->host, f.tls.enabled()); !s) return fail(s.message());  // before loading
   if (f.capacity <= 0) return fail("--capacity must be > 0 KV tokens");
-  auto ucx = ucx_options(f.transport, f.net_devices);
-  if (!ucx) return fail(ucx.error().message);
+  // nccl: GPU tensors through NCCL, the rest (and NCCL's bootstrap) through UCX, either way.
+  const bool nccl = f.transport == "nccl";
+  auto ucx = ucx_options(nccl ? "ucx-auto" : f.transport, f.net_devices);
+  if (!ucx) return fail(ucx.error().message + " or nccl");
   auto device = parse_device(f.device);
   if (!device) return fail("--device: " + device.error().message);
+  if (nccl && device->kind != DeviceSpec::Kind::cuda) return fail("--transport nccl needs --device cuda");
   // One GPU per worker, chosen with CUDA_VISIBLE_DEVICES: the backend makes its device current
   // on the thread that creates it, and the worker computes on threads of its own.
   if (device->kind == DeviceSpec::Kind::cuda && device->index != 0)
@@ -109,7 +112,15 @@ int run_worker(const WorkerFlags& f) {
   if (Status fits = check_kv_fits(model, f.capacity); !fits) return fail(fits.message());
   auto pages = page_kv(model, f.capacity, f.kv_page_tokens, std::chrono::seconds(30));
   if (!pages) return fail(pages.error().message);
-  auto plane = make_ucx_data_plane(*ucx);
+  Expected<std::unique_ptr<data_plane_i>> plane = make_error("no data plane");
+  if (nccl) {
+#ifdef STARMESH_HAVE_CUDA
+    if (auto* gpu = dynamic_cast<CudaBackend*>((*loaded)->backend.get()))
+      plane = make_nccl_data_plane(*ucx, gpu->device().index, gpu->stream());
+#endif
+  } else {
+    plane = make_ucx_data_plane(*ucx);
+  }
   if (!plane) return fail(plane.error().message);
   auto worker_metrics = std::make_shared<WorkerMetrics>(pages->capacity_tokens);
   publish_build_info(worker_metrics->registry, STARMESH_VERSION, served_model_name(f.model_dir));
@@ -215,7 +226,8 @@ void add_worker_command(CLI::App& app, int& exit_code) {
       ->capture_default_str();
   cmd->add_option("--transport", f->transport,
                   "Data plane: ucx-tcp, ucx-shm (one machine; a worker killed mid-message can stall the others: "
-                  "docs/TRAPS.md) or ucx-auto")
+                  "docs/TRAPS.md), ucx-auto, or nccl (GPU workers, one GPU each; NCCL's links must be isolated: "
+                  "docs/SECURITY.md)")
       ->capture_default_str();
   cmd->add_option("--net-devices", f->net_devices, "Network devices UCX may use (lo: loopback only; all)")
       ->capture_default_str();

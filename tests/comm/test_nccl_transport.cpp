@@ -12,9 +12,11 @@
 #include "comm/comm_test_support.hpp"
 #include "starmesh/comm/nccl_transport.hpp"
 #include "starmesh/launch/local_group.hpp"
+#include "support/cuda_devices.hpp"
 
 using namespace starmesh;
 using namespace std::chrono_literals;
+using test::cuda_devices;
 using test::expect_bytes;
 using test::expect_error;
 using test::payload_seed;
@@ -22,30 +24,6 @@ using test::random_payload;
 using test::receive_buffer;
 
 namespace {
-
-// CUDA devices on this machine, counted in a child process so that this one, which forks
-// the ranks, never starts CUDA. No NVIDIA driver: 0, without forking.
-int cuda_devices() {
-  static const int count = [] {
-    if (::access("/dev/nvidiactl", F_OK) != 0) return 0;
-    int fds[2];
-    if (::pipe(fds) != 0) return 0;
-    const pid_t pid = ::fork();
-    if (pid == 0) {
-      int n = 0;
-      if (cudaGetDeviceCount(&n) != cudaSuccess) n = 0;
-      (void)!::write(fds[1], &n, sizeof n);
-      ::_exit(0);
-    }
-    ::close(fds[1]);
-    int n = 0;
-    if (pid < 0 || ::read(fds[0], &n, sizeof n) != sizeof n) n = 0;
-    ::close(fds[0]);
-    if (pid > 0) ::waitpid(pid, nullptr, 0);
-    return n;
-  }();
-  return count;
-}
 
 Expected<Tensor> to_device(const Tensor& host, int device) {
   void* p = nullptr;
@@ -137,6 +115,48 @@ TEST_CASE("nccl: a group of one on one GPU - self transfers, broadcast, gather, 
           SM_TRY(expect_error(t.recv(0, 5, in, deadline_in(500ms)), {"nccl rank 0"}, "receive without a send"));
           return expect_error(t.recv(0, 5, in, deadline_in(500ms)), {"unusable"}, "after the abort");
         });
+      },
+      120s);
+  for (auto& s : results) CHECK_MESSAGE(s.is_ok(), s.message());
+}
+
+TEST_CASE("nccl: a transfer waits for the work queued on the caller's stream (needs 1 GPU)" *
+          doctest::skip(cuda_devices() < 1)) {
+  // The communicator runs on a stream of its own. The caller's stream is kept busy filling
+  // the buffer to send (many large memsets, the last with the value checked): a send that
+  // did not wait for them would read a buffer still being filled.
+  auto results = run_local_group(
+      1,
+      [](LocalBootstrap& b) -> Status {
+        if (cudaSetDevice(0) != cudaSuccess) return make_error("cudaSetDevice(0) failed");
+        cudaStream_t compute = nullptr;
+        if (cudaStreamCreateWithFlags(&compute, cudaStreamNonBlocking) != cudaSuccess)
+          return make_error("cudaStreamCreate failed");
+        SM_ASSIGN(fresh, nccl_unique_id());
+        SM_ASSIGN(t, NcclTransport::create(0, 1, fresh, 0, compute, deadline_in(60s)));
+        const size_t bytes = size_t(256) << 20;
+        SM_ASSIGN(out, to_device(receive_buffer(bytes), 0));
+        SM_ASSIGN(in, to_device(receive_buffer(bytes), 0));
+        Status s;
+        for (int round = 0; round < 3 && s; ++round) {
+          for (int i = 0; i < 40; ++i) cudaMemsetAsync(out.data(), i % 2 ? 0x11 : 0x22, bytes, compute);
+          cudaMemsetAsync(out.data(), 0x5a + round, bytes, compute);
+          const Transfer self[] = {Transfer::send(0, 1, out), Transfer::recv(0, 1, in)};
+          s = t->exchange(self, deadline_in(30s));
+          if (!s) break;
+          SM_ASSIGN(got, to_host(in));
+          const auto* p = static_cast<const uint8_t*>(got.data());
+          for (size_t i = 0; i < bytes; i += 4093)
+            if (p[i] != uint8_t(0x5a + round)) {
+              s = make_error("round ", round, ": byte ", i, " is ", int(p[i]), ", want ", 0x5a + round,
+                             ": the transfer ran before the caller's stream wrote it");
+              break;
+            }
+        }
+        (void)b;
+        t.reset();
+        cudaStreamDestroy(compute);
+        return s;
       },
       120s);
   for (auto& s : results) CHECK_MESSAGE(s.is_ok(), s.message());

@@ -114,21 +114,30 @@ struct InProcessMesh {
 
 }  // namespace
 
-TEST_CASE_FIXTURE(InProcessMesh, "router + 4 workers: tokens and logits equal the single-process star engine") {
-  for (int i = 0; i < 4; ++i) add_worker(4096);
-  const auto ctx = random_ids(1000, 1), query = random_ids(7, 2);
-  auto got = client->run(order(ctx, query, 128, 12));
+namespace {
+
+// Router + 4 workers: tokens and logits equal the single-process star engine.
+void check_four_workers(InProcessMesh& m) {
+  for (int i = 0; i < 4; ++i) m.add_worker(4096);
+  const auto ctx = m.random_ids(1000, 1), query = m.random_ids(7, 2);
+  auto got = m.client->run(m.order(ctx, query, 128, 12));
   REQUIRE_MESSAGE(got, (got ? "" : got.error().message));
   CHECK(got->summary.hosts == 4);
   CHECK(got->summary.context_tokens == 1000);
   CHECK(got->summary.generated_tokens == 12);
-  const Reference want = star(ctx, query, 128, 4, 12);
+  const Reference want = m.star(ctx, query, 128, 4, 12);
   CHECK(got->ids == want.ids);
   CHECK(got->logits == want.logits);  // same arithmetic in the same order: bit for bit
   CHECK_FALSE(got->text.empty());
   // Every worker has its KV back.
-  const auto members = client->members();  // held: a range over a temporary's value() would dangle
+  const auto members = m.client->members();  // held: a range over a temporary's value() would dangle
   for (const auto& w : members.value()) CHECK(w.reserved == 0);
+}
+
+}  // namespace
+
+TEST_CASE_FIXTURE(InProcessMesh, "router + 4 workers: tokens and logits equal the single-process star engine") {
+  check_four_workers(*this);
 }
 
 TEST_CASE_FIXTURE(InProcessMesh, "a context that fits one block equals global attention") {
@@ -152,19 +161,44 @@ TEST_CASE_FIXTURE(InProcessMesh, "a context that fits one block equals global at
   CHECK(g->ids == want.ids);
 }
 
-TEST_CASE_FIXTURE(InProcessMesh, "concurrent requests on shared workers do not mix") {
-  for (int i = 0; i < 3; ++i) add_worker(8192);
-  const auto c1 = random_ids(700, 5), q1 = random_ids(6, 6);
-  const auto c2 = random_ids(500, 7), q2 = random_ids(4, 8);
+namespace {
+
+void check_concurrent_requests(InProcessMesh& m) {
+  for (int i = 0; i < 3; ++i) m.add_worker(8192);
+  const auto c1 = m.random_ids(700, 5), q1 = m.random_ids(6, 6);
+  const auto c2 = m.random_ids(500, 7), q2 = m.random_ids(4, 8);
   std::optional<Expected<MeshClient::Result>> r1, r2;
-  std::thread t1([&] { r1.emplace(client->run(order(c1, q1, 128, 10))); });
-  std::thread t2([&] { r2.emplace(client->run(order(c2, q2, 128, 10))); });
+  std::thread t1([&] { r1.emplace(m.client->run(m.order(c1, q1, 128, 10))); });
+  std::thread t2([&] { r2.emplace(m.client->run(m.order(c2, q2, 128, 10))); });
   t1.join();
   t2.join();
   REQUIRE(*r1);
   REQUIRE(*r2);
-  CHECK((*r1)->ids == star(c1, q1, 128, 3, 10).ids);
-  CHECK((*r2)->ids == star(c2, q2, 128, 3, 10).ids);
+  CHECK((*r1)->ids == m.star(c1, q1, 128, 3, 10).ids);
+  CHECK((*r2)->ids == m.star(c2, q2, 128, 3, 10).ids);
+}
+
+}  // namespace
+
+TEST_CASE_FIXTURE(InProcessMesh, "concurrent requests on shared workers do not mix") {
+  check_concurrent_requests(*this);
+}
+
+// The mesh over a data plane that says it carries device memory: phase 2 takes the NCCL
+// path (Q sent from the device, each shard's partial written into its message there and
+// merged where it lands; step headers on the host), here on the CPU backend, whose device is
+// the host. It must answer exactly as the host path does.
+struct DeviceWireMesh : InProcessMesh {
+  DeviceWireMesh() { hub = InProcessHub::create(/*carries_device_memory=*/true); }
+};
+
+TEST_CASE_FIXTURE(DeviceWireMesh,
+                  "device-memory data plane - router + 4 workers equal the single-process star engine") {
+  check_four_workers(*this);
+}
+
+TEST_CASE_FIXTURE(DeviceWireMesh, "device-memory data plane - concurrent requests on shared workers do not mix") {
+  check_concurrent_requests(*this);
 }
 
 TEST_CASE_FIXTURE(InProcessMesh, "a real worker refuses an order beyond its KV capacity, and frees what it held") {

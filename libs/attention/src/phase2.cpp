@@ -28,27 +28,17 @@ struct PackedState {
   AttentionState state;
 };
 
-int64_t o_words(backend_i& be, int64_t rows, int64_t hq, int64_t d) {  // o's f32 slots, rounded up
-  return (rows * hq * d * int64_t(dtype_size(be.activation_dtype())) + 3) / 4;
-}
-
 Expected<PackedState> packed_scratch(backend_i& be, int64_t rows, int64_t hq, int64_t d) {
-  const int64_t ow = o_words(be, rows, hq, d);
-  SM_ASSIGN(buf, be.scratch(DType::f32, {ow + rows * hq}));
-  auto keep = std::make_shared<Tensor>(buf);
-  return PackedState{buf,
-                     {Tensor::wrap(buf.data(), be.activation_dtype(), {rows, hq, d}, buf.device(), keep),
-                      Tensor::wrap(buf.data_as<float>() + ow, DType::f32, {rows, hq}, buf.device(), keep)}};
+  SM_ASSIGN(buf, be.scratch(DType::f32, {partial_message_words(be.activation_dtype(), rows, hq, d)}));
+  return PackedState{buf, unpack_partial(buf, be.activation_dtype(), rows, hq, d)};
 }
 
 // The host f32 state of a packed buffer, in one download.
 Expected<AttentionState> download_packed(backend_i& be, const Tensor& buffer, int64_t rows, int64_t hq, int64_t d) {
   SM_ASSIGN(host, be.download(buffer));
-  auto keep = std::make_shared<Tensor>(host);
-  Tensor o = Tensor::wrap(host.data(), be.activation_dtype(), {rows, hq, d}, Device::cpu(), keep);
-  if (o.dtype() != DType::f32) o = Tensor::from_f32(o.to_f32_vector(), o.shape());
-  return AttentionState{
-      o, Tensor::wrap(host.data_as<float>() + o_words(be, rows, hq, d), DType::f32, {rows, hq}, Device::cpu(), keep)};
+  AttentionState s = unpack_partial(host, be.activation_dtype(), rows, hq, d);
+  if (s.o.dtype() != DType::f32) s.o = Tensor::from_f32(s.o.to_f32_vector(), s.o.shape());
+  return s;
 }
 
 // Moves the parts that are not on the backend's device (from the wire: host f32) there in
@@ -78,6 +68,10 @@ Status to_device(backend_i& be, std::vector<AttentionState>& parts) {
   return {};
 }
 
+// Whether a request's remote partials take q where it is, on the device: its other shards
+// are here, or its data plane carries device memory.
+bool on_device(const remote_partials_i& r) { return r.shards_here() || r.wants_q_on_device(); }
+
 // Every part (uploaded first, where it came from the wire) merged into attn and lse.
 Status merge_all(backend_i& be, std::vector<AttentionState> parts, const Tensor& attn, const Tensor& lse) {
   SM_TRY(to_device(be, parts));
@@ -90,6 +84,35 @@ Status merge_all(backend_i& be, std::vector<AttentionState> parts, const Tensor&
 }
 
 }  // namespace
+
+int64_t partial_message_words(DType o_dtype, int64_t rows, int64_t hq, int64_t d) {
+  return (rows * hq * d * int64_t(dtype_size(o_dtype)) + 3) / 4 + rows * hq;
+}
+
+AttentionState unpack_partial(const Tensor& message, DType o_dtype, int64_t rows, int64_t hq, int64_t d) {
+  auto keep = std::make_shared<Tensor>(message);
+  const int64_t lse_at = partial_message_words(o_dtype, rows, hq, d) - rows * hq;
+  return {Tensor::wrap(message.data(), o_dtype, {rows, hq, d}, message.device(), keep),
+          Tensor::wrap(message.data_as<float>() + lse_at, DType::f32, {rows, hq}, message.device(), keep)};
+}
+
+Status shard_partial_into(const Transformer& model, const KvCache& shard, int layer, const Tensor& q,
+                          const Tensor& message) {
+  if (layer < 0 || layer >= shard.layers()) return make_error("shard_partial: no layer ", layer);
+  backend_i& be = model.backend();
+  if (q.device() != be.device() || q.dtype() != be.activation_dtype() || q.rank() != 3)
+    return make_error("shard_partial_into: q must be [n, heads, d] ", dtype_name(be.activation_dtype()), " on ",
+                      to_string(be.device()), ", it is ", to_string(q.shape()), " ", dtype_name(q.dtype()), " on ",
+                      to_string(q.device()));
+  const int64_t n = q.dim(0), hq = q.dim(1), d = q.dim(2);
+  if (message.device() != be.device() || message.dtype() != DType::f32 ||
+      message.numel() != partial_message_words(be.activation_dtype(), n, hq, d))
+    return make_error("shard_partial_into: the message must be f32 [",
+                      partial_message_words(be.activation_dtype(), n, hq, d), "] on ", to_string(be.device()));
+  const AttentionState out = unpack_partial(message, be.activation_dtype(), n, hq, d);
+  return be.attention(q, shard.keys(layer), shard.values(layer), AttentionMask::none(), model.attention_scale(), out.o,
+                      out.lse);
+}
 
 Expected<AttentionState> shard_partial(const Transformer& model, const KvCache& shard, int layer, const Tensor& q) {
   if (layer < 0 || layer >= shard.layers()) return make_error("shard_partial: no layer ", layer);
@@ -304,11 +327,12 @@ Expected<QueryHost::BatchStep> QueryHost::step_batch(std::span<QueryHost* const>
       if (out.outcome[i] && (n[i] > 1 || !remotes[i]->shards_here())) {
         networked.push_back(i);
         apart[i] = n[i] == 1;
-        wire = wire || !remotes[i]->shards_here();
+        wire = wire || !on_device(*remotes[i]);
       }
-    // Their q to the host first, in one download, then the decode steps' own attention queued:
-    // the device runs it while the exchange waits on the network (the exchange's own download
-    // would otherwise wait for it, and the device would idle through the round trip).
+    // Their q to the host first (unless their data plane takes it on the device), in one
+    // download, then the decode steps' own attention queued: the device runs it while the
+    // exchange waits on the network (the exchange's own download would otherwise wait for it,
+    // and the device would idle through the round trip).
     Tensor q_host;
     if (wire) {
       SM_ASSIGN(down, be.download(qkv.q));
@@ -316,7 +340,7 @@ Expected<QueryHost::BatchStep> QueryHost::step_batch(std::span<QueryHost* const>
     }
     std::vector<Tensor> qs;
     for (size_t i : networked)
-      qs.push_back((remotes[i]->shards_here() ? qkv.q : q_host).rows(first_row[i], first_row[i] + n[i]));
+      qs.push_back((on_device(*remotes[i]) ? qkv.q : q_host).rows(first_row[i], first_row[i] + n[i]));
     const int64_t hq = qkv.q.dim(1), d = qkv.q.dim(2);
     SM_ASSIGN(attn, be.scratch(be.activation_dtype(), {rows, hq, d}));
     SM_ASSIGN(attn_lse, be.scratch(DType::f32, {rows, hq}));

@@ -8,6 +8,8 @@
 
 namespace starmesh {
 
+static_assert(kNcclUniqueIdBytes == NCCL_UNIQUE_ID_BYTES, "the header's copy of NCCL's id size");
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -41,9 +43,16 @@ std::string nccl_text(ncclResult_t r) {
 
 struct NcclTransport::Comm {
   ncclComm_t comm = nullptr;
-  cudaStream_t stream = nullptr;
+  cudaStream_t after = nullptr;   // the caller's: each call follows its work
+  cudaStream_t stream = nullptr;  // the communicator's own
+  cudaEvent_t queued = nullptr;   // recorded on `after`, waited on by `stream`
   int device = 0;
   std::string broken;  // why the communicator was aborted; empty while it is usable
+
+  ~Comm() {  // after the communicator is gone: nothing of it runs on the stream any more
+    if (queued) cudaEventDestroy(queued);
+    if (stream) cudaStreamDestroy(stream);
+  }
 };
 
 Expected<std::vector<uint8_t>> nccl_unique_id() {
@@ -58,8 +67,7 @@ NcclTransport::NcclTransport(std::unique_ptr<Comm> comm, int rank, int size)
     : comm_(std::move(comm)), rank_(rank), size_(size) {}
 
 Expected<std::unique_ptr<NcclTransport>> NcclTransport::create(int rank, int size, std::span<const uint8_t> unique_id,
-                                                               int cuda_device, CUstream_st* stream,
-                                                               Deadline deadline) {
+                                                               int cuda_device, CUstream_st* after, Deadline deadline) {
   const auto start = Clock::now();
   if (size < 1 || rank < 0 || rank >= size)
     return make_error("NCCL create: rank ", rank, " of ", size, " is not a rank");
@@ -74,8 +82,11 @@ Expected<std::unique_ptr<NcclTransport>> NcclTransport::create(int rank, int siz
   if (!scope.ok()) return make_error("NCCL create: cannot make CUDA device ", cuda_device, " current");
 
   auto c = std::make_unique<Comm>();
-  c->stream = reinterpret_cast<cudaStream_t>(stream);
+  c->after = reinterpret_cast<cudaStream_t>(after);
   c->device = cuda_device;
+  if (cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking) != cudaSuccess ||
+      cudaEventCreateWithFlags(&c->queued, cudaEventDisableTiming) != cudaSuccess)
+    return make_error("NCCL create: rank ", rank, ": cannot make a stream and an event on device ", cuda_device);
   ncclUniqueId id;
   std::memcpy(id.internal, unique_id.data(), NCCL_UNIQUE_ID_BYTES);
   ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
@@ -130,6 +141,13 @@ Status NcclTransport::check(const Tensor& t, const std::string& what) const {
   return {};
 }
 
+Status NcclTransport::follow(const std::string& what) {
+  if (cudaEventRecord(comm_->queued, comm_->after) != cudaSuccess ||
+      cudaStreamWaitEvent(comm_->stream, comm_->queued, 0) != cudaSuccess)
+    return make_error("nccl rank ", rank_, " ", what, ": cannot order the transfer after the caller's stream");
+  return {};
+}
+
 Status NcclTransport::wait(Deadline deadline, Clock::time_point start, const std::string& what) {
   for (;;) {
     ncclResult_t state = ncclSuccess;
@@ -172,6 +190,7 @@ Status NcclTransport::exchange(std::span<const Transfer> transfers, Deadline dea
   }
   if (transfers.empty()) return {};
   DeviceScope scope(comm_->device);
+  SM_TRY(follow(what));
   ncclResult_t r = ncclGroupStart();
   for (const Transfer& t : transfers) {
     if (r != ncclSuccess && r != ncclInProgress) break;
@@ -194,6 +213,7 @@ Status NcclTransport::broadcast(int root, uint64_t tag, const Tensor& t, Deadlin
                            std::to_string(t.nbytes()) + " B";
   SM_TRY(check(t, what));
   DeviceScope scope(comm_->device);
+  SM_TRY(follow(what));
   const ncclResult_t r = ncclBroadcast(t.data(), t.data(), t.nbytes(), ncclUint8, root, comm_->comm, comm_->stream);
   if (r != ncclSuccess && r != ncclInProgress)
     return make_error("nccl rank ", rank_, " ", what, ": enqueueing failed: ", nccl_text(r));

@@ -21,6 +21,13 @@ Expected<Tensor> host_f32(backend_i& be, const Tensor& t) {
   const std::vector<float> f = h.to_f32_vector();
   return Tensor::from_f32(f, h.shape());
 }
+// q on the device in the activation dtype, as a shard host's shard_partial_into takes it.
+Expected<Tensor> on_device(backend_i& be, const Tensor& q) {
+  if (q.device() == be.device() && q.dtype() == be.activation_dtype()) return q;
+  if (q.device() != be.device()) return be.upload(q, be.activation_dtype());
+  return make_error("phase 2: q is ", dtype_name(q.dtype()), " on the device, the wire takes ",
+                    dtype_name(be.activation_dtype()));
+}
 }  // namespace
 
 Expected<std::vector<AttentionState>> RemoteShards::gather(int layer, const Tensor& q) {
@@ -30,7 +37,9 @@ Expected<std::vector<AttentionState>> RemoteShards::gather(int layer, const Tens
     return make_error("phase 2: the coordinator must be the last rank, it is ", root, " of ", peers + 1);
   if (peers == 0) return std::vector<AttentionState>{};
   const int64_t n = q.dim(0), hq = q.dim(1), d = q.dim(2);
-  SM_ASSIGN(qh, host_f32(model_.backend(), q));
+  backend_i& be = model_.backend();
+  const bool device_wire = transport_.carries_device_memory();
+  SM_ASSIGN(qh, device_wire ? on_device(be, q) : host_f32(be, q));
 
   std::vector<Transfer> batch;
   Tensor header;
@@ -40,10 +49,17 @@ Expected<std::vector<AttentionState>> RemoteShards::gather(int layer, const Tens
       batch.push_back(Transfer::send(r, phase2_tag(step_, 0, Phase2Kind::header), header));
   }
   for (int r = 0; r < peers; ++r) batch.push_back(Transfer::send(r, phase2_tag(step_, layer, Phase2Kind::query), qh));
-  // Each answer is o f32 [n, hq, d] then lse f32 [n, hq], back to back in one message.
-  const int64_t o_elems = n * hq * d, per_host = o_elems + n * hq;
-  auto storage = std::make_shared<std::vector<float>>(size_t(per_host * peers));
-  Tensor all = Tensor::wrap(storage->data(), DType::f32, {peers, per_host}, Device::cpu(), storage);
+  // Each answer is one message: on the host, o f32 [n, hq, d] then lse f32 [n, hq]; on the
+  // device, as shard_partial_into packs it.
+  const DType o_dtype = device_wire ? be.activation_dtype() : DType::f32;
+  const int64_t per_host = partial_message_words(o_dtype, n, hq, d);
+  Tensor all;
+  if (device_wire) {
+    SM_ASSIGN(buf, be.scratch(DType::f32, {peers, per_host}));  // every byte is received
+    all = buf;
+  } else {
+    all = Tensor::zeros(DType::f32, {peers, per_host});
+  }
   for (int r = 0; r < peers; ++r)
     batch.push_back(Transfer::recv(r, phase2_tag(step_, layer, Phase2Kind::partial), all.rows(r, r + 1)));
 
@@ -74,11 +90,7 @@ Expected<std::vector<AttentionState>> RemoteShards::gather(int layer, const Tens
   }
   std::vector<AttentionState> out;
   out.reserve(size_t(peers));
-  for (int r = 0; r < peers; ++r) {
-    float* base = storage->data() + size_t(r) * size_t(per_host);
-    out.push_back({Tensor::wrap(base, DType::f32, {n, hq, d}, Device::cpu(), storage),
-                   Tensor::wrap(base + o_elems, DType::f32, {n, hq}, Device::cpu(), storage)});
-  }
+  for (int r = 0; r < peers; ++r) out.push_back(unpack_partial(all.rows(r, r + 1), o_dtype, n, hq, d));
   if (layer + 1 == model_.layers()) ++step_;
   return out;
 }

@@ -94,10 +94,16 @@ void run_job(std::shared_ptr<WorkerEngine> engine, std::shared_ptr<Job> job, dat
   if (job->phase1 && !job->query_host) {
     serve.step_timeout = job->step_timeout;
     const KvCache& cache = job->shard->cache;
-    const ShardPartialFn batched = [&](int layer, const Tensor& q) {
-      return engine->shards.partial(model, cache, layer, q, job->id);
-    };
-    auto served = serve_shard(model, *job->transport, batched, job->stop, serve);
+    Expected<ShardServerStats> served = ShardServerStats{};
+    if (job->transport->carries_device_memory()) {  // each partial alone, kept on the device
+      ArbiterLock compute(engine->arbiter, WorkKind::shard_step, job->id, job->tenant_tag, job->priority);
+      served = serve_shard(model, cache, *job->transport, compute, job->stop, serve);
+    } else {  // batched with the other requests' partials, through the host
+      const ShardPartialFn batched = [&](int layer, const Tensor& q) {
+        return engine->shards.partial(model, cache, layer, q, job->id);
+      };
+      served = serve_shard(model, *job->transport, batched, job->stop, serve);
+    }
     if (!served) job->served = served.status();
     if (!job->keep) job->shard.reset();  // the KV goes as soon as phase 2 is over (unless it may be kept)
   }

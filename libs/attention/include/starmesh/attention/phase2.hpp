@@ -19,6 +19,16 @@ namespace starmesh {
 // host (f32), ready for the wire or the merge.
 Expected<AttentionState> shard_partial(const Transformer& model, const KvCache& shard, int layer, const Tensor& q);
 
+// The partial state as one message on a data plane that carries device memory (NCCL): o in
+// `o_dtype` (the activation dtype), padded to whole f32 words, then lse f32 [rows, hq].
+int64_t partial_message_words(DType o_dtype, int64_t rows, int64_t hq, int64_t d);
+// Its state, as views of `message` (f32 [partial_message_words], on its device).
+AttentionState unpack_partial(const Tensor& message, DType o_dtype, int64_t rows, int64_t hq, int64_t d);
+// Shard side over such a plane: the partial of q (on the model's device, activation dtype)
+// written into `message` on the device, ready to send; nothing comes to the host.
+Status shard_partial_into(const Transformer& model, const KvCache& shard, int layer, const Tensor& q,
+                          const Tensor& message);
+
 // Shard side, many requests at once: ask i's partial of its q (host f32 [1, hq, d]) over layer
 // `layer` of its shard, each as shard_partial gives it alone, with one upload of every q, one
 // attention_batch and one download each of o and lse (a worker serving many requests' shards).
@@ -38,6 +48,9 @@ class remote_partials_i {
   // q [n, hq, d] on the model's device, or on the host (step_batch downloads the q of every
   // request whose shards are not here at once, before it queues its own attention).
   virtual Expected<std::vector<AttentionState>> gather(int layer, const Tensor& q) = 0;
+  // Whether gather wants q where it is, on the device (a data plane that carries device
+  // memory): step_batch then does not download it.
+  virtual bool wants_q_on_device() const { return false; }
   // The other hosts' shards when they are in this process, on the query host's device (null
   // otherwise): a decode step then asks every shard and its own tokens in one call.
   virtual const std::vector<const KvShard*>* shards_here() const { return nullptr; }

@@ -43,6 +43,9 @@ class transport_i {
   virtual std::string name() const = 0;
   virtual int rank() const = 0;
   virtual int size() const = 0;
+  // Whether tensors on a GPU go on the wire as they are (NCCL): a caller keeps its messages
+  // on the device. Otherwise (UCX, in-process, unless told) every tensor must be on the host.
+  virtual bool carries_device_memory() const { return false; }
 
   // Starts every transfer at once and returns when all are complete: the sends' tensors may
   // be reused, the receives' tensors hold the messages. Messages between one pair of ranks
@@ -67,7 +70,7 @@ class transport_i {
   // Once *flag is true, the call in progress and every later one end as at their deadline,
   // with code `cancelled` (a deadline gives `timeout`): a request that was stopped does not sit out a step
   // timeout waiting for a silent peer. The flag must outlive its use; null: none.
-  void cancel_on(const std::atomic<bool>* flag) { cancel_ = flag; }
+  virtual void cancel_on(const std::atomic<bool>* flag) { cancel_ = flag; }
 
  protected:
   bool cancelled() const { return cancel_ && cancel_->load(std::memory_order_relaxed); }

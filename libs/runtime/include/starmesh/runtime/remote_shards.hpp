@@ -3,6 +3,8 @@
 // request's transport. The coordinator is the last rank (the query host); ranks 0 .. size-2
 // are the shard hosts, which run serve_shard. Per layer, one exchange sends Q to every shard
 // host (after the step's header on layer 0) and receives every (o, lse), all in flight at once.
+// Over a data plane that carries device memory (NCCL), Q leaves from the device and the
+// partials land there, packed as partial_message_words says; only the header is on the host.
 #include <atomic>
 #include <chrono>
 #include <mutex>
@@ -30,6 +32,7 @@ class RemoteShards final : public remote_partials_i {
   // none. A decode step then attends in one call and never waits on the network, so a
   // worker's DecodeBatcher runs a batch of such requests without handing each layer to their
   // threads (that hand-off cost about 5 ms a step of 16 requests at 8K on the H200).
+  bool wants_q_on_device() const override { return transport_.carries_device_memory(); }
   const std::vector<const KvShard*>* shards_here() const override {
     return transport_.size() == 1 ? &no_other_shards_ : nullptr;
   }

@@ -21,7 +21,8 @@ struct ShardServerOptions {
   std::chrono::milliseconds spin{5};
   std::chrono::microseconds max_nap{2000};
   // Hears the seconds of each layer's partial, from its query's arrival until the answer is
-  // ready to send (metrics); null: nobody.
+  // ready to send (over a data plane that carries device memory, where the answer is only
+  // queued: until it is sent); null: nobody.
   std::function<void(double)> on_partial;
 };
 
@@ -35,11 +36,13 @@ struct ShardServerStats {
 using ShardPartialFn = std::function<Expected<AttentionState>(int layer, const Tensor& q)>;
 
 // Serves a shard to the coordinator at rank transport.size() - 1, each layer's partial from
-// `partial`.
+// `partial`. Host data planes only (the partials come to the host).
 Expected<ShardServerStats> serve_shard(const Transformer& model, transport_i& transport, const ShardPartialFn& partial,
                                        const std::atomic<bool>& stop, const ShardServerOptions& options);
 // The same, each partial computed alone under `compute` (the worker's compute lock: one
-// backend, many requests), held only while computing.
+// backend, many requests), held only while computing. Over a data plane that carries device
+// memory (NCCL), Q arrives on the device and the partial is written and sent from there
+// (shard_partial_into): no copy through the host.
 Expected<ShardServerStats> serve_shard(const Transformer& model, const KvCache& shard, transport_i& transport,
                                        compute_lock_i& compute, const std::atomic<bool>& stop,
                                        const ShardServerOptions& options);
