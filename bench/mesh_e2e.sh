@@ -6,6 +6,7 @@
 # JSON object per length, with the mean phase-2 exchange (query host) and shard partial (shard
 # hosts) a layer, from the workers' /metrics; the processes' logs and metrics go to LOG_DIR.
 # Usage: bench/mesh_e2e.sh STARMESH_BIN MODEL_DIR CONTEXTS WORKERS LOG_DIR [MAX_TOKENS]
+# MESH_WORKER_FLAGS: flags every worker gets besides (e.g. --no-cuda-staging, to compare).
 set -euo pipefail
 bin=$1 model=$2 contexts=$3 workers=$4 logs=$5 max_tokens=${6:-64}
 mkdir -p "$logs"
@@ -16,7 +17,7 @@ capacity=$((longest / workers + max_tokens + 1024))  # a shard, and on the query
 
 . "$(dirname "$0")/start_mesh.sh"
 MESH_METRICS=1 start_mesh "$bin" "$model" "$logs" "$dir" "$workers" "--phase1-timeout 900 --step-timeout 120" \
-  "--device ${DEVICE:-cuda} --capacity $capacity"
+  "--device ${DEVICE:-cuda} --capacity $capacity ${MESH_WORKER_FLAGS:-}"
 
 for len in $(echo "$contexts" | tr , ' '); do
   python3 -c "import json, random; v = min(128000, json.load(open('$model/config.json'))['vocab_size']); \

@@ -38,6 +38,7 @@ struct WorkerFlags {
   int64_t kv_page_tokens = 16;
   bool cuda_kv_pages = true;
   bool cuda_batch_ops = true;
+  bool cuda_staging = true;
   int max_batch = 32;
   int64_t prefill_chunk = 4096;
   int64_t batch_prefill = 256;
@@ -96,6 +97,7 @@ int run_worker(const WorkerFlags& f) {
   if (auto* gpu = dynamic_cast<CudaBackend*>((*loaded)->backend.get())) {
     gpu->set_page_arena(f.cuda_kv_pages);
     gpu->set_batch_ops(f.cuda_batch_ops);
+    gpu->set_staging(f.cuda_staging);
     // The timed GEMM plans now, before the worker registers: not in a request's first step.
     const auto t0 = std::chrono::steady_clock::now();
     if (Status warm = warm_up_gemms(model, CudaBackend::tuned_gemm_rows()); !warm)
@@ -207,6 +209,9 @@ void add_worker_command(CLI::App& app, int& exit_code) {
   cmd->add_flag("--cuda-batch-ops,!--no-cuda-batch-ops", f->cuda_batch_ops,
                 "On a GPU, a decode batch's KV writes and attention as one launch each for all its requests; on "
                 "by default (--no-cuda-batch-ops: one call a request, to compare)");
+  cmd->add_flag("--cuda-staging,!--no-cuda-staging", f->cuda_staging,
+                "Small uploads queued from pinned buffers without waiting for the GPU, by default "
+                "(--no-cuda-staging: synchronous copies, to compare)");
   cmd->add_option("--max-batch", f->max_batch,
                   "Most requests whose decode steps this worker runs as one batch (as their query host)")
       ->check(CLI::Range(1, DecodeBatcher::kMaxBatch))

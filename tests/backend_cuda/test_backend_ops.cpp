@@ -122,6 +122,39 @@ struct Backends {
 
 }  // namespace
 
+TEST_CASE_FIXTURE(
+    Backends, "cuda small uploads are queued from pinned slots - the host buffer is free at once, every copy lands") {
+  // More uploads than slots, each from one host buffer rewritten right after the call (an
+  // upload that read it late would land -1), each queued behind a large copy that keeps the
+  // stream busy; then small downloads (pinned) and a large round trip (the ordinary way).
+  const int64_t big = int64_t(32) << 20;
+  Tensor big_host = Tensor::from_f32(std::vector<float>(size_t(big), 3.0f), {big});
+  Tensor big_a = gpu->upload(big_host, DType::f32).value(), big_b = gpu->alloc(DType::f32, {big}).value();
+  std::vector<Tensor> small;
+  std::vector<float> buf(1024);
+  for (int i = 0; i < 50; ++i) {
+    REQUIRE(gpu->copy(big_a, big_b));  // 128 MB queued ahead of the upload
+    std::fill(buf.begin(), buf.end(), float(i));
+    Tensor host = Tensor::wrap(buf.data(), DType::f32, {1024}, Device::cpu(), nullptr);
+    auto up = gpu->upload(host, i % 2 ? DType::bf16 : DType::f32);
+    REQUIRE(up);
+    small.push_back(*up);
+    std::fill(buf.begin(), buf.end(), -1.0f);
+  }
+  for (int i = 0; i < 50; ++i) {
+    auto got = gpu->download(small[size_t(i)]);
+    REQUIRE(got);
+    const std::vector<float> v = got->to_f32_vector();
+    CAPTURE(i);
+    CHECK(std::all_of(v.begin(), v.end(), [&](float x) { return x == float(i); }));
+  }
+  auto large = gpu->upload(big_host, DType::f32);
+  REQUIRE(large);
+  auto back_large = gpu->download(*large);
+  REQUIRE(back_large);
+  CHECK(back_large->to_f32_vector() == big_host.to_f32_vector());
+}
+
 TEST_CASE_FIXTURE(Backends, "cuda elementwise ops equal the cpu reference") {
   // RMSNorm widths: the vector kernel (d % 8 == 0 up to 8192) and the plain one past it.
   for (int64_t width : {256, 4096, 8192, 8200, 100}) {

@@ -87,7 +87,8 @@ struct SplitGroup {
     std::vector<std::thread> threads;
     for (size_t r = 0; r < ranks.size(); ++r) threads.emplace_back([&, r] { results[r] = body(*ranks[r]); });
     for (auto& t : threads) t.join();
-    for (size_t r = 0; r < results.size(); ++r) CHECK_MESSAGE(results[r].is_ok(), "rank ", r, ": ", results[r].message());
+    for (size_t r = 0; r < results.size(); ++r)
+      CHECK_MESSAGE(results[r].is_ok(), "rank ", r, ": ", results[r].message());
   }
 };
 
@@ -132,7 +133,8 @@ TEST_CASE("split transport: an error of either half fails the batch, and a cance
   SplitGroup g(2);
   auto t0 = g.rank(0);
   // Nobody sends: the device half meets its deadline, while the host half's send succeeded.
-  const Transfer batch[] = {Transfer::send(1, 1, random_payload(64, 1)), Transfer::recv(1, 2, as_device(receive_buffer(64)))};
+  const Transfer batch[] = {Transfer::send(1, 1, random_payload(64, 1)),
+                            Transfer::recv(1, 2, as_device(receive_buffer(64)))};
   CHECK(expect_error(t0->exchange(batch, deadline_in(100ms)), {"recv from peer 1"}, "device half").is_ok());
   const Transfer host_only[] = {Transfer::recv(1, 3, receive_buffer(64))};
   CHECK(expect_error(t0->exchange(host_only, deadline_in(100ms)), {"recv from peer 1"}, "host half").is_ok());
@@ -140,7 +142,8 @@ TEST_CASE("split transport: an error of either half fails the batch, and a cance
   std::atomic<bool> stop{true};
   t0->cancel_on(&stop);
   const auto start = std::chrono::steady_clock::now();
-  const Transfer waits[] = {Transfer::recv(1, 4, receive_buffer(64)), Transfer::recv(1, 5, as_device(receive_buffer(64)))};
+  const Transfer waits[] = {Transfer::recv(1, 4, receive_buffer(64)),
+                            Transfer::recv(1, 5, as_device(receive_buffer(64)))};
   const Status s = t0->exchange(waits, deadline_in(10s));
   CHECK(s.code() == ErrorCode::cancelled);
   CHECK(std::chrono::steady_clock::now() - start < 5s);

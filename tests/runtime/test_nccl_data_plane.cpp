@@ -53,8 +53,10 @@ Expected<std::unique_ptr<transport_i>> join_group(LocalBootstrap& b, data_plane_
 
 }  // namespace
 
-TEST_CASE("nccl data plane: a group of one on one GPU - tensors after the backend's work, host messages, two requests at once (needs 1 GPU)" *
-          doctest::skip(cuda_devices() < 1)) {
+TEST_CASE(
+    "nccl data plane: a group of one on one GPU - tensors after the backend's work, host messages, two requests at "
+    "once (needs 1 GPU)" *
+    doctest::skip(cuda_devices() < 1)) {
   auto results = run_local_group(
       1,
       [](LocalBootstrap& b) -> Status {
@@ -93,8 +95,9 @@ TEST_CASE("nccl data plane: a group of one on one GPU - tensors after the backen
   for (auto& s : results) CHECK_MESSAGE(s.is_ok(), s.message());
 }
 
-TEST_CASE("nccl data plane: phase 2 between 2 processes on 2 GPUs equals the star engine in one process (needs 2 GPUs)" *
-          doctest::skip(cuda_devices() < 2)) {
+TEST_CASE(
+    "nccl data plane: phase 2 between 2 processes on 2 GPUs equals the star engine in one process (needs 2 GPUs)" *
+    doctest::skip(cuda_devices() < 2)) {
   // Rank 0 holds block 0 and serves its partials; rank 1 is the query host. Its logits must be
   // those of the same plan run in one process on its GPU (InProcessShards): the same kernels,
   // merged in the same order, bit for bit.

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "cuda_page_arena.hpp"
+#include "cuda_staging.hpp"
 #include "starmesh/kernels/attention.hpp"
 #include "starmesh/kernels/elementwise.hpp"
 #include "starmesh/kernels/gemv.hpp"
@@ -94,6 +95,8 @@ struct CudaBackend::Impl {
   bool profiling = false;
   std::vector<Mark> marks;
   std::vector<cudaEvent_t> spare_events;
+  PinnedStaging staging;  // small uploads and downloads (set_staging)
+  bool use_staging = true;
   cudaEvent_t event() {
     if (spare_events.empty()) {
       cudaEvent_t e = nullptr;
@@ -235,6 +238,8 @@ void CudaBackend::set_fused(bool on) { impl_->fused = on; }
 void CudaBackend::set_page_arena(bool on) { impl_->page_arena = on; }
 void CudaBackend::set_batch_ops(bool on) { impl_->batch_ops = on; }
 
+void CudaBackend::set_staging(bool on) { impl_->use_staging = on; }
+
 int64_t CudaBackend::page_granularity() const {
   if (!impl_->page_arena) return 0;
   auto g = cuda_page_granularity(impl_->device);
@@ -323,7 +328,7 @@ Expected<Tensor> CudaBackend::scratch(DType t, const Shape& shape) {
 }
 
 Expected<Tensor> CudaBackend::upload(const Tensor& host, DType as) {
-  SM_OP_SCOPE("upload (synchronous)");
+  SM_OP_SCOPE("upload");
   if (host.device().kind != DeviceKind::cpu) return make_error("upload: source is not on the host");
   Tensor src = host;
   if (host.dtype() != as) {
@@ -333,6 +338,10 @@ Expected<Tensor> CudaBackend::upload(const Tensor& host, DType as) {
     src = Tensor::from_f32(f, host.shape(), as);
   }
   SM_ASSIGN(dst, impl_->alloc_raw(as, host.shape(), false));
+  if (impl_->use_staging && PinnedStaging::fits(src.nbytes())) {  // queued from a pinned copy: no wait
+    SM_TRY(impl_->staging.upload(dst.data(), src.data(), src.nbytes(), impl_->stream));
+    return dst;
+  }
   SM_TRY(cuda_status(cudaMemcpyAsync(dst.data(), src.data(), src.nbytes(), cudaMemcpyHostToDevice, impl_->stream),
                      "upload"));
   // The host buffer may die when we return: wait until the copy has read it.
@@ -345,6 +354,10 @@ Expected<Tensor> CudaBackend::download(const Tensor& t) {
   if (t.device().kind == DeviceKind::cpu) return t;
   SM_TRY(expect_device(t, device(), t.dtype(), "download"));
   Tensor out = Tensor::zeros(t.dtype(), t.shape());
+  if (impl_->use_staging && PinnedStaging::fits(t.nbytes())) {
+    SM_TRY(impl_->staging.download(out.data(), t.data(), t.nbytes(), impl_->stream));
+    return out;
+  }
   SM_TRY(cuda_status(cudaMemcpyAsync(out.data(), t.data(), t.nbytes(), cudaMemcpyDeviceToHost, impl_->stream),
                      "download"));
   SM_TRY(cuda_status(cudaStreamSynchronize(impl_->stream), "download"));

@@ -23,8 +23,7 @@ void SplitTransport::cancel_on(const std::atomic<bool>* flag) {
 
 Status SplitTransport::exchange(std::span<const Transfer> transfers, Deadline deadline) {
   std::vector<Transfer> on_host, on_device;
-  for (const Transfer& t : transfers)
-    (t.tensor.device().kind == DeviceKind::cpu ? on_host : on_device).push_back(t);
+  for (const Transfer& t : transfers) (t.tensor.device().kind == DeviceKind::cpu ? on_host : on_device).push_back(t);
   if (on_device.empty()) return host_->exchange(on_host, deadline);
   if (on_host.empty()) return device_->exchange(on_device, deadline);
   auto host_part = std::async(std::launch::async, [&] { return host_->exchange(on_host, deadline); });

@@ -51,8 +51,8 @@ class NcclDataPlane final : public data_plane_i {
     const Deadline deadline = std::chrono::steady_clock::now() + kJoinTimeout;
     SM_ASSIGN(host, join_ucx_group(ctx_, request_id, rank, addresses, key));
     SM_ASSIGN(id, share_unique_id(*host, deadline));
-    SM_ASSIGN(nccl, NcclTransport::create(rank, int(addresses.size()), id, device_,
-                                          static_cast<CUstream_st*>(stream_), deadline));
+    SM_ASSIGN(nccl, NcclTransport::create(rank, int(addresses.size()), id, device_, static_cast<CUstream_st*>(stream_),
+                                          deadline));
     SM_ASSIGN(split, SplitTransport::create(std::move(host), std::move(nccl)));
     return std::unique_ptr<transport_i>(std::move(split));
   }

@@ -1,8 +1,9 @@
 #pragma once
 // The CUDA backend: bf16 activations and KV cache, f32 log-sum-exp and logits, GEMMs through
 // cuBLASLt, everything else in kernels/. All work goes onto one stream; memory comes from the
-// stream-ordered allocator, so a forward pass makes no host round trip except to upload ids
-// and positions and to download what the caller asks for.
+// stream-ordered allocator, so a forward pass makes no host round trip except to download
+// what the caller asks for. Small uploads (ids, positions, a q from the wire) are queued from
+// pinned staging buffers without waiting for the stream (cuda_staging.hpp).
 #include <memory>
 #include <string>
 #include <vector>
@@ -91,6 +92,9 @@ class CudaBackend final : public backend_i {
   // scatter_rows and attention_batch as one launch for many rows (on, the default) or one
   // call a row (off): for the side-by-side of the concurrency bench.
   void set_batch_ops(bool on);
+  // Small uploads queued from pinned slots without a wait, small downloads through a pinned
+  // buffer (on, the default), or both as plain synchronous copies (off): to compare.
+  void set_staging(bool on);
 
   struct Impl;
 
