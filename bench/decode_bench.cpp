@@ -149,12 +149,14 @@ int main(int argc, char** argv) {
                  "With --batches: also time a Q-token query prefill inside each batch against it apart")
       ->check(CLI::Range(int64_t(0), int64_t(4096)));
   app.add_option("--json", json_path);
-  bool compare_cublaslt = false, compare_fused = false;
+  bool compare_cublaslt = false, compare_fused = false, compare_staging = false;
   app.add_flag("--compare-cublaslt", compare_cublaslt,
                "Also time the steps with one-row matmuls on cuBLASLt instead of the gemv kernel");
   app.add_flag("--compare-fused", compare_fused,
                "Also time the steps with the fused ops (rope_store_kv, gate_up_swiglu, matmul_add) off, "
                "each op on its own");
+  app.add_flag("--compare-staging", compare_staging,
+               "Also time the steps with small uploads and downloads as plain synchronous copies (no pinned staging)");
   CLI11_PARSE(app, argc, argv);
 
   const auto tl = Clock::now();
@@ -207,7 +209,7 @@ int main(int argc, char** argv) {
       std::unique_ptr<StarSession> star;
       std::function<Expected<Tensor>(std::span<const int32_t>)> step;
       // The side-by-side variants' steps.
-      const int extra = (int(compare_cublaslt) + int(compare_fused)) * (steps + 2);
+      const int extra = (int(compare_cublaslt) + int(compare_fused) + int(compare_staging)) * (steps + 2);
       nlohmann::json row{{"mode", mode}, {"context_tokens", n}};
 
       check(be.synchronize(), "sync");
@@ -275,6 +277,8 @@ int main(int argc, char** argv) {
       if (compare_cublaslt)
         side_by_side("cublaslt", "one-row GEMMs on cuBLASLt", [&](bool alt) { cuda->set_gemv(!alt); });
       if (compare_fused) side_by_side("unfused", "fused ops off", [&](bool alt) { cuda->set_fused(!alt); });
+      if (compare_staging)
+        side_by_side("no_staging", "synchronous small copies", [&](bool alt) { cuda->set_staging(!alt); });
       const double floor_tok_s = bw / step_bytes(cfg, n + 1);
       row["decode_tok_s"] = tok_s;
       row["decode_p50_s"] = percentile(per_step, 0.5);
