@@ -100,13 +100,14 @@ if [ "${1:-}" = "--concurrency" ]; then
   exit 0
 fi
 if [ "${1:-}" = "--nccl" ]; then
-  # The NCCL data plane's GPU tests (test_comm, test_runtime: every case named nccl*): the
+  # The NCCL data plane's GPU tests (test_comm, test_runtime: the cases named nccl*, split*,
+  # device-memory*): the
   # transport and the plane as groups of one; the cases that need 2 GPUs run where there are
   # 2. Then the cross-backend tests, from the same build.
   MESH_TESTS=ON build_mesh test_comm test_runtime test_backend_ops
   echo "== NCCL transport and data plane on $(nvidia-smi -L | wc -l) GPU(s)"
   for t in test_comm test_runtime; do
-    /tmp/build-mesh/bin/$t -tc="nccl*,split*" 2>&1 | tee "$out/$t-nccl.log" \
+    /tmp/build-mesh/bin/$t -tc="nccl*,split*,device-memory*" 2>&1 | tee "$out/$t-nccl.log" \
       | grep -E "ERROR|SKIPPED|test cases|assertions|Status" || true
   done
   echo "== cross-backend tests"
