@@ -101,9 +101,9 @@ if [ "${1:-}" = "--concurrency" ]; then
 fi
 if [ "${1:-}" = "--nccl" ]; then
   # The NCCL data plane's GPU tests (test_comm, test_runtime: the cases named nccl*, split*,
-  # device-memory*): the
-  # transport and the plane as groups of one; the cases that need 2 GPUs run where there are
-  # 2. Then the cross-backend tests, from the same build.
+  # device-memory*): the transport and the plane as groups of one, phase 2's device-memory
+  # path in one process; the cases that need 2 GPUs run where there are 2. Then the
+  # cross-backend tests, from the same build.
   MESH_TESTS=ON build_mesh test_comm test_runtime test_backend_ops
   echo "== NCCL transport and data plane on $(nvidia-smi -L | wc -l) GPU(s)"
   for t in test_comm test_runtime; do
