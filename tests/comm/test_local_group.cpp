@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <csignal>
+#include <stdexcept>
 #include <thread>
 
 #include "starmesh/launch/local_group.hpp"
@@ -45,6 +46,21 @@ TEST_CASE("local group: errors, crashes and hangs are reported per rank, never a
   CHECK(results[0].message().find("rank 0: rank zero says no") != std::string::npos);
   CHECK(results[1].message().find("signal") != std::string::npos);
   CHECK(results[2].message().find("did not finish within 1500 ms") != std::string::npos);
+}
+
+TEST_CASE("local group: a rank's exception, of any type, is its error and never unwinds into the parent's code") {
+  // A test framework's failed assertion throws a type of its own: a child that let it unwind
+  // would go on running the parent's test suite (a second process printing results).
+  auto results = run_local_group(
+      2,
+      [](LocalBootstrap& b) -> Status {
+        if (b.rank() == 0) throw std::runtime_error("a std::exception");
+        throw 42;
+      },
+      10s);
+  REQUIRE(results.size() == 2);
+  CHECK(results[0].message().find("exception: a std::exception") != std::string::npos);
+  CHECK(results[1].message().find("not a std::exception") != std::string::npos);
 }
 
 TEST_CASE("local group: a rank that leaves stops the others waiting in an allgather") {

@@ -69,8 +69,9 @@ class StagedDeviceEndpoint final : public transport_i {
 
 }  // namespace
 
-TEST_CASE("device-memory phase 2 on one GPU - a shard host thread and the query host equal the star engine (needs 1 GPU)" *
-          doctest::skip(test::cuda_devices() < 1)) {
+TEST_CASE(
+    "device-memory phase 2 on one GPU - a shard host thread and the query host equal the star engine (needs 1 GPU)" *
+    doctest::skip(test::cuda_devices() < 1)) {
   // In a child: this process forks the NCCL cases' ranks, and a child of a process that has
   // started CUDA cannot use it.
   auto results = run_local_group(

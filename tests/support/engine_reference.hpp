@@ -48,8 +48,10 @@ inline Reference record_generation(const Transformer& model, const std::vector<i
       model.backend(),
       [&](std::span<const int32_t> x) {
         auto out = step(x);
-        if (out) {
-          auto v = out->to_f32_vector();
+        if (out) {  // on the host (a GPU's logits are downloaded)
+          auto host = model.backend().download(*out);
+          if (!host) return Expected<Tensor>(host.error());
+          auto v = host->to_f32_vector();
           r.logits.insert(r.logits.end(), v.begin(), v.end());
         }
         return out;

@@ -135,6 +135,8 @@ std::vector<Status> run_local_group(int size, const std::function<Status(LocalBo
           s = body(bootstrap);
         } catch (const std::exception& e) {
           s = make_error("exception: ", e.what());
+        } catch (...) {  // e.g. a test framework's failed assertion: it must not unwind into the parent's code
+          s = make_error("an exception that is not a std::exception (a failed test assertion?)");
         }
       }
       const std::string& msg = s.message();
