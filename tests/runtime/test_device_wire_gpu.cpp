@@ -8,6 +8,7 @@
 #include <cuda_runtime_api.h>
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <thread>
 
@@ -17,6 +18,7 @@
 #include "starmesh/launch/local_group.hpp"
 #include "starmesh/runtime/remote_shards.hpp"
 #include "starmesh/runtime/shard_server.hpp"
+#include "support/apart_shards.hpp"
 #include "support/cuda_devices.hpp"
 #include "support/engine_reference.hpp"
 
@@ -88,10 +90,10 @@ TEST_CASE(
           shards.push_back(std::move(s));
         }
         const int64_t capacity = int64_t(query.size()) + max_new;
-        // The reference first: the same shards asked directly, on the same device.
+        // The reference first: the same shards asked directly on the same device, each apart (as the wire does).
         const auto last = std::make_shared<const KvShard>(std::move(shards.back()));  // the query host's
         SM_ASSIGN(ref_host, QueryHost::create(model, last, int64_t(ctx.size()), capacity));
-        InProcessShards here(model, {&shards[0], &shards[1]});
+        test::ApartShards here(model, {&shards[0], &shards[1]});
         const test::Reference want = test::record_generation(
             model, query, max_new, [&](std::span<const int32_t> x) { return ref_host.step(x, here); });
 
@@ -121,7 +123,17 @@ TEST_CASE(
         for (auto& t : threads) t.join();
         SM_TRY(finished);
         for (const Status& s : served) SM_TRY(s);
-        if (got.ids != want.ids) return make_error("the tokens differ from the one-process engine's");
+        if (got.ids != want.ids) {
+          size_t first = 0;
+          while (first < std::min(got.ids.size(), want.ids.size()) && got.ids[first] == want.ids[first]) ++first;
+          const size_t vocab = size_t(model.config().vocab_size), upto = (first + 1) * vocab;
+          const std::vector<float> a(got.logits.begin(),
+                                     got.logits.begin() + std::ptrdiff_t(std::min(upto, got.logits.size()))),
+              b(want.logits.begin(), want.logits.begin() + std::ptrdiff_t(std::min(upto, want.logits.size())));
+          return make_error("token ", first, " differs from the one-process engine's (", got.ids.size(), " and ",
+                            want.ids.size(), " tokens); the logits up to it at relative distance ",
+                            test::relative_distance(a, b));
+        }
         if (got.logits != want.logits)
           return make_error("the logits differ from the one-process engine's: relative distance ",
                             test::relative_distance(got.logits, want.logits));

@@ -5,6 +5,7 @@
 #ifdef STARMESH_COMM_NCCL
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <thread>
@@ -15,6 +16,7 @@
 #include "starmesh/runtime/data_plane.hpp"
 #include "starmesh/runtime/remote_shards.hpp"
 #include "starmesh/runtime/shard_server.hpp"
+#include "support/apart_shards.hpp"
 #include "support/cuda_devices.hpp"
 #include "support/engine_reference.hpp"
 
@@ -99,7 +101,7 @@ TEST_CASE(
     "nccl data plane: phase 2 between 2 processes on 2 GPUs equals the star engine in one process (needs 2 GPUs)" *
     doctest::skip(cuda_devices() < 2)) {
   // Rank 0 holds block 0 and serves its partials; rank 1 is the query host. Its logits must be
-  // those of the same plan run in one process on its GPU (InProcessShards): the same kernels,
+  // those of the same plan run in one process on its GPU (test::ApartShards): the same kernels,
   // merged in the same order, bit for bit.
   auto results = run_local_group(
       2,
@@ -131,10 +133,20 @@ TEST_CASE(
         SM_ASSIGN(block0, encode_host(model, plan, 0, ctx));
         SM_ASSIGN(mine_again, encode_host(model, plan, 1, ctx));
         SM_ASSIGN(local, QueryHost::create(model, std::move(mine_again), int64_t(ctx.size()), capacity));
-        InProcessShards here(model, {&block0});
+        test::ApartShards here(model, {&block0});
         const test::Reference want = test::record_generation(
             model, query, max_new, [&](std::span<const int32_t> x) { return local.step(x, here); });
-        if (got.ids != want.ids) return make_error("the tokens differ from the one-process engine's");
+        if (got.ids != want.ids) {
+          size_t first = 0;
+          while (first < std::min(got.ids.size(), want.ids.size()) && got.ids[first] == want.ids[first]) ++first;
+          const size_t vocab = size_t(model.config().vocab_size), upto = (first + 1) * vocab;
+          const std::vector<float> a(got.logits.begin(),
+                                     got.logits.begin() + std::ptrdiff_t(std::min(upto, got.logits.size()))),
+              b(want.logits.begin(), want.logits.begin() + std::ptrdiff_t(std::min(upto, want.logits.size())));
+          return make_error("token ", first, " differs from the one-process engine's (", got.ids.size(), " and ",
+                            want.ids.size(), " tokens); the logits up to it at relative distance ",
+                            test::relative_distance(a, b));
+        }
         if (got.logits != want.logits)
           return make_error("the logits differ from the one-process engine's: relative distance ",
                             test::relative_distance(got.logits, want.logits));
