@@ -11,6 +11,7 @@
 #include "comm/comm_test_support.hpp"
 #include "starmesh/comm/in_process_transport.hpp"
 #include "starmesh/comm/split_transport.hpp"
+#include "support/device_endpoint.hpp"
 
 using namespace starmesh;
 using namespace std::chrono_literals;
@@ -29,14 +30,10 @@ Tensor as_device(const Tensor& host) {
 
 // A fabric endpoint that carries "device" tensors: it refuses host ones (so that a host
 // tensor routed here fails) and counts what it moved.
-class LabelledDeviceEndpoint final : public transport_i {
+class LabelledDeviceEndpoint final : public test::DeviceEndpointBase {
  public:
-  LabelledDeviceEndpoint(transport_i& fabric, std::atomic<int>& moved) : fabric_(fabric), moved_(moved) {}
+  LabelledDeviceEndpoint(transport_i& fabric, std::atomic<int>& moved) : DeviceEndpointBase(fabric), moved_(moved) {}
   std::string name() const override { return "labelled-device"; }
-  int rank() const override { return fabric_.rank(); }
-  int size() const override { return fabric_.size(); }
-  bool carries_device_memory() const override { return true; }
-  void cancel_on(const std::atomic<bool>* flag) override { fabric_.cancel_on(flag); }
   Status exchange(std::span<const Transfer> transfers, Deadline deadline) override {
     std::vector<Transfer> host;
     for (const Transfer& t : transfers) {
@@ -51,7 +48,6 @@ class LabelledDeviceEndpoint final : public transport_i {
   }
 
  private:
-  transport_i& fabric_;
   std::atomic<int>& moved_;
 };
 

@@ -8,7 +8,6 @@
 #include <cuda_runtime_api.h>
 #include <doctest/doctest.h>
 
-#include <algorithm>
 #include <chrono>
 #include <thread>
 
@@ -20,6 +19,7 @@
 #include "starmesh/runtime/shard_server.hpp"
 #include "support/apart_shards.hpp"
 #include "support/cuda_devices.hpp"
+#include "support/device_endpoint.hpp"
 #include "support/engine_reference.hpp"
 
 using namespace starmesh;
@@ -29,14 +29,10 @@ namespace {
 
 // A fabric endpoint that carries GPU tensors by copying them through host memory, after the
 // whole device is synchronised (so whatever stream wrote them is done): slow, and exact.
-class StagedDeviceEndpoint final : public transport_i {
+class StagedDeviceEndpoint final : public test::DeviceEndpointBase {
  public:
-  explicit StagedDeviceEndpoint(transport_i& fabric) : fabric_(fabric) {}
+  using DeviceEndpointBase::DeviceEndpointBase;
   std::string name() const override { return "staged-device"; }
-  int rank() const override { return fabric_.rank(); }
-  int size() const override { return fabric_.size(); }
-  bool carries_device_memory() const override { return true; }
-  void cancel_on(const std::atomic<bool>* flag) override { fabric_.cancel_on(flag); }
 
   Status exchange(std::span<const Transfer> transfers, Deadline deadline) override {
     std::vector<Transfer> host;
@@ -64,9 +60,6 @@ class StagedDeviceEndpoint final : public transport_i {
         return make_error("unstaging a receive failed");
     return {};
   }
-
- private:
-  transport_i& fabric_;
 };
 
 }  // namespace
@@ -123,21 +116,7 @@ TEST_CASE(
         for (auto& t : threads) t.join();
         SM_TRY(finished);
         for (const Status& s : served) SM_TRY(s);
-        if (got.ids != want.ids) {
-          size_t first = 0;
-          while (first < std::min(got.ids.size(), want.ids.size()) && got.ids[first] == want.ids[first]) ++first;
-          const size_t vocab = size_t(model.config().vocab_size), upto = (first + 1) * vocab;
-          const std::vector<float> a(got.logits.begin(),
-                                     got.logits.begin() + std::ptrdiff_t(std::min(upto, got.logits.size()))),
-              b(want.logits.begin(), want.logits.begin() + std::ptrdiff_t(std::min(upto, want.logits.size())));
-          return make_error("token ", first, " differs from the one-process engine's (", got.ids.size(), " and ",
-                            want.ids.size(), " tokens); the logits up to it at relative distance ",
-                            test::relative_distance(a, b));
-        }
-        if (got.logits != want.logits)
-          return make_error("the logits differ from the one-process engine's: relative distance ",
-                            test::relative_distance(got.logits, want.logits));
-        return {};
+        return test::same_generation(got, want, model.config().vocab_size);
       },
       300s);
   for (auto& s : results) CHECK_MESSAGE(s.is_ok(), s.message());

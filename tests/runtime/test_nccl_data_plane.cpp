@@ -5,7 +5,6 @@
 #ifdef STARMESH_COMM_NCCL
 #include <doctest/doctest.h>
 
-#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <thread>
@@ -136,21 +135,7 @@ TEST_CASE(
         test::ApartShards here(model, {&block0});
         const test::Reference want = test::record_generation(
             model, query, max_new, [&](std::span<const int32_t> x) { return local.step(x, here); });
-        if (got.ids != want.ids) {
-          size_t first = 0;
-          while (first < std::min(got.ids.size(), want.ids.size()) && got.ids[first] == want.ids[first]) ++first;
-          const size_t vocab = size_t(model.config().vocab_size), upto = (first + 1) * vocab;
-          const std::vector<float> a(got.logits.begin(),
-                                     got.logits.begin() + std::ptrdiff_t(std::min(upto, got.logits.size()))),
-              b(want.logits.begin(), want.logits.begin() + std::ptrdiff_t(std::min(upto, want.logits.size())));
-          return make_error("token ", first, " differs from the one-process engine's (", got.ids.size(), " and ",
-                            want.ids.size(), " tokens); the logits up to it at relative distance ",
-                            test::relative_distance(a, b));
-        }
-        if (got.logits != want.logits)
-          return make_error("the logits differ from the one-process engine's: relative distance ",
-                            test::relative_distance(got.logits, want.logits));
-        return {};
+        return test::same_generation(got, want, model.config().vocab_size);
       },
       300s);
   for (auto& s : results) CHECK_MESSAGE(s.is_ok(), s.message());

@@ -3,6 +3,7 @@
 // or global attention) run through the generation loop, recording tokens and logits.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -33,6 +34,26 @@ inline double relative_distance(const std::vector<float>& a, const std::vector<f
     den += double(b[i]) * b[i];
   }
   return std::sqrt(num / (den > 0 ? den : 1));
+}
+
+// Ok when `got` is `want` bit for bit (tokens and logits); else which token differs first,
+// and how far apart the logits are up to it (`vocab` logits a token).
+inline Status same_generation(const Reference& got, const Reference& want, int64_t vocab) {
+  if (got.ids != want.ids) {
+    size_t first = 0;
+    while (first < std::min(got.ids.size(), want.ids.size()) && got.ids[first] == want.ids[first]) ++first;
+    const size_t upto = (first + 1) * size_t(vocab);
+    const auto prefix = [&](const std::vector<float>& v) {
+      return std::vector<float>(v.begin(), v.begin() + std::ptrdiff_t(std::min(upto, v.size())));
+    };
+    return make_error("token ", first, " differs from the reference's (", got.ids.size(), " and ", want.ids.size(),
+                      " tokens); the logits up to it at relative distance ",
+                      relative_distance(prefix(got.logits), prefix(want.logits)));
+  }
+  if (got.logits != want.logits)
+    return make_error("the logits differ from the reference's: relative distance ",
+                      relative_distance(got.logits, want.logits));
+  return {};
 }
 
 // Generation from `query` through `step`, as the mesh runs it (the model's stop ids; greedy
