@@ -114,7 +114,8 @@ int run_worker(const WorkerFlags& f) {
   if (Status fits = check_kv_fits(model, f.capacity); !fits) return fail(fits.message());
   auto pages = page_kv(model, f.capacity, f.kv_page_tokens, std::chrono::seconds(30));
   if (!pages) return fail(pages.error().message);
-  Expected<std::unique_ptr<data_plane_i>> plane = make_error("no data plane");
+  Expected<std::unique_ptr<data_plane_i>> plane =
+      make_error("--transport nccl needs the CUDA backend, and this worker's is not (a build without CUDA?)");
   if (nccl) {
 #ifdef STARMESH_HAVE_CUDA
     if (auto* gpu = dynamic_cast<CudaBackend*>((*loaded)->backend.get()))
