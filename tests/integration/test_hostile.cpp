@@ -77,6 +77,21 @@ TEST_CASE("the CLI refuses out-of-bound flags with an error, not a crash") {
   CHECK(anchor.code() != 0);
 }
 
+TEST_CASE("a worker refuses an unknown data plane, and NCCL without a GPU, before loading its model") {
+  auto pigeon = run_cli("worker --router 127.0.0.1:1 --transport carrier-pigeon 2>&1");
+  INFO(pigeon.out);
+  CHECK(pigeon.exited());
+  CHECK(pigeon.code() != 0);
+  CHECK(pigeon.out.find("ucx-tcp, ucx-shm or ucx-auto") != std::string::npos);
+  CHECK(pigeon.out.find("or nccl") != std::string::npos);
+  auto nccl = run_cli("worker --router 127.0.0.1:1 --transport nccl --device cpu 2>&1");
+  INFO(nccl.out);
+  CHECK(nccl.exited());
+  CHECK(nccl.code() != 0);
+  CHECK(nccl.out.find("--transport nccl needs --device cuda") != std::string::npos);
+  CHECK(nccl.out.find("loading the model") == std::string::npos);
+}
+
 TEST_CASE("without TLS the router and workers listen only on loopback addresses") {
   // The plain control plane authenticates no one (and CAF sizes a message from its header):
   // it must not be reachable from another machine.
