@@ -75,7 +75,8 @@ int run_worker(const WorkerFlags& f) {
   // nccl: GPU tensors through NCCL, the rest (and NCCL's bootstrap) through UCX, either way.
   const bool nccl = f.transport == "nccl";
   auto ucx = ucx_options(nccl ? "ucx-auto" : f.transport, f.net_devices);
-  if (!ucx) return fail(ucx.error().message + " or nccl");
+  if (!ucx)
+    return fail("--transport must be ucx-tcp, ucx-shm or ucx-auto (or nccl: GPU workers), got '" + f.transport + "'");
   auto device = parse_device(f.device);
   if (!device) return fail("--device: " + device.error().message);
   if (nccl && device->kind != DeviceSpec::Kind::cuda) return fail("--transport nccl needs --device cuda");

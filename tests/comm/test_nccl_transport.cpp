@@ -127,7 +127,7 @@ TEST_CASE("nccl: a transfer waits for the work queued on the caller's stream (ne
   // did not wait for them would read a buffer still being filled.
   auto results = run_local_group(
       1,
-      [](LocalBootstrap& b) -> Status {
+      [](LocalBootstrap&) -> Status {
         if (cudaSetDevice(0) != cudaSuccess) return make_error("cudaSetDevice(0) failed");
         cudaStream_t compute = nullptr;
         if (cudaStreamCreateWithFlags(&compute, cudaStreamNonBlocking) != cudaSuccess)
@@ -153,7 +153,6 @@ TEST_CASE("nccl: a transfer waits for the work queued on the caller's stream (ne
               break;
             }
         }
-        (void)b;
         t.reset();
         cudaStreamDestroy(compute);
         return s;

@@ -11,7 +11,7 @@
 #include "comm/comm_test_support.hpp"
 #include "starmesh/comm/in_process_transport.hpp"
 #include "starmesh/comm/split_transport.hpp"
-#include "support/device_endpoint.hpp"
+#include "support/forwarding_endpoint.hpp"
 
 using namespace starmesh;
 using namespace std::chrono_literals;
@@ -30,9 +30,10 @@ Tensor as_device(const Tensor& host) {
 
 // A fabric endpoint that carries "device" tensors: it refuses host ones (so that a host
 // tensor routed here fails) and counts what it moved.
-class LabelledDeviceEndpoint final : public test::DeviceEndpointBase {
+class LabelledDeviceEndpoint final : public test::ForwardingEndpoint {
  public:
-  LabelledDeviceEndpoint(transport_i& fabric, std::atomic<int>& moved) : DeviceEndpointBase(fabric), moved_(moved) {}
+  LabelledDeviceEndpoint(transport_i& fabric, std::atomic<int>& moved)
+      : ForwardingEndpoint(fabric, true), moved_(moved) {}
   std::string name() const override { return "labelled-device"; }
   Status exchange(std::span<const Transfer> transfers, Deadline deadline) override {
     std::vector<Transfer> host;
@@ -52,17 +53,7 @@ class LabelledDeviceEndpoint final : public test::DeviceEndpointBase {
 };
 
 // A fabric endpoint, owned by its fabric, handed to a split transport that owns its halves.
-struct Forward final : transport_i {
-  explicit Forward(transport_i& t, bool device = false) : t(t), device(device) {}
-  transport_i& t;
-  bool device;
-  std::string name() const override { return "forward"; }
-  int rank() const override { return t.rank(); }
-  int size() const override { return t.size(); }
-  bool carries_device_memory() const override { return device; }
-  void cancel_on(const std::atomic<bool>* flag) override { t.cancel_on(flag); }
-  Status exchange(std::span<const Transfer> x, Deadline d) override { return t.exchange(x, d); }
-};
+using Forward = test::ForwardingEndpoint;
 
 // A group of `size` split ranks over two fabrics; body(rank's transport) on a thread each.
 struct SplitGroup {

@@ -16,6 +16,7 @@
 #include <limits>
 #include <sstream>
 #include <thread>
+#include <vector>
 
 #include "integration/process_mesh.hpp"
 #include "integration/run_cli.hpp"
@@ -25,6 +26,21 @@
 using namespace starmesh;
 using test::ProcessMesh;
 using test::run_cli;
+
+namespace {
+
+// Runs the CLI with `args`, which must make it exit with an error; every one of `needles`
+// must be in what it printed, which is returned.
+std::string refused(const std::string& args, const std::vector<std::string>& needles = {}) {
+  auto ran = run_cli(args + " 2>&1");
+  INFO(ran.out);
+  CHECK(ran.exited());
+  CHECK(ran.code() != 0);
+  for (const std::string& n : needles) CHECK_MESSAGE(ran.out.find(n) != std::string::npos, "missing: ", n);
+  return ran.out;
+}
+
+}  // namespace
 
 TEST_CASE_FIXTURE(ProcessMesh, "numbers out of bounds are refused naming the bound, and the mesh serves on") {
   start("ucx-shm", 2);
@@ -64,32 +80,16 @@ TEST_CASE_FIXTURE(ProcessMesh, "numbers out of bounds are refused naming the bou
 }
 
 TEST_CASE("the CLI refuses out-of-bound flags with an error, not a crash") {
-  auto huge = run_cli("generate --mode star --block-size 9223372036854775807 --context abc --query d 2>&1");
-  INFO(huge.out);
-  CHECK(huge.exited());
-  CHECK(huge.code() != 0);
-  CHECK(huge.out.find("--block-size") != std::string::npos);
-  auto hosts = run_cli("generate --mode star --hosts -3 --context abc --query d 2>&1");
-  CHECK(hosts.exited());
-  CHECK(hosts.code() != 0);
-  auto anchor = run_cli("generate --mode star --anchor-size -9 --context abc --query d 2>&1");
-  CHECK(anchor.exited());
-  CHECK(anchor.code() != 0);
+  refused("generate --mode star --block-size 9223372036854775807 --context abc --query d", {"--block-size"});
+  refused("generate --mode star --hosts -3 --context abc --query d");
+  refused("generate --mode star --anchor-size -9 --context abc --query d");
 }
 
 TEST_CASE("a worker refuses an unknown data plane, and NCCL without a GPU, before loading its model") {
-  auto pigeon = run_cli("worker --router 127.0.0.1:1 --transport carrier-pigeon 2>&1");
-  INFO(pigeon.out);
-  CHECK(pigeon.exited());
-  CHECK(pigeon.code() != 0);
-  CHECK(pigeon.out.find("ucx-tcp, ucx-shm or ucx-auto") != std::string::npos);
-  CHECK(pigeon.out.find("or nccl") != std::string::npos);
-  auto nccl = run_cli("worker --router 127.0.0.1:1 --transport nccl --device cpu 2>&1");
-  INFO(nccl.out);
-  CHECK(nccl.exited());
-  CHECK(nccl.code() != 0);
-  CHECK(nccl.out.find("--transport nccl needs --device cuda") != std::string::npos);
-  CHECK(nccl.out.find("loading the model") == std::string::npos);
+  refused("worker --router 127.0.0.1:1 --transport carrier-pigeon", {"ucx-tcp, ucx-shm or ucx-auto", "or nccl"});
+  const std::string nccl =
+      refused("worker --router 127.0.0.1:1 --transport nccl --device cpu", {"--transport nccl needs --device cuda"});
+  CHECK(nccl.find("loading the model") == std::string::npos);
 }
 
 TEST_CASE("without TLS the router and workers listen only on loopback addresses") {

@@ -19,8 +19,8 @@
 #include "starmesh/runtime/shard_server.hpp"
 #include "support/apart_shards.hpp"
 #include "support/cuda_devices.hpp"
-#include "support/device_endpoint.hpp"
 #include "support/engine_reference.hpp"
+#include "support/forwarding_endpoint.hpp"
 
 using namespace starmesh;
 using namespace std::chrono_literals;
@@ -29,9 +29,9 @@ namespace {
 
 // A fabric endpoint that carries GPU tensors by copying them through host memory, after the
 // whole device is synchronised (so whatever stream wrote them is done): slow, and exact.
-class StagedDeviceEndpoint final : public test::DeviceEndpointBase {
+class StagedDeviceEndpoint final : public test::ForwardingEndpoint {
  public:
-  using DeviceEndpointBase::DeviceEndpointBase;
+  explicit StagedDeviceEndpoint(transport_i& fabric) : ForwardingEndpoint(fabric, true) {}
   std::string name() const override { return "staged-device"; }
 
   Status exchange(std::span<const Transfer> transfers, Deadline deadline) override {

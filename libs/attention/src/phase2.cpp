@@ -85,6 +85,14 @@ Status merge_all(backend_i& be, std::vector<AttentionState> parts, const Tensor&
 
 }  // namespace
 
+Expected<Tensor> q_on_device(backend_i& be, const Tensor& q) {
+  if (q.device() != be.device()) return be.upload(q, be.activation_dtype());
+  if (q.dtype() != be.activation_dtype())
+    return make_error("phase 2: q is ", dtype_name(q.dtype()), " on the device, a partial takes ",
+                      dtype_name(be.activation_dtype()));
+  return q;
+}
+
 int64_t partial_message_words(DType o_dtype, int64_t rows, int64_t hq, int64_t d) {
   return (rows * hq * d * int64_t(dtype_size(o_dtype)) + 3) / 4 + rows * hq;
 }
@@ -117,11 +125,7 @@ Status shard_partial_into(const Transformer& model, const KvCache& shard, int la
 Expected<AttentionState> shard_partial(const Transformer& model, const KvCache& shard, int layer, const Tensor& q) {
   if (layer < 0 || layer >= shard.layers()) return make_error("shard_partial: no layer ", layer);
   backend_i& be = model.backend();
-  Tensor q_dev = q;
-  if (q.device() != be.device()) {  // from the wire
-    SM_ASSIGN(up, be.upload(q, be.activation_dtype()));
-    q_dev = up;
-  }
+  SM_ASSIGN(q_dev, q_on_device(be, q));
   const int64_t n = q.dim(0), hq = q.dim(1), d = q.dim(2);
   SM_ASSIGN(p, packed_scratch(be, n, hq, d));
   SM_TRY(be.attention(q_dev, shard.keys(layer), shard.values(layer), AttentionMask::none(), model.attention_scale(),
@@ -163,11 +167,7 @@ Expected<std::vector<AttentionState>> shard_partials(const Transformer& model, s
 
 Expected<std::vector<AttentionState>> InProcessShards::gather(int layer, const Tensor& q) {
   backend_i& be = model_.backend();
-  Tensor q_dev = q;
-  if (q.device() != be.device()) {  // a batch hands the network's requests their q on the host
-    SM_ASSIGN(up, be.upload(q, be.activation_dtype()));
-    q_dev = up;
-  }
+  SM_ASSIGN(q_dev, q_on_device(be, q));
   std::vector<AttentionState> out;
   for (const KvShard* s : shards_) {
     if (layer < 0 || layer >= s->cache.layers()) return make_error("phase 2: no layer ", layer);

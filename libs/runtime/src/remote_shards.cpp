@@ -21,13 +21,6 @@ Expected<Tensor> host_f32(backend_i& be, const Tensor& t) {
   const std::vector<float> f = h.to_f32_vector();
   return Tensor::from_f32(f, h.shape());
 }
-// q on the device in the activation dtype, as a shard host's shard_partial_into takes it.
-Expected<Tensor> on_device(backend_i& be, const Tensor& q) {
-  if (q.device() == be.device() && q.dtype() == be.activation_dtype()) return q;
-  if (q.device() != be.device()) return be.upload(q, be.activation_dtype());
-  return make_error("phase 2: q is ", dtype_name(q.dtype()), " on the device, the wire takes ",
-                    dtype_name(be.activation_dtype()));
-}
 }  // namespace
 
 Expected<std::vector<AttentionState>> RemoteShards::gather(int layer, const Tensor& q) {
@@ -39,14 +32,18 @@ Expected<std::vector<AttentionState>> RemoteShards::gather(int layer, const Tens
   const int64_t n = q.dim(0), hq = q.dim(1), d = q.dim(2);
   backend_i& be = model_.backend();
   const bool device_wire = transport_.carries_device_memory();
-  SM_ASSIGN(qh, device_wire ? on_device(be, q) : host_f32(be, q));
+  SM_ASSIGN(qh, device_wire ? q_on_device(be, q) : host_f32(be, q));
 
-  std::vector<Transfer> batch;
+  // A step's headers (host memory) go with layer 0's batch; on a plane that carries device
+  // memory, in an exchange of their own just before it, so that one exchange never holds both
+  // kinds (a split transport would run its halves on two threads, every token). A shard host
+  // takes its header before anything else, so the headers can go first.
+  std::vector<Transfer> headers, batch;
   Tensor header;
   if (layer == 0) {
     header = encode_header({Phase2Op::step, int32_t(step_), int32_t(n), model_.layers()});
     for (int r = 0; r < peers; ++r)
-      batch.push_back(Transfer::send(r, phase2_tag(step_, 0, Phase2Kind::header), header));
+      (device_wire ? headers : batch).push_back(Transfer::send(r, phase2_tag(step_, 0, Phase2Kind::header), header));
   }
   for (int r = 0; r < peers; ++r) batch.push_back(Transfer::send(r, phase2_tag(step_, layer, Phase2Kind::query), qh));
   // Each answer is one message: on the host, o f32 [n, hq, d] then lse f32 [n, hq]; on the
@@ -65,7 +62,9 @@ Expected<std::vector<AttentionState>> RemoteShards::gather(int layer, const Tens
 
   if (lock_) lock_->unlock();
   const auto t0 = std::chrono::steady_clock::now();
-  const Status st = transport_.exchange(batch, deadline_in(timeout_));
+  const Deadline deadline = deadline_in(timeout_);
+  Status st = headers.empty() ? Status{} : transport_.exchange(headers, deadline);
+  if (st) st = transport_.exchange(batch, deadline);
   const double took = seconds_since(t0);  // not the wait for the lock after
   if (lock_) lock_->lock();
   if (!st && st.code() == ErrorCode::cancelled)

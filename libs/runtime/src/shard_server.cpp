@@ -46,7 +46,6 @@ Wait wait_header(transport_i& t, int peer, uint64_t tag, const Tensor& into, con
 struct Wire {
   std::function<Status(int64_t rows, Tensor& q, Tensor& answer)> buffers;
   std::function<Status(int layer, const Tensor& q, const Tensor& answer)> answer;
-  bool device = false;  // the answer is only queued when `answer` returns: time it to its send
 };
 
 Expected<ShardServerStats> serve_loop(const Transformer& model, transport_i& transport, const Wire& wire,
@@ -93,7 +92,8 @@ Expected<ShardServerStats> serve_loop(const Transformer& model, transport_i& tra
           transport.send(root, phase2_tag(step, l, Phase2Kind::partial), answer, deadline_in(options.step_timeout));
       if (!sent && stop.load()) return stats;  // freed meanwhile
       SM_TRY(sent);
-      if (wire.device) took = std::chrono::duration<double>(Clock::now() - t0).count();
+      // On the device the answer was only queued: its time runs to its send.
+      if (transport.carries_device_memory()) took = std::chrono::duration<double>(Clock::now() - t0).count();
       if (options.on_partial) options.on_partial(took);
     }
     ++stats.steps;
@@ -129,7 +129,6 @@ Wire host_wire(const Transformer& model, const ShardPartialFn& partial) {
 Wire device_wire(const Transformer& model, const KvCache& shard, compute_lock_i& compute) {
   const int64_t hq = model.config().num_attention_heads, d = model.config().head_dim;
   Wire w;
-  w.device = true;
   w.buffers = [&model, &compute, hq, d](int64_t n, Tensor& q, Tensor& answer) -> Status {
     backend_i& be = model.backend();
     std::lock_guard lock(compute);

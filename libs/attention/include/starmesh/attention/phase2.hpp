@@ -19,6 +19,10 @@ namespace starmesh {
 // host (f32), ready for the wire or the merge.
 Expected<AttentionState> shard_partial(const Transformer& model, const KvCache& shard, int layer, const Tensor& q);
 
+// q as a partial takes it: on the model's device in the activation dtype (uploaded when it is
+// on the host, as it comes from the wire or from step_batch's download).
+Expected<Tensor> q_on_device(backend_i& be, const Tensor& q);
+
 // The partial state as one message on a data plane that carries device memory (NCCL): o in
 // `o_dtype` (the activation dtype), padded to whole f32 words, then lse f32 [rows, hq].
 int64_t partial_message_words(DType o_dtype, int64_t rows, int64_t hq, int64_t d);
